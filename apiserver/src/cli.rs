@@ -1,0 +1,165 @@
+//! The `microdash` command line: `serve`, `migrate`, `tenant`, `token`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigLayer};
+use crate::domain::token::parse_scopes;
+use crate::storage;
+use crate::tenants;
+
+#[derive(Parser)]
+#[command(name = "microdash", version, about = "Multi-tenant observability micro-dashboard", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server (API, dashboard, ingest pipeline).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// YAML file with the same keys as the flags (snake_case); flags and env win over it.
+    #[arg(long, env = "MICRODASH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Validate flags, environment and file, print the effective configuration, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    #[command(flatten)]
+    pub layer: ConfigLayer,
+}
+
+/// What the database commands need: where the database is.
+#[derive(Args)]
+pub struct DbArgs {
+    #[arg(long, env = "MICRODASH_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "MICRODASH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its first token (all scopes).
+    Create {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a tenant with all its data.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a tenant and print it.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// ingest, read or admin; repeat or separate with commas.
+        #[arg(long = "scope", value_delimiter = ',', default_values_t = ["ingest".to_string(), "read".to_string()])]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+pub fn resolve_config(file: Option<&PathBuf>, layer: ConfigLayer) -> anyhow::Result<Config> {
+    let file_layer = match file {
+        Some(path) => ConfigLayer::from_file(path)?,
+        None => ConfigLayer::default(),
+    };
+    Ok(Config::resolve(layer.over(file_layer))?)
+}
+
+async fn open_store(db: DbArgs) -> anyhow::Result<storage::DynStore> {
+    let config =
+        resolve_config(db.config.as_ref(), ConfigLayer { database_url: db.database_url, ..Default::default() })?;
+    crate::server::prepare_sqlite_dir(&config.database_url)?;
+    let store = storage::open(&config.database_url, config.sqlite_sync == "full").await?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = resolve_config(args.config.as_ref(), args.layer)?;
+            if args.check_config {
+                print!("{}", config.to_redacted_yaml());
+                return Ok(());
+            }
+            crate::server::serve(config).await
+        }
+        Command::Migrate(db) => {
+            open_store(db).await?;
+            eprintln!("Migrations applied.");
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { name, display_name, db }) => {
+            let store = open_store(db).await?;
+            let (tenant, token) = tenants::create_tenant(&store, &name, display_name.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("Created tenant {:?}. Its token (all scopes) is shown once:", tenant.name);
+            println!("{}", token.expose());
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::List { db }) => {
+            let store = open_store(db).await?;
+            for t in store.list_tenants().await? {
+                println!("{}\t{}", t.name, t.display_name.unwrap_or_default());
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Delete { name, db }) => {
+            let store = open_store(db).await?;
+            if !store.delete_tenant(&name).await? {
+                anyhow::bail!("tenant {name:?} does not exist (see `microdash tenant list`)");
+            }
+            eprintln!("Deleted tenant {name:?} and all its data.");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { tenant, scopes, db }) => {
+            let scopes = parse_scopes(&scopes.join(",")).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let store = open_store(db).await?;
+            let token = tenants::create_token(&store, &tenant, &scopes).await.map_err(|e| match e {
+                tenants::TenantError::Store(storage::StoreError::NotFound(_)) => {
+                    anyhow::anyhow!(
+                        "tenant {tenant:?} does not exist; create it with `microdash tenant create {tenant}`"
+                    )
+                }
+                other => anyhow::anyhow!("{other}"),
+            })?;
+            let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            eprintln!("Created a token for tenant {tenant:?} with scopes {}. It is shown once:", names.join(","));
+            println!("{}", token.expose());
+            Ok(())
+        }
+    }
+}

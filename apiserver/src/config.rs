@@ -1,0 +1,438 @@
+//! Server configuration: flags win over `MICRODASH_*` environment variables, which win over
+//! the optional YAML file; defaults live in one place (`Config::default`) and every value is
+//! validated at start with an error that names its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Limits;
+
+/// One layer of configuration: what a flag, env var or the file sets. `None` = not set here.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// Address for the HTTP API and dashboard.
+    #[arg(long, env = "MICRODASH_LISTEN")]
+    pub listen: Option<String>,
+    /// Where data lives: `sqlite://PATH` (default `sqlite://./data/microdash.db`).
+    #[arg(long, env = "MICRODASH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder for local state such as the default tenant's token file.
+    #[arg(long, env = "MICRODASH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Redis for the distributed queue and live hub (unset = in-process).
+    #[arg(long, env = "MICRODASH_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// External MQTT broker to bridge from (unset = embedded broker).
+    #[arg(long, env = "MICRODASH_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// Address of the embedded MQTT broker, or `off`.
+    #[arg(long, env = "MICRODASH_MQTT_LISTEN")]
+    pub mqtt_listen: Option<String>,
+    /// Which parts run in this process: all, api or worker.
+    #[arg(long, env = "MICRODASH_ROLE")]
+    pub role: Option<String>,
+    /// The token that manages tenants over the admin API (unset = admin API disabled).
+    #[arg(long, env = "MICRODASH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Serve the dashboard from this folder instead of the copy built into the binary.
+    #[arg(long, env = "MICRODASH_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "MICRODASH_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most samples in one bulk request.
+    #[arg(long, env = "MICRODASH_MAX_BATCH_SAMPLES")]
+    pub max_batch_samples: Option<usize>,
+    /// Most labels on one sample.
+    #[arg(long, env = "MICRODASH_MAX_LABELS")]
+    pub max_labels: Option<usize>,
+    /// Longest metric name in bytes.
+    #[arg(long, env = "MICRODASH_MAX_METRIC_NAME_LEN")]
+    pub max_metric_name_len: Option<usize>,
+    /// Longest label value in bytes.
+    #[arg(long, env = "MICRODASH_MAX_LABEL_VALUE_LEN")]
+    pub max_label_value_len: Option<usize>,
+    /// How far in the future a sample's timestamp may be (e.g. `10m`).
+    #[arg(long, env = "MICRODASH_MAX_FUTURE", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub max_future: Option<Duration>,
+    /// Samples accepted but not yet committed, before ingest answers 503.
+    #[arg(long, env = "MICRODASH_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// How long a `dedupe_id` is remembered (e.g. `24h`).
+    #[arg(long, env = "MICRODASH_DEDUPE_WINDOW", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub dedupe_window: Option<Duration>,
+    /// Samples per second each tenant may send (0 = unlimited).
+    #[arg(long, env = "MICRODASH_TENANT_RATE_LIMIT")]
+    pub tenant_rate_limit: Option<u32>,
+    /// Most raw points one query may read.
+    #[arg(long, env = "MICRODASH_MAX_QUERY_POINTS")]
+    pub max_query_points: Option<usize>,
+    /// SQLite `synchronous`: `normal` survives a crash of the process, `full` also power loss.
+    #[arg(long, env = "MICRODASH_SQLITE_SYNC")]
+    pub sqlite_sync: Option<String>,
+    /// How long a dashboard login lasts (e.g. `12h`).
+    #[arg(long, env = "MICRODASH_SESSION_TTL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub session_ttl: Option<Duration>,
+    /// Mark the session cookie `Secure` (set when serving over HTTPS, e.g. behind a proxy).
+    #[arg(long, env = "MICRODASH_COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+    /// Log format: text or json.
+    #[arg(long, env = "MICRODASH_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+macro_rules! merge_layers {
+    ($high:expr, $low:expr, $($field:ident),*) => {
+        ConfigLayer { $($field: $high.$field.or($low.$field)),* }
+    };
+}
+
+impl ConfigLayer {
+    /// Values set in `self` win; the rest come from `lower`.
+    pub fn over(self, lower: ConfigLayer) -> ConfigLayer {
+        merge_layers!(
+            self,
+            lower,
+            listen,
+            database_url,
+            data_dir,
+            redis_url,
+            mqtt_url,
+            mqtt_listen,
+            role,
+            admin_token,
+            dashboard_dir,
+            max_body_bytes,
+            max_batch_samples,
+            max_labels,
+            max_metric_name_len,
+            max_label_value_len,
+            max_future,
+            queue_capacity,
+            dedupe_window,
+            tenant_rate_limit,
+            max_query_points,
+            sqlite_sync,
+            session_ttl,
+            cookie_secure,
+            log_format
+        )
+    }
+
+    /// Reads a YAML file of the same keys.
+    pub fn from_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::new("--config", format!("{}: {e}", path.display())))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub redis_url: Option<String>,
+    pub mqtt_url: Option<String>,
+    /// `None` when the embedded broker is off.
+    pub mqtt_listen: Option<SocketAddr>,
+    pub role: Role,
+    #[serde(serialize_with = "redact")]
+    pub admin_token: Option<String>,
+    pub dashboard_dir: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub max_batch_samples: usize,
+    pub max_labels: usize,
+    pub max_metric_name_len: usize,
+    pub max_label_value_len: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    pub queue_capacity: usize,
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    pub tenant_rate_limit: u32,
+    pub max_query_points: usize,
+    pub sqlite_sync: String,
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    pub cookie_secure: bool,
+    pub log_format: String,
+}
+
+fn redact<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+/// A configuration key and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        Self { key: key.to_string(), reason: reason.into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Config {
+            listen: "0.0.0.0:8080".parse().expect("valid default"),
+            database_url: "sqlite://./data/microdash.db".into(),
+            data_dir: PathBuf::from("./data"),
+            redis_url: None,
+            mqtt_url: None,
+            mqtt_listen: Some("0.0.0.0:1883".parse().expect("valid default")),
+            role: Role::All,
+            admin_token: None,
+            dashboard_dir: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_batch_samples: limits.max_batch_samples,
+            max_labels: limits.max_labels,
+            max_metric_name_len: limits.max_metric_name_len,
+            max_label_value_len: limits.max_label_value_len,
+            max_future: Duration::from_millis(limits.max_future_ms as u64),
+            queue_capacity: 1_000_000,
+            dedupe_window: Duration::from_secs(24 * 3600),
+            tenant_rate_limit: 1_000_000,
+            max_query_points: 2_000_000,
+            sqlite_sync: "normal".into(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            cookie_secure: false,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Builds the effective configuration from the merged layers, validating every key.
+    pub fn resolve(layer: ConfigLayer) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let listen = match layer.listen {
+            Some(text) => text
+                .parse()
+                .map_err(|_| ConfigError::new("listen", format!("{text:?} is not an address like 0.0.0.0:8080")))?,
+            None => d.listen,
+        };
+        let mqtt_listen = match layer.mqtt_listen.as_deref() {
+            Some("off") => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                ConfigError::new("mqtt_listen", format!("{text:?} is not an address like 0.0.0.0:1883 or `off`"))
+            })?),
+            None => d.mqtt_listen,
+        };
+        let role = match layer.role.as_deref() {
+            None | Some("all") => Role::All,
+            Some("api") => Role::Api,
+            Some("worker") => Role::Worker,
+            Some(other) => return Err(ConfigError::new("role", format!("{other:?} is not one of all, api, worker"))),
+        };
+        let database_url = layer.database_url.unwrap_or(d.database_url);
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::new(
+                "database_url",
+                format!(
+                    "{} is not supported yet: this version stores data in SQLite (sqlite://PATH); MariaDB and PostgreSQL come with the storage milestone",
+                    redact_url(&database_url)
+                ),
+            ));
+        }
+        if layer.redis_url.is_some() {
+            return Err(ConfigError::new(
+                "redis_url",
+                "the Redis queue is not available in this version; unset MICRODASH_REDIS_URL to use the in-process queue",
+            ));
+        }
+        if role != Role::All {
+            return Err(ConfigError::new(
+                "role",
+                "api and worker roles need the Redis queue; use `all` in this version",
+            ));
+        }
+        let sqlite_sync = layer.sqlite_sync.unwrap_or(d.sqlite_sync);
+        if !matches!(sqlite_sync.as_str(), "normal" | "full") {
+            return Err(ConfigError::new("sqlite_sync", format!("{sqlite_sync:?} is not one of normal, full")));
+        }
+        let log_format = layer.log_format.unwrap_or(d.log_format);
+        if !matches!(log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::new("log_format", format!("{log_format:?} is not one of text, json")));
+        }
+        if let Some(token) = &layer.admin_token {
+            if token.len() < 16 {
+                return Err(ConfigError::new(
+                    "admin_token",
+                    "must be at least 16 characters (use a long random string)",
+                ));
+            }
+        }
+        let config = Config {
+            listen,
+            database_url,
+            data_dir: layer.data_dir.unwrap_or(d.data_dir),
+            redis_url: layer.redis_url,
+            mqtt_url: layer.mqtt_url,
+            mqtt_listen,
+            role,
+            admin_token: layer.admin_token,
+            dashboard_dir: layer.dashboard_dir,
+            max_body_bytes: at_least("max_body_bytes", layer.max_body_bytes.unwrap_or(d.max_body_bytes), 1024)?,
+            max_batch_samples: at_least(
+                "max_batch_samples",
+                layer.max_batch_samples.unwrap_or(d.max_batch_samples),
+                1,
+            )?,
+            max_labels: at_least("max_labels", layer.max_labels.unwrap_or(d.max_labels), 0)?,
+            max_metric_name_len: at_least(
+                "max_metric_name_len",
+                layer.max_metric_name_len.unwrap_or(d.max_metric_name_len),
+                1,
+            )?,
+            max_label_value_len: at_least(
+                "max_label_value_len",
+                layer.max_label_value_len.unwrap_or(d.max_label_value_len),
+                1,
+            )?,
+            max_future: layer.max_future.unwrap_or(d.max_future),
+            queue_capacity: at_least("queue_capacity", layer.queue_capacity.unwrap_or(d.queue_capacity), 1)?,
+            dedupe_window: layer.dedupe_window.unwrap_or(d.dedupe_window),
+            tenant_rate_limit: layer.tenant_rate_limit.unwrap_or(d.tenant_rate_limit),
+            max_query_points: at_least("max_query_points", layer.max_query_points.unwrap_or(d.max_query_points), 1)?,
+            sqlite_sync,
+            session_ttl: layer.session_ttl.unwrap_or(d.session_ttl),
+            cookie_secure: layer.cookie_secure.unwrap_or(d.cookie_secure),
+            log_format,
+        };
+        if config.queue_capacity < config.max_batch_samples {
+            return Err(ConfigError::new(
+                "queue_capacity",
+                format!("must be at least max_batch_samples ({}) so one full batch fits", config.max_batch_samples),
+            ));
+        }
+        if config.queue_capacity > u32::MAX as usize {
+            return Err(ConfigError::new("queue_capacity", "must be below 4294967295"));
+        }
+        Ok(config)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_metric_name_len: self.max_metric_name_len,
+            max_label_value_len: self.max_label_value_len,
+            max_labels: self.max_labels,
+            max_batch_samples: self.max_batch_samples,
+            max_future_ms: self.max_future.as_millis() as i64,
+            ..Limits::default()
+        }
+    }
+
+    /// The effective configuration as YAML, secrets redacted.
+    pub fn to_redacted_yaml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = redact_url(&shown.database_url);
+        shown.redis_url = shown.redis_url.as_deref().map(redact_url);
+        shown.mqtt_url = shown.mqtt_url.as_deref().map(redact_url);
+        serde_saphyr::to_string(&shown).expect("config serializes")
+    }
+}
+
+fn at_least(key: &str, value: usize, min: usize) -> Result<usize, ConfigError> {
+    if value < min {
+        return Err(ConfigError::new(key, format!("must be at least {min}")));
+    }
+    Ok(value)
+}
+
+/// Hides the password of `scheme://user:password@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let c = Config::resolve(ConfigLayer::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.database_url, "sqlite://./data/microdash.db");
+        assert_eq!(c.mqtt_listen.unwrap().to_string(), "0.0.0.0:1883");
+        assert_eq!(c.role, Role::All);
+    }
+
+    #[test]
+    fn higher_layers_win() {
+        let flags = ConfigLayer { listen: Some("127.0.0.1:1".into()), ..Default::default() };
+        let file = ConfigLayer { listen: Some("127.0.0.1:2".into()), max_labels: Some(3), ..Default::default() };
+        let c = Config::resolve(flags.over(file)).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:1");
+        assert_eq!(c.max_labels, 3);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (ConfigLayer { listen: Some("nope".into()), ..Default::default() }, "listen"),
+            (ConfigLayer { role: Some("boss".into()), ..Default::default() }, "role"),
+            (ConfigLayer { mqtt_listen: Some("x".into()), ..Default::default() }, "mqtt_listen"),
+            (ConfigLayer { admin_token: Some("short".into()), ..Default::default() }, "admin_token"),
+            (ConfigLayer { queue_capacity: Some(10), ..Default::default() }, "queue_capacity"),
+            (ConfigLayer { max_body_bytes: Some(1), ..Default::default() }, "max_body_bytes"),
+            (ConfigLayer { database_url: Some("oracle://x".into()), ..Default::default() }, "database_url"),
+        ];
+        for (layer, key) in cases {
+            assert_eq!(Config::resolve(layer).unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "listen: 127.0.0.1:9\nlisten_port: 3\n").unwrap();
+        let err = ConfigLayer::from_file(&path).unwrap_err();
+        assert!(err.reason.contains("listen_port"), "{err}");
+        std::fs::write(&path, "listen: 127.0.0.1:9\ndedupe_window: 2h\n").unwrap();
+        let layer = ConfigLayer::from_file(&path).unwrap();
+        assert_eq!(layer.dedupe_window, Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn printed_config_has_no_secrets() {
+        let c =
+            Config::resolve(ConfigLayer { admin_token: Some("super-secret-admin-token".into()), ..Default::default() })
+                .unwrap();
+        let yaml = c.to_redacted_yaml();
+        assert!(!yaml.contains("super-secret"), "{yaml}");
+        assert!(yaml.contains("<redacted>"));
+        assert_eq!(redact_url("mysql://u:pw@db:3306/x"), "mysql://u:<redacted>@db:3306/x");
+    }
+}

@@ -1,0 +1,163 @@
+//! One error type for every handler, answered as `application/problem+json` (RFC 9457).
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ingest::IngestError;
+use crate::pipeline::SubmitError;
+use crate::storage::StoreError;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status and title say what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The offending field, e.g. `labels.host` or `value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Index of the offending sample in a bulk request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub detail: String,
+    pub field: Option<String>,
+    pub index: Option<usize>,
+    pub retry_after_secs: Option<u64>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self { status, detail: detail.into(), field: None, index: None, retry_after_secs: None }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            field: self.field,
+            index: self.index,
+        };
+        let body = serde_json::to_vec(&problem).expect("problem serializes");
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"microdash\""));
+        }
+        response
+    }
+}
+
+impl From<IngestError> for AppError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Malformed(detail) => AppError::bad_request(format!("malformed JSON: {detail}")),
+            IngestError::Sample { index, error } => {
+                let detail = match index {
+                    Some(i) => format!("sample {i}: {}: {}", error.field, error.reason),
+                    None => format!("{}: {}", error.field, error.reason),
+                };
+                let mut e = AppError::new(StatusCode::UNPROCESSABLE_ENTITY, detail).field(error.field);
+                e.index = index;
+                e
+            }
+            IngestError::BatchTooLarge { count, limit } => AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the batch has {count} samples; the limit is {limit} (max_batch_samples): split it into smaller requests"),
+            )
+            .field("samples"),
+        }
+    }
+}
+
+impl From<SubmitError> for AppError {
+    fn from(err: SubmitError) -> Self {
+        match err {
+            SubmitError::Overloaded => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the ingest queue is full; nothing from this request was stored, retry after the delay",
+            )
+            .retry_after(1),
+            SubmitError::WriteFailed(_) => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database could not store the samples; nothing from this request was stored, retry after the delay",
+            )
+            .retry_after(5),
+            SubmitError::ShuttingDown => {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry").retry_after(1)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => AppError::new(StatusCode::CONFLICT, format!("{what} already exists")),
+            StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
+            StoreError::TooManyPoints(n) => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the query would read more than {} points; narrow the range, add label matchers or pass a step",
+                    n.saturating_sub(1)
+                ),
+            ),
+            other => {
+                tracing::error!(err = %other, "Storage error.");
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry later")
+                    .retry_after(5)
+            }
+        }
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::new(status, "the request body is larger than max_body_bytes; send smaller batches")
+        } else {
+            AppError::new(status, format!("could not read the request body: {rejection}"))
+        }
+    }
+}

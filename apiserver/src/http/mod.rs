@@ -1,0 +1,141 @@
+//! The HTTP API: `app(state)` builds the router, apart from `main`, so tests can drive it.
+
+pub mod admin;
+pub mod assets;
+pub mod auth;
+pub mod dashboards;
+pub mod error;
+pub mod ingest;
+pub mod ops;
+pub mod params;
+pub mod query;
+pub mod session;
+pub mod stream;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use utoipa::OpenApi;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::domain::Limits;
+use crate::live::LiveHub;
+use crate::pipeline::Writer;
+use crate::storage::DynStore;
+use crate::telemetry::{HttpLabels, Telemetry};
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub writer: Writer,
+    pub config: Arc<Config>,
+    pub limits: Arc<Limits>,
+    pub telemetry: Telemetry,
+    pub auth: Arc<Auth>,
+    pub hub: Arc<LiveHub>,
+    /// Samples per second per tenant; `None` when unlimited.
+    pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<i64>>>,
+}
+
+impl AppState {
+    pub fn new(store: DynStore, writer: Writer, config: Config, telemetry: Telemetry, hub: Arc<LiveHub>) -> Self {
+        let rate_limiter = NonZeroU32::new(config.tenant_rate_limit).map(|rate| {
+            // A full batch must always fit in the bucket, or it could never pass.
+            let burst = NonZeroU32::new(config.tenant_rate_limit.max(config.max_batch_samples as u32)).unwrap_or(rate);
+            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+        });
+        Self {
+            auth: Arc::new(Auth::new(store.clone(), config.admin_token.as_deref())),
+            limits: Arc::new(config.limits()),
+            config: Arc::new(config),
+            store,
+            writer,
+            telemetry,
+            hub,
+            rate_limiter,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "microdash", description = "Multi-tenant metrics ingest, query, live stream and admin API."),
+    paths(
+        ingest::ingest_one, ingest::ingest_bulk,
+        query::metrics, query::series, query::query,
+        stream::stream,
+        session::login, session::whoami, session::logout,
+        dashboards::list, dashboards::put, dashboards::delete,
+        admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(error::Problem)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security =
+            Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/metrics", post(ingest::ingest_one).get(query::metrics))
+        .route("/api/v1/metrics/bulk", post(ingest::ingest_bulk))
+        .route("/api/v1/series", get(query::series))
+        .route("/api/v1/query", get(query::query))
+        .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/session", post(session::login).get(session::whoami).delete(session::logout))
+        .route("/api/v1/dashboards", get(dashboards::list))
+        .route("/api/v1/dashboards/{name}", axum::routing::put(dashboards::put).delete(dashboards::delete))
+        .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/api/v1/tenants/{name}", get(admin::get_tenant).delete(admin::delete_tenant))
+        .route("/api/v1/tenants/{name}/tokens", post(admin::create_token))
+        .route("/api/v1/{*rest}", axum::routing::any(ops::api_not_found))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(assets::serve)
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Counts every request by method, route template and status.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    state
+        .telemetry
+        .http_requests
+        .get_or_create(&HttpLabels { method, route, status: response.status().as_u16() })
+        .inc();
+    response
+}

@@ -1,0 +1,103 @@
+//! Query-string parameters, parsed by hand so every mistake names its parameter.
+
+use crate::domain::Labels;
+use crate::domain::sample::parse_rfc3339_ms;
+use crate::http::error::{AppError, AppResult};
+
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(raw: Option<&str>) -> AppResult<Self> {
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
+            .map_err(|e| AppError::bad_request(format!("the query string is not valid: {e}")))?;
+        Ok(Params(pairs))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn required(&self, name: &str) -> AppResult<&str> {
+        match self.get(name) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(AppError::bad_request(format!("the `{name}` parameter is required")).field(name)),
+        }
+    }
+
+    /// `match=k=v,k2=v2` (repeatable) into label matchers.
+    pub fn matchers(&self) -> AppResult<Labels> {
+        let mut labels = Labels::new();
+        for text in self.all("match") {
+            for pair in text.split(',').filter(|p| !p.is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(
+                        AppError::bad_request(format!("match {pair:?} must look like key=value")).field("match")
+                    );
+                };
+                labels.insert(k.trim().to_string(), v.to_string());
+            }
+        }
+        Ok(labels)
+    }
+
+    /// A time: Unix ms, RFC 3339, `now`, or `now-15m`.
+    pub fn time(&self, name: &str, now: i64) -> AppResult<Option<i64>> {
+        let Some(text) = self.get(name) else { return Ok(None) };
+        parse_time(text, now).map(Some).ok_or_else(|| {
+            AppError::bad_request(format!(
+                "`{name}` {text:?} must be Unix milliseconds, an RFC 3339 time, `now` or `now-15m`"
+            ))
+            .field(name)
+        })
+    }
+
+    /// A duration like `60s` or plain milliseconds.
+    pub fn duration_ms(&self, name: &str) -> AppResult<Option<i64>> {
+        let Some(text) = self.get(name) else { return Ok(None) };
+        let ms = text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| humantime::parse_duration(text).ok().map(|d| d.as_millis() as i64))
+            .filter(|ms| *ms > 0);
+        ms.map(Some).ok_or_else(|| {
+            AppError::bad_request(format!("`{name}` {text:?} must be a positive duration like 60s or 5m")).field(name)
+        })
+    }
+}
+
+pub fn parse_time(text: &str, now: i64) -> Option<i64> {
+    if text == "now" {
+        return Some(now);
+    }
+    if let Some(ago) = text.strip_prefix("now-") {
+        return humantime::parse_duration(ago).ok().map(|d| now - d.as_millis() as i64);
+    }
+    text.parse::<i64>().ok().or_else(|| parse_rfc3339_ms(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_come_in_several_forms() {
+        assert_eq!(parse_time("now", 5000), Some(5000));
+        assert_eq!(parse_time("now-2s", 5000), Some(3000));
+        assert_eq!(parse_time("1234", 0), Some(1234));
+        assert_eq!(parse_time("2025-11-25T21:00:00Z", 0), Some(1_764_104_400_000));
+        assert_eq!(parse_time("later", 0), None);
+    }
+
+    #[test]
+    fn matchers_split_pairs() {
+        let p = Params::parse(Some("match=host%3Da,dc%3Deu&match=x%3D1")).unwrap();
+        let m = p.matchers().unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["dc"], "eu");
+        assert!(Params::parse(Some("match=nope")).unwrap().matchers().is_err());
+    }
+}

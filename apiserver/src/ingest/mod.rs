@@ -1,0 +1,239 @@
+//! Turning request bodies (HTTP today, MQTT payloads later) into validated samples.
+//!
+//! The fast path deserializes straight into typed structs. Only when that fails is the body
+//! parsed again as loose JSON to find the first bad sample, its index, field and reason: good
+//! input pays nothing for good error messages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::Value;
+
+use crate::domain::sample::parse_rfc3339_ms;
+use crate::domain::{Limits, Sample, SampleError};
+
+#[cfg(test)]
+mod tests;
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("sample {index:?}: {error}")]
+    Sample { index: Option<usize>, error: SampleError },
+    #[error("the batch has {count} samples; the limit is {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSample {
+    metric: String,
+    value: f64,
+    #[serde(default, deserialize_with = "timestamp")]
+    ts: Option<i64>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    dedupe_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapped {
+    samples: Vec<RawSample>,
+}
+
+const TS_EXPECTED: &str = "Unix milliseconds (an integer) or an RFC 3339 string";
+
+/// `ts` as integer milliseconds or RFC 3339, without serde's buffering `untagged` enums.
+fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    struct TsVisitor;
+    impl Visitor<'_> for TsVisitor {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(TS_EXPECTED)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v).map(Some).map_err(|_| E::custom("ts is out of range"))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            parse_rfc3339_ms(v).map(Some).ok_or_else(|| E::custom("ts is not RFC 3339"))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(TsVisitor)
+}
+
+impl RawSample {
+    fn into_sample(self, now_ms: i64) -> Sample {
+        Sample {
+            metric: self.metric,
+            labels: self.labels.unwrap_or_default(),
+            ts: self.ts.unwrap_or(now_ms),
+            value: self.value,
+            dedupe_id: self.dedupe_id,
+        }
+    }
+}
+
+/// One sample, as `POST /api/v1/metrics` takes it.
+pub fn parse_single(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Sample, IngestError> {
+    match serde_json::from_slice::<RawSample>(body) {
+        Ok(raw) => {
+            let sample = raw.into_sample(now_ms);
+            limits.check(&sample, now_ms).map_err(|error| IngestError::Sample { index: None, error })?;
+            Ok(sample)
+        }
+        Err(_) => {
+            let value: Value = serde_json::from_slice(body).map_err(malformed)?;
+            Err(IngestError::Sample { index: None, error: diagnose(&value) })
+        }
+    }
+}
+
+/// Many samples, as `POST /api/v1/metrics/bulk` takes them: `{"samples":[…]}` or a bare array.
+pub fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sample>, IngestError> {
+    let bare = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if bare {
+        serde_json::from_slice::<Vec<RawSample>>(body)
+    } else {
+        serde_json::from_slice::<Wrapped>(body).map(|w| w.samples)
+    };
+    let raws = match parsed {
+        Ok(raws) => raws,
+        Err(_) => return Err(diagnose_bulk(body, limits)),
+    };
+    if raws.len() > limits.max_batch_samples {
+        return Err(IngestError::BatchTooLarge { count: raws.len(), limit: limits.max_batch_samples });
+    }
+    raws.into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let sample = raw.into_sample(now_ms);
+            limits
+                .check(&sample, now_ms)
+                .map(|()| sample)
+                .map_err(|error| IngestError::Sample { index: Some(index), error })
+        })
+        .collect()
+}
+
+fn malformed(err: serde_json::Error) -> IngestError {
+    IngestError::Malformed(err.to_string())
+}
+
+/// The slow path of `parse_bulk`: find out what exactly is wrong.
+fn diagnose_bulk(body: &[u8], limits: &Limits) -> IngestError {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(err) => return malformed(err),
+    };
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut map) => {
+            if let Some(key) = map.keys().find(|k| *k != "samples") {
+                return IngestError::Sample {
+                    index: None,
+                    error: SampleError::new(
+                        key.clone(),
+                        "unknown field; a bulk body is {\"samples\":[…]} or a JSON array",
+                    ),
+                };
+            }
+            match map.remove("samples") {
+                Some(Value::Array(items)) => items,
+                Some(_) => {
+                    return IngestError::Sample {
+                        index: None,
+                        error: SampleError::new("samples", "must be an array of samples"),
+                    };
+                }
+                None => {
+                    return IngestError::Sample {
+                        index: None,
+                        error: SampleError::new("samples", "missing; a bulk body is {\"samples\":[…]} or a JSON array"),
+                    };
+                }
+            }
+        }
+        _ => {
+            return IngestError::Sample {
+                index: None,
+                error: SampleError::new("", "a bulk body is {\"samples\":[…]} or a JSON array"),
+            };
+        }
+    };
+    if items.len() > limits.max_batch_samples {
+        return IngestError::BatchTooLarge { count: items.len(), limit: limits.max_batch_samples };
+    }
+    for (index, item) in items.iter().enumerate() {
+        if serde_json::from_value::<RawSample>(item.clone()).is_err() {
+            return IngestError::Sample { index: Some(index), error: diagnose(item) };
+        }
+    }
+    // Typed parsing failed as a whole but every item passes alone: the numbers must be out of
+    // range for their type somewhere the loose parser accepted.
+    IngestError::Malformed("the body does not match the sample schema".into())
+}
+
+/// Names the field of one sample that typed parsing refused, and why.
+fn diagnose(value: &Value) -> SampleError {
+    let Value::Object(map) = value else {
+        return SampleError::new("", "a sample must be a JSON object like {\"metric\":\"cpu.usage\",\"value\":1.5}");
+    };
+    for (key, field) in map {
+        let problem = match key.as_str() {
+            "metric" => (!field.is_string()).then_some("must be a string"),
+            "value" => match field {
+                Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => None,
+                Value::Number(_) => Some("must be a finite number"),
+                Value::String(s) if s.parse::<f64>().is_ok() => {
+                    Some("must be a JSON number, not a string (NaN and Infinity are not accepted)")
+                }
+                _ => Some("must be a finite number"),
+            },
+            "ts" => match field {
+                Value::Null => None,
+                Value::Number(n) if n.is_i64() || n.is_u64() => None,
+                Value::String(s) if parse_rfc3339_ms(s).is_some() => None,
+                Value::String(_) => Some("must be an RFC 3339 string like 2025-11-25T21:00:00Z"),
+                _ => Some("must be Unix milliseconds (an integer) or an RFC 3339 string"),
+            },
+            "labels" => match field {
+                Value::Null => None,
+                Value::Object(labels) => {
+                    if let Some((k, _)) = labels.iter().find(|(_, v)| !v.is_string()) {
+                        return SampleError::new(format!("labels.{k}"), "label values must be strings");
+                    }
+                    None
+                }
+                _ => Some("must be an object of string values"),
+            },
+            "dedupe_id" => (!field.is_string() && !field.is_null()).then_some("must be a string"),
+            _ => {
+                return SampleError::new(
+                    key.clone(),
+                    "unknown field; a sample has metric, value, ts, labels and dedupe_id",
+                );
+            }
+        };
+        if let Some(reason) = problem {
+            return SampleError::new(key.clone(), reason);
+        }
+    }
+    for required in ["metric", "value"] {
+        if !map.contains_key(required) {
+            return SampleError::new(required, "is required");
+        }
+    }
+    SampleError::new("", "does not match the sample schema")
+}

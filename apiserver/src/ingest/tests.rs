@@ -1,0 +1,87 @@
+use super::*;
+
+const NOW: i64 = 1_764_104_400_000;
+
+fn bulk(body: &str) -> Result<Vec<Sample>, IngestError> {
+    parse_bulk(body.as_bytes(), &Limits::default(), NOW)
+}
+
+fn field_of(err: IngestError) -> (Option<usize>, String) {
+    match err {
+        IngestError::Sample { index, error } => (index, error.field),
+        other => panic!("expected a sample error, got {other:?}"),
+    }
+}
+
+#[test]
+fn single_sample_defaults_ts_to_receipt_time() {
+    let s = parse_single(br#"{"metric":"cpu","value":1}"#, &Limits::default(), NOW).unwrap();
+    assert_eq!((s.ts, s.value, s.labels.len()), (NOW, 1.0, 0));
+}
+
+#[test]
+fn bulk_accepts_wrapped_and_bare_arrays() {
+    let a =
+        bulk(r#"{"samples":[{"metric":"a","value":1,"ts":5},{"metric":"b","value":2,"ts":"2025-11-25T21:00:00Z"}]}"#)
+            .unwrap();
+    let b = bulk(r#" [{"metric":"a","value":1,"ts":5},{"metric":"b","value":2,"ts":"2025-11-25T21:00:00Z"}]"#).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a[1].ts, 1_764_104_400_000);
+}
+
+#[test]
+fn malformed_json_says_where() {
+    match bulk(r#"{"samples":[{"metric":"a","value":1}"#).unwrap_err() {
+        IngestError::Malformed(msg) => assert!(msg.contains("line 1"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(bulk("NaN"), Err(IngestError::Malformed(_))));
+}
+
+#[test]
+fn the_first_bad_sample_is_named_with_its_index_and_field() {
+    let cases = [
+        (r#"[{"metric":"a","value":1},{"metric":"b","value":"x"}]"#, 1, "value"),
+        (r#"[{"metric":"a","value":1},{"metric":"b","value":"NaN"}]"#, 1, "value"),
+        (r#"[{"metric":"a","value":1},{"value":1}]"#, 1, "metric"),
+        (r#"[{"metric":"a","value":1},{"metric":"b"}]"#, 1, "value"),
+        (r#"[{"metric":"a","value":1},{"metric":7,"value":1}]"#, 1, "metric"),
+        (r#"[{"metric":"a","value":1,"lables":{}}]"#, 0, "lables"),
+        (r#"[{"metric":"a","value":1,"labels":{"k":1}}]"#, 0, "labels.k"),
+        (r#"[{"metric":"a","value":1,"ts":1.5}]"#, 0, "ts"),
+        (r#"[{"metric":"a","value":1,"ts":"soon"}]"#, 0, "ts"),
+        (r#"[{"metric":"a","value":1},{"metric":"","value":1}]"#, 1, "metric"),
+        (r#"[{"metric":"a","value":1,"labels":{"bad key":"v"}}]"#, 0, "labels.bad key"),
+        (r#"[{"metric":"a","value":1,"ts":-5}]"#, 0, "ts"),
+        (r#"[{"metric":"a","value":1,"ts":99999999999999}]"#, 0, "ts"),
+        (r#"[3]"#, 0, ""),
+    ];
+    for (body, index, field) in cases {
+        assert_eq!(field_of(bulk(body).unwrap_err()), (Some(index), field.to_string()), "{body}");
+    }
+}
+
+#[test]
+fn oversize_batches_are_refused_with_the_limit() {
+    let limits = Limits { max_batch_samples: 2, ..Limits::default() };
+    let body = r#"[{"metric":"a","value":1},{"metric":"a","value":1},{"metric":"a","value":1}]"#;
+    assert_eq!(
+        parse_bulk(body.as_bytes(), &limits, NOW).unwrap_err(),
+        IngestError::BatchTooLarge { count: 3, limit: 2 }
+    );
+}
+
+#[test]
+fn wrong_bulk_shapes_are_explained() {
+    assert_eq!(field_of(bulk(r#"{"sample":[]}"#).unwrap_err()).1, "sample");
+    assert_eq!(field_of(bulk(r#"{}"#).unwrap_err()).1, "samples");
+    assert_eq!(field_of(bulk(r#"{"samples":3}"#).unwrap_err()).1, "samples");
+    assert_eq!(field_of(bulk(r#""x""#).unwrap_err()).1, "");
+}
+
+#[test]
+fn unicode_and_empty_batches_are_fine() {
+    let s = bulk(r#"[{"metric":"temp","value":-3.5e-2,"labels":{"city":"Zürich 東京"}}]"#).unwrap();
+    assert_eq!(s[0].labels["city"], "Zürich 東京");
+    assert!(bulk(r#"{"samples":[]}"#).unwrap().is_empty());
+}

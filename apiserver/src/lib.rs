@@ -1,0 +1,17 @@
+//! microdash: multi-tenant metrics ingest, storage, query, live stream and admin API.
+//!
+//! Layers: `domain` (pure types and rules), use cases (`ingest`, `tenants`, `pipeline`),
+//! adapters (`storage`, `http`, `live`), and `server` wiring them together.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod live;
+pub mod pipeline;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod tenants;

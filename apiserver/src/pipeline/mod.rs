@@ -1,0 +1,171 @@
+//! The ingest pipeline of the embedded mode: a bounded queue in front of one writer task that
+//! commits many requests in one transaction (group commit), then answers each of them.
+//!
+//! A request is answered only after its transaction commits, so a 2xx means durable. When the
+//! queue is full, `submit` fails at once with `Overloaded` and the caller answers 503.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::domain::{Sample, now_ms};
+use crate::live::LiveHub;
+use crate::storage::{DynStore, StoreError, WriteBatch, WriteOutcome};
+use crate::telemetry::Telemetry;
+
+/// A request waiting for the writer.
+struct Pending {
+    tenant_id: i64,
+    samples: Vec<Sample>,
+    reply: oneshot::Sender<Result<WriteOutcome, String>>,
+    /// Held until the samples are committed: the queue bound counts samples, not requests.
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the ingest queue is full")]
+    Overloaded,
+    #[error("the write failed: {0}")]
+    WriteFailed(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Samples accepted but not yet committed, across all requests.
+    pub queue_capacity: usize,
+    /// Samples per transaction, at most.
+    pub max_group_samples: usize,
+    /// How long dedupe ids are remembered.
+    pub dedupe_window: Duration,
+}
+
+/// The handle the HTTP and MQTT front ends submit to.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Pending>,
+    capacity: Arc<Semaphore>,
+    queue_capacity: usize,
+}
+
+impl Writer {
+    /// Starts the writer task. It stops once every `Writer` handle is dropped and the queue is
+    /// drained, so a graceful shutdown commits everything already accepted.
+    pub fn start(
+        store: DynStore,
+        config: WriterConfig,
+        telemetry: Telemetry,
+        hub: Arc<LiveHub>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let capacity = Arc::new(Semaphore::new(config.queue_capacity));
+        let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, hub));
+        (Self { tx, capacity, queue_capacity: config.queue_capacity }, handle)
+    }
+
+    /// Queues the samples and waits for their commit.
+    pub async fn submit(&self, tenant_id: i64, samples: Vec<Sample>) -> Result<WriteOutcome, SubmitError> {
+        if samples.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let n = u32::try_from(samples.len()).map_err(|_| SubmitError::Overloaded)?;
+        let permit = self.capacity.clone().try_acquire_many_owned(n).map_err(|_| SubmitError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Pending { tenant_id, samples, reply, _permit: permit }).map_err(|_| SubmitError::ShuttingDown)?;
+        match answer.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(message)) => Err(SubmitError::WriteFailed(message)),
+            Err(_) => Err(SubmitError::ShuttingDown),
+        }
+    }
+
+    /// Samples queued or being written right now.
+    pub fn depth(&self) -> usize {
+        self.queue_capacity - self.capacity.available_permits()
+    }
+}
+
+async fn run(
+    store: DynStore,
+    config: WriterConfig,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    telemetry: Telemetry,
+    hub: Arc<LiveHub>,
+) {
+    let mut group: Vec<Pending> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut samples = first.samples.len();
+        group.push(first);
+        // Take whatever else is already waiting: under load, groups grow by themselves and
+        // the cost of a commit is shared; when idle, a lone request is written at once.
+        while samples < config.max_group_samples {
+            match rx.try_recv() {
+                Ok(next) => {
+                    samples += next.samples.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        write_group(&store, &config, &mut group, &telemetry, &hub).await;
+    }
+    tracing::info!("Writer drained and stopped.");
+}
+
+/// Writes one group, retrying a failed transaction a few times before failing the requests:
+/// a busy or briefly unavailable database should not turn into client errors.
+async fn write_group(
+    store: &DynStore,
+    config: &WriterConfig,
+    group: &mut Vec<Pending>,
+    telemetry: &Telemetry,
+    hub: &LiveHub,
+) {
+    let started = Instant::now();
+    let now = now_ms();
+    let since = now - config.dedupe_window.as_millis() as i64;
+    let mut attempt = 0;
+    let result: Result<Vec<WriteOutcome>, StoreError> = loop {
+        let batches: Vec<WriteBatch<'_>> =
+            group.iter().map(|p| WriteBatch { tenant_id: p.tenant_id, samples: &p.samples }).collect();
+        match store.write(&batches, now, since).await {
+            Ok(outcomes) => break Ok(outcomes),
+            Err(err) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(%err, attempt, "Write failed; retrying.");
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            Err(err) => break Err(err),
+        }
+    };
+    let total: usize = group.iter().map(|p| p.samples.len()).sum();
+    telemetry.write_batch_seconds.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcomes) => {
+            tracing::debug!(requests = group.len(), samples = total, "Group committed.");
+            for (pending, outcome) in group.drain(..).zip(outcomes) {
+                telemetry.samples_accepted.inc_by(outcome.accepted as u64);
+                telemetry.samples_duplicate.inc_by(outcome.duplicates as u64);
+                let Pending { tenant_id, samples, reply, _permit } = pending;
+                let skipped = outcome.duplicate_indices.clone();
+                let _ = reply.send(Ok(outcome));
+                if skipped.is_empty() {
+                    hub.publish(tenant_id, samples);
+                } else {
+                    let stored = samples.into_iter().enumerate().filter(|(i, _)| skipped.binary_search(i).is_err());
+                    hub.publish(tenant_id, stored.map(|(_, s)| s));
+                }
+            }
+        }
+        Err(err) => {
+            tracing::error!(%err, requests = group.len(), samples = total, "Write failed; the requests get 503 and nothing was acknowledged.");
+            let message = err.to_string();
+            for pending in group.drain(..) {
+                let _ = pending.reply.send(Err(message.clone()));
+            }
+        }
+    }
+}

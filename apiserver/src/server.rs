@@ -1,0 +1,148 @@
+//! `microdash serve`: wires storage, the pipeline, the live hub and HTTP, then runs until a
+//! signal, draining everything accepted before it exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Role};
+use crate::domain::now_ms;
+use crate::http::{AppState, app};
+use crate::live::LiveHub;
+use crate::pipeline::{Writer, WriterConfig};
+use crate::storage::{self, DynStore};
+use crate::telemetry::Telemetry;
+use crate::tenants;
+
+pub const DEFAULT_TENANT: &str = "default";
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MICRODASH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// SQLite creates the file but not its folder.
+pub fn prepare_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return Ok(()) };
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the database folder {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// On first start, creates tenant `default`, prints its token once and keeps it in a 0600 file.
+async fn bootstrap_default_tenant(store: &DynStore, config: &Config) -> anyhow::Result<()> {
+    if !store.list_tenants().await?.is_empty() {
+        return Ok(());
+    }
+    let (_, token) =
+        tenants::create_tenant(store, DEFAULT_TENANT, Some("Default")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("default-tenant.token");
+    write_private(&path, token.expose()).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "Created tenant \"default\". Its token (shown once; also saved to {}):\n{}",
+        path.display(),
+        token.expose()
+    );
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config.log_format);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), role = ?config.role, database = %crate::config::redact_url(&config.database_url), "Starting microdash.");
+    prepare_sqlite_dir(&config.database_url)?;
+    let store = storage::open(&config.database_url, config.sqlite_sync == "full").await?;
+    store.migrate().await.context("applying database migrations")?;
+    bootstrap_default_tenant(&store, &config).await?;
+    if config.role == Role::All && config.mqtt_listen.is_some() {
+        tracing::warn!("MQTT ingestion is not part of this version yet; mqtt_listen is ignored.");
+    }
+
+    let telemetry = Telemetry::new();
+    let hub = Arc::new(LiveHub::new(65_536, 10_000));
+    let (writer, writer_task) = Writer::start(
+        store.clone(),
+        WriterConfig {
+            queue_capacity: config.queue_capacity,
+            max_group_samples: 100_000,
+            dedupe_window: config.dedupe_window,
+        },
+        telemetry.clone(),
+        hub.clone(),
+    );
+    let purge = tokio::spawn(purge_dedupe_forever(store.clone(), config.dedupe_window));
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {} (listen / MICRODASH_LISTEN); is another server running there?", config.listen)
+    })?;
+    let local = listener.local_addr()?;
+    let shown = if local.ip().is_unspecified() { format!("localhost:{}", local.port()) } else { local.to_string() };
+    tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
+
+    let state = AppState::new(store.clone(), writer, config, telemetry, hub);
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // Every handler is done and dropped its Writer handle: the writer drains and exits.
+    tracing::info!("Stopping: committing what is queued.");
+    purge.abort();
+    let _ = writer_task.await;
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+/// Forgets expired dedupe ids in small chunks so ingest never waits long on this.
+async fn purge_dedupe_forever(store: DynStore, window: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let before = now_ms() - window.as_millis() as i64;
+        loop {
+            match store.purge_dedupe(before, 5_000).await {
+                Ok(n) if n == 5_000 => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(%err, "Purging old dedupe ids failed; will retry.");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The SQLite adapter: the embedded default. One file, WAL journal, every write in one
+//! transaction per group commit.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use microdash_model::Scope;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqlitePool};
+
+use super::{
+    PointQuery, Result, SeriesInfo, SeriesPoints, SessionRecord, Store, StoreError, TenantRecord, WriteBatch,
+    WriteOutcome, aggregate, labels_key, labels_match, last_wins, split_duplicates,
+};
+use crate::domain::token::{format_scopes, parse_scopes};
+use crate::domain::{Labels, Principal, TokenHash};
+
+/// Rows per multi-row INSERT: 3 binds each, well under SQLite's 32766 variable limit.
+const ROWS_PER_INSERT: usize = 2000;
+/// The series-id cache is cleared past this many entries, to bound memory.
+const SERIES_CACHE_MAX: usize = 1_000_000;
+
+type SeriesKey = (i64, String, String);
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// (tenant, metric, labels JSON) → series id, filled after each commit.
+    series_ids: Mutex<HashMap<SeriesKey, i64>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file. `synchronous_full` fsyncs every commit,
+    /// which also survives power loss; the default (NORMAL with WAL) survives a crash of the
+    /// process, which is what a 2xx promises.
+    pub async fn open(url: &str, synchronous_full: bool) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
+        Ok(Self { pool, series_ids: Mutex::new(HashMap::new()) })
+    }
+
+    async fn resolve_series(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        wanted: &HashSet<SeriesKey>,
+        now: i64,
+        resolved: &mut HashMap<SeriesKey, i64>,
+    ) -> Result<()> {
+        {
+            let cache = self.series_ids.lock().expect("series cache poisoned");
+            for key in wanted {
+                if let Some(&id) = cache.get(key) {
+                    resolved.insert(key.clone(), id);
+                }
+            }
+        }
+        for key in wanted {
+            if resolved.contains_key(key) {
+                continue;
+            }
+            let (tenant_id, metric, labels) = key;
+            sqlx::query(
+                "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
+            )
+            .bind(tenant_id)
+            .bind(metric)
+            .bind(labels)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels = ?")
+                .bind(tenant_id)
+                .bind(metric)
+                .bind(labels)
+                .fetch_one(&mut *tx)
+                .await?;
+            resolved.insert(key.clone(), id);
+        }
+        Ok(())
+    }
+
+    /// Returns the dedupe ids of `ids` that were already seen since `since`, recording the rest.
+    async fn record_dedupe(
+        tx: &mut sqlx::SqliteConnection,
+        tenant_id: i64,
+        ids: &[&str],
+        now: i64,
+        since: i64,
+    ) -> Result<HashSet<String>> {
+        let mut fresh: HashSet<String> = HashSet::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::new("INSERT INTO dedupe (tenant_id, dedupe_id, seen_at) ");
+            qb.push_values(chunk, |mut row, id| {
+                row.push_bind(tenant_id).push_bind(*id).push_bind(now);
+            });
+            qb.push(
+                " ON CONFLICT (tenant_id, dedupe_id) DO UPDATE SET seen_at = excluded.seen_at WHERE dedupe.seen_at < ",
+            )
+            .push_bind(since)
+            .push(" RETURNING dedupe_id");
+            let rows: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            fresh.extend(rows);
+        }
+        Ok(ids.iter().filter(|id| !fresh.contains(**id)).map(|id| id.to_string()).collect())
+    }
+}
+
+fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal> {
+    let scopes_text: String = row.try_get("scopes")?;
+    let scopes = parse_scopes(&scopes_text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+    Ok(Principal::Tenant {
+        tenant_id: row.try_get("tenant_id")?,
+        tenant: row.try_get("tenant")?,
+        token_id: row.try_get("token_id")?,
+        scopes,
+    })
+}
+
+fn tenant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TenantRecord> {
+    Ok(TenantRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        display_name: row.try_get("display_name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str, display_name: Option<&str>) -> Result<TenantRecord> {
+        let now = crate::domain::now_ms();
+        let result = sqlx::query(
+            "INSERT INTO tenants (name, display_name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(display_name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("tenant {name:?}")));
+        }
+        Ok(TenantRecord {
+            id: result.last_insert_rowid(),
+            name: name.to_string(),
+            display_name: display_name.map(str::to_string),
+            created_at: now,
+        })
+    }
+
+    async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
+        let row = sqlx::query("SELECT id, name, display_name, created_at FROM tenants WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
+        let rows = sqlx::query("SELECT id, name, display_name, created_at FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn delete_tenant(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM dedupe WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.series_ids.lock().expect("series cache poisoned").retain(|(t, _, _), _| *t != id);
+        Ok(true)
+    }
+
+    async fn create_token(&self, tenant_id: i64, hash: &TokenHash, prefix: &str, scopes: &[Scope]) -> Result<i64> {
+        let result =
+            sqlx::query("INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(tenant_id)
+                .bind(&hash.0[..])
+                .bind(prefix)
+                .bind(format_scopes(scopes))
+                .bind(crate::domain::now_ms())
+                .execute(&self.pool)
+                .await?;
+        Ok(result.last_insert_rowid())
+    }
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant, t.hash \
+             FROM tokens t JOIN tenants n ON n.id = t.tenant_id WHERE t.hash = ?",
+        )
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: Vec<u8> = row.try_get("hash")?;
+        let stored = TokenHash(stored.try_into().unwrap_or([0; 32]));
+        if !stored.matches(hash) {
+            return Ok(None);
+        }
+        principal_from_row(&row).map(Some)
+    }
+
+    async fn create_session(&self, hash: &TokenHash, token_id: i64, expires_at: i64) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(crate::domain::now_ms())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO sessions (hash, token_id, expires_at) VALUES (?, ?, ?)")
+            .bind(&hash.0[..])
+            .bind(token_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT s.expires_at, t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant \
+             FROM sessions s JOIN tokens t ON t.id = s.token_id JOIN tenants n ON n.id = t.tenant_id \
+             WHERE s.hash = ?",
+        )
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SessionRecord { principal: principal_from_row(&row)?, expires_at: row.try_get("expires_at")? }))
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE hash = ?").bind(&hash.0[..]).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let ids: Vec<&str> = batch.samples.iter().filter_map(|s| s.dedupe_id.as_deref()).collect();
+            let seen = if ids.is_empty() {
+                HashSet::new()
+            } else {
+                let unique: Vec<&str> = ids.iter().copied().collect::<HashSet<_>>().into_iter().collect();
+                Self::record_dedupe(&mut tx, batch.tenant_id, &unique, now, dedupe_since).await?
+            };
+            let seen_refs: HashSet<&str> = seen.iter().map(String::as_str).collect();
+            let (keep, duplicates) = split_duplicates(batch.samples, &seen_refs);
+            outcomes.push(WriteOutcome {
+                accepted: keep.len(),
+                duplicates: duplicates.len(),
+                duplicate_indices: duplicates,
+            });
+            kept.push((batch.tenant_id, keep));
+        }
+
+        let mut wanted: HashSet<SeriesKey> = HashSet::new();
+        let mut keys: Vec<Vec<SeriesKey>> = Vec::with_capacity(kept.len());
+        for (tenant_id, samples) in &kept {
+            let batch_keys: Vec<SeriesKey> =
+                samples.iter().map(|s| (*tenant_id, s.metric.clone(), labels_key(&s.labels))).collect();
+            wanted.extend(batch_keys.iter().cloned());
+            keys.push(batch_keys);
+        }
+        let mut resolved = HashMap::with_capacity(wanted.len());
+        self.resolve_series(&mut tx, &wanted, now, &mut resolved).await?;
+
+        let mut rows: Vec<(i64, i64, f64)> = Vec::new();
+        for ((_, samples), batch_keys) in kept.iter().zip(&keys) {
+            for (sample, key) in samples.iter().zip(batch_keys) {
+                rows.push((resolved[key], sample.ts, sample.value));
+            }
+        }
+        last_wins(&mut rows);
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::new("INSERT INTO samples (series_id, ts, value) ");
+            qb.push_values(chunk, |mut row, (series, ts, value)| {
+                row.push_bind(series).push_bind(ts).push_bind(value);
+            });
+            qb.push(" ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+
+        let mut cache = self.series_ids.lock().expect("series cache poisoned");
+        if cache.len() + resolved.len() > SERIES_CACHE_MAX {
+            cache.clear();
+        }
+        cache.extend(resolved);
+        Ok(outcomes)
+    }
+
+    async fn purge_dedupe(&self, before: i64, limit: i64) -> Result<u64> {
+        let result = sqlx::query(
+            "DELETE FROM dedupe WHERE (tenant_id, dedupe_id) IN \
+             (SELECT tenant_id, dedupe_id FROM dedupe WHERE seen_at < ? LIMIT ?)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn metric_names(&self, tenant_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT DISTINCT metric FROM series WHERE tenant_id = ? ORDER BY metric")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn series(&self, tenant_id: i64, metric: &str, matchers: &Labels) -> Result<Vec<SeriesInfo>> {
+        let rows = sqlx::query(
+            "SELECT s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
+                    (SELECT value FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS value \
+             FROM series s WHERE s.tenant_id = ? AND s.metric = ? ORDER BY s.labels",
+        )
+        .bind(tenant_id)
+        .bind(metric)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let labels: Labels = serde_json::from_str(row.try_get::<&str, _>("labels")?)
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+            if !labels_match(&labels, matchers) {
+                continue;
+            }
+            let ts: Option<i64> = row.try_get("ts")?;
+            let value: Option<f64> = row.try_get("value")?;
+            out.push(SeriesInfo { labels, last: ts.zip(value) });
+        }
+        Ok(out)
+    }
+
+    async fn query(&self, query: &PointQuery) -> Result<Vec<SeriesPoints>> {
+        let series = sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND metric = ? ORDER BY labels")
+            .bind(query.tenant_id)
+            .bind(&query.metric)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for row in series {
+            let labels: Labels = serde_json::from_str(row.try_get::<&str, _>("labels")?)
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+            if !labels_match(&labels, &query.matchers) {
+                continue;
+            }
+            let id: i64 = row.try_get("id")?;
+            let remaining = query.max_points.saturating_sub(total);
+            let points: Vec<(i64, f64)> = sqlx::query_as(
+                "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+            )
+            .bind(id)
+            .bind(query.from)
+            .bind(query.to)
+            .bind((remaining + 1) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            total += points.len();
+            if total > query.max_points {
+                return Err(StoreError::TooManyPoints(total));
+            }
+            let points = match query.step {
+                Some(step) => aggregate(&points, step, query.agg),
+                None => points,
+            };
+            out.push(SeriesPoints { labels, points });
+        }
+        Ok(out)
+    }
+
+    async fn list_dashboards(&self, tenant_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT body FROM dashboards WHERE tenant_id = ? ORDER BY name")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn put_dashboard(&self, tenant_id: i64, name: &str, body: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dashboards (tenant_id, name, body, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(body)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_dashboard(&self, tenant_id: i64, name: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM dashboards WHERE tenant_id = ? AND name = ?")
+            .bind(tenant_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

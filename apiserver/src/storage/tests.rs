@@ -1,0 +1,149 @@
+//! The storage suite: the same scenarios for every backend (SQLite here; the others plug in
+//! by calling `suite`), plus the pure helpers.
+
+use super::*;
+use crate::domain::{Sample, Token};
+
+fn s(metric: &str, host: &str, ts: i64, value: f64, dedupe: Option<&str>) -> Sample {
+    Sample {
+        metric: metric.into(),
+        labels: Labels::from([("host".to_string(), host.to_string())]),
+        ts,
+        value,
+        dedupe_id: dedupe.map(str::to_string),
+    }
+}
+
+fn outcome(accepted: usize, duplicates: usize) -> WriteOutcome {
+    WriteOutcome { accepted, duplicates, duplicate_indices: Vec::new() }
+}
+
+#[test]
+fn aggregation_buckets_by_step() {
+    let points = [(0, 1.0), (500, 3.0), (1000, 10.0), (2500, 4.0), (2999, 2.0)];
+    assert_eq!(aggregate(&points, 1000, Aggregation::Avg), vec![(0, 2.0), (1000, 10.0), (2000, 3.0)]);
+    assert_eq!(aggregate(&points, 1000, Aggregation::Max), vec![(0, 3.0), (1000, 10.0), (2000, 4.0)]);
+    assert_eq!(aggregate(&points, 1000, Aggregation::Min), vec![(0, 1.0), (1000, 10.0), (2000, 2.0)]);
+    assert_eq!(aggregate(&points, 1000, Aggregation::Sum), vec![(0, 4.0), (1000, 10.0), (2000, 6.0)]);
+    assert_eq!(aggregate(&points, 1000, Aggregation::Count), vec![(0, 2.0), (1000, 1.0), (2000, 2.0)]);
+    assert_eq!(aggregate(&points, 1000, Aggregation::Last), vec![(0, 3.0), (1000, 10.0), (2000, 2.0)]);
+    assert!(aggregate(&[], 1000, Aggregation::Avg).is_empty());
+}
+
+#[test]
+fn repeats_within_a_batch_are_duplicates() {
+    let batch = [
+        s("a", "x", 1, 1.0, Some("1")),
+        s("a", "x", 2, 1.0, Some("1")),
+        s("a", "x", 3, 1.0, None),
+        s("a", "x", 4, 1.0, Some("2")),
+    ];
+    let seen = HashSet::from(["2"]);
+    let (keep, dups) = split_duplicates(&batch, &seen);
+    assert_eq!(dups, vec![1, 3]);
+    assert_eq!(keep.iter().map(|s| s.ts).collect::<Vec<_>>(), vec![1, 3]);
+}
+
+#[test]
+fn last_write_wins_per_series_and_ts() {
+    let mut rows = vec![(1, 10, 1.0), (2, 10, 2.0), (1, 10, 3.0), (1, 11, 4.0)];
+    last_wins(&mut rows);
+    assert_eq!(rows, vec![(1, 10, 3.0), (2, 10, 2.0), (1, 11, 4.0)]);
+}
+
+/// Behaviour every backend must share.
+pub async fn suite(store: DynStore) {
+    store.migrate().await.unwrap();
+    let a = store.create_tenant("team-a", Some("Team A")).await.unwrap();
+    let b = store.create_tenant("team-b", None).await.unwrap();
+    assert!(matches!(store.create_tenant("team-a", None).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+
+    // Tokens resolve to their tenant only.
+    let token = Token::generate();
+    let token_id =
+        store.create_token(a.id, &token.hash(), &token.display_prefix(), &[Scope::Ingest, Scope::Read]).await.unwrap();
+    match store.find_token(&token.hash()).await.unwrap() {
+        Some(Principal::Tenant { tenant_id, tenant, token_id: id, scopes }) => {
+            assert_eq!((tenant_id, tenant.as_str(), id), (a.id, "team-a", token_id));
+            assert_eq!(scopes, vec![Scope::Ingest, Scope::Read]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.find_token(&Token::generate().hash()).await.unwrap().is_none());
+
+    // Writes, dedupe and last-write-wins.
+    let now = 1_000_000;
+    let batch_a =
+        [s("cpu", "h1", 1000, 1.0, Some("d1")), s("cpu", "h2", 1000, 2.0, None), s("cpu", "h1", 2000, 3.0, None)];
+    let batch_b = [s("cpu", "h1", 1000, 99.0, None), s("mem", "h9", 1000, 5.0, Some("d1"))];
+    let out = store
+        .write(
+            &[WriteBatch { tenant_id: a.id, samples: &batch_a }, WriteBatch { tenant_id: b.id, samples: &batch_b }],
+            now,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, vec![outcome(3, 0), outcome(2, 0)]);
+    let again = [s("cpu", "h1", 1000, 7.0, Some("d1")), s("cpu", "h1", 2000, 4.0, None)];
+    let out = store.write(&[WriteBatch { tenant_id: a.id, samples: &again }], now, 0).await.unwrap();
+    assert_eq!(out, vec![WriteOutcome { accepted: 1, duplicates: 1, duplicate_indices: vec![0] }]);
+    // Past the window the same id is new again.
+    let out = store.write(&[WriteBatch { tenant_id: a.id, samples: &again[..1] }], now + 10, now + 5).await.unwrap();
+    assert_eq!(out, vec![outcome(1, 0)]);
+
+    assert_eq!(store.metric_names(a.id).await.unwrap(), vec!["cpu"]);
+    assert_eq!(store.metric_names(b.id).await.unwrap(), vec!["cpu", "mem"]);
+
+    let h1 = Labels::from([("host".to_string(), "h1".to_string())]);
+    let series = store.series(a.id, "cpu", &Labels::new()).await.unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(store.series(a.id, "cpu", &h1).await.unwrap()[0].last, Some((2000, 4.0)));
+
+    let query = PointQuery {
+        tenant_id: a.id,
+        metric: "cpu".into(),
+        matchers: h1.clone(),
+        from: 0,
+        to: 10_000,
+        step: None,
+        agg: Aggregation::Avg,
+        max_points: 1000,
+    };
+    let result = store.query(&query).await.unwrap();
+    assert_eq!(result, vec![SeriesPoints { labels: h1.clone(), points: vec![(1000, 7.0), (2000, 4.0)] }]);
+    let stepped =
+        store.query(&PointQuery { step: Some(10_000), matchers: Labels::new(), ..query.clone() }).await.unwrap();
+    assert_eq!(stepped.iter().map(|s| s.points.clone()).collect::<Vec<_>>(), vec![vec![(0, 5.5)], vec![(0, 2.0)]]);
+    assert!(matches!(
+        store.query(&PointQuery { max_points: 1, ..query.clone() }).await,
+        Err(StoreError::TooManyPoints(_))
+    ));
+    // The other tenant's identical series is untouched.
+    let other = store.query(&PointQuery { tenant_id: b.id, ..query.clone() }).await.unwrap();
+    assert_eq!(other[0].points, vec![(1000, 99.0)]);
+
+    // Dedupe ids expire.
+    assert!(store.purge_dedupe(now + 100, 10_000).await.unwrap() >= 1);
+
+    // Dashboards are per tenant.
+    store.put_dashboard(a.id, "main", "{\"name\":\"main\"}", now).await.unwrap();
+    assert_eq!(store.list_dashboards(a.id).await.unwrap().len(), 1);
+    assert!(store.list_dashboards(b.id).await.unwrap().is_empty());
+    assert!(!store.delete_dashboard(b.id, "main").await.unwrap());
+    assert!(store.delete_dashboard(a.id, "main").await.unwrap());
+
+    // Deleting a tenant removes its data and tokens.
+    assert!(store.delete_tenant("team-a").await.unwrap());
+    assert!(store.find_token(&token.hash()).await.unwrap().is_none());
+    assert!(store.get_tenant("team-a").await.unwrap().is_none());
+    assert!(!store.delete_tenant("team-a").await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_storage_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    suite(open(&url, false).await.unwrap()).await;
+}

@@ -1,0 +1,111 @@
+//! Domain types shared by the microdash server, its CLI and the Kubernetes operator.
+//!
+//! One definition of each spec, so the same YAML works with `microdash apply` and as a CRD.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a token may do. A token belongs to exactly one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Write samples (HTTP ingest, MQTT publish).
+    Ingest,
+    /// Read metrics, series, queries, the live stream, alerts.
+    Read,
+    /// Manage the tenant's own rules, channels, dashboards and tokens.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a scope name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownScope(pub String);
+
+impl fmt::Display for UnknownScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown scope {:?}: expected one of ingest, read, admin", self.0)
+    }
+}
+
+impl std::error::Error for UnknownScope {}
+
+impl FromStr for Scope {
+    type Err = UnknownScope;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "ingest" => Ok(Scope::Ingest),
+            "read" => Ok(Scope::Read),
+            "admin" => Ok(Scope::Admin),
+            other => Err(UnknownScope(other.to_string())),
+        }
+    }
+}
+
+/// Rules for tenant names: DNS-label-like so a name is also a valid Kubernetes object name,
+/// an MQTT topic level and a URL path segment without escaping.
+pub fn validate_tenant_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters long".into());
+    }
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name.as_bytes()[0].is_ascii_alphanumeric() && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if !ok_chars || !ok_ends {
+        return Err(
+            "must contain only lowercase letters, digits and '-', and start and end with a letter or digit".into()
+        );
+    }
+    Ok(())
+}
+
+/// A tenant as the admin API and the `Tenant` resource describe it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantSpec {
+    /// A human-friendly name shown in the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_round_trip_through_their_names() {
+        for scope in Scope::ALL {
+            assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
+        }
+        assert!("root".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn tenant_names_are_dns_labels() {
+        assert!(validate_tenant_name("team-a").is_ok());
+        assert!(validate_tenant_name("default").is_ok());
+        for bad in ["", "-a", "a-", "Team", "a_b", "a/b", "ä", &"x".repeat(64)] {
+            assert!(validate_tenant_name(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}
