@@ -169,3 +169,6 @@ async fn write_group(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,61 @@
+use std::time::Duration;
+
+use sqlx::Connection;
+
+use super::*;
+use crate::domain::Labels;
+use crate::storage::{Aggregation, PointQuery, open};
+
+fn samples(n: usize) -> Vec<Sample> {
+    (0..n)
+        .map(|i| Sample { metric: "m".into(), labels: Labels::new(), ts: i as i64, value: 1.0, dedupe_id: None })
+        .collect()
+}
+
+/// A real SQLite database held locked by another connection stands in for a slow database.
+#[tokio::test]
+async fn a_full_queue_refuses_at_once_and_what_it_holds_is_written_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = open(&url, false).await.unwrap();
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("t", None).await.unwrap();
+
+    let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
+
+    let hub = Arc::new(LiveHub::new(16, 16));
+    let config = WriterConfig { queue_capacity: 10, max_group_samples: 100, dedupe_window: Duration::from_secs(60) };
+    let (writer, task) = Writer::start(store.clone(), config, Telemetry::new(), hub);
+    let first = {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.submit(tenant.id, samples(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(writer.depth(), 10);
+    assert!(matches!(writer.submit(tenant.id, samples(1)).await, Err(SubmitError::Overloaded)));
+    assert!(!first.is_finished(), "no answer before the commit");
+
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let outcome = first.await.unwrap().unwrap();
+    assert_eq!(outcome.accepted, 10);
+    assert_eq!(writer.depth(), 0);
+    let stored = store
+        .query(&PointQuery {
+            tenant_id: tenant.id,
+            metric: "m".into(),
+            matchers: Labels::new(),
+            from: 0,
+            to: 100,
+            step: None,
+            agg: Aggregation::Avg,
+            max_points: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored[0].points.len(), 10);
+
+    // Dropping the last handle drains and stops the writer.
+    drop(writer);
+    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}

@@ -1,0 +1,117 @@
+//! A harness that runs the real `microdash` binary on 127.0.0.1:0 with a temporary data folder.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    pub token: String,
+    env: Vec<(String, String)>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_microdash")
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts the server with extra `MICRODASH_*` environment variables.
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn(dir, env, "127.0.0.1:0")
+    }
+
+    fn spawn(dir: &Path, env: Vec<(String, String)>, listen: &str) -> Server {
+        let mut command = Command::new(bin());
+        command
+            .args(["serve", "--listen", listen, "--mqtt-listen", "off", "--log-format", "json"])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", dir.join("microdash.db").display()))
+            .arg("--data-dir")
+            .arg(dir)
+            .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("MICRODASH_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start microdash");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if let Some(addr) = v["fields"]["listen"].as_str() {
+                            let _ = tx.send(addr.to_string());
+                            sent = true;
+                        }
+                    }
+                }
+                if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server did not report its address");
+        let token =
+            std::fs::read_to_string(dir.join("default-tenant.token")).expect("default token file").trim().to_string();
+        Server { child, base: format!("http://{addr}"), dir: dir.to_path_buf(), token, env }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().unwrap();
+    }
+
+    /// Starts again on the same data folder and port.
+    pub fn restart(&mut self) {
+        let listen = self.base.trim_start_matches("http://").to_string();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let fresh = Self::spawn(&self.dir.clone(), std::mem::take(&mut self.env), &listen);
+        *self = fresh;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Runs the CLI against a data folder and returns (status ok, stdout, stderr).
+pub fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.join("microdash.db").display()))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

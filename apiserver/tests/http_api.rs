@@ -1,0 +1,514 @@
+//! Black-box tests of the HTTP API against the real binary and a real SQLite file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_TOKEN, Server, cli, client};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn post(server: &Server, token: &str, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    let r = client().post(server.url(path)).bearer_auth(token).body(body).send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn get(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
+    let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn points(v: &Value) -> usize {
+    v["series"].as_array().unwrap().iter().map(|s| s["points"].as_array().unwrap().len()).sum()
+}
+
+#[tokio::test]
+async fn ingest_single_and_bulk_then_query_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = &server.token;
+    let (status, body) =
+        post(&server, t, "/api/v1/metrics", r#"{"metric":"cpu.usage","value":42.5,"ts":1000,"labels":{"host":"a"}}"#)
+            .await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"accepted":1,"duplicates":0})));
+    let bulk = json!({"samples":[
+        {"metric":"cpu.usage","value":1.5,"ts":"1970-01-01T00:00:02Z","labels":{"host":"a"}},
+        {"metric":"cpu.usage","value":7,"ts":3000,"labels":{"host":"b"}},
+        {"metric":"mem.used","value":1e9,"ts":3000}
+    ]});
+    let (status, body) = post(&server, t, "/api/v1/metrics/bulk", bulk.to_string()).await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"accepted":3,"duplicates":0})));
+    // A bare array works too, and a sample without ts gets the time of receipt.
+    let (status, _) = post(&server, t, "/api/v1/metrics/bulk", r#"[{"metric":"up","value":1}]"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let (_, metrics) = get(&server, t, "/api/v1/metrics").await;
+    assert_eq!(metrics, json!({"metrics":["cpu.usage","mem.used","up"]}));
+    let (_, series) = get(&server, t, "/api/v1/series?metric=cpu.usage").await;
+    assert_eq!(series["series"].as_array().unwrap().len(), 2);
+    let (status, q) = get(&server, t, "/api/v1/query?metric=cpu.usage&match=host=a&from=0&to=10000").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(q, json!({"resolution":"raw","series":[{"labels":{"host":"a"},"points":[[1000,42.5],[2000,1.5]]}]}));
+    let (_, q) = get(&server, t, "/api/v1/query?metric=cpu.usage&from=0&to=10000&step=10s&agg=max").await;
+    assert_eq!(q["series"][0]["points"], json!([[0, 42.5]]));
+    assert_eq!(q["series"][1]["points"], json!([[0, 7.0]]));
+    let (_, q) = get(&server, t, "/api/v1/query?metric=up").await;
+    assert_eq!(points(&q), 1, "default range is the last hour");
+
+    // Same series and ts: the last write wins.
+    post(&server, t, "/api/v1/metrics", r#"{"metric":"cpu.usage","value":99,"ts":1000,"labels":{"host":"a"}}"#).await;
+    let (_, q) = get(&server, t, "/api/v1/query?metric=cpu.usage&match=host=a&from=0&to=1500").await;
+    assert_eq!(q["series"][0]["points"], json!([[1000, 99.0]]));
+}
+
+#[tokio::test]
+async fn every_validation_error_is_a_helpful_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[("MICRODASH_MAX_BODY_BYTES", "4096"), ("MICRODASH_MAX_BATCH_SAMPLES", "5"), ("MICRODASH_MAX_LABELS", "3")],
+    );
+    let t = &server.token;
+    let far_future = chrono_like_now_ms() + 86_400_000;
+    let cases: Vec<(&str, String, StatusCode, Option<&str>, Option<u64>)> = vec![
+        ("/api/v1/metrics", "{\"metric\":".into(), StatusCode::BAD_REQUEST, None, None),
+        ("/api/v1/metrics", "not json".into(), StatusCode::BAD_REQUEST, None, None),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"a","value":"high"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("value"),
+            None,
+        ),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"a","value":"NaN"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("value"),
+            None,
+        ),
+        ("/api/v1/metrics", r#"{"metric":"a","value":NaN}"#.into(), StatusCode::BAD_REQUEST, None, None),
+        ("/api/v1/metrics", r#"{"metric":"a","value":Infinity}"#.into(), StatusCode::BAD_REQUEST, None, None),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"","value":1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("metric"),
+            None,
+        ),
+        ("/api/v1/metrics", r#"{"value":1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, Some("metric"), None),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"a b","value":1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("metric"),
+            None,
+        ),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"a","value":1,"labels":{"bad key":"x"}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("labels.bad key"),
+            None,
+        ),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"a","value":1,"labels":{"a":"1","b":"2","c":"3","d":"4"}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("labels"),
+            None,
+        ),
+        (
+            "/api/v1/metrics",
+            r#"{"metric":"a","value":1,"ts":-1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("ts"),
+            None,
+        ),
+        (
+            "/api/v1/metrics",
+            format!(r#"{{"metric":"a","value":1,"ts":{far_future}}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("ts"),
+            None,
+        ),
+        (
+            "/api/v1/metrics/bulk",
+            r#"{"samples":[{"metric":"a","value":1},{"metric":"b","value":true}]}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("value"),
+            Some(1),
+        ),
+        (
+            "/api/v1/metrics/bulk",
+            json!({"samples": vec![json!({"metric":"a","value":1}); 6]}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("samples"),
+            None,
+        ),
+        (
+            "/api/v1/metrics/bulk",
+            format!(r#"{{"samples":[{{"metric":"a","value":1,"labels":{{"pad":"{}"}}}}]}}"#, "x".repeat(5000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            None,
+        ),
+    ];
+    for (path, body, status, field, index) in cases {
+        let r = client().post(server.url(path)).bearer_auth(t).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{body}");
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["status"], status.as_u16(), "{body}");
+        assert!(!problem["detail"].as_str().unwrap().is_empty());
+        assert_eq!(problem["field"].as_str(), field, "{body}: {problem}");
+        assert_eq!(problem["index"].as_u64(), index, "{body}: {problem}");
+    }
+    // Nothing of the refused requests was stored.
+    let (_, metrics) = get(&server, t, "/api/v1/metrics").await;
+    assert_eq!(metrics, json!({"metrics": []}));
+
+    // Auth errors are problems too.
+    let r = client().post(server.url("/api/v1/metrics")).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let (status, _) = post(&server, "mdt_wrong", "/api/v1/metrics", r#"{"metric":"a","value":1}"#).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Bad query parameters name the parameter.
+    let (status, p) = get(&server, t, "/api/v1/query?metric=a&agg=median").await;
+    assert_eq!((status, p["field"].as_str()), (StatusCode::BAD_REQUEST, Some("agg")));
+    let (status, p) = get(&server, t, "/api/v1/query").await;
+    assert_eq!((status, p["field"].as_str()), (StatusCode::BAD_REQUEST, Some("metric")));
+    let (status, p) = get(&server, t, "/api/v1/query?metric=a&from=yesterday").await;
+    assert_eq!((status, p["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
+    // Unicode label values are data, not errors.
+    let (status, _) =
+        post(&server, t, "/api/v1/metrics", r#"{"metric":"temp","value":-3.5,"labels":{"city":"Zürich 東京 🚀"}}"#)
+            .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, s) = get(&server, t, "/api/v1/series?metric=temp").await;
+    assert_eq!(s["series"][0]["labels"]["city"], "Zürich 東京 🚀");
+}
+
+fn chrono_like_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[tokio::test]
+async fn a_tenant_never_reaches_another_tenants_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = server.token.clone();
+    let (status, created) = post(&server, ADMIN_TOKEN, "/api/v1/tenants", r#"{"name":"team-b"}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let b = created["token"].as_str().unwrap().to_string();
+
+    post(&server, &a, "/api/v1/metrics", r#"{"metric":"secret.a","value":1,"labels":{"host":"a"}}"#).await;
+    post(&server, &b, "/api/v1/metrics", r#"{"metric":"shared","value":2}"#).await;
+    post(&server, &a, "/api/v1/metrics", r#"{"metric":"shared","value":1}"#).await;
+
+    // Reads see only their own tenant.
+    assert_eq!(get(&server, &b, "/api/v1/metrics").await.1, json!({"metrics":["shared"]}));
+    assert_eq!(get(&server, &b, "/api/v1/series?metric=secret.a").await.1["series"], json!([]));
+    assert_eq!(get(&server, &b, "/api/v1/query?metric=secret.a").await.1["series"], json!([]));
+    let (_, q) = get(&server, &b, "/api/v1/query?metric=shared").await;
+    assert_eq!(q["series"][0]["points"][0][1], 2.0, "B sees its own value only");
+    assert_eq!(points(&q), 1);
+
+    // The live stream of B never carries A's samples.
+    let mut stream = client().get(server.url("/api/v1/stream")).bearer_auth(&b).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    post(&server, &a, "/api/v1/metrics", r#"{"metric":"secret.a","value":3}"#).await;
+    post(&server, &b, "/api/v1/metrics", r#"{"metric":"shared","value":4}"#).await;
+    let mut seen = String::new();
+    while !seen.contains("\"value\":4") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!seen.contains("secret.a"), "{seen}");
+
+    // Dashboards are per tenant; B cannot delete A's.
+    let r = client()
+        .put(server.url("/api/v1/dashboards/main"))
+        .bearer_auth(&a)
+        .body(r#"{"title":"A","panels":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(get(&server, &b, "/api/v1/dashboards").await.1, json!({"dashboards":[]}));
+    let r = client().delete(server.url("/api/v1/dashboards/main")).bearer_auth(&b).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Tenant tokens cannot administer tenants; the admin token cannot read tenant data.
+    for token in [&a, &b] {
+        assert_eq!(get(&server, token, "/api/v1/tenants").await.0, StatusCode::FORBIDDEN);
+        assert_eq!(post(&server, token, "/api/v1/tenants", r#"{"name":"x"}"#).await.0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            post(&server, token, "/api/v1/tenants/default/tokens", r#"{"scopes":["read"]}"#).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let r = client().delete(server.url("/api/v1/tenants/default")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(get(&server, ADMIN_TOKEN, "/api/v1/metrics").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(&server, ADMIN_TOKEN, "/api/v1/metrics", r#"{"metric":"a","value":1}"#).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Scopes: a read-only token of B cannot write.
+    let (status, created) = post(&server, ADMIN_TOKEN, "/api/v1/tenants/team-b/tokens", r#"{"scopes":["read"]}"#).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let b_read = created["token"].as_str().unwrap();
+    assert_eq!(post(&server, b_read, "/api/v1/metrics", r#"{"metric":"a","value":1}"#).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(get(&server, b_read, "/api/v1/metrics").await.0, StatusCode::OK);
+
+    // Deleting B revokes its tokens at once.
+    let r = client().delete(server.url("/api/v1/tenants/team-b")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get(&server, &b, "/api/v1/metrics").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&server, &a, "/api/v1/metrics").await.1, json!({"metrics":["secret.a","shared"]}));
+}
+
+#[tokio::test]
+async fn a_repeated_dedupe_id_is_counted_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = &server.token;
+    let body =
+        r#"[{"metric":"m","value":1,"ts":1000,"dedupe_id":"x1"},{"metric":"m","value":2,"ts":2000,"dedupe_id":"x2"}]"#;
+    assert_eq!(post(&server, t, "/api/v1/metrics/bulk", body).await.1, json!({"accepted":2,"duplicates":0}));
+    assert_eq!(post(&server, t, "/api/v1/metrics/bulk", body).await.1, json!({"accepted":0,"duplicates":2}));
+    let again = r#"{"metric":"m","value":5,"ts":3000,"dedupe_id":"x1"}"#;
+    assert_eq!(post(&server, t, "/api/v1/metrics", again).await.1, json!({"accepted":0,"duplicates":1}));
+    let (_, q) = get(&server, t, "/api/v1/query?metric=m&from=0&to=10000").await;
+    assert_eq!(q["series"][0]["points"], json!([[1000, 1.0], [2000, 2.0]]));
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("microdash_samples_duplicate_total 3"), "{metrics}");
+}
+
+#[tokio::test]
+async fn kill_9_right_after_2xx_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let token = server.token.clone();
+    let http = client();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (http, url, token) = (http.clone(), server.url("/api/v1/metrics/bulk"), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for batch in 0..25 {
+                let samples: Vec<Value> = (0..200)
+                    .map(|i| json!({"metric":"burst","value":i,"ts":1_000_000 + (batch * 200 + i),"labels":{"w":worker.to_string()}}))
+                    .collect();
+                let r = http.post(&url).bearer_auth(&token).json(&json!({"samples":samples})).send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+                accepted += r.json::<Value>().await.unwrap()["accepted"].as_u64().unwrap();
+            }
+            accepted
+        }));
+    }
+    let mut acknowledged = 0;
+    for t in tasks {
+        acknowledged += t.await.unwrap();
+    }
+    server.kill9();
+    assert_eq!(acknowledged, 8 * 25 * 200);
+    server.restart();
+    let (_, q) = get(&server, &server.token, "/api/v1/query?metric=burst&from=0&to=2000000").await;
+    assert_eq!(points(&q) as u64, acknowledged, "every acknowledged sample survived kill -9");
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let http = client();
+    assert_eq!(http.get(server.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    let ready: Value = http.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    post(&server, &server.token, "/api/v1/metrics", "{").await;
+    let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "microdash_http_requests_total{",
+        "microdash_samples_accepted_total",
+        "microdash_requests_rejected_total{reason=\"malformed\"} 1",
+        "microdash_queue_depth",
+        "microdash_write_batch_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    let doc: Value = http.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for path in [
+        "/api/v1/metrics",
+        "/api/v1/metrics/bulk",
+        "/api/v1/series",
+        "/api/v1/query",
+        "/api/v1/stream",
+        "/api/v1/tenants",
+        "/api/v1/tenants/{name}/tokens",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    // Unknown API paths are problems; other paths serve the dashboard.
+    let r = http.get(server.url("/api/v1/nope")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = http.get(server.url("/explore")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn dashboard_login_uses_an_http_only_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r = http.post(server.url("/api/v1/session")).body(r#"{"token":"mdt_nope"}"#).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("Invalid token"));
+    assert_eq!(http.get(server.url("/api/v1/metrics")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    let r = http.post(server.url("/api/v1/session")).json(&json!({"token": server.token})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(&server.token), "the cookie is a session id, not the token");
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["tenant"], "default");
+    assert_eq!(http.get(server.url("/api/v1/metrics")).send().await.unwrap().status(), StatusCode::OK);
+    let r = http.delete(server.url("/api/v1/session")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(http.get(server.url("/api/v1/session")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_stream_resumes_from_last_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = server.token.clone();
+    let mut stream = client().get(server.url("/api/v1/stream?metric=live")).bearer_auth(&t).send().await.unwrap();
+    post(&server, &t, "/api/v1/metrics", r#"{"metric":"other","value":0}"#).await;
+    post(&server, &t, "/api/v1/metrics", r#"{"metric":"live","value":1}"#).await;
+    let mut text = String::new();
+    while !text.contains("\"value\":1") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: sample"), "{text}");
+    assert!(!text.contains("other"), "the metric filter applies: {text}");
+    let id: u64 = text.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().trim().parse().unwrap();
+    drop(stream);
+    // Samples sent while disconnected are replayed after the last seen id.
+    post(&server, &t, "/api/v1/metrics/bulk", r#"[{"metric":"live","value":2},{"metric":"live","value":3}]"#).await;
+    let mut stream = client()
+        .get(server.url("/api/v1/stream?metric=live"))
+        .bearer_auth(&t)
+        .header("Last-Event-ID", id.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\"value\":3") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("\"value\":2"));
+    assert!(!text.contains("\"value\":1"), "already seen events are not repeated: {text}");
+}
+
+#[tokio::test]
+async fn tenant_rate_limits_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_with(dir.path(), &[("MICRODASH_TENANT_RATE_LIMIT", "10"), ("MICRODASH_MAX_BATCH_SAMPLES", "10")]);
+    let batch = json!(vec![json!({"metric":"m","value":1}); 10]).to_string();
+    let mut limited = None;
+    for _ in 0..5 {
+        let r = client()
+            .post(server.url("/api/v1/metrics/bulk"))
+            .bearer_auth(&server.token)
+            .body(batch.clone())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the fifth batch of 10 within a second must be limited");
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[test]
+fn cli_manages_tenants_and_tokens_and_explains_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, token, _) = cli(dir.path(), &["tenant", "create", "acme", "--display-name", "ACME"]);
+    assert!(ok);
+    assert!(token.trim().starts_with("mdt_"));
+    let (ok, _, err) = cli(dir.path(), &["tenant", "create", "acme"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = cli(dir.path(), &["tenant", "create", "Bad_Name"]);
+    assert!(!ok && err.contains("lowercase"), "{err}");
+    let (ok, read_token, _) = cli(dir.path(), &["token", "create", "--tenant", "acme", "--scope", "read"]);
+    assert!(ok && read_token.trim().starts_with("mdt_"));
+    let (ok, _, err) = cli(dir.path(), &["token", "create", "--tenant", "nobody", "--scope", "read"]);
+    assert!(!ok && err.contains("microdash tenant create nobody"), "{err}");
+    let (ok, _, err) = cli(dir.path(), &["token", "create", "--tenant", "acme", "--scope", "root"]);
+    assert!(!ok && err.contains("ingest, read, admin"), "{err}");
+    let (ok, list, _) = cli(dir.path(), &["tenant", "list"]);
+    assert!(ok && list.contains("acme\tACME"), "{list}");
+    // The stored form is a hash: the token text is nowhere in the database file.
+    let db = std::fs::read(dir.path().join("microdash.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("microdash.db-wal")).unwrap_or_default();
+    for secret in [token.trim(), read_token.trim()] {
+        let needle = secret.as_bytes();
+        assert!(!db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
+    }
+}
+
+#[tokio::test]
+async fn cli_tokens_work_against_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (ok, ingest_only, _) = cli(dir.path(), &["token", "create", "--tenant", "default", "--scope", "ingest"]);
+    assert!(ok);
+    let ingest_only = ingest_only.trim();
+    assert_eq!(
+        post(&server, ingest_only, "/api/v1/metrics", r#"{"metric":"a","value":1}"#).await.0,
+        StatusCode::ACCEPTED
+    );
+    let (status, p) = get(&server, ingest_only, "/api/v1/metrics").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(p["detail"].as_str().unwrap().contains("read"));
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_secrets() {
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--check-config", "--max-labels", "7"])
+        .env("MICRODASH_ADMIN_TOKEN", "a-very-secret-admin-token")
+        .env("MICRODASH_LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:9999") && text.contains("max_labels: 7"), "{text}");
+    assert!(!text.contains("a-very-secret"), "{text}");
+    let out =
+        std::process::Command::new(common::bin()).args(["serve", "--check-config", "--role", "boss"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`role`"));
+}

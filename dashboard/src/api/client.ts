@@ -1,0 +1,169 @@
+/**
+ * The one typed client of the microdash API. Every call goes to the same origin with the
+ * session cookie; errors become `ApiError` carrying the problem+json fields.
+ */
+import type {
+  AlertInstance,
+  AlertTransition,
+  Dashboard,
+  Labels,
+  QueryParams,
+  QueryResult,
+  Session,
+  SeriesList,
+} from './types'
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail?: string,
+    /** Names the offending input field when the server says which one. */
+    readonly field?: string,
+  ) {
+    super(detail || title)
+    this.name = 'ApiError'
+  }
+}
+
+type UnauthorizedHandler = () => void
+let onUnauthorized: UnauthorizedHandler = () => {}
+
+/** Tells the app that the session is gone (also used by the live stream, which cannot see statuses). */
+export function notifyUnauthorized(): void {
+  onUnauthorized()
+}
+
+/** Called on any 401 except the session probe and login, whose 401 is an answer, not a lapse. */
+export function setUnauthorizedHandler(handler: UnauthorizedHandler): void {
+  onUnauthorized = handler
+}
+
+interface RequestOptions {
+  query?: URLSearchParams
+  body?: unknown
+  /** Let a 401 reach the caller without sending the user to the login page. */
+  allow401?: boolean
+  signal?: AbortSignal
+}
+
+async function toApiError(res: Response): Promise<ApiError> {
+  const type = res.headers.get('content-type') ?? ''
+  if (type.includes('json')) {
+    try {
+      const problem = (await res.json()) as { title?: unknown; detail?: unknown; field?: unknown }
+      const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined)
+      return new ApiError(
+        res.status,
+        str(problem.title) ?? res.statusText ?? `HTTP ${res.status}`,
+        str(problem.detail),
+        str(problem.field),
+      )
+    } catch {
+      // A body that claims JSON but is not: fall through to the status line.
+    }
+  }
+  return new ApiError(res.status, res.statusText || `HTTP ${res.status}`)
+}
+
+async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' }
+  let body: string | undefined
+  if (opts.body !== undefined) {
+    headers['Content-Type'] = 'application/json'
+    body = JSON.stringify(opts.body)
+  }
+  const qs = opts.query?.toString()
+  const res = await fetch(qs ? `${path}?${qs}` : path, {
+    method,
+    headers,
+    body,
+    credentials: 'same-origin',
+    signal: opts.signal,
+  })
+  if (!res.ok) {
+    const err = await toApiError(res)
+    if (res.status === 401 && !opts.allow401) onUnauthorized()
+    throw err
+  }
+  if (res.status === 204) return undefined as T
+  // Some 200s (a PUT) may come without a body.
+  const text = await res.text()
+  return (text ? JSON.parse(text) : undefined) as T
+}
+
+/** `k=v,k2=v2`, the `match` syntax of the query and stream endpoints. */
+export function formatMatch(match: Labels | undefined): string {
+  if (!match) return ''
+  return Object.entries(match)
+    .filter(([k, v]) => k && v !== '')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',')
+}
+
+export function streamUrl(metrics: string[] | null, match?: Labels): string {
+  const q = new URLSearchParams()
+  for (const m of metrics ?? []) q.append('metric', m)
+  const m = formatMatch(match)
+  if (m) q.set('match', m)
+  const qs = q.toString()
+  return qs ? `/api/v1/stream?${qs}` : '/api/v1/stream'
+}
+
+const enc = encodeURIComponent
+
+export const api = {
+  /** The current session, or `null` when not logged in. */
+  async getSession(): Promise<Session | null> {
+    try {
+      return await request<Session>('GET', '/api/v1/session', { allow401: true })
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return null
+      throw e
+    }
+  },
+  login(token: string): Promise<Session> {
+    return request<Session>('POST', '/api/v1/session', { body: { token }, allow401: true })
+  },
+  logout(): Promise<void> {
+    return request<void>('DELETE', '/api/v1/session', { allow401: true })
+  },
+
+  async metrics(): Promise<string[]> {
+    return (await request<{ metrics: string[] }>('GET', '/api/v1/metrics')).metrics
+  },
+  series(metric: string, signal?: AbortSignal): Promise<SeriesList> {
+    return request<SeriesList>('GET', '/api/v1/series', {
+      query: new URLSearchParams({ metric }),
+      signal,
+    })
+  },
+  query(p: QueryParams, signal?: AbortSignal): Promise<QueryResult> {
+    const q = new URLSearchParams({ metric: p.metric, from: String(p.from), to: String(p.to) })
+    const match = formatMatch(p.match)
+    if (match) q.set('match', match)
+    if (p.step) q.set('step', p.step)
+    if (p.agg) q.set('agg', p.agg)
+    return request<QueryResult>('GET', '/api/v1/query', { query: q, signal })
+  },
+
+  async dashboards(): Promise<Dashboard[]> {
+    return (await request<{ dashboards: Dashboard[] }>('GET', '/api/v1/dashboards')).dashboards
+  },
+  saveDashboard(d: Dashboard): Promise<unknown> {
+    return request('PUT', `/api/v1/dashboards/${enc(d.name)}`, { body: d })
+  },
+  deleteDashboard(name: string): Promise<void> {
+    return request<void>('DELETE', `/api/v1/dashboards/${enc(name)}`)
+  },
+
+  async alerts(): Promise<AlertInstance[]> {
+    return (await request<{ alerts: AlertInstance[] }>('GET', '/api/v1/alerts')).alerts
+  },
+  async alertHistory(): Promise<AlertTransition[]> {
+    return (await request<{ transitions: AlertTransition[] }>('GET', '/api/v1/alerts/history'))
+      .transitions
+  },
+}
+
+export type Api = typeof api

@@ -1,0 +1,120 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createPinia, setActivePinia } from 'pinia'
+import { flushPromises, mount } from '@vue/test-utils'
+import MetricChart from './MetricChart.vue'
+import { useLiveStore } from '@/stores/live'
+import { FakeEventSource, mockFetch } from '@/test/fakes'
+import { FakeUplot } from '@/test/uplotMock'
+
+vi.mock('uplot', async () => ({ default: (await import('@/test/uplotMock')).FakeUplot }))
+
+const NOW = 1_700_000_000_000
+const MIN = 60_000
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
+  vi.setSystemTime(NOW)
+  setActivePinia(createPinia())
+  FakeEventSource.install()
+  FakeUplot.instances = []
+  vi.stubGlobal('ResizeObserver', class { observe() {} disconnect() {} })
+})
+afterEach(() => {
+  vi.useRealTimers()
+  vi.unstubAllGlobals()
+})
+
+function chart(wrapper: ReturnType<typeof mount>) {
+  const el = wrapper.get('[data-testid="chart"]').element as HTMLElement
+  return { points: Number(el.dataset.points), lastTs: Number(el.dataset.lastTs) }
+}
+
+describe('MetricChart', () => {
+  it('live mode: loads the last 15 minutes raw, then appends streamed points without reloading', async () => {
+    const fetch = mockFetch({
+      'GET /api/v1/query': {
+        body: {
+          resolution: 'raw',
+          series: [{ labels: { host: 'a' }, points: [[NOW - 10 * MIN, 1], [NOW - MIN, 2]] }],
+        },
+      },
+    })
+    const live = useLiveStore()
+    live.start()
+    const wrapper = mount(MetricChart, {
+      props: { metric: 'cpu.usage', match: { host: 'a' }, range: { key: 'live' } },
+    })
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+
+    const q = new URL(String(fetch.mock.calls[0]![0]), 'http://x').searchParams
+    expect(q.get('from')).toBe(String(NOW - 15 * MIN))
+    expect(q.get('to')).toBe(String(NOW))
+    expect(q.get('match')).toBe('host=a')
+    expect(q.has('step')).toBe(false)
+    expect(chart(wrapper)).toEqual({ points: 2, lastTs: NOW - MIN })
+
+    const es = FakeEventSource.latest()
+    expect(es.url).toBe('/api/v1/stream?metric=cpu.usage')
+    es.open()
+    es.sample({ metric: 'cpu.usage', labels: { host: 'a' }, ts: NOW + 1000, value: 3 })
+    es.sample({ metric: 'cpu.usage', labels: { host: 'b' }, ts: NOW + 1000, value: 9 }) // filtered out
+    await vi.advanceTimersByTimeAsync(250)
+    expect(chart(wrapper)).toEqual({ points: 3, lastTs: NOW + 1000 })
+    expect(fetch).toHaveBeenCalledTimes(1)
+
+    // Six minutes on, the point from 10 minutes before start is outside the window.
+    vi.setSystemTime(NOW + 6 * MIN)
+    es.sample({ metric: 'cpu.usage', labels: { host: 'a' }, ts: NOW + 6 * MIN, value: 4 })
+    await vi.advanceTimersByTimeAsync(250)
+    expect(chart(wrapper)).toEqual({ points: 3, lastTs: NOW + 6 * MIN })
+    expect(fetch).toHaveBeenCalledTimes(1)
+
+    wrapper.unmount()
+    expect(live.subscriberCount()).toBe(0)
+  })
+
+  it('adds a line when a new series appears on the stream', async () => {
+    mockFetch({
+      'GET /api/v1/query': { body: { resolution: 'raw', series: [{ labels: { host: 'a' }, points: [[NOW - MIN, 1]] }] } },
+    })
+    useLiveStore().start()
+    const wrapper = mount(MetricChart, { props: { metric: 'cpu.usage', range: { key: 'live' } } })
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+    FakeEventSource.latest().sample({ metric: 'cpu.usage', labels: { host: 'b' }, ts: NOW, value: 5 })
+    await vi.advanceTimersByTimeAsync(250)
+    const u = FakeUplot.live()
+    expect(u).toHaveLength(1)
+    expect(u[0]!.series).toHaveLength(3)
+    expect(chart(wrapper)).toEqual({ points: 2, lastTs: NOW })
+  })
+
+  it('longer ranges ask for a step so the server can use rollups, and do not stream', async () => {
+    const fetch = mockFetch({
+      'GET /api/v1/query': { body: { resolution: '5m', series: [{ labels: {}, points: [[NOW - 60 * MIN, 1]] }] } },
+    })
+    useLiveStore().start()
+    const wrapper = mount(MetricChart, { props: { metric: 'cpu.usage', agg: 'max', range: { key: '24h' } } })
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+    const q = new URL(String(fetch.mock.calls[0]![0]), 'http://x').searchParams
+    expect(q.get('step')).toBe('300s')
+    expect(q.get('agg')).toBe('max')
+    expect(Number(q.get('to')) - Number(q.get('from'))).toBe(24 * 60 * MIN)
+    expect(useLiveStore().subscriberCount()).toBe(0)
+    expect(wrapper.get('[data-testid="resolution"]').text()).toContain('5m')
+  })
+
+  it('shows the empty and error states', async () => {
+    mockFetch({ 'GET /api/v1/query': { body: { resolution: 'raw', series: [] } } })
+    const empty = mount(MetricChart, { props: { metric: 'cpu.usage', range: { key: '1h' } } })
+    await flushPromises()
+    expect(empty.find('[data-testid="state-empty"]').exists()).toBe(true)
+
+    mockFetch({ 'GET /api/v1/query': { status: 400, body: { title: 'Bad Request', detail: 'unknown metric' } } })
+    const failed = mount(MetricChart, { props: { metric: 'nope', range: { key: '1h' } } })
+    await flushPromises()
+    expect(failed.get('[data-testid="state-error"]').text()).toContain('unknown metric')
+  })
+})

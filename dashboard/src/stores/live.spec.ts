@@ -1,0 +1,196 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createPinia, setActivePinia } from 'pinia'
+import { parseSample, useLiveStore } from './live'
+import { setUnauthorizedHandler } from '@/api/client'
+import { FakeEventSource, mockFetch } from '@/test/fakes'
+import type { LiveSample } from '@/api/types'
+
+const microtasks = async () => {
+  for (let i = 0; i < 5; i++) await Promise.resolve()
+}
+
+function sample(metric: string, labels: Record<string, string>, value = 1, ts = 1000): LiveSample {
+  return { metric, labels, value, ts }
+}
+
+beforeEach(() => {
+  setActivePinia(createPinia())
+  FakeEventSource.install()
+})
+afterEach(() => {
+  vi.useRealTimers()
+  vi.unstubAllGlobals()
+  setUnauthorizedHandler(() => {})
+})
+
+describe('live store', () => {
+  it('opens nothing before start and one stream after', async () => {
+    const live = useLiveStore()
+    live.subscribe({ metrics: ['cpu'] }, () => {})
+    await microtasks()
+    expect(FakeEventSource.instances).toHaveLength(0)
+    expect(live.state).toBe('offline')
+
+    live.start()
+    await microtasks()
+    expect(FakeEventSource.instances).toHaveLength(1)
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu')
+    expect(live.state).toBe('reconnecting')
+    FakeEventSource.latest().open()
+    expect(live.state).toBe('live')
+  })
+
+  it('multiplexes subscribers over one connection with the union of their metrics', async () => {
+    const live = useLiveStore()
+    live.start()
+    live.subscribe({ metrics: ['mem'] }, () => {})
+    live.subscribe({ metrics: ['cpu'], match: { host: 'a' } }, () => {})
+    live.subscribe({ metrics: ['cpu'], match: { host: 'b' } }, () => {})
+    await microtasks()
+    expect(FakeEventSource.instances).toHaveLength(1)
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu&metric=mem')
+  })
+
+  it('streams every metric when logged in with no subscriber, after a short grace period', async () => {
+    vi.useFakeTimers()
+    const live = useLiveStore()
+    live.start()
+    expect(FakeEventSource.instances).toHaveLength(0)
+    await vi.advanceTimersByTimeAsync(500)
+    expect(FakeEventSource.instances).toHaveLength(1)
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream')
+  })
+
+  it('hands each sample only to the subscribers whose metric and labels match', async () => {
+    const live = useLiveStore()
+    live.start()
+    const hostA = vi.fn()
+    const hostB = vi.fn()
+    const allCpu = vi.fn()
+    const mem = vi.fn()
+    live.subscribe({ metrics: ['cpu'], match: { host: 'a' } }, hostA)
+    live.subscribe({ metrics: ['cpu'], match: { host: 'b' } }, hostB)
+    live.subscribe({ metrics: ['cpu'] }, allCpu)
+    live.subscribe({ metrics: ['mem'] }, mem)
+    await microtasks()
+    const es = FakeEventSource.latest()
+    es.open()
+
+    es.sample(sample('cpu', { host: 'a', core: '0' }, 5), '1')
+    es.sample(sample('cpu', { host: 'b' }, 7), '2')
+    es.sample(sample('mem', { host: 'a' }, 9), '3')
+    es.sample(sample('disk', { host: 'a' }, 9), '4')
+
+    expect(hostA.mock.calls.map(([s]) => s.value)).toEqual([5])
+    expect(hostB.mock.calls.map(([s]) => s.value)).toEqual([7])
+    expect(allCpu.mock.calls.map(([s]) => s.value)).toEqual([5, 7])
+    expect(mem.mock.calls.map(([s]) => s.value)).toEqual([9])
+  })
+
+  it('streams every metric when a subscriber asks for all of them', async () => {
+    const live = useLiveStore()
+    live.start()
+    live.subscribe({ metrics: ['cpu'] }, () => {})
+    const all = vi.fn()
+    const off = live.subscribe({}, all)
+    await microtasks()
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream')
+    FakeEventSource.latest().sample(sample('anything', {}))
+    expect(all).toHaveBeenCalledOnce()
+
+    off()
+    await microtasks()
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu')
+    expect(FakeEventSource.instances.filter((es) => !es.closed)).toHaveLength(1)
+  })
+
+  it('stops delivering after unsubscribe', async () => {
+    const live = useLiveStore()
+    live.start()
+    const fn = vi.fn()
+    const off = live.subscribe({ metrics: ['cpu'] }, fn)
+    await microtasks()
+    off()
+    off() // idempotent
+    FakeEventSource.latest().sample(sample('cpu', {}))
+    expect(fn).not.toHaveBeenCalled()
+  })
+
+  it('keeps other subscribers fed when one throws, and ignores malformed data', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {})
+    const live = useLiveStore()
+    live.start()
+    const good = vi.fn()
+    live.subscribe({ metrics: ['cpu'] }, () => {
+      throw new Error('broken panel')
+    })
+    live.subscribe({ metrics: ['cpu'] }, good)
+    await microtasks()
+    const es = FakeEventSource.latest()
+    es.sample(sample('cpu', {}))
+    es.sample({ metric: 'cpu', value: 'NaN?' })
+    expect(good).toHaveBeenCalledOnce()
+    expect(parseSample('not json')).toBeNull()
+  })
+
+  it('shows reconnecting while the browser retries, and live again once it reconnects', async () => {
+    const live = useLiveStore()
+    live.subscribe({}, () => {})
+    live.start()
+    const es = FakeEventSource.latest()
+    es.open()
+    expect(live.state).toBe('live')
+    es.fail(false)
+    expect(live.state).toBe('reconnecting')
+    // The browser retries the same EventSource (sending Last-Event-ID itself): no new one.
+    expect(FakeEventSource.instances).toHaveLength(1)
+    es.open()
+    expect(live.state).toBe('live')
+  })
+
+  it('reopens after an HTTP error once the session is confirmed', async () => {
+    vi.useFakeTimers()
+    mockFetch({ 'GET /api/v1/session': { body: { tenant: 'default', scopes: [] } } })
+    const live = useLiveStore()
+    live.subscribe({}, () => {})
+    live.start()
+    const first = FakeEventSource.latest()
+    first.fail(true)
+    expect(live.state).toBe('reconnecting')
+    expect(first.closed).toBe(true)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(FakeEventSource.instances).toHaveLength(2)
+    FakeEventSource.latest().open()
+    expect(live.state).toBe('live')
+  })
+
+  it('goes offline and reports the lost session when the stream is refused with 401', async () => {
+    vi.useFakeTimers()
+    mockFetch({ 'GET /api/v1/session': { status: 401, body: { title: 'Unauthorized' } } })
+    const onUnauthorized = vi.fn()
+    setUnauthorizedHandler(onUnauthorized)
+    const live = useLiveStore()
+    live.subscribe({}, () => {})
+    live.start()
+    FakeEventSource.latest().fail(true)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(onUnauthorized).toHaveBeenCalledOnce()
+    expect(live.state).toBe('offline')
+    expect(FakeEventSource.instances).toHaveLength(1)
+  })
+
+  it('closes the stream on stop and resumes the subscriptions on the next start', async () => {
+    const live = useLiveStore()
+    live.subscribe({ metrics: ['cpu'] }, () => {})
+    live.start()
+    const es = FakeEventSource.latest()
+    es.open()
+    live.stop()
+    expect(es.closed).toBe(true)
+    expect(live.state).toBe('offline')
+    expect(live.url).toBeNull()
+    live.start()
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu')
+    expect(live.subscriberCount()).toBe(1)
+  })
+})

@@ -1,0 +1,35 @@
+import { fileURLToPath, URL } from 'node:url'
+import { defineConfig } from 'vite'
+import vue from '@vitejs/plugin-vue'
+import tailwindcss from '@tailwindcss/vite'
+
+// The server to proxy API calls to during `npm run dev`.
+const apiTarget = process.env.MICRODASH_DEV_API ?? 'http://127.0.0.1:8080'
+
+export default defineConfig({
+  // Served by microdash at `/` with an index.html fallback for history-mode routes.
+  base: '/',
+  plugins: [vue(), tailwindcss()],
+  resolve: {
+    alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
+  },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    // uPlot is the only large dependency; keep it in its own cacheable chunk.
+    rollupOptions: {
+      output: {
+        manualChunks: { uplot: ['uplot'] },
+        chunkFileNames: (chunk) => `assets/${chunk.name.replace(/\.vue_vue_type.*$/, '')}-[hash].js`,
+      },
+    },
+  },
+  server: {
+    proxy: {
+      // SSE (/api/v1/stream) passes through the proxy unbuffered.
+      '/api': { target: apiTarget },
+      '/healthz': { target: apiTarget },
+    },
+  },
+})
