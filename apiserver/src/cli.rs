@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server (API, dashboard, ingest pipeline).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Manage tenants.
@@ -109,8 +109,9 @@ async fn open_store(db: DbArgs) -> anyhow::Result<storage::DynStore> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = resolve_config(args.config.as_ref(), args.layer)?;
-            if args.check_config {
+            let ServeArgs { config, check_config, layer } = *args;
+            let config = resolve_config(config.as_ref(), layer)?;
+            if check_config {
                 print!("{}", config.to_redacted_yaml());
                 return Ok(());
             }

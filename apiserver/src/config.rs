@@ -280,13 +280,10 @@ impl Config {
         if !matches!(log_format.as_str(), "text" | "json") {
             return Err(ConfigError::new("log_format", format!("{log_format:?} is not one of text, json")));
         }
-        if let Some(token) = &layer.admin_token {
-            if token.len() < 16 {
-                return Err(ConfigError::new(
-                    "admin_token",
-                    "must be at least 16 characters (use a long random string)",
-                ));
-            }
+        if let Some(token) = &layer.admin_token
+            && token.len() < 16
+        {
+            return Err(ConfigError::new("admin_token", "must be at least 16 characters (use a long random string)"));
         }
         let config = Config {
             listen,

@@ -104,7 +104,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
 
     let state = AppState::new(store.clone(), writer, config, telemetry, hub);
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let stop = state.shutdown.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("Shutdown requested: finishing requests, closing live streams.");
+            let _ = stop.send(true);
+        })
+        .await?;
     // Every handler is done and dropped its Writer handle: the writer drains and exits.
     tracing::info!("Stopping: committing what is queued.");
     purge.abort();
@@ -136,7 +143,7 @@ async fn purge_dedupe_forever(store: DynStore, window: Duration) {
         let before = now_ms() - window.as_millis() as i64;
         loop {
             match store.purge_dedupe(before, 5_000).await {
-                Ok(n) if n == 5_000 => tokio::task::yield_now().await,
+                Ok(5_000) => tokio::task::yield_now().await,
                 Ok(_) => break,
                 Err(err) => {
                     tracing::warn!(%err, "Purging old dedupe ids failed; will retry.");

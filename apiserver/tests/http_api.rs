@@ -74,7 +74,9 @@ async fn every_validation_error_is_a_helpful_problem() {
     );
     let t = &server.token;
     let far_future = chrono_like_now_ms() + 86_400_000;
-    let cases: Vec<(&str, String, StatusCode, Option<&str>, Option<u64>)> = vec![
+    // (path, body, status, field, index)
+    type Case<'a> = (&'a str, String, StatusCode, Option<&'a str>, Option<u64>);
+    let cases: Vec<Case> = vec![
         ("/api/v1/metrics", "{\"metric\":".into(), StatusCode::BAD_REQUEST, None, None),
         ("/api/v1/metrics", "not json".into(), StatusCode::BAD_REQUEST, None, None),
         (
@@ -511,4 +513,19 @@ fn check_config_prints_the_effective_config_without_secrets() {
         std::process::Command::new(common::bin()).args(["serve", "--check-config", "--role", "boss"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`role`"));
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_even_with_a_live_stream_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let mut stream = client().get(server.url("/api/v1/stream")).bearer_auth(&server.token).send().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("retry: 1000"), "the stream advises a 1 s reconnect");
+    let (status, _) = post(&server, &server.token, "/api/v1/metrics", r#"{"metric":"m","value":1}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(server.terminate(Duration::from_secs(10)), "SIGTERM must end the process although a stream is open");
+    server.restart();
+    let (_, q) = get(&server, &server.token, "/api/v1/query?metric=m").await;
+    assert_eq!(points(&q), 1);
 }

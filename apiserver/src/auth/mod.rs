@@ -29,15 +29,15 @@ impl Auth {
     /// Resolves a bearer token; `None` when it is unknown.
     pub async fn token(&self, secret: &str) -> Result<Option<Principal>> {
         let hash = TokenHash::of(secret);
-        if let Some(admin) = &self.admin {
-            if admin.matches(&hash) {
-                return Ok(Some(Principal::Admin));
-            }
+        if let Some(admin) = &self.admin
+            && admin.matches(&hash)
+        {
+            return Ok(Some(Principal::Admin));
         }
-        if let Some((principal, at)) = self.cache.lock().expect("auth cache poisoned").get(&hash) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(principal.clone()));
-            }
+        if let Some((principal, at)) = self.cache.lock().expect("auth cache poisoned").get(&hash)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(principal.clone()));
         }
         let found = self.store.find_token(&hash).await?;
         if let Some(principal) = &found {

@@ -137,13 +137,10 @@ impl Limits {
                 return Err(SampleError::new(field(), "label value must not contain control characters"));
             }
         }
-        if let Some(id) = &sample.dedupe_id {
-            if id.is_empty() || id.len() > self.max_dedupe_id_len {
-                return Err(SampleError::new(
-                    "dedupe_id",
-                    format!("must be 1 to {} bytes long", self.max_dedupe_id_len),
-                ));
-            }
+        if let Some(id) = &sample.dedupe_id
+            && (id.is_empty() || id.len() > self.max_dedupe_id_len)
+        {
+            return Err(SampleError::new("dedupe_id", format!("must be 1 to {} bytes long", self.max_dedupe_id_len)));
         }
         Ok(())
     }
@@ -183,7 +180,8 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let limits = Limits { max_labels: 2, ..Limits::default() };
-        let cases: Vec<(Box<dyn Fn(&mut Sample)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Sample)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|s| s.metric.clear()), "metric"),
             (Box::new(|s| s.metric = "1cpu".into()), "metric"),
             (Box::new(|s| s.metric = "a".repeat(201)), "metric"),

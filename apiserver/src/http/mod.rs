@@ -43,6 +43,8 @@ pub struct AppState {
     pub hub: Arc<LiveHub>,
     /// Samples per second per tenant; `None` when unlimited.
     pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<i64>>>,
+    /// Turns true when the server stops, so endless responses (SSE) end and shutdown completes.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             telemetry,
             hub,
             rate_limiter,
+            shutdown: tokio::sync::watch::channel(false).0,
         }
     }
 }

@@ -88,13 +88,13 @@ pub async fn query(
         return Err(AppError::bad_request("`from` must not be after `to`").field("from"));
     }
     let step = params.duration_ms("step")?;
-    if let Some(step) = step {
-        if (to - from) / step > MAX_BUCKETS {
-            return Err(AppError::bad_request(format!(
-                "step is too small for this range: at most {MAX_BUCKETS} buckets per series"
-            ))
-            .field("step"));
-        }
+    if let Some(step) = step
+        && (to - from) / step > MAX_BUCKETS
+    {
+        return Err(AppError::bad_request(format!(
+            "step is too small for this range: at most {MAX_BUCKETS} buckets per series"
+        ))
+        .field("step"));
     }
     let agg = match params.get("agg") {
         None => Aggregation::Avg,

@@ -80,16 +80,14 @@ pub async fn stream(
     let replay = stream::iter(replayed.into_iter().map(|e| Ok(to_event(&e))));
     let live_filter = filter.clone();
     let live = stream::unfold(receiver, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => return Some((Some(event), rx)),
-                // A slow client skips what it missed instead of growing a buffer.
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "Slow stream client skipped events.");
-                    return Some((None, rx));
-                }
-                Err(RecvError::Closed) => return None,
+        match rx.recv().await {
+            Ok(event) => Some((Some(event), rx)),
+            // A slow client skips what it missed instead of growing a buffer.
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "Slow stream client skipped events.");
+                Some((None, rx))
             }
+            Err(RecvError::Closed) => None,
         }
     })
     .filter_map(move |event| {
@@ -102,5 +100,12 @@ pub async fn stream(
             }
         }
     });
-    Ok(Sse::new(replay.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+    // Ask browsers to reconnect after 1 s instead of their default 3 s.
+    let retry = stream::once(async { Ok(Event::default().retry(Duration::from_secs(1))) });
+    let mut stop = state.shutdown.subscribe();
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    Ok(Sse::new(retry.chain(replay).chain(live).take_until(stopped))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
 }

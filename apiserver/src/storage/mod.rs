@@ -239,6 +239,41 @@ pub fn labels_key(labels: &Labels) -> String {
     serde_json::to_string(labels).expect("string maps always serialize")
 }
 
+/// A series as a sample names it, borrowed, with its hash precomputed.
+pub struct SeriesRef<'a> {
+    pub hash: u64,
+    pub tenant_id: i64,
+    pub metric: &'a str,
+    pub labels: &'a Labels,
+}
+
+impl<'a> SeriesRef<'a> {
+    pub fn new(tenant_id: i64, metric: &'a str, labels: &'a Labels) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (tenant_id, metric, labels).hash(&mut hasher);
+        SeriesRef { hash: hasher.finish(), tenant_id, metric, labels }
+    }
+
+    pub fn same(&self, other: &SeriesRef<'_>) -> bool {
+        self.tenant_id == other.tenant_id && self.metric == other.metric && self.labels == other.labels
+    }
+}
+
+/// A series id the store already knows, for the write path's cache.
+pub struct CachedSeries {
+    pub tenant_id: i64,
+    pub metric: String,
+    pub labels: Labels,
+    pub id: i64,
+}
+
+impl CachedSeries {
+    pub fn is(&self, series: &SeriesRef<'_>) -> bool {
+        self.tenant_id == series.tenant_id && self.metric == series.metric && &self.labels == series.labels
+    }
+}
+
 /// Keeps the last sample per (series, ts) so one statement never writes a row twice.
 pub fn last_wins(rows: &mut Vec<(i64, i64, f64)>) {
     let mut index: HashMap<(i64, i64), usize> = HashMap::with_capacity(rows.len());

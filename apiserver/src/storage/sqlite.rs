@@ -12,8 +12,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use super::{
-    PointQuery, Result, SeriesInfo, SeriesPoints, SessionRecord, Store, StoreError, TenantRecord, WriteBatch,
-    WriteOutcome, aggregate, labels_key, labels_match, last_wins, split_duplicates,
+    CachedSeries, PointQuery, Result, SeriesInfo, SeriesPoints, SeriesRef, SessionRecord, Store, StoreError,
+    TenantRecord, WriteBatch, WriteOutcome, aggregate, labels_key, labels_match, split_duplicates,
 };
 use crate::domain::token::{format_scopes, parse_scopes};
 use crate::domain::{Labels, Principal, TokenHash};
@@ -23,12 +23,11 @@ const ROWS_PER_INSERT: usize = 2000;
 /// The series-id cache is cleared past this many entries, to bound memory.
 const SERIES_CACHE_MAX: usize = 1_000_000;
 
-type SeriesKey = (i64, String, String);
-
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// (tenant, metric, labels JSON) → series id, filled after each commit.
-    series_ids: Mutex<HashMap<SeriesKey, i64>>,
+    /// Series hash → the series with that hash (almost always one) and their ids; filled after
+    /// each commit so a rolled-back id is never cached.
+    series_ids: Mutex<HashMap<u64, Vec<CachedSeries>>>,
 }
 
 impl SqliteStore {
@@ -43,50 +42,65 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Checkpoints run in the background task below, not inside the writer's commits.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
+        tokio::spawn(checkpoint_forever(pool.clone()));
         Ok(Self { pool, series_ids: Mutex::new(HashMap::new()) })
     }
 
+    /// Series ids of `wanted` (by position), from the cache or the database. Returns the ids and
+    /// the newly resolved entries to cache once the transaction commits.
     async fn resolve_series(
         &self,
         tx: &mut sqlx::SqliteConnection,
-        wanted: &HashSet<SeriesKey>,
+        wanted: &[SeriesRef<'_>],
         now: i64,
-        resolved: &mut HashMap<SeriesKey, i64>,
-    ) -> Result<()> {
+    ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
+        let mut ids = vec![0i64; wanted.len()];
+        let mut missing: Vec<usize> = Vec::new();
         {
             let cache = self.series_ids.lock().expect("series cache poisoned");
-            for key in wanted {
-                if let Some(&id) = cache.get(key) {
-                    resolved.insert(key.clone(), id);
+            for (i, series) in wanted.iter().enumerate() {
+                match cache.get(&series.hash).and_then(|bucket| bucket.iter().find(|c| c.is(series))) {
+                    Some(cached) => ids[i] = cached.id,
+                    None => missing.push(i),
                 }
             }
         }
-        for key in wanted {
-            if resolved.contains_key(key) {
-                continue;
-            }
-            let (tenant_id, metric, labels) = key;
+        let mut fresh = Vec::with_capacity(missing.len());
+        for i in missing {
+            let series = &wanted[i];
+            let labels = labels_key(series.labels);
             sqlx::query(
                 "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
             )
-            .bind(tenant_id)
-            .bind(metric)
-            .bind(labels)
+            .bind(series.tenant_id)
+            .bind(series.metric)
+            .bind(&labels)
             .bind(now)
             .execute(&mut *tx)
             .await?;
             let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels = ?")
-                .bind(tenant_id)
-                .bind(metric)
-                .bind(labels)
+                .bind(series.tenant_id)
+                .bind(series.metric)
+                .bind(&labels)
                 .fetch_one(&mut *tx)
                 .await?;
-            resolved.insert(key.clone(), id);
+            ids[i] = id;
+            fresh.push((
+                series.hash,
+                CachedSeries {
+                    tenant_id: series.tenant_id,
+                    metric: series.metric.to_string(),
+                    labels: series.labels.clone(),
+                    id,
+                },
+            ));
         }
-        Ok(())
+        Ok((ids, fresh))
     }
 
     /// Returns the dedupe ids of `ids` that were already seen since `since`, recording the rest.
@@ -112,6 +126,22 @@ impl SqliteStore {
             fresh.extend(rows);
         }
         Ok(ids.iter().filter(|id| !fresh.contains(**id)).map(|id| id.to_string()).collect())
+    }
+}
+
+/// Copies the WAL back into the database file every second (PASSIVE: never blocks writers or
+/// readers), so the writer's commits do not pay for checkpoints.
+async fn checkpoint_forever(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(%err, "WAL checkpoint failed; will retry.");
+        }
     }
 }
 
@@ -199,7 +229,10 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM dedupe WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
-        self.series_ids.lock().expect("series cache poisoned").retain(|(t, _, _), _| *t != id);
+        self.series_ids.lock().expect("series cache poisoned").retain(|_, bucket| {
+            bucket.retain(|c| c.tenant_id != id);
+            !bucket.is_empty()
+        });
         Ok(true)
     }
 
@@ -287,28 +320,32 @@ impl Store for SqliteStore {
             kept.push((batch.tenant_id, keep));
         }
 
-        let mut wanted: HashSet<SeriesKey> = HashSet::new();
-        let mut keys: Vec<Vec<SeriesKey>> = Vec::with_capacity(kept.len());
+        // One entry per distinct series of the group, then each sample points at its entry.
+        let mut distinct: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut wanted: Vec<SeriesRef<'_>> = Vec::new();
+        let mut rows: Vec<(usize, i64, f64)> = Vec::new();
         for (tenant_id, samples) in &kept {
-            let batch_keys: Vec<SeriesKey> =
-                samples.iter().map(|s| (*tenant_id, s.metric.clone(), labels_key(&s.labels))).collect();
-            wanted.extend(batch_keys.iter().cloned());
-            keys.push(batch_keys);
-        }
-        let mut resolved = HashMap::with_capacity(wanted.len());
-        self.resolve_series(&mut tx, &wanted, now, &mut resolved).await?;
-
-        let mut rows: Vec<(i64, i64, f64)> = Vec::new();
-        for ((_, samples), batch_keys) in kept.iter().zip(&keys) {
-            for (sample, key) in samples.iter().zip(batch_keys) {
-                rows.push((resolved[key], sample.ts, sample.value));
+            for sample in samples {
+                let series = SeriesRef::new(*tenant_id, &sample.metric, &sample.labels);
+                let bucket = distinct.entry(series.hash).or_default();
+                let slot = match bucket.iter().find(|&&i| wanted[i].same(&series)) {
+                    Some(&i) => i,
+                    None => {
+                        bucket.push(wanted.len());
+                        wanted.push(series);
+                        wanted.len() - 1
+                    }
+                };
+                rows.push((slot, sample.ts, sample.value));
             }
         }
-        last_wins(&mut rows);
+        let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
+        // SQLite applies the rows of one statement in order, so a repeated (series, ts) ends
+        // with the last value: last write wins without a pass over the rows here.
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut qb = QueryBuilder::new("INSERT INTO samples (series_id, ts, value) ");
-            qb.push_values(chunk, |mut row, (series, ts, value)| {
-                row.push_bind(series).push_bind(ts).push_bind(value);
+            qb.push_values(chunk, |mut row, (slot, ts, value)| {
+                row.push_bind(ids[*slot]).push_bind(ts).push_bind(value);
             });
             qb.push(" ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value");
             qb.build().execute(&mut *tx).await?;
@@ -316,10 +353,12 @@ impl Store for SqliteStore {
         tx.commit().await?;
 
         let mut cache = self.series_ids.lock().expect("series cache poisoned");
-        if cache.len() + resolved.len() > SERIES_CACHE_MAX {
+        if cache.len() + fresh.len() > SERIES_CACHE_MAX {
             cache.clear();
         }
-        cache.extend(resolved);
+        for (hash, entry) in fresh {
+            cache.entry(hash).or_default().push(entry);
+        }
         Ok(outcomes)
     }
 

@@ -89,6 +89,11 @@ pub async fn suite(store: DynStore) {
     let again = [s("cpu", "h1", 1000, 7.0, Some("d1")), s("cpu", "h1", 2000, 4.0, None)];
     let out = store.write(&[WriteBatch { tenant_id: a.id, samples: &again }], now, 0).await.unwrap();
     assert_eq!(out, vec![WriteOutcome { accepted: 1, duplicates: 1, duplicate_indices: vec![0] }]);
+    // Within one batch too, the last sample of a (series, ts) wins.
+    let twice = [s("cpu", "h2", 5000, 1.0, None), s("cpu", "h2", 5000, 2.0, None)];
+    store.write(&[WriteBatch { tenant_id: a.id, samples: &twice }], now, 0).await.unwrap();
+    let h2 = Labels::from([("host".to_string(), "h2".to_string())]);
+    assert_eq!(store.series(a.id, "cpu", &h2).await.unwrap()[0].last, Some((5000, 2.0)));
     // Past the window the same id is new again.
     let out = store.write(&[WriteBatch { tenant_id: a.id, samples: &again[..1] }], now + 10, now + 5).await.unwrap();
     assert_eq!(out, vec![outcome(1, 0)]);

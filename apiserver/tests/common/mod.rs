@@ -52,13 +52,12 @@ impl Server {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if let Some(addr) = v["fields"]["listen"].as_str() {
-                            let _ = tx.send(addr.to_string());
-                            sent = true;
-                        }
-                    }
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["fields"]["listen"].as_str()
+                {
+                    let _ = tx.send(addr.to_string());
+                    sent = true;
                 }
                 if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
                     eprintln!("server: {line}");
@@ -75,6 +74,19 @@ impl Server {
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; true when it exited with 0.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Starts again on the same data folder and port.

@@ -1,0 +1,411 @@
+//! Configuration: flags, `MICRODASH_AGENT_*` environment variables and an optional YAML file
+//! (`--config`) with the same keys as the flags. Flags win over the environment, the
+//! environment over the file, the file over the defaults below.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_SPOOL_DIR: &str = "./data/agent-spool";
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+/// Shorter intervals would make the agent itself a noticeable load and its CPU numbers noise.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Command line. Every option is optional here so that "not given" can fall back to the
+/// file; defaults are applied in [`Config::resolve`].
+#[derive(Debug, Default, Parser)]
+#[command(name = "microdash-agent", version, about)]
+pub struct Cli {
+    /// microdash server base URL (HTTP mode), e.g. http://microdash:8080.
+    #[arg(long, env = "MICRODASH_AGENT_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Token with `ingest` scope (HTTP and MQTT mode).
+    #[arg(long, env = "MICRODASH_AGENT_TOKEN", value_name = "T", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// MQTT broker URL (MQTT mode), e.g. mqtt://microdash:1883 (plain TCP; TLS not yet).
+    #[arg(long, env = "MICRODASH_AGENT_MQTT", value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// Tenant name (MQTT mode: the MQTT username and the topic `metrics/{tenant}`).
+    #[arg(long, env = "MICRODASH_AGENT_TENANT", value_name = "NAME")]
+    pub tenant: Option<String>,
+
+    /// Time between collections, e.g. 10s, 1m [default: 10s].
+    #[arg(long, env = "MICRODASH_AGENT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Where unsent batches wait for the server [default: ./data/agent-spool].
+    #[arg(long, env = "MICRODASH_AGENT_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Size bound of the spool; the oldest batches are dropped beyond it. Bytes or a size
+    /// such as 64MiB, 500MB [default: 64MiB].
+    #[arg(long, env = "MICRODASH_AGENT_SPOOL_MAX_BYTES", value_name = "SIZE", value_parser = parse_bytes)]
+    pub spool_max_bytes: Option<u64>,
+
+    /// Value of the `host` label on every sample [default: the hostname].
+    #[arg(long, env = "MICRODASH_AGENT_HOST_LABEL", value_name = "NAME")]
+    pub host_label: Option<String>,
+
+    /// YAML file with the same keys as these flags (kebab-case, e.g. `spool-dir`).
+    #[arg(long, env = "MICRODASH_AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Collect once, print the batch as JSON (`{"samples":[...]}`) to stdout and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Where the host's procfs is mounted; read for the mount table and process count
+    /// [default: /proc]. See the README for running in a container.
+    #[arg(long, env = "MICRODASH_AGENT_PROC_ROOT", value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
+
+    /// Where the host's root filesystem is mounted (e.g. /host in a DaemonSet). When set,
+    /// disk metrics come from the host's mount table (`<proc-root>/1/mounts`) measured
+    /// under this directory, instead of the agent's own mounts.
+    #[arg(long, env = "MICRODASH_AGENT_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// The `--config` file. Keys are the flag names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub server: Option<String>,
+    pub token: Option<String>,
+    pub mqtt: Option<String>,
+    pub tenant: Option<String>,
+    /// A duration string such as `10s`.
+    pub interval: Option<String>,
+    pub spool_dir: Option<PathBuf>,
+    /// Bytes as a number, or a size string such as `64MiB`.
+    pub spool_max_bytes: Option<ByteSizeValue>,
+    pub host_label: Option<String>,
+    pub proc_root: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// A token that never shows up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Where batches go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// `POST {server}/api/v1/metrics/bulk` with a bearer token.
+    Http { server: reqwest::Url, token: Secret },
+    /// Publish `{"samples":[...]}` to `metrics/{tenant}` at QoS 1.
+    Mqtt { url: String, tenant: String, token: Secret },
+}
+
+/// The effective configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` only with `--once`, which sends nothing.
+    pub transport: Option<Transport>,
+    pub interval: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub host_label: String,
+    pub proc_root: PathBuf,
+    pub root: Option<PathBuf>,
+    pub once: bool,
+}
+
+impl Config {
+    /// Reads the `--config` file if any and resolves everything.
+    pub fn load(cli: Cli) -> Result<Self> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::resolve(cli, file, default_host_label)
+    }
+
+    /// Merges flags/env (already merged by clap) over the file over the defaults, and checks
+    /// the result. `hostname` supplies the default host label.
+    pub fn resolve(cli: Cli, file: FileConfig, hostname: impl FnOnce() -> Option<String>) -> Result<Self> {
+        let interval = match (cli.interval, file.interval) {
+            (Some(d), _) => d,
+            (None, Some(text)) => {
+                parse_duration(&text).map_err(|e| Error::config(format!("interval `{text}`: {e}")))?
+            }
+            (None, None) => DEFAULT_INTERVAL,
+        };
+        if interval < MIN_INTERVAL {
+            return Err(Error::config(format!(
+                "--interval must be at least {}",
+                humantime::format_duration(MIN_INTERVAL)
+            )));
+        }
+        let spool_max_bytes = match (cli.spool_max_bytes, file.spool_max_bytes) {
+            (Some(n), _) | (None, Some(ByteSizeValue::Bytes(n))) => n,
+            (None, Some(ByteSizeValue::Text(text))) => {
+                parse_bytes(&text).map_err(|e| Error::config(format!("spool-max-bytes `{text}`: {e}")))?
+            }
+            (None, None) => DEFAULT_SPOOL_MAX_BYTES,
+        };
+        if spool_max_bytes == 0 {
+            return Err(Error::config("--spool-max-bytes must be more than 0"));
+        }
+        let host_label = match cli.host_label.or(file.host_label) {
+            Some(label) => label,
+            None => hostname().ok_or_else(|| Error::config("cannot read the hostname; set --host-label"))?,
+        };
+        if host_label.trim().is_empty() {
+            return Err(Error::config("--host-label must not be empty"));
+        }
+
+        let server = cli.server.or(file.server);
+        let mqtt = cli.mqtt.or(file.mqtt);
+        let token = cli.token.or(file.token).filter(|t| !t.is_empty());
+        let tenant = cli.tenant.or(file.tenant).filter(|t| !t.is_empty());
+        let transport = match (server, mqtt) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config("--server and --mqtt are exclusive; choose one transport"));
+            }
+            (Some(server), None) => {
+                let server = parse_server_url(&server)?;
+                let token = token.ok_or_else(|| Error::config("--token is required with --server"))?;
+                Some(Transport::Http { server, token: Secret(token) })
+            }
+            (None, Some(url)) => {
+                if !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
+                    return Err(Error::config(format!(
+                        "--mqtt `{url}`: expected mqtt://host:port or mqtts://host:port"
+                    )));
+                }
+                let tenant = tenant.ok_or_else(|| Error::config("--tenant is required with --mqtt"))?;
+                if tenant.contains(['/', '+', '#']) {
+                    return Err(Error::config(format!(
+                        "--tenant `{tenant}`: must not contain `/`, `+` or `#` (it is part of an MQTT topic)"
+                    )));
+                }
+                let token = token.ok_or_else(|| Error::config("--token is required with --mqtt"))?;
+                Some(Transport::Mqtt { url, tenant, token: Secret(token) })
+            }
+            (None, None) if cli.once => None,
+            (None, None) => {
+                return Err(Error::config(
+                    "no destination: set --server URL --token T (or use --once to print one collection)",
+                ));
+            }
+        };
+
+        Ok(Self {
+            transport,
+            interval,
+            spool_dir: cli.spool_dir.or(file.spool_dir).unwrap_or_else(|| DEFAULT_SPOOL_DIR.into()),
+            spool_max_bytes,
+            host_label,
+            proc_root: cli.proc_root.or(file.proc_root).unwrap_or_else(|| DEFAULT_PROC_ROOT.into()),
+            root: cli.root.or(file.root),
+            once: cli.once,
+        })
+    }
+}
+
+pub fn default_host_label() -> Option<String> {
+    sysinfo::System::host_name().filter(|h| !h.is_empty())
+}
+
+fn parse_server_url(text: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(text).map_err(|e| Error::config(format!("--server `{text}`: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::config(format!("--server `{text}`: expected http://host[:port] or https://host[:port]")));
+    }
+    Ok(url)
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Bytes, or a number with a unit: K/KiB, M/MiB, G/GiB are powers of 1024; KB, MB, GB of 1000.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a size such as 67108864 or 64MiB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Option<String> {
+        Some("box".into())
+    }
+
+    fn file(yaml: &str) -> FileConfig {
+        FileConfig::parse(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let cli = Cli { once: true, ..Cli::default() };
+        let config = Config::resolve(cli, FileConfig::default(), host).unwrap();
+        assert_eq!(config.transport, None);
+        assert_eq!(config.interval, DEFAULT_INTERVAL);
+        assert_eq!(config.spool_dir, PathBuf::from(DEFAULT_SPOOL_DIR));
+        assert_eq!(config.spool_max_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.host_label, "box");
+        assert_eq!(config.proc_root, PathBuf::from("/proc"));
+        assert_eq!(config.root, None);
+    }
+
+    #[test]
+    fn the_file_fills_in_what_flags_and_env_leave_out() {
+        let yaml = "server: http://file:8080\ntoken: file-token\ninterval: 30s\n\
+                    spool-dir: /var/spool/md\nspool-max-bytes: 1MiB\nhost-label: from-file\n\
+                    proc-root: /host/proc\nroot: /host\n";
+        let config = Config::resolve(Cli::default(), file(yaml), host).unwrap();
+        assert_eq!(
+            config.transport,
+            Some(Transport::Http { server: "http://file:8080".parse().unwrap(), token: Secret("file-token".into()) })
+        );
+        assert_eq!(config.interval, Duration::from_secs(30));
+        assert_eq!(config.spool_dir, PathBuf::from("/var/spool/md"));
+        assert_eq!(config.spool_max_bytes, 1 << 20);
+        assert_eq!(config.host_label, "from-file");
+        assert_eq!(config.proc_root, PathBuf::from("/host/proc"));
+        assert_eq!(config.root, Some(PathBuf::from("/host")));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let yaml = "server: http://file:8080\ntoken: file-token\ninterval: 30s\nspool-max-bytes: 1000\nhost-label: from-file\n";
+        let cli = Cli {
+            interval: Some(Duration::from_secs(5)),
+            host_label: Some("from-flag".into()),
+            spool_max_bytes: Some(2000),
+            ..Cli::default()
+        };
+        let config = Config::resolve(cli, file(yaml), host).unwrap();
+        assert_eq!(config.interval, Duration::from_secs(5));
+        assert_eq!(config.host_label, "from-flag");
+        assert_eq!(config.spool_max_bytes, 2000);
+        assert!(matches!(config.transport, Some(Transport::Http { .. })));
+    }
+
+    /// The only test that touches the process environment (and the only one that parses
+    /// through clap, which reads it), so no other test can observe the variables.
+    #[test]
+    fn flags_win_over_env_and_env_wins_over_the_file() {
+        // SAFETY: no other test reads or writes these variables (see above).
+        unsafe {
+            std::env::set_var("MICRODASH_AGENT_INTERVAL", "20s");
+            std::env::set_var("MICRODASH_AGENT_HOST_LABEL", "from-env");
+        }
+        let yaml = "interval: 30s\nhost-label: from-file\nspool-dir: /from-file\n";
+        let env_only = Cli::try_parse_from(["microdash-agent", "--once"]).unwrap();
+        let with_flag = Cli::try_parse_from(["microdash-agent", "--once", "--interval", "5s"]).unwrap();
+        unsafe {
+            std::env::remove_var("MICRODASH_AGENT_INTERVAL");
+            std::env::remove_var("MICRODASH_AGENT_HOST_LABEL");
+        }
+
+        let config = Config::resolve(env_only, file(yaml), host).unwrap();
+        assert_eq!(config.interval, Duration::from_secs(20), "env over file");
+        assert_eq!(config.host_label, "from-env");
+        assert_eq!(config.spool_dir, PathBuf::from("/from-file"), "file over default");
+
+        let config = Config::resolve(with_flag, file(yaml), host).unwrap();
+        assert_eq!(config.interval, Duration::from_secs(5), "flag over env");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_by_name() {
+        let err = FileConfig::parse("spool_dir: /x\n").unwrap_err();
+        assert!(err.contains("spool_dir"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_missing_or_wrong_flag() {
+        let err = |cli: Cli| Config::resolve(cli, FileConfig::default(), host).unwrap_err().to_string();
+        assert!(err(Cli::default()).contains("--server"));
+        assert!(err(Cli { server: Some("http://x".into()), ..Cli::default() }).contains("--token"));
+        assert!(
+            err(Cli { server: Some("ftp://x".into()), token: Some("t".into()), ..Cli::default() }).contains("--server")
+        );
+        assert!(
+            err(Cli { mqtt: Some("mqtt://x:1883".into()), token: Some("t".into()), ..Cli::default() })
+                .contains("--tenant")
+        );
+        assert!(
+            err(Cli { once: true, interval: Some(Duration::from_millis(10)), ..Cli::default() }).contains("--interval")
+        );
+        let no_hostname =
+            Config::resolve(Cli { once: true, ..Cli::default() }, FileConfig::default(), || None).unwrap_err();
+        assert!(no_hostname.to_string().contains("--host-label"));
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let config = Config::resolve(
+            Cli { server: Some("http://x:8080".into()), token: Some("sekrit".into()), ..Cli::default() },
+            FileConfig::default(),
+            host,
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("sekrit"));
+    }
+}

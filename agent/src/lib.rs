@@ -1,0 +1,13 @@
+//! microdash-agent: host metrics from sysinfo, shipped to microdash over HTTP, with a disk
+//! spool that survives outages and restarts.
+
+pub mod collector;
+pub mod config;
+pub mod error;
+pub mod sample;
+pub mod service;
+pub mod shipper;
+pub mod sink;
+pub mod spool;
+
+pub use error::{Error, Result};

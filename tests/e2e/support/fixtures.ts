@@ -1,0 +1,48 @@
+/**
+ * Fixtures shared by every scenario:
+ * - `server`: a fresh real microdash process (see server.ts), stopped after the scenario;
+ *   its log is attached to the report when the scenario fails.
+ * - `baseURL`: points the browser at that server.
+ * - `world`: what one scenario remembers between steps (tokens, the last sample sent, …).
+ */
+import { test as base, createBdd } from 'playwright-bdd'
+import { MicrodashServer, type Sample } from './server'
+import './parameters'
+
+export interface World {
+  /** Tokens by tenant name; `default` is filled from the token file. */
+  tokens: Map<string, string>
+  /** The last sample a step sent. */
+  lastSample: Sample | null
+  /** performance.now() (test process) right after the last sample's 202. */
+  lastSentAt: number
+  /** Value of `window.__e2eMarker` once set: a reload would lose it. */
+  pageMarker: string | null
+  /** URLs of frame navigations since the step that started counting (null = not counting). */
+  navigations: string[] | null
+}
+
+export const test = base.extend<{ server: MicrodashServer; world: World }>({
+  server: async ({}, use, testInfo) => {
+    const server = await MicrodashServer.start()
+    try {
+      await use(server)
+    } finally {
+      await server.dispose({ keepFiles: testInfo.status !== testInfo.expectedStatus })
+      for (const note of server.forcedStops) testInfo.annotations.push({ type: 'warning', description: note })
+      if (testInfo.status !== testInfo.expectedStatus) {
+        await testInfo.attach('microdash.log', { body: server.logs(), contentType: 'text/plain' })
+        testInfo.annotations.push({ type: 'server-dir', description: server.dir })
+      }
+    }
+  },
+  baseURL: async ({ server }, use) => {
+    await use(server.baseURL)
+  },
+  world: async ({ server }, use) => {
+    await use({ tokens: new Map([['default', server.defaultToken]]), lastSample: null, lastSentAt: 0, pageMarker: null, navigations: null })
+  },
+})
+
+export const { Given, When, Then, Before, After } = createBdd(test)
+export { expect } from '@playwright/test'
