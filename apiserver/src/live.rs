@@ -61,6 +61,12 @@ impl LiveHub {
     }
 }
 
+impl crate::pipeline::CommitListener for LiveHub {
+    fn committed(&self, tenant_id: i64, samples: &[&Sample]) {
+        self.publish(tenant_id, samples.iter().map(|s| (*s).clone()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

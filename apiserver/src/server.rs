@@ -92,7 +92,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             dedupe_window: config.dedupe_window,
         },
         telemetry.clone(),
-        hub.clone(),
+        vec![hub.clone()],
     );
     let purge = tokio::spawn(purge_dedupe_forever(store.clone(), config.dedupe_window));
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::domain::{Sample, now_ms};
-use crate::live::LiveHub;
 use crate::storage::{DynStore, StoreError, WriteBatch, WriteOutcome};
 use crate::telemetry::Telemetry;
 
@@ -21,6 +20,13 @@ struct Pending {
     reply: oneshot::Sender<Result<WriteOutcome, String>>,
     /// Held until the samples are committed: the queue bound counts samples, not requests.
     _permit: OwnedSemaphorePermit,
+}
+
+/// Told about every sample right after its commit (and before its request is answered): the
+/// live hub, and the alert engine, which evaluates rules on each arriving sample.
+pub trait CommitListener: Send + Sync {
+    /// Must not block: hand the samples off and return.
+    fn committed(&self, tenant_id: i64, samples: &[&Sample]);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +64,11 @@ impl Writer {
         store: DynStore,
         config: WriterConfig,
         telemetry: Telemetry,
-        hub: Arc<LiveHub>,
+        listeners: Vec<Arc<dyn CommitListener>>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let capacity = Arc::new(Semaphore::new(config.queue_capacity));
-        let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, hub));
+        let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, listeners));
         (Self { tx, capacity, queue_capacity: config.queue_capacity }, handle)
     }
 
@@ -93,7 +99,7 @@ async fn run(
     config: WriterConfig,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     telemetry: Telemetry,
-    hub: Arc<LiveHub>,
+    listeners: Vec<Arc<dyn CommitListener>>,
 ) {
     let mut group: Vec<Pending> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -110,7 +116,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        write_group(&store, &config, &mut group, &telemetry, &hub).await;
+        write_group(&store, &config, &mut group, &telemetry, &listeners).await;
     }
     tracing::info!("Writer drained and stopped.");
 }
@@ -122,7 +128,7 @@ async fn write_group(
     config: &WriterConfig,
     group: &mut Vec<Pending>,
     telemetry: &Telemetry,
-    hub: &LiveHub,
+    listeners: &[Arc<dyn CommitListener>],
 ) {
     let started = Instant::now();
     let now = now_ms();
@@ -150,14 +156,21 @@ async fn write_group(
                 telemetry.samples_accepted.inc_by(outcome.accepted as u64);
                 telemetry.samples_duplicate.inc_by(outcome.duplicates as u64);
                 let Pending { tenant_id, samples, reply, _permit } = pending;
-                let skipped = outcome.duplicate_indices.clone();
-                let _ = reply.send(Ok(outcome));
-                if skipped.is_empty() {
-                    hub.publish(tenant_id, samples);
+                let skipped = &outcome.duplicate_indices;
+                let stored: Vec<&Sample> = if skipped.is_empty() {
+                    samples.iter().collect()
                 } else {
-                    let stored = samples.into_iter().enumerate().filter(|(i, _)| skipped.binary_search(i).is_err());
-                    hub.publish(tenant_id, stored.map(|(_, s)| s));
+                    samples
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| skipped.binary_search(i).is_err())
+                        .map(|(_, s)| s)
+                        .collect()
+                };
+                for listener in listeners {
+                    listener.committed(tenant_id, &stored);
                 }
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(err) => {

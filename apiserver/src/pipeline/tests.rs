@@ -4,6 +4,7 @@ use sqlx::Connection;
 
 use super::*;
 use crate::domain::Labels;
+use crate::live::LiveHub;
 use crate::storage::{Aggregation, PointQuery, open};
 
 fn samples(n: usize) -> Vec<Sample> {
@@ -26,7 +27,7 @@ async fn a_full_queue_refuses_at_once_and_what_it_holds_is_written_later() {
 
     let hub = Arc::new(LiveHub::new(16, 16));
     let config = WriterConfig { queue_capacity: 10, max_group_samples: 100, dedupe_window: Duration::from_secs(60) };
-    let (writer, task) = Writer::start(store.clone(), config, Telemetry::new(), hub);
+    let (writer, task) = Writer::start(store.clone(), config, Telemetry::new(), vec![hub]);
     let first = {
         let writer = writer.clone();
         tokio::spawn(async move { writer.submit(tenant.id, samples(10)).await })
