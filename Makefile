@@ -1,0 +1,20 @@
+# microdash: the README's two commands are `make run` and `make test`.
+.PHONY: run test bench dashboard build clean-data
+
+run:            ## microdash on embedded defaults + dashboard + a local agent
+	bash scripts/run.sh
+
+test:           ## every check and test; installs what it needs
+	bash scripts/test.sh
+
+bench:          ## benchmarks; writes docs/benchmarks.md
+	bash scripts/bench.sh
+
+dashboard:      ## build dashboard/dist (embedded into release builds)
+	bash -c 'source scripts/lib.sh && build_dashboard "$$PWD"'
+
+build: dashboard
+	cargo build --release -p microdash -p microdash-agent
+
+clean-data:     ## forget the local embedded database and tokens
+	rm -rf data

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole microdash test suite: formatting, lints, Rust unit and black-box tests, dashboard
+# type checks and unit tests, and the Playwright BDD browser tests against a real server.
+# Installs what it needs (Debian packages, npm packages) and is quick when they are there.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+source scripts/lib.sh
+LOGS="$ROOT/.cache/test-logs"
+mkdir -p "$LOGS"
+started=$(date +%s)
+
+ensure_debs chromium ca-certificates
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+build_dashboard "$ROOT"
+
+echo "==> cargo test"
+cargo test --workspace 2>&1 | tee "$LOGS/cargo.log"
+
+echo "==> dashboard: typecheck and unit tests"
+(cd dashboard && npm run --silent typecheck && npx vitest run --reporter=dot) 2>&1 | tee "$LOGS/vitest.log"
+
+echo "==> browser tests (Playwright BDD, Debian Chromium)"
+npm_ci_cached "$ROOT/tests/e2e"
+(cd tests/e2e && npm test) 2>&1 | tee "$LOGS/e2e.log"
+
+# One closing line for the whole run (every step above already stopped the run on a failure).
+count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | { grep -Eo "$2" || true; } | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}'; }
+cargo_passed=$(count "$LOGS/cargo.log" 'test result: ok\. [0-9]+ passed')
+cargo_failed=$(count "$LOGS/cargo.log" '[0-9]+ failed')
+vitest_passed=$(count "$LOGS/vitest.log" 'Tests +[0-9]+ passed')
+e2e_passed=$(count "$LOGS/e2e.log" '^ *[0-9]+ passed')
+total=$((cargo_passed + ${vitest_passed:-0} + ${e2e_passed:-0}))
+echo "cargo: ${cargo_passed} passed; vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; $(( $(date +%s) - started ))s"
+echo "${total} passed, ${cargo_failed} failed"
