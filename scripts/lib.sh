@@ -19,7 +19,7 @@ ensure_debs() {
 npm_ci_cached() {
   local dir=$1 stamp
   stamp="$dir/node_modules/.microdash-lock.sha256"
-  if [[ -f "$stamp" ]] && sha256sum --status -c "$stamp" 2>/dev/null; then
+  if [[ -f "$stamp" ]] && (cd "$dir" && sha256sum --status -c node_modules/.microdash-lock.sha256 2>/dev/null); then
     return 0
   fi
   echo "==> npm ci in $dir"

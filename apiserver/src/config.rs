@@ -76,6 +76,22 @@ pub struct ConfigLayer {
     /// SQLite `synchronous`: `normal` survives a crash of the process, `full` also power loss.
     #[arg(long, env = "MICRODASH_SQLITE_SYNC")]
     pub sqlite_sync: Option<String>,
+    /// How long raw samples are kept (e.g. `7d`); tenants may override.
+    #[arg(long, env = "MICRODASH_RETENTION_RAW", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub retention_raw: Option<Duration>,
+    /// How long 1-minute rollups are kept (e.g. `30d`).
+    #[arg(long, env = "MICRODASH_RETENTION_1M", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub retention_1m: Option<Duration>,
+    /// How long 5-minute rollups are kept (e.g. `400d`).
+    #[arg(long, env = "MICRODASH_RETENTION_5M", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub retention_5m: Option<Duration>,
+    /// How often the retention job runs (e.g. `1m`).
+    #[arg(long, env = "MICRODASH_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub retention_interval: Option<Duration>,
     /// How long a dashboard login lasts (e.g. `12h`).
     #[arg(long, env = "MICRODASH_SESSION_TTL", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -120,6 +136,10 @@ impl ConfigLayer {
             tenant_rate_limit,
             max_query_points,
             sqlite_sync,
+            retention_raw,
+            retention_1m,
+            retention_5m,
+            retention_interval,
             session_ttl,
             cookie_secure,
             log_format
@@ -169,6 +189,14 @@ pub struct Config {
     pub tenant_rate_limit: u32,
     pub max_query_points: usize,
     pub sqlite_sync: String,
+    #[serde(with = "humantime_serde")]
+    pub retention_raw: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retention_1m: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retention_5m: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
     pub cookie_secure: bool,
@@ -220,6 +248,10 @@ impl Default for Config {
             tenant_rate_limit: 1_000_000,
             max_query_points: 2_000_000,
             sqlite_sync: "normal".into(),
+            retention_raw: Duration::from_secs(7 * 86_400),
+            retention_1m: Duration::from_secs(30 * 86_400),
+            retention_5m: Duration::from_secs(400 * 86_400),
+            retention_interval: Duration::from_secs(60),
             session_ttl: Duration::from_secs(12 * 3600),
             cookie_secure: false,
             log_format: "text".into(),
@@ -318,6 +350,13 @@ impl Config {
             tenant_rate_limit: layer.tenant_rate_limit.unwrap_or(d.tenant_rate_limit),
             max_query_points: at_least("max_query_points", layer.max_query_points.unwrap_or(d.max_query_points), 1)?,
             sqlite_sync,
+            retention_raw: layer.retention_raw.unwrap_or(d.retention_raw),
+            retention_1m: layer.retention_1m.unwrap_or(d.retention_1m),
+            retention_5m: layer.retention_5m.unwrap_or(d.retention_5m),
+            retention_interval: layer
+                .retention_interval
+                .unwrap_or(d.retention_interval)
+                .max(Duration::from_millis(100)),
             session_ttl: layer.session_ttl.unwrap_or(d.session_ttl),
             cookie_secure: layer.cookie_secure.unwrap_or(d.cookie_secure),
             log_format,

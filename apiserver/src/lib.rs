@@ -11,6 +11,7 @@ pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod pipeline;
+pub mod retention;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

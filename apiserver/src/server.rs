@@ -103,6 +103,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shown = if local.ip().is_unspecified() { format!("localhost:{}", local.port()) } else { local.to_string() };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
 
+    let retention = tokio::spawn(crate::retention::run_forever(store.clone(), std::sync::Arc::new(config.clone())));
     let state = AppState::new(store.clone(), writer, config, telemetry, hub);
     let stop = state.shutdown.clone();
     axum::serve(listener, app(state))
@@ -115,6 +116,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Every handler is done and dropped its Writer handle: the writer drains and exits.
     tracing::info!("Stopping: committing what is queued.");
     purge.abort();
+    retention.abort();
     let _ = writer_task.await;
     tracing::info!("Stopped.");
     Ok(())

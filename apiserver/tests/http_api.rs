@@ -529,3 +529,62 @@ async fn sigterm_stops_cleanly_even_with_a_live_stream_open() {
     let (_, q) = get(&server, &server.token, "/api/v1/query?metric=m").await;
     assert_eq!(points(&q), 1);
 }
+
+#[tokio::test]
+async fn long_ranges_answer_from_rollups_which_outlive_raw_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("MICRODASH_RETENTION_INTERVAL", "200ms")]);
+    let t = &server.token;
+    let now = chrono_like_now_ms();
+    let old = now - 3 * 3_600_000;
+    let old_bucket = old - old.rem_euclid(60_000);
+    let body = json!([
+        {"metric":"temp","value":10,"ts":old_bucket + 1_000},
+        {"metric":"temp","value":30,"ts":old_bucket + 2_000},
+        {"metric":"temp","value":5,"ts":now - 1_000}
+    ]);
+    assert_eq!(post(&server, t, "/api/v1/metrics/bulk", body.to_string()).await.0, StatusCode::ACCEPTED);
+
+    let day = format!("/api/v1/query?metric=temp&from={}&to={now}", now - 86_400_000);
+    let (_, q) = get(&server, t, &day).await;
+    assert_eq!(q["resolution"], "1m", "a day is answered from the 1m rollup");
+    assert_eq!(q["series"][0]["points"][0], json!([old_bucket, 20.0]), "avg of the old minute");
+    let (_, q) = get(&server, t, &format!("{day}&agg=max&resolution=5m")).await;
+    assert_eq!(q["resolution"], "5m");
+    assert_eq!(q["series"][0]["points"][0][1], 30.0);
+    let (_, q) = get(&server, t, &format!("{day}&resolution=raw")).await;
+    assert_eq!(points(&q), 3);
+    let (status, p) = get(&server, t, &format!("{day}&resolution=10s")).await;
+    assert_eq!((status, p["field"].as_str()), (StatusCode::BAD_REQUEST, Some("resolution")));
+
+    // Keep raw samples for one hour only: the old ones go, their rollups stay.
+    let r = client()
+        .put(server.url("/api/v1/tenants/default/retention"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(r#"{"raw":"1h"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let tenant: Value = r.json().await.unwrap();
+    assert_eq!(tenant["retention"]["raw_ms"], 3_600_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, q) = get(&server, t, &format!("{day}&resolution=raw")).await;
+        if points(&q) == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retention did not delete the old raw samples: {q}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, q) = get(&server, t, &format!("{day}&agg=count")).await;
+    assert_eq!(q["series"][0]["points"][0], json!([old_bucket, 2.0]), "the 1m rollup outlives raw retention");
+    let r = client()
+        .put(server.url("/api/v1/tenants/default/retention"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(r#"{"raw":"soon"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -89,20 +89,42 @@ fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-/// Pre-built bulk bodies: `hosts` series of one metric, increasing timestamps per body.
-fn bodies(count: usize, batch: usize, start_ts: i64) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|b| {
-            let samples: Vec<Value> = (0..batch)
-                .map(|i| {
-                    json!({"metric":"bench.cpu","value": (i % 100) as f64,
-                           "ts": start_ts + (b * batch + i) as i64 / 100,
-                           "labels":{"host": format!("h{}", i % 100), "dc": "eu-1"}})
-                })
-                .collect();
-            serde_json::to_vec(&json!({ "samples": samples })).expect("json")
-        })
-        .collect()
+/// A pre-built bulk body whose timestamps can be moved forward in place, so every request
+/// carries new samples (no overwrites) without the client re-serializing JSON.
+struct Body {
+    bytes: Vec<u8>,
+    /// Byte offsets of the 13-digit `ts` values and their timestamps in round 0.
+    ts_at: Vec<(usize, i64)>,
+}
+
+impl Body {
+    /// `batch` samples over 100 series of one metric, from `start_ts`, 100 series per ms.
+    fn new(batch: usize, start_ts: i64) -> Body {
+        let mut bytes = Vec::with_capacity(batch * 110);
+        let mut ts_at = Vec::with_capacity(batch);
+        bytes.extend_from_slice(b"{\"samples\":[");
+        for i in 0..batch {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            let ts = start_ts + (i / 100) as i64;
+            bytes.extend_from_slice(format!("{{\"metric\":\"bench.cpu\",\"value\":{},\"ts\":", i % 100).as_bytes());
+            ts_at.push((bytes.len(), ts));
+            bytes.extend_from_slice(format!("{ts:013}").as_bytes());
+            bytes.extend_from_slice(format!(",\"labels\":{{\"host\":\"h{}\",\"dc\":\"eu-1\"}}}}", i % 100).as_bytes());
+        }
+        bytes.extend_from_slice(b"]}");
+        Body { bytes, ts_at }
+    }
+
+    /// The body with every timestamp moved `shift` ms forward.
+    fn shifted(&self, shift: i64) -> Vec<u8> {
+        let mut out = self.bytes.clone();
+        for &(at, ts) in &self.ts_at {
+            out[at..at + 13].copy_from_slice(format!("{:013}", ts + shift).as_bytes());
+        }
+        out
+    }
 }
 
 /// The shape of one sustained-ingest run.
@@ -123,12 +145,18 @@ struct IngestResult {
 async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<IngestResult> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(load.connections).build()?;
     let per_conn = 64;
-    let start_ts = 1_700_000_000_000i64;
+    let start_ts = now_ms() - 2 * 86_400_000;
     let accepted = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let prepared: Vec<Vec<Vec<u8>>> =
-        (0..load.connections).map(|c| bodies(per_conn, load.batch, start_ts + (c as i64) * 1_000_000_000)).collect();
+    let span = (per_conn * load.batch / 100 + 1) as i64;
+    let prepared: Vec<Vec<Body>> = (0..load.connections)
+        .map(|c| {
+            (0..per_conn)
+                .map(|b| Body::new(load.batch, start_ts + c as i64 * 1_000_000_000 + b as i64 * span / per_conn as i64))
+                .collect()
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(load.seconds);
     let mut tasks = Vec::new();
     for bodies in prepared {
@@ -137,9 +165,9 @@ async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<Inges
         tasks.push(tokio::spawn(async move {
             let mut i = 0usize;
             while Instant::now() < deadline {
-                // Reusing a body re-sends the same samples: stored again as last-write-wins
-                // upserts, which costs the database the same as new ones.
-                let body = bodies[i % bodies.len()].clone();
+                // Each round moves the timestamps past the previous one: every sample is new.
+                let round = (i / bodies.len()) as i64;
+                let body = bodies[i % bodies.len()].shifted(round * span);
                 i += 1;
                 match http.post(&url).bearer_auth(&token).body(body).send().await {
                     Ok(r) if r.status().as_u16() == 202 => {
@@ -186,7 +214,7 @@ async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<Inges
 async fn ingest_to_queryable(server: &Server, probes: usize) -> Result<Vec<f64>> {
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(probes);
-    let base_ts = 1_600_000_000_000i64;
+    let base_ts = now_ms() - 86_400_000;
     for i in 0..probes {
         let ts = base_ts + i as i64;
         let started = Instant::now();
@@ -221,6 +249,10 @@ async fn ingest_to_queryable(server: &Server, probes: usize) -> Result<Vec<f64>>
     }
     latencies.sort_by(f64::total_cmp);
     Ok(latencies)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

@@ -12,7 +12,7 @@ use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult};
 use crate::http::ingest::Body;
-use crate::storage::TenantRecord;
+use crate::storage::{Retention, TenantRecord};
 use crate::tenants::{self, TenantError};
 
 #[derive(Deserialize, ToSchema)]
@@ -132,4 +132,54 @@ pub async fn create_token(
         .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("scopes"))?;
     let token = tenants::create_token(&state.store, &name, &scopes).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { tenant: name, scopes, token: token.expose().to_string() })))
+}
+
+/// Retention overrides of one tenant; durations like `3d`, `12h`; null or absent = default.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionInput {
+    #[serde(default)]
+    pub raw: Option<String>,
+    #[serde(default, rename = "1m")]
+    pub one_minute: Option<String>,
+    #[serde(default, rename = "5m")]
+    pub five_minutes: Option<String>,
+}
+
+fn duration_ms(field: &str, text: Option<&str>) -> AppResult<Option<i64>> {
+    let Some(text) = text else { return Ok(None) };
+    let parsed = humantime::parse_duration(text).map_err(|e| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: {text:?} is not a duration like 7d or 12h ({e})"),
+        )
+        .field(field)
+    })?;
+    if parsed.as_secs() < 60 {
+        return Err(
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: must be at least 1m")).field(field)
+        );
+    }
+    Ok(Some(parsed.as_millis() as i64))
+}
+
+#[utoipa::path(put, path = "/api/v1/tenants/{name}/retention", tag = "admin", request_body = RetentionInput,
+    responses((status = 200, body = TenantRecord), (status = 404), (status = 422)))]
+pub async fn set_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> AppResult<Json<TenantRecord>> {
+    caller.require_admin()?;
+    let input: RetentionInput = json_body(&body)?;
+    let retention = Retention {
+        raw_ms: duration_ms("raw", input.raw.as_deref())?,
+        m1_ms: duration_ms("1m", input.one_minute.as_deref())?,
+        m5_ms: duration_ms("5m", input.five_minutes.as_deref())?,
+    };
+    if !state.store.set_retention(&name, &retention).await? {
+        return Err(AppError::not_found(format!("tenant {name:?} not found")));
+    }
+    get_tenant(State(state), caller, Path(name)).await
 }

@@ -77,7 +77,7 @@ impl AppState {
         stream::stream,
         session::login, session::whoami, session::logout,
         dashboards::list, dashboards::put, dashboards::delete,
-        admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token,
+        admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::set_retention,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
@@ -113,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/api/v1/tenants/{name}", get(admin::get_tenant).delete(admin::delete_tenant))
         .route("/api/v1/tenants/{name}/tokens", post(admin::create_token))
+        .route("/api/v1/tenants/{name}/retention", axum::routing::put(admin::set_retention))
         .route("/api/v1/{*rest}", axum::routing::any(ops::api_not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     Router::new()

@@ -11,7 +11,7 @@ use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult};
 use crate::http::params::Params;
-use crate::storage::{Aggregation, PointQuery, SeriesInfo, SeriesPoints};
+use crate::storage::{Aggregation, PointQuery, Resolution, SeriesInfo, SeriesPoints, choose_resolution};
 
 /// Most buckets one query may ask for, so a tiny step over a long range is refused clearly.
 const MAX_BUCKETS: i64 = 100_000;
@@ -71,7 +71,7 @@ pub async fn series(
            ("to" = Option<String>, Query, description = "default now"),
            ("step" = Option<String>, Query, description = "bucket width like 60s; omitted = raw points"),
            ("agg" = Option<String>, Query, description = "avg|min|max|sum|count|last (default avg)"),
-           ("resolution" = Option<String>, Query, description = "raw (rollups arrive later)")),
+           ("resolution" = Option<String>, Query, description = "auto (default: from range and step), raw, 1m or 5m")),
     responses((status = 200, body = QueryResponse)))]
 pub async fn query(
     State(state): State<AppState>,
@@ -102,15 +102,15 @@ pub async fn query(
             AppError::bad_request(format!("agg {text:?} must be one of avg, min, max, sum, count, last")).field("agg")
         })?,
     };
-    match params.get("resolution") {
-        None | Some("raw") | Some("auto") => {}
-        Some(other) => {
-            return Err(AppError::bad_request(format!(
-                "resolution {other:?} is not available in this version; only raw samples are stored so far"
-            ))
-            .field("resolution"));
+    let resolution = match params.get("resolution") {
+        None | Some("auto") => {
+            let raw_kept_since = now - state.config.retention_raw.as_millis() as i64;
+            choose_resolution(from, to, step, raw_kept_since)
         }
-    }
+        Some(text) => Resolution::parse(text).ok_or_else(|| {
+            AppError::bad_request(format!("resolution {text:?} must be one of auto, raw, 1m, 5m")).field("resolution")
+        })?,
+    };
     let series = state
         .store
         .query(&PointQuery {
@@ -120,9 +120,10 @@ pub async fn query(
             from,
             to,
             step,
+            resolution,
             agg,
             max_points: state.config.max_query_points,
         })
         .await?;
-    Ok(Json(QueryResponse { resolution: "raw", series }))
+    Ok(Json(QueryResponse { resolution: resolution.as_str(), series }))
 }

@@ -49,6 +49,7 @@ async fn a_full_queue_refuses_at_once_and_what_it_holds_is_written_later() {
             from: 0,
             to: 100,
             step: None,
+            resolution: crate::storage::Resolution::Raw,
             agg: Aggregation::Avg,
             max_points: 100,
         })

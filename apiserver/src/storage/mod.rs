@@ -43,6 +43,19 @@ pub struct TenantRecord {
     pub display_name: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// Overrides of the server's retention for this tenant.
+    pub retention: Retention,
+}
+
+/// Retention overrides in ms; `None` = the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "one_minute_ms")]
+    pub m1_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "five_minutes_ms")]
+    pub m5_ms: Option<i64>,
 }
 
 /// The samples of one request, for one tenant, as the writer hands them to the store.
@@ -92,8 +105,9 @@ pub struct PointQuery {
     pub matchers: Labels,
     pub from: i64,
     pub to: i64,
-    /// Bucket width in ms; `None` returns raw points.
+    /// Bucket width in ms; `None` returns raw points (or the rollup's own buckets).
     pub step: Option<i64>,
+    pub resolution: Resolution,
     pub agg: Aggregation,
     /// Refuse to read more raw rows than this.
     pub max_points: usize,
@@ -123,6 +137,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>>;
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>>;
     async fn delete_tenant(&self, name: &str) -> Result<bool>;
+    async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool>;
+    /// Deletes at most `limit` points of one tenant and resolution older than `before`.
+    async fn purge(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64>;
 
     async fn create_token(&self, tenant_id: i64, hash: &TokenHash, prefix: &str, scopes: &[Scope]) -> Result<i64>;
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>>;
@@ -179,19 +196,101 @@ pub fn split_duplicates<'a>(samples: &'a [Sample], already_seen: &HashSet<&str>)
     (keep, duplicates)
 }
 
-/// Folds raw points (in time order) into buckets of `step` ms.
-pub fn aggregate(points: &[(i64, f64)], step: i64, agg: Aggregation) -> Vec<(i64, f64)> {
+/// Where points come from: raw samples or a rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resolution {
+    Raw,
+    OneMinute,
+    FiveMinutes,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Raw => "raw",
+            Resolution::OneMinute => "1m",
+            Resolution::FiveMinutes => "5m",
+        }
+    }
+
+    /// Width of one bucket in ms (1 for raw samples).
+    pub fn width_ms(self) -> i64 {
+        match self {
+            Resolution::Raw => 1,
+            Resolution::OneMinute => 60_000,
+            Resolution::FiveMinutes => 300_000,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "raw" => Some(Resolution::Raw),
+            "1m" => Some(Resolution::OneMinute),
+            "5m" => Some(Resolution::FiveMinutes),
+            _ => None,
+        }
+    }
+}
+
+/// Start of the bucket of `width` ms that holds `ts`.
+pub fn bucket_of(ts: i64, width: i64) -> i64 {
+    ts - ts.rem_euclid(width)
+}
+
+/// count/sum/min/max/last of a set of points: what a rollup bucket keeps, and what any
+/// aggregation is computed from. Merging two summaries gives the summary of the union.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    /// The value at `last_ts`, the newest point.
+    pub last: f64,
+    pub last_ts: i64,
+}
+
+impl Summary {
+    pub fn of(ts: i64, value: f64) -> Self {
+        Summary { count: 1, sum: value, min: value, max: value, last: value, last_ts: ts }
+    }
+
+    pub fn merge(&mut self, other: &Summary) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if other.last_ts >= self.last_ts {
+            self.last = other.last;
+            self.last_ts = other.last_ts;
+        }
+    }
+
+    pub fn result(&self, agg: Aggregation) -> f64 {
+        match agg {
+            Aggregation::Avg => self.sum / self.count as f64,
+            Aggregation::Min => self.min,
+            Aggregation::Max => self.max,
+            Aggregation::Sum => self.sum,
+            Aggregation::Count => self.count as f64,
+            Aggregation::Last => self.last,
+        }
+    }
+}
+
+/// Folds bucket summaries (bucket start, summary), in time order, into buckets of `step` ms.
+pub fn fold_summaries(rows: impl IntoIterator<Item = (i64, Summary)>, step: i64, agg: Aggregation) -> Vec<(i64, f64)> {
     let mut out: Vec<(i64, f64)> = Vec::new();
-    let mut current: Option<(i64, Acc)> = None;
-    for &(ts, value) in points {
-        let bucket = ts - ts.rem_euclid(step);
+    let mut current: Option<(i64, Summary)> = None;
+    for (ts, summary) in rows {
+        let bucket = bucket_of(ts, step);
         match &mut current {
-            Some((b, acc)) if *b == bucket => acc.add(value),
+            Some((b, acc)) if *b == bucket => acc.merge(&summary),
             _ => {
                 if let Some((b, acc)) = current.take() {
                     out.push((b, acc.result(agg)));
                 }
-                current = Some((bucket, Acc::new(value)));
+                current = Some((bucket, summary));
             }
         }
     }
@@ -201,36 +300,32 @@ pub fn aggregate(points: &[(i64, f64)], step: i64, agg: Aggregation) -> Vec<(i64
     out
 }
 
-/// count/sum/min/max/last of a bucket: the same five numbers rollups keep.
-#[derive(Debug, Clone, Copy)]
-struct Acc {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-    last: f64,
+/// Folds raw points (in time order) into buckets of `step` ms.
+pub fn aggregate(points: &[(i64, f64)], step: i64, agg: Aggregation) -> Vec<(i64, f64)> {
+    fold_summaries(points.iter().map(|&(ts, v)| (ts, Summary::of(ts, v))), step, agg)
 }
 
-impl Acc {
-    fn new(v: f64) -> Self {
-        Acc { count: 1, sum: v, min: v, max: v, last: v }
+/// The per-bucket summaries of new rows `(series, ts, value)`, to merge into a rollup.
+pub fn rollup_deltas(rows: &[(i64, i64, f64)], width: i64) -> HashMap<(i64, i64), Summary> {
+    let mut deltas: HashMap<(i64, i64), Summary> = HashMap::new();
+    for &(series, ts, value) in rows {
+        let point = Summary::of(ts, value);
+        deltas.entry((series, bucket_of(ts, width))).and_modify(|s| s.merge(&point)).or_insert(point);
     }
-    fn add(&mut self, v: f64) {
-        self.count += 1;
-        self.sum += v;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-        self.last = v;
-    }
-    fn result(&self, agg: Aggregation) -> f64 {
-        match agg {
-            Aggregation::Avg => self.sum / self.count as f64,
-            Aggregation::Min => self.min,
-            Aggregation::Max => self.max,
-            Aggregation::Sum => self.sum,
-            Aggregation::Count => self.count as f64,
-            Aggregation::Last => self.last,
-        }
+    deltas
+}
+
+/// Picks the resolution for a query without an explicit one: rollups for long ranges or wide
+/// steps, and whenever raw samples of the range may already be gone.
+pub fn choose_resolution(from: i64, to: i64, step: Option<i64>, raw_kept_since: i64) -> Resolution {
+    let range = to - from;
+    let step = step.unwrap_or(0);
+    if step >= 300_000 || range > 2 * 86_400_000 {
+        Resolution::FiveMinutes
+    } else if step >= 60_000 || range > 6 * 3_600_000 || from < raw_kept_since {
+        Resolution::OneMinute
+    } else {
+        Resolution::Raw
     }
 }
 

@@ -12,8 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use super::{
-    CachedSeries, PointQuery, Result, SeriesInfo, SeriesPoints, SeriesRef, SessionRecord, Store, StoreError,
-    TenantRecord, WriteBatch, WriteOutcome, aggregate, labels_key, labels_match, split_duplicates,
+    CachedSeries, PointQuery, Resolution, Result, Retention, SeriesInfo, SeriesPoints, SeriesRef, SessionRecord, Store,
+    StoreError, Summary, TenantRecord, WriteBatch, WriteOutcome, aggregate, bucket_of, fold_summaries, labels_key,
+    labels_match, last_wins, rollup_deltas, split_duplicates,
 };
 use crate::domain::token::{format_scopes, parse_scopes};
 use crate::domain::{Labels, Principal, TokenHash};
@@ -129,6 +130,71 @@ impl SqliteStore {
     }
 }
 
+async fn insert_samples(tx: &mut sqlx::SqliteConnection, rows: &[(i64, i64, f64)], on_conflict: &str) -> Result<u64> {
+    let mut qb = QueryBuilder::new("INSERT INTO samples (series_id, ts, value) ");
+    qb.push_values(rows, |mut row, (series, ts, value)| {
+        row.push_bind(series).push_bind(ts).push_bind(value);
+    });
+    qb.push(on_conflict);
+    Ok(qb.build().execute(&mut *tx).await?.rows_affected())
+}
+
+/// Brings the 1m and 5m rollups up to date with this transaction's samples: `new_rows` merge
+/// in; buckets in `dirty` (1m buckets where a sample was overwritten) are recomputed from raw,
+/// and the 5m buckets holding them from the 1m rollup.
+async fn update_rollups(
+    tx: &mut sqlx::SqliteConnection,
+    new_rows: &[(i64, i64, f64)],
+    dirty: &HashSet<(i64, i64)>,
+) -> Result<()> {
+    let dirty_5m: HashSet<(i64, i64)> = dirty.iter().map(|&(s, b)| (s, bucket_of(b, 300_000))).collect();
+    for (table, width, skip) in [("rollup_1m", 60_000, dirty), ("rollup_5m", 300_000, &dirty_5m)] {
+        let deltas: Vec<((i64, i64), Summary)> =
+            rollup_deltas(new_rows, width).into_iter().filter(|(key, _)| !skip.contains(key)).collect();
+        for chunk in deltas.chunks(ROWS_PER_INSERT / 3) {
+            let mut qb = QueryBuilder::new(format!(
+                "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) "
+            ));
+            qb.push_values(chunk, |mut row, ((series, bucket), s)| {
+                row.push_bind(series)
+                    .push_bind(bucket)
+                    .push_bind(s.count)
+                    .push_bind(s.sum)
+                    .push_bind(s.min)
+                    .push_bind(s.max)
+                    .push_bind(s.last)
+                    .push_bind(s.last_ts);
+            });
+            qb.push(format!(
+                " ON CONFLICT (series_id, bucket) DO UPDATE SET count = {table}.count + excluded.count, \
+                 sum = {table}.sum + excluded.sum, min = min({table}.min, excluded.min), \
+                 max = max({table}.max, excluded.max), \
+                 last = CASE WHEN excluded.last_ts >= {table}.last_ts THEN excluded.last ELSE {table}.last END, \
+                 last_ts = max({table}.last_ts, excluded.last_ts)"
+            ));
+            qb.build().execute(&mut *tx).await?;
+        }
+        let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
+            ("samples", "value", "count(*)", "sum(value)", "min(value)", "max(value)", "ts", "ts")
+        } else {
+            ("rollup_1m", "last", "sum(count)", "sum(sum)", "min(min)", "max(max)", "last_ts", "bucket")
+        };
+        let recompute = format!(
+            "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
+             SELECT ?1, ?2, {count}, {sum}, {min}, {max}, \
+                    (SELECT {value} FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 ORDER BY {ts} DESC LIMIT 1), \
+                    max({ts}) \
+             FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
+             ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
+             min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
+        );
+        for &(series, bucket) in skip {
+            sqlx::query(&recompute).bind(series).bind(bucket).bind(bucket + width).execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies the WAL back into the database file every second (PASSIVE: never blocks writers or
 /// readers), so the writer's commits do not pay for checkpoints.
 async fn checkpoint_forever(pool: SqlitePool) {
@@ -162,6 +228,11 @@ fn tenant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TenantRecord> {
         name: row.try_get("name")?,
         display_name: row.try_get("display_name")?,
         created_at: row.try_get("created_at")?,
+        retention: Retention {
+            raw_ms: row.try_get("retention_raw_ms")?,
+            m1_ms: row.try_get("retention_1m_ms")?,
+            m5_ms: row.try_get("retention_5m_ms")?,
+        },
     })
 }
 
@@ -195,21 +266,17 @@ impl Store for SqliteStore {
             name: name.to_string(),
             display_name: display_name.map(str::to_string),
             created_at: now,
+            retention: Retention::default(),
         })
     }
 
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
-        let row = sqlx::query("SELECT id, name, display_name, created_at FROM tenants WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT * FROM tenants WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
-        let rows = sqlx::query("SELECT id, name, display_name, created_at FROM tenants ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
@@ -234,6 +301,33 @@ impl Store for SqliteStore {
             !bucket.is_empty()
         });
         Ok(true)
+    }
+
+    async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE tenants SET retention_raw_ms = ?, retention_1m_ms = ?, retention_5m_ms = ? WHERE name = ?",
+        )
+        .bind(retention.raw_ms)
+        .bind(retention.m1_ms)
+        .bind(retention.m5_ms)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn purge(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64> {
+        let (table, column) = match resolution {
+            Resolution::Raw => ("samples", "ts"),
+            Resolution::OneMinute => ("rollup_1m", "bucket"),
+            Resolution::FiveMinutes => ("rollup_5m", "bucket"),
+        };
+        let sql = format!(
+            "DELETE FROM {table} WHERE (series_id, {column}) IN \
+             (SELECT series_id, {column} FROM {table} \
+              WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND {column} < ? LIMIT ?)"
+        );
+        Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
     }
 
     async fn create_token(&self, tenant_id: i64, hash: &TokenHash, prefix: &str, scopes: &[Scope]) -> Result<i64> {
@@ -340,16 +434,24 @@ impl Store for SqliteStore {
             }
         }
         let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
-        // SQLite applies the rows of one statement in order, so a repeated (series, ts) ends
-        // with the last value: last write wins without a pass over the rows here.
+        let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
+        last_wins(&mut rows);
+        // New rows go in with DO NOTHING, so a chunk that inserted every row is known to be all
+        // new and merges into the rollups incrementally. A chunk that hit existing rows is
+        // written again as an upsert (last write wins) and its buckets are recomputed.
+        let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
+        let mut dirty: HashSet<(i64, i64)> = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::new("INSERT INTO samples (series_id, ts, value) ");
-            qb.push_values(chunk, |mut row, (slot, ts, value)| {
-                row.push_bind(ids[*slot]).push_bind(ts).push_bind(value);
-            });
-            qb.push(" ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value");
-            qb.build().execute(&mut *tx).await?;
+            let inserted = insert_samples(&mut tx, chunk, " ON CONFLICT (series_id, ts) DO NOTHING").await?;
+            if inserted == chunk.len() as u64 {
+                new_rows.extend_from_slice(chunk);
+            } else {
+                insert_samples(&mut tx, chunk, " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value")
+                    .await?;
+                dirty.extend(chunk.iter().map(|&(series, ts, _)| (series, bucket_of(ts, 60_000))));
+            }
         }
+        update_rollups(&mut tx, &new_rows, &dirty).await?;
         tx.commit().await?;
 
         let mut cache = self.series_ids.lock().expect("series cache poisoned");
@@ -421,23 +523,46 @@ impl Store for SqliteStore {
             }
             let id: i64 = row.try_get("id")?;
             let remaining = query.max_points.saturating_sub(total);
-            let points: Vec<(i64, f64)> = sqlx::query_as(
-                "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
-            )
-            .bind(id)
-            .bind(query.from)
-            .bind(query.to)
-            .bind((remaining + 1) as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            total += points.len();
+            let points = match query.resolution {
+                Resolution::Raw => {
+                    let points: Vec<(i64, f64)> = sqlx::query_as(
+                        "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+                    )
+                    .bind(id)
+                    .bind(query.from)
+                    .bind(query.to)
+                    .bind((remaining + 1) as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    total += points.len();
+                    match query.step {
+                        Some(step) => aggregate(&points, step, query.agg),
+                        None => points,
+                    }
+                }
+                rollup => {
+                    let table = if rollup == Resolution::OneMinute { "rollup_1m" } else { "rollup_5m" };
+                    let width = rollup.width_ms();
+                    let rows: Vec<(i64, i64, f64, f64, f64, f64, i64)> = sqlx::query_as(&format!(
+                        "SELECT bucket, count, sum, min, max, last, last_ts FROM {table} \
+                         WHERE series_id = ? AND bucket >= ? AND bucket <= ? ORDER BY bucket LIMIT ?"
+                    ))
+                    .bind(id)
+                    .bind(bucket_of(query.from, width))
+                    .bind(query.to)
+                    .bind((remaining + 1) as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    total += rows.len();
+                    let summaries = rows.into_iter().map(|(bucket, count, sum, min, max, last, last_ts)| {
+                        (bucket, Summary { count, sum, min, max, last, last_ts })
+                    });
+                    fold_summaries(summaries, query.step.unwrap_or(width).max(width), query.agg)
+                }
+            };
             if total > query.max_points {
                 return Err(StoreError::TooManyPoints(total));
             }
-            let points = match query.step {
-                Some(step) => aggregate(&points, step, query.agg),
-                None => points,
-            };
             out.push(SeriesPoints { labels, points });
         }
         Ok(out)

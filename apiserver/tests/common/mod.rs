@@ -43,6 +43,10 @@ impl Server {
             .arg(dir)
             .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("MICRODASH_LOG", "info")
+            // Most tests write timestamps near 1970; keep them (tests of retention override).
+            .env("MICRODASH_RETENTION_RAW", "36500d")
+            .env("MICRODASH_RETENTION_1M", "36500d")
+            .env("MICRODASH_RETENTION_5M", "36500d")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
