@@ -369,6 +369,70 @@ impl CachedSeries {
     }
 }
 
+/// Series ids the write path already knows: series hash → the series with that hash (almost
+/// always one). Filled only after a commit, so a rolled-back id is never cached.
+#[derive(Default)]
+pub struct SeriesCache(std::sync::Mutex<HashMap<u64, Vec<CachedSeries>>>);
+
+/// Entries past which the cache starts over, to bound memory.
+const SERIES_CACHE_MAX: usize = 1_000_000;
+
+impl SeriesCache {
+    /// Ids of `wanted` by position (0 where unknown) and the positions not in the cache.
+    pub fn lookup(&self, wanted: &[SeriesRef<'_>]) -> (Vec<i64>, Vec<usize>) {
+        let cache = self.0.lock().expect("series cache poisoned");
+        let mut ids = vec![0i64; wanted.len()];
+        let mut missing = Vec::new();
+        for (i, series) in wanted.iter().enumerate() {
+            match cache.get(&series.hash).and_then(|bucket| bucket.iter().find(|c| c.is(series))) {
+                Some(cached) => ids[i] = cached.id,
+                None => missing.push(i),
+            }
+        }
+        (ids, missing)
+    }
+
+    pub fn remember(&self, fresh: Vec<(u64, CachedSeries)>) {
+        let mut cache = self.0.lock().expect("series cache poisoned");
+        if cache.len() + fresh.len() > SERIES_CACHE_MAX {
+            cache.clear();
+        }
+        for (hash, entry) in fresh {
+            cache.entry(hash).or_default().push(entry);
+        }
+    }
+
+    pub fn forget_tenant(&self, tenant_id: i64) {
+        self.0.lock().expect("series cache poisoned").retain(|_, bucket| {
+            bucket.retain(|c| c.tenant_id != tenant_id);
+            !bucket.is_empty()
+        });
+    }
+}
+
+/// The distinct series of a group and, per sample, `(index into the series, ts, value)`.
+pub fn group_by_series<'a>(kept: &'a [(i64, Vec<&'a Sample>)]) -> (Vec<SeriesRef<'a>>, Vec<(usize, i64, f64)>) {
+    let mut distinct: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut wanted: Vec<SeriesRef<'_>> = Vec::new();
+    let mut rows = Vec::with_capacity(kept.iter().map(|(_, s)| s.len()).sum());
+    for (tenant_id, samples) in kept {
+        for sample in samples {
+            let series = SeriesRef::new(*tenant_id, &sample.metric, &sample.labels);
+            let bucket = distinct.entry(series.hash).or_default();
+            let slot = match bucket.iter().find(|&&i| wanted[i].same(&series)) {
+                Some(&i) => i,
+                None => {
+                    bucket.push(wanted.len());
+                    wanted.push(series);
+                    wanted.len() - 1
+                }
+            };
+            rows.push((slot, sample.ts, sample.value));
+        }
+    }
+    (wanted, rows)
+}
+
 /// Keeps the last sample per (series, ts) so one statement never writes a row twice.
 pub fn last_wins(rows: &mut Vec<(i64, i64, f64)>) {
     let mut index: HashMap<(i64, i64), usize> = HashMap::with_capacity(rows.len());

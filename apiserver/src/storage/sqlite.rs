@@ -1,9 +1,8 @@
 //! The SQLite adapter: the embedded default. One file, WAL journal, every write in one
 //! transaction per group commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,23 +11,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use super::{
-    CachedSeries, PointQuery, Resolution, Result, Retention, SeriesInfo, SeriesPoints, SeriesRef, SessionRecord, Store,
-    StoreError, Summary, TenantRecord, WriteBatch, WriteOutcome, aggregate, bucket_of, fold_summaries, labels_key,
-    labels_match, last_wins, rollup_deltas, split_duplicates,
+    CachedSeries, PointQuery, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints, SeriesRef,
+    SessionRecord, Store, StoreError, Summary, TenantRecord, WriteBatch, WriteOutcome, aggregate, bucket_of,
+    fold_summaries, group_by_series, labels_key, labels_match, last_wins, rollup_deltas, split_duplicates,
 };
 use crate::domain::token::{format_scopes, parse_scopes};
 use crate::domain::{Labels, Principal, TokenHash};
 
 /// Rows per multi-row INSERT: 3 binds each, well under SQLite's 32766 variable limit.
 const ROWS_PER_INSERT: usize = 2000;
-/// The series-id cache is cleared past this many entries, to bound memory.
-const SERIES_CACHE_MAX: usize = 1_000_000;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Series hash → the series with that hash (almost always one) and their ids; filled after
-    /// each commit so a rolled-back id is never cached.
-    series_ids: Mutex<HashMap<u64, Vec<CachedSeries>>>,
+    series_ids: SeriesCache,
 }
 
 impl SqliteStore {
@@ -48,7 +43,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
         tokio::spawn(checkpoint_forever(pool.clone()));
-        Ok(Self { pool, series_ids: Mutex::new(HashMap::new()) })
+        Ok(Self { pool, series_ids: SeriesCache::default() })
     }
 
     /// Series ids of `wanted` (by position), from the cache or the database. Returns the ids and
@@ -59,17 +54,7 @@ impl SqliteStore {
         wanted: &[SeriesRef<'_>],
         now: i64,
     ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
-        let mut ids = vec![0i64; wanted.len()];
-        let mut missing: Vec<usize> = Vec::new();
-        {
-            let cache = self.series_ids.lock().expect("series cache poisoned");
-            for (i, series) in wanted.iter().enumerate() {
-                match cache.get(&series.hash).and_then(|bucket| bucket.iter().find(|c| c.is(series))) {
-                    Some(cached) => ids[i] = cached.id,
-                    None => missing.push(i),
-                }
-            }
-        }
+        let (mut ids, missing) = self.series_ids.lookup(wanted);
         let mut fresh = Vec::with_capacity(missing.len());
         for i in missing {
             let series = &wanted[i];
@@ -296,10 +281,7 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM dedupe WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
-        self.series_ids.lock().expect("series cache poisoned").retain(|_, bucket| {
-            bucket.retain(|c| c.tenant_id != id);
-            !bucket.is_empty()
-        });
+        self.series_ids.forget_tenant(id);
         Ok(true)
     }
 
@@ -414,25 +396,7 @@ impl Store for SqliteStore {
             kept.push((batch.tenant_id, keep));
         }
 
-        // One entry per distinct series of the group, then each sample points at its entry.
-        let mut distinct: HashMap<u64, Vec<usize>> = HashMap::new();
-        let mut wanted: Vec<SeriesRef<'_>> = Vec::new();
-        let mut rows: Vec<(usize, i64, f64)> = Vec::new();
-        for (tenant_id, samples) in &kept {
-            for sample in samples {
-                let series = SeriesRef::new(*tenant_id, &sample.metric, &sample.labels);
-                let bucket = distinct.entry(series.hash).or_default();
-                let slot = match bucket.iter().find(|&&i| wanted[i].same(&series)) {
-                    Some(&i) => i,
-                    None => {
-                        bucket.push(wanted.len());
-                        wanted.push(series);
-                        wanted.len() - 1
-                    }
-                };
-                rows.push((slot, sample.ts, sample.value));
-            }
-        }
+        let (wanted, rows) = group_by_series(&kept);
         let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         last_wins(&mut rows);
@@ -454,13 +418,7 @@ impl Store for SqliteStore {
         update_rollups(&mut tx, &new_rows, &dirty).await?;
         tx.commit().await?;
 
-        let mut cache = self.series_ids.lock().expect("series cache poisoned");
-        if cache.len() + fresh.len() > SERIES_CACHE_MAX {
-            cache.clear();
-        }
-        for (hash, entry) in fresh {
-            cache.entry(hash).or_default().push(entry);
-        }
+        self.series_ids.remember(fresh);
         Ok(outcomes)
     }
 
