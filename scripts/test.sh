@@ -12,6 +12,10 @@ started=$(date +%s)
 
 ensure_debs chromium ca-certificates
 
+echo "==> Starting test services (PostgreSQL, MariaDB, Redis on loopback; data in .cache/services)"
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop' EXIT
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -283,11 +283,11 @@ impl Config {
             Some(other) => return Err(ConfigError::new("role", format!("{other:?} is not one of all, api, worker"))),
         };
         let database_url = layer.database_url.unwrap_or(d.database_url);
-        if !database_url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| database_url.starts_with(scheme)) {
             return Err(ConfigError::new(
                 "database_url",
                 format!(
-                    "{} is not supported yet: this version stores data in SQLite (sqlite://PATH); MariaDB and PostgreSQL come with the storage milestone",
+                    "{} is not supported yet: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB (MariaDB comes next)",
                     redact_url(&database_url)
                 ),
             ));

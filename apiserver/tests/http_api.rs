@@ -297,7 +297,23 @@ async fn a_repeated_dedupe_id_is_counted_not_stored() {
 #[tokio::test]
 async fn kill_9_right_after_2xx_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
+    kill_9_scenario(Server::start(dir.path())).await;
+}
+
+#[tokio::test]
+async fn kill_9_right_after_2xx_loses_nothing_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_postgres_url().await;
+    let server = Server::start_with(dir.path(), &[("MICRODASH_DATABASE_URL", &url)]);
+    // The same API on the other backend, then the durability scenario.
+    let (status, _) = post(&server, &server.token, "/api/v1/metrics", r#"{"metric":"pg","value":1,"ts":1000}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, q) = get(&server, &server.token, "/api/v1/query?metric=pg&from=0&to=2000").await;
+    assert_eq!(q["series"][0]["points"], json!([[1000, 1.0]]));
+    kill_9_scenario(server).await;
+}
+
+async fn kill_9_scenario(mut server: Server) {
     let token = server.token.clone();
     let http = client();
     let mut tasks = Vec::new();

@@ -3,6 +3,7 @@
 //! Aggregation over time buckets lives here in plain Rust so every backend answers queries the
 //! same way; the backends only fetch rows.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{HashMap, HashSet};
@@ -169,9 +170,11 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn open(url: &str, sqlite_synchronous_full: bool) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url, sqlite_synchronous_full).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
         anyhow::bail!(
-            "database_url {url:?}: only sqlite:// URLs are supported in this version (MariaDB and PostgreSQL are planned)"
+            "database_url: only sqlite:// and postgres:// URLs are supported in this version (MariaDB is planned)"
         )
     }
 }

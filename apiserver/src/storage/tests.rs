@@ -253,3 +253,35 @@ fn resolution_follows_range_and_step() {
     assert_eq!(choose_resolution(0, h, Some(300_000), 0), Resolution::FiveMinutes);
     assert_eq!(choose_resolution(0, h, None, 10), Resolution::OneMinute, "raw already purged there");
 }
+
+/// A new, empty PostgreSQL database on the test server that `scripts/services.sh` starts.
+async fn fresh_postgres() -> DynStore {
+    use sqlx::Connection;
+    let url = std::env::var("MICRODASH_TEST_POSTGRES_URL").expect(
+        "MICRODASH_TEST_POSTGRES_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)",
+    );
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
+    let name = format!("md_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
+    open(&format!("{base}/{name}"), false).await.unwrap()
+}
+
+#[tokio::test]
+async fn postgres_passes_the_storage_suite() {
+    suite(fresh_postgres().await).await;
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+    #[test]
+    fn postgres_rollups_equal_aggregated_raw(batches in arb_batches()) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = fresh_postgres().await;
+            store.migrate().await.unwrap();
+            let tenant = store.create_tenant("t", None).await.unwrap();
+            check_rollups_match_raw(&store, tenant.id, &batches).await;
+        });
+    }
+}

@@ -35,10 +35,11 @@ impl Server {
 
     fn spawn(dir: &Path, env: Vec<(String, String)>, listen: &str) -> Server {
         let mut command = Command::new(bin());
+        command.args(["serve", "--listen", listen, "--mqtt-listen", "off", "--log-format", "json"]);
+        if !env.iter().any(|(k, _)| k == "MICRODASH_DATABASE_URL") {
+            command.arg("--database-url").arg(format!("sqlite://{}", dir.join("microdash.db").display()));
+        }
         command
-            .args(["serve", "--listen", listen, "--mqtt-listen", "off", "--log-format", "json"])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}", dir.join("microdash.db").display()))
             .arg("--data-dir")
             .arg(dir)
             .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -130,4 +131,21 @@ pub fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A new, empty PostgreSQL database on the test server that `scripts/services.sh` starts.
+pub async fn fresh_postgres_url() -> String {
+    use sqlx::Connection;
+    let url = std::env::var("MICRODASH_TEST_POSTGRES_URL").expect(
+        "MICRODASH_TEST_POSTGRES_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)",
+    );
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
+    let name = format!("md_test_{}", std::process::id() as u64 * 1000 + rand_suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
+    format!("{base}/{name}")
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 % 1000
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Starts or stops the services the tests need, from Debian packages, on loopback only, with
+# their data under .cache/services (ignored by git):
+#   PostgreSQL 127.0.0.1:55432, MariaDB 127.0.0.1:53306, Redis 127.0.0.1:56379.
+# `scripts/services.sh start` installs what is missing, starts what is not running (idempotent)
+# and prints the environment the tests read; `scripts/services.sh stop` stops them.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/scripts/lib.sh"
+DIR="$ROOT/.cache/services"
+PG_PORT=55432 MY_PORT=53306 REDIS_PORT=56379
+PASSWORD=microdash-test
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
+
+wait_for() { # command, what
+  for _ in $(seq 1 100); do "${@:1:$#-1}" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "error: ${*: -1} did not start; see its log under $DIR" >&2
+  return 1
+}
+
+start_postgres() {
+  local bin data="$DIR/postgres"
+  bin=$(pg_bin)
+  mkdir -p "$DIR"
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    mkdir -p "$data" && chown postgres:postgres "$data" && chmod 700 "$data"
+    echo "$PASSWORD" > "$DIR/pgpass" && chown postgres "$DIR/pgpass"
+    runuser -u postgres -- "$bin/initdb" -D "$data" -U microdash --pwfile="$DIR/pgpass" -A scram-sha-256 >/dev/null
+  fi
+  if ! runuser -u postgres -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data -c fsync=on -c max_connections=200" start >/dev/null
+  fi
+  PGPASSWORD=$PASSWORD wait_for psql -h 127.0.0.1 -p $PG_PORT -U microdash -d postgres -c 'select 1' PostgreSQL
+}
+
+start_mariadb() {
+  local data="$DIR/mariadb"
+  mkdir -p "$DIR"
+  if [[ ! -d "$data/mysql" ]]; then
+    mkdir -p "$data"
+    mariadb-install-db --datadir="$data" --user=root --auth-root-authentication-method=socket >/dev/null
+  fi
+  if ! mariadb-admin --socket="$data/mysqld.sock" ping >/dev/null 2>&1; then
+    (mariadbd --datadir="$data" --socket="$data/mysqld.sock" --pid-file="$data/mysqld.pid" --port=$MY_PORT \
+      --bind-address=127.0.0.1 --user=root --innodb-flush-log-at-trx-commit=1 --max-connections=300 \
+      >"$DIR/mariadb.log" 2>&1 &)
+    wait_for mariadb-admin --socket="$data/mysqld.sock" ping MariaDB
+  fi
+  mariadb --socket="$data/mysqld.sock" -e "CREATE USER IF NOT EXISTS 'microdash'@'127.0.0.1' IDENTIFIED BY '$PASSWORD';
+    GRANT ALL PRIVILEGES ON *.* TO 'microdash'@'127.0.0.1'; FLUSH PRIVILEGES;"
+}
+
+start_redis() {
+  mkdir -p "$DIR/redis"
+  if ! redis-cli -p $REDIS_PORT ping >/dev/null 2>&1; then
+    redis-server --bind 127.0.0.1 --port $REDIS_PORT --dir "$DIR/redis" --appendonly yes --appendfsync everysec \
+      --daemonize yes --logfile "$DIR/redis.log" --pidfile "$DIR/redis/redis.pid" >/dev/null
+    wait_for redis-cli -p $REDIS_PORT ping Redis
+  fi
+}
+
+case "${1:-}" in
+  start)
+    ensure_debs postgresql postgresql-client mariadb-server mariadb-client redis-server
+    start_postgres
+    start_mariadb
+    start_redis
+    echo "export MICRODASH_TEST_POSTGRES_URL=postgres://microdash:$PASSWORD@127.0.0.1:$PG_PORT/postgres"
+    echo "export MICRODASH_TEST_MYSQL_URL=mysql://microdash:$PASSWORD@127.0.0.1:$MY_PORT/mysql"
+    echo "export MICRODASH_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    ;;
+  stop)
+    [[ -d "$DIR/postgres" ]] && runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$DIR/postgres" -m fast stop >/dev/null 2>&1 || true
+    [[ -S "$DIR/mariadb/mysqld.sock" ]] && mariadb-admin --socket="$DIR/mariadb/mysqld.sock" shutdown >/dev/null 2>&1 || true
+    redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true
+    ;;
+  *)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac
