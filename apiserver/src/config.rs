@@ -283,11 +283,14 @@ impl Config {
             Some(other) => return Err(ConfigError::new("role", format!("{other:?} is not one of all, api, worker"))),
         };
         let database_url = layer.database_url.unwrap_or(d.database_url);
-        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| database_url.starts_with(scheme)) {
+        if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
             return Err(ConfigError::new(
                 "database_url",
                 format!(
-                    "{} is not supported yet: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB (MariaDB comes next)",
+                    "{} is not supported: use sqlite://PATH, postgres://USER:PASSWORD@HOST/DB or mysql://USER:PASSWORD@HOST/DB (MariaDB)",
                     redact_url(&database_url)
                 ),
             ));

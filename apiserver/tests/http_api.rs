@@ -302,13 +302,22 @@ async fn kill_9_right_after_2xx_loses_nothing() {
 
 #[tokio::test]
 async fn kill_9_right_after_2xx_loses_nothing_on_postgres() {
+    kill_9_on("postgres").await;
+}
+
+#[tokio::test]
+async fn kill_9_right_after_2xx_loses_nothing_on_mariadb() {
+    kill_9_on("mysql").await;
+}
+
+async fn kill_9_on(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::fresh_postgres_url().await;
+    let url = common::fresh_database_url(kind).await;
     let server = Server::start_with(dir.path(), &[("MICRODASH_DATABASE_URL", &url)]);
     // The same API on the other backend, then the durability scenario.
-    let (status, _) = post(&server, &server.token, "/api/v1/metrics", r#"{"metric":"pg","value":1,"ts":1000}"#).await;
+    let (status, _) = post(&server, &server.token, "/api/v1/metrics", r#"{"metric":"db","value":1,"ts":1000}"#).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (_, q) = get(&server, &server.token, "/api/v1/query?metric=pg&from=0&to=2000").await;
+    let (_, q) = get(&server, &server.token, "/api/v1/query?metric=db&from=0&to=2000").await;
     assert_eq!(q["series"][0]["points"], json!([[1000, 1.0]]));
     kill_9_scenario(server).await;
 }

@@ -3,6 +3,7 @@
 //! Aggregation over time buckets lives here in plain Rust so every backend answers queries the
 //! same way; the backends only fetch rows.
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -172,10 +173,10 @@ pub async fn open(url: &str, sqlite_synchronous_full: bool) -> anyhow::Result<Dy
         Ok(Arc::new(sqlite::SqliteStore::open(url, sqlite_synchronous_full).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        Ok(Arc::new(mysql::MySqlStore::open(&url.replacen("mariadb:", "mysql:", 1)).await?))
     } else {
-        anyhow::bail!(
-            "database_url: only sqlite:// and postgres:// URLs are supported in this version (MariaDB is planned)"
-        )
+        anyhow::bail!("database_url: use sqlite://PATH, postgres://… or mysql://… (MariaDB)")
     }
 }
 

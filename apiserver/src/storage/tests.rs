@@ -285,3 +285,35 @@ proptest::proptest! {
         });
     }
 }
+
+/// A new, empty MariaDB database on the test server that `scripts/services.sh` starts.
+async fn fresh_mysql() -> DynStore {
+    use sqlx::Connection;
+    let url = std::env::var("MICRODASH_TEST_MYSQL_URL").expect(
+        "MICRODASH_TEST_MYSQL_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)",
+    );
+    let mut admin = sqlx::MySqlConnection::connect(&url).await.expect("connect to the test MariaDB");
+    let name = format!("md_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
+    open(&format!("{base}/{name}"), false).await.unwrap()
+}
+
+#[tokio::test]
+async fn mariadb_passes_the_storage_suite() {
+    suite(fresh_mysql().await).await;
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+    #[test]
+    fn mariadb_rollups_equal_aggregated_raw(batches in arb_batches()) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = fresh_mysql().await;
+            store.migrate().await.unwrap();
+            let tenant = store.create_tenant("t", None).await.unwrap();
+            check_rollups_match_raw(&store, tenant.id, &batches).await;
+        });
+    }
+}

@@ -133,15 +133,25 @@ pub fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A new, empty PostgreSQL database on the test server that `scripts/services.sh` starts.
-pub async fn fresh_postgres_url() -> String {
+/// A new, empty database on the test PostgreSQL (`postgres`) or MariaDB (`mysql`) server that
+/// `scripts/services.sh` starts; the test fails with the command to run when it is not there.
+pub async fn fresh_database_url(kind: &str) -> String {
     use sqlx::Connection;
-    let url = std::env::var("MICRODASH_TEST_POSTGRES_URL").expect(
-        "MICRODASH_TEST_POSTGRES_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)",
-    );
-    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
+    let var = format!("MICRODASH_TEST_{}_URL", kind.to_uppercase());
+    let url = std::env::var(&var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)"
+        )
+    });
     let name = format!("md_test_{}", std::process::id() as u64 * 1000 + rand_suffix());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let create = format!("CREATE DATABASE {name}");
+    if kind == "postgres" {
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
+        sqlx::query(&create).execute(&mut admin).await.unwrap();
+    } else {
+        let mut admin = sqlx::MySqlConnection::connect(&url).await.expect("connect to the test MariaDB");
+        sqlx::query(&create).execute(&mut admin).await.unwrap();
+    }
     let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
     format!("{base}/{name}")
 }
