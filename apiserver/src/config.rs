@@ -295,16 +295,24 @@ impl Config {
                 ),
             ));
         }
-        if layer.redis_url.is_some() {
+        if let Some(url) = &layer.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
             return Err(ConfigError::new(
                 "redis_url",
-                "the Redis queue is not available in this version; unset MICRODASH_REDIS_URL to use the in-process queue",
+                format!("{} must start with redis:// or rediss://", redact_url(url)),
             ));
         }
-        if role != Role::All {
+        if role != Role::All && layer.redis_url.is_none() {
             return Err(ConfigError::new(
                 "role",
-                "api and worker roles need the Redis queue; use `all` in this version",
+                "api and worker processes share work through Redis: set redis_url (MICRODASH_REDIS_URL), or use role `all`",
+            ));
+        }
+        if role != Role::All && database_url.starts_with("sqlite:") {
+            return Err(ConfigError::new(
+                "role",
+                "api and worker processes need a shared database: set database_url to postgres:// or mysql://",
             ));
         }
         let sqlite_sync = layer.sqlite_sync.unwrap_or(d.sqlite_sync);

@@ -44,8 +44,12 @@ async fn bootstrap_default_tenant(store: &DynStore, config: &Config) -> anyhow::
     if !store.list_tenants().await?.is_empty() {
         return Ok(());
     }
-    let (_, token) =
-        tenants::create_tenant(store, DEFAULT_TENANT, Some("Default")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = match tenants::create_tenant(store, DEFAULT_TENANT, Some("Default")).await {
+        Ok((_, token)) => token,
+        // Another process of the same installation created it a moment ago.
+        Err(tenants::TenantError::Store(crate::storage::StoreError::Conflict(_))) => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!("{e}")),
+    };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let path = config.data_dir.join("default-tenant.token");
     write_private(&path, token.expose()).with_context(|| format!("writing {}", path.display()))?;
@@ -84,16 +88,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let telemetry = Telemetry::new();
     let hub = Arc::new(LiveHub::new(65_536, 10_000));
-    let (writer, writer_task) = Writer::start(
-        store.clone(),
-        WriterConfig {
-            queue_capacity: config.queue_capacity,
-            max_group_samples: 100_000,
-            dedupe_window: config.dedupe_window,
-        },
-        telemetry.clone(),
-        vec![hub.clone()],
-    );
+    let writer_config = WriterConfig {
+        queue_capacity: config.queue_capacity,
+        max_group_samples: 100_000,
+        dedupe_window: config.dedupe_window,
+    };
+    let distributed = config.redis_url.is_some();
+    let (writer, writer_task) = match &config.redis_url {
+        None => Writer::start(store.clone(), writer_config, telemetry.clone(), vec![hub.clone()]),
+        Some(url) => {
+            // Workers write; every process's live hub hears about their commits over pub/sub.
+            tokio::spawn(crate::pipeline::redis::subscribe_live(url.clone(), hub.clone()));
+            let task = if config.role == Role::Api {
+                tokio::spawn(async {})
+            } else {
+                let consumer = format!("{}-{}", hostname(), std::process::id());
+                tracing::info!(%consumer, "Worker role: consuming the Redis ingest stream.");
+                tokio::spawn(crate::pipeline::redis::run_worker(
+                    url.clone(),
+                    consumer,
+                    store.clone(),
+                    writer_config.clone(),
+                    telemetry.clone(),
+                    Vec::new(),
+                ))
+            };
+            let producer = crate::pipeline::redis::Producer::new(url, &writer_config)
+                .await
+                .with_context(|| format!("connecting to Redis at {} (redis_url)", crate::config::redact_url(url)))?;
+            (Writer::redis(producer), task)
+        }
+    };
     let purge = tokio::spawn(purge_dedupe_forever(store.clone(), config.dedupe_window));
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
@@ -117,9 +142,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("Stopping: committing what is queued.");
     purge.abort();
     retention.abort();
+    if distributed {
+        // A worker acknowledges only what it committed: stopping it mid-batch leaves that
+        // batch pending in Redis for the next worker.
+        writer_task.abort();
+    }
     let _ = writer_task.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "microdash".into())
 }
 
 async fn shutdown_signal() {

@@ -613,3 +613,86 @@ async fn long_ranges_answer_from_rollups_which_outlive_raw_retention() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// The distributed mode: an API process queues into Redis Streams, workers write to
+/// PostgreSQL. A worker killed mid-stream leaves its entries pending; another claims them.
+/// Every accepted sample ends up stored exactly once: raw count and rollup counts agree.
+#[tokio::test]
+async fn api_and_workers_store_everything_once_although_a_worker_is_killed() {
+    use redis::AsyncCommands;
+    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
+        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
+    );
+    // Database 1 of the test Redis belongs to this test.
+    let redis_url = format!("{redis_base}/1");
+    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let db = common::fresh_database_url("postgres").await;
+    let env = |role: &'static str| {
+        vec![
+            ("MICRODASH_DATABASE_URL", db.clone()),
+            ("MICRODASH_REDIS_URL", redis_url.clone()),
+            ("MICRODASH_ROLE", role.to_string()),
+        ]
+    };
+    let as_refs = |v: &Vec<(&'static str, String)>| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let api_dir = tempfile::tempdir().unwrap();
+    let api_env = as_refs(&env("api"));
+    let api = Server::start_with(api_dir.path(), &api_env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let worker_env = as_refs(&env("worker"));
+    let worker_env: Vec<(&str, &str)> = worker_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let batches = 40;
+    let per_batch = 500;
+    for b in 0..batches {
+        let samples: Vec<Value> = (0..per_batch)
+            .map(|i| json!({"metric":"dist","value":1,"ts": 1_000_000 + (b * per_batch + i) as i64,"labels":{"b": (b % 4).to_string()}}))
+            .collect();
+        let (status, body) =
+            post(&api, &api.token, "/api/v1/metrics/bulk", json!({"samples": samples}).to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    // A worker that read 10 entries and died before committing them: they stay pending.
+    let _: redis::RedisResult<()> = conn.xgroup_create_mkstream("microdash:ingest", "microdash-writers", "0").await;
+    let opts = redis::streams::StreamReadOptions::default().group("microdash-writers", "crashed-worker").count(10);
+    let read: redis::streams::StreamReadReply = conn.xread_options(&["microdash:ingest"], &[">"], &opts).await.unwrap();
+    assert_eq!(read.keys[0].ids.len(), 10);
+    // A real worker killed with -9 while it works through the rest, then a second one.
+    let mut worker_a = Server::start_with(dir_a.path(), &worker_env);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    worker_a.kill9();
+    let _worker_b = Server::start_with(dir_b.path(), &worker_env);
+    let expected = (batches * per_batch) as u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let query = "/api/v1/query?metric=dist&from=0&to=2000000&resolution=raw";
+    loop {
+        let (_, q) = get(&api, &api.token, query).await;
+        if points(&q) as u64 == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} of {expected} stored", points(&q));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, counts) =
+        get(&api, &api.token, "/api/v1/query?metric=dist&from=0&to=2000000&resolution=5m&agg=count").await;
+    let rolled: f64 = counts["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()))
+        .sum();
+    assert_eq!(rolled as u64, expected, "redelivered entries must not be counted twice in rollups");
+    // Acknowledgements follow the commit.
+    loop {
+        let queued: Option<i64> = conn.get("microdash:queued-samples").await.unwrap();
+        if queued.unwrap_or(0) == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{queued:?} samples still unacknowledged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending("microdash:ingest", "microdash-writers").await.unwrap();
+    assert_eq!(pending.count(), 0, "no entry left pending");
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 pub type Labels = BTreeMap<String, String>;
 
 /// A validated sample, ready to be stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Sample {
     pub metric: String,
     pub labels: Labels,

@@ -51,10 +51,14 @@ pub struct WriterConfig {
 
 /// The handle the HTTP and MQTT front ends submit to.
 #[derive(Clone)]
-pub struct Writer {
-    tx: mpsc::UnboundedSender<Pending>,
-    capacity: Arc<Semaphore>,
-    queue_capacity: usize,
+pub struct Writer(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    /// The embedded mode: an in-process queue in front of this process's writer task.
+    Local { tx: mpsc::UnboundedSender<Pending>, capacity: Arc<Semaphore>, queue_capacity: usize },
+    /// The distributed mode: Redis Streams, drained by worker processes.
+    Redis(Arc<redis::Producer>),
 }
 
 impl Writer {
@@ -69,7 +73,12 @@ impl Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let capacity = Arc::new(Semaphore::new(config.queue_capacity));
         let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, listeners));
-        (Self { tx, capacity, queue_capacity: config.queue_capacity }, handle)
+        (Self(Backend::Local { tx, capacity, queue_capacity: config.queue_capacity }), handle)
+    }
+
+    /// A writer that queues into Redis Streams for the workers.
+    pub fn redis(producer: redis::Producer) -> Self {
+        Self(Backend::Redis(Arc::new(producer)))
     }
 
     /// Queues the samples and waits for their commit.
@@ -77,10 +86,14 @@ impl Writer {
         if samples.is_empty() {
             return Ok(WriteOutcome::default());
         }
+        let (tx, capacity) = match &self.0 {
+            Backend::Local { tx, capacity, .. } => (tx, capacity),
+            Backend::Redis(producer) => return producer.submit(tenant_id, samples).await,
+        };
         let n = u32::try_from(samples.len()).map_err(|_| SubmitError::Overloaded)?;
-        let permit = self.capacity.clone().try_acquire_many_owned(n).map_err(|_| SubmitError::Overloaded)?;
+        let permit = capacity.clone().try_acquire_many_owned(n).map_err(|_| SubmitError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Pending { tenant_id, samples, reply, _permit: permit }).map_err(|_| SubmitError::ShuttingDown)?;
+        tx.send(Pending { tenant_id, samples, reply, _permit: permit }).map_err(|_| SubmitError::ShuttingDown)?;
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Err(SubmitError::WriteFailed(message)),
@@ -90,7 +103,10 @@ impl Writer {
 
     /// Samples queued or being written right now.
     pub fn depth(&self) -> usize {
-        self.queue_capacity - self.capacity.available_permits()
+        match &self.0 {
+            Backend::Local { capacity, queue_capacity, .. } => queue_capacity - capacity.available_permits(),
+            Backend::Redis(producer) => producer.depth(),
+        }
     }
 }
 
@@ -182,6 +198,8 @@ async fn write_group(
         }
     }
 }
+
+pub mod redis;
 
 #[cfg(test)]
 mod tests;
