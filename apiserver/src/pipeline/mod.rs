@@ -72,13 +72,37 @@ impl Writer {
         (Self { tx, capacity, queue_capacity: config.queue_capacity }, handle)
     }
 
-    /// Queues the samples and waits for their commit.
+    /// Queues the samples and waits for their commit; fails at once when the queue is full.
     pub async fn submit(&self, tenant_id: i64, samples: Vec<Sample>) -> Result<WriteOutcome, SubmitError> {
         if samples.is_empty() {
             return Ok(WriteOutcome::default());
         }
         let n = u32::try_from(samples.len()).map_err(|_| SubmitError::Overloaded)?;
         let permit = self.capacity.clone().try_acquire_many_owned(n).map_err(|_| SubmitError::Overloaded)?;
+        self.enqueue(tenant_id, samples, permit).await
+    }
+
+    /// Like `submit`, but waits for room in the queue instead of failing: MQTT has no 503, so
+    /// its back-pressure is a later acknowledgement. More than `queue_capacity` samples at once
+    /// could never fit and fail with `Overloaded`.
+    pub async fn submit_waiting(&self, tenant_id: i64, samples: Vec<Sample>) -> Result<WriteOutcome, SubmitError> {
+        if samples.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        if samples.len() > self.queue_capacity {
+            return Err(SubmitError::Overloaded);
+        }
+        let n = u32::try_from(samples.len()).map_err(|_| SubmitError::Overloaded)?;
+        let permit = self.capacity.clone().acquire_many_owned(n).await.map_err(|_| SubmitError::ShuttingDown)?;
+        self.enqueue(tenant_id, samples, permit).await
+    }
+
+    async fn enqueue(
+        &self,
+        tenant_id: i64,
+        samples: Vec<Sample>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<WriteOutcome, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Pending { tenant_id, samples, reply, _permit: permit }).map_err(|_| SubmitError::ShuttingDown)?;
         match answer.await {
