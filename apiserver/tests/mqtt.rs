@@ -387,3 +387,160 @@ async fn a_mosquitto_restart_during_a_publish_stream_loses_no_qos1_message() {
     assert_eq!(seen.len(), N as usize);
     assert!(metric(&server, "microdash_mqtt_bridge_connection_errors_total").await >= 2.0);
 }
+
+/// The ACL example of docs/mqtt.md, as written there.
+fn documented_acl() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/mqtt.md")).unwrap();
+    let after = doc.split("<!-- mosquitto-acl-example").nth(1).expect("the ACL example marker in docs/mqtt.md");
+    let block = after.split("```conf\n").nth(1).unwrap();
+    block.split("```").next().unwrap().to_string()
+}
+
+fn mosquitto_passwd(file: &std::path::Path, user: &str, password: &str) {
+    let status = std::process::Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(file)
+        .args([user, password])
+        .status()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_documented_mosquitto_acl_keeps_tenants_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf_dir = dir.path().join("mosquitto");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let (acl, passwd) = (conf_dir.join("acl"), conf_dir.join("passwd"));
+    std::fs::write(&acl, documented_acl()).unwrap();
+    std::fs::write(&passwd, "").unwrap();
+    for (user, password) in [("microdash", "bridge-pw"), ("default", "default-pw"), ("team-b", "b-pw")] {
+        mosquitto_passwd(&passwd, user, password);
+    }
+    let port = common::mosquitto::free_port();
+    let _broker = Mosquitto::start_on(
+        &conf_dir,
+        port,
+        &format!("allow_anonymous false\npassword_file {}\nacl_file {}\n", passwd.display(), acl.display()),
+    );
+
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let url = format!("mqtt://microdash:bridge-pw@127.0.0.1:{port}");
+    let server =
+        Server::start_with(&server_dir, &[("MICRODASH_MQTT_URL", &url), ("MICRODASH_MQTT_CLIENT_ID", "acl-test")]);
+    let token_b = create_tenant(&server, "team-b").await;
+    wait_until_connected(&server).await;
+
+    let p = port.to_string();
+    let publish = |user: &str, password: &str, topic: &str, value: &str| {
+        mosquitto_pub(&["-h", "127.0.0.1", "-p", &p, "-u", user, "-P", password, "-q", "1", "-t", topic, "-m", value])
+    };
+    assert!(publish("team-b", "b-pw", "metrics/team-b/own", "1").0);
+    assert!(publish("team-b", "b-pw", "metrics/team-b", r#"{"metric":"own2","value":1}"#).0);
+    // Mosquitto acknowledges a forbidden QoS 1 publish from a 3.1.1 client and drops it.
+    publish("team-b", "b-pw", "metrics/default/stolen", "2");
+    assert!(publish("default", "default-pw", "metrics/default/mine", "3").0);
+    assert!(!publish("team-b", "wrong", "metrics/team-b/own", "1").0, "a wrong password is refused");
+
+    wait_for_points(&server, &server.token, "mine", 0, now_ms() + 1000, 1, Duration::from_secs(20)).await;
+    wait_for_points(&server, &token_b, "own2", 0, now_ms() + 1000, 1, Duration::from_secs(20)).await;
+    assert_eq!(query(&server, &server.token, "/api/v1/metrics").await, json!({"metrics":["mine"]}));
+    assert_eq!(query(&server, &token_b, "/api/v1/metrics").await, json!({"metrics":["own","own2"]}));
+}
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1, made with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=microdash test CA"],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test]
+async fn the_bridge_speaks_tls_and_verifies_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    make_certificates(&tls);
+    let port = common::mosquitto::free_port();
+    let plain_port = common::mosquitto::free_port();
+    let _broker = Mosquitto::start_on(
+        &dir.path().join("mosquitto"),
+        port,
+        &format!(
+            "listener {port} 127.0.0.1\ncertfile {t}/server.crt\nkeyfile {t}/server.key\n\
+             listener {plain_port} 127.0.0.1\n",
+            t = tls.display()
+        ),
+    );
+    let ca = tls.join("ca.crt");
+    let url = format!("mqtts://localhost:{port}");
+    let server_dir = dir.path().join("server");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let server = Server::start_with(
+        &server_dir,
+        &[
+            ("MICRODASH_MQTT_URL", &url),
+            ("MICRODASH_MQTT_CA_FILE", ca.to_str().unwrap()),
+            ("MICRODASH_MQTT_CLIENT_ID", "tls-test"),
+        ],
+    );
+    wait_until_connected(&server).await;
+    let (ok, err) = mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &plain_port.to_string(),
+        "-q",
+        "1",
+        "-t",
+        "metrics/default/tls",
+        "-m",
+        "7",
+    ]);
+    assert!(ok, "{err}");
+    wait_for_points(&server, &server.token, "tls", 0, now_ms() + 1000, 1, Duration::from_secs(20)).await;
+
+    // Without the CA, the broker's certificate is not trusted: no connection.
+    let other_dir = dir.path().join("untrusting");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let untrusting =
+        Server::start_with(&other_dir, &[("MICRODASH_MQTT_URL", &url), ("MICRODASH_MQTT_CLIENT_ID", "tls-test-2")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&untrusting, "microdash_mqtt_bridge_connection_errors_total").await < 1.0 {
+        assert!(Instant::now() < deadline, "no TLS failure was counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&untrusting, "microdash_mqtt_bridge_connected").await, 0.0);
+}

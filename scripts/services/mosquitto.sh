@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway Mosquitto for the MQTT tests and the bench, on loopback, not under systemd.
 #
-#   scripts/services/mosquitto.sh install          # Debian packages mosquitto + mosquitto-clients
+#   scripts/services/mosquitto.sh install          # Debian packages mosquitto + mosquitto-clients (+ openssl for the TLS test)
 #   scripts/services/mosquitto.sh start DIR PORT   # config, persistence and log in DIR; waits until it listens
 #   scripts/services/mosquitto.sh stop DIR         # SIGTERM (it saves its persistence file), waits for the exit
 #
@@ -12,13 +12,14 @@ set -euo pipefail
 MOSQUITTO=/usr/sbin/mosquitto
 
 install() {
-    if [[ -x $MOSQUITTO ]] && command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null; then
+    if [[ -x $MOSQUITTO ]] && command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null \
+        && command -v openssl >/dev/null; then
         return 0
     fi
-    echo "Installing mosquitto and mosquitto-clients …" >&2
+    echo "Installing mosquitto, mosquitto-clients and openssl …" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+    apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null
     # The package starts a system-wide broker on :1883; the tests start their own.
     if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
         systemctl stop mosquitto || true

@@ -55,10 +55,11 @@ impl Mosquitto {
         std::fs::create_dir_all(dir).unwrap();
         let conf = dir.join("mosquitto.conf");
         let listener = if extra.contains("listener ") { String::new() } else { format!("listener {port} 127.0.0.1\n") };
+        let anonymous = if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" };
         std::fs::write(
             &conf,
             format!(
-                "{listener}user {user}\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+                "{listener}user {user}\n{anonymous}persistence true\npersistence_location {dir}/\n\
                  log_dest file {dir}/mosquitto.log\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n{extra}\n",
                 dir = dir.display(),
                 user = current_user(),
