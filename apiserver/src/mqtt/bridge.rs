@@ -180,7 +180,13 @@ async fn commit_in_order(
                     continue;
                 }
                 for (publish, _permit) in batch {
-                    if let Err(err) = client.ack(&publish).await {
+                    // The request channel has room for every unacknowledged message, so
+                    // `try_ack` normally succeeds without a wake-up per message.
+                    let acked = match client.try_ack(&publish) {
+                        Err(rumqttc::ClientError::TryRequest(_)) => client.ack(&publish).await,
+                        other => other,
+                    };
+                    if let Err(err) = acked {
                         tracing::debug!(%err, "Could not acknowledge an MQTT message; it will be delivered again.");
                     }
                 }
@@ -204,8 +210,9 @@ async fn commit_in_order(
 }
 
 /// Commits one batch; gives the publishes back (payloads taken out) for the acknowledgements.
+/// A task of its own, so decoding the batches in flight can use every core.
 fn commit(ingestor: Arc<Ingestor>, mut batch: Vec<Received>) -> Committing {
-    Box::pin(async move {
+    let task = tokio::spawn(async move {
         let messages: Vec<Inbound> = batch
             .iter_mut()
             .map(|(publish, _)| Inbound {
@@ -215,7 +222,9 @@ fn commit(ingestor: Arc<Ingestor>, mut batch: Vec<Received>) -> Committing {
             .collect();
         let result = ingestor.ingest(Source::Bridge, Publisher::AnyTenant, &messages).await;
         (result, batch)
-    })
+    });
+    // A panic in the task loses no acknowledgement it should not: nothing is acknowledged.
+    Box::pin(async move { task.await.unwrap_or_else(|_| (Err(Stopped), Vec::new())) })
 }
 
 /// An error and its causes on one line: "connection refused" is in the source, not the top.

@@ -508,15 +508,12 @@ impl Session {
         let acks = std::mem::take(&mut self.acks);
         let ingestor = self.shared.ingestor.clone();
         let (id, tenant) = (self.login.tenant_id, self.login.tenant.clone());
-        self.committing.push_back(Box::pin(async move {
+        // A task of its own, so decoding the batches in flight can use every core.
+        let task = tokio::spawn(async move {
             let publisher = Publisher::Tenant { id, name: &tenant };
-            let result = if messages.is_empty() {
-                Ok(())
-            } else {
-                ingestor.ingest(Source::Embedded, publisher, &messages).await
-            };
-            (result, acks)
-        }));
+            if messages.is_empty() { Ok(()) } else { ingestor.ingest(Source::Embedded, publisher, &messages).await }
+        });
+        self.committing.push_back(Box::pin(async move { (task.await.unwrap_or(Err(Stopped)), acks) }));
     }
 
     async fn flush(&mut self) -> Result<(), Closed> {

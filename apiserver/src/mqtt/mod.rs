@@ -121,8 +121,23 @@ impl Ingestor {
             .inc_by(messages.len() as u64);
         let mut tenants: Vec<i64> = Vec::new();
         let mut groups: Vec<Vec<&Inbound>> = Vec::new();
+        // A batch names few tenants: look each up once.
+        let mut seen: Vec<(&str, i64)> = Vec::new();
         for message in messages {
-            match self.tenant_of(publisher, message).await? {
+            let known = parse_topic(&message.topic)
+                .filter(|_| message.payload.len() <= self.max_payload_bytes)
+                .and_then(|topic| seen.iter().find(|(name, _)| *name == topic.tenant).map(|(_, id)| *id));
+            let verdict = match known {
+                Some(id) => Ok(id),
+                None => {
+                    let verdict = self.tenant_of(publisher, message).await?;
+                    if let (Ok(id), Some(topic)) = (&verdict, parse_topic(&message.topic)) {
+                        seen.push((topic.tenant, *id));
+                    }
+                    verdict
+                }
+            };
+            match verdict {
                 Ok(tenant_id) => match tenants.iter().position(|t| *t == tenant_id) {
                     Some(i) => groups[i].push(message),
                     None => {
@@ -241,17 +256,20 @@ impl Ingestor {
     /// chunks that each fit the queue and the rate limiter's burst.
     async fn submit(&self, tenant_id: i64, mut samples: Vec<Sample>) -> Result<(), SubmitError> {
         let chunk = self.limits.max_batch_samples.max(1);
+        let mut commits = Vec::new();
         while !samples.is_empty() {
             let rest = if samples.len() > chunk { samples.split_off(chunk) } else { Vec::new() };
             if let (Some(limiter), Some(n)) = (&self.rate_limiter, NonZeroU32::new(samples.len() as u32)) {
                 // The burst is at least max_batch_samples, so a chunk always fits.
                 let _ = limiter.until_key_n_ready(&tenant_id, n).await;
             }
-            // Not cut short at shutdown: the writer drains its queue before it stops, so this
-            // ends, and cutting it short could only turn a commit into a redelivery.
-            self.writer.submit_waiting(tenant_id, samples).await?;
+            // Queued together, so the writer may commit them in one transaction. Not cut short
+            // at shutdown: the writer drains its queue before it stops, so this ends, and
+            // cutting it short could only turn a commit into a redelivery.
+            commits.push(self.writer.submit_waiting(tenant_id, samples));
             samples = rest;
         }
+        futures_util::future::try_join_all(commits).await?;
         Ok(())
     }
 }
