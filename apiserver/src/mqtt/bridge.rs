@@ -32,8 +32,11 @@ pub const SHARED_SUBSCRIPTION: &str = "$share/microdash/metrics/#";
 const MAX_UNACKED: usize = 20_000;
 /// Messages committed together, at most.
 const MAX_BATCH_MESSAGES: usize = 5_000;
+/// Payload bytes committed together, at most: big messages make smaller batches, so decoding
+/// one batch overlaps with writing the one before.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Batches being committed at once.
-const MAX_BATCHES_IN_FLIGHT: usize = 4;
+const MAX_BATCHES_IN_FLIGHT: usize = 8;
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -196,10 +199,14 @@ async fn commit_in_order(
                     open = false;
                     continue;
                 };
+                let mut bytes = first.0.payload.len();
                 let mut batch = vec![first];
-                while batch.len() < MAX_BATCH_MESSAGES {
+                while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
                     match to_commit.try_recv() {
-                        Ok(next) => batch.push(next),
+                        Ok(next) => {
+                            bytes += next.0.payload.len();
+                            batch.push(next);
+                        }
                         Err(_) => break,
                     }
                 }
