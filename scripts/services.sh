@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Starts or stops the services the tests need, from Debian packages, on loopback only, with
 # their data under .cache/services (ignored by git):
-#   PostgreSQL 127.0.0.1:55432, MariaDB 127.0.0.1:53306, Redis 127.0.0.1:56379.
+#   PostgreSQL 127.0.0.1:55432, MariaDB 127.0.0.1:53306, Redis 127.0.0.1:56379,
+#   Mosquitto 127.0.0.1:51883.
 # `scripts/services.sh start` installs what is missing, starts what is not running (idempotent)
 # and prints the environment the tests read; `scripts/services.sh stop` stops them.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib.sh"
 DIR="$ROOT/.cache/services"
-PG_PORT=55432 MY_PORT=53306 REDIS_PORT=56379
+PG_PORT=55432 MY_PORT=53306 REDIS_PORT=56379 MQTT_PORT=51883
 PASSWORD=microdash-test
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
@@ -61,12 +62,23 @@ start_redis() {
   fi
 }
 
+# Always a fresh broker: persistent sessions left by earlier runs' bridges would still take
+# their share of a shared subscription.
+start_mosquitto() {
+  "$ROOT/scripts/services/mosquitto.sh" install
+  [[ -d "$DIR/mosquitto" ]] && "$ROOT/scripts/services/mosquitto.sh" stop "$DIR/mosquitto" >/dev/null 2>&1 || true
+  rm -rf "$DIR/mosquitto"
+  "$ROOT/scripts/services/mosquitto.sh" start "$DIR/mosquitto" $MQTT_PORT >&2
+}
+
 case "${1:-}" in
   start)
     ensure_debs postgresql postgresql-client mariadb-server mariadb-client redis-server
     start_postgres
     start_mariadb
     start_redis
+    start_mosquitto
+    echo "export MICRODASH_TEST_MOSQUITTO=127.0.0.1:$MQTT_PORT"
     echo "export MICRODASH_TEST_POSTGRES_URL=postgres://microdash:$PASSWORD@127.0.0.1:$PG_PORT/postgres"
     echo "export MICRODASH_TEST_MYSQL_URL=mysql://microdash:$PASSWORD@127.0.0.1:$MY_PORT/mysql"
     echo "export MICRODASH_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
@@ -75,6 +87,7 @@ case "${1:-}" in
     [[ -d "$DIR/postgres" ]] && runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$DIR/postgres" -m fast stop >/dev/null 2>&1 || true
     [[ -S "$DIR/mariadb/mysqld.sock" ]] && mariadb-admin --socket="$DIR/mariadb/mysqld.sock" shutdown >/dev/null 2>&1 || true
     redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true
+    [[ -d "$DIR/mosquitto" ]] && "$ROOT/scripts/services/mosquitto.sh" stop "$DIR/mosquitto" >/dev/null 2>&1 || true
     ;;
   *)
     echo "usage: $0 start|stop" >&2

@@ -32,7 +32,7 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
     let sink = match config.transport.clone() {
         Some(Transport::Http { server, token }) => Sink::Http(HttpSink::new(&server, token)?),
         Some(Transport::Mqtt { url, tenant, token }) => {
-            Sink::Mqtt(MqttSink::new(&url, &tenant, &token, &config.host_label, config.interval)?)
+            Sink::Mqtt(Box::new(MqttSink::new(&url, &tenant, &token, &config.host_label, config.interval)?))
         }
         None => return Err(Error::config("no destination: set --server URL --token T")),
     };

@@ -145,7 +145,7 @@ impl Running {
             ShipperOptions { backoff_min: Duration::from_millis(50), backoff_max: Duration::from_millis(200) };
         let (batches, batch_rx) = mpsc::channel(16);
         let (stop, stop_rx) = watch::channel(false);
-        let shipper = tokio::spawn(Shipper::new(Sink::Mqtt(sink), spool, options).run(batch_rx, stop_rx));
+        let shipper = tokio::spawn(Shipper::new(Sink::Mqtt(Box::new(sink)), spool, options).run(batch_rx, stop_rx));
         Self { batches, stop, shipper }
     }
 

@@ -32,6 +32,18 @@ pub struct ConfigLayer {
     /// Address of the embedded MQTT broker, or `off`.
     #[arg(long, env = "MICRODASH_MQTT_LISTEN")]
     pub mqtt_listen: Option<String>,
+    /// Client id of the bridge's persistent session (default `microdash-{hostname}`).
+    #[arg(long, env = "MICRODASH_MQTT_CLIENT_ID")]
+    pub mqtt_client_id: Option<String>,
+    /// CA certificates (PEM) that an `mqtts://` broker must chain to (default: the system's).
+    #[arg(long, env = "MICRODASH_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require mutual TLS.
+    #[arg(long, env = "MICRODASH_MQTT_CLIENT_CERT_FILE")]
+    pub mqtt_client_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `mqtt_client_cert_file`.
+    #[arg(long, env = "MICRODASH_MQTT_CLIENT_KEY_FILE")]
+    pub mqtt_client_key_file: Option<PathBuf>,
     /// Which parts run in this process: all, api or worker.
     #[arg(long, env = "MICRODASH_ROLE")]
     pub role: Option<String>,
@@ -122,6 +134,10 @@ impl ConfigLayer {
             redis_url,
             mqtt_url,
             mqtt_listen,
+            mqtt_client_id,
+            mqtt_ca_file,
+            mqtt_client_cert_file,
+            mqtt_client_key_file,
             role,
             admin_token,
             dashboard_dir,
@@ -169,9 +185,14 @@ pub struct Config {
     pub database_url: String,
     pub data_dir: PathBuf,
     pub redis_url: Option<String>,
+    /// The external broker the bridge reads from; `None` = the embedded broker.
     pub mqtt_url: Option<String>,
-    /// `None` when the embedded broker is off.
+    /// `None` when the embedded broker is off (also whenever `mqtt_url` is set).
     pub mqtt_listen: Option<SocketAddr>,
+    pub mqtt_client_id: Option<String>,
+    pub mqtt_ca_file: Option<PathBuf>,
+    pub mqtt_client_cert_file: Option<PathBuf>,
+    pub mqtt_client_key_file: Option<PathBuf>,
     pub role: Role,
     #[serde(serialize_with = "redact")]
     pub admin_token: Option<String>,
@@ -219,7 +240,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, reason: impl Into<String>) -> Self {
+    pub fn new(key: &str, reason: impl Into<String>) -> Self {
         Self { key: key.to_string(), reason: reason.into() }
     }
 }
@@ -234,6 +255,10 @@ impl Default for Config {
             redis_url: None,
             mqtt_url: None,
             mqtt_listen: Some("0.0.0.0:1883".parse().expect("valid default")),
+            mqtt_client_id: None,
+            mqtt_ca_file: None,
+            mqtt_client_cert_file: None,
+            mqtt_client_key_file: None,
             role: Role::All,
             admin_token: None,
             dashboard_dir: None,
@@ -276,6 +301,22 @@ impl Config {
             })?),
             None => d.mqtt_listen,
         };
+        // One MQTT source per process: the embedded broker, or the bridge to an external one.
+        let mqtt_listen = match (&layer.mqtt_url, &layer.mqtt_listen) {
+            (None, _) => mqtt_listen,
+            (Some(_), Some(text)) if text != "off" => {
+                return Err(ConfigError::new(
+                    "mqtt_listen",
+                    "the embedded broker runs only without mqtt_url; unset one of them (or set mqtt_listen to off)",
+                ));
+            }
+            (Some(_), _) => None,
+        };
+        if let Some(id) = &layer.mqtt_client_id
+            && (id.is_empty() || id.len() > 65535)
+        {
+            return Err(ConfigError::new("mqtt_client_id", "must be 1 to 65535 bytes long"));
+        }
         let role = match layer.role.as_deref() {
             None | Some("all") => Role::All,
             Some("api") => Role::Api,
@@ -335,6 +376,10 @@ impl Config {
             redis_url: layer.redis_url,
             mqtt_url: layer.mqtt_url,
             mqtt_listen,
+            mqtt_client_id: layer.mqtt_client_id,
+            mqtt_ca_file: layer.mqtt_ca_file,
+            mqtt_client_cert_file: layer.mqtt_client_cert_file,
+            mqtt_client_key_file: layer.mqtt_client_key_file,
             role,
             admin_token: layer.admin_token,
             dashboard_dir: layer.dashboard_dir,
@@ -381,6 +426,8 @@ impl Config {
         if config.queue_capacity > u32::MAX as usize {
             return Err(ConfigError::new("queue_capacity", "must be below 4294967295"));
         }
+        // Parses the URL and reads the TLS files now, so a mistake stops the start.
+        crate::mqtt::config::BridgeSettings::from_config(&config)?;
         Ok(config)
     }
 
@@ -436,6 +483,17 @@ mod tests {
     }
 
     #[test]
+    fn an_external_broker_turns_the_embedded_one_off() {
+        let c =
+            Config::resolve(ConfigLayer { mqtt_url: Some("mqtt://broker:1883".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.mqtt_listen, None);
+        let yaml = Config::resolve(ConfigLayer { mqtt_url: Some("mqtt://u:pw@broker".into()), ..Default::default() })
+            .unwrap()
+            .to_redacted_yaml();
+        assert!(yaml.contains("mqtt://u:<redacted>@broker") && !yaml.contains("pw@"), "{yaml}");
+    }
+
+    #[test]
     fn higher_layers_win() {
         let flags = ConfigLayer { listen: Some("127.0.0.1:1".into()), ..Default::default() };
         let file = ConfigLayer { listen: Some("127.0.0.1:2".into()), max_labels: Some(3), ..Default::default() };
@@ -454,6 +512,23 @@ mod tests {
             (ConfigLayer { queue_capacity: Some(10), ..Default::default() }, "queue_capacity"),
             (ConfigLayer { max_body_bytes: Some(1), ..Default::default() }, "max_body_bytes"),
             (ConfigLayer { database_url: Some("oracle://x".into()), ..Default::default() }, "database_url"),
+            (ConfigLayer { mqtt_url: Some("http://broker".into()), ..Default::default() }, "mqtt_url"),
+            (
+                ConfigLayer {
+                    mqtt_url: Some("mqtt://broker".into()),
+                    mqtt_listen: Some("0.0.0.0:1883".into()),
+                    ..Default::default()
+                },
+                "mqtt_listen",
+            ),
+            (
+                ConfigLayer {
+                    mqtt_url: Some("mqtt://broker".into()),
+                    mqtt_ca_file: Some("/ca.pem".into()),
+                    ..Default::default()
+                },
+                "mqtt_ca_file",
+            ),
         ];
         for (layer, key) in cases {
             assert_eq!(Config::resolve(layer).unwrap_err().key, key);

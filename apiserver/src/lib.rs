@@ -1,7 +1,7 @@
 //! microdash: multi-tenant metrics ingest, storage, query, live stream and admin API.
 //!
 //! Layers: `domain` (pure types and rules), use cases (`ingest`, `tenants`, `pipeline`),
-//! adapters (`storage`, `http`, `live`), and `server` wiring them together.
+//! adapters (`storage`, `http`, `live`, `mqtt`), and `server` wiring them together.
 
 pub mod auth;
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod live;
+pub mod mqtt;
 pub mod pipeline;
 pub mod retention;
 pub mod server;

@@ -1,4 +1,4 @@
-//! `microdash serve`: wires storage, the pipeline, the live hub and HTTP, then runs until a
+//! `microdash serve`: wires storage, the pipeline, the live hub, HTTP and MQTT, then runs until a
 //! signal, draining everything accepted before it exits.
 
 use std::sync::Arc;
@@ -82,9 +82,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = storage::open(&config.database_url, config.sqlite_sync == "full").await?;
     store.migrate().await.context("applying database migrations")?;
     bootstrap_default_tenant(&store, &config).await?;
-    if config.role == Role::All && config.mqtt_listen.is_some() {
-        tracing::warn!("MQTT ingestion is not part of this version yet; mqtt_listen is ignored.");
-    }
 
     let telemetry = Telemetry::new();
     let hub = Arc::new(LiveHub::new(65_536, 10_000));
@@ -126,10 +123,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
     let local = listener.local_addr()?;
     let shown = if local.ip().is_unspecified() { format!("localhost:{}", local.port()) } else { local.to_string() };
-    tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
 
     let retention = tokio::spawn(crate::retention::run_forever(store.clone(), std::sync::Arc::new(config.clone())));
     let state = AppState::new(store.clone(), writer, config, telemetry, hub);
+    let mqtt = if state.config.role == Role::All { crate::mqtt::start(&state).await? } else { None };
+    tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
     let stop = state.shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -138,6 +136,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stop.send(true);
         })
         .await?;
+    // The MQTT side saw the same signal: it commits and acknowledges what it received, then
+    // drops its Writer handles.
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
+    }
     // Every handler is done and dropped its Writer handle: the writer drains and exits.
     tracing::info!("Stopping: committing what is queued.");
     purge.abort();

@@ -22,6 +22,18 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Where an MQTT message came in: `embedded` (our broker) or `bridge` (an external broker).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MqttLabels {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MqttDropLabels {
+    pub source: &'static str,
+    pub reason: &'static str,
+}
+
 /// Why samples or requests were refused; a closed set so the label stays bounded.
 pub mod reason {
     pub const MALFORMED: &str = "malformed";
@@ -44,6 +56,20 @@ pub struct Telemetry {
     pub ingest_rejected: Family<ReasonLabels, Counter>,
     pub queue_depth: Gauge,
     pub write_batch_seconds: Histogram,
+    /// MQTT messages received, by source.
+    pub mqtt_messages: Family<MqttLabels, Counter>,
+    /// MQTT messages acknowledged and dropped (bad topic, payload, size, tenant), by source and reason.
+    pub mqtt_dropped: Family<MqttDropLabels, Counter>,
+    /// Commits of MQTT samples that failed and were retried before the acknowledgement.
+    pub mqtt_write_retries: Family<MqttLabels, Counter>,
+    /// Clients connected to the embedded broker.
+    pub mqtt_connections: Gauge,
+    /// Connections the embedded broker refused, by reason.
+    pub mqtt_connections_refused: Family<ReasonLabels, Counter>,
+    /// 1 while the bridge is connected to the external broker.
+    pub mqtt_bridge_connected: Gauge,
+    /// Times the bridge lost or could not open its connection.
+    pub mqtt_bridge_connection_errors: Counter,
 }
 
 impl Default for Telemetry {
@@ -79,6 +105,49 @@ impl Telemetry {
             "Time to commit one group of ingest requests",
             write_batch_seconds.clone(),
         );
+        let mqtt_messages = Family::<MqttLabels, Counter>::default();
+        registry.register(
+            "mqtt_messages",
+            "MQTT messages received, by source (embedded broker or bridge)",
+            mqtt_messages.clone(),
+        );
+        let mqtt_dropped = Family::<MqttDropLabels, Counter>::default();
+        registry.register(
+            "mqtt_messages_dropped",
+            "MQTT messages acknowledged but not stored, by source and reason (bad_topic, unknown_tenant, \
+             forbidden_topic, malformed, invalid_sample, batch_too_large, oversize)",
+            mqtt_dropped.clone(),
+        );
+        let mqtt_write_retries = Family::<MqttLabels, Counter>::default();
+        registry.register(
+            "mqtt_write_retries",
+            "Failed commits of MQTT samples, retried before acknowledging",
+            mqtt_write_retries.clone(),
+        );
+        let mqtt_connections = Gauge::default();
+        registry.register(
+            "mqtt_connections",
+            "Clients connected to the embedded MQTT broker",
+            mqtt_connections.clone(),
+        );
+        let mqtt_connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "mqtt_connections_refused",
+            "Connections the embedded MQTT broker refused, by reason",
+            mqtt_connections_refused.clone(),
+        );
+        let mqtt_bridge_connected = Gauge::default();
+        registry.register(
+            "mqtt_bridge_connected",
+            "1 while the MQTT bridge is connected to the external broker",
+            mqtt_bridge_connected.clone(),
+        );
+        let mqtt_bridge_connection_errors = Counter::default();
+        registry.register(
+            "mqtt_bridge_connection_errors",
+            "Times the MQTT bridge lost or could not open its connection to the external broker",
+            mqtt_bridge_connection_errors.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -87,6 +156,13 @@ impl Telemetry {
             ingest_rejected,
             queue_depth,
             write_batch_seconds,
+            mqtt_messages,
+            mqtt_dropped,
+            mqtt_write_retries,
+            mqtt_connections,
+            mqtt_connections_refused,
+            mqtt_bridge_connected,
+            mqtt_bridge_connection_errors,
         }
     }
 

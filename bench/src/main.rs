@@ -1,8 +1,12 @@
 //! `make bench`: starts a release `microdash` on a temporary SQLite database and measures
-//! sustained bulk ingest and ingest-to-queryable latency, then writes `docs/benchmarks.md`.
+//! sustained bulk ingest and ingest-to-queryable latency over HTTP, and MQTT ingest through
+//! Mosquitto + the bridge and through the embedded broker, then writes `docs/benchmarks.md`.
+//! `--only http|mqtt` runs one section.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
+
+mod mqtt;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,8 +19,29 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Http,
+    Mqtt,
+}
+
 #[derive(Parser)]
 struct Args {
+    /// Run one section only (default: all).
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+    /// The Mosquitto binary for the MQTT section.
+    #[arg(long, default_value = "/usr/sbin/mosquitto")]
+    mosquitto: PathBuf,
+    /// Single-sample MQTT messages per run.
+    #[arg(long, default_value_t = 100_000)]
+    mqtt_messages: usize,
+    /// Bulk MQTT messages per run.
+    #[arg(long, default_value_t = 10_000)]
+    mqtt_bulk_messages: usize,
+    /// Samples per bulk MQTT message.
+    #[arg(long, default_value_t = 50)]
+    mqtt_bulk_size: usize,
     /// The server binary to measure.
     #[arg(long, default_value = "target/release/microdash")]
     server: PathBuf,
@@ -41,7 +66,17 @@ struct Server {
     child: Child,
     base: String,
     token: String,
+    /// The embedded MQTT broker's address, when it runs.
+    mqtt: Option<String>,
     _dir: tempfile::TempDir,
+}
+
+/// How the measured server takes MQTT.
+enum MqttMode {
+    Off,
+    Embedded,
+    /// A bridge from the broker at this URL.
+    Bridge(String),
 }
 
 impl Drop for Server {
@@ -51,37 +86,46 @@ impl Drop for Server {
     }
 }
 
-fn start_server(bin: &Path) -> Result<Server> {
+fn start_server(bin: &Path, mqtt: MqttMode) -> Result<Server> {
     if !bin.exists() {
         bail!("{} does not exist; build it with `cargo build --release -p microdash`", bin.display());
     }
     let dir = tempfile::tempdir()?;
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", "off", "--log-format", "json"])
+    let mut command = Command::new(bin);
+    let mqtt_listen = if matches!(mqtt, MqttMode::Embedded) { "127.0.0.1:0" } else { "off" };
+    if let MqttMode::Bridge(url) = &mqtt {
+        command.env("MICRODASH_MQTT_URL", url).env("MICRODASH_MQTT_CLIENT_ID", format!("bench-{}", std::process::id()));
+    }
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", mqtt_listen, "--log-format", "json"])
         .arg("--database-url")
         .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
         .arg("--data-dir")
         .arg(dir.path())
-        .env("MICRODASH_LOG", "warn,microdash::server=info")
+        .env("MICRODASH_LOG", "warn,microdash::server=info,microdash::mqtt=info")
         .env("MICRODASH_TENANT_RATE_LIMIT", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting the server")?;
     let stderr = child.stderr.take().expect("piped");
-    let mut addr = None;
-    for line in BufReader::new(stderr).lines() {
-        let line = line?;
-        if let Some(a) =
-            serde_json::from_str::<Value>(&line).ok().and_then(|v| v["fields"]["listen"].as_str().map(str::to_string))
-        {
-            addr = Some(a);
+    let mut lines = BufReader::new(stderr).lines();
+    let (mut addr, mut mqtt_addr) = (None, None);
+    for line in lines.by_ref() {
+        let Ok(v) = serde_json::from_str::<Value>(&line?) else { continue };
+        if let Some(a) = v["fields"]["mqtt_listen"].as_str() {
+            mqtt_addr = Some(a.to_string());
+        }
+        if let Some(a) = v["fields"]["listen"].as_str() {
+            addr = Some(a.to_string());
             break;
         }
     }
+    // Keep reading, so a full pipe never blocks the server's logging.
+    std::thread::spawn(move || lines.for_each(drop));
     let addr = addr.context("the server exited before listening")?;
     let token = std::fs::read_to_string(dir.path().join("default-tenant.token"))?.trim().to_string();
-    Ok(Server { child, base: format!("http://{addr}"), token, _dir: dir })
+    Ok(Server { child, base: format!("http://{addr}"), token, mqtt: mqtt_addr, _dir: dir })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -302,8 +346,48 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
+    let mut report = format!(
+        "# Benchmarks\n\n\
+         Measured by `make bench` (`cargo run --release -p microdash-bench`), which starts a release `microdash` \
+         on a fresh SQLite file (WAL, synchronous=NORMAL: durable against a crash of the process) with the \
+         client on the same machine.\n\n\
+         - Machine: {machine}\n- Date: {date}\n\n",
+        machine = machine(),
+    );
+    if args.only != Some(Section::Mqtt) {
+        report.push_str(&http_section(&args).await?);
+    }
+    if args.only != Some(Section::Http) {
+        if args.only.is_none() {
+            report.push('\n');
+        }
+        eprintln!("MQTT ingest: {} …", args.server.display());
+        let mqtt_args = mqtt::MqttArgs {
+            mosquitto: args.mosquitto.clone(),
+            messages: args.mqtt_messages,
+            bulk_messages: args.mqtt_bulk_messages,
+            bulk_size: args.mqtt_bulk_size,
+        };
+        report.push_str(&mqtt::run(&args.server, &mqtt_args).await?);
+    }
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &report)?;
+    println!("{report}");
+    eprintln!("Wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Sustained bulk ingest and ingest-to-queryable latency over HTTP.
+async fn http_section(args: &Args) -> Result<String> {
     eprintln!("Starting {} …", args.server.display());
-    let server = start_server(&args.server)?;
+    let server = start_server(&args.server, MqttMode::Off)?;
     let pid = server.child.id();
 
     eprintln!("[1/3] ingest-to-queryable latency, idle server ({} probes)", args.probes);
@@ -322,18 +406,8 @@ async fn main() -> Result<()> {
             tokio::join!(ingest_to_queryable(&server, args.probes / 2), sustained_ingest(&server, pid, background));
         lat?
     };
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
-    let report = format!(
-        "# Benchmarks\n\n\
-         Measured by `make bench` (`cargo run --release -p microdash-bench`), which starts a release `microdash` \
-         on a fresh SQLite file (WAL, synchronous=NORMAL: durable against a crash of the process) with the \
-         client on the same machine.\n\n\
-         - Machine: {machine}\n- Date: {date}\n\n\
-         ## HTTP bulk ingest into SQLite (embedded mode)\n\n\
+    Ok(format!(
+        "## HTTP bulk ingest into SQLite (embedded mode)\n\n\
          Every 202 means the samples are committed (group commit: concurrent requests share one transaction).\n\n\
          | measure | value |\n|---|---|\n\
          | sustained bulk ingest | **{sps:.0} samples/s** ({conns} connections × {batch} samples/request, {secs} s, 100 series) |\n\
@@ -342,7 +416,6 @@ async fn main() -> Result<()> {
          | ingest-to-queryable p50 / p99, idle | {ip50:.2} ms / {ip99:.2} ms ({probes} probes: POST one sample, then GET /query until visible) |\n\
          | ingest-to-queryable p50 / p99, under bulk load at half that rate | {lp50:.2} ms / {lp99:.2} ms |\n\n\
          Targets from the foundation issue: ≥ 300k samples/s and p99 ingest-to-queryable < 50 ms on this 2-core machine.\n",
-        machine = machine(),
         sps = ingest.samples_per_sec,
         conns = args.connections,
         batch = args.batch,
@@ -355,12 +428,5 @@ async fn main() -> Result<()> {
         lp50 = pct(&loaded, 0.5),
         lp99 = pct(&loaded, 0.99),
         probes = args.probes,
-    );
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, &report)?;
-    println!("{report}");
-    eprintln!("Wrote {}", args.out.display());
-    Ok(())
+    ))
 }

@@ -33,7 +33,9 @@ pub enum Delivery {
 #[derive(Debug)]
 pub enum Sink {
     Http(HttpSink),
-    Mqtt(MqttSink),
+    /// Boxed: rumqttc's options are large (more so with its TLS feature, which the server
+    /// enables and Cargo unifies across the workspace).
+    Mqtt(Box<MqttSink>),
 }
 
 impl Sink {

@@ -1,4 +1,4 @@
-//! Turning request bodies (HTTP today, MQTT payloads later) into validated samples.
+//! Turning request bodies and MQTT payloads into validated samples.
 //!
 //! The fast path deserializes straight into typed structs. Only when that fails is the body
 //! parsed again as loose JSON to find the first bad sample, its index, field and reason: good
@@ -22,7 +22,7 @@ mod tests;
 pub enum IngestError {
     #[error("malformed JSON: {0}")]
     Malformed(String),
-    #[error("sample {index:?}: {error}")]
+    #[error("{}{error}", index.map(|i| format!("sample {i}: ")).unwrap_or_default())]
     Sample { index: Option<usize>, error: SampleError },
     #[error("the batch has {count} samples; the limit is {limit}")]
     BatchTooLarge { count: usize, limit: usize },
@@ -31,7 +31,9 @@ pub enum IngestError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSample {
-    metric: String,
+    /// Optional only so that an MQTT topic can supply it; `into_sample` requires it otherwise.
+    #[serde(default)]
+    metric: Option<String>,
     value: f64,
     #[serde(default, deserialize_with = "timestamp")]
     ts: Option<i64>,
@@ -74,22 +76,46 @@ fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, 
 }
 
 impl RawSample {
-    fn into_sample(self, now_ms: i64) -> Sample {
-        Sample {
-            metric: self.metric,
+    /// `topic_metric` is the metric an MQTT topic names: it fills in a missing `metric`, and a
+    /// different one is refused so a payload cannot contradict its topic.
+    fn into_sample(self, now_ms: i64, topic_metric: Option<&str>) -> Result<Sample, SampleError> {
+        let metric = match (self.metric, topic_metric) {
+            (Some(metric), Some(topic)) if metric != topic => {
+                return Err(SampleError::new(
+                    "metric",
+                    format!("{metric:?} differs from the topic's metric {topic:?}"),
+                ));
+            }
+            (Some(metric), _) => metric,
+            (None, Some(topic)) => topic.to_string(),
+            (None, None) => return Err(SampleError::new("metric", "is required")),
+        };
+        Ok(Sample {
+            metric,
             labels: self.labels.unwrap_or_default(),
             ts: self.ts.unwrap_or(now_ms),
             value: self.value,
             dedupe_id: self.dedupe_id,
-        }
+        })
     }
 }
 
 /// One sample, as `POST /api/v1/metrics` takes it.
 pub fn parse_single(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Sample, IngestError> {
+    parse_single_on(body, None, limits, now_ms)
+}
+
+/// One sample whose metric may come from elsewhere (the MQTT topic `metrics/{tenant}/{metric}`).
+pub fn parse_single_on(
+    body: &[u8],
+    topic_metric: Option<&str>,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<Sample, IngestError> {
     match serde_json::from_slice::<RawSample>(body) {
         Ok(raw) => {
-            let sample = raw.into_sample(now_ms);
+            let sample =
+                raw.into_sample(now_ms, topic_metric).map_err(|error| IngestError::Sample { index: None, error })?;
             limits.check(&sample, now_ms).map_err(|error| IngestError::Sample { index: None, error })?;
             Ok(sample)
         }
@@ -118,10 +144,8 @@ pub fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sampl
     raws.into_iter()
         .enumerate()
         .map(|(index, raw)| {
-            let sample = raw.into_sample(now_ms);
-            limits
-                .check(&sample, now_ms)
-                .map(|()| sample)
+            raw.into_sample(now_ms, None)
+                .and_then(|sample| limits.check(&sample, now_ms).map(|()| sample))
                 .map_err(|error| IngestError::Sample { index: Some(index), error })
         })
         .collect()
@@ -176,7 +200,7 @@ fn diagnose_bulk(body: &[u8], limits: &Limits) -> IngestError {
         return IngestError::BatchTooLarge { count: items.len(), limit: limits.max_batch_samples };
     }
     for (index, item) in items.iter().enumerate() {
-        if serde_json::from_value::<RawSample>(item.clone()).is_err() {
+        if serde_json::from_value::<RawSample>(item.clone()).map_or(true, |raw| raw.metric.is_none()) {
             return IngestError::Sample { index: Some(index), error: diagnose(item) };
         }
     }

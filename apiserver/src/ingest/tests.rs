@@ -85,3 +85,27 @@ fn unicode_and_empty_batches_are_fine() {
     assert_eq!(s[0].labels["city"], "Zürich 東京");
     assert!(bulk(r#"{"samples":[]}"#).unwrap().is_empty());
 }
+
+#[test]
+fn the_first_bad_sample_is_named_even_when_a_later_one_breaks_typed_parsing() {
+    match bulk(r#"[{"value":1},{"metric":"b","value":"x"}]"#).unwrap_err() {
+        IngestError::Sample { index, error } => assert_eq!((index, error.field.as_str()), (Some(0), "metric")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_topic_supplies_a_missing_metric_and_refuses_a_different_one() {
+    let s = parse_single_on(br#"{"value":2,"ts":5}"#, Some("cpu"), &Limits::default(), NOW).unwrap();
+    assert_eq!((s.metric.as_str(), s.ts, s.value), ("cpu", 5, 2.0));
+    let s = parse_single_on(br#"{"metric":"cpu","value":2}"#, Some("cpu"), &Limits::default(), NOW).unwrap();
+    assert_eq!(s.metric, "cpu");
+    match parse_single_on(br#"{"metric":"mem","value":2}"#, Some("cpu"), &Limits::default(), NOW).unwrap_err() {
+        IngestError::Sample { error, .. } => assert_eq!(error.field, "metric"),
+        other => panic!("{other:?}"),
+    }
+    match parse_single(br#"{"value":2}"#, &Limits::default(), NOW).unwrap_err() {
+        IngestError::Sample { error, .. } => assert_eq!(error.to_string(), "metric: is required"),
+        other => panic!("{other:?}"),
+    }
+}

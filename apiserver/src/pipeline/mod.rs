@@ -81,7 +81,7 @@ impl Writer {
         Self(Backend::Redis(Arc::new(producer)))
     }
 
-    /// Queues the samples and waits for their commit.
+    /// Queues the samples and waits for their commit; fails at once when the queue is full.
     pub async fn submit(&self, tenant_id: i64, samples: Vec<Sample>) -> Result<WriteOutcome, SubmitError> {
         if samples.is_empty() {
             return Ok(WriteOutcome::default());
@@ -92,6 +92,40 @@ impl Writer {
         };
         let n = u32::try_from(samples.len()).map_err(|_| SubmitError::Overloaded)?;
         let permit = capacity.clone().try_acquire_many_owned(n).map_err(|_| SubmitError::Overloaded)?;
+        Self::enqueue(tx, tenant_id, samples, permit).await
+    }
+
+    /// Like `submit`, but waits for room in the queue instead of failing: MQTT has no 503, so
+    /// its back-pressure is a later acknowledgement. More than `queue_capacity` samples at once
+    /// could never fit and fail with `Overloaded`.
+    pub async fn submit_waiting(&self, tenant_id: i64, samples: Vec<Sample>) -> Result<WriteOutcome, SubmitError> {
+        if samples.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let (tx, capacity, queue_capacity) = match &self.0 {
+            Backend::Local { tx, capacity, queue_capacity } => (tx, capacity, *queue_capacity),
+            // Redis answers at once; a full stream waits here until the workers catch up.
+            Backend::Redis(producer) => loop {
+                match producer.submit(tenant_id, samples.clone()).await {
+                    Err(SubmitError::Overloaded) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                    other => return other,
+                }
+            },
+        };
+        if samples.len() > queue_capacity {
+            return Err(SubmitError::Overloaded);
+        }
+        let n = u32::try_from(samples.len()).map_err(|_| SubmitError::Overloaded)?;
+        let permit = capacity.clone().acquire_many_owned(n).await.map_err(|_| SubmitError::ShuttingDown)?;
+        Self::enqueue(tx, tenant_id, samples, permit).await
+    }
+
+    async fn enqueue(
+        tx: &mpsc::UnboundedSender<Pending>,
+        tenant_id: i64,
+        samples: Vec<Sample>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<WriteOutcome, SubmitError> {
         let (reply, answer) = oneshot::channel();
         tx.send(Pending { tenant_id, samples, reply, _permit: permit }).map_err(|_| SubmitError::ShuttingDown)?;
         match answer.await {

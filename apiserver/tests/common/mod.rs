@@ -8,11 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod mosquitto;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub struct Server {
     child: Child,
     pub base: String,
+    /// `127.0.0.1:PORT` of the embedded MQTT broker, when it runs.
+    pub mqtt: Option<String>,
     pub dir: PathBuf,
     pub token: String,
     env: Vec<(String, String)>,
@@ -30,12 +34,18 @@ impl Server {
     /// Starts the server with extra `MICRODASH_*` environment variables.
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn(dir, env, "127.0.0.1:0")
+        Self::spawn(dir, env, "127.0.0.1:0", "off")
     }
 
-    fn spawn(dir: &Path, env: Vec<(String, String)>, listen: &str) -> Server {
+    /// Starts the server with its embedded MQTT broker on a free loopback port.
+    pub fn start_with_mqtt(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn(dir, env, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    fn spawn(dir: &Path, env: Vec<(String, String)>, listen: &str, mqtt_listen: &str) -> Server {
         let mut command = Command::new(bin());
-        command.args(["serve", "--listen", listen, "--mqtt-listen", "off", "--log-format", "json"]);
+        command.args(["serve", "--listen", listen, "--mqtt-listen", mqtt_listen, "--log-format", "json"]);
         if !env.iter().any(|(k, _)| k == "MICRODASH_DATABASE_URL") {
             command.arg("--database-url").arg(format!("sqlite://{}", dir.join("microdash.db").display()));
         }
@@ -57,21 +67,31 @@ impl Server {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && let Some(addr) = v["fields"]["listen"].as_str()
-                {
-                    let _ = tx.send(addr.to_string());
-                    sent = true;
+                if !sent && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    // The MQTT address is logged before the HTTP one.
+                    if let Some(addr) = v["fields"]["mqtt_listen"].as_str() {
+                        let _ = tx.send(("mqtt", addr.to_string()));
+                    }
+                    if let Some(addr) = v["fields"]["listen"].as_str() {
+                        let _ = tx.send(("http", addr.to_string()));
+                        sent = true;
+                    }
                 }
                 if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
                     eprintln!("server: {line}");
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server did not report its address");
+        let mut mqtt = None;
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_secs(30)).expect("server did not report its address") {
+                ("mqtt", addr) => mqtt = Some(addr),
+                (_, addr) => break addr,
+            }
+        };
+        // Only the process that created tenant `default` has its token file.
         let token = std::fs::read_to_string(dir.join("default-tenant.token")).unwrap_or_default().trim().to_string();
-        Server { child, base: format!("http://{addr}"), dir: dir.to_path_buf(), token, env }
+        Server { child, base: format!("http://{addr}"), mqtt, dir: dir.to_path_buf(), token, env }
     }
 
     /// Kills the process with SIGKILL: no shutdown, no flush.
@@ -96,9 +116,10 @@ impl Server {
     /// Starts again on the same data folder and port.
     pub fn restart(&mut self) {
         let listen = self.base.trim_start_matches("http://").to_string();
+        let mqtt_listen = self.mqtt.clone().unwrap_or_else(|| "off".into());
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let fresh = Self::spawn(&self.dir.clone(), std::mem::take(&mut self.env), &listen);
+        let fresh = Self::spawn(&self.dir.clone(), std::mem::take(&mut self.env), &listen, &mqtt_listen);
         *self = fresh;
     }
 

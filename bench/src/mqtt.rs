@@ -1,0 +1,297 @@
+//! MQTT ingest throughput: one publisher (rumqttc, QoS 1) feeds, in turn,
+//! 1. Mosquitto with `mosquitto_sub -q 1 > /dev/null` as the only consumer: the drain rate,
+//!    what the broker and the publisher manage without microdash;
+//! 2. Mosquitto with a microdash bridge as the only consumer, until every sample is committed;
+//! 3. microdash's embedded broker, until the last PUBACK (which follows the commit).
+//!
+//! Each with single-sample messages (a bare number on `metrics/default/{metric}`) and with
+//! bulk messages (a JSON array on `metrics/default`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+use crate::{MqttMode, Server, start_server};
+
+pub struct MqttArgs {
+    pub mosquitto: PathBuf,
+    pub messages: usize,
+    pub bulk_messages: usize,
+    pub bulk_size: usize,
+}
+
+/// One kind of traffic.
+struct Workload {
+    name: String,
+    messages: Arc<Vec<(String, Bytes)>>,
+    samples: u64,
+}
+
+impl Workload {
+    fn singles(n: usize) -> Workload {
+        let messages = (0..n)
+            .map(|i| (format!("metrics/default/bench.mqtt{}", i % 100), Bytes::from(format!("{}.5", i % 1000))))
+            .collect();
+        Workload {
+            name: "1 sample per message (a bare number on `metrics/default/{metric}`)".into(),
+            messages: Arc::new(messages),
+            samples: n as u64,
+        }
+    }
+
+    fn bulk(n: usize, size: usize) -> Workload {
+        let start = 1_700_000_000_000i64;
+        let messages = (0..n)
+            .map(|m| {
+                let samples: Vec<_> = (0..size)
+                    .map(|i| {
+                        json!({"metric":"bench.mqtt.bulk","value": i as f64,
+                               "ts": start + (m * size + i) as i64 / 100, "labels":{"host": format!("h{}", i % 100)}})
+                    })
+                    .collect();
+                ("metrics/default".to_string(), Bytes::from(serde_json::to_vec(&samples).expect("json")))
+            })
+            .collect();
+        Workload {
+            name: format!("{size} samples per message (a JSON array on `metrics/default`)"),
+            messages: Arc::new(messages),
+            samples: (n * size) as u64,
+        }
+    }
+}
+
+struct Rates {
+    messages_per_sec: f64,
+    samples_per_sec: f64,
+}
+
+impl Rates {
+    fn of(workload: &Workload, elapsed: Duration) -> Rates {
+        let secs = elapsed.as_secs_f64();
+        Rates {
+            messages_per_sec: workload.messages.len() as f64 / secs,
+            samples_per_sec: workload.samples as f64 / secs,
+        }
+    }
+}
+
+/// Mosquitto on a free loopback port, persistence off (the drain rate is about the broker's
+/// routing, not its disk), and room for a consumer that acknowledges after a commit.
+struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mosquitto(bin: &Path) -> Result<Mosquitto> {
+    if !bin.exists() {
+        bail!("{} is missing: run `scripts/services/mosquitto.sh install`", bin.display());
+    }
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let user = String::from_utf8(Command::new("id").arg("-un").output()?.stdout)?.trim().to_string();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nuser {user}\nallow_anonymous true\npersistence false\n\
+             max_inflight_messages 10000\nmax_queued_messages 10000000\nlog_dest none\n"
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("mosquitto did not listen on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Mosquitto { child, port, _dir: dir })
+}
+
+/// Publishes every message at QoS 1 on one connection and returns when all are acknowledged.
+async fn publish(port: u16, login: Option<(&str, &str)>, client_id: &str, workload: &Workload) -> Result<Duration> {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30)).set_inflight(1000).set_max_packet_size(1 << 20, 1 << 20);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    let (client, mut events) = AsyncClient::new(options, 1000);
+    let messages = workload.messages.clone();
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        for (topic, payload) in messages.iter() {
+            client.publish_bytes(topic.clone(), QoS::AtLeastOnce, false, payload.clone()).await?;
+        }
+        anyhow::Ok(client)
+    });
+    let mut acked = 0;
+    while acked < workload.messages.len() {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.poll())
+            .await
+            .context("no PUBACK for 60 s")?
+            .context("publisher connection")?;
+        if let Event::Incoming(Packet::PubAck(_)) = event {
+            acked += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let client = sender.await??;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), events.poll()).await;
+    Ok(elapsed)
+}
+
+/// Mosquitto's own rate: publisher → broker → `mosquitto_sub -q 1 > /dev/null`.
+async fn drain_rate(broker: &Mosquitto, workload: &Workload) -> Result<Duration> {
+    let mut sub = tokio::process::Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-t", "metrics/#", "-q", "1"])
+        .args(["-C", &workload.messages.len().to_string(), "-i", "bench-drain"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("mosquitto_sub (scripts/services/mosquitto.sh install)")?;
+    // Time to connect and subscribe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    publish(broker.port, None, "bench-publisher", workload).await?;
+    let status = tokio::time::timeout(Duration::from_secs(300), sub.wait()).await.context("mosquitto_sub")??;
+    if !status.success() {
+        bail!("mosquitto_sub failed: {status}");
+    }
+    Ok(started.elapsed())
+}
+
+async fn samples_accepted(server: &Server) -> Result<u64> {
+    let text = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("microdash_samples_accepted_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64)
+}
+
+async fn wait_for_bridge(server: &Server) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+        if text.lines().any(|l| l == "microdash_mqtt_bridge_connected 1") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the bridge did not connect");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publisher → Mosquitto → bridge → committed.
+async fn through_bridge(server: &Server, broker: &Mosquitto, workload: &Workload) -> Result<Duration> {
+    let target = samples_accepted(server).await? + workload.samples;
+    let started = Instant::now();
+    publish(broker.port, None, "bench-publisher", workload).await?;
+    while samples_accepted(server).await? < target {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("the bridge did not commit every sample within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(started.elapsed())
+}
+
+/// Publisher → embedded broker → committed (the PUBACK follows the commit).
+async fn through_embedded(server: &Server, workload: &Workload) -> Result<Duration> {
+    let port: u16 = server.mqtt.as_deref().context("no embedded broker")?.rsplit(':').next().unwrap_or("").parse()?;
+    let before = samples_accepted(server).await?;
+    let elapsed = publish(port, Some(("default", &server.token)), "bench-device", workload).await?;
+    let after = samples_accepted(server).await?;
+    if after - before != workload.samples {
+        bail!("the embedded broker committed {} samples of {}", after - before, workload.samples);
+    }
+    Ok(elapsed)
+}
+
+/// Runs every measurement and returns the report section.
+pub async fn run(server_bin: &Path, args: &MqttArgs) -> Result<String> {
+    let workloads = [Workload::singles(args.messages), Workload::bulk(args.bulk_messages, args.bulk_size)];
+    let broker = start_mosquitto(&args.mosquitto)?;
+
+    // Drain rates first, while nothing else is subscribed.
+    let mut drains = Vec::new();
+    for (i, w) in workloads.iter().enumerate() {
+        eprintln!("[mqtt {}/6] Mosquitto drain rate: {}", i + 1, w.name);
+        drains.push(drain_rate(&broker, w).await?);
+    }
+    let mut bridged = Vec::new();
+    {
+        let url = format!("mqtt://127.0.0.1:{}", broker.port);
+        let server = start_server(server_bin, MqttMode::Bridge(url))?;
+        wait_for_bridge(&server).await?;
+        for (i, w) in workloads.iter().enumerate() {
+            eprintln!("[mqtt {}/6] Mosquitto → bridge → SQLite: {}", i + 3, w.name);
+            bridged.push(through_bridge(&server, &broker, w).await?);
+        }
+    }
+    let mut embedded = Vec::new();
+    {
+        let server = start_server(server_bin, MqttMode::Embedded)?;
+        for (i, w) in workloads.iter().enumerate() {
+            eprintln!("[mqtt {}/6] embedded broker → SQLite: {}", i + 5, w.name);
+            embedded.push(through_embedded(&server, w).await?);
+        }
+    }
+
+    let mut out = String::from(
+        "## MQTT ingest (Mosquitto + bridge, and the embedded broker)\n\n\
+         One publisher (rumqttc, QoS 1, one connection, up to 1000 messages in flight) on this machine \
+         feeds, in the same run: Mosquitto drained by `mosquitto_sub -t 'metrics/#' -q 1 > /dev/null` \
+         (the broker's own rate); Mosquitto drained by a microdash bridge, timed until every sample is \
+         committed; and microdash's embedded broker, timed until the last PUBACK (sent after the commit). \
+         Mosquitto runs with `max_inflight_messages 10000` and persistence off; SQLite as in the HTTP section.\n\n\
+         | payload | path | messages/s | samples/s | vs Mosquitto drain |\n|---|---|---|---|---|\n",
+    );
+    for (i, w) in workloads.iter().enumerate() {
+        let drain = Rates::of(w, drains[i]);
+        let rows = [
+            ("Mosquitto drain (`mosquitto_sub`)", drain.messages_per_sec, drain.samples_per_sec),
+            (
+                "Mosquitto → bridge → SQLite",
+                Rates::of(w, bridged[i]).messages_per_sec,
+                Rates::of(w, bridged[i]).samples_per_sec,
+            ),
+            (
+                "embedded broker → SQLite",
+                Rates::of(w, embedded[i]).messages_per_sec,
+                Rates::of(w, embedded[i]).samples_per_sec,
+            ),
+        ];
+        for (j, (path, mps, sps)) in rows.into_iter().enumerate() {
+            let payload = if j == 0 { format!("{} × {}", w.messages.len(), w.name) } else { String::new() };
+            out.push_str(&format!(
+                "| {payload} | {path} | {mps:.0} | {sps:.0} | {:.2}× |\n",
+                mps / drain.messages_per_sec
+            ));
+        }
+    }
+    out.push_str("\nAim: the bridge is never the bottleneck (≥ 0.9× the drain rate).\n");
+    Ok(out)
+}
