@@ -11,7 +11,7 @@ pub mod template;
 
 pub use alerting::{
     Aggregation, AlertRuleSpec, ComparisonOp, Condition, EmailSpec, FieldError, NoDataSpec, NoDataState,
-    NotificationChannelSpec, SmtpSpec, SmtpTls, ValidationErrors, WebhookSpec,
+    NotificationChannelSpec, SECRET_PLACEHOLDER, SmtpSpec, SmtpTls, ValidationErrors, WebhookSpec,
 };
 pub use duration::{format_duration, parse_duration};
 

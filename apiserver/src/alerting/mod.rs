@@ -15,3 +15,9 @@
 //! conditional UPDATE, so only one process sends each attempt.
 
 pub mod domain;
+pub mod email;
+pub mod engine;
+pub mod outbox;
+pub mod payload;
+pub mod service;
+pub mod webhook;

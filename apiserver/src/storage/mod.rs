@@ -3,6 +3,7 @@
 //! Aggregation over time buckets lives here in plain Rust so every backend answers queries the
 //! same way; the backends only fetch rows.
 
+pub mod alerts;
 pub mod sqlite;
 
 use std::collections::{HashMap, HashSet};
@@ -12,6 +13,8 @@ use async_trait::async_trait;
 use microdash_model::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+pub use alerts::AlertStore;
 
 use crate::domain::{Labels, Principal, Sample, TokenHash};
 
@@ -114,7 +117,7 @@ pub struct SessionRecord {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: alerts::AlertStore + Send + Sync + 'static {
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
