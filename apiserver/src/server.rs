@@ -7,11 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::alerting::Alerting;
+use crate::alerting::engine::AlertEngine;
+use crate::alerting::outbox::{self, Notifier, OutboxConfig};
 use crate::config::{Config, Role};
 use crate::domain::now_ms;
 use crate::http::{AppState, app};
 use crate::live::LiveHub;
-use crate::pipeline::{Writer, WriterConfig};
+use crate::pipeline::{CommitListener, Writer, WriterConfig};
 use crate::storage::{self, DynStore};
 use crate::telemetry::Telemetry;
 use crate::tenants;
@@ -84,6 +87,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let telemetry = Telemetry::new();
     let hub = Arc::new(LiveHub::new(65_536, 10_000));
+    let alerting = start_alerting(&store, &config);
+    let mut listeners: Vec<Arc<dyn CommitListener>> = vec![hub.clone()];
+    if let Some(engine) = &alerting.engine {
+        listeners.push(engine.clone());
+    }
     let (writer, writer_task) = Writer::start(
         store.clone(),
         WriterConfig {
@@ -92,7 +100,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             dedupe_window: config.dedupe_window,
         },
         telemetry.clone(),
-        vec![hub.clone()],
+        listeners,
     );
     let purge = tokio::spawn(purge_dedupe_forever(store.clone(), config.dedupe_window));
 
@@ -103,7 +111,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shown = if local.ip().is_unspecified() { format!("localhost:{}", local.port()) } else { local.to_string() };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
 
-    let state = AppState::new(store.clone(), writer, config, telemetry, hub);
+    let mut state = AppState::new(store.clone(), writer, config, telemetry, hub);
+    state.alerting = Arc::new(alerting);
     let stop = state.shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -118,6 +127,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = writer_task.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Starts the alert engine and the outbox delivery loop where this process evaluates alerts
+/// (role `all` or `worker`). Both run until the process exits: the outbox is durable, so
+/// whatever is in flight at exit is sent after the next start.
+fn start_alerting(store: &DynStore, config: &Config) -> Alerting {
+    let notifier = Notifier::new();
+    let outbox_config = OutboxConfig {
+        max_attempts: config.notify_max_attempts,
+        backoff: config.notify_backoff,
+        max_backoff: config.notify_max_backoff,
+    };
+    if config.role == Role::Api {
+        return Alerting { engine: None, notifier, outbox: outbox_config };
+    }
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(outbox::run(store.clone(), notifier.clone(), outbox_config.clone(), wake.clone()));
+    let (engine, _task) = AlertEngine::start(store.clone(), wake);
+    Alerting { engine: Some(engine), notifier, outbox: outbox_config }
 }
 
 async fn shutdown_signal() {

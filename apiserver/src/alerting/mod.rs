@@ -21,3 +21,23 @@ pub mod outbox;
 pub mod payload;
 pub mod service;
 pub mod webhook;
+
+use std::sync::Arc;
+
+/// What the HTTP API needs of alerting: the engine (absent where this process does not
+/// evaluate), a notifier for test sends, and the retry policy.
+#[derive(Clone, Default)]
+pub struct Alerting {
+    pub engine: Option<Arc<engine::AlertEngine>>,
+    pub notifier: outbox::Notifier,
+    pub outbox: outbox::OutboxConfig,
+}
+
+impl Alerting {
+    /// Tells the engine that rules or channels changed (other processes notice by polling).
+    pub fn reload(&self) {
+        if let Some(engine) = &self.engine {
+            engine.reload();
+        }
+    }
+}
