@@ -41,3 +41,4 @@ impl Alerting {
         }
     }
 }
+pub mod apply;
