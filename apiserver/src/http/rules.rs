@@ -61,6 +61,10 @@ pub(crate) fn split_body(body: &[u8], caller: &TenantCaller) -> AppResult<(Optio
         Some(Value::String(name)) => Some(name),
         Some(_) => return Err(AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "`name` is a string").field("name")),
     };
+    // What answers add beside the spec may come back in an edited answer: not part of the spec.
+    for read_only in ["createdAt", "updatedAt", "status", "lastDelivery"] {
+        map.remove(read_only);
+    }
     match map.remove("tenant") {
         None => {}
         Some(Value::String(t)) if t == caller.tenant => {}
