@@ -674,3 +674,36 @@ spec:
     assert!(!ok);
     assert!(err.contains("AlertRule x: spec.body") || err.contains("condition"), "{err}");
 }
+
+#[tokio::test]
+async fn a_firing_alert_is_repeated_after_the_channels_repeat_interval() {
+    let receiver = Receiver::start(0, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = server.token.clone();
+    let channel = json!({"name": "hook", "webhook": {"url": receiver.url()}, "repeatInterval": "1s"});
+    post(&server, &t, "/api/v1/channels", channel).await;
+    post(&server, &t, "/api/v1/rules", rule("high-cpu", "hook")).await;
+    sample(&server, "cpu.usage", 95.0, "web-1").await;
+    receiver.wait_for(3, Duration::from_secs(5)).await;
+    receiver.with_hooks(|hooks| {
+        let first = hooks[0].json();
+        assert_eq!((first["state"].as_str(), first["repeat"].as_bool()), (Some("FIRING"), Some(false)));
+        for hook in &hooks[1..3] {
+            let p = hook.json();
+            assert_eq!((p["state"].as_str(), p["repeat"].as_bool()), (Some("FIRING"), Some(true)), "{p}");
+            assert_eq!(p["startsAt"], first["startsAt"]);
+            let gap = hook.at - hooks[0].at;
+            assert!(gap >= Duration::from_millis(900), "repeated too early: {gap:?}");
+        }
+        let keys: std::collections::HashSet<&str> = hooks.iter().map(|h| h.header("idempotency-key")).collect();
+        assert_eq!(keys.len(), hooks.len(), "each reminder is its own notification");
+    });
+    // Resolved: reminders stop.
+    sample(&server, "cpu.usage", 5.0, "web-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = receiver.count();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(receiver.count(), settled, "no reminders once resolved");
+    receiver.with_hooks(|hooks| assert_eq!(hooks.last().unwrap().json()["state"], "RESOLVED"));
+}
