@@ -490,10 +490,18 @@ async fn for_and_no_data_advance_on_the_ticker_without_new_samples() {
     r["condition"] = json!({"aggregation": "avg", "window": "10s", "op": ">", "threshold": 90});
     assert_eq!(post(&server, &t, "/api/v1/rules", r).await.0, StatusCode::CREATED);
     sample(&server, "cpu.usage", 95.0, "web-1").await;
-    eventually(&server, "/api/v1/alerts", Duration::from_millis(900), |a| a["alerts"][0]["state"] == "PENDING").await;
     // No further samples: the ticker fires it once `for` elapsed, then declares no data.
     receiver.wait_for(1, Duration::from_secs(4)).await;
     receiver.with_hooks(|h| assert_eq!(h[0].json()["state"], "FIRING"));
+    let (_, history) = get(&server, &t, "/api/v1/alerts/history").await;
+    let steps = history["transitions"].as_array().unwrap();
+    assert_eq!((steps[1]["from"].as_str(), steps[1]["to"].as_str()), (Some("OK"), Some("PENDING")), "{history}");
+    assert_eq!((steps[0]["from"].as_str(), steps[0]["to"].as_str()), (Some("PENDING"), Some("FIRING")));
+    let held = steps[0]["at"].as_i64().unwrap() - steps[1]["at"].as_i64().unwrap();
+    assert!(
+        (1000..2500).contains(&held),
+        "fired {held} ms after pending; `for` is 1s and the ticker runs every second"
+    );
     receiver.wait_for(2, Duration::from_secs(6)).await;
     receiver.with_hooks(|h| {
         let p = h[1].json();

@@ -4,6 +4,7 @@
 //! notifications in one transaction.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -51,6 +52,10 @@ pub struct AlertEngine {
     tx: mpsc::UnboundedSender<Event>,
     /// tenant → metrics some rule evaluates; read on the writer's path, so it must be cheap.
     watched: Arc<RwLock<HashMap<i64, HashSet<String>>>>,
+    /// Reloads asked for or running: while any is, every sample is handed over, so a sample
+    /// right after a rule change is never dropped by a stale `watched` (it is queued behind
+    /// the reload and evaluated with the new rules).
+    reloading: Arc<AtomicUsize>,
     /// Latest aggregate per instance id, for the alerts API (the database has the value of
     /// the last transition only).
     values: Arc<Mutex<HashMap<i64, f64>>>,
@@ -59,6 +64,11 @@ pub struct AlertEngine {
 
 impl CommitListener for AlertEngine {
     fn committed(&self, tenant_id: i64, samples: &[&Sample]) {
+        if self.reloading.load(Ordering::Acquire) > 0 {
+            let all: Vec<Sample> = samples.iter().map(|s| (*s).clone()).collect();
+            let _ = self.tx.send(Event::Samples { tenant_id, samples: all, at: now_ms() });
+            return;
+        }
         let watched = self.watched.read().expect("watched poisoned");
         let Some(metrics) = watched.get(&tenant_id) else { return };
         let relevant: Vec<Sample> =
@@ -76,11 +86,14 @@ impl AlertEngine {
         let (tx, rx) = mpsc::unbounded_channel();
         let watched = Arc::new(RwLock::new(HashMap::new()));
         let values = Arc::new(Mutex::new(HashMap::new()));
+        // The first load counts as a reload in progress.
+        let reloading = Arc::new(AtomicUsize::new(1));
         let (events, _) = broadcast::channel(1024);
         let evaluator = Evaluator {
             store,
             outbox,
             watched: watched.clone(),
+            reloading: reloading.clone(),
             values: values.clone(),
             events: events.clone(),
             rules: HashMap::new(),
@@ -90,11 +103,12 @@ impl AlertEngine {
             fingerprint: String::new(),
         };
         let task = tokio::spawn(evaluator.run(rx));
-        (Arc::new(AlertEngine { tx, watched, values, events }), task)
+        (Arc::new(AlertEngine { tx, watched, reloading, values, events }), task)
     }
 
     /// Rules or channels changed: reload them now.
     pub fn reload(&self) {
+        self.reloading.fetch_add(1, Ordering::AcqRel);
         let _ = self.tx.send(Event::Reload);
     }
 
@@ -134,6 +148,7 @@ struct Evaluator {
     store: DynStore,
     outbox: Arc<Notify>,
     watched: Arc<RwLock<HashMap<i64, HashSet<String>>>>,
+    reloading: Arc<AtomicUsize>,
     values: Arc<Mutex<HashMap<i64, f64>>>,
     events: broadcast::Sender<AlertEvent>,
     rules: HashMap<RuleKey, RuleRuntime>,
@@ -159,6 +174,7 @@ impl Evaluator {
             tracing::warn!(%err, "Loading alert rules failed; retrying.");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        self.reloading.fetch_sub(1, Ordering::AcqRel);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u32;
@@ -172,6 +188,7 @@ impl Evaluator {
                             tracing::warn!(%err, "Reloading alert rules failed; will retry.");
                             self.fingerprint.clear();
                         }
+                        self.reloading.fetch_sub(1, Ordering::AcqRel);
                     }
                     None => break,
                 },
@@ -180,9 +197,13 @@ impl Evaluator {
                     if ticks.is_multiple_of(RELOAD_CHECK_EVERY_TICKS) {
                         match self.store.specs_fingerprint().await {
                             Ok(f) if f != self.fingerprint => {
+                                // Samples committed while this runs are queued behind it (they may
+                                // also be in the refilled windows: a repeated timestamp replaces).
+                                self.reloading.fetch_add(1, Ordering::AcqRel);
                                 if let Err(err) = self.reload(now_ms()).await {
                                     tracing::warn!(%err, "Reloading alert rules failed; will retry.");
                                 }
+                                self.reloading.fetch_sub(1, Ordering::AcqRel);
                             }
                             Ok(_) => {}
                             Err(err) => tracing::warn!(%err, "Checking for rule changes failed."),
