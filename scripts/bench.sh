@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 source scripts/lib.sh
+ensure_debs prometheus prometheus-alertmanager mosquitto mosquitto-clients victoria-metrics
 build_dashboard "$ROOT"
 cargo build --release --quiet -p microdash -p microdash-bench
 ./target/release/microdash-bench "$@"

@@ -10,7 +10,7 @@ LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 started=$(date +%s)
 
-ensure_debs chromium ca-certificates
+ensure_debs chromium ca-certificates python3-aiosmtpd openssl
 
 echo "==> Starting test services (PostgreSQL, MariaDB, Redis on loopback; data in .cache/services)"
 eval "$(scripts/services.sh start)"

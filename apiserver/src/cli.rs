@@ -1,4 +1,4 @@
-//! The `microdash` command line: `serve`, `migrate`, `tenant`, `token`.
+//! The `microdash` command line: `serve`, `migrate`, `tenant`, `token`, `apply`.
 
 use std::path::PathBuf;
 
@@ -29,6 +29,16 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Create or update alert rules and notification channels from YAML (the CRD format:
+    /// `kind: AlertRule|NotificationChannel`, `metadata.name`, `spec.tenant`), several
+    /// documents separated by `---`. A running server picks changes up within seconds.
+    Apply {
+        /// The YAML file, or `-` for standard input.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Args)]
@@ -144,6 +154,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("tenant {name:?} does not exist (see `microdash tenant list`)");
             }
             eprintln!("Deleted tenant {name:?} and all its data.");
+            Ok(())
+        }
+        Command::Apply { file, db } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let store = open_store(db).await?;
+            for line in crate::alerting::apply::apply(&store, &text).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Token(TokenCommand::Create { tenant, scopes, db }) => {

@@ -114,6 +114,17 @@ pub struct ConfigLayer {
     /// Log format: text or json.
     #[arg(long, env = "MICRODASH_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Attempts to deliver one alert notification before it is marked failed.
+    #[arg(long, env = "MICRODASH_NOTIFY_MAX_ATTEMPTS")]
+    pub notify_max_attempts: Option<u32>,
+    /// The wait after a failed delivery attempt; it doubles after each further failure (e.g. `1s`).
+    #[arg(long, env = "MICRODASH_NOTIFY_BACKOFF", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub notify_backoff: Option<Duration>,
+    /// The longest wait between two delivery attempts (e.g. `5m`).
+    #[arg(long, env = "MICRODASH_NOTIFY_MAX_BACKOFF", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub notify_max_backoff: Option<Duration>,
 }
 
 macro_rules! merge_layers {
@@ -158,7 +169,10 @@ impl ConfigLayer {
             retention_interval,
             session_ttl,
             cookie_secure,
-            log_format
+            log_format,
+            notify_max_attempts,
+            notify_backoff,
+            notify_max_backoff
         )
     }
 
@@ -222,6 +236,11 @@ pub struct Config {
     pub session_ttl: Duration,
     pub cookie_secure: bool,
     pub log_format: String,
+    pub notify_max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub notify_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub notify_max_backoff: Duration,
 }
 
 fn redact<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -280,6 +299,9 @@ impl Default for Config {
             session_ttl: Duration::from_secs(12 * 3600),
             cookie_secure: false,
             log_format: "text".into(),
+            notify_max_attempts: 10,
+            notify_backoff: Duration::from_secs(1),
+            notify_max_backoff: Duration::from_secs(300),
         }
     }
 }
@@ -416,6 +438,13 @@ impl Config {
             session_ttl: layer.session_ttl.unwrap_or(d.session_ttl),
             cookie_secure: layer.cookie_secure.unwrap_or(d.cookie_secure),
             log_format,
+            notify_max_attempts: at_least(
+                "notify_max_attempts",
+                layer.notify_max_attempts.unwrap_or(d.notify_max_attempts) as usize,
+                1,
+            )? as u32,
+            notify_backoff: layer.notify_backoff.unwrap_or(d.notify_backoff),
+            notify_max_backoff: layer.notify_max_backoff.unwrap_or(d.notify_max_backoff),
         };
         if config.queue_capacity < config.max_batch_samples {
             return Err(ConfigError::new(

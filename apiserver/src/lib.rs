@@ -3,6 +3,7 @@
 //! Layers: `domain` (pure types and rules), use cases (`ingest`, `tenants`, `pipeline`),
 //! adapters (`storage`, `http`, `live`, `mqtt`), and `server` wiring them together.
 
+pub mod alerting;
 pub mod auth;
 pub mod cli;
 pub mod config;

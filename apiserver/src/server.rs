@@ -7,11 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::alerting::Alerting;
+use crate::alerting::engine::AlertEngine;
+use crate::alerting::outbox::{self, Notifier, OutboxConfig};
 use crate::config::{Config, Role};
 use crate::domain::now_ms;
 use crate::http::{AppState, app};
 use crate::live::LiveHub;
-use crate::pipeline::{Writer, WriterConfig};
+use crate::pipeline::{CommitListener, Writer, WriterConfig};
 use crate::storage::{self, DynStore};
 use crate::telemetry::Telemetry;
 use crate::tenants;
@@ -85,6 +88,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let telemetry = Telemetry::new();
     let hub = Arc::new(LiveHub::new(65_536, 10_000));
+    let alerting = start_alerting(&store, &config);
+    let mut listeners: Vec<Arc<dyn CommitListener>> = vec![hub.clone()];
+    if let Some(engine) = &alerting.engine {
+        listeners.push(engine.clone());
+    }
     let writer_config = WriterConfig {
         queue_capacity: config.queue_capacity,
         max_group_samples: 100_000,
@@ -92,7 +100,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let distributed = config.redis_url.is_some();
     let (writer, writer_task) = match &config.redis_url {
-        None => Writer::start(store.clone(), writer_config, telemetry.clone(), vec![hub.clone()]),
+        None => Writer::start(store.clone(), writer_config, telemetry.clone(), listeners),
         Some(url) => {
             // Workers write; every process's live hub hears about their commits over pub/sub.
             tokio::spawn(crate::pipeline::redis::subscribe_live(url.clone(), hub.clone()));
@@ -107,7 +115,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     store.clone(),
                     writer_config.clone(),
                     telemetry.clone(),
-                    Vec::new(),
+                    listeners,
                 ))
             };
             let producer = crate::pipeline::redis::Producer::new(url, &writer_config)
@@ -125,8 +133,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shown = if local.ip().is_unspecified() { format!("localhost:{}", local.port()) } else { local.to_string() };
 
     let retention = tokio::spawn(crate::retention::run_forever(store.clone(), std::sync::Arc::new(config.clone())));
-    let state = AppState::new(store.clone(), writer, config, telemetry, hub);
-    let mqtt = if state.config.role == Role::All { crate::mqtt::start(&state).await? } else { None };
+    let mut state = AppState::new(store.clone(), writer, config, telemetry, hub);
+    state.alerting = Arc::new(alerting);
+    let mqtt = if state.config.role != Role::Worker { crate::mqtt::start(&state).await? } else { None };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
     let stop = state.shutdown.clone();
     axum::serve(listener, app(state))
@@ -159,6 +168,31 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "microdash".into())
+}
+
+/// Starts the alert engine and the outbox delivery loop where this process evaluates alerts
+/// (role `all` or `worker`). Both run until the process exits: the outbox is durable, so
+/// whatever is in flight at exit is sent after the next start.
+fn start_alerting(store: &DynStore, config: &Config) -> Alerting {
+    let notifier = Notifier::new();
+    let outbox_config = OutboxConfig {
+        max_attempts: config.notify_max_attempts,
+        backoff: config.notify_backoff,
+        max_backoff: config.notify_max_backoff,
+    };
+    if config.role == Role::Api {
+        return Alerting { engine: None, notifier, outbox: outbox_config };
+    }
+    if !store.supports_alerting() {
+        tracing::warn!(
+            "Alerting needs the SQLite backend in this version; rules and channels are off on this database."
+        );
+        return Alerting { engine: None, notifier, outbox: outbox_config };
+    }
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(outbox::run(store.clone(), notifier.clone(), outbox_config.clone(), wake.clone()));
+    let (engine, _task) = AlertEngine::start(store.clone(), wake);
+    Alerting { engine: Some(engine), notifier, outbox: outbox_config }
 }
 
 async fn shutdown_signal() {

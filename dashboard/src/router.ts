@@ -17,6 +17,13 @@ const routes: RouteRecordRaw[] = [
     meta: { title: 'Dashboard' },
   },
   { path: '/alerts', name: 'alerts', component: () => import('@/views/AlertsView.vue'), meta: { title: 'Alerts' } },
+  { path: '/alerts/rules', name: 'alert-rules', component: () => import('@/views/RulesView.vue'), meta: { title: 'Alert rules' } },
+  {
+    path: '/alerts/channels',
+    name: 'alert-channels',
+    component: () => import('@/views/ChannelsView.vue'),
+    meta: { title: 'Notification channels' },
+  },
   { path: '/:path(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue'), meta: { title: 'Not found' } },
 ]
 

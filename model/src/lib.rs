@@ -5,6 +5,16 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod alerting;
+pub mod duration;
+pub mod template;
+
+pub use alerting::{
+    Aggregation, AlertRuleSpec, ComparisonOp, Condition, EmailSpec, FieldError, NoDataSpec, NoDataState,
+    NotificationChannelSpec, SECRET_PLACEHOLDER, SmtpSpec, SmtpTls, ValidationErrors, WebhookSpec,
+};
+pub use duration::{format_duration, parse_duration};
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +87,16 @@ pub fn validate_tenant_name(name: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A metric name or label key: `[a-zA-Z_][a-zA-Z0-9_.:-]*`.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// A tenant as the admin API and the `Tenant` resource describe it.

@@ -60,15 +60,8 @@ impl SampleError {
     }
 }
 
-/// A metric name or label key: `[a-zA-Z_][a-zA-Z0-9_.:-]*`.
-pub fn is_valid_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
-        _ => return false,
-    }
-    bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
+/// A metric name or label key: `[a-zA-Z_][a-zA-Z0-9_.:-]*` (one definition, shared with rule specs).
+pub use microdash_model::is_valid_name;
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {

@@ -25,6 +25,10 @@ pub struct Problem {
     /// Index of the offending sample in a bulk request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// Every offending field of a rule or channel, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<microdash_model::FieldError>,
 }
 
 #[derive(Debug)]
@@ -34,13 +38,14 @@ pub struct AppError {
     pub field: Option<String>,
     pub index: Option<usize>,
     pub retry_after_secs: Option<u64>,
+    pub errors: Vec<microdash_model::FieldError>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), field: None, index: None, retry_after_secs: None }
+        Self { status, detail: detail.into(), field: None, index: None, retry_after_secs: None, errors: Vec::new() }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
@@ -73,6 +78,7 @@ impl IntoResponse for AppError {
             detail: self.detail,
             field: self.field,
             index: self.index,
+            errors: self.errors,
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
         let mut response = (self.status, body).into_response();
@@ -135,6 +141,10 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Conflict(what) => AppError::new(StatusCode::CONFLICT, format!("{what} already exists")),
             StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
+            StoreError::Unsupported(what) => AppError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{what} is not available on this database backend yet; it works with SQLite"),
+            ),
             StoreError::TooManyPoints(n) => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
@@ -146,6 +156,22 @@ impl From<StoreError> for AppError {
                 tracing::error!(err = %other, "Storage error.");
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry later")
                     .retry_after(5)
+            }
+        }
+    }
+}
+
+impl From<crate::alerting::service::SpecError> for AppError {
+    fn from(err: crate::alerting::service::SpecError) -> Self {
+        use crate::alerting::service::SpecError;
+        match err {
+            SpecError::Store(store) => store.into(),
+            other => {
+                let errors = other.errors();
+                let mut e = AppError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string());
+                e.field = errors.first().map(|f| f.field.clone());
+                e.errors = errors;
+                e
             }
         }
     }

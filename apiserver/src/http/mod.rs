@@ -1,14 +1,17 @@
 //! The HTTP API: `app(state)` builds the router, apart from `main`, so tests can drive it.
 
 pub mod admin;
+pub mod alerts;
 pub mod assets;
 pub mod auth;
+pub mod channels;
 pub mod dashboards;
 pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod params;
 pub mod query;
+pub mod rules;
 pub mod session;
 pub mod stream;
 
@@ -45,6 +48,7 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<i64>>>,
     /// Turns true when the server stops, so endless responses (SSE) end and shutdown completes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    pub alerting: Arc<crate::alerting::Alerting>,
 }
 
 impl AppState {
@@ -64,6 +68,7 @@ impl AppState {
             hub,
             rate_limiter,
             shutdown: tokio::sync::watch::channel(false).0,
+            alerting: Arc::new(crate::alerting::Alerting::default()),
         }
     }
 }
@@ -77,10 +82,15 @@ impl AppState {
         stream::stream,
         session::login, session::whoami, session::logout,
         dashboards::list, dashboards::put, dashboards::delete,
+        rules::list, rules::create, rules::get_one, rules::put, rules::delete,
+        channels::list, channels::create, channels::get_one, channels::put, channels::delete, channels::test,
+        channels::deliveries,
+        alerts::list, alerts::history, alerts::stream,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::set_retention,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
+    tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries")),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -110,6 +120,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/session", post(session::login).get(session::whoami).delete(session::logout))
         .route("/api/v1/dashboards", get(dashboards::list))
         .route("/api/v1/dashboards/{name}", axum::routing::put(dashboards::put).delete(dashboards::delete))
+        .route("/api/v1/rules", get(rules::list).post(rules::create))
+        .route("/api/v1/rules/{name}", get(rules::get_one).put(rules::put).delete(rules::delete))
+        .route("/api/v1/channels", get(channels::list).post(channels::create))
+        .route("/api/v1/channels/{name}", get(channels::get_one).put(channels::put).delete(channels::delete))
+        .route("/api/v1/channels/{name}/test", post(channels::test))
+        .route("/api/v1/channels/{name}/deliveries", get(channels::deliveries))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/history", get(alerts::history))
+        .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/api/v1/tenants/{name}", get(admin::get_tenant).delete(admin::delete_tenant))
         .route("/api/v1/tenants/{name}/tokens", post(admin::create_token))

@@ -3,6 +3,7 @@
 //! Aggregation over time buckets lives here in plain Rust so every backend answers queries the
 //! same way; the backends only fetch rows.
 
+pub mod alerts;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
@@ -14,6 +15,8 @@ use async_trait::async_trait;
 use microdash_model::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+pub use alerts::AlertStore;
 
 use crate::domain::{Labels, Principal, Sample, TokenHash};
 
@@ -28,6 +31,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("too many points ({0}); narrow the time range or pass a step")]
     TooManyPoints(usize),
+    #[error("{0} is not supported by this database backend yet")]
+    Unsupported(&'static str),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -130,7 +135,7 @@ pub struct SessionRecord {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: alerts::AlertStore + Send + Sync + 'static {
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

@@ -1,6 +1,8 @@
 //! The SQLite adapter: the embedded default. One file, WAL journal, every write in one
 //! transaction per group commit.
 
+mod alerts;
+
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;

@@ -4,8 +4,15 @@
  */
 import type {
   AlertInstance,
+  AlertRule,
   AlertTransition,
+  Channel,
+  ChannelSpec,
+  ChannelTestResult,
   Dashboard,
+  Delivery,
+  FieldError,
+  RuleSpec,
   Labels,
   QueryParams,
   QueryResult,
@@ -20,6 +27,8 @@ export class ApiError extends Error {
     readonly detail?: string,
     /** Names the offending input field when the server says which one. */
     readonly field?: string,
+    /** Every invalid field, for a rule or channel with several mistakes. */
+    readonly errors: FieldError[] = [],
   ) {
     super(detail || title)
     this.name = 'ApiError'
@@ -51,13 +60,19 @@ async function toApiError(res: Response): Promise<ApiError> {
   const type = res.headers.get('content-type') ?? ''
   if (type.includes('json')) {
     try {
-      const problem = (await res.json()) as { title?: unknown; detail?: unknown; field?: unknown }
+      const problem = (await res.json()) as { title?: unknown; detail?: unknown; field?: unknown; errors?: unknown }
       const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined)
+      const errors = Array.isArray(problem.errors)
+        ? problem.errors.filter(
+            (e): e is FieldError => typeof e?.field === 'string' && typeof e?.message === 'string',
+          )
+        : []
       return new ApiError(
         res.status,
         str(problem.title) ?? res.statusText ?? `HTTP ${res.status}`,
         str(problem.detail),
         str(problem.field),
+        errors,
       )
     } catch {
       // A body that claims JSON but is not: fall through to the status line.
@@ -160,10 +175,48 @@ export const api = {
   async alerts(): Promise<AlertInstance[]> {
     return (await request<{ alerts: AlertInstance[] }>('GET', '/api/v1/alerts')).alerts
   },
-  async alertHistory(): Promise<AlertTransition[]> {
-    return (await request<{ transitions: AlertTransition[] }>('GET', '/api/v1/alerts/history'))
+  async alertHistory(limit = 100): Promise<AlertTransition[]> {
+    const query = new URLSearchParams({ limit: String(limit) })
+    return (await request<{ transitions: AlertTransition[] }>('GET', '/api/v1/alerts/history', { query }))
       .transitions
   },
+
+  async rules(): Promise<AlertRule[]> {
+    return (await request<{ rules: AlertRule[] }>('GET', '/api/v1/rules')).rules
+  },
+  /** Creates (`isNew`) or replaces a rule; a 422 carries the invalid fields in `errors`. */
+  saveRule(rule: RuleSpec, isNew: boolean): Promise<AlertRule> {
+    return isNew
+      ? request<AlertRule>('POST', '/api/v1/rules', { body: rule })
+      : request<AlertRule>('PUT', `/api/v1/rules/${enc(rule.name)}`, { body: rule })
+  },
+  deleteRule(name: string): Promise<void> {
+    return request<void>('DELETE', `/api/v1/rules/${enc(name)}`)
+  },
+
+  async channels(): Promise<Channel[]> {
+    return (await request<{ channels: Channel[] }>('GET', '/api/v1/channels')).channels
+  },
+  saveChannel(channel: ChannelSpec, isNew: boolean): Promise<Channel> {
+    return isNew
+      ? request<Channel>('POST', '/api/v1/channels', { body: channel })
+      : request<Channel>('PUT', `/api/v1/channels/${enc(channel.name)}`, { body: channel })
+  },
+  deleteChannel(name: string): Promise<void> {
+    return request<void>('DELETE', `/api/v1/channels/${enc(name)}`)
+  },
+  testChannel(name: string): Promise<ChannelTestResult> {
+    return request<ChannelTestResult>('POST', `/api/v1/channels/${enc(name)}/test`)
+  },
+  async deliveries(name: string, limit = 50): Promise<Delivery[]> {
+    const query = new URLSearchParams({ limit: String(limit) })
+    return (
+      await request<{ deliveries: Delivery[] }>('GET', `/api/v1/channels/${enc(name)}/deliveries`, { query })
+    ).deliveries
+  },
 }
+
+/** Live alert transitions (SSE, `event: transition`). */
+export const ALERT_STREAM_URL = '/api/v1/alerts/stream'
 
 export type Api = typeof api

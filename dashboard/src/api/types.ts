@@ -73,18 +73,107 @@ export const ALERT_STATES = ['OK', 'PENDING', 'FIRING', 'RESOLVED', 'NODATA'] as
 export type AlertState = (typeof ALERT_STATES)[number]
 
 export interface AlertInstance {
+  id: number
   rule: string
   labels: Labels
   state: AlertState
+  severity?: string
   value: number | null
   since: number
+  activeSince?: number
 }
 
 export interface AlertTransition {
+  id?: number
   rule: string
   labels: Labels
   from: AlertState
   to: AlertState
   value: number | null
   at: number
+}
+
+/** One invalid field of a rule or channel, as the server names it (`condition.window`). */
+export interface FieldError {
+  field: string
+  message: string
+}
+
+export const RULE_AGGREGATIONS = ['last', 'avg', 'min', 'max', 'sum', 'count', 'rate'] as const
+export type RuleAggregation = (typeof RULE_AGGREGATIONS)[number]
+export const RULE_OPS = ['>', '>=', '<', '<=', '==', '!='] as const
+export type RuleOp = (typeof RULE_OPS)[number]
+export const NODATA_STATES = ['NODATA', 'OK', 'FIRING'] as const
+export type NoDataState = (typeof NODATA_STATES)[number]
+
+/** The ★ rule spec with `name` beside it, as `/api/v1/rules` takes it. */
+export interface RuleSpec {
+  name: string
+  metric: string
+  match?: Labels
+  condition: { aggregation: RuleAggregation; window?: string; op: RuleOp; threshold: number }
+  for?: string
+  keepFiringFor?: string
+  severity?: string
+  noData?: { state: NoDataState; after: string }
+  channels?: string[]
+  labels?: Labels
+  annotations?: Record<string, string>
+}
+
+export interface AlertRule extends RuleSpec {
+  createdAt: number
+  updatedAt: number
+  status: { state: AlertState; instances: number; firing: number }
+}
+
+export type SmtpTls = 'starttls' | 'tls' | 'none'
+
+/** The ★ channel spec with `name` beside it; secrets read back as `<set>`. */
+export interface ChannelSpec {
+  name: string
+  webhook?: { url: string; hmacSecret?: string; headers?: Record<string, string>; timeout?: string }
+  email?: {
+    to: string[]
+    from: string
+    smtp: { host: string; port?: number; tls?: SmtpTls; username?: string; password?: string }
+  }
+  sendResolved?: boolean
+  repeatInterval?: string
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed'
+
+export interface Channel extends ChannelSpec {
+  createdAt: number
+  updatedAt: number
+  lastDelivery?: { status: DeliveryStatus; at: number; error?: string }
+}
+
+export interface DeliveryAttempt {
+  at: number
+  ok: boolean
+  statusCode?: number
+  error?: string
+  durationMs: number
+}
+
+export interface Delivery {
+  id: number
+  idempotencyKey: string
+  rule?: string
+  state: string
+  status: DeliveryStatus
+  attempts: number
+  createdAt: number
+  deliveredAt?: number
+  nextAttemptAt?: number
+  lastError?: string
+  attemptLog: DeliveryAttempt[]
+}
+
+export interface ChannelTestResult {
+  ok: boolean
+  idempotencyKey: string
+  attempt: DeliveryAttempt
 }

@@ -87,6 +87,12 @@ export class FakeEventSource {
     for (const fn of this.listeners.get('sample') ?? []) fn(e)
   }
 
+  /** Any named event, e.g. `transition`. */
+  emit(type: string, data: object, id = '1'): void {
+    const e = new MessageEvent(type, { data: JSON.stringify(data), lastEventId: id })
+    for (const fn of this.listeners.get(type) ?? []) fn(e)
+  }
+
   /** A dropped connection the browser will retry (`closed: false`) or an HTTP error (`closed: true`). */
   fail(closed = false): void {
     this.readyState = closed ? FakeEventSource.CLOSED : FakeEventSource.CONNECTING

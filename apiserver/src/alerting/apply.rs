@@ -1,0 +1,219 @@
+//! `microdash apply -f FILE.yaml`: the same multi-document YAML as the CRDs (`kind:
+//! AlertRule | NotificationChannel`, `metadata.name`, `spec.tenant`), upserted straight into
+//! the database with the validation of the HTTP API. Every document is checked before the
+//! first is written, so a mistake in the last one leaves the database as it was.
+
+use microdash_model::{AlertRuleSpec, NotificationChannelSpec};
+use serde_json::Value;
+
+use super::service::{self, SpecError, parse_spec};
+use crate::storage::DynStore;
+
+/// The `apiVersion` documents carry; others are refused so a typo is not silently ignored.
+pub const API_VERSION: &str = "microdash.io/v1alpha1";
+
+enum Doc {
+    Rule(AlertRuleSpec),
+    Channel(NotificationChannelSpec),
+}
+
+struct Parsed {
+    kind: &'static str,
+    name: String,
+    tenant: String,
+    doc: Doc,
+}
+
+/// Reads, checks and upserts every document; returns one line per document applied.
+pub async fn apply(store: &DynStore, text: &str) -> anyhow::Result<Vec<String>> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| anyhow::anyhow!("the file is not valid YAML: {e}"))?;
+    let mut parsed = Vec::new();
+    let mut problems = Vec::new();
+    for (index, doc) in docs.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        match parse_doc(doc) {
+            Ok(p) => parsed.push(p),
+            Err(e) => problems.push(format!("document {}: {e}", index + 1)),
+        }
+    }
+    // Tenants must exist: apply does not create them (that hands out tokens).
+    let mut tenant_ids = Vec::with_capacity(parsed.len());
+    for p in &parsed {
+        match store.get_tenant(&p.tenant).await? {
+            Some(t) => tenant_ids.push(t.id),
+            None => {
+                problems.push(format!(
+                    "{} {}: spec.tenant: tenant {:?} does not exist (create it with `microdash tenant create {}`)",
+                    p.kind, p.name, p.tenant, p.tenant
+                ));
+                tenant_ids.push(0);
+            }
+        }
+    }
+    // Validate everything before writing anything.
+    for p in &parsed {
+        let result = match &p.doc {
+            Doc::Rule(spec) => spec.validate(),
+            Doc::Channel(spec) => spec.validate(),
+        };
+        if let Err(errors) = result {
+            for e in errors.0 {
+                problems.push(format!("{} {}: spec.{}: {}", p.kind, p.name, e.field, e.message));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("nothing was applied:\n  {}", problems.join("\n  "));
+    }
+    let mut applied = Vec::new();
+    for (p, tenant_id) in parsed.into_iter().zip(tenant_ids) {
+        let created = match p.doc {
+            Doc::Rule(spec) => service::put_rule(store, tenant_id, &p.name, spec, false).await,
+            Doc::Channel(spec) => service::put_channel(store, tenant_id, &p.name, spec, false).await,
+        }
+        .map_err(|e| anyhow::anyhow!("{} {}: {e}", p.kind, p.name))?;
+        let verb = if created { "created" } else { "configured" };
+        applied.push(format!("{}/{} (tenant {}) {verb}", p.kind.to_lowercase(), p.name, p.tenant));
+    }
+    Ok(applied)
+}
+
+fn parse_doc(doc: Value) -> Result<Parsed, String> {
+    let Value::Object(mut map) = doc else { return Err("a document is a mapping with kind, metadata and spec".into()) };
+    match map.remove("apiVersion") {
+        Some(Value::String(v)) if v == API_VERSION => {}
+        Some(other) => return Err(format!("apiVersion: {other} is not {API_VERSION}")),
+        None => return Err(format!("apiVersion: missing; use {API_VERSION}")),
+    }
+    let kind = match map.remove("kind") {
+        Some(Value::String(k)) if k == "AlertRule" => "AlertRule",
+        Some(Value::String(k)) if k == "NotificationChannel" => "NotificationChannel",
+        other => {
+            return Err(format!(
+                "kind: {} is not AlertRule or NotificationChannel",
+                other.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())
+            ));
+        }
+    };
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{kind}: metadata.name: missing"))?
+        .to_string();
+    let spec = map.remove("spec").ok_or_else(|| format!("{kind} {name}: spec: missing"))?;
+    let tenant = spec
+        .get("tenant")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{kind} {name}: spec.tenant: missing; name the tenant the {kind} belongs to"))?
+        .to_string();
+    let named = |e: SpecError| match e {
+        SpecError::Malformed(f) => format!("{kind} {name}: spec.{}: {}", f.field, f.message),
+        other => format!("{kind} {name}: {other}"),
+    };
+    let doc = match kind {
+        "AlertRule" => Doc::Rule(parse_spec(spec).map_err(named)?),
+        _ => Doc::Channel(parse_spec(spec).map_err(named)?),
+    };
+    Ok(Parsed { kind, name, tenant, doc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::alerts::SpecKind;
+
+    const DESIGN_EXAMPLE: &str = r#"
+apiVersion: microdash.io/v1alpha1
+kind: AlertRule
+metadata: {name: high-cpu, namespace: team-a}
+spec:
+  tenant: default
+  metric: cpu.usage
+  match: {host: web-1}
+  condition: {aggregation: avg, window: 1m, op: ">", threshold: 90}
+  for: 2m
+  keepFiringFor: 0s
+  severity: critical
+  noData: {state: NODATA, after: 5m}
+  channels: [ops-webhook, ops-mail]
+  labels: {team: a}
+  annotations: {summary: "CPU {{ $value }}% on {{ $labels.host }}"}
+---
+apiVersion: microdash.io/v1alpha1
+kind: NotificationChannel
+metadata: {name: ops-webhook, namespace: team-a}
+spec:
+  tenant: default
+  webhook: {url: "https://hooks.example.com/x", hmacSecret: "s3cret"}
+  sendResolved: true
+  repeatInterval: 4h
+---
+apiVersion: microdash.io/v1alpha1
+kind: NotificationChannel
+metadata: {name: ops-mail, namespace: team-a}
+spec:
+  tenant: default
+  email: {to: [ops@example.com], from: microdash@example.com,
+          smtp: {host: smtp.example.com, port: 587, tls: starttls, username: u, password: p}}
+"#;
+
+    async fn store() -> (tempfile::TempDir, DynStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::storage::open(&format!("sqlite://{}", dir.path().join("a.db").display()), false).await.unwrap();
+        store.migrate().await.unwrap();
+        store.create_tenant("default", None).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn the_design_example_applies_and_reapplies() {
+        let (_dir, store) = store().await;
+        let lines = apply(&store, DESIGN_EXAMPLE).await.unwrap();
+        assert_eq!(
+            lines,
+            [
+                "alertrule/high-cpu (tenant default) created",
+                "notificationchannel/ops-webhook (tenant default) created",
+                "notificationchannel/ops-mail (tenant default) created",
+            ]
+        );
+        let tenant = store.get_tenant("default").await.unwrap().unwrap();
+        let rule = store.get_spec(SpecKind::Rule, tenant.id, "high-cpu").await.unwrap().unwrap();
+        let spec: AlertRuleSpec = serde_json::from_str(&rule.spec).unwrap();
+        assert_eq!(spec.tenant, None, "the tenant is the row's, not the document's");
+        assert_eq!(spec.for_duration.as_deref(), Some("2m"));
+        let hook = store.get_spec(SpecKind::Channel, tenant.id, "ops-webhook").await.unwrap().unwrap();
+        assert!(hook.spec.contains("s3cret"), "the secret is stored (and only redacted in answers)");
+        let again = apply(&store, DESIGN_EXAMPLE).await.unwrap();
+        assert!(again.iter().all(|l| l.ends_with("configured")), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn one_bad_document_applies_nothing_and_names_every_mistake() {
+        let (_dir, store) = store().await;
+        let bad = DESIGN_EXAMPLE.replace("window: 1m", "window: 1 minute").replace("https://hooks", "ftp://hooks");
+        let err = apply(&store, &bad).await.unwrap_err().to_string();
+        assert!(err.contains("nothing was applied"), "{err}");
+        assert!(err.contains("AlertRule high-cpu: spec.condition.window"), "{err}");
+        assert!(err.contains("NotificationChannel ops-webhook: spec.webhook.url"), "{err}");
+        let tenant = store.get_tenant("default").await.unwrap().unwrap();
+        assert!(store.list_specs(SpecKind::Channel, Some(tenant.id)).await.unwrap().is_empty());
+
+        let unknown_field = DESIGN_EXAMPLE.replace("keepFiringFor: 0s", "keepFiring: 0s");
+        let err = apply(&store, &unknown_field).await.unwrap_err().to_string();
+        assert!(err.contains("document 1: AlertRule high-cpu: spec.keepFiring"), "{err}");
+
+        let other_tenant = DESIGN_EXAMPLE.replacen("tenant: default", "tenant: team-b", 1);
+        let err = apply(&store, &other_tenant).await.unwrap_err().to_string();
+        assert!(err.contains("tenant \"team-b\" does not exist"), "{err}");
+
+        let wrong_kind = DESIGN_EXAMPLE.replacen("kind: AlertRule", "kind: AlertRules", 1);
+        let err = apply(&store, &wrong_kind).await.unwrap_err().to_string();
+        assert!(err.contains("kind: \"AlertRules\" is not AlertRule or NotificationChannel"), "{err}");
+    }
+}

@@ -1,0 +1,196 @@
+//! The notification document: what a webhook receives as JSON and an email renders, written
+//! into the outbox when the transition happens, so a later delivery sends what was true then.
+
+use std::collections::BTreeMap;
+
+use microdash_model::AlertRuleSpec;
+use microdash_model::template::{self, Context};
+use serde::{Deserialize, Serialize};
+
+use super::domain::AlertState;
+use crate::domain::Labels;
+
+/// Version of the payload shape; bumped on an incompatible change.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload {
+    pub version: u32,
+    /// The same on every attempt of this notification: receivers drop repeats by it.
+    pub idempotency_key: String,
+    pub tenant: String,
+    pub rule: String,
+    pub channel: String,
+    /// FIRING, NODATA, RESOLVED, or TEST for `POST /api/v1/channels/{name}/test`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_state: Option<String>,
+    pub severity: String,
+    pub metric: String,
+    /// The condition as text, e.g. `avg(1m) > 90`.
+    pub condition: String,
+    pub value: Option<f64>,
+    /// The series' labels with the rule's labels over them.
+    pub labels: BTreeMap<String, String>,
+    /// The rule's annotations, rendered.
+    pub annotations: BTreeMap<String, String>,
+    /// When the problem began (RFC 3339), for FIRING, NODATA and RESOLVED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// When the problem ended, for RESOLVED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+    /// When the transition happened (RFC 3339) and the same in Unix milliseconds.
+    pub at: String,
+    pub at_ms: i64,
+    /// True for a reminder sent after `repeatInterval` while still firing.
+    pub repeat: bool,
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+pub fn condition_text(spec: &AlertRuleSpec) -> String {
+    let c = &spec.condition;
+    let agg = c.aggregation.as_str();
+    let over = c.window.as_deref().map(|w| format!("{agg}({w})")).unwrap_or_else(|| agg.to_string());
+    format!("{over} {} {}", c.op.as_str(), template::format_value(c.threshold))
+}
+
+/// What a notification is about.
+pub struct About<'a> {
+    pub tenant: &'a str,
+    pub rule: &'a str,
+    pub spec: &'a AlertRuleSpec,
+    pub series_labels: &'a Labels,
+    pub state: AlertState,
+    pub previous: Option<AlertState>,
+    pub value: Option<f64>,
+    pub active_since: Option<i64>,
+    pub at: i64,
+    pub repeat: bool,
+}
+
+impl Payload {
+    pub fn build(about: &About<'_>, channel: &str, idempotency_key: String) -> Payload {
+        let mut labels = about.series_labels.clone();
+        labels.extend(about.spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let severity = about.spec.severity().to_string();
+        let ctx = Context {
+            value: about.value,
+            labels: &labels,
+            rule: about.rule,
+            severity: &severity,
+            state: about.state.as_str(),
+        };
+        let annotations = about.spec.annotations.iter().map(|(k, t)| (k.clone(), template::render(t, &ctx))).collect();
+        Payload {
+            version: PAYLOAD_VERSION,
+            idempotency_key,
+            tenant: about.tenant.to_string(),
+            rule: about.rule.to_string(),
+            channel: channel.to_string(),
+            state: about.state.as_str().to_string(),
+            previous_state: about.previous.map(|s| s.as_str().to_string()),
+            severity,
+            metric: about.spec.metric.clone(),
+            condition: condition_text(about.spec),
+            value: about.value,
+            labels,
+            annotations,
+            starts_at: about.active_since.map(rfc3339),
+            ends_at: (about.state == AlertState::Resolved).then(|| rfc3339(about.at)),
+            at: rfc3339(about.at),
+            at_ms: about.at,
+            repeat: about.repeat,
+        }
+    }
+
+    /// The payload of a test notification for a channel.
+    pub fn test(tenant: &str, channel: &str, idempotency_key: String, now: i64) -> Payload {
+        Payload {
+            version: PAYLOAD_VERSION,
+            idempotency_key,
+            tenant: tenant.to_string(),
+            rule: "test".into(),
+            channel: channel.to_string(),
+            state: "TEST".into(),
+            previous_state: None,
+            severity: "info".into(),
+            metric: "microdash.test".into(),
+            condition: "a test notification".into(),
+            value: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::from([(
+                "summary".to_string(),
+                format!("Test notification from microdash for channel {channel:?}."),
+            )]),
+            starts_at: None,
+            ends_at: None,
+            at: rfc3339(now),
+            at_ms: now,
+            repeat: false,
+        }
+    }
+
+    /// One line for subjects and logs: `[FIRING] high-cpu (critical) host=web-1`.
+    pub fn headline(&self) -> String {
+        let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let repeat = if self.repeat { " (repeat)" } else { "" };
+        format!("[{}] {} ({}){repeat} {}", self.state, self.rule, self.severity, labels.join(", "))
+            .trim_end()
+            .to_string()
+    }
+}
+
+/// The idempotency key of the notification of an instance's `seq`-th transition to `channel`.
+pub fn transition_key(tenant_id: i64, instance_id: i64, seq: i64, channel: &str) -> String {
+    format!("md-{tenant_id}-{instance_id}-{seq}-{channel}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> AlertRuleSpec {
+        serde_json::from_value(serde_json::json!({
+            "metric": "cpu.usage", "condition": {"aggregation": "avg", "window": "1m", "op": ">", "threshold": 90},
+            "severity": "critical", "labels": {"team": "a"},
+            "annotations": {"summary": "CPU {{ $value }}% on {{ $labels.host }} ({{ $labels.team }})"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_firing_payload_carries_rendered_annotations_and_merged_labels() {
+        let spec = spec();
+        let labels = Labels::from([("host".to_string(), "web-1".to_string())]);
+        let about = About {
+            tenant: "default",
+            rule: "high-cpu",
+            spec: &spec,
+            series_labels: &labels,
+            state: AlertState::Firing,
+            previous: Some(AlertState::Pending),
+            value: Some(93.5),
+            active_since: Some(1_764_104_400_000),
+            at: 1_764_104_400_000,
+            repeat: false,
+        };
+        let p = Payload::build(&about, "ops", transition_key(1, 7, 2, "ops"));
+        assert_eq!(p.annotations["summary"], "CPU 93.5% on web-1 (a)");
+        assert_eq!(p.labels.len(), 2);
+        assert_eq!(p.condition, "avg(1m) > 90");
+        assert_eq!(p.idempotency_key, "md-1-7-2-ops");
+        assert_eq!(p.starts_at.as_deref(), Some("2025-11-25T21:00:00.000Z"));
+        assert_eq!(p.ends_at, None);
+        assert_eq!(p.headline(), "[FIRING] high-cpu (critical) host=web-1, team=a");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["previousState"], "PENDING");
+        assert_eq!(json["atMs"], 1_764_104_400_000i64);
+    }
+}
