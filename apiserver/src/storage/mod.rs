@@ -172,6 +172,69 @@ pub trait Store: alerts::AlertStore + Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// The reads a point query needs. The backends differ only in SQL dialect, so the query itself
+/// (matching series, choosing raw or rollup rows, folding them by step, the point limit) is
+/// written once, in `query_points`.
+#[async_trait]
+pub trait PointRows: Sync {
+    /// `(id, labels JSON)` of a metric's series.
+    async fn series_rows(&self, tenant_id: i64, metric: &str) -> Result<Vec<(i64, String)>>;
+    /// Raw `(ts, value)` of a series in `[from, to]` in time order, at most `limit`.
+    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, f64)>>;
+    /// Buckets of `table` (`rollup_1m` or `rollup_5m`) starting in `[from, to]`, in time order.
+    async fn rollup_rows(
+        &self,
+        table: &str,
+        series: i64,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Summary)>>;
+}
+
+pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result<Vec<SeriesPoints>> {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for (id, labels) in source.series_rows(query.tenant_id, &query.metric).await? {
+        let labels: Labels =
+            serde_json::from_str(&labels).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+        if !labels_match(&labels, &query.matchers) {
+            continue;
+        }
+        // One row past what is left tells that the limit was crossed.
+        let limit = (query.max_points.saturating_sub(total) + 1) as i64;
+        let points = match query.resolution {
+            Resolution::Raw => {
+                let points = source.raw_rows(id, query.from, query.to, limit).await?;
+                total += points.len();
+                match query.step {
+                    Some(step) => aggregate(&points, step, query.agg),
+                    None => points,
+                }
+            }
+            rollup => {
+                let table = if rollup == Resolution::OneMinute { "rollup_1m" } else { "rollup_5m" };
+                let width = rollup.width_ms();
+                let rows = source.rollup_rows(table, id, bucket_of(query.from, width), query.to, limit).await?;
+                total += rows.len();
+                fold_summaries(rows, query.step.unwrap_or(width).max(width), query.agg)
+            }
+        };
+        if total > query.max_points {
+            return Err(StoreError::TooManyPoints(total));
+        }
+        out.push(SeriesPoints { labels, points });
+    }
+    Ok(out)
+}
+
+/// Rollup rows as the adapters select them: bucket, count, sum, min, max, last, last_ts.
+pub type RollupRow = (i64, i64, f64, f64, f64, f64, i64);
+
+pub fn summary_of((bucket, count, sum, min, max, last, last_ts): RollupRow) -> (i64, Summary) {
+    (bucket, Summary { count, sum, min, max, last, last_ts })
+}
+
 /// Opens the store for a database URL.
 pub async fn open(url: &str, sqlite_synchronous_full: bool) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {

@@ -12,9 +12,10 @@ use sqlx::mysql::{MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
 use super::{
-    CachedSeries, PointQuery, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints, SeriesRef,
-    SessionRecord, Store, StoreError, Summary, TenantRecord, WriteBatch, WriteOutcome, aggregate, bucket_of,
-    fold_summaries, group_by_series, labels_key, labels_match, last_wins, rollup_deltas, split_duplicates,
+    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, RollupRow, SeriesCache, SeriesInfo,
+    SeriesPoints, SeriesRef, SessionRecord, Store, StoreError, Summary, TenantRecord, WriteBatch, WriteOutcome,
+    bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
+    summary_of,
 };
 use crate::domain::token::{format_scopes, parse_scopes};
 use crate::domain::{Labels, Principal, TokenHash};
@@ -222,6 +223,47 @@ impl MySqlStore {
             qb.build().execute(&mut *tx).await?;
         }
         Ok(seen)
+    }
+}
+
+#[async_trait]
+impl PointRows for MySqlStore {
+    async fn series_rows(&self, tenant_id: i64, metric: &str) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = ? AND metric = ? ORDER BY labels")
+            .bind(tenant_id)
+            .bind(metric)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, f64)>> {
+        Ok(sqlx::query_as(
+            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+        )
+        .bind(series)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn rollup_rows(
+        &self,
+        table: &str,
+        series: i64,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Summary)>> {
+        let rows: Vec<RollupRow> = sqlx::query_as(&format!("SELECT bucket, count, sum, min, max, last, last_ts FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ? ORDER BY bucket LIMIT ?"))
+            .bind(series)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(summary_of).collect())
     }
 }
 
@@ -465,63 +507,7 @@ impl Store for MySqlStore {
     }
 
     async fn query(&self, query: &PointQuery) -> Result<Vec<SeriesPoints>> {
-        let series = sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND metric = ? ORDER BY labels")
-            .bind(query.tenant_id)
-            .bind(&query.metric)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        for row in series {
-            let labels: Labels = serde_json::from_str(&row.try_get::<String, _>("labels")?).map_err(decode_err)?;
-            if !labels_match(&labels, &query.matchers) {
-                continue;
-            }
-            let id: i64 = row.try_get("id")?;
-            let remaining = query.max_points.saturating_sub(total);
-            let points = match query.resolution {
-                Resolution::Raw => {
-                    let points: Vec<(i64, f64)> = sqlx::query_as(
-                        "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
-                    )
-                    .bind(id)
-                    .bind(query.from)
-                    .bind(query.to)
-                    .bind((remaining + 1) as i64)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    total += points.len();
-                    match query.step {
-                        Some(step) => aggregate(&points, step, query.agg),
-                        None => points,
-                    }
-                }
-                rollup => {
-                    let table = if rollup == Resolution::OneMinute { "rollup_1m" } else { "rollup_5m" };
-                    let width = rollup.width_ms();
-                    let rows: Vec<(i64, i64, f64, f64, f64, f64, i64)> = sqlx::query_as(&format!(
-                        "SELECT bucket, count, sum, min, max, last, last_ts FROM {table} \
-                         WHERE series_id = ? AND bucket >= ? AND bucket <= ? ORDER BY bucket LIMIT ?"
-                    ))
-                    .bind(id)
-                    .bind(bucket_of(query.from, width))
-                    .bind(query.to)
-                    .bind((remaining + 1) as i64)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    total += rows.len();
-                    let summaries = rows.into_iter().map(|(bucket, count, sum, min, max, last, last_ts)| {
-                        (bucket, Summary { count, sum, min, max, last, last_ts })
-                    });
-                    fold_summaries(summaries, query.step.unwrap_or(width).max(width), query.agg)
-                }
-            };
-            if total > query.max_points {
-                return Err(StoreError::TooManyPoints(total));
-            }
-            out.push(SeriesPoints { labels, points });
-        }
-        Ok(out)
+        query_points(self, query).await
     }
 
     async fn list_dashboards(&self, tenant_id: i64) -> Result<Vec<String>> {
