@@ -13,7 +13,9 @@ started=$(date +%s)
 ensure_debs chromium ca-certificates python3-aiosmtpd openssl
 
 echo "==> Starting test services (PostgreSQL, MariaDB, Redis on loopback; data in .cache/services)"
-eval "$(scripts/services.sh start)"
+# Captured first: `eval "$(…)"` alone would hide a failed start.
+services_env=$(scripts/services.sh start)
+eval "$services_env"
 trap 'scripts/services.sh stop' EXIT
 
 echo "==> cargo fmt --check"
