@@ -696,3 +696,86 @@ async fn api_and_workers_store_everything_once_although_a_worker_is_killed() {
         conn.xpending("microdash:ingest", "microdash-writers").await.unwrap();
     assert_eq!(pending.count(), 0, "no entry left pending");
 }
+
+/// The database goes away under ingest (its connections are cut and refused) while the API
+/// keeps accepting into Redis; once it is back, the worker writes everything. Nothing that was
+/// answered 202 is lost.
+#[tokio::test]
+async fn a_database_outage_under_ingest_loses_nothing_accepted() {
+    use redis::AsyncCommands;
+    use sqlx::Connection;
+    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
+        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
+    );
+    // Database 2 of the test Redis belongs to this test.
+    let redis_url = format!("{redis_base}/2");
+    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let db = common::fresh_database_url("postgres").await;
+    let name = db.rsplit('/').next().unwrap().to_string();
+    let admin_url = std::env::var("MICRODASH_TEST_POSTGRES_URL").unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+
+    let env = |role: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("MICRODASH_DATABASE_URL", db.clone()),
+            ("MICRODASH_REDIS_URL", redis_url.clone()),
+            ("MICRODASH_ROLE", role.into()),
+        ]
+    };
+    let (api_env, worker_env) = (env("api"), env("worker"));
+    let api_dir = tempfile::tempdir().unwrap();
+    let api = Server::start_with(api_dir.path(), &str_pairs(&api_env));
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = Server::start_with(worker_dir.path(), &str_pairs(&worker_env));
+
+    let send = |from: usize| {
+        let samples: Vec<Value> =
+            (from..from + 100).map(|i| json!({"metric":"outage","value":1,"ts": 1_000_000 + i as i64})).collect();
+        json!({ "samples": samples }).to_string()
+    };
+    let mut accepted = 0u64;
+    for b in 0..5 {
+        let (status, body) = post(&api, &api.token, "/api/v1/metrics/bulk", send(b * 100)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accepted += body["accepted"].as_u64().unwrap();
+    }
+    // The outage: no new connections, existing ones cut.
+    sqlx::query(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for b in 5..25 {
+        let (status, body) = post(&api, &api.token, "/api/v1/metrics/bulk", send(b * 100)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "the API keeps accepting into Redis: {body}");
+        accepted += body["accepted"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let queued: Option<i64> = conn.get("microdash:queued-samples").await.unwrap();
+    assert!(queued.unwrap_or(0) > 0, "samples wait in Redis while the database is away");
+    sqlx::query(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).execute(&mut admin).await.unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client()
+            .get(api.url("/api/v1/query?metric=outage&from=0&to=2000000&resolution=raw"))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            let q: Value = r.json().await.unwrap();
+            if points(&q) as u64 == accepted {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "not every accepted sample was written after the outage");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(accepted, 2500);
+}
+
+fn str_pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}

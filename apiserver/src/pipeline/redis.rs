@@ -163,6 +163,9 @@ async fn worker_loop(
     ensure_group(&mut conn).await?;
     tracing::info!(consumer, "Worker consuming the ingest stream.");
     let mut last_claim = Instant::now() - CLAIM_IDLE;
+    // After a failed write (the database was down) this consumer's own entries are still
+    // pending: read those first ("0"), then new ones (">").
+    let mut own_backlog = true;
     loop {
         let mut entries: Vec<(String, redis::Value)> = Vec::new();
         if last_claim.elapsed() >= CLAIM_IDLE / 3 {
@@ -187,8 +190,13 @@ async fn worker_loop(
             }
         }
         if entries.is_empty() {
-            let options = StreamReadOptions::default().group(GROUP, consumer).count(200).block(1000);
-            let reply: StreamReadReply = conn.xread_options(&[STREAM], &[">"], &options).await?;
+            let from = if own_backlog { "0" } else { ">" };
+            let mut options = StreamReadOptions::default().group(GROUP, consumer).count(200);
+            if !own_backlog {
+                options = options.block(1000);
+            }
+            let reply: StreamReadReply = conn.xread_options(&[STREAM], &[from], &options).await?;
+            own_backlog = own_backlog && reply.keys.iter().any(|k| !k.ids.is_empty());
             for key in reply.keys {
                 for id in key.ids {
                     if let Some(v) = id.map.get("e") {
