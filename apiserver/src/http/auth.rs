@@ -1,8 +1,8 @@
 //! The `Caller` extractor: who is calling, from `Authorization: Bearer` or the session cookie.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use microdash_model::Scope;
 
 use crate::auth::SESSION_COOKIE;
@@ -44,9 +44,8 @@ impl Caller {
     }
 }
 
-pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -71,7 +70,7 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(AppError::unauthorized("the Authorization header must be `Bearer <token>`"));
             }
             Some(secret) => state.auth.token(secret).await?,
-            None => match cookie_value(parts, SESSION_COOKIE) {
+            None => match cookie_value(&parts.headers, SESSION_COOKIE) {
                 Some(cookie) => state.auth.session(cookie).await?,
                 None => {
                     state.telemetry.reject(reason::UNAUTHORIZED);

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::SESSION_COOKIE;
 use crate::domain::{Principal, Token, TokenHash, now_ms};
 use crate::http::AppState;
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, cookie_value};
 use crate::http::error::{AppError, AppResult};
 use crate::http::ingest::Body;
 
@@ -75,16 +75,9 @@ pub async fn whoami(caller: Caller) -> AppResult<Json<SessionInfo>> {
 
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204)))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_string());
+    let value = cookie_value(&headers, SESSION_COOKIE);
     if let Some(value) = value {
-        state.store.delete_session(&TokenHash::of(&value)).await?;
+        state.store.delete_session(&TokenHash::of(value)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", 0));

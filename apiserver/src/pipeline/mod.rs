@@ -29,6 +29,29 @@ pub trait CommitListener: Send + Sync {
     fn committed(&self, tenant_id: i64, samples: &[&Sample]);
 }
 
+/// Counts a committed batch and tells the listeners about the samples actually stored (not
+/// those skipped as duplicates); returns those samples.
+fn announce<'a>(
+    telemetry: &Telemetry,
+    listeners: &[Arc<dyn CommitListener>],
+    tenant_id: i64,
+    samples: &'a [Sample],
+    outcome: &WriteOutcome,
+) -> Vec<&'a Sample> {
+    telemetry.samples_accepted.inc_by(outcome.accepted as u64);
+    telemetry.samples_duplicate.inc_by(outcome.duplicates as u64);
+    let skipped = &outcome.duplicate_indices;
+    let stored: Vec<&Sample> = if skipped.is_empty() {
+        samples.iter().collect()
+    } else {
+        samples.iter().enumerate().filter(|(i, _)| skipped.binary_search(i).is_err()).map(|(_, s)| s).collect()
+    };
+    for listener in listeners {
+        listener.committed(tenant_id, &stored);
+    }
+    stored
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("the ingest queue is full")]
@@ -203,23 +226,8 @@ async fn write_group(
         Ok(outcomes) => {
             tracing::debug!(requests = group.len(), samples = total, "Group committed.");
             for (pending, outcome) in group.drain(..).zip(outcomes) {
-                telemetry.samples_accepted.inc_by(outcome.accepted as u64);
-                telemetry.samples_duplicate.inc_by(outcome.duplicates as u64);
                 let Pending { tenant_id, samples, reply, _permit } = pending;
-                let skipped = &outcome.duplicate_indices;
-                let stored: Vec<&Sample> = if skipped.is_empty() {
-                    samples.iter().collect()
-                } else {
-                    samples
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| skipped.binary_search(i).is_err())
-                        .map(|(_, s)| s)
-                        .collect()
-                };
-                for listener in listeners {
-                    listener.committed(tenant_id, &stored);
-                }
+                announce(telemetry, listeners, tenant_id, &samples, &outcome);
                 let _ = reply.send(Ok(outcome));
             }
         }

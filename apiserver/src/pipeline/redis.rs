@@ -228,18 +228,7 @@ async fn worker_loop(
         telemetry.write_batch_seconds.observe(started.elapsed().as_secs_f64());
         let mut live = redis::pipe();
         for (entry, outcome) in decoded.iter().zip(&outcomes) {
-            telemetry.samples_accepted.inc_by(outcome.accepted as u64);
-            telemetry.samples_duplicate.inc_by(outcome.duplicates as u64);
-            let stored: Vec<&Sample> = entry
-                .s
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| outcome.duplicate_indices.binary_search(i).is_err())
-                .map(|(_, s)| s)
-                .collect();
-            for listener in listeners {
-                listener.committed(entry.t, &stored);
-            }
+            let stored = super::announce(telemetry, listeners, entry.t, &entry.s, outcome);
             let message = LiveMessage {
                 t: entry.t,
                 s: stored

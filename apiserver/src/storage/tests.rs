@@ -254,17 +254,35 @@ fn resolution_follows_range_and_step() {
     assert_eq!(choose_resolution(0, h, None, 10), Resolution::OneMinute, "raw already purged there");
 }
 
-/// A new, empty PostgreSQL database on the test server that `scripts/services.sh` starts.
-async fn fresh_postgres() -> DynStore {
+/// A new, empty database on the test PostgreSQL (`postgres`) or MariaDB (`mysql`) server that
+/// `scripts/services.sh` starts; fails with the command to run when it is not there.
+async fn fresh_store(kind: &str) -> DynStore {
     use sqlx::Connection;
-    let url = std::env::var("MICRODASH_TEST_POSTGRES_URL").expect(
-        "MICRODASH_TEST_POSTGRES_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)",
-    );
-    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
+    let var = format!("MICRODASH_TEST_{}_URL", kind.to_uppercase());
+    let url = std::env::var(&var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)"
+        )
+    });
     let name = format!("md_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let create = format!("CREATE DATABASE {name}");
+    if kind == "postgres" {
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
+        sqlx::query(&create).execute(&mut admin).await.unwrap();
+    } else {
+        let mut admin = sqlx::MySqlConnection::connect(&url).await.expect("connect to the test MariaDB");
+        sqlx::query(&create).execute(&mut admin).await.unwrap();
+    }
     let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
     open(&format!("{base}/{name}"), false).await.unwrap()
+}
+
+async fn fresh_postgres() -> DynStore {
+    fresh_store("postgres").await
+}
+
+async fn fresh_mysql() -> DynStore {
+    fresh_store("mysql").await
 }
 
 #[tokio::test]
@@ -284,19 +302,6 @@ proptest::proptest! {
             check_rollups_match_raw(&store, tenant.id, &batches).await;
         });
     }
-}
-
-/// A new, empty MariaDB database on the test server that `scripts/services.sh` starts.
-async fn fresh_mysql() -> DynStore {
-    use sqlx::Connection;
-    let url = std::env::var("MICRODASH_TEST_MYSQL_URL").expect(
-        "MICRODASH_TEST_MYSQL_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)",
-    );
-    let mut admin = sqlx::MySqlConnection::connect(&url).await.expect("connect to the test MariaDB");
-    let name = format!("md_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
-    open(&format!("{base}/{name}"), false).await.unwrap()
 }
 
 #[tokio::test]
