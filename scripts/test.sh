@@ -26,7 +26,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 build_dashboard "$ROOT"
 
 echo "==> cargo test"
-cargo test --workspace 2>&1 | tee "$LOGS/cargo.log"
+# One test at a time: the black-box tests each start servers (and brokers); on 2 cores, running
+# them side by side starved timing-sensitive ones (see the issue note on the alerting and MQTT flakes).
+cargo test --workspace -- --test-threads=1 2>&1 | tee "$LOGS/cargo.log"
 
 echo "==> dashboard: typecheck and unit tests"
 (cd dashboard && npm run --silent typecheck && npx vitest run --reporter=dot) 2>&1 | tee "$LOGS/vitest.log"
