@@ -8,4 +8,10 @@ source scripts/lib.sh
 ensure_debs prometheus prometheus-alertmanager mosquitto mosquitto-clients victoria-metrics
 build_dashboard "$ROOT"
 cargo build --release --quiet -p microdash -p microdash-bench
+# PostgreSQL, MariaDB, Redis and Mosquitto on loopback, as for the tests (the storage section
+# creates a fresh database per setup on them).
+echo "==> Starting PostgreSQL, MariaDB, Redis on loopback (data in .cache/services)"
+services_env=$(scripts/services.sh start)
+eval "$services_env"
+trap 'scripts/services.sh stop' EXIT
 ./target/release/microdash-bench "$@"
