@@ -194,53 +194,39 @@ macro_rules! sql_alert_store {
                     create_only: bool,
                 ) -> Result<bool> {
                     let table = kind.table();
+                    // A write first, so SQLite takes its write lock at once (waiting out other
+                    // writers) instead of failing to upgrade a read lock under concurrency.
                     let mut tx = self.pool.begin().await?;
-                    let exists: Option<i64> = sqlx::query_scalar(&$sql(&format!(
-                        "SELECT tenant_id FROM {table} WHERE tenant_id = ? AND name = ?"
+                    let inserted = sqlx::query(&$sql(&$ignore(
+                        &format!(
+                            "INSERT INTO {table} (tenant_id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+                        ),
+                        "tenant_id, name",
                     )))
                     .bind(tenant_id)
                     .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    match exists {
-                        Some(_) if create_only => {
+                    .bind(spec)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        if create_only {
                             return Err(StoreError::Conflict(format!("{} {name:?}", kind.noun())));
                         }
-                        Some(_) => {
-                            sqlx::query(&$sql(&format!(
-                                "UPDATE {table} SET spec = ?, updated_at = ? WHERE tenant_id = ? AND name = ?"
-                            )))
-                            .bind(spec)
-                            .bind(now)
-                            .bind(tenant_id)
-                            .bind(name)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        None => {
-                            let inserted = sqlx::query(&$sql(&$ignore(
-                                &format!(
-                                    "INSERT INTO {table} (tenant_id, name, spec, created_at, updated_at) \
-                                     VALUES (?, ?, ?, ?, ?)"
-                                ),
-                                "tenant_id, name",
-                            )))
-                            .bind(tenant_id)
-                            .bind(name)
-                            .bind(spec)
-                            .bind(now)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                            if inserted == 0 {
-                                // Created by someone else meanwhile.
-                                return Err(StoreError::Conflict(format!("{} {name:?}", kind.noun())));
-                            }
-                        }
+                        sqlx::query(&$sql(&format!(
+                            "UPDATE {table} SET spec = ?, updated_at = ? WHERE tenant_id = ? AND name = ?"
+                        )))
+                        .bind(spec)
+                        .bind(now)
+                        .bind(tenant_id)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     tx.commit().await?;
-                    Ok(exists.is_none())
+                    Ok(inserted == 1)
                 }
 
                 async fn get_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<Option<SpecRecord>> {
