@@ -10,9 +10,9 @@ LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 started=$(date +%s)
 
-ensure_debs chromium ca-certificates python3-aiosmtpd openssl
+ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl
 
-echo "==> Starting test services (PostgreSQL, MariaDB, Redis on loopback; data in .cache/services)"
+echo "==> Starting test services (PostgreSQL, MariaDB, Redis, Mosquitto, etcd + kube-apiserver on loopback; data in .cache/services)"
 # Captured first: `eval "$(…)"` alone would hide a failed start.
 services_env=$(scripts/services.sh start)
 eval "$services_env"
