@@ -174,3 +174,38 @@ pub struct LastDelivery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_from_kubernetes_fill_the_model_spec_which_then_validates() {
+        let spec: NotificationChannelResourceSpec = serde_json::from_value(serde_json::json!({
+            "tenant": "default",
+            "email": {"to": ["ops@example.com"], "from": "md@example.com",
+                      "smtp": {"host": "smtp.example.com", "credentialsSecretRef": {"name": "smtp"}}}
+        }))
+        .unwrap();
+        let refs: Vec<String> = spec.secret_refs().iter().map(|r| format!("{}/{}", r.name, r.key)).collect();
+        assert_eq!(refs, ["smtp/username", "smtp/password"]);
+        let secrets = ResolvedSecrets { username: Some("u".into()), password: Some("p".into()), ..Default::default() };
+        let model = spec.to_model(&secrets);
+        model.validate().unwrap();
+        assert_eq!(model.email.unwrap().smtp.password.as_deref(), Some("p"));
+
+        let hook: NotificationChannelResourceSpec = serde_json::from_value(serde_json::json!({
+            "tenant": "default", "webhook": {"urlSecretRef": {"name": "h", "key": "url"}}
+        }))
+        .unwrap();
+        let secrets = ResolvedSecrets { url: Some("https://hooks.example.com/x".into()), ..Default::default() };
+        assert_eq!(hook.to_model(&secrets).webhook.unwrap().url, "https://hooks.example.com/x");
+        // Inline secrets are not part of the CRD.
+        assert!(
+            serde_json::from_value::<NotificationChannelResourceSpec>(serde_json::json!({
+                "tenant": "default", "webhook": {"url": "http://x", "hmacSecret": "s"}
+            }))
+            .is_err()
+        );
+    }
+}

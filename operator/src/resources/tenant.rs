@@ -79,3 +79,22 @@ pub struct TenantUsage {
     pub rules: i64,
     pub channels: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_tenant_reads() {
+        let spec: TenantResourceSpec = serde_json::from_value(serde_json::json!({
+            "displayName": "Team A", "retention": {"raw": "7d", "1m": "30d"},
+            "tokenSecret": {"namespace": "microdash", "scopes": ["ingest"]}
+        }))
+        .unwrap();
+        assert_eq!(spec.tenant.display_name.as_deref(), Some("Team A"));
+        assert_eq!(spec.tenant.retention.unwrap().one_minute.as_deref(), Some("30d"));
+        assert_eq!(spec.token_secret.scopes, [Scope::Ingest]);
+        // Unknown fields never get here: the API server prunes what the schema lacks (and
+        // `kubectl apply` refuses them with strict field validation).
+    }
+}
