@@ -2,7 +2,8 @@
 # Starts or stops the services the tests need, from Debian packages, on loopback only, with
 # their data under .cache/services (ignored by git):
 #   PostgreSQL 127.0.0.1:55432, MariaDB 127.0.0.1:53306, Redis 127.0.0.1:56379,
-#   Mosquitto 127.0.0.1:51883.
+#   Mosquitto 127.0.0.1:51883, etcd 127.0.0.1:52379 + kube-apiserver https://127.0.0.1:56443
+#   (built from Go modules by scripts/kube-tools.sh; see scripts/services/kube.sh).
 # `scripts/services.sh start` installs what is missing, starts what is not running (idempotent)
 # and prints the environment the tests read; `scripts/services.sh stop` stops them.
 set -euo pipefail
@@ -78,6 +79,9 @@ case "${1:-}" in
     start_mariadb
     start_redis
     start_mosquitto
+    "$ROOT/scripts/services/kube.sh" start "$DIR/kube"
+    echo "export MICRODASH_TEST_KUBECONFIG=$DIR/kube/kubeconfig"
+    echo "export MICRODASH_TEST_KUBE_BIN=$("$ROOT/scripts/kube-tools.sh")"
     echo "export MICRODASH_TEST_MOSQUITTO=127.0.0.1:$MQTT_PORT"
     echo "export MICRODASH_TEST_POSTGRES_URL=postgres://microdash:$PASSWORD@127.0.0.1:$PG_PORT/postgres"
     echo "export MICRODASH_TEST_MYSQL_URL=mysql://microdash:$PASSWORD@127.0.0.1:$MY_PORT/mysql"
@@ -88,6 +92,7 @@ case "${1:-}" in
     [[ -S "$DIR/mariadb/mysqld.sock" ]] && mariadb-admin --socket="$DIR/mariadb/mysqld.sock" shutdown >/dev/null 2>&1 || true
     redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true
     [[ -d "$DIR/mosquitto" ]] && "$ROOT/scripts/services/mosquitto.sh" stop "$DIR/mosquitto" >/dev/null 2>&1 || true
+    "$ROOT/scripts/services/kube.sh" stop "$DIR/kube" >/dev/null 2>&1 || true
     ;;
   *)
     echo "usage: $0 start|stop" >&2

@@ -811,3 +811,48 @@ async fn wait_for_stored(server: &Server, metric: &str, n: usize) {
 fn str_pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
+
+/// The operator's way in: the admin token acts on one tenant named in `X-Microdash-Tenant`;
+/// tenant tokens still cannot cross to another tenant.
+#[tokio::test]
+async fn the_admin_token_acts_on_the_tenant_named_in_x_microdash_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = server.token.clone();
+    let (status, created) = post(&server, ADMIN_TOKEN, "/api/v1/tenants", r#"{"name":"team-b"}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let b = created["token"].as_str().unwrap().to_string();
+    let as_tenant = |method: reqwest::Method, path: &str, tenant: &str, token: &str| {
+        client().request(method, server.url(path)).bearer_auth(token).header("X-Microdash-Tenant", tenant)
+    };
+    let rule = r#"{"name":"high","metric":"cpu","condition":{"aggregation":"last","op":">","threshold":1}}"#;
+
+    // The admin creates a rule in team-b; team-b sees it, the default tenant does not.
+    let r = as_tenant(reqwest::Method::POST, "/api/v1/rules", "team-b", ADMIN_TOKEN).body(rule).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert_eq!(get(&server, &b, "/api/v1/rules").await.1["rules"][0]["name"], "high");
+    assert_eq!(get(&server, &a, "/api/v1/rules").await.1["rules"], json!([]));
+    let r = as_tenant(reqwest::Method::GET, "/api/v1/alerts", "team-b", ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // An unknown tenant is a 404 problem naming it.
+    let r = as_tenant(reqwest::Method::GET, "/api/v1/rules", "nobody", ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.text().await.unwrap().contains("nobody"));
+
+    // Without the header the admin token still cannot read tenant data.
+    assert_eq!(get(&server, ADMIN_TOKEN, "/api/v1/rules").await.0, StatusCode::FORBIDDEN);
+
+    // A tenant token naming another tenant is refused whether that tenant exists or not;
+    // naming its own tenant changes nothing.
+    for other in ["default", "nobody"] {
+        let r = as_tenant(reqwest::Method::GET, "/api/v1/rules", other, &b).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "team-b's token naming {other}");
+    }
+    let r = as_tenant(reqwest::Method::GET, "/api/v1/rules", "team-b", &b).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Tenant tokens still cannot manage tenants, header or not.
+    let r = as_tenant(reqwest::Method::GET, "/api/v1/tenants", "team-b", &b).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

@@ -106,6 +106,41 @@ pub struct TenantSpec {
     /// A human-friendly name shown in the dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// How long each resolution of the tenant's data is kept; omitted = the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<TenantRetention>,
+    /// Intake limits of the tenant; omitted = the server's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TenantLimits>,
+}
+
+/// Retention overrides of one tenant, durations such as `3d` or `12h` (at least `1m`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRetention {
+    /// Raw samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// One-minute rollups.
+    #[serde(default, rename = "1m", skip_serializing_if = "Option::is_none")]
+    pub one_minute: Option<String>,
+    /// Five-minute rollups.
+    #[serde(default, rename = "5m", skip_serializing_if = "Option::is_none")]
+    pub five_minutes: Option<String>,
+}
+
+/// Intake limits of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Samples per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub samples_per_second: Option<u64>,
+    /// Distinct series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub series: Option<u64>,
 }
 
 #[cfg(test)]

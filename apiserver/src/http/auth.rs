@@ -1,4 +1,8 @@
 //! The `Caller` extractor: who is calling, from `Authorization: Bearer` or the session cookie.
+//!
+//! The admin token may act on one tenant's data (rules, channels, alerts, …) when the request
+//! names it in `X-Microdash-Tenant`: that is how the Kubernetes operator manages a tenant's
+//! rules without holding the tenant's own token. A tenant token never crosses to another tenant.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -11,7 +15,10 @@ use crate::http::AppState;
 use crate::http::error::{AppError, AppResult};
 use crate::telemetry::reason;
 
-pub struct Caller(pub Principal);
+/// The tenant that the admin token acts on, named in this header.
+pub const TENANT_HEADER: &str = "x-microdash-tenant";
+
+pub struct Caller(pub Principal, Option<TenantCaller>);
 
 /// A tenant-scoped caller, after its scope was checked.
 pub struct TenantCaller {
@@ -30,9 +37,15 @@ impl Caller {
                     Err(AppError::forbidden(format!("this token lacks the `{scope}` scope")))
                 }
             }
-            Principal::Admin => {
-                Err(AppError::forbidden("the admin token manages tenants only; use a token of the tenant for its data"))
-            }
+            Principal::Admin => match &self.1 {
+                Some(acting) => {
+                    Ok(TenantCaller { tenant_id: acting.tenant_id, tenant: acting.tenant.clone(), token_id: 0 })
+                }
+                None => Err(AppError::forbidden(
+                    "the admin token manages tenants; for a tenant's data name it in X-Microdash-Tenant \
+                     or use a token of the tenant",
+                )),
+            },
         }
     }
 
@@ -80,8 +93,34 @@ impl FromRequestParts<AppState> for Caller {
                 }
             },
         };
+        let acting_on = match parts.headers.get(TENANT_HEADER) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| {
+                        AppError::bad_request("X-Microdash-Tenant must be a tenant name").field(TENANT_HEADER)
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+        };
         match principal {
-            Some(p) => Ok(Caller(p)),
+            Some(Principal::Admin) if acting_on.is_some() => {
+                let name = acting_on.unwrap_or_default();
+                let record = state
+                    .store
+                    .get_tenant(&name)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(format!("tenant {name:?} not found")))?;
+                let acting = TenantCaller { tenant_id: record.id, tenant: record.name, token_id: 0 };
+                Ok(Caller(Principal::Admin, Some(acting)))
+            }
+            // A tenant token may name its own tenant, never another (and learns nothing about it).
+            Some(Principal::Tenant { tenant, .. }) if acting_on.as_deref().is_some_and(|name| name != tenant) => {
+                Err(AppError::forbidden("only the admin token may act on another tenant (X-Microdash-Tenant)"))
+            }
+            Some(p) => Ok(Caller(p, None)),
             None => {
                 state.telemetry.reject(reason::UNAUTHORIZED);
                 Err(AppError::unauthorized("invalid token or expired session"))

@@ -1,0 +1,231 @@
+//! `AlertRule` → a rule in the server; the server's verdict and the rule's live state → status.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::{FINALIZER, error_policy, from_finalizer, measured, ms_rfc3339, now_rfc3339};
+use crate::conditions::{Wanted, merge};
+use crate::context::{Context, patch_status, update_status};
+use crate::error::{Error, Result};
+use crate::resources::{AlertRule, AlertRuleStatus};
+
+const CONTROLLER: &str = "alertrule";
+
+pub async fn run(ctx: Arc<Context>) {
+    let rules: Api<AlertRule> = ctx.watched();
+    Controller::new(rules, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+pub async fn reconcile(rule: Arc<AlertRule>, ctx: Arc<Context>) -> Result<Action> {
+    let api: Api<AlertRule> = Api::namespaced(ctx.client.clone(), &rule.namespace().unwrap_or_default());
+    let work = async {
+        finalizer(&api, FINALIZER, rule.clone(), |event| async {
+            match event {
+                Finalizer::Apply(rule) => rule.apply(&ctx).await,
+                Finalizer::Cleanup(rule) => rule.cleanup(&ctx).await,
+            }
+        })
+        .await
+        .map_err(from_finalizer)
+    };
+    measured(CONTROLLER, rule.as_ref(), &ctx, work).await
+}
+
+impl AlertRule {
+    fn tenant(&self) -> Option<&str> {
+        self.spec.rule.tenant.as_deref()
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        let name = self.name_any();
+        let api: Api<AlertRule> = Api::namespaced(ctx.client.clone(), &self.namespace().unwrap_or_default());
+        let previous = self.status.clone().unwrap_or_default();
+        let generation = self.metadata.generation;
+        let Some(tenant) = self.tenant() else {
+            // The CRD's CEL rule requires it; kept for objects written before that rule.
+            let conditions = merge(
+                &previous.conditions,
+                &[Wanted::no("Accepted", "MissingTenant", "spec.tenant is required")],
+                generation,
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            let status = AlertRuleStatus { observed_generation: generation, conditions, ..previous.clone() };
+            update_status(&api, &name, self.status.as_ref(), &status).await?;
+            return Ok(Action::await_change());
+        };
+        let server = match ctx.server().await {
+            Ok(server) => server,
+            Err(e) => return Err(self.unsynced(&api, &previous, e).await),
+        };
+        let wanted = {
+            let mut spec = self.spec.rule.clone();
+            spec.tenant = None;
+            spec
+        };
+        let current = match server.get_rule(tenant, &name).await {
+            Ok(current) => current,
+            Err(e) => return Err(self.unsynced(&api, &previous, e).await),
+        };
+        let in_sync = current.as_ref().and_then(|view| view.spec()).is_some_and(|spec| spec == wanted);
+        let view = if in_sync {
+            current
+        } else {
+            let drift = current.is_some() && previous.observed_generation == generation;
+            match server.put_rule(tenant, &name, &wanted).await {
+                Ok(Ok(view)) => {
+                    if drift {
+                        ctx.event(
+                            self,
+                            true,
+                            "DriftCorrected",
+                            format!("the rule in tenant {tenant} had been changed by hand; restored"),
+                        )
+                        .await;
+                        tracing::info!(rule = %name, %tenant, "Rule drifted in the server; restored.");
+                    } else {
+                        ctx.event(self, false, "Synced", format!("rule synced to tenant {tenant}")).await;
+                    }
+                    Some(view)
+                }
+                Ok(Err(refusal)) => {
+                    let reason = if refusal.status == 404 { "TenantNotFound" } else { "Invalid" };
+                    let conditions = merge(
+                        &previous.conditions,
+                        &[
+                            Wanted::no("Accepted", reason, &refusal.detail),
+                            Wanted::no("Synced", reason, "the server refused the spec"),
+                        ],
+                        generation,
+                        k8s_openapi::jiff::Timestamp::now(),
+                    );
+                    if !crate::conditions::is_false_with(&previous.conditions, "Accepted", &refusal.detail) {
+                        ctx.event(self, true, reason, refusal.detail.clone()).await;
+                    }
+                    let status = AlertRuleStatus { observed_generation: generation, conditions, ..previous.clone() };
+                    update_status(&api, &name, self.status.as_ref(), &status).await?;
+                    // A missing tenant may appear; a bad spec waits for an edit.
+                    return Ok(if reason == "TenantNotFound" {
+                        Action::requeue(ctx.resync)
+                    } else {
+                        Action::await_change()
+                    });
+                }
+                Err(e) => return Err(self.unsynced(&api, &previous, e).await),
+            }
+        };
+        let view = view.expect("set above");
+        let last_transition = server.last_transition(tenant, &name).await.ok().flatten();
+        let conditions = merge(
+            &previous.conditions,
+            &[
+                Wanted::yes("Accepted", "Valid", "the server accepted the rule"),
+                Wanted::yes("Synced", "Synced", format!("in sync with tenant {tenant} at {}", server.base())),
+            ],
+            generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let status = AlertRuleStatus {
+            observed_generation: generation,
+            conditions,
+            state: Some(view.status.state.clone()),
+            matched_series: Some(view.status.instances),
+            firing_series: Some(view.status.firing),
+            last_evaluation: last_transition.map(ms_rfc3339).or(previous.last_evaluation.clone()),
+            last_sync: previous.last_sync.clone(),
+        };
+        // `lastSync` moves only with a real change: an unchanged status is not written.
+        if self.status.as_ref() != Some(&status) {
+            let status = AlertRuleStatus { last_sync: Some(now_rfc3339()), ..status };
+            patch_status(&api, &name, json!(status)).await?;
+        }
+        Ok(Action::requeue(ctx.resync))
+    }
+
+    /// Records that the server could not be reached (Synced=False) and hands the error back
+    /// for a retry with backoff.
+    async fn unsynced(&self, api: &Api<AlertRule>, previous: &AlertRuleStatus, error: Error) -> Error {
+        let conditions = merge(
+            &previous.conditions,
+            &[Wanted::no("Synced", "ServerUnreachable", error.to_string())],
+            previous.observed_generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let status = AlertRuleStatus { conditions, ..previous.clone() };
+        if let Err(e) = update_status(api, &self.name_any(), Some(previous), &status).await {
+            tracing::warn!(error = %e, "Could not record the unreachable server in status.");
+        }
+        error
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        let name = self.name_any();
+        if let Some(tenant) = self.tenant() {
+            let server = ctx.server().await?;
+            match server.delete_rule(tenant, &name).await? {
+                true => tracing::info!(rule = %name, %tenant, "Rule deleted from the server."),
+                false => tracing::debug!(rule = %name, %tenant, "Rule was not in the server."),
+            }
+            ctx.event(self, false, "Deleted", format!("rule removed from tenant {tenant}")).await;
+        }
+        Ok(Action::await_change())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// Mocked API server (tower-test): a new rule first gets the finalizer, in exactly one JSON
+    /// patch, before anything reaches the microdash server (which here would not answer).
+    #[tokio::test]
+    async fn a_new_rule_first_gets_the_finalizer_and_nothing_else() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "ns");
+        let unreachable = crate::server::ServerApi::new("http://127.0.0.1:9", "token-that-is-never-sent");
+        let ctx = Context::new(
+            client,
+            crate::context::ServerSource::Fixed(unreachable),
+            Arc::new(crate::metrics::Metrics::default()),
+            std::time::Duration::from_secs(30),
+            None,
+        );
+        let rule: AlertRule = serde_json::from_value(json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "AlertRule",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"tenant": "default", "metric": "m", "condition": {"aggregation": "last", "op": ">", "threshold": 1}}
+        }))
+        .unwrap();
+        let stored = rule.clone();
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("one request");
+            let (parts, body) = request.into_parts();
+            assert_eq!(parts.method, http::Method::PATCH);
+            assert_eq!(parts.uri.path(), "/apis/microdash.io/v1alpha1/namespaces/ns/alertrules/r");
+            let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+            let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(patch.to_string().contains(FINALIZER), "{patch}");
+            let mut with_finalizer = stored;
+            with_finalizer.metadata.finalizers = Some(vec![FINALIZER.into()]);
+            send.send_response(
+                Response::builder().body(Body::from(serde_json::to_vec(&with_finalizer).unwrap())).unwrap(),
+            );
+            assert!(handle.next_request().await.is_none(), "no second request");
+        });
+        let action = reconcile(Arc::new(rule), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        drop(ctx);
+        server.await.unwrap();
+    }
+}

@@ -1,0 +1,159 @@
+//! `NotificationChannel` → a channel in the server, secrets read from Kubernetes Secrets;
+//! the server's verdict and the last delivery → status.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use super::{FINALIZER, error_policy, from_finalizer, measured, ms_rfc3339};
+use crate::conditions::{Wanted, is_false_with, merge};
+use crate::context::{Context, read_secret_key, update_status};
+use crate::error::{Error, Result};
+use crate::resources::channel::{LastDelivery, ResolvedSecrets};
+use crate::resources::{NotificationChannel, NotificationChannelStatus};
+
+const CONTROLLER: &str = "notificationchannel";
+
+pub async fn run(ctx: Arc<Context>) {
+    let channels: Api<NotificationChannel> = ctx.watched();
+    Controller::new(channels, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+pub async fn reconcile(channel: Arc<NotificationChannel>, ctx: Arc<Context>) -> Result<Action> {
+    let api: Api<NotificationChannel> = Api::namespaced(ctx.client.clone(), &channel.namespace().unwrap_or_default());
+    let work = async {
+        finalizer(&api, FINALIZER, channel.clone(), |event| async {
+            match event {
+                Finalizer::Apply(channel) => channel.apply(&ctx).await,
+                Finalizer::Cleanup(channel) => channel.cleanup(&ctx).await,
+            }
+        })
+        .await
+        .map_err(from_finalizer)
+    };
+    measured(CONTROLLER, channel.as_ref(), &ctx, work).await
+}
+
+impl NotificationChannel {
+    /// Reads every Secret key the spec refers to.
+    async fn resolve_secrets(&self, ctx: &Context) -> Result<ResolvedSecrets> {
+        let namespace = self.namespace().unwrap_or_default();
+        let mut out = ResolvedSecrets::default();
+        if let Some(webhook) = &self.spec.webhook {
+            if let Some(r) = &webhook.url_secret_ref {
+                out.url = Some(read_secret_key(&ctx.client, &namespace, &r.name, &r.key).await?);
+            }
+            if let Some(r) = &webhook.hmac_secret_ref {
+                out.hmac_secret = Some(read_secret_key(&ctx.client, &namespace, &r.name, &r.key).await?);
+            }
+        }
+        if let Some(c) = self.spec.email.as_ref().and_then(|e| e.smtp.credentials_secret_ref.as_ref()) {
+            out.username = Some(read_secret_key(&ctx.client, &namespace, &c.name, "username").await?);
+            out.password = Some(read_secret_key(&ctx.client, &namespace, &c.name, "password").await?);
+        }
+        Ok(out)
+    }
+
+    async fn refused(
+        &self,
+        ctx: &Context,
+        api: &Api<NotificationChannel>,
+        previous: NotificationChannelStatus,
+        reason: &str,
+        message: String,
+    ) -> Result<()> {
+        if !is_false_with(&previous.conditions, "Accepted", &message) {
+            ctx.event(self, true, reason, message.clone()).await;
+        }
+        let conditions = merge(
+            &previous.conditions,
+            &[Wanted::no("Accepted", reason, message), Wanted::no("Synced", reason, "not synced")],
+            self.metadata.generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let status =
+            NotificationChannelStatus { observed_generation: self.metadata.generation, conditions, ..previous };
+        update_status(api, &self.name_any(), self.status.as_ref(), &status).await
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        let name = self.name_any();
+        let tenant = self.spec.tenant.as_str();
+        let api: Api<NotificationChannel> = Api::namespaced(ctx.client.clone(), &self.namespace().unwrap_or_default());
+        let previous = self.status.clone().unwrap_or_default();
+        let generation = self.metadata.generation;
+        let secrets = match self.resolve_secrets(ctx).await {
+            Ok(secrets) => secrets,
+            Err(Error::Secret(message)) => {
+                self.refused(ctx, &api, previous, "SecretNotFound", format!("Secret {message}")).await?;
+                return Ok(Action::requeue(ctx.resync));
+            }
+            Err(e) => return Err(e),
+        };
+        let wanted = {
+            let mut spec = self.spec.to_model(&secrets);
+            spec.tenant = None;
+            spec
+        };
+        let server = ctx.server().await?;
+        let current = server.get_channel(tenant, &name).await?;
+        // The server shows secrets as `<set>`: compare the redacted forms.
+        let in_sync = current.as_ref().and_then(|v| v.spec()).is_some_and(|spec| spec == wanted.redacted());
+        let changed = previous.observed_generation != generation;
+        let view = if in_sync && !changed {
+            current.expect("in sync means present")
+        } else {
+            match server.put_channel(tenant, &name, &wanted).await? {
+                Ok(view) => {
+                    let note = if current.is_some() && !changed { "restored after a change by hand" } else { "synced" };
+                    ctx.event(self, false, "Synced", format!("channel {note} in tenant {tenant}")).await;
+                    view
+                }
+                Err(refusal) => {
+                    let reason = if refusal.status == 404 { "TenantNotFound" } else { "Invalid" };
+                    self.refused(ctx, &api, previous, reason, refusal.detail).await?;
+                    return Ok(if reason == "TenantNotFound" {
+                        Action::requeue(ctx.resync)
+                    } else {
+                        Action::await_change()
+                    });
+                }
+            }
+        };
+        let conditions = merge(
+            &previous.conditions,
+            &[
+                Wanted::yes("Accepted", "Valid", "the server accepted the channel"),
+                Wanted::yes("Synced", "Synced", format!("in sync with tenant {tenant}")),
+            ],
+            generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let last_delivery = view.last_delivery.map(|d| LastDelivery {
+            time: ms_rfc3339(d.at),
+            ok: d.status == "delivered",
+            status: d.status,
+            error: d.error,
+        });
+        let status = NotificationChannelStatus { observed_generation: generation, conditions, last_delivery };
+        update_status(&api, &name, self.status.as_ref(), &status).await?;
+        Ok(Action::requeue(ctx.resync))
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        let server = ctx.server().await?;
+        let name = self.name_any();
+        if server.delete_channel(&self.spec.tenant, &name).await? {
+            tracing::info!(channel = %name, tenant = %self.spec.tenant, "Channel deleted from the server.");
+        }
+        Ok(Action::await_change())
+    }
+}

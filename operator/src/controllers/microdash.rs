@@ -1,0 +1,618 @@
+//! `MicroDash` → the objects of one installation, all owned by it (deleting the `MicroDash`
+//! deletes them through Kubernetes' garbage collection): api and worker Deployments, the api
+//! Service, a ConfigMap with the non-secret settings, the admin-token Secret, and the agent
+//! DaemonSet. Status: ready replicas and conditions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
+    HTTPGetAction, HostPathVolumeSource, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, SecurityContext,
+    Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use rand::RngCore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{error_policy, measured};
+use crate::conditions::{Wanted, merge};
+use crate::context::{Context, MANAGER, update_status};
+use crate::error::Result;
+use crate::resources::{MicroDash, MicroDashStatus};
+
+const CONTROLLER: &str = "microdash";
+const HTTP_PORT: i32 = 8080;
+const MQTT_PORT: i32 = 1883;
+
+pub async fn run(ctx: Arc<Context>) {
+    let installs: Api<MicroDash> = ctx.watched();
+    let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=microdash-operator");
+    Controller::new(installs, watcher::Config::default())
+        .owns(ctx.watched::<Deployment>(), config.clone())
+        .owns(ctx.watched::<DaemonSet>(), config.clone())
+        .owns(ctx.watched::<Service>(), config.clone())
+        .owns(ctx.watched::<ConfigMap>(), config.clone())
+        .owns(ctx.watched::<Secret>(), config)
+        .shutdown_on_signal()
+        .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// No finalizer: everything the installation made is owned by it and garbage-collected.
+pub async fn reconcile(install: Arc<MicroDash>, ctx: Arc<Context>) -> Result<Action> {
+    if install.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    measured(CONTROLLER, install.as_ref(), &ctx, install.apply(&ctx)).await
+}
+
+/// The names of an installation's objects.
+pub struct Names {
+    pub api: String,
+    pub worker: String,
+    pub agent: String,
+    pub config: String,
+    pub admin_secret: String,
+}
+
+impl MicroDash {
+    pub fn names(&self) -> Names {
+        let base = self.name_any();
+        Names {
+            api: format!("{base}-api"),
+            worker: format!("{base}-worker"),
+            agent: format!("{base}-agent"),
+            config: format!("{base}-config"),
+            admin_secret: format!("{base}-admin-token"),
+        }
+    }
+
+    fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".into(), "microdash".into()),
+            ("app.kubernetes.io/instance".into(), self.name_any()),
+            ("app.kubernetes.io/component".into(), component.into()),
+            ("app.kubernetes.io/managed-by".into(), MANAGER.into()),
+        ])
+    }
+
+    fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/instance".into(), self.name_any()),
+            ("app.kubernetes.io/component".into(), component.into()),
+        ])
+    }
+
+    fn meta(&self, name: &str, component: &str) -> ObjectMeta {
+        let owner: OwnerReference = self.controller_owner_ref(&()).expect("a stored MicroDash has a uid");
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: self.namespace(),
+            labels: Some(self.labels(component)),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        }
+    }
+
+    /// The role of the api process: `all` without Redis (one process does everything).
+    fn api_role(&self) -> &'static str {
+        if self.spec.redis_url.is_some() && self.spec.worker.replicas > 0 { "api" } else { "all" }
+    }
+
+    pub fn config_map(&self) -> ConfigMap {
+        let mut data = BTreeMap::from([
+            ("MICRODASH_LISTEN".to_string(), format!("0.0.0.0:{HTTP_PORT}")),
+            ("MICRODASH_LOG_FORMAT".to_string(), "json".to_string()),
+            ("MICRODASH_DATA_DIR".to_string(), "/data".to_string()),
+        ]);
+        if self.spec.database_url_secret_ref.is_none() {
+            data.insert("MICRODASH_DATABASE_URL".into(), "sqlite:///data/microdash.db".into());
+        }
+        if let Some(redis) = &self.spec.redis_url {
+            data.insert("MICRODASH_REDIS_URL".into(), redis.clone());
+        }
+        match &self.spec.mqtt.url {
+            Some(url) => {
+                data.insert("MICRODASH_MQTT_URL".into(), url.clone());
+                data.insert("MICRODASH_MQTT_LISTEN".into(), "off".into());
+            }
+            None => {
+                data.insert("MICRODASH_MQTT_LISTEN".into(), format!("0.0.0.0:{MQTT_PORT}"));
+            }
+        }
+        ConfigMap { metadata: self.meta(&self.names().config, "config"), data: Some(data), ..Default::default() }
+    }
+
+    /// The admin token Secret; `token` is only set when the Secret is new (an existing token is kept).
+    pub fn admin_secret(&self, token: Option<String>) -> Secret {
+        Secret {
+            metadata: self.meta(&self.names().admin_secret, "admin-token"),
+            string_data: token.map(|t| BTreeMap::from([("token".to_string(), t)])),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        }
+    }
+
+    fn server_container(
+        &self,
+        role: &str,
+        resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    ) -> Container {
+        let names = self.names();
+        let mut env = vec![
+            EnvVar { name: "MICRODASH_ROLE".into(), value: Some(role.into()), ..Default::default() },
+            EnvVar {
+                name: "MICRODASH_ADMIN_TOKEN".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: names.admin_secret.clone(),
+                        key: "token".into(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ];
+        if let Some(db) = &self.spec.database_url_secret_ref {
+            env.push(EnvVar {
+                name: "MICRODASH_DATABASE_URL".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: db.name.clone(),
+                        key: db.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let probe = |path: &str| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port: IntOrString::Int(HTTP_PORT),
+                ..Default::default()
+            }),
+            period_seconds: Some(10),
+            ..Default::default()
+        };
+        let mut ports =
+            vec![ContainerPort { name: Some("http".into()), container_port: HTTP_PORT, ..Default::default() }];
+        if role != "worker" && self.spec.mqtt.url.is_none() {
+            ports.push(ContainerPort { name: Some("mqtt".into()), container_port: MQTT_PORT, ..Default::default() });
+        }
+        Container {
+            name: "microdash".into(),
+            image: Some(self.spec.image.clone()),
+            image_pull_policy: self.spec.image_pull_policy.clone(),
+            args: Some(vec!["serve".into()]),
+            env: Some(env),
+            env_from: Some(vec![EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource { name: names.config.clone(), optional: Some(false) }),
+                ..Default::default()
+            }]),
+            ports: Some(ports),
+            readiness_probe: Some(probe("/readyz")),
+            liveness_probe: Some(probe("/healthz")),
+            resources,
+            volume_mounts: Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: "/data".into(),
+                ..Default::default()
+            }]),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn deployment(
+        &self,
+        name: &str,
+        component: &str,
+        role: &str,
+        spec: &crate::resources::microdash::ComponentSpec,
+    ) -> Deployment {
+        let selector = self.selector(component);
+        Deployment {
+            metadata: self.meta(name, component),
+            spec: DeploymentSpec {
+                replicas: Some(spec.replicas),
+                selector: LabelSelector { match_labels: Some(selector), ..Default::default() },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(self.labels(component)), ..Default::default() }),
+                    spec: Some(PodSpec {
+                        containers: vec![self.server_container(role, spec.resources.clone())],
+                        volumes: Some(vec![Volume {
+                            name: "data".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    pub fn api_deployment(&self) -> Deployment {
+        self.deployment(&self.names().api, "api", self.api_role(), &self.spec.api)
+    }
+
+    /// `None` when the installation runs without workers.
+    pub fn worker_deployment(&self) -> Option<Deployment> {
+        (self.api_role() == "api").then(|| self.deployment(&self.names().worker, "worker", "worker", &self.spec.worker))
+    }
+
+    pub fn api_service(&self) -> Service {
+        let mut ports = vec![ServicePort {
+            name: Some("http".into()),
+            port: HTTP_PORT,
+            target_port: Some(IntOrString::String("http".into())),
+            ..Default::default()
+        }];
+        if self.spec.mqtt.url.is_none() {
+            ports.push(ServicePort {
+                name: Some("mqtt".into()),
+                port: MQTT_PORT,
+                target_port: Some(IntOrString::String("mqtt".into())),
+                ..Default::default()
+            });
+        }
+        Service {
+            metadata: self.meta(&self.names().api, "api"),
+            spec: Some(ServiceSpec { selector: Some(self.selector("api")), ports: Some(ports), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    /// The in-cluster URL of the HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://{}.{}.svc:{HTTP_PORT}", self.names().api, self.namespace().unwrap_or_default())
+    }
+
+    /// `None` when the agent is disabled.
+    pub fn agent_daemon_set(&self) -> Option<DaemonSet> {
+        let agent = &self.spec.agent;
+        if !agent.enabled {
+            return None;
+        }
+        let image = self.spec.agent_image.clone().unwrap_or_else(|| agent_image_of(&self.spec.image));
+        let mut env = vec![
+            EnvVar { name: "MICRODASH_AGENT_SERVER".into(), value: Some(self.url()), ..Default::default() },
+            EnvVar {
+                name: "MICRODASH_AGENT_INTERVAL".into(),
+                value: Some(agent.interval.clone()),
+                ..Default::default()
+            },
+            EnvVar { name: "MICRODASH_AGENT_PROC_ROOT".into(), value: Some("/host/proc".into()), ..Default::default() },
+            EnvVar { name: "MICRODASH_AGENT_ROOT".into(), value: Some("/host/root".into()), ..Default::default() },
+            EnvVar { name: "MICRODASH_AGENT_SPOOL_DIR".into(), value: Some("/spool".into()), ..Default::default() },
+            EnvVar {
+                name: "MICRODASH_AGENT_HOST_LABEL".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                        field_path: "spec.nodeName".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ];
+        if let Some(token) = &agent.token_secret_ref {
+            env.push(EnvVar {
+                name: "MICRODASH_AGENT_TOKEN".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: token.name.clone(),
+                        key: token.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let host = |name: &str, path: &str| Volume {
+            name: name.into(),
+            host_path: Some(HostPathVolumeSource { path: path.into(), type_: Some("Directory".into()) }),
+            ..Default::default()
+        };
+        let read_only = |name: &str, path: &str| VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            read_only: Some(true),
+            mount_propagation: Some("HostToContainer".into()),
+            ..Default::default()
+        };
+        let tolerations = agent
+            .tolerations
+            .clone()
+            .unwrap_or_else(|| vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]);
+        Some(DaemonSet {
+            metadata: self.meta(&self.names().agent, "agent"),
+            spec: DaemonSetSpec {
+                selector: LabelSelector { match_labels: Some(self.selector("agent")), ..Default::default() },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(self.labels("agent")), ..Default::default() }),
+                    spec: Some(PodSpec {
+                        host_pid: Some(false),
+                        tolerations: Some(tolerations),
+                        containers: vec![Container {
+                            name: "agent".into(),
+                            image: Some(image),
+                            image_pull_policy: self.spec.image_pull_policy.clone(),
+                            env: Some(env),
+                            resources: agent.resources.clone(),
+                            volume_mounts: Some(vec![
+                                read_only("proc", "/host/proc"),
+                                read_only("root", "/host/root"),
+                                VolumeMount { name: "spool".into(), mount_path: "/spool".into(), ..Default::default() },
+                            ]),
+                            security_context: Some(SecurityContext {
+                                allow_privilege_escalation: Some(false),
+                                read_only_root_filesystem: Some(true),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }],
+                        volumes: Some(vec![
+                            host("proc", "/proc"),
+                            host("root", "/"),
+                            Volume {
+                                name: "spool".into(),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        let namespace = self.namespace().unwrap_or_default();
+        let names = self.names();
+        let client = &ctx.client;
+
+        // The admin token: generated once, then kept (the server reads it at start).
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let has_token = secrets
+            .get_opt(&names.admin_secret)
+            .await?
+            .is_some_and(|s| s.data.as_ref().is_some_and(|d| d.contains_key("token")));
+        let token = (!has_token).then(new_admin_token);
+        apply(client, &namespace, &self.admin_secret(token)).await?;
+        apply(client, &namespace, &self.config_map()).await?;
+        let api = apply(client, &namespace, &self.api_deployment()).await?;
+        apply(client, &namespace, &self.api_service()).await?;
+        let worker = match self.worker_deployment() {
+            Some(d) => Some(apply(client, &namespace, &d).await?),
+            None => remove::<Deployment>(client, &namespace, &names.worker).await.map(|_| None)?,
+        };
+        let agent = match self.agent_daemon_set() {
+            Some(d) => Some(apply(client, &namespace, &d).await?),
+            None => remove::<DaemonSet>(client, &namespace, &names.agent).await.map(|_| None)?,
+        };
+
+        let ready = |d: &Deployment| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        let api_ready = ready(&api);
+        let worker_ready = worker.as_ref().map(ready).unwrap_or(0);
+        let agent_ready = agent.as_ref().and_then(|d| d.status.as_ref()).map_or(0, |s| s.number_ready);
+        let worker_wanted = if worker.is_some() { self.spec.worker.replicas } else { 0 };
+        let all_ready = api_ready >= self.spec.api.replicas && worker_ready >= worker_wanted;
+        let previous = self.status.clone().unwrap_or_default();
+        let generation = self.metadata.generation;
+        let ready_condition = if all_ready {
+            Wanted::yes(
+                "Ready",
+                "ReplicasReady",
+                format!("api {api_ready}/{}, workers {worker_ready}/{worker_wanted}", self.spec.api.replicas),
+            )
+        } else {
+            Wanted::no(
+                "Ready",
+                "ReplicasNotReady",
+                format!("api {api_ready}/{}, workers {worker_ready}/{worker_wanted}", self.spec.api.replicas),
+            )
+        };
+        let conditions = merge(
+            &previous.conditions,
+            &[ready_condition, Wanted::yes("Reconciled", "Applied", "every object of the installation is applied")],
+            generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        if previous.observed_generation != generation {
+            ctx.event(self, false, "Applied", format!("installation applied (generation {})", generation.unwrap_or(0)))
+                .await;
+        }
+        let status = MicroDashStatus {
+            observed_generation: generation,
+            conditions,
+            api_ready_replicas: api_ready,
+            worker_ready_replicas: worker_ready,
+            agent_ready_nodes: agent_ready,
+            url: Some(self.url()),
+            admin_token_secret: Some(names.admin_secret),
+        };
+        let installs: Api<MicroDash> = Api::namespaced(client.clone(), &namespace);
+        update_status(&installs, &self.name_any(), self.status.as_ref(), &status).await?;
+        // Owned objects trigger a reconcile when they change; the resync is a safety net.
+        Ok(Action::requeue(std::time::Duration::from_secs(300)))
+    }
+}
+
+/// `repo/microdash:tag` → `repo/microdash-agent:tag`.
+pub fn agent_image_of(image: &str) -> String {
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (image, None),
+    };
+    match tag {
+        Some(tag) => format!("{name}-agent:{tag}"),
+        None => format!("{name}-agent"),
+    }
+}
+
+fn new_admin_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Server-side apply of one owned object; answers the object as stored.
+async fn apply<K>(client: &Client, namespace: &str, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = obj.meta().name.clone().expect("owned objects are named");
+    let mut value = serde_json::to_value(obj).expect("serializes");
+    value["apiVersion"] = json!(K::api_version(&()));
+    value["kind"] = json!(K::kind(&()));
+    Ok(api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&value)).await?)
+}
+
+async fn remove<K>(client: &Client, namespace: &str, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// A MicroDash as the API server would hand it over (uid and generation set).
+    fn install(spec: serde_json::Value) -> MicroDash {
+        serde_json::from_value(json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "MicroDash",
+            "metadata": {"name": "md", "namespace": "ns", "uid": "uid-1", "generation": 3},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn not_found() -> Response<Body> {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+        Response::builder().status(404).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap()
+    }
+
+    /// A server-side apply answers the object: echo the patch, which is the whole object.
+    fn echo(body: Vec<u8>) -> Response<Body> {
+        Response::builder().body(Body::from(body)).unwrap()
+    }
+
+    /// Mocked API server (tower-test): the reconcile of a single-process installation without
+    /// agent makes exactly these calls, in this order, and every apply is a forced server-side
+    /// apply by `microdash-operator` carrying the owner reference.
+    #[tokio::test]
+    async fn a_single_process_installation_makes_exactly_these_calls() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "ns");
+        let ctx = Context::new(
+            client.clone(),
+            crate::context::ServerSource::Discover,
+            std::sync::Arc::new(crate::metrics::Metrics::default()),
+            std::time::Duration::from_secs(30),
+            None,
+        );
+        let md = install(json!({"image": "microdash:1", "agent": {"enabled": false}}));
+        let stored = serde_json::to_vec(&md).unwrap();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let method = parts.method.to_string();
+                let path = parts.uri.path().to_string();
+                let query = parts.uri.query().unwrap_or_default().to_string();
+                let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes().to_vec();
+                if method == "PATCH" {
+                    assert!(
+                        query.contains("fieldManager=microdash-operator") && query.contains("force=true"),
+                        "{query}"
+                    );
+                    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    if !path.ends_with("/status") {
+                        assert_eq!(value["metadata"]["ownerReferences"][0]["uid"], "uid-1", "{path}");
+                        assert_eq!(value["metadata"]["ownerReferences"][0]["controller"], true);
+                    }
+                }
+                let response = match (method.as_str(), path.as_str()) {
+                    ("GET", "/api/v1/namespaces/ns/secrets/md-admin-token") => not_found(),
+                    ("DELETE", _) => not_found(),
+                    (_, p) if p.ends_with("/status") => echo(stored.clone()),
+                    _ => echo(bytes.clone()),
+                };
+                seen.push(format!("{method} {path}"));
+                send.send_response(response);
+            }
+            seen
+        });
+        let action = md.apply(&ctx).await.unwrap();
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+        drop(ctx);
+        drop(client);
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /api/v1/namespaces/ns/secrets/md-admin-token",
+                "PATCH /api/v1/namespaces/ns/secrets/md-admin-token",
+                "PATCH /api/v1/namespaces/ns/configmaps/md-config",
+                "PATCH /apis/apps/v1/namespaces/ns/deployments/md-api",
+                "PATCH /api/v1/namespaces/ns/services/md-api",
+                "DELETE /apis/apps/v1/namespaces/ns/deployments/md-worker",
+                "DELETE /apis/apps/v1/namespaces/ns/daemonsets/md-agent",
+                "POST /apis/events.k8s.io/v1/namespaces/ns/events",
+                "PATCH /apis/microdash.io/v1alpha1/namespaces/ns/microdashes/md/status",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_agent_image_sits_beside_the_server_image() {
+        assert_eq!(agent_image_of("microdash:0.1.0"), "microdash-agent:0.1.0");
+        assert_eq!(agent_image_of("registry:5000/x/microdash:v1"), "registry:5000/x/microdash-agent:v1");
+        assert_eq!(agent_image_of("registry:5000/microdash"), "registry:5000/microdash-agent");
+    }
+}

@@ -1,0 +1,67 @@
+//! One reconciler per resource, each a thin `reconcile` wrapped in the finalizer helper with
+//! the work in `apply` and `cleanup`.
+
+pub mod alert_rule;
+pub mod channel;
+pub mod microdash;
+pub mod tenant;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// The finalizer that keeps a resource until the server has forgotten it.
+pub const FINALIZER: &str = "microdash.io/cleanup";
+
+/// Shared `error_policy`: log, count, and retry with a backoff per object.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    obj: &K,
+    error: &Error,
+    ctx: &Context,
+) -> Action {
+    let key = format!("{controller}/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let wait = ctx.failed(&key);
+    ctx.metrics.failed(controller, error.metric_label());
+    tracing::warn!(controller, object = %key, error = %error, retry_in = ?wait, "Reconcile failed.");
+    Action::requeue(wait)
+}
+
+/// Runs one reconcile, records its duration, and forgets past failures when it worked.
+pub async fn measured<K, F>(controller: &'static str, obj: &K, ctx: &Arc<Context>, work: F) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: Future<Output = Result<Action, Error>>,
+{
+    let started = Instant::now();
+    let result = work.await;
+    ctx.metrics.reconciled(controller, started.elapsed());
+    if result.is_ok() {
+        ctx.succeeded(&format!("{controller}/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()));
+    }
+    result
+}
+
+/// `finalizer` errors back to the crate's error, keeping the inner reconcile error as it was.
+pub fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Error {
+    use kube::runtime::finalizer::Error as F;
+    match error {
+        F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    }
+}
+
+/// Now, as an RFC 3339 string.
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Unix milliseconds as RFC 3339.
+pub fn ms_rfc3339(ms: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}

@@ -1,0 +1,166 @@
+//! `Tenant` → a tenant in the server through the admin API, its token in a Secret; usage →
+//! status; deletion removes the tenant (and with it its data) from the server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+
+use super::{FINALIZER, error_policy, from_finalizer, measured};
+use crate::conditions::{Wanted, merge};
+use crate::context::{Context, MANAGER, update_status};
+use crate::error::Result;
+use crate::resources::tenant::TenantUsage;
+use crate::resources::{Tenant, TenantStatus};
+
+const CONTROLLER: &str = "tenant";
+/// The key of the token in the tenant's Secret.
+pub const TOKEN_KEY: &str = "token";
+
+pub async fn run(ctx: Arc<Context>) {
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    Controller::new(tenants, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let work = async {
+        finalizer(&api, FINALIZER, tenant.clone(), |event| async {
+            match event {
+                Finalizer::Apply(tenant) => tenant.apply(&ctx).await,
+                Finalizer::Cleanup(tenant) => tenant.cleanup(&ctx).await,
+            }
+        })
+        .await
+        .map_err(from_finalizer)
+    };
+    measured(CONTROLLER, tenant.as_ref(), &ctx, work).await
+}
+
+impl Tenant {
+    fn owner_reference(&self) -> OwnerReference {
+        self.controller_owner_ref(&()).expect("a stored Tenant has a uid")
+    }
+
+    async fn write_token(&self, ctx: &Context, token: &str) -> Result<()> {
+        let namespace = &self.spec.token_secret.namespace;
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.token_secret_name()),
+                namespace: Some(namespace.clone()),
+                labels: Some(BTreeMap::from([
+                    ("app.kubernetes.io/managed-by".into(), MANAGER.into()),
+                    ("microdash.io/tenant".into(), self.name_any()),
+                ])),
+                owner_references: Some(vec![self.owner_reference()]),
+                ..Default::default()
+            },
+            string_data: Some(BTreeMap::from([(TOKEN_KEY.into(), token.to_string())])),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        secrets.patch(&self.token_secret_name(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret)).await?;
+        Ok(())
+    }
+
+    async fn has_token_secret(&self, ctx: &Context) -> Result<bool> {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &self.spec.token_secret.namespace);
+        Ok(secrets
+            .get_opt(&self.token_secret_name())
+            .await?
+            .is_some_and(|s| s.data.as_ref().is_some_and(|d| d.get(TOKEN_KEY).is_some_and(|v| !v.0.is_empty()))))
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        let name = self.name_any();
+        let api: Api<Tenant> = Api::all(ctx.client.clone());
+        let previous = self.status.clone().unwrap_or_default();
+        let generation = self.metadata.generation;
+        if let Err(e) = microdash_model::validate_tenant_name(&name) {
+            let conditions = merge(
+                &previous.conditions,
+                &[Wanted::no("Ready", "InvalidName", format!("a tenant name {e}"))],
+                generation,
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            let status = TenantStatus { observed_generation: generation, conditions, ..previous };
+            update_status(&api, &name, self.status.as_ref(), &status).await?;
+            return Ok(Action::await_change());
+        }
+        let server = ctx.server().await?;
+        let mut new_token = None;
+        if !server.tenant_exists(&name).await? {
+            new_token = server.create_tenant(&name, self.spec.tenant.display_name.as_deref()).await?;
+            tracing::info!(tenant = %name, "Tenant created in the server.");
+            ctx.event(self, false, "Created", format!("tenant {name} created in the server")).await;
+        }
+        if !self.has_token_secret(ctx).await? {
+            let token = match new_token {
+                Some(token) if self.token_scopes().len() == microdash_model::Scope::ALL.len() => token,
+                _ => server.create_token(&name, &self.token_scopes()).await?,
+            };
+            self.write_token(ctx, &token).await?;
+            ctx.event(self, false, "TokenWritten", format!("token written to Secret {}", self.token_secret_ref()))
+                .await;
+        }
+        let mut wanted = vec![];
+        if let Some(retention) = &self.spec.tenant.retention
+            && let Err(refusal) = server.set_retention(&name, retention).await?
+        {
+            wanted.push(Wanted::no("Ready", "InvalidRetention", refusal.detail));
+        }
+        let limits_note = if self.spec.tenant.limits.is_some() {
+            "; per-tenant limits are not enforced by this server version (the server-wide tenant_rate_limit applies)"
+        } else {
+            ""
+        };
+        if wanted.is_empty() {
+            wanted.push(Wanted::yes(
+                "Ready",
+                "Ready",
+                format!("tenant exists; token in {}{limits_note}", self.token_secret_ref()),
+            ));
+        }
+        let (metrics, rules, channels) = server.usage(&name).await?;
+        let conditions = merge(&previous.conditions, &wanted, generation, k8s_openapi::jiff::Timestamp::now());
+        let status = TenantStatus {
+            observed_generation: generation,
+            conditions,
+            token_secret_name: Some(self.token_secret_ref()),
+            usage: Some(TenantUsage { metrics, rules, channels }),
+        };
+        update_status(&api, &name, self.status.as_ref(), &status).await?;
+        Ok(Action::requeue(ctx.resync))
+    }
+
+    fn token_secret_ref(&self) -> String {
+        format!("{}/{}", self.spec.token_secret.namespace, self.token_secret_name())
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        let name = self.name_any();
+        let server = ctx.server().await?;
+        if server.delete_tenant(&name).await? {
+            tracing::info!(tenant = %name, "Tenant deleted from the server.");
+        }
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &self.spec.token_secret.namespace);
+        match secrets.delete(&self.token_secret_name(), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Action::await_change())
+    }
+}

@@ -1,0 +1,151 @@
+//! `MicroDash`: one installation of microdash in a namespace (api and worker Deployments,
+//! Services, ConfigMap, admin-token Secret, agent DaemonSet).
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::SecretKeyRef;
+
+/// One microdash installation.
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "microdash.io",
+    version = "v1alpha1",
+    kind = "MicroDash",
+    plural = "microdashes",
+    namespaced,
+    status = "MicroDashStatus",
+    shortname = "md",
+    category = "microdash",
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
+    printcolumn(name = "API ready", type_ = "integer", json_path = ".status.apiReadyReplicas"),
+    printcolumn(name = "Workers ready", type_ = "integer", json_path = ".status.workerReadyReplicas"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.worker.replicas == 0 || (has(self.redisUrl) && has(self.databaseUrlSecretRef))")
+    .message("worker replicas need redisUrl and databaseUrlSecretRef (distributed mode: Redis Streams and PostgreSQL or MariaDB)"))]
+#[x_kube(validation = Rule::new("has(self.redisUrl) || self.api.replicas <= 1")
+    .message("more than one api replica needs redisUrl (without Redis one process holds the queue and the live hub)"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MicroDashSpec {
+    /// The image of the `microdash` server, e.g. `microdash:0.1.0`.
+    pub image: String,
+    /// The image of `microdash-agent`; default: `image` with `-agent` added to the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// The HTTP API and ingest (role `api`, or `all` without Redis).
+    #[serde(default)]
+    pub api: ComponentSpec,
+    /// Queue consumers and alert evaluation (role `worker`); needs Redis and an SQL server.
+    #[serde(default = "ComponentSpec::none")]
+    pub worker: ComponentSpec,
+    /// `MICRODASH_DATABASE_URL` from a Secret; omitted = SQLite on an emptyDir of the api Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url_secret_ref: Option<SecretKeyRef>,
+    /// `MICRODASH_REDIS_URL`; omitted = in-process queue and live hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    #[serde(default)]
+    pub mqtt: MqttSpec,
+    #[serde(default)]
+    pub agent: AgentSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComponentSpec {
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl Default for ComponentSpec {
+    fn default() -> Self {
+        ComponentSpec { replicas: 1, resources: None }
+    }
+}
+
+impl ComponentSpec {
+    fn none() -> Self {
+        ComponentSpec { replicas: 0, resources: None }
+    }
+}
+
+/// MQTT: the embedded broker (default) or an external one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MqttSpec {
+    /// `mqtt://` or `mqtts://` URL of an external broker; omitted = the embedded broker on :1883.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The agent DaemonSet: one `microdash-agent` per node, reading the host's `/proc` and `/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Collection interval, e.g. `10s`.
+    #[serde(default = "ten_seconds")]
+    pub interval: String,
+    /// The tenant the agents write to and the Secret with its token (key `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+    /// Default: tolerate every taint, so every node reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn ten_seconds() -> String {
+    "10s".into()
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        AgentSpec {
+            enabled: false,
+            interval: ten_seconds(),
+            token_secret_ref: None,
+            tolerations: None,
+            resources: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MicroDashStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (every Deployment has its replicas ready) and `Reconciled`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub api_ready_replicas: i32,
+    #[serde(default)]
+    pub worker_ready_replicas: i32,
+    #[serde(default)]
+    pub agent_ready_nodes: i32,
+    /// The in-cluster URL of the HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The Secret holding the admin token (key `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_secret: Option<String>,
+}

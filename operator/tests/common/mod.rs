@@ -1,0 +1,227 @@
+//! What the operator's integration tests share: a client of the real kube-apiserver started
+//! by the test command (`MICRODASH_TEST_KUBECONFIG`), the CRDs installed, a real `microdash
+//! serve` on 127.0.0.1:0, and the operator's controllers running in the test's runtime.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Config};
+use microdash_operator::context::{Context, ServerSource};
+use microdash_operator::metrics::Metrics;
+use microdash_operator::server::ServerApi;
+
+pub const ADMIN_TOKEN: &str = "operator-test-admin-token-0123456789";
+
+/// The kubeconfig of the test control plane; a missing one fails the test and names the fix.
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var("MICRODASH_TEST_KUBECONFIG") {
+        Ok(path) if !path.is_empty() => PathBuf::from(path),
+        _ => panic!(
+            "MICRODASH_TEST_KUBECONFIG is not set: these tests need a real kube-apiserver. Run them through \
+             `scripts/test.sh`, or `eval \"$(scripts/services.sh start)\"` first (it builds etcd, kube-apiserver \
+             and kubectl from Go modules with scripts/kube-tools.sh and starts them on loopback)."
+        ),
+    }
+}
+
+/// Folder of kubectl and helm (`MICRODASH_TEST_KUBE_BIN`, printed by scripts/services.sh start).
+pub fn kube_bin(tool: &str) -> PathBuf {
+    let dir = std::env::var("MICRODASH_TEST_KUBE_BIN").unwrap_or_else(|_| {
+        panic!("MICRODASH_TEST_KUBE_BIN is not set: run `eval \"$(scripts/services.sh start)\"` (or scripts/test.sh)")
+    });
+    let path = PathBuf::from(dir).join(tool);
+    assert!(path.exists(), "{} is missing: run scripts/kube-tools.sh", path.display());
+    path
+}
+
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Applies the generated CRDs (server-side apply, as `kubectl apply --server-side` would) and
+/// waits until the API server serves them.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in microdash_operator::resources::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &PatchParams::apply("microdash-operator-tests").force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("the API server refused CRD {name}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} was not established within 30s"))
+        .unwrap();
+    }
+}
+
+/// A fresh namespace named after the test.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", std::process::id() % 100_000 + rand_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    name
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % 100_000
+}
+
+/// The `microdash` binary beside the test executable (built by `cargo test --workspace`).
+pub fn microdash_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let bin = dir.join("microdash");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p microdash` (cargo test --workspace builds it too)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real `microdash serve` on 127.0.0.1:0 with SQLite in a temporary folder.
+pub struct Microdash {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Microdash {
+    pub fn start() -> Microdash {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, "127.0.0.1:0")
+    }
+
+    fn start_in(dir: tempfile::TempDir, listen: &str) -> Microdash {
+        let mut child = Command::new(microdash_bin())
+            .args(["serve", "--listen", listen, "--mqtt-listen", "off", "--log-format", "json"])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", dir.path().join("microdash.db").display()))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("MICRODASH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start microdash");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["fields"]["listen"].as_str()
+                {
+                    let _ = tx.send(addr.to_string());
+                    sent = true;
+                }
+                if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
+                    eprintln!("microdash: {line}");
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("microdash did not report its address");
+        Microdash { child, base: format!("http://{addr}"), dir }
+    }
+
+    pub fn api(&self) -> ServerApi {
+        ServerApi::new(self.base.clone(), ADMIN_TOKEN)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the process (the data folder stays) and answers it, to start again later.
+    pub fn stop(mut self) -> (tempfile::TempDir, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let listen = self.base.trim_start_matches("http://").to_string();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, listen)
+    }
+
+    pub fn start_again(dir: tempfile::TempDir, listen: &str) -> Microdash {
+        Self::start_in(dir, listen)
+    }
+
+    /// A request with the admin token acting on `tenant`.
+    pub fn as_tenant(&self, method: reqwest::Method, path: &str, tenant: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("X-Microdash-Tenant", tenant)
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+    }
+}
+
+impl Drop for Microdash {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts every controller of the operator against `server`, in this test's runtime, watching
+/// `namespace` only (objects that earlier tests left behind stay out of this test).
+pub fn start_operator(client: &Client, namespace: &str, server: ServerSource, resync: Duration) -> Arc<Context> {
+    let ctx = Context::new(client.clone(), server, Arc::new(Metrics::default()), resync, Some(namespace.to_string()));
+    tokio::spawn(microdash_operator::run::controllers(ctx.clone()));
+    ctx
+}
+
+pub fn fixed(server: &Microdash) -> ServerSource {
+    ServerSource::Fixed(server.api())
+}
+
+/// Polls `check` until it answers `Some`, or fails after `timeout` with `what` and the last value.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match check().await {
+            Ok(value) => return value,
+            Err(why) => last = why,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not within {timeout:?}; last: {last}")
+}
+
+/// The condition of `type_` in a status value: (status, reason, message).
+pub fn condition(status: &serde_json::Value, type_: &str) -> Option<(String, String, String)> {
+    status["conditions"].as_array()?.iter().find(|c| c["type"] == type_).map(|c| {
+        (
+            c["status"].as_str().unwrap_or_default().to_string(),
+            c["reason"].as_str().unwrap_or_default().to_string(),
+            c["message"].as_str().unwrap_or_default().to_string(),
+        )
+    })
+}

@@ -1,0 +1,428 @@
+//! The operator against a real kube-apiserver + etcd (started by the test command) and a real
+//! `microdash serve`: CRDs accepted, rules synced with their live state, invalid specs reported,
+//! deletion, drift, tenants and their tokens, channels with secrets, and a MicroDash installation.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use microdash_operator::resources::{AlertRule, MicroDash, NotificationChannel, Tenant};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn setup(prefix: &str) -> (Client, String, Microdash) {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, prefix).await;
+    (client, ns, Microdash::start())
+}
+
+fn rule(name: &str, tenant: &str, threshold: f64) -> AlertRule {
+    serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "AlertRule",
+        "metadata": {"name": name},
+        "spec": {"tenant": tenant, "metric": "cpu.usage", "match": {"host": "web-1"},
+                 "condition": {"aggregation": "last", "op": ">", "threshold": threshold},
+                 "for": "0s", "severity": "critical", "labels": {"team": "a"}}
+    }))
+    .unwrap()
+}
+
+async fn status_of<K>(api: &Api<K>, name: &str) -> Value
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    serde_json::to_value(api.get(name).await.unwrap()).unwrap()["status"].clone()
+}
+
+/// Waits for a status condition; answers the whole status.
+async fn until_condition<K>(api: &Api<K>, name: &str, type_: &str, want: &str) -> Value
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    eventually(WAIT, &format!("{name}: condition {type_}={want}"), || async {
+        let status = status_of(api, name).await;
+        match condition(&status, type_) {
+            Some((s, _, _)) if s == want => Ok(status),
+            _ => Err(status.to_string()),
+        }
+    })
+    .await
+}
+
+async fn post_sample(server: &Microdash, tenant: &str, value: f64) {
+    let r = server
+        .as_tenant(Method::POST, "/api/v1/metrics", tenant)
+        .body(json!({"metric": "cpu.usage", "value": value, "labels": {"host": "web-1"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+async fn server_rule(server: &Microdash, tenant: &str, name: &str) -> (u16, Value) {
+    let r = server.as_tenant(Method::GET, &format!("/api/v1/rules/{name}"), tenant).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_generated_crds_are_accepted_and_served_by_the_api_server() {
+    let client = client().await;
+    install_crds(&client).await;
+    // Served: a typed list works for each kind, and a rule without a tenant is refused by the CEL rule.
+    let ns = namespace(&client, "crds").await;
+    Api::<MicroDash>::namespaced(client.clone(), &ns).list(&Default::default()).await.unwrap();
+    Api::<Tenant>::all(client.clone()).list(&Default::default()).await.unwrap();
+    Api::<NotificationChannel>::namespaced(client.clone(), &ns).list(&Default::default()).await.unwrap();
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    let mut no_tenant = rule("no-tenant", "default", 1.0);
+    no_tenant.spec.rule.tenant = None;
+    let err = rules.create(&PostParams::default(), &no_tenant).await.unwrap_err().to_string();
+    assert!(err.contains("spec.tenant is required"), "{err}");
+    let mut no_window = rule("no-window", "default", 1.0);
+    no_window.spec.rule.condition.aggregation = microdash_model::Aggregation::Avg;
+    let err = rules.create(&PostParams::default(), &no_window).await.unwrap_err().to_string();
+    assert!(err.contains("condition.window is required"), "{err}");
+    let channels: Api<NotificationChannel> = Api::namespaced(client.clone(), &ns);
+    let both: NotificationChannel = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "NotificationChannel", "metadata": {"name": "both"},
+        "spec": {"tenant": "default", "webhook": {"url": "http://x"},
+                 "email": {"to": ["a@b"], "from": "c@d", "smtp": {"host": "h"}}}
+    }))
+    .unwrap();
+    let err = channels.create(&PostParams::default(), &both).await.unwrap_err().to_string();
+    assert!(err.contains("exactly one of webhook and email"), "{err}");
+}
+
+#[tokio::test]
+async fn an_alert_rule_syncs_is_accepted_then_fires_and_deleting_removes_it() {
+    let (client, ns, server) = setup("rule").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    rules.create(&PostParams::default(), &rule("high-cpu", "default", 90.0)).await.unwrap();
+
+    let status = until_condition(&rules, "high-cpu", "Accepted", "True").await;
+    assert_eq!(status["state"], "OK", "{status}");
+    assert_eq!(status["observedGeneration"], 1);
+    let (code, in_server) = server_rule(&server, "default", "high-cpu").await;
+    assert_eq!(code, 200);
+    assert_eq!(in_server["condition"]["threshold"], 90.0);
+    assert_eq!(in_server["labels"]["team"], "a");
+
+    post_sample(&server, "default", 97.0).await;
+    let status = eventually(WAIT, "state FIRING", || async {
+        let s = status_of(&rules, "high-cpu").await;
+        if s["state"] == "FIRING" { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    assert_eq!(status["matchedSeries"], 1);
+    assert_eq!(status["firingSeries"], 1);
+    assert!(status["lastEvaluation"].is_string(), "{status}");
+
+    // An edit rolls out: the server gets the new threshold.
+    rules
+        .patch("high-cpu", &PatchParams::default(), &Patch::Merge(json!({"spec": {"condition": {"threshold": 99.0}}})))
+        .await
+        .unwrap();
+    eventually(WAIT, "new threshold in the server", || async {
+        let (_, r) = server_rule(&server, "default", "high-cpu").await;
+        if r["condition"]["threshold"] == 99.0 { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+
+    rules.delete("high-cpu", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "rule gone from Kubernetes and the server", || async {
+        let (code, _) = server_rule(&server, "default", "high-cpu").await;
+        let gone = rules.get_opt("high-cpu").await.unwrap().is_none();
+        if code == 404 && gone { Ok(()) } else { Err(format!("server {code}, kubernetes gone: {gone}")) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_rule_reports_the_servers_reason_and_never_breaks_the_others() {
+    let (client, ns, server) = setup("invalid").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    // Passes the CRD schema (a string) but not the server: not a duration.
+    let mut bad = rule("bad-for", "default", 1.0);
+    bad.spec.rule.for_duration = Some("5 minutes".into());
+    rules.create(&PostParams::default(), &bad).await.unwrap();
+    rules.create(&PostParams::default(), &rule("good", "default", 1.0)).await.unwrap();
+    // And one for a tenant that does not exist.
+    rules.create(&PostParams::default(), &rule("orphan", "no-such-tenant", 1.0)).await.unwrap();
+
+    let status = until_condition(&rules, "bad-for", "Accepted", "False").await;
+    let (_, reason, message) = condition(&status, "Accepted").unwrap();
+    assert_eq!(reason, "Invalid");
+    assert!(message.contains("for") && message.contains("5 minutes"), "{message}");
+    let status = until_condition(&rules, "orphan", "Accepted", "False").await;
+    assert_eq!(condition(&status, "Accepted").unwrap().1, "TenantNotFound");
+    until_condition(&rules, "good", "Accepted", "True").await;
+    assert_eq!(server_rule(&server, "default", "bad-for").await.0, 404);
+    assert_eq!(server_rule(&server, "default", "good").await.0, 200);
+
+    // Fixing the spec makes it accepted.
+    rules.patch("bad-for", &PatchParams::default(), &Patch::Merge(json!({"spec": {"for": "5m"}}))).await.unwrap();
+    until_condition(&rules, "bad-for", "Accepted", "True").await;
+    assert_eq!(server_rule(&server, "default", "bad-for").await.1["for"], "5m");
+}
+
+#[tokio::test]
+async fn a_rule_changed_in_the_server_by_hand_is_restored() {
+    let (client, ns, server) = setup("drift").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    rules.create(&PostParams::default(), &rule("steady", "default", 50.0)).await.unwrap();
+    until_condition(&rules, "steady", "Synced", "True").await;
+
+    let by_hand = json!({"metric": "cpu.usage", "condition": {"aggregation": "last", "op": "<", "threshold": 1}});
+    let r = server
+        .as_tenant(Method::PUT, "/api/v1/rules/steady", "default")
+        .body(by_hand.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(WAIT, "the operator restores the rule", || async {
+        let (_, r) = server_rule(&server, "default", "steady").await;
+        if r["condition"]["threshold"] == 50.0 && r["condition"]["op"] == ">" { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+    // Deleted by hand: created again.
+    let r = server.as_tenant(Method::DELETE, "/api/v1/rules/steady", "default").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(WAIT, "the operator creates the rule again", || async {
+        let (code, _) = server_rule(&server, "default", "steady").await;
+        if code == 200 { Ok(()) } else { Err(code.to_string()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_and_reported_until_it_is_back() {
+    let (client, ns, server) = setup("unreachable").await;
+    let (dir, listen) = server.stop();
+    let api = microdash_operator::server::ServerApi::new(format!("http://{listen}"), ADMIN_TOKEN);
+    let _ctx =
+        start_operator(&client, &ns, microdash_operator::context::ServerSource::Fixed(api), Duration::from_millis(500));
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    rules.create(&PostParams::default(), &rule("patient", "default", 5.0)).await.unwrap();
+    let status = until_condition(&rules, "patient", "Synced", "False").await;
+    assert_eq!(condition(&status, "Synced").unwrap().1, "ServerUnreachable");
+
+    let server = Microdash::start_again(dir, &listen);
+    until_condition(&rules, "patient", "Accepted", "True").await;
+    assert_eq!(server_rule(&server, "default", "patient").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_tenant_gets_its_token_secret_and_exists_in_the_server_until_deleted() {
+    let (client, ns, server) = setup("tenant").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let name = format!("team-{}", &ns[ns.len() - 5..]);
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+        "spec": {"displayName": "Team", "retention": {"raw": "3d"}, "tokenSecret": {"namespace": ns}}
+    }))
+    .unwrap();
+    tenants.create(&PostParams::default(), &tenant).await.unwrap();
+    let status = until_condition(&tenants, &name, "Ready", "True").await;
+    let secret_name = format!("microdash-tenant-{name}");
+    assert_eq!(status["tokenSecretName"], format!("{ns}/{secret_name}"));
+    assert_eq!(status["usage"]["metrics"], 0);
+
+    // The token in the Secret works for the tenant: it ingests and reads.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = secrets.get(&secret_name).await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    assert_eq!(secret.metadata.owner_references.unwrap()[0].kind, "Tenant");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(server.url("/api/v1/metrics"))
+        .bearer_auth(&token)
+        .body(r#"{"metric":"m","value":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = server.admin(Method::GET, &format!("/api/v1/tenants/{name}")).send().await.unwrap();
+    let record: Value = r.json().await.unwrap();
+    assert_eq!(record["display_name"], "Team");
+    assert_eq!(record["retention"]["raw_ms"], 3 * 86_400_000);
+    eventually(WAIT, "usage counts the metric", || async {
+        let s = status_of(&tenants, &name).await;
+        if s["usage"]["metrics"] == 1 { Ok(()) } else { Err(s.to_string()) }
+    })
+    .await;
+
+    // A lost Secret is written again with a fresh, working token.
+    secrets.delete(&secret_name, &DeleteParams::default()).await.unwrap();
+    let token2 = eventually(WAIT, "the Secret is written again", || async {
+        match secrets.get_opt(&secret_name).await.unwrap() {
+            Some(s) => Ok(String::from_utf8(s.data.unwrap()["token"].0.clone()).unwrap()),
+            None => Err("no secret".into()),
+        }
+    })
+    .await;
+    assert_ne!(token2, token);
+    let r = http.get(server.url("/api/v1/metrics")).bearer_auth(&token2).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    tenants.delete(&name, &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "tenant gone from the server", || async {
+        let r = server.admin(Method::GET, &format!("/api/v1/tenants/{name}")).send().await.unwrap();
+        if r.status() == 404 { Ok(()) } else { Err(r.status().to_string()) }
+    })
+    .await;
+    let r = http.get(server.url("/api/v1/metrics")).bearer_auth(&token2).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the token died with the tenant");
+}
+
+#[tokio::test]
+async fn a_channel_takes_its_secrets_from_kubernetes_and_reports_a_missing_one() {
+    let (client, ns, server) = setup("channel").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let channels: Api<NotificationChannel> = Api::namespaced(client.clone(), &ns);
+    let channel: NotificationChannel = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "NotificationChannel", "metadata": {"name": "ops-webhook"},
+        "spec": {"tenant": "default",
+                 "webhook": {"urlSecretRef": {"name": "hook", "key": "url"}, "hmacSecretRef": {"name": "hook", "key": "hmac"}},
+                 "repeatInterval": "1h"}
+    }))
+    .unwrap();
+    channels.create(&PostParams::default(), &channel).await.unwrap();
+    let status = until_condition(&channels, "ops-webhook", "Accepted", "False").await;
+    let (_, reason, message) = condition(&status, "Accepted").unwrap();
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("hook"), "{message}");
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "hook"},
+        "stringData": {"url": "http://127.0.0.1:9/hook", "hmac": "s3cret"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    until_condition(&channels, "ops-webhook", "Accepted", "True").await;
+    let r = server.as_tenant(Method::GET, "/api/v1/channels/ops-webhook", "default").send().await.unwrap();
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["webhook"]["url"], "http://127.0.0.1:9/hook");
+    assert_eq!(view["webhook"]["hmacSecret"], "<set>", "the secret reached the server");
+    assert_eq!(view["repeatInterval"], "1h");
+
+    // A test send fails (nothing listens on port 9): the status shows the last delivery.
+    let r = server.as_tenant(Method::POST, "/api/v1/channels/ops-webhook/test", "default").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["ok"], false);
+    let status = eventually(WAIT, "last delivery in status", || async {
+        let s = status_of(&channels, "ops-webhook").await;
+        if s["lastDelivery"].is_object() { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    assert_eq!(status["lastDelivery"]["ok"], false, "{status}");
+
+    channels.delete("ops-webhook", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "channel gone from the server", || async {
+        let r = server.as_tenant(Method::GET, "/api/v1/channels/ops-webhook", "default").send().await.unwrap();
+        if r.status() == 404 { Ok(()) } else { Err(r.status().to_string()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "install").await;
+    // No server here: the MicroDash controller only writes Kubernetes objects.
+    let _ctx =
+        start_operator(&client, &ns, microdash_operator::context::ServerSource::Discover, Duration::from_secs(5));
+    let installs: Api<MicroDash> = Api::namespaced(client.clone(), &ns);
+    let install: MicroDash = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "MicroDash", "metadata": {"name": "md"},
+        "spec": {"image": "microdash:0.1.0", "api": {"replicas": 1},
+                 "agent": {"enabled": true, "interval": "15s", "tokenSecretRef": {"name": "agent", "key": "token"}}}
+    }))
+    .unwrap();
+    installs.create(&PostParams::default(), &install).await.unwrap();
+    let status = until_condition(&installs, "md", "Reconciled", "True").await;
+    assert_eq!(status["url"], format!("http://md-api.{ns}.svc:8080"));
+    assert_eq!(status["adminTokenSecret"], "md-admin-token");
+    // No controller-manager runs: no Pods, so not Ready.
+    assert_eq!(condition(&status, "Ready").unwrap().0, "False");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let api = deployments.get("md-api").await.unwrap();
+    let owner = &api.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("MicroDash", "md", Some(true)));
+    let pod = api.spec.template.spec.as_ref().unwrap();
+    let env = pod.containers[0].env.as_ref().unwrap();
+    assert!(env.iter().any(|e| e.name == "MICRODASH_ROLE" && e.value.as_deref() == Some("all")));
+    assert!(deployments.get_opt("md-worker").await.unwrap().is_none(), "no workers without Redis");
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let token = secrets.get("md-admin-token").await.unwrap().data.unwrap()["token"].0.clone();
+    assert!(token.len() >= 32);
+    Api::<Service>::namespaced(client.clone(), &ns).get("md-api").await.unwrap();
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns).get("md-config").await.unwrap();
+    assert_eq!(config.data.unwrap()["MICRODASH_DATABASE_URL"], "sqlite:///data/microdash.db");
+
+    let agent = Api::<DaemonSet>::namespaced(client.clone(), &ns).get("md-agent").await.unwrap();
+    let agent_pod = agent.spec.template.spec.unwrap();
+    let mounts = agent_pod.containers[0].volume_mounts.clone().unwrap();
+    for path in ["/host/proc", "/host/root"] {
+        let mount = mounts.iter().find(|m| m.mount_path == path).unwrap();
+        assert_eq!(mount.read_only, Some(true), "{path} is read-only");
+    }
+    assert_eq!(agent_pod.containers[0].image.as_deref(), Some("microdash-agent:0.1.0"));
+    assert_eq!(agent_pod.tolerations.unwrap()[0].operator.as_deref(), Some("Exists"));
+
+    // Changes roll out: distributed mode adds workers and switches the api role; the token stays.
+    let db_secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "db"}, "stringData": {"url": "postgres://x"}})).unwrap();
+    secrets.create(&PostParams::default(), &db_secret).await.unwrap();
+    installs
+        .patch(
+            "md",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"image": "microdash:0.2.0", "redisUrl": "redis://redis:6379",
+                "databaseUrlSecretRef": {"name": "db", "key": "url"}, "worker": {"replicas": 2}, "agent": {"enabled": false}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "workers and the new image", || async {
+        let worker = deployments.get_opt("md-worker").await.unwrap();
+        let api = deployments.get("md-api").await.unwrap();
+        let image = api.spec.template.spec.unwrap().containers[0].image.clone().unwrap_or_default();
+        match worker {
+            Some(w) if w.spec.replicas == Some(2) && image == "microdash:0.2.0" => Ok(()),
+            _ => Err(format!("api image {image}")),
+        }
+    })
+    .await;
+    eventually(WAIT, "agent DaemonSet removed", || async {
+        match Api::<DaemonSet>::namespaced(client.clone(), &ns).get_opt("md-agent").await.unwrap() {
+            None => Ok(()),
+            Some(_) => Err("still there".into()),
+        }
+    })
+    .await;
+    assert_eq!(secrets.get("md-admin-token").await.unwrap().data.unwrap()["token"].0, token, "the admin token is kept");
+
+    // A spec that the CEL rules refuse: workers without Redis.
+    let err = installs
+        .patch("md", &PatchParams::default(), &Patch::Merge(json!({"spec": {"redisUrl": null}})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("worker replicas need redisUrl"), "{err}");
+}
