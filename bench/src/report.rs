@@ -8,7 +8,8 @@ use anyhow::Result;
 const HEADER: &str = "# Benchmarks\n\n\
 Measured by `make bench` (`scripts/bench.sh`: release builds, the test services of `scripts/services.sh`, \
 and the peers from Debian packages), client and servers on the same machine. Each section says when and where \
-it was measured; `make bench ARGS='--only storage'` (or `alerts`, `mqtt`) measures one section again.\n";
+it was measured; `make bench ARGS='--only storage'` (or `alerts`, `mqtt`) measures one section again. \
+The operator section comes from `scripts/bench-operator.sh`.\n";
 
 /// Replaces (or appends) the section `key` of the report at `path`.
 pub fn update(path: &Path, key: &str, text: &str) -> Result<()> {
