@@ -1,7 +1,9 @@
 /**
  * The data behind one chart: a `/query` for the range, then — in live mode — samples from
  * the shared live stream appended in place (no reload), with points older than the live
- * window dropped. Repaints are batched: at most one alignment per FLUSH_MS.
+ * window dropped. Repaints are batched: at most one alignment per FLUSH_MS. A sample that is
+ * already there (same series and ts, e.g. sent again when the stream resumes) replaces it; a
+ * reset from the stream reloads the window.
  */
 import { onBeforeUnmount, ref, shallowRef, watch } from 'vue'
 import { api } from '@/api/client'
@@ -132,10 +134,15 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
     let early: LiveSample[] | null = null
     if (r.live) {
       early = []
-      unsubscribe = live.subscribe({ metrics: [p.metric], match: p.match }, (s) => {
-        if (early) early.push(s)
-        else append(s)
-      })
+      unsubscribe = live.subscribe(
+        { metrics: [p.metric], match: p.match },
+        (s) => {
+          if (early) early.push(s)
+          else append(s)
+        },
+        // The stream could not deliver everything it missed: read the window again.
+        () => void load(),
+      )
     }
     try {
       const res = await api.query(
