@@ -1,9 +1,10 @@
 /**
  * The data behind one chart: a `/query` for the range, then — in live mode — samples from
  * the shared live stream appended in place (no reload), with points older than the live
- * window dropped. Repaints are batched: at most one alignment per FLUSH_MS. A sample that is
- * already there (same series and ts, e.g. sent again when the stream resumes) replaces it; a
- * reset from the stream reloads the window.
+ * window dropped. Repaints are throttled: at most one alignment per FLUSH_MS, and a sample
+ * that arrives after a quiet spell is drawn at once (in the next task), not FLUSH_MS later.
+ * A sample that is already there (same series and ts, e.g. sent again when the stream
+ * resumes) replaces it; a reset from the stream reloads the window.
  */
 import { onBeforeUnmount, ref, shallowRef, watch } from 'vue'
 import { api } from '@/api/client'
@@ -53,6 +54,7 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
   let flushTimer: ReturnType<typeof setTimeout> | null = null
   let slideTimer: ReturnType<typeof setInterval> | null = null
   let seriesChanged = false
+  let lastFlushAt = -Infinity
 
   function stop(): void {
     unsubscribe?.()
@@ -67,6 +69,7 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
 
   function flush(): void {
     flushTimer = null
+    lastFlushAt = Date.now()
     if (isLive.value) {
       const now = Date.now()
       const minTs = now - LIVE_WINDOW_MS
@@ -87,7 +90,9 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
   }
 
   function scheduleFlush(): void {
-    if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS)
+    if (flushTimer) return
+    // A zero wait still batches what arrives in the same burst of events.
+    flushTimer = setTimeout(flush, Math.max(0, lastFlushAt + FLUSH_MS - Date.now()))
   }
 
   function append(s: LiveSample): void {
