@@ -7,6 +7,7 @@
 //! work per request is a memcpy and the HTTP exchange.
 
 mod alerts;
+mod live;
 mod mqtt;
 
 use std::io::{BufRead, BufReader};
@@ -25,6 +26,8 @@ enum Section {
     Http,
     Mqtt,
     Alerts,
+    /// Ingest → SSE received, and in Chromium first chart painted and ingest → point painted.
+    Live,
 }
 
 #[derive(Parser)]
@@ -69,6 +72,21 @@ struct Args {
     /// peer's 15 s scrape and evaluation cycles).
     #[arg(long, default_value_t = 60)]
     peer_spread: u64,
+    /// Probes per ingest → SSE latency run of the live section.
+    #[arg(long, default_value_t = 500)]
+    live_probes: usize,
+    /// Samples/s of the bulk ingest under which the live section measures again.
+    #[arg(long, default_value_t = 100_000.0)]
+    live_load_rate: f64,
+    /// Browser navigations (each in a fresh context) timed to the first chart painted.
+    #[arg(long, default_value_t = 10)]
+    live_navigations: usize,
+    /// Browser ingest → point painted probes.
+    #[arg(long, default_value_t = 100)]
+    live_browser_probes: usize,
+    /// The e2e test folder, whose node_modules hold Playwright (the live section's browser).
+    #[arg(long, default_value = "tests/e2e")]
+    e2e_dir: PathBuf,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -390,6 +408,16 @@ async fn main() -> Result<()> {
             bulk_size: args.mqtt_bulk_size,
         };
         report.push_str(&mqtt::run(&args.server, &mqtt_args).await?);
+    }
+    if args.only.is_none() || args.only == Some(Section::Live) {
+        let live_args = live::LiveArgs {
+            probes: args.live_probes,
+            load_rate: args.live_load_rate,
+            navigations: args.live_navigations,
+            browser_probes: args.live_browser_probes,
+            e2e_dir: args.e2e_dir.clone(),
+        };
+        report.push_str(&live::run(&args.server, &live_args).await?);
     }
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
