@@ -5,8 +5,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 source scripts/lib.sh
-ensure_debs prometheus prometheus-alertmanager mosquitto mosquitto-clients victoria-metrics
+ensure_debs prometheus prometheus-alertmanager mosquitto mosquitto-clients victoria-metrics chromium
 build_dashboard "$ROOT"
+# The live section drives Debian's Chromium with Playwright from the e2e tests' node_modules.
+npm_ci_cached "$ROOT/tests/e2e"
 cargo build --release --quiet -p microdash -p microdash-bench
 # PostgreSQL, MariaDB, Redis and Mosquitto on loopback, as for the tests (the storage section
 # creates a fresh database per setup on them).

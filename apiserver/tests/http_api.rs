@@ -434,7 +434,7 @@ async fn the_stream_resumes_from_last_event_id() {
     }
     assert!(text.contains("event: sample"), "{text}");
     assert!(!text.contains("other"), "the metric filter applies: {text}");
-    let id: u64 = text.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().trim().parse().unwrap();
+    let id: u64 = text.lines().rev().find_map(|l| l.strip_prefix("id: ")).unwrap().trim().parse().unwrap();
     drop(stream);
     // Samples sent while disconnected are replayed after the last seen id.
     post(&server, &t, "/api/v1/metrics/bulk", r#"[{"metric":"live","value":2},{"metric":"live","value":3}]"#).await;

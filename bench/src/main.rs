@@ -8,6 +8,7 @@
 //! work per request is a memcpy and the HTTP exchange.
 
 mod alerts;
+mod live;
 mod mqtt;
 mod report;
 mod storage;
@@ -30,6 +31,8 @@ enum Section {
     Storage,
     Mqtt,
     Alerts,
+    /// Ingest → SSE received, and in Chromium first chart painted and ingest → point painted.
+    Live,
 }
 
 #[derive(Parser)]
@@ -86,6 +89,21 @@ struct Args {
     /// The VictoriaMetrics binary (Debian package victoria-metrics).
     #[arg(long, default_value = "/usr/bin/victoria-metrics")]
     victoria_metrics: PathBuf,
+    /// Probes per ingest → SSE latency run of the live section.
+    #[arg(long, default_value_t = 500)]
+    live_probes: usize,
+    /// Samples/s of the bulk ingest under which the live section measures again.
+    #[arg(long, default_value_t = 100_000.0)]
+    live_load_rate: f64,
+    /// Browser navigations (each in a fresh context) timed to the first chart painted.
+    #[arg(long, default_value_t = 10)]
+    live_navigations: usize,
+    /// Browser ingest → point painted probes.
+    #[arg(long, default_value_t = 100)]
+    live_browser_probes: usize,
+    /// The e2e test folder, whose node_modules hold Playwright (the live section's browser).
+    #[arg(long, default_value = "tests/e2e")]
+    e2e_dir: PathBuf,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -534,6 +552,17 @@ async fn main() -> Result<()> {
         };
         let text = mqtt::run(&args.server, &mqtt_args).await?;
         report::update(&args.out, "mqtt", &format!("{text}\n{stamp}"))?;
+    }
+    if args.only.is_none() || args.only == Some(Section::Live) {
+        let live_args = live::LiveArgs {
+            probes: args.live_probes,
+            load_rate: args.live_load_rate,
+            navigations: args.live_navigations,
+            browser_probes: args.live_browser_probes,
+            e2e_dir: args.e2e_dir.clone(),
+        };
+        let text = live::run(&args.server, &live_args).await?;
+        report::update(&args.out, "live", &format!("{text}\n{stamp}"))?;
     }
     println!("{}", std::fs::read_to_string(&args.out)?);
     eprintln!("Wrote {}", args.out.display());

@@ -1,6 +1,13 @@
 //! `GET /api/v1/stream`: committed samples of the caller's tenant as Server-Sent Events.
+//!
+//! A stream that resumes (`Last-Event-ID`) gets, in this order and with increasing ids: the
+//! samples it missed that the live buffer no longer holds, read from storage (the backfill);
+//! the buffered events after its id; then live events. When the gap is too large to backfill,
+//! it gets one `event: reset` instead, meaning "reload your range through the query API".
+//! A new stream (no `Last-Event-ID`) starts with `event: ready` whose id is where it starts, so
+//! a client that drops before its first sample still resumes without a gap.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +19,32 @@ use futures_util::stream::{self, Stream, StreamExt};
 use microdash_model::Scope;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::domain::{Labels, Sample};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::AppResult;
 use crate::http::params::Params;
-use crate::live::LiveEvent;
-use crate::storage::labels_match;
+use crate::live::{LiveEvent, LiveHub, id_at_ms, ms_of_id};
+use crate::storage::{Aggregation, DynStore, PointQuery, Resolution, StoreError, labels_match};
+
+/// The longest gap read from storage; a client away longer reloads its range instead.
+const BACKFILL_MAX_MS: i64 = 15 * 60_000;
+/// The most samples one backfill sends (and holds in memory at once).
+const BACKFILL_MAX_POINTS: usize = 50_000;
+/// The gap is read in slices of this width, each sent before the next is read.
+const BACKFILL_SLICE_MS: i64 = 5 * 60_000;
+/// A sample's `ts` is usually a little before its commit (the time in its event id): look this
+/// much further back so that none committed after the client's last id is missed. Some that it
+/// already has may come again; a repeated (series, ts) is the same point.
+const BACKFILL_SKEW_MS: i64 = 5_000;
+/// Events waiting for a slow client, per stream.
+const STREAM_QUEUE: usize = 256;
 
 struct Filter {
     tenant_id: i64,
-    metrics: HashSet<String>,
+    metrics: BTreeSet<String>,
     matchers: Labels,
 }
 
@@ -43,19 +64,33 @@ struct SampleEvent<'a> {
     value: f64,
 }
 
-fn to_event(event: &LiveEvent) -> Event {
-    let Sample { metric, labels, ts, value, .. } = &event.sample;
+fn sample_event(id: u64, metric: &str, labels: &Labels, ts: i64, value: f64) -> Event {
     Event::default()
         .event("sample")
-        .id(event.id.to_string())
-        .json_data(SampleEvent { metric, labels, ts: *ts, value: *value })
+        .id(id.to_string())
+        .json_data(SampleEvent { metric, labels, ts, value })
         .expect("sample serializes")
+}
+
+fn to_event(event: &LiveEvent) -> Event {
+    let Sample { metric, labels, ts, value, .. } = &event.sample;
+    sample_event(event.id, metric, labels, *ts, *value)
+}
+
+/// `event: reset`: what the client holds has a hole the stream cannot fill; reload the range.
+fn reset_event(id: Option<u64>, reason: &str) -> Event {
+    let event = Event::default().event("reset").data(reason);
+    match id {
+        Some(id) => event.id(id.to_string()),
+        None => event,
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/stream", tag = "query",
     params(("metric" = Option<Vec<String>>, Query, description = "repeatable; omitted = every metric"),
-           ("match" = Option<String>, Query, description = "k=v,k2=v2")),
-    responses((status = 200, content_type = "text/event-stream", description = "`event: sample` with `id:`; honours Last-Event-ID")))]
+           ("match" = Option<String>, Query, description = "k=v,k2=v2"),
+           ("last_event_id" = Option<u64>, Query, description = "resume after this id, for clients that cannot send the Last-Event-ID header (the header wins)")),
+    responses((status = 200, content_type = "text/event-stream", description = "`event: sample` with `id:`; honours Last-Event-ID: missed samples come first (from the replay buffer, or read from storage for gaps up to 15 minutes and 50 000 samples); a larger gap, or a client too slow to keep up, gets `event: reset` (reload the range through /api/v1/query)")))]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,48 +99,194 @@ pub async fn stream(
 ) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let tenant = caller.require(Scope::Read)?;
     let params = Params::parse(raw.as_deref())?;
-    let filter = Arc::new(Filter {
+    let filter = Filter {
         tenant_id: tenant.tenant_id,
         metrics: params.all("metric").into_iter().map(str::to_string).collect(),
         matchers: params.matchers()?,
-    });
-    // Subscribe before replaying so nothing falls between the two.
-    let receiver = state.hub.subscribe();
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let replayed: Vec<Arc<LiveEvent>> = match last_id {
-        Some(last) => state.hub.replay_after(last).0.into_iter().filter(|e| filter.accepts(e)).collect(),
-        None => Vec::new(),
     };
-    let high_water = replayed.last().map(|e| e.id).or(last_id).unwrap_or(0);
-    let replay = stream::iter(replayed.into_iter().map(|e| Ok(to_event(&e))));
-    let live_filter = filter.clone();
-    let live = stream::unfold(receiver, |mut rx| async move {
-        match rx.recv().await {
-            Ok(event) => Some((Some(event), rx)),
-            // A slow client skips what it missed instead of growing a buffer.
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "Slow stream client skipped events.");
-                Some((None, rx))
-            }
-            Err(RecvError::Closed) => None,
-        }
-    })
-    .filter_map(move |event| {
-        let filter = live_filter.clone();
-        async move {
-            match event {
-                Some(e) if e.id > high_water && filter.accepts(&e) => Some(Ok(to_event(&e))),
-                Some(_) => None,
-                None => Some(Ok(Event::default().comment("lagged: some samples were skipped"))),
-            }
-        }
-    });
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| params.get("last_event_id"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Subscribe before looking at the buffer so nothing falls between the two.
+    let (receiver, newest) = state.hub.subscribe();
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    tokio::spawn(feed(state.store.clone(), state.hub.clone(), filter, last_id, (receiver, newest), tx));
+
+    let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
     // Ask browsers to reconnect after 1 s instead of their default 3 s.
     let retry = stream::once(async { Ok(Event::default().retry(Duration::from_secs(1))) });
     let mut stop = state.shutdown.subscribe();
     let stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    Ok(Sse::new(retry.chain(replay).chain(live).take_until(stopped))
+    Ok(Sse::new(retry.chain(events).take_until(stopped))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+}
+
+/// Writes one stream's events into `tx` until the client goes away: the catch-up after
+/// `last_id` (backfill, then buffer), then live events. `tx` is bounded, so a slow client
+/// slows this task, never grows a buffer; the live channel then lags and the client gets a reset.
+async fn feed(
+    store: DynStore,
+    hub: Arc<LiveHub>,
+    filter: Filter,
+    last_id: Option<u64>,
+    (mut receiver, newest): (broadcast::Receiver<Arc<LiveEvent>>, u64),
+    tx: mpsc::Sender<Event>,
+) {
+    // Live events at or below this id were sent already (or covered by a reset).
+    let mut high_water = 0;
+    if last_id.is_none() {
+        // A new client has no id to resume from until its first sample, and a quiet metric may
+        // not bring one for long: give it the point this stream starts at.
+        let ready = Event::default().event("ready").id(newest.to_string()).data("{}");
+        if tx.send(ready).await.is_err() {
+            return;
+        }
+    }
+    if let Some(last) = last_id {
+        let replay = hub.replay_after(last);
+        // An id this hub has not handed out yet (another API process, a clock ahead): what
+        // this hub publishes from now on is new to the client all the same.
+        high_water = last.min(replay.newest);
+        let mut gap_filled = true;
+        if !replay.complete {
+            let outcome = {
+                let _slot = hub.backfill_slots.acquire().await.expect("never closed");
+                backfill(&store, &filter, last, replay.floor, &tx).await
+            };
+            match outcome {
+                Ok(Backfill::Sent) => {}
+                Ok(Backfill::ClientGone) => return,
+                Ok(Backfill::TooLarge(reason)) => {
+                    gap_filled = false;
+                    tracing::debug!(tenant = filter.tenant_id, %reason, "Stream resumes with a reset.");
+                    // The client reloads everything up to now: buffered events need not follow.
+                    high_water = replay.floor - 1;
+                    if tx.send(reset_event(Some(high_water), &reason)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    gap_filled = false;
+                    tracing::warn!(tenant = filter.tenant_id, %err, "Reading a stream's gap from storage failed; sending a reset.");
+                    high_water = replay.floor - 1;
+                    if tx.send(reset_event(Some(high_water), "the missed samples could not be read")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if gap_filled {
+            for event in replay.events.iter().filter(|e| filter.accepts(e)) {
+                if tx.send(to_event(event)).await.is_err() {
+                    return;
+                }
+                high_water = event.id;
+            }
+        }
+    }
+    loop {
+        let event = tokio::select! {
+            _ = tx.closed() => return,
+            received = receiver.recv() => match received {
+                Ok(event) if event.id > high_water && filter.accepts(&event) => to_event(&event),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "Slow stream client skipped events; sending a reset.");
+                    // No id: a reconnect resumes after the last event the client did get.
+                    reset_event(None, "lagged: the client fell behind and some samples were skipped")
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+enum Backfill {
+    Sent,
+    ClientGone,
+    /// The gap cannot be filled from storage; the reason goes to the client.
+    TooLarge(String),
+}
+
+/// Sends the tenant's samples that match `filter`, committed after event `after_id` and before
+/// event `floor` (where the buffer starts), read from raw storage by timestamp, in time order,
+/// with ids in `(after_id, floor - 1)`.
+async fn backfill(
+    store: &DynStore,
+    filter: &Filter,
+    after_id: u64,
+    floor: u64,
+    tx: &mpsc::Sender<Event>,
+) -> Result<Backfill, StoreError> {
+    let (after_ms, until_ms) = (ms_of_id(after_id), ms_of_id(floor));
+    if until_ms - after_ms > BACKFILL_MAX_MS {
+        return Ok(Backfill::TooLarge(format!(
+            "the stream was away for {} s; up to {} s are caught up from storage",
+            (until_ms - after_ms) / 1000,
+            BACKFILL_MAX_MS / 1000
+        )));
+    }
+    let metrics: Vec<String> = if filter.metrics.is_empty() {
+        store.metric_names(filter.tenant_id).await?
+    } else {
+        filter.metrics.iter().cloned().collect()
+    };
+    let too_many =
+        || Backfill::TooLarge(format!("more than {BACKFILL_MAX_POINTS} samples were missed; too many to catch up"));
+    let mut budget = BACKFILL_MAX_POINTS;
+    let mut next_id = after_id + 1;
+    // `floor - 1` stays free for a reset.
+    let last_free_id = floor - 2;
+    let mut from = after_ms - BACKFILL_SKEW_MS;
+    while from <= until_ms {
+        let to = (from + BACKFILL_SLICE_MS - 1).min(until_ms);
+        // (ts, series index, value): the series' labels sit once in `series`.
+        let mut points: Vec<(i64, usize, f64)> = Vec::new();
+        let mut series: Vec<(usize, Labels)> = Vec::new();
+        for (m, metric) in metrics.iter().enumerate() {
+            let query = PointQuery {
+                tenant_id: filter.tenant_id,
+                metric: metric.clone(),
+                matchers: filter.matchers.clone(),
+                from,
+                to,
+                step: None,
+                resolution: Resolution::Raw,
+                agg: Aggregation::Last,
+                max_points: budget,
+            };
+            let found = match store.query(&query).await {
+                Err(StoreError::TooManyPoints(_)) => return Ok(too_many()),
+                found => found?,
+            };
+            for s in found {
+                budget -= s.points.len().min(budget);
+                let index = series.len();
+                points.extend(s.points.iter().map(|&(ts, value)| (ts, index, value)));
+                series.push((m, s.labels));
+            }
+        }
+        // Stable: samples of one ts keep the metric and series order.
+        points.sort_by_key(|&(ts, _, _)| ts);
+        for (ts, index, value) in points {
+            let id = next_id.max(id_at_ms(ts).min(last_free_id));
+            if id > last_free_id {
+                return Ok(too_many());
+            }
+            next_id = id + 1;
+            let (m, labels) = &series[index];
+            if tx.send(sample_event(id, &metrics[*m], labels, ts, value)).await.is_err() {
+                return Ok(Backfill::ClientGone);
+            }
+        }
+        from = to + 1;
+    }
+    Ok(Backfill::Sent)
 }

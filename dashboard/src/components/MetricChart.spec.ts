@@ -90,6 +90,38 @@ describe('MetricChart', () => {
     expect(chart(wrapper)).toEqual({ points: 2, lastTs: NOW })
   })
 
+  it('a sample sent again when the stream resumes replaces its point; a reset reloads the window', async () => {
+    let answer = [[NOW - 10 * MIN, 1], [NOW - MIN, 2]]
+    const fetch = mockFetch({
+      'GET /api/v1/query': () => ({ body: { resolution: 'raw', series: [{ labels: { host: 'a' }, points: answer }] } }),
+    })
+    useLiveStore().start()
+    const wrapper = mount(MetricChart, { props: { metric: 'cpu.usage', range: { key: 'live' } } })
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+    expect(chart(wrapper)).toEqual({ points: 2, lastTs: NOW - MIN })
+
+    // The seam of a resume: the server may send again what the query already returned.
+    const es = FakeEventSource.latest()
+    es.open()
+    es.sample({ metric: 'cpu.usage', labels: { host: 'a' }, ts: NOW - MIN, value: 2 }, '10')
+    es.sample({ metric: 'cpu.usage', labels: { host: 'a' }, ts: NOW + 1000, value: 3 }, '11')
+    es.sample({ metric: 'cpu.usage', labels: { host: 'a' }, ts: NOW + 1000, value: 3 }, '12')
+    await vi.advanceTimersByTimeAsync(250)
+    expect(chart(wrapper)).toEqual({ points: 3, lastTs: NOW + 1000 })
+    expect(FakeUplot.live()[0]!.data[1]).toEqual([1, 2, 3])
+
+    // A gap the server could not fill: the chart reads its window again and shows what is stored.
+    answer = [[NOW - 10 * MIN, 1], [NOW - 5 * MIN, 7], [NOW - MIN, 2], [NOW + 1000, 3], [NOW + 2000, 4]]
+    es.emit('reset', { reason: 'gap' }, '13')
+    await vi.advanceTimersByTimeAsync(0)
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+    expect(fetch).toHaveBeenCalledTimes(2)
+    expect(chart(wrapper)).toEqual({ points: 5, lastTs: NOW + 2000 })
+    expect(FakeEventSource.instances).toHaveLength(1)
+  })
+
   it('longer ranges ask for a step so the server can use rollups, and do not stream', async () => {
     const fetch = mockFetch({
       'GET /api/v1/query': { body: { resolution: '5m', series: [{ labels: {}, points: [[NOW - 60 * MIN, 1]] }] } },

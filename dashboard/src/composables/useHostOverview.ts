@@ -91,7 +91,7 @@ export function useHostOverview() {
   }
 
   // Subscribe first so nothing that arrives during the initial load is missed.
-  const unsubscribe = live.subscribe({}, onSample)
+  const unsubscribe = live.subscribe({}, onSample, () => void load())
   onBeforeUnmount(() => {
     unsubscribe()
     if (flushTimer) clearTimeout(flushTimer)

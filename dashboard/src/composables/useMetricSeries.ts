@@ -1,7 +1,10 @@
 /**
  * The data behind one chart: a `/query` for the range, then — in live mode — samples from
  * the shared live stream appended in place (no reload), with points older than the live
- * window dropped. Repaints are batched: at most one alignment per FLUSH_MS.
+ * window dropped. Repaints are throttled: at most one alignment per FLUSH_MS, and a sample
+ * that arrives after a quiet spell is drawn at once (in the next task), not FLUSH_MS later.
+ * A sample that is already there (same series and ts, e.g. sent again when the stream
+ * resumes) replaces it; a reset from the stream reloads the window.
  */
 import { onBeforeUnmount, ref, shallowRef, watch } from 'vue'
 import { api } from '@/api/client'
@@ -51,6 +54,7 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
   let flushTimer: ReturnType<typeof setTimeout> | null = null
   let slideTimer: ReturnType<typeof setInterval> | null = null
   let seriesChanged = false
+  let lastFlushAt = -Infinity
 
   function stop(): void {
     unsubscribe?.()
@@ -65,6 +69,7 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
 
   function flush(): void {
     flushTimer = null
+    lastFlushAt = Date.now()
     if (isLive.value) {
       const now = Date.now()
       const minTs = now - LIVE_WINDOW_MS
@@ -85,7 +90,9 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
   }
 
   function scheduleFlush(): void {
-    if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS)
+    if (flushTimer) return
+    // A zero wait still batches what arrives in the same burst of events.
+    flushTimer = setTimeout(flush, Math.max(0, lastFlushAt + FLUSH_MS - Date.now()))
   }
 
   function append(s: LiveSample): void {
@@ -132,10 +139,15 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
     let early: LiveSample[] | null = null
     if (r.live) {
       early = []
-      unsubscribe = live.subscribe({ metrics: [p.metric], match: p.match }, (s) => {
-        if (early) early.push(s)
-        else append(s)
-      })
+      unsubscribe = live.subscribe(
+        { metrics: [p.metric], match: p.match },
+        (s) => {
+          if (early) early.push(s)
+          else append(s)
+        },
+        // The stream could not deliver everything it missed: read the window again.
+        () => void load(),
+      )
     }
     try {
       const res = await api.query(

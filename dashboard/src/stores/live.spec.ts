@@ -100,7 +100,8 @@ describe('live store', () => {
 
     off()
     await microtasks()
-    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu')
+    // The new connection resumes after the last event the old one received.
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu&last_event_id=1')
     expect(FakeEventSource.instances.filter((es) => !es.closed)).toHaveLength(1)
   })
 
@@ -177,6 +178,66 @@ describe('live store', () => {
     expect(onUnauthorized).toHaveBeenCalledOnce()
     expect(live.state).toBe('offline')
     expect(FakeEventSource.instances).toHaveLength(1)
+  })
+
+  it('a new connection resumes after the last event the old one received', async () => {
+    const live = useLiveStore()
+    live.start()
+    live.subscribe({ metrics: ['cpu'] }, () => {})
+    await microtasks()
+    const first = FakeEventSource.latest()
+    first.open()
+    first.emit('ready', {}, '1764104400000100')
+    live.subscribe({ metrics: ['disk'] }, () => {})
+    await microtasks()
+    // Nothing received yet but where the stream started: resume from there.
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu&metric=disk&last_event_id=1764104400000100')
+    FakeEventSource.latest().sample(sample('cpu', {}), '1764104400000123')
+    // Another panel wants another metric: a new connection, which must not lose what the
+    // first would have delivered meanwhile.
+    live.subscribe({ metrics: ['mem'] }, () => {})
+    await microtasks()
+    expect(first.closed).toBe(true)
+    expect(FakeEventSource.latest().url).toBe(
+      '/api/v1/stream?metric=cpu&metric=disk&metric=mem&last_event_id=1764104400000123',
+    )
+    // After logout, the next session starts afresh.
+    live.stop()
+    live.start()
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu&metric=disk&metric=mem')
+  })
+
+  it('a reset makes every subscriber reload once, however many resets arrive together', async () => {
+    vi.useFakeTimers()
+    const live = useLiveStore()
+    live.start()
+    const cpuReload = vi.fn()
+    const allReload = vi.fn()
+    const samples = vi.fn()
+    live.subscribe({ metrics: ['cpu'] }, samples, cpuReload)
+    const offAll = live.subscribe({}, () => {}, allReload)
+    live.subscribe({ metrics: ['mem'] }, () => {}) // no reload hook: ignored
+    await vi.advanceTimersByTimeAsync(0)
+    const es = FakeEventSource.latest()
+    es.open()
+    // A browser keeps the last id for events that carry none.
+    es.emit('reset', {}, '500')
+    es.emit('reset', {}, '500')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(cpuReload).toHaveBeenCalledOnce()
+    expect(allReload).toHaveBeenCalledOnce()
+    expect(samples).not.toHaveBeenCalled()
+    expect(live.resets).toBe(1)
+    // Another reset soon after waits for the coalescing window, then reloads once more.
+    es.emit('reset', {}, '500')
+    await vi.advanceTimersByTimeAsync(100)
+    expect(cpuReload).toHaveBeenCalledOnce()
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(cpuReload).toHaveBeenCalledTimes(2)
+    // The reset's id is where a new connection resumes.
+    offAll()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu&metric=mem&last_event_id=500')
   })
 
   it('closes the stream on stop and resumes the subscriptions on the next start', async () => {

@@ -3,6 +3,12 @@
  * EventSource whose `metric=` list is the union of what subscribers want (every metric when
  * any subscriber, or none, asks for all) and hands each sample to the subscribers it matches.
  * Label matching happens here, so panels with different filters share one connection.
+ *
+ * Nothing is lost across reconnects: the browser resumes with `Last-Event-ID`, and when the
+ * store itself opens a new connection (other metrics wanted, or a retry after an HTTP error) it
+ * passes the last id it saw as `last_event_id`. The server then sends what was missed first;
+ * when it cannot (the gap is too large, or this client fell behind), it sends `event: reset`
+ * and subscribers reload their data through the query API.
  */
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
@@ -25,11 +31,14 @@ interface Subscription {
   metrics: string[]
   match: Labels | undefined
   handler: SampleHandler
+  onReset: (() => void) | undefined
 }
 
 const MIN_RETRY_MS = 1000
 const MAX_RETRY_MS = 30_000
 const IDLE_OPEN_MS = 300
+/** Resets that arrive closer together than this cause one reload, not one each. */
+const RESET_COALESCE_MS = 1000
 
 export function parseSample(data: string): LiveSample | null {
   try {
@@ -41,6 +50,12 @@ export function parseSample(data: string): LiveSample | null {
   } catch {
     return null
   }
+}
+
+/** `url` resuming after event `id` (the server treats it like a `Last-Event-ID` header). */
+export function withLastEventId(url: string, id: string | null): string {
+  if (!id) return url
+  return `${url}${url.includes('?') ? '&' : '?'}last_event_id=${encodeURIComponent(id)}`
 }
 
 export const useLiveStore = defineStore('live', () => {
@@ -57,12 +72,23 @@ export const useLiveStore = defineStore('live', () => {
   let retryTimer: ReturnType<typeof setTimeout> | null = null
   let retryDelay = MIN_RETRY_MS
   let idleTimer: ReturnType<typeof setTimeout> | null = null
+  /** The id of the last event received, sent again when the store opens a new connection. */
+  let lastEventId: string | null = null
+  let resetTimer: ReturnType<typeof setTimeout> | null = null
+  let lastResetAt = -Infinity
+  /** Resets delivered to subscribers (for the header and tests). */
+  const resets = ref(0)
 
-  function subscribe(filter: LiveFilter, handler: SampleHandler): () => void {
+  /**
+   * `handler` gets every matching sample; `onReset`, when the stream could not deliver
+   * everything since the subscriber's data was loaded (reload it through the query API).
+   */
+  function subscribe(filter: LiveFilter, handler: SampleHandler, onReset?: () => void): () => void {
     const sub: Subscription = {
       metrics: [...new Set(filter.metrics ?? [])],
       match: filter.match && Object.keys(filter.match).length ? { ...filter.match } : undefined,
       handler,
+      onReset,
     }
     if (sub.metrics.length === 0) allMetrics.add(sub)
     for (const m of sub.metrics) {
@@ -89,6 +115,30 @@ export const useLiveStore = defineStore('live', () => {
     const subs = byMetric.get(sample.metric)
     if (subs) for (const sub of subs) deliver(sub, sample)
     for (const sub of allMetrics) deliver(sub, sample)
+  }
+
+  function allSubscriptions(): Set<Subscription> {
+    const subs = new Set(allMetrics)
+    for (const set of byMetric.values()) for (const s of set) subs.add(s)
+    return subs
+  }
+
+  /** Tell every subscriber to reload, at most once per RESET_COALESCE_MS. */
+  function reset(): void {
+    if (resetTimer) return
+    const wait = Math.max(0, lastResetAt + RESET_COALESCE_MS - Date.now())
+    resetTimer = setTimeout(() => {
+      resetTimer = null
+      lastResetAt = Date.now()
+      resets.value++
+      for (const sub of allSubscriptions()) {
+        try {
+          sub.onReset?.()
+        } catch (e) {
+          console.error('live subscriber failed to reload', e)
+        }
+      }
+    }, wait)
   }
 
   function deliver(sub: Subscription, sample: LiveSample): void {
@@ -128,7 +178,7 @@ export const useLiveStore = defineStore('live', () => {
   function open(target: string): void {
     close()
     if (state.value !== 'live') state.value = 'reconnecting'
-    const es = new EventSource(target, { withCredentials: false })
+    const es = new EventSource(withLastEventId(target, lastEventId), { withCredentials: false })
     source = es
     url.value = target
     es.onopen = () => {
@@ -138,10 +188,21 @@ export const useLiveStore = defineStore('live', () => {
     }
     const onSample = (ev: MessageEvent) => {
       if (source !== es) return
+      if (ev.lastEventId) lastEventId = ev.lastEventId
       const sample = parseSample(ev.data as string)
       if (sample) dispatch(sample)
     }
+    const onReset = (ev: MessageEvent) => {
+      if (source !== es) return
+      if (ev.lastEventId) lastEventId = ev.lastEventId
+      reset()
+    }
     es.addEventListener('sample', onSample as EventListener)
+    es.addEventListener('reset', onReset as EventListener)
+    // Where a new stream starts: resuming from it loses nothing even before the first sample.
+    es.addEventListener('ready', ((ev: MessageEvent) => {
+      if (source === es && ev.lastEventId) lastEventId = ev.lastEventId
+    }) as EventListener)
     es.onmessage = onSample
     es.onerror = () => {
       if (source !== es) return
@@ -199,6 +260,10 @@ export const useLiveStore = defineStore('live', () => {
     enabled = false
     if (idleTimer) clearTimeout(idleTimer)
     idleTimer = null
+    if (resetTimer) clearTimeout(resetTimer)
+    resetTimer = null
+    // The next session (maybe another tenant's) starts afresh; its pages load their data.
+    lastEventId = null
     if (retryTimer) clearTimeout(retryTimer)
     retryTimer = null
     retryDelay = MIN_RETRY_MS
@@ -207,10 +272,8 @@ export const useLiveStore = defineStore('live', () => {
   }
 
   function subscriberCount(): number {
-    const subs = new Set(allMetrics)
-    for (const set of byMetric.values()) for (const s of set) subs.add(s)
-    return subs.size
+    return allSubscriptions().size
   }
 
-  return { state, url, subscribe, start, stop, subscriberCount, dispatch }
+  return { state, url, resets, subscribe, start, stop, subscriberCount, dispatch }
 })

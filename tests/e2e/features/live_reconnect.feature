@@ -24,3 +24,17 @@ Feature: The live stream recovers after a server restart
     Then within 1 second the chart's newest point is that sample
     And the chart shows 4 points
     And the page was not reloaded
+
+  Scenario: Samples committed while the dashboard was cut off reach the chart
+    The server restarts twice while the browser cannot reach the stream: the sample sent in
+    between is in no live buffer any more, so it comes from storage when the stream resumes.
+    When the browser can no longer reach the live stream
+    And the server is killed and started again on the same address with the same data
+    And the default tenant sends a sample of "cpu.usage" with value 50 for host "web-1"
+    And the server is killed and started again on the same address with the same data
+    And the default tenant sends a sample of "cpu.usage" with value 51 for host "web-1"
+    And the browser can reach the live stream again
+    Then the live indicator went to "reconnecting" and then back to "live"
+    And the chart's newest point is that sample
+    And the chart shows 5 points
+    And the page was not reloaded

@@ -78,6 +78,11 @@ Then(
   },
 )
 
+Then("the chart's newest point is that sample", async ({ page, world }) => {
+  expect(world.lastSample?.ts, 'a previous step sent a sample with a timestamp').toBeDefined()
+  await expect(page.getByTestId('chart')).toHaveAttribute('data-last-ts', String(world.lastSample!.ts))
+})
+
 Then('the page was not reloaded', async ({ page, world }) => {
   expect(world.pageMarker, 'a marker was put on the page earlier in the scenario').not.toBeNull()
   const marker = await page.evaluate(() => (window as unknown as { __e2eMarker?: string }).__e2eMarker ?? null)
