@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `make bench`: builds release binaries and runs the benchmark harness, which writes
 # docs/benchmarks.md. Not part of the tests: it takes minutes and wants an idle machine.
+# `scripts/bench.sh --only http|alerts|mqtt|agent` measures one section and replaces only that
+# section of the report.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 source scripts/lib.sh
-ensure_debs prometheus prometheus-alertmanager mosquitto mosquitto-clients victoria-metrics
+ensure_debs prometheus prometheus-alertmanager prometheus-node-exporter mosquitto mosquitto-clients victoria-metrics
 build_dashboard "$ROOT"
-cargo build --release --quiet -p microdash -p microdash-bench
-./target/release/microdash-bench "$@"
+cargo build --release --quiet -p microdash -p microdash-agent -p microdash-bench
+TARGET=${CARGO_TARGET_DIR:-target}
+"$TARGET/release/microdash-bench" --server "$TARGET/release/microdash" --agent "$TARGET/release/microdash-agent" "$@"

@@ -1,11 +1,13 @@
 //! `make bench`: starts a release `microdash` on a temporary SQLite database and measures
 //! sustained bulk ingest and ingest-to-queryable latency over HTTP, and MQTT ingest through
-//! Mosquitto + the bridge and through the embedded broker, then writes `docs/benchmarks.md`.
-//! `--only http|mqtt` runs one section.
+//! Mosquitto + the bridge and through the embedded broker, the agent's footprint next to
+//! node_exporter, then writes `docs/benchmarks.md`. `--only http|alerts|mqtt|agent` runs one
+//! section and replaces only that section of the existing report.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
 
+mod agent;
 mod alerts;
 mod mqtt;
 
@@ -25,6 +27,7 @@ enum Section {
     Http,
     Mqtt,
     Alerts,
+    Agent,
 }
 
 #[derive(Parser)]
@@ -69,6 +72,18 @@ struct Args {
     /// peer's 15 s scrape and evaluation cycles).
     #[arg(long, default_value_t = 60)]
     peer_spread: u64,
+    /// The agent binary for the agent section.
+    #[arg(long, default_value = "target/release/microdash-agent")]
+    agent: PathBuf,
+    /// Debian's node_exporter, measured beside the agent.
+    #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
+    node_exporter: PathBuf,
+    /// Agent collections (and node_exporter scrapes) measured.
+    #[arg(long, default_value_t = 60)]
+    agent_collections: usize,
+    /// Milliseconds between agent collections and between node_exporter scrapes.
+    #[arg(long, default_value_t = 1000)]
+    agent_interval_ms: u64,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -391,13 +406,65 @@ async fn main() -> Result<()> {
         };
         report.push_str(&mqtt::run(&args.server, &mqtt_args).await?);
     }
+    if args.only.is_none() || args.only == Some(Section::Agent) {
+        report.push('\n');
+        eprintln!("Agent footprint: {} and {} …", args.agent.display(), args.node_exporter.display());
+        let agent_args = agent::AgentArgs {
+            agent: args.agent.clone(),
+            node_exporter: args.node_exporter.clone(),
+            collections: args.agent_collections,
+            interval: Duration::from_millis(args.agent_interval_ms),
+        };
+        report.push_str(&agent::run(&args.server, &agent_args).await?);
+    }
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
+    }
+    if args.only.is_some()
+        && let Ok(existing) = std::fs::read_to_string(&args.out)
+    {
+        // One section measured: the others keep their figures (and the header its date).
+        report = replace_sections(&existing, &report);
     }
     std::fs::write(&args.out, &report)?;
     println!("{report}");
     eprintln!("Wrote {}", args.out.display());
     Ok(())
+}
+
+/// `existing` with each `## ` section of `fresh` put in place of the section of the same title
+/// (or appended); `fresh`'s text before its first section is dropped.
+fn replace_sections(existing: &str, fresh: &str) -> String {
+    fn split(text: &str) -> (String, Vec<(String, String)>) {
+        let mut head = String::new();
+        let mut sections: Vec<(String, String)> = Vec::new();
+        for line in text.split_inclusive('\n') {
+            if let Some(title) = line.strip_prefix("## ") {
+                sections.push((title.trim().to_owned(), String::new()));
+            }
+            match sections.last_mut() {
+                Some((_, body)) => body.push_str(line),
+                None => head.push_str(line),
+            }
+        }
+        (head, sections)
+    }
+    let (head, mut sections) = split(existing);
+    for (title, body) in split(fresh).1 {
+        match sections.iter_mut().find(|(t, _)| *t == title) {
+            Some(section) => section.1 = body,
+            None => sections.push((title, body)),
+        }
+    }
+    let mut out = head;
+    for (_, body) in sections {
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(body.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Sustained bulk ingest and ingest-to-queryable latency over HTTP.
@@ -493,4 +560,21 @@ async fn alerting_section(server: &Server, args: &Args) -> Result<String> {
     }
     text.push_str("\nAim from issue 6: p99 < 500 ms.\n");
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_sections;
+
+    #[test]
+    fn one_fresh_section_replaces_its_namesake_and_keeps_the_rest() {
+        let existing = "# Benchmarks\n\n- Date: old\n\n## A\n\nold a\n\n## B\n\nold b\n";
+        let fresh = "# Benchmarks\n\n- Date: new\n\n## B\n\nnew b\n";
+        assert_eq!(
+            replace_sections(existing, fresh),
+            "# Benchmarks\n\n- Date: old\n\n## A\n\nold a\n\n## B\n\nnew b\n"
+        );
+        let added = replace_sections(existing, "## C\n\nc\n");
+        assert!(added.ends_with("old b\n\n## C\n\nc\n"), "{added}");
+    }
 }
