@@ -70,6 +70,14 @@ fn usage(pid: u32, ticks: f64) -> Result<Usage> {
     Ok(Usage { cpu_seconds: (utime + stime) / ticks, rss_kib: kib("VmRSS:"), peak_rss_kib: kib("VmHWM:") })
 }
 
+/// The 1-minute load average: how busy the machine was besides the two measured processes.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -156,6 +164,7 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
     tokio::time::sleep(args.interval * 5).await;
 
     let (agent_pid, exporter_pid) = (agent.child.id(), exporter.child.id());
+    let load_before = load_average();
     let from = now_ms();
     let (agent_0, exporter_0) = (usage(agent_pid, ticks)?, usage(exporter_pid, ticks)?);
     eprintln!(
@@ -177,6 +186,7 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
     ticker.tick().await;
     let (agent_1, exporter_1) = (usage(agent_pid, ticks)?, usage(exporter_pid, ticks)?);
     let to = now_ms();
+    let load_after = load_average();
     let (collections, samples) = stored_collections(&server, from, to).await?;
     if collections == 0 {
         bail!("the agent stored no collection during the window");
@@ -202,13 +212,15 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
         .unwrap_or_default();
     Ok(format!(
         "## Agent footprint vs prometheus-node-exporter\n\n\
-         Measured {date} on the machine above (`make bench -- --only agent`). The release `microdash-agent` runs \
-         with `--interval {interval} ms` against a release server on this machine (HTTP), while the bench scrapes \
+         Measured {date} on the machine above (`scripts/bench.sh --only agent`). The release `microdash-agent` runs \
+         with `--interval {interval}ms` and posts over HTTP to `{server}` on this machine (whose work is not \
+         counted), while the bench scrapes \
          Debian's `prometheus-node-exporter` {version} (default collectors, `127.0.0.1`) at the same cadence, in \
          the same {window:.0} s window. CPU is each process's own user + system time from `/proc/PID/stat` \
          (clock ticks of {tick:.0} ms, summed over the window, so a busy neighbour on a shared machine does not \
          count), divided by the collections the server stored from the agent in the window or by the scrapes; \
-         memory is `VmRSS` at the end of the window and `VmHWM`, the peak.\n\n\
+         memory is `VmRSS` at the end of the window and `VmHWM`, the peak. The machine's 1-minute load average \
+         went from {load_before} to {load_after} during the window.\n\n\
          | measure | microdash-agent | node_exporter | ratio (node_exporter / agent) |\n|---|---|---|---|\n\
          | CPU per collection / per scrape | **{agent_ms:.2} ms** ({collections} collections) | {exporter_ms:.2} ms ({scrapes} scrapes, p50 {p50:.1} ms wall) | {cpu_ratio:.1}× |\n\
          | resident memory, steady | **{agent_rss:.1} MiB** | {exporter_rss:.1} MiB | {rss_ratio:.1}× |\n\
@@ -220,6 +232,8 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
          collection includes the HTTP POST and reading the 202.\n\n\
          Aim from issue 7: RSS < 8 MB, and less CPU per collection than node_exporter per scrape.\n",
         interval = args.interval.as_millis(),
+        // `release/microdash` or `debug/microdash`: the profile says what ran, the full path is local.
+        server = server_bin.iter().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<PathBuf>().display(),
         window = (to - from) as f64 / 1000.0,
         tick = 1000.0 / ticks,
         scrapes = args.collections,
