@@ -7,8 +7,8 @@ run:            ## microdash on embedded defaults + dashboard + a local agent
 test:           ## every check and test; installs what it needs
 	bash scripts/test.sh
 
-bench:          ## benchmarks; writes docs/benchmarks.md
-	bash scripts/bench.sh
+bench:          ## benchmarks; writes docs/benchmarks.md (one section: make bench ARGS='--only mqtt')
+	bash scripts/bench.sh $(ARGS)
 
 dashboard:      ## build dashboard/dist (embedded into release builds)
 	bash -c 'source scripts/lib.sh && build_dashboard "$$PWD"'

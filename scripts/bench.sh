@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: builds release binaries and runs the benchmark harness, which writes
 # docs/benchmarks.md. Not part of the tests: it takes minutes and wants an idle machine.
-# `scripts/bench.sh --only http|alerts|mqtt|agent` measures one section and replaces only that
-# section of the report.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -10,5 +8,11 @@ source scripts/lib.sh
 ensure_debs prometheus prometheus-alertmanager prometheus-node-exporter mosquitto mosquitto-clients victoria-metrics
 build_dashboard "$ROOT"
 cargo build --release --quiet -p microdash -p microdash-agent -p microdash-bench
+# PostgreSQL, MariaDB, Redis and Mosquitto on loopback, as for the tests (the storage section
+# creates a fresh database per setup on them).
+echo "==> Starting PostgreSQL, MariaDB, Redis on loopback (data in .cache/services)"
+services_env=$(scripts/services.sh start)
+eval "$services_env"
+trap 'scripts/services.sh stop' EXIT
 TARGET=${CARGO_TARGET_DIR:-target}
 "$TARGET/release/microdash-bench" --server "$TARGET/release/microdash" --agent "$TARGET/release/microdash-agent" "$@"

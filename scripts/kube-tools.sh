@@ -21,13 +21,21 @@ export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 log() { echo "==> $*" >&2; }
 
 # One build module per tool: their dependency graphs (grpc, otel) do not agree with each other.
-build_module() { # name, go.mod body, package, output
-  local name=$1 body=$2 pkg=$3 out=$4 dir="$cache/mod-$1"
+# Usage: build_module NAME GO_MOD_BODY PACKAGE=OUTPUT...
+build_module() {
+  local name=$1 body=$2 dir="$cache/mod-$1" pair
+  shift 2
   mkdir -p "$dir"
   printf '%s\n' "$body" > "$dir/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" > "$dir/tools.go"
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for pair in "$@"; do printf '\t_ "%s"\n' "${pair%%=*}"; done
+    printf ')\n'
+  } > "$dir/tools.go"
   (cd "$dir" && go mod tidy >/dev/null 2>"$dir/tidy.log" || { cat "$dir/tidy.log" >&2; return 1; })
-  (cd "$dir" && go build -trimpath -ldflags=-s -o "$out" "$pkg")
+  for pair in "$@"; do
+    (cd "$dir" && go build -trimpath -ldflags=-s -o "${pair#*=}" "${pair%%=*}")
+  done
 }
 
 stamp_ok() { [[ -x "$bin/$1" && -f "$bin/$1.version" && "$(cat "$bin/$1.version")" == "$2" ]]; }
@@ -41,8 +49,8 @@ if ! stamp_ok kube-apiserver "$KUBERNETES_VERSION" || ! stamp_ok kubectl "$KUBER
   replaces=$(sed -n '/^replace (/,/^)/p' "$gomod" | awk -v v="$staging_version" '/=> \.\/staging/ {print "\t" $1 " => " $1 " " v}')
   body=$(printf 'module microdash.local/kube-tools\n\ngo 1.26\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n%s\n)\n' \
     "$KUBERNETES_VERSION" "$replaces")
-  build_module kubernetes "$body" k8s.io/kubernetes/cmd/kube-apiserver "$bin/kube-apiserver"
-  (cd "$cache/mod-kubernetes" && go build -trimpath -ldflags=-s -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  build_module kubernetes "$body" "k8s.io/kubernetes/cmd/kube-apiserver=$bin/kube-apiserver" \
+    "k8s.io/kubernetes/cmd/kubectl=$bin/kubectl"
   echo "$KUBERNETES_VERSION" > "$bin/kube-apiserver.version"
   echo "$KUBERNETES_VERSION" > "$bin/kubectl.version"
 fi
@@ -50,14 +58,14 @@ fi
 if ! stamp_ok etcd "$ETCD_VERSION"; then
   log "Building etcd $ETCD_VERSION from Go modules"
   build_module etcd "$(printf 'module microdash.local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION")" \
-    go.etcd.io/etcd/server/v3 "$bin/etcd"
+    "go.etcd.io/etcd/server/v3=$bin/etcd"
   echo "$ETCD_VERSION" > "$bin/etcd.version"
 fi
 
 if ! stamp_ok helm "$HELM_VERSION"; then
   log "Building helm $HELM_VERSION from Go modules"
   build_module helm "$(printf 'module microdash.local/helm\n\ngo 1.26\n\nrequire helm.sh/helm/v3 %s\n' "$HELM_VERSION")" \
-    helm.sh/helm/v3/cmd/helm "$bin/helm"
+    "helm.sh/helm/v3/cmd/helm=$bin/helm"
   echo "$HELM_VERSION" > "$bin/helm.version"
 fi
 

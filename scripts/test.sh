@@ -10,7 +10,13 @@ LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 started=$(date +%s)
 
-ensure_debs chromium ca-certificates python3-aiosmtpd openssl
+ensure_debs chromium ca-certificates python3-aiosmtpd openssl mosquitto mosquitto-clients
+# The Docker client validates docker-compose.yml (no engine runs here); Debian's docker.io
+# brings it when the machine has none.
+command -v docker >/dev/null || ensure_debs docker.io
+echo "==> Docker Compose plugin (built from Go modules, cached in .cache/docker)"
+MICRODASH_TEST_DOCKER_CONFIG=$(scripts/compose-tool.sh)
+export MICRODASH_TEST_DOCKER_CONFIG
 
 echo "==> Starting test services (PostgreSQL, MariaDB, Redis on loopback; data in .cache/services)"
 # Captured first: `eval "$(…)"` alone would hide a failed start.

@@ -32,6 +32,16 @@ pub enum Command {
     /// Create or update alert rules and notification channels from YAML (the CRD format:
     /// `kind: AlertRule|NotificationChannel`, `metadata.name`, `spec.tenant`), several
     /// documents separated by `---`. A running server picks changes up within seconds.
+    /// Exit 0 when a running server answers its readiness check, 1 otherwise (for container
+    /// healthchecks, which have no curl in a slim image).
+    Health {
+        /// The URL to GET; a 2xx answer is healthy.
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     Apply {
         /// The YAML file, or `-` for standard input.
         #[arg(short = 'f', long = "filename")]
@@ -126,6 +136,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             crate::server::serve(config).await
+        }
+        Command::Health { url, timeout } => {
+            let client = reqwest::Client::builder().timeout(timeout).build()?;
+            let response = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+            let status = response.status();
+            if !status.is_success() {
+                anyhow::bail!("GET {url} answered {status}: {}", response.text().await.unwrap_or_default().trim());
+            }
+            Ok(())
         }
         Command::Migrate(db) => {
             open_store(db).await?;

@@ -35,6 +35,11 @@ pub struct ConfigLayer {
     /// Client id of the bridge's persistent session (default `microdash-{hostname}`).
     #[arg(long, env = "MICRODASH_MQTT_CLIENT_ID")]
     pub mqtt_client_id: Option<String>,
+    /// Read `$share/microdash/metrics/#` (true, default: several workers split the messages) or
+    /// `metrics/#` (false: one bridge; survives restarts of brokers that do not persist shared
+    /// subscriptions, such as Mosquitto 2.0).
+    #[arg(long, env = "MICRODASH_MQTT_SHARED_SUBSCRIPTION")]
+    pub mqtt_shared_subscription: Option<bool>,
     /// CA certificates (PEM) that an `mqtts://` broker must chain to (default: the system's).
     #[arg(long, env = "MICRODASH_MQTT_CA_FILE")]
     pub mqtt_ca_file: Option<PathBuf>,
@@ -50,6 +55,10 @@ pub struct ConfigLayer {
     /// The token that manages tenants over the admin API (unset = admin API disabled).
     #[arg(long, env = "MICRODASH_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The token tenant `default` gets when the first start creates it (unset = a random one,
+    /// printed once and written to `data_dir/default-tenant.token`).
+    #[arg(long, env = "MICRODASH_DEFAULT_TENANT_TOKEN", hide_env_values = true)]
+    pub default_tenant_token: Option<String>,
     /// Serve the dashboard from this folder instead of the copy built into the binary.
     #[arg(long, env = "MICRODASH_DASHBOARD_DIR")]
     pub dashboard_dir: Option<PathBuf>,
@@ -125,6 +134,14 @@ pub struct ConfigLayer {
     #[arg(long, env = "MICRODASH_NOTIFY_MAX_BACKOFF", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub notify_max_backoff: Option<Duration>,
+    /// CA certificates (PEM) trusted for webhooks and SMTP besides the system's (a private CA).
+    #[arg(long, env = "MICRODASH_NOTIFY_CA_FILE")]
+    pub notify_ca_file: Option<PathBuf>,
+    /// With Redis: how long the worker that evaluates alerts holds its lease without renewing
+    /// it (it renews every second); another worker takes over after that (e.g. `10s`).
+    #[arg(long, env = "MICRODASH_ALERT_LEASE_TTL", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub alert_lease_ttl: Option<Duration>,
 }
 
 macro_rules! merge_layers {
@@ -146,11 +163,13 @@ impl ConfigLayer {
             mqtt_url,
             mqtt_listen,
             mqtt_client_id,
+            mqtt_shared_subscription,
             mqtt_ca_file,
             mqtt_client_cert_file,
             mqtt_client_key_file,
             role,
             admin_token,
+            default_tenant_token,
             dashboard_dir,
             max_body_bytes,
             max_batch_samples,
@@ -172,7 +191,9 @@ impl ConfigLayer {
             log_format,
             notify_max_attempts,
             notify_backoff,
-            notify_max_backoff
+            notify_max_backoff,
+            notify_ca_file,
+            alert_lease_ttl
         )
     }
 
@@ -204,12 +225,15 @@ pub struct Config {
     /// `None` when the embedded broker is off (also whenever `mqtt_url` is set).
     pub mqtt_listen: Option<SocketAddr>,
     pub mqtt_client_id: Option<String>,
+    pub mqtt_shared_subscription: bool,
     pub mqtt_ca_file: Option<PathBuf>,
     pub mqtt_client_cert_file: Option<PathBuf>,
     pub mqtt_client_key_file: Option<PathBuf>,
     pub role: Role,
     #[serde(serialize_with = "redact")]
     pub admin_token: Option<String>,
+    #[serde(serialize_with = "redact")]
+    pub default_tenant_token: Option<String>,
     pub dashboard_dir: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub max_batch_samples: usize,
@@ -241,6 +265,9 @@ pub struct Config {
     pub notify_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub notify_max_backoff: Duration,
+    pub notify_ca_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub alert_lease_ttl: Duration,
 }
 
 fn redact<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -275,11 +302,13 @@ impl Default for Config {
             mqtt_url: None,
             mqtt_listen: Some("0.0.0.0:1883".parse().expect("valid default")),
             mqtt_client_id: None,
+            mqtt_shared_subscription: true,
             mqtt_ca_file: None,
             mqtt_client_cert_file: None,
             mqtt_client_key_file: None,
             role: Role::All,
             admin_token: None,
+            default_tenant_token: None,
             dashboard_dir: None,
             max_body_bytes: 8 * 1024 * 1024,
             max_batch_samples: limits.max_batch_samples,
@@ -302,6 +331,8 @@ impl Default for Config {
             notify_max_attempts: 10,
             notify_backoff: Duration::from_secs(1),
             notify_max_backoff: Duration::from_secs(300),
+            notify_ca_file: None,
+            alert_lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -399,11 +430,13 @@ impl Config {
             mqtt_url: layer.mqtt_url,
             mqtt_listen,
             mqtt_client_id: layer.mqtt_client_id,
+            mqtt_shared_subscription: layer.mqtt_shared_subscription.unwrap_or(d.mqtt_shared_subscription),
             mqtt_ca_file: layer.mqtt_ca_file,
             mqtt_client_cert_file: layer.mqtt_client_cert_file,
             mqtt_client_key_file: layer.mqtt_client_key_file,
             role,
             admin_token: layer.admin_token,
+            default_tenant_token: layer.default_tenant_token,
             dashboard_dir: layer.dashboard_dir,
             max_body_bytes: at_least("max_body_bytes", layer.max_body_bytes.unwrap_or(d.max_body_bytes), 1024)?,
             max_batch_samples: at_least(
@@ -445,7 +478,25 @@ impl Config {
             )? as u32,
             notify_backoff: layer.notify_backoff.unwrap_or(d.notify_backoff),
             notify_max_backoff: layer.notify_max_backoff.unwrap_or(d.notify_max_backoff),
+            notify_ca_file: layer.notify_ca_file,
+            alert_lease_ttl: layer.alert_lease_ttl.unwrap_or(d.alert_lease_ttl),
         };
+        if let Some(token) = &config.default_tenant_token
+            && let Err(reason) = crate::domain::Token::from_secret(token)
+        {
+            return Err(ConfigError::new("default_tenant_token", reason));
+        }
+        if let Some(path) = &config.notify_ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::new("notify_ca_file", format!("cannot read {}: {e}", path.display())))?;
+            crate::alerting::outbox::Notifier::new(Some(pem)).map_err(|e| ConfigError::new("notify_ca_file", e))?;
+        }
+        if config.alert_lease_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::new(
+                "alert_lease_ttl",
+                "must be at least 3s: the evaluating worker renews its lease every second",
+            ));
+        }
         if config.queue_capacity < config.max_batch_samples {
             return Err(ConfigError::new(
                 "queue_capacity",

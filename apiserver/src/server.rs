@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::alerting::Alerting;
-use crate::alerting::engine::AlertEngine;
+use crate::alerting::engine::{AlertEngine, Ownership};
 use crate::alerting::outbox::{self, Notifier, OutboxConfig};
 use crate::config::{Config, Role};
 use crate::domain::now_ms;
@@ -47,12 +47,24 @@ async fn bootstrap_default_tenant(store: &DynStore, config: &Config) -> anyhow::
     if !store.list_tenants().await?.is_empty() {
         return Ok(());
     }
-    let token = match tenants::create_tenant(store, DEFAULT_TENANT, Some("Default")).await {
+    let chosen = match &config.default_tenant_token {
+        Some(secret) => {
+            Some(crate::domain::Token::from_secret(secret).map_err(|r| anyhow::anyhow!("default_tenant_token {r}"))?)
+        }
+        None => None,
+    };
+    let given = chosen.is_some();
+    let token = chosen.unwrap_or_else(crate::domain::Token::generate);
+    let token = match tenants::create_tenant_with_token(store, DEFAULT_TENANT, Some("Default"), token).await {
         Ok((_, token)) => token,
         // Another process of the same installation created it a moment ago.
         Err(tenants::TenantError::Store(crate::storage::StoreError::Conflict(_))) => return Ok(()),
         Err(e) => return Err(anyhow::anyhow!("{e}")),
     };
+    if given {
+        tracing::info!("Created tenant \"default\" with the token of default_tenant_token.");
+        return Ok(());
+    }
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let path = config.data_dir.join("default-tenant.token");
     write_private(&path, token.expose()).with_context(|| format!("writing {}", path.display()))?;
@@ -88,7 +100,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let telemetry = Telemetry::new();
     let hub = Arc::new(LiveHub::new(65_536, 10_000));
-    let alerting = start_alerting(&store, &config);
+    let alerting = start_alerting(&store, &config, &telemetry);
+    // Who hears about committed samples: in-process, straight from the writer; with Redis, from
+    // the pub/sub channel every worker publishes its commits to (so the live hub of every
+    // process, and the alert evaluator, see every worker's samples, once).
     let mut listeners: Vec<Arc<dyn CommitListener>> = vec![hub.clone()];
     if let Some(engine) = &alerting.engine {
         listeners.push(engine.clone());
@@ -102,8 +117,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (writer, writer_task) = match &config.redis_url {
         None => Writer::start(store.clone(), writer_config, telemetry.clone(), listeners),
         Some(url) => {
-            // Workers write; every process's live hub hears about their commits over pub/sub.
-            tokio::spawn(crate::pipeline::redis::subscribe_live(url.clone(), hub.clone()));
+            // Workers write; every process hears about their commits over pub/sub.
+            tokio::spawn(crate::pipeline::redis::subscribe_live(url.clone(), listeners));
             let task = if config.role == Role::Api {
                 tokio::spawn(async {})
             } else {
@@ -115,7 +130,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     store.clone(),
                     writer_config.clone(),
                     telemetry.clone(),
-                    listeners,
+                    Vec::new(),
                 ))
             };
             let producer = crate::pipeline::redis::Producer::new(url, &writer_config)
@@ -173,8 +188,12 @@ fn hostname() -> String {
 /// Starts the alert engine and the outbox delivery loop where this process evaluates alerts
 /// (role `all` or `worker`). Both run until the process exits: the outbox is durable, so
 /// whatever is in flight at exit is sent after the next start.
-fn start_alerting(store: &DynStore, config: &Config) -> Alerting {
-    let notifier = Notifier::new();
+fn start_alerting(store: &DynStore, config: &Config, telemetry: &Telemetry) -> Alerting {
+    let ca = config
+        .notify_ca_file
+        .as_ref()
+        .map(|path| std::fs::read(path).expect("checked when the configuration was read"));
+    let notifier = Notifier::new(ca).expect("checked when the configuration was read");
     let outbox_config = OutboxConfig {
         max_attempts: config.notify_max_attempts,
         backoff: config.notify_backoff,
@@ -183,15 +202,15 @@ fn start_alerting(store: &DynStore, config: &Config) -> Alerting {
     if config.role == Role::Api {
         return Alerting { engine: None, notifier, outbox: outbox_config };
     }
-    if !store.supports_alerting() {
-        tracing::warn!(
-            "Alerting needs the SQLite backend in this version; rules and channels are off on this database."
-        );
-        return Alerting { engine: None, notifier, outbox: outbox_config };
-    }
     let wake = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(outbox::run(store.clone(), notifier.clone(), outbox_config.clone(), wake.clone()));
-    let (engine, _task) = AlertEngine::start(store.clone(), wake);
+    tokio::spawn(outbox::run(store.clone(), notifier.clone(), outbox_config.clone(), wake.clone(), telemetry.clone()));
+    let ownership = if config.redis_url.is_some() {
+        let owner = format!("{}-{}-{}", hostname(), std::process::id(), rand::random::<u32>());
+        Ownership::Lease { owner, ttl: config.alert_lease_ttl }
+    } else {
+        Ownership::Always
+    };
+    let (engine, _task) = AlertEngine::start(store.clone(), wake, ownership, telemetry.clone());
     Alerting { engine: Some(engine), notifier, outbox: outbox_config }
 }
 

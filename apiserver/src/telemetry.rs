@@ -70,6 +70,25 @@ pub struct Telemetry {
     pub mqtt_bridge_connected: Gauge,
     /// Times the bridge lost or could not open its connection.
     pub mqtt_bridge_connection_errors: Counter,
+    /// 1 while this process evaluates the alert rules (always in embedded mode; the lease
+    /// holder among workers sharing Redis).
+    pub alert_engine_active: Gauge,
+    /// Rules this process evaluates.
+    pub alert_rules: Gauge,
+    /// Alert state transitions persisted, by the state entered.
+    pub alert_transitions: Family<StateLabels, Counter>,
+    /// Notification delivery attempts, by outcome (delivered, retry, failed).
+    pub notification_attempts: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 impl Default for Telemetry {
@@ -139,7 +158,7 @@ impl Telemetry {
         let mqtt_bridge_connected = Gauge::default();
         registry.register(
             "mqtt_bridge_connected",
-            "1 while the MQTT bridge is connected to the external broker",
+            "1 while the MQTT bridge is connected to the external broker and subscribed",
             mqtt_bridge_connected.clone(),
         );
         let mqtt_bridge_connection_errors = Counter::default();
@@ -147,6 +166,26 @@ impl Telemetry {
             "mqtt_bridge_connection_errors",
             "Times the MQTT bridge lost or could not open its connection to the external broker",
             mqtt_bridge_connection_errors.clone(),
+        );
+        let alert_engine_active = Gauge::default();
+        registry.register(
+            "alert_engine_active",
+            "1 while this process evaluates the alert rules (with Redis: the worker holding the lease)",
+            alert_engine_active.clone(),
+        );
+        let alert_rules = Gauge::default();
+        registry.register("alert_rules", "Alert rules this process evaluates", alert_rules.clone());
+        let alert_transitions = Family::<StateLabels, Counter>::default();
+        registry.register(
+            "alert_transitions",
+            "Alert state transitions persisted, by the state entered",
+            alert_transitions.clone(),
+        );
+        let notification_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "notification_attempts",
+            "Notification delivery attempts, by outcome (delivered, retry, failed)",
+            notification_attempts.clone(),
         );
         Self {
             registry: Arc::new(registry),
@@ -163,6 +202,10 @@ impl Telemetry {
             mqtt_connections_refused,
             mqtt_bridge_connected,
             mqtt_bridge_connection_errors,
+            alert_engine_active,
+            alert_rules,
+            alert_transitions,
+            notification_attempts,
         }
     }
 

@@ -21,9 +21,18 @@ pub async fn create_tenant(
     name: &str,
     display_name: Option<&str>,
 ) -> Result<(TenantRecord, Token), TenantError> {
+    create_tenant_with_token(store, name, display_name, Token::generate()).await
+}
+
+/// Creates a tenant whose first token (every scope) is `token`.
+pub async fn create_tenant_with_token(
+    store: &DynStore,
+    name: &str,
+    display_name: Option<&str>,
+    token: Token,
+) -> Result<(TenantRecord, Token), TenantError> {
     validate_tenant_name(name).map_err(|reason| TenantError::InvalidName { name: name.to_string(), reason })?;
     let tenant = store.create_tenant(name, display_name).await?;
-    let token = Token::generate();
     store.create_token(tenant.id, &token.hash(), &token.display_prefix(), &Scope::ALL).await?;
     Ok((tenant, token))
 }

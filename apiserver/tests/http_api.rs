@@ -701,7 +701,7 @@ async fn api_and_workers_store_everything_once_although_a_worker_is_killed() {
 /// keeps accepting into Redis; once it is back, the worker writes everything. Nothing that was
 /// answered 202 is lost.
 #[tokio::test]
-async fn a_database_outage_under_ingest_loses_nothing_accepted() {
+async fn a_database_outage_fills_the_redis_queue_to_503_and_loses_nothing_accepted() {
     use redis::AsyncCommands;
     use sqlx::Connection;
     let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
@@ -721,6 +721,9 @@ async fn a_database_outage_under_ingest_loses_nothing_accepted() {
             ("MICRODASH_DATABASE_URL", db.clone()),
             ("MICRODASH_REDIS_URL", redis_url.clone()),
             ("MICRODASH_ROLE", role.into()),
+            // The bound of the durable queue: 15 batches of 100 while nothing drains it.
+            ("MICRODASH_QUEUE_CAPACITY", "1500".into()),
+            ("MICRODASH_MAX_BATCH_SAMPLES", "100".into()),
         ]
     };
     let (api_env, worker_env) = (env("api"), env("worker"));
@@ -740,40 +743,69 @@ async fn a_database_outage_under_ingest_loses_nothing_accepted() {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         accepted += body["accepted"].as_u64().unwrap();
     }
+    wait_for_stored(&api, "outage", 500).await;
     // The outage: no new connections, existing ones cut.
     sqlx::query(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")).execute(&mut admin).await.unwrap();
     sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
         .execute(&mut admin)
         .await
         .unwrap();
-    for b in 5..25 {
-        let (status, body) = post(&api, &api.token, "/api/v1/metrics/bulk", send(b * 100)).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "the API keeps accepting into Redis: {body}");
+    // The API keeps accepting into Redis until the queue is full, then answers 503.
+    let mut b = 5;
+    let refused = loop {
+        let r = client()
+            .post(api.url("/api/v1/metrics/bulk"))
+            .bearer_auth(&api.token)
+            .body(send(b * 100))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let body: Value = r.json().await.unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break (retry_after, body);
+        }
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         accepted += body["accepted"].as_u64().unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        b += 1;
+        assert!(b < 40, "the queue never filled: its bound is not enforced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(accepted, 2000, "500 written before the outage, 1500 queued during it");
+    let (retry_after, problem) = refused;
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1), "503 without Retry-After");
+    assert_eq!(problem["status"], 503, "{problem}");
     let queued: Option<i64> = conn.get("microdash:queued-samples").await.unwrap();
-    assert!(queued.unwrap_or(0) > 0, "samples wait in Redis while the database is away");
+    assert_eq!(queued, Some(1500), "the accepted samples wait in Redis while the database is away");
     sqlx::query(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")).execute(&mut admin).await.unwrap();
 
+    wait_for_stored(&api, "outage", accepted as usize).await;
+    // Drained: the queue takes samples again.
+    let (status, body) = post(&api, &api.token, "/api/v1/metrics/bulk", send(b * 100)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+/// Waits (up to 60 s) until exactly `n` raw points of `metric` are stored.
+async fn wait_for_stored(server: &Server, metric: &str, n: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
     loop {
         let r = client()
-            .get(api.url("/api/v1/query?metric=outage&from=0&to=2000000&resolution=raw"))
-            .bearer_auth(&api.token)
+            .get(server.url(&format!("/api/v1/query?metric={metric}&from=0&to=2000000&resolution=raw")))
+            .bearer_auth(&server.token)
             .send()
             .await
             .unwrap();
         if r.status() == StatusCode::OK {
-            let q: Value = r.json().await.unwrap();
-            if points(&q) as u64 == accepted {
-                break;
+            seen = points(&r.json().await.unwrap());
+            if seen == n {
+                return;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "not every accepted sample was written after the outage");
+        assert!(std::time::Instant::now() < deadline, "{seen} of {n} accepted samples of {metric} were stored");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(accepted, 2500);
 }
 
 fn str_pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

@@ -205,14 +205,9 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
             text.lines().next().and_then(|l| l.split_whitespace().nth(2)).map(str::to_owned)
         })
         .unwrap_or_else(|| "?".into());
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
     Ok(format!(
         "## Agent footprint vs prometheus-node-exporter\n\n\
-         Measured {date} on the machine above (`scripts/bench.sh --only agent`). The release `microdash-agent` runs \
+         The release `microdash-agent` runs \
          with `--interval {interval}ms` and posts over HTTP to `{server}` on this machine (whose work is not \
          counted), while the bench scrapes \
          Debian's `prometheus-node-exporter` {version} (default collectors, `127.0.0.1`) at the same cadence, in \

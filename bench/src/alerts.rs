@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::Server;
+use crate::{KillOnDrop, Server, free_port};
 
 #[derive(Clone, Default)]
 struct Shared {
@@ -131,19 +131,6 @@ pub async fn microdash_sequential(server: &Server, breaches: usize) -> Result<Ve
     Ok(latencies)
 }
 
-struct Child2(Child);
-
-impl Drop for Child2 {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn find(binary: &str) -> Option<PathBuf> {
     ["/usr/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(binary)).find(|p| p.exists())
 }
@@ -190,7 +177,7 @@ pub async fn side_by_side(server: &Server, breaches: usize, spread: Duration) ->
             rules = dir.path().join("rules.yml").display()
         ),
     )?;
-    let _am = Child2(
+    let _am = KillOnDrop(
         Command::new(&alertmanager)
             .arg(format!("--config.file={}", dir.path().join("alertmanager.yml").display()))
             .arg(format!("--storage.path={}", dir.path().join("am").display()))
@@ -201,7 +188,7 @@ pub async fn side_by_side(server: &Server, breaches: usize, spread: Duration) ->
             .spawn()
             .context("starting Alertmanager")?,
     );
-    let _prom = Child2(
+    let _prom = KillOnDrop(
         Command::new(&prometheus)
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("prom").display()))

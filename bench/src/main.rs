@@ -1,8 +1,9 @@
-//! `make bench`: starts a release `microdash` on a temporary SQLite database and measures
-//! sustained bulk ingest and ingest-to-queryable latency over HTTP, and MQTT ingest through
-//! Mosquitto + the bridge and through the embedded broker, the agent's footprint next to
-//! node_exporter, then writes `docs/benchmarks.md`. `--only http|alerts|mqtt|agent` runs one
-//! section and replaces only that section of the existing report.
+//! `make bench`: starts release `microdash` processes and measures bulk ingest and
+//! ingest-to-queryable per storage backend and queue (next to VictoriaMetrics), alerting
+//! latency (next to Prometheus + Alertmanager), and MQTT ingest through Mosquitto + the bridge
+//! and through the embedded broker (next to Mosquitto's own drain rate), and the agent's
+//! footprint (next to node_exporter). Each section replaces its own part of
+//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent` runs one.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
@@ -10,6 +11,8 @@
 mod agent;
 mod alerts;
 mod mqtt;
+mod report;
+mod storage;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,9 +27,12 @@ use serde_json::{Value, json};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Section {
-    Http,
+    /// HTTP bulk ingest and ingest-to-queryable per backend and queue, next to VictoriaMetrics.
+    #[value(alias = "http")]
+    Storage,
     Mqtt,
     Alerts,
+    /// The agent's CPU per collection and memory, next to prometheus-node-exporter.
     Agent,
 }
 
@@ -72,6 +78,18 @@ struct Args {
     /// peer's 15 s scrape and evaluation cycles).
     #[arg(long, default_value_t = 60)]
     peer_spread: u64,
+    /// PostgreSQL admin URL: a fresh database is created on it (unset = not measured).
+    #[arg(long, env = "MICRODASH_TEST_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// MariaDB/MySQL admin URL: a fresh database is created on it (unset = not measured).
+    #[arg(long, env = "MICRODASH_TEST_MYSQL_URL")]
+    mysql_url: Option<String>,
+    /// Redis for the api + worker setups; its database 7 is flushed (unset = not measured).
+    #[arg(long, env = "MICRODASH_TEST_REDIS_URL")]
+    redis_url: Option<String>,
+    /// The VictoriaMetrics binary (Debian package victoria-metrics).
+    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
+    victoria_metrics: PathBuf,
     /// The agent binary for the agent section.
     #[arg(long, default_value = "target/release/microdash-agent")]
     agent: PathBuf,
@@ -89,10 +107,10 @@ struct Args {
     out: PathBuf,
 }
 
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
-    token: String,
+    pub base: String,
+    pub token: String,
     /// The embedded MQTT broker's address, when it runs.
     mqtt: Option<String>,
     _dir: tempfile::TempDir,
@@ -114,6 +132,51 @@ impl Drop for Server {
 }
 
 fn start_server(bin: &Path, mqtt: MqttMode) -> Result<Server> {
+    start_server_with(bin, mqtt, &[])
+}
+
+/// Where a measured deployment keeps its data; `None` = SQLite in a temporary folder, and the
+/// in-process queue.
+#[derive(Default)]
+pub struct Setup {
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+}
+
+/// One process, or an api process and a worker process sharing a Redis queue.
+pub struct Deployment {
+    pub api: Server,
+    pub worker: Option<Server>,
+}
+
+impl Deployment {
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.api).chain(self.worker.as_ref()).map(|s| s.child.id()).collect()
+    }
+}
+
+pub fn start_deployment(bin: &Path, setup: &Setup) -> Result<Deployment> {
+    let mut env: Vec<(&str, String)> = Vec::new();
+    if let Some(url) = &setup.database_url {
+        env.push(("MICRODASH_DATABASE_URL", url.clone()));
+    }
+    let Some(redis) = &setup.redis_url else {
+        return Ok(Deployment { api: start_server_with(bin, MqttMode::Off, &env)?, worker: None });
+    };
+    env.push(("MICRODASH_REDIS_URL", redis.clone()));
+    let mut worker_env = env.clone();
+    worker_env.push(("MICRODASH_ROLE", "worker".into()));
+    // The worker first: it applies the migrations and creates the default tenant.
+    let worker = start_server_with(bin, MqttMode::Off, &worker_env)?;
+    env.push(("MICRODASH_ROLE", "api".into()));
+    let mut api = start_server_with(bin, MqttMode::Off, &env)?;
+    if api.token.is_empty() {
+        api.token = worker.token.clone();
+    }
+    Ok(Deployment { api, worker: Some(worker) })
+}
+
+fn start_server_with(bin: &Path, mqtt: MqttMode, env: &[(&str, String)]) -> Result<Server> {
     if !bin.exists() {
         bail!("{} does not exist; build it with `cargo build --release -p microdash`", bin.display());
     }
@@ -123,10 +186,12 @@ fn start_server(bin: &Path, mqtt: MqttMode) -> Result<Server> {
     if let MqttMode::Bridge(url) = &mqtt {
         command.env("MICRODASH_MQTT_URL", url).env("MICRODASH_MQTT_CLIENT_ID", format!("bench-{}", std::process::id()));
     }
+    command.env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.path().join("bench.db").display()));
+    for (key, value) in env {
+        command.env(key, value);
+    }
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", mqtt_listen, "--log-format", "json"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
         .arg("--data-dir")
         .arg(dir.path())
         .env("MICRODASH_LOG", "warn,microdash::server=info,microdash::mqtt=info")
@@ -151,8 +216,23 @@ fn start_server(bin: &Path, mqtt: MqttMode) -> Result<Server> {
     // Keep reading, so a full pipe never blocks the server's logging.
     std::thread::spawn(move || lines.for_each(drop));
     let addr = addr.context("the server exited before listening")?;
-    let token = std::fs::read_to_string(dir.path().join("default-tenant.token"))?.trim().to_string();
+    // Only the process that created the default tenant has its token file.
+    let token = std::fs::read_to_string(dir.path().join("default-tenant.token")).unwrap_or_default().trim().to_string();
     Ok(Server { child, base: format!("http://{addr}"), token, mqtt: mqtt_addr, _dir: dir })
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -188,6 +268,12 @@ impl Body {
         Body { bytes, ts_at }
     }
 
+    /// The same samples as VictoriaMetrics import lines.
+    fn victoria(batch: usize, start_ts: i64) -> Body {
+        let (bytes, ts_at) = storage::victoria_body(batch, start_ts);
+        Body { bytes, ts_at }
+    }
+
     /// The body with every timestamp moved `shift` ms forward.
     fn shifted(&self, shift: i64) -> Vec<u8> {
         let mut out = self.bytes.clone();
@@ -198,9 +284,31 @@ impl Body {
     }
 }
 
+/// Where ingest goes: microdash's bulk API, or VictoriaMetrics' import API.
+pub enum Target {
+    Microdash { base: String, token: String },
+    Victoria { base: String },
+}
+
+impl Target {
+    fn bulk_url(&self) -> String {
+        match self {
+            Target::Microdash { base, .. } => format!("{base}/api/v1/metrics/bulk"),
+            Target::Victoria { base } => format!("{base}/api/v1/import"),
+        }
+    }
+
+    fn request(&self, http: &reqwest::Client, url: String) -> reqwest::RequestBuilder {
+        match self {
+            Target::Microdash { token, .. } => http.post(url).bearer_auth(token),
+            Target::Victoria { .. } => http.post(url),
+        }
+    }
+}
+
 /// The shape of one sustained-ingest run.
 #[derive(Clone, Copy)]
-struct Load {
+pub struct Load {
     connections: usize,
     batch: usize,
     seconds: u64,
@@ -208,14 +316,14 @@ struct Load {
     rate: Option<f64>,
 }
 
-struct IngestResult {
-    samples_per_sec: f64,
-    requests: u64,
+pub struct IngestResult {
+    pub samples_per_sec: f64,
+    pub requests: u64,
     errors: u64,
     peak_rss_mib: f64,
 }
 
-async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<IngestResult> {
+pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Result<IngestResult> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(load.connections).build()?;
     let per_conn = 64;
     let start_ts = now_ms() - 2 * 86_400_000;
@@ -226,14 +334,22 @@ async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<Inges
     let prepared: Vec<Vec<Body>> = (0..load.connections)
         .map(|c| {
             (0..per_conn)
-                .map(|b| Body::new(load.batch, start_ts + c as i64 * 10_000_000 + b as i64 * span / per_conn as i64))
+                .map(|b| {
+                    let ts = start_ts + c as i64 * 10_000_000 + b as i64 * span / per_conn as i64;
+                    match target {
+                        Target::Microdash { .. } => Body::new(load.batch, ts),
+                        Target::Victoria { .. } => Body::victoria(load.batch, ts),
+                    }
+                })
                 .collect()
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(load.seconds);
     let mut tasks = Vec::new();
+    let victoria = matches!(target, Target::Victoria { .. });
     for bodies in prepared {
-        let (http, url, token) = (http.clone(), format!("{}/api/v1/metrics/bulk", server.base), server.token.clone());
+        let (http, url) = (http.clone(), target.bulk_url());
+        let request = target.request(&http, url);
         let (accepted, requests, errors) = (accepted.clone(), requests.clone(), errors.clone());
         let pace = load.rate.map(|rate| Duration::from_secs_f64(load.batch as f64 * load.connections as f64 / rate));
         tasks.push(tokio::spawn(async move {
@@ -247,7 +363,12 @@ async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<Inges
                 let round = (i / bodies.len()) as i64;
                 let body = bodies[i % bodies.len()].shifted(round * span);
                 i += 1;
-                match http.post(&url).bearer_auth(&token).body(body).send().await {
+                let request = request.try_clone().expect("a body-less builder clones");
+                match request.body(body).send().await {
+                    Ok(r) if victoria && r.status().as_u16() == 204 => {
+                        accepted.fetch_add(load.batch as u64, Ordering::Relaxed);
+                        requests.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(r) if r.status().as_u16() == 202 => {
                         let v: Value = r.json().await.unwrap_or_default();
                         accepted.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
@@ -273,7 +394,7 @@ async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<Inges
     let mut last_print = Instant::now();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peak = peak.max(rss_kib(pid).unwrap_or(0));
+        peak = peak.max(pids.iter().filter_map(|&pid| rss_kib(pid)).sum());
         if last_print.elapsed() > Duration::from_secs(1) {
             eprint!(
                 "\r  ingest: {:>5.1}s  {:>12} samples accepted",
@@ -297,33 +418,60 @@ async fn sustained_ingest(server: &Server, pid: u32, load: Load) -> Result<Inges
 }
 
 /// Sends one sample and queries until it is visible; returns the latencies in ms.
-async fn ingest_to_queryable(server: &Server, probes: usize) -> Result<Vec<f64>> {
+pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f64>> {
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(probes);
     let base_ts = now_ms() - 86_400_000;
     for i in 0..probes {
         let ts = base_ts + i as i64;
         let started = Instant::now();
-        let r = http
-            .post(format!("{}/api/v1/metrics", server.base))
-            .bearer_auth(&server.token)
-            .json(&json!({"metric":"bench.probe","value": i as f64,"ts": ts}))
-            .send()
-            .await?;
-        if r.status().as_u16() != 202 {
-            bail!("probe ingest answered {}", r.status());
-        }
-        loop {
-            let q: Value = http
-                .get(format!("{}/api/v1/query?metric=bench.probe&from={ts}&to={ts}", server.base))
-                .bearer_auth(&server.token)
+        let status = match target {
+            Target::Microdash { base, token } => http
+                .post(format!("{base}/api/v1/metrics"))
+                .bearer_auth(token)
+                .json(&json!({"metric":"bench.probe","value": i as f64,"ts": ts}))
                 .send()
                 .await?
-                .json()
-                .await?;
-            let found = q["series"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|s| !s["points"].as_array().is_none_or(|p| p.is_empty())));
+                .status(),
+            Target::Victoria { base } => http
+                .post(format!("{base}/api/v1/import"))
+                .body(storage::victoria_probe(ts, i as f64))
+                .send()
+                .await?
+                .status(),
+        };
+        if !status.is_success() {
+            bail!("probe ingest answered {status}");
+        }
+        loop {
+            let found = match target {
+                Target::Microdash { base, token } => {
+                    let q: Value = http
+                        .get(format!("{base}/api/v1/query?metric=bench.probe&from={ts}&to={ts}"))
+                        .bearer_auth(token)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    q["series"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| !s["points"].as_array().is_none_or(|p| p.is_empty())))
+                }
+                Target::Victoria { base } => {
+                    let text = http
+                        .get(format!("{base}/api/v1/export"))
+                        .query(&[
+                            ("match[]", "bench.probe".to_string()),
+                            ("start", format!("{:.3}", ts as f64 / 1000.0)),
+                            ("end", format!("{:.3}", ts as f64 / 1000.0)),
+                        ])
+                        .send()
+                        .await?
+                        .text()
+                        .await?;
+                    storage::victoria_export_has(&text, ts)
+                }
+            };
             if found {
                 break;
             }
@@ -337,11 +485,11 @@ async fn ingest_to_queryable(server: &Server, probes: usize) -> Result<Vec<f64>>
     Ok(latencies)
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -373,30 +521,26 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
-    let mut report = format!(
-        "# Benchmarks\n\n\
-         Measured by `make bench` (`cargo run --release -p microdash-bench`), which starts a release `microdash` \
-         on a fresh SQLite file (WAL, synchronous=NORMAL: durable against a crash of the process) with the \
-         client on the same machine.\n\n\
-         - Machine: {machine}\n- Date: {date}\n\n",
-        machine = machine(),
-    );
-    if args.only.is_none() || args.only == Some(Section::Http) {
-        report.push_str(&http_section(&args).await?);
+    let stamp = format!("_Measured {} on {}._\n", utc_now(), machine());
+    let wants = |section: Section| args.only.is_none() || args.only == Some(section);
+    if wants(Section::Storage) {
+        let storage_args = storage::StorageArgs {
+            postgres_url: args.postgres_url.clone(),
+            mysql_url: args.mysql_url.clone(),
+            redis_url: args.redis_url.clone(),
+            victoria_metrics: args.victoria_metrics.clone(),
+            load: Load { connections: args.connections, batch: args.batch, seconds: args.seconds, rate: None },
+            probes: args.probes,
+        };
+        let text = storage::run(&args.server, &storage_args).await?;
+        report::update(&args.out, "storage", &format!("{text}\n{stamp}"))?;
     }
-    if args.only.is_none() || args.only == Some(Section::Alerts) {
+    if wants(Section::Alerts) {
         let server = start_server(&args.server, MqttMode::Off)?;
-        report.push_str(&alerting_section(&server, &args).await?);
+        let text = alerting_section(&server, &args).await?;
+        report::update(&args.out, "alerts", &format!("{text}\n{stamp}"))?;
     }
-    if args.only.is_none() || args.only == Some(Section::Mqtt) {
-        if args.only.is_none() {
-            report.push('\n');
-        }
+    if wants(Section::Mqtt) {
         eprintln!("MQTT ingest: {} …", args.server.display());
         let mqtt_args = mqtt::MqttArgs {
             mosquitto: args.mosquitto.clone(),
@@ -404,10 +548,10 @@ async fn main() -> Result<()> {
             bulk_messages: args.mqtt_bulk_messages,
             bulk_size: args.mqtt_bulk_size,
         };
-        report.push_str(&mqtt::run(&args.server, &mqtt_args).await?);
+        let text = mqtt::run(&args.server, &mqtt_args).await?;
+        report::update(&args.out, "mqtt", &format!("{text}\n{stamp}"))?;
     }
-    if args.only.is_none() || args.only == Some(Section::Agent) {
-        report.push('\n');
+    if wants(Section::Agent) {
         eprintln!("Agent footprint: {} and {} …", args.agent.display(), args.node_exporter.display());
         let agent_args = agent::AgentArgs {
             agent: args.agent.clone(),
@@ -415,103 +559,21 @@ async fn main() -> Result<()> {
             collections: args.agent_collections,
             interval: Duration::from_millis(args.agent_interval_ms),
         };
-        report.push_str(&agent::run(&args.server, &agent_args).await?);
+        let text = agent::run(&args.server, &agent_args).await?;
+        report::update(&args.out, "agent", &format!("{text}\n{stamp}"))?;
     }
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if args.only.is_some()
-        && let Ok(existing) = std::fs::read_to_string(&args.out)
-    {
-        // One section measured: the others keep their figures (and the header its date).
-        report = replace_sections(&existing, &report);
-    }
-    std::fs::write(&args.out, &report)?;
-    println!("{report}");
+    println!("{}", std::fs::read_to_string(&args.out)?);
     eprintln!("Wrote {}", args.out.display());
     Ok(())
 }
 
-/// `existing` with each `## ` section of `fresh` put in place of the section of the same title
-/// (or appended); `fresh`'s text before its first section is dropped.
-fn replace_sections(existing: &str, fresh: &str) -> String {
-    fn split(text: &str) -> (String, Vec<(String, String)>) {
-        let mut head = String::new();
-        let mut sections: Vec<(String, String)> = Vec::new();
-        for line in text.split_inclusive('\n') {
-            if let Some(title) = line.strip_prefix("## ") {
-                sections.push((title.trim().to_owned(), String::new()));
-            }
-            match sections.last_mut() {
-                Some((_, body)) => body.push_str(line),
-                None => head.push_str(line),
-            }
-        }
-        (head, sections)
-    }
-    let (head, mut sections) = split(existing);
-    for (title, body) in split(fresh).1 {
-        match sections.iter_mut().find(|(t, _)| *t == title) {
-            Some(section) => section.1 = body,
-            None => sections.push((title, body)),
-        }
-    }
-    let mut out = head;
-    for (_, body) in sections {
-        if !out.ends_with("\n\n") {
-            out.push('\n');
-        }
-        out.push_str(body.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// Sustained bulk ingest and ingest-to-queryable latency over HTTP.
-async fn http_section(args: &Args) -> Result<String> {
-    eprintln!("Starting {} …", args.server.display());
-    let server = start_server(&args.server, MqttMode::Off)?;
-    let pid = server.child.id();
-
-    eprintln!("[1/3] ingest-to-queryable latency, idle server ({} probes)", args.probes);
-    let idle = ingest_to_queryable(&server, args.probes).await?;
-    eprintln!(
-        "[2/3] sustained bulk ingest: {} connections × {} samples/request for {} s",
-        args.connections, args.batch, args.seconds
-    );
-    let load = Load { connections: args.connections, batch: args.batch, seconds: args.seconds, rate: None };
-    let ingest = sustained_ingest(&server, pid, load).await?;
-    eprintln!("[3/3] ingest-to-queryable latency under bulk load");
-    let loaded = {
-        // Half of the sustained maximum: a busy server, not a saturated one.
-        let background = Load { rate: Some(ingest.samples_per_sec / 2.0), batch: 1000, ..load };
-        let (lat, _) =
-            tokio::join!(ingest_to_queryable(&server, args.probes / 2), sustained_ingest(&server, pid, background));
-        lat?
-    };
-    Ok(format!(
-        "## HTTP bulk ingest into SQLite (embedded mode)\n\n\
-         Every 202 means the samples are committed (group commit: concurrent requests share one transaction).\n\n\
-         | measure | value |\n|---|---|\n\
-         | sustained bulk ingest | **{sps:.0} samples/s** ({conns} connections × {batch} samples/request, {secs} s, 100 series) |\n\
-         | requests answered 202 / errors | {reqs} / {errs} |\n\
-         | server peak RSS during ingest | {rss:.0} MiB |\n\
-         | ingest-to-queryable p50 / p99, idle | {ip50:.2} ms / {ip99:.2} ms ({probes} probes: POST one sample, then GET /query until visible) |\n\
-         | ingest-to-queryable p50 / p99, under bulk load at half that rate | {lp50:.2} ms / {lp99:.2} ms |\n\n\
-         Targets from the foundation issue: ≥ 300k samples/s and p99 ingest-to-queryable < 50 ms on this 2-core machine.\n",
-        sps = ingest.samples_per_sec,
-        conns = args.connections,
-        batch = args.batch,
-        secs = args.seconds,
-        reqs = ingest.requests,
-        errs = ingest.errors,
-        rss = ingest.peak_rss_mib,
-        ip50 = pct(&idle, 0.5),
-        ip99 = pct(&idle, 0.99),
-        lp50 = pct(&loaded, 0.5),
-        lp99 = pct(&loaded, 0.99),
-        probes = args.probes,
-    ))
+fn utc_now() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The alerting section: microdash alone over many breaches, then side by side with the peer.
@@ -560,21 +622,4 @@ async fn alerting_section(server: &Server, args: &Args) -> Result<String> {
     }
     text.push_str("\nAim from issue 6: p99 < 500 ms.\n");
     Ok(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replace_sections;
-
-    #[test]
-    fn one_fresh_section_replaces_its_namesake_and_keeps_the_rest() {
-        let existing = "# Benchmarks\n\n- Date: old\n\n## A\n\nold a\n\n## B\n\nold b\n";
-        let fresh = "# Benchmarks\n\n- Date: new\n\n## B\n\nnew b\n";
-        assert_eq!(
-            replace_sections(existing, fresh),
-            "# Benchmarks\n\n- Date: old\n\n## A\n\nold a\n\n## B\n\nnew b\n"
-        );
-        let added = replace_sections(existing, "## C\n\nc\n");
-        assert!(added.ends_with("old b\n\n## C\n\nc\n"), "{added}");
-    }
 }

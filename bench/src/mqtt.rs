@@ -17,7 +17,7 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
-use crate::{MqttMode, Server, start_server};
+use crate::{KillOnDrop, MqttMode, Server, start_server};
 
 pub struct MqttArgs {
     pub mosquitto: PathBuf,
@@ -84,16 +84,9 @@ impl Rates {
 /// Mosquitto on a free loopback port, persistence off (the drain rate is about the broker's
 /// routing, not its disk), and room for a consumer that acknowledges after a commit.
 struct Mosquitto {
-    child: std::process::Child,
+    _child: KillOnDrop,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_mosquitto(bin: &Path) -> Result<Mosquitto> {
@@ -125,7 +118,7 @@ fn start_mosquitto(bin: &Path) -> Result<Mosquitto> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Mosquitto { child, port, _dir: dir })
+    Ok(Mosquitto { _child: KillOnDrop(child), port, _dir: dir })
 }
 
 /// Publishes every message at QoS 1 on one connection and returns when all are acknowledged.

@@ -3,14 +3,17 @@
 to --maildir as NNNN.eml, and prints `listening HOST:PORT` once it accepts connections.
 
     python3 scripts/services/smtp.py --maildir /tmp/mail [--port 2525] [--user U --password P]
+        [--tls starttls|tls --cert CERT.pem --key KEY.pem]
 
-With --user/--password it advertises AUTH (LOGIN, PLAIN) without TLS and refuses other
-credentials, so a client's authentication is really exercised.
+With --user/--password it advertises AUTH (LOGIN, PLAIN) and refuses other credentials, so a
+client's authentication is really exercised (without --tls, over plain text). --tls starttls
+requires STARTTLS before MAIL and AUTH; --tls tls speaks TLS from the first byte (SMTPS).
 """
 import argparse
 import asyncio
 import itertools
 import os
+import ssl
 import sys
 import warnings
 
@@ -64,14 +67,34 @@ async def main():
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--tls", choices=["none", "starttls", "tls"], default="none")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
     args = parser.parse_args()
+    context = None
+    if args.tls != "none":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
     os.makedirs(args.maildir, exist_ok=True)
     handler = Maildir(args.maildir)
     options = {}
     if args.user:
-        options = dict(authenticator=authenticator(args.user, args.password or ""), auth_require_tls=False, auth_required=True)
+        options = dict(
+            authenticator=authenticator(args.user, args.password or ""),
+            # Under implicit TLS aiosmtpd does not know the socket is encrypted (it only tracks
+            # STARTTLS), so only STARTTLS can demand TLS before AUTH; SMTPS has it from the start.
+            auth_require_tls=args.tls == "starttls",
+            auth_required=True,
+        )
+    if args.tls == "starttls":
+        options.update(tls_context=context, require_starttls=True)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler, hostname="microdash-test-smtp", **options), args.host, args.port)
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="microdash-test-smtp", **options),
+        args.host,
+        args.port,
+        ssl=context if args.tls == "tls" else None,
+    )
     host, port = server.sockets[0].getsockname()[:2]
     print(f"listening {host}:{port}", flush=True)
     async with server:

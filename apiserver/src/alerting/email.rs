@@ -116,12 +116,34 @@ pub fn message(spec: &EmailSpec, p: &Payload) -> Result<Message, SendError> {
         .map_err(|e| SendError::permanent(format!("building the message: {e}")))
 }
 
-pub async fn send(spec: &EmailSpec, p: &Payload) -> Result<(), SendError> {
+/// The PEM certificates of a bundle, one block each.
+fn pem_blocks(pem: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.windows(BEGIN.len()).position(|w| w == BEGIN) {
+        let after = &rest[start..];
+        let Some(end) = after.windows(END.len()).position(|w| w == END) else { break };
+        out.push(&after[..end + END.len()]);
+        rest = &after[end + END.len()..];
+    }
+    out
+}
+
+/// `ca_pem`: certificates trusted besides the system's (`notify_ca_file`).
+pub async fn send(spec: &EmailSpec, p: &Payload, ca_pem: Option<&[u8]>) -> Result<(), SendError> {
     let message = message(spec, p)?;
     let smtp = &spec.smtp;
     let host = smtp.host.trim();
     let tls = |host: &str| {
-        TlsParameters::new(host.to_string()).map_err(|e| SendError::permanent(format!("TLS setup for {host}: {e}")))
+        let mut params = TlsParameters::builder(host.to_string());
+        for block in ca_pem.map(pem_blocks).unwrap_or_default() {
+            let cert = lettre::transport::smtp::client::Certificate::from_pem(block)
+                .map_err(|e| SendError::permanent(format!("notify_ca_file: {e}")))?;
+            params = params.add_root_certificate(cert);
+        }
+        params.build().map_err(|e| SendError::permanent(format!("TLS setup for {host}: {e}")))
     };
     let mut builder =
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(smtp.port()).timeout(Some(SMTP_TIMEOUT));

@@ -19,14 +19,28 @@ use crate::domain::{Labels, Sample, now_ms};
 use crate::pipeline::CommitListener;
 use crate::storage::alerts::{NewNotification, SpecKind, TransitionWrite};
 use crate::storage::{Aggregation as QueryAggregation, DynStore, PointQuery, labels_key, labels_match};
+use crate::telemetry::{StateLabels, Telemetry};
 
 /// How often time-based transitions (`for`, `keepFiringFor`, no-data, repeats) are checked.
 pub const TICK: Duration = Duration::from_secs(1);
 /// How often the database is asked whether rules or channels changed (edits by `apply` or
 /// another process); edits through this process's API are seen at once.
-const RELOAD_CHECK_EVERY_TICKS: u32 = 5;
+const RELOAD_CHECK_EVERY_TICKS: u32 = 2;
 /// Most raw points read per rule when windows are rebuilt at start.
 const REBUILD_MAX_POINTS: usize = 500_000;
+/// The lease that makes one worker of a distributed installation the evaluator.
+const LEASE: &str = "alert-engine";
+
+/// Who evaluates. One process (embedded mode): always this one. Several workers sharing a
+/// Redis queue: the one holding the `alert-engine` lease in the database, renewed every tick;
+/// when it stops renewing (killed, cut off), another worker takes over once the lease expires,
+/// rebuilding every rule's instances and windows from the database. Every worker hears every
+/// committed sample (Redis pub/sub), so the evaluator sees the whole stream.
+#[derive(Debug, Clone)]
+pub enum Ownership {
+    Always,
+    Lease { owner: String, ttl: Duration },
+}
 
 /// A transition as the live stream and the dashboard see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -82,7 +96,12 @@ impl CommitListener for AlertEngine {
 
 impl AlertEngine {
     /// Starts the evaluator task. `outbox` is woken after each transition with notifications.
-    pub fn start(store: DynStore, outbox: Arc<Notify>) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: DynStore,
+        outbox: Arc<Notify>,
+        ownership: Ownership,
+        telemetry: Telemetry,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let watched = Arc::new(RwLock::new(HashMap::new()));
         let values = Arc::new(Mutex::new(HashMap::new()));
@@ -101,6 +120,10 @@ impl AlertEngine {
             channels: HashMap::new(),
             tenants: HashMap::new(),
             fingerprint: String::new(),
+            active: matches!(ownership, Ownership::Always),
+            telemetry,
+            ownership,
+            renewed_at: 0,
         };
         let task = tokio::spawn(evaluator.run(rx));
         (Arc::new(AlertEngine { tx, watched, reloading, values, events }), task)
@@ -157,6 +180,12 @@ struct Evaluator {
     channels: HashMap<RuleKey, NotificationChannelSpec>,
     tenants: HashMap<i64, String>,
     fingerprint: String,
+    ownership: Ownership,
+    /// Whether this process evaluates now (always, or while it holds the lease).
+    active: bool,
+    /// When the lease was last renewed.
+    renewed_at: i64,
+    telemetry: Telemetry,
 }
 
 fn policy_of(spec: &AlertRuleSpec) -> Policy {
@@ -169,10 +198,15 @@ fn policy_of(spec: &AlertRuleSpec) -> Policy {
 
 impl Evaluator {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
-        // Until the first load succeeds nothing can be evaluated; keep trying.
-        while let Err(err) = self.reload(now_ms()).await {
-            tracing::warn!(%err, "Loading alert rules failed; retrying.");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        if self.active {
+            self.telemetry.alert_engine_active.set(1);
+            // Until the first load succeeds nothing can be evaluated; keep trying.
+            while let Err(err) = self.reload(now_ms()).await {
+                tracing::warn!(%err, "Loading alert rules failed; retrying.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        } else {
+            self.keep_lease(now_ms()).await;
         }
         self.reloading.fetch_sub(1, Ordering::AcqRel);
         let mut tick = tokio::time::interval(TICK);
@@ -182,9 +216,13 @@ impl Evaluator {
             tokio::select! {
                 biased;
                 event = rx.recv() => match event {
-                    Some(Event::Samples { tenant_id, samples, at }) => self.on_samples(tenant_id, &samples, at).await,
+                    Some(Event::Samples { tenant_id, samples, at }) => {
+                        if self.active {
+                            self.on_samples(tenant_id, &samples, at).await;
+                        }
+                    }
                     Some(Event::Reload) => {
-                        if let Err(err) = self.reload(now_ms()).await {
+                        if self.active && let Err(err) = self.reload(now_ms()).await {
                             tracing::warn!(%err, "Reloading alert rules failed; will retry.");
                             self.fingerprint.clear();
                         }
@@ -194,6 +232,12 @@ impl Evaluator {
                 },
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
+                    if matches!(self.ownership, Ownership::Lease { .. }) {
+                        self.keep_lease(now_ms()).await;
+                    }
+                    if !self.active {
+                        continue;
+                    }
                     if ticks.is_multiple_of(RELOAD_CHECK_EVERY_TICKS) {
                         match self.store.specs_fingerprint().await {
                             Ok(f) if f != self.fingerprint => {
@@ -213,7 +257,59 @@ impl Evaluator {
                 }
             }
         }
+        if let (true, Ownership::Lease { owner, .. }) = (self.active, &self.ownership)
+            && let Err(err) = self.store.release_lease(LEASE, owner).await
+        {
+            tracing::warn!(%err, "Could not release the alert engine lease; another worker takes over when it expires.");
+        }
         tracing::info!("Alert engine stopped.");
+    }
+
+    /// Takes or renews the evaluator lease; starts or stops evaluating when that changes.
+    async fn keep_lease(&mut self, now: i64) {
+        let Ownership::Lease { owner, ttl } = &self.ownership else { return };
+        let (owner, ttl_ms) = (owner.clone(), ttl.as_millis() as i64);
+        match self.store.acquire_lease(LEASE, &owner, now, now + ttl_ms).await {
+            Ok(true) => {
+                self.renewed_at = now;
+                if !self.active {
+                    // Whatever another worker did meanwhile is in the database: start afresh.
+                    self.rules.clear();
+                    self.fingerprint.clear();
+                    match self.reload(now).await {
+                        Ok(()) => {
+                            self.active = true;
+                            self.telemetry.alert_engine_active.set(1);
+                            tracing::info!(%owner, rules = self.rules.len(), "This worker now evaluates the alert rules.");
+                        }
+                        Err(err) => tracing::warn!(%err, "Loading alert rules failed; will retry."),
+                    }
+                }
+            }
+            Ok(false) => {
+                if self.active {
+                    tracing::warn!(%owner, "Another worker took the alert engine lease; this one stops evaluating.");
+                    self.step_down();
+                }
+            }
+            Err(err) => {
+                // Cannot renew: stop before the lease can have expired for the others.
+                if self.active && now - self.renewed_at > ttl_ms / 2 {
+                    tracing::warn!(%err, "Cannot renew the alert engine lease; this worker stops evaluating.");
+                    self.step_down();
+                }
+            }
+        }
+    }
+
+    fn step_down(&mut self) {
+        self.active = false;
+        self.telemetry.alert_engine_active.set(0);
+        self.telemetry.alert_rules.set(0);
+        self.rules.clear();
+        self.by_metric.clear();
+        self.fingerprint.clear();
+        self.watched.write().expect("watched poisoned").clear();
     }
 
     /// Loads rules, channels and tenants; keeps the runtime of unchanged rules, rebuilds the rest.
@@ -265,6 +361,7 @@ impl Evaluator {
         }
         *self.watched.write().expect("watched poisoned") = watched;
         self.fingerprint = fingerprint;
+        self.telemetry.alert_rules.set(self.rules.len() as i64);
         tracing::debug!(rules = self.rules.len(), channels = self.channels.len(), "Alert rules loaded.");
         Ok(())
     }
@@ -546,6 +643,7 @@ impl Evaluator {
         };
         match self.store.record_transition(write).await {
             Ok(id) => {
+                self.telemetry.alert_transitions.get_or_create(&StateLabels { state: t.to.as_str() }).inc();
                 tracing::info!(rule = %rule.name, from = %t.from, to = %t.to, value = ?t.value, notifications = notifications.len(), "Alert transition.");
                 let event = AlertEvent {
                     tenant_id: key.0,

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use microdash_model::NotificationChannelSpec;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::telemetry::{OutcomeLabels, Telemetry};
+
 use super::payload::Payload;
 use super::{email, webhook};
 use crate::domain::now_ms;
@@ -65,22 +67,33 @@ impl OutboxConfig {
 #[derive(Clone)]
 pub struct Notifier {
     client: reqwest::Client,
+    /// Extra trusted CA certificates (PEM) for webhooks and SMTP, from `notify_ca_file`.
+    ca_pem: Option<Arc<Vec<u8>>>,
 }
 
 impl Default for Notifier {
     fn default() -> Self {
-        Self::new()
+        Self::new(None).expect("no extra CA certificates to read")
     }
 }
 
 impl Notifier {
-    pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+    /// `ca_pem`: certificates trusted besides the system's (a private CA of webhooks or SMTP).
+    pub fn new(ca_pem: Option<Vec<u8>>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .expect("the HTTP client builds");
-        Notifier { client }
+            .redirect(reqwest::redirect::Policy::limited(3));
+        if let Some(pem) = &ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("holds no PEM certificate".into());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| format!("the HTTP client: {e}"))?;
+        Ok(Notifier { client, ca_pem: ca_pem.map(Arc::new) })
     }
 
     /// Returns the status code on success (0 for SMTP).
@@ -90,7 +103,7 @@ impl Notifier {
         } else if let Some(mail) = &channel.email {
             let payload: Payload = serde_json::from_str(&n.payload)
                 .map_err(|e| SendError::permanent(format!("stored payload unreadable: {e}")))?;
-            email::send(mail, &payload).await.map(|()| 250)
+            email::send(mail, &payload, self.ca_pem.as_deref().map(Vec::as_slice)).await.map(|()| 250)
         } else {
             Err(SendError::permanent("the channel has neither webhook nor email"))
         }
@@ -140,7 +153,7 @@ pub async fn attempt(
 
 /// Delivers due notifications until the process stops. `wake` is notified when new rows are
 /// written, so a fresh notification leaves at once instead of at the next poll.
-pub async fn run(store: DynStore, notifier: Notifier, config: OutboxConfig, wake: Arc<Notify>) {
+pub async fn run(store: DynStore, notifier: Notifier, config: OutboxConfig, wake: Arc<Notify>, telemetry: Telemetry) {
     const BATCH: i64 = 100;
     let in_flight = Arc::new(Semaphore::new(16));
     loop {
@@ -168,8 +181,15 @@ pub async fn run(store: DynStore, notifier: Notifier, config: OutboxConfig, wake
             }
             let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
             let (store, notifier, config, wake) = (store.clone(), notifier.clone(), config.clone(), wake.clone());
+            let telemetry = telemetry.clone();
             tokio::spawn(async move {
                 let (record, outcome) = attempt(&store, &notifier, &config, &n).await;
+                let label = match outcome {
+                    AttemptOutcome::Delivered => "delivered",
+                    AttemptOutcome::RetryAt(_) => "retry",
+                    AttemptOutcome::Failed => "failed",
+                };
+                telemetry.notification_attempts.get_or_create(&OutcomeLabels { outcome: label }).inc();
                 match &outcome {
                     AttemptOutcome::Delivered => {
                         tracing::info!(id = n.id, channel = %n.channel, state = %n.state, ms = record.duration_ms, "Notification delivered.")

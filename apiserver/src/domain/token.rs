@@ -24,6 +24,18 @@ impl Token {
         Token(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
     }
 
+    /// A token chosen by the operator (e.g. `default_tenant_token` of a Compose file): at least
+    /// 32 characters and no whitespace, so it carries enough entropy for a plain SHA-256.
+    pub fn from_secret(secret: &str) -> Result<Self, &'static str> {
+        if secret.chars().count() < 32 {
+            return Err("must be at least 32 characters long (e.g. `openssl rand -hex 32`)");
+        }
+        if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain whitespace or control characters");
+        }
+        Ok(Token(secret.to_string()))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -141,10 +141,6 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Conflict(what) => AppError::new(StatusCode::CONFLICT, format!("{what} already exists")),
             StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
-            StoreError::Unsupported(what) => AppError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("{what} is not available on this database backend yet; it works with SQLite"),
-            ),
             StoreError::TooManyPoints(n) => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(

@@ -6,6 +6,11 @@
 //! bridge is away, the broker keeps its messages; when it comes back, unacknowledged ones are
 //! delivered again. The event loop reconnects by itself with exponential backoff.
 //!
+//! Mosquitto 2.0 keeps a persistent session's ordinary subscriptions across its own restart
+//! but not its shared ones: until the bridge has subscribed again, the broker drops what is
+//! published (measured with 2.0.11). `mqtt_shared_subscription: false` subscribes `metrics/#`
+//! instead, for a single bridge that must not lose messages across broker restarts.
+//!
 //! One task polls the connection and never waits on the database; another gathers whatever
 //! arrived into batches, commits up to `MAX_BATCHES_IN_FLIGHT` of them at once and
 //! acknowledges them in arrival order.
@@ -97,7 +102,8 @@ impl Bridge {
         let unacked = Arc::new(Semaphore::new(MAX_UNACKED));
         let mut stop = self.shutdown.clone();
         let mut retry = FIRST_RETRY;
-        tracing::info!(%broker, %client_id, topic = SHARED_SUBSCRIPTION, "MQTT bridge starting.");
+        let topic = self.settings.topic;
+        tracing::info!(%broker, %client_id, topic, "MQTT bridge starting.");
         loop {
             let event = tokio::select! {
                 event = events.poll() => event,
@@ -105,17 +111,19 @@ impl Bridge {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    self.telemetry.mqtt_bridge_connected.set(1);
                     retry = FIRST_RETRY;
                     tracing::info!(%broker, %client_id, session_present = ack.session_present, "MQTT bridge connected.");
                     // Kept by a resumed session, needed by a new one; subscribing again is harmless.
-                    if let Err(err) = client.try_subscribe(SHARED_SUBSCRIPTION, QoS::AtLeastOnce) {
+                    if let Err(err) = client.try_subscribe(topic, QoS::AtLeastOnce) {
                         tracing::error!(%err, "Could not request the MQTT subscription.");
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
-                        tracing::error!(%broker, topic = SHARED_SUBSCRIPTION, "The MQTT broker refused the subscription: nothing will be ingested. Its ACL must let this user read metrics/# (see docs/mqtt.md).");
+                        tracing::error!(%broker, topic, "The MQTT broker refused the subscription: nothing will be ingested. Its ACL must let this user read metrics/# (see docs/mqtt.md).");
+                    } else {
+                        // Connected and subscribed: from now on the broker routes messages here.
+                        self.telemetry.mqtt_bridge_connected.set(1);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {

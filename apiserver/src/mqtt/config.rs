@@ -71,6 +71,8 @@ pub struct BridgeSettings {
     /// Stable per process across restarts: the broker keeps the session (and the messages
     /// queued while the bridge was away) under this id.
     pub client_id: String,
+    /// `$share/microdash/metrics/#`, or `metrics/#` when `mqtt_shared_subscription` is false.
+    pub topic: &'static str,
     /// Set for `mqtts://`.
     pub tls: Option<Arc<ClientConfig>>,
 }
@@ -87,7 +89,8 @@ impl BridgeSettings {
             config.mqtt_client_key_file.as_deref(),
         )?;
         let client_id = config.mqtt_client_id.clone().unwrap_or_else(default_client_id);
-        Ok(Some(BridgeSettings { broker, client_id, tls }))
+        let topic = if config.mqtt_shared_subscription { super::bridge::SHARED_SUBSCRIPTION } else { "metrics/#" };
+        Ok(Some(BridgeSettings { broker, client_id, topic, tls }))
     }
 }
 

@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{CommitListener, SubmitError, WriterConfig};
 use crate::domain::{Sample, now_ms};
-use crate::live::LiveHub;
 use crate::storage::{DynStore, WriteBatch, WriteOutcome};
 use crate::telemetry::Telemetry;
 
@@ -252,8 +251,11 @@ async fn worker_loop(
     }
 }
 
-/// Feeds this process's live hub from the samples every worker commits.
-pub async fn subscribe_live(url: String, hub: Arc<LiveHub>) {
+/// Tells this process's listeners (live hub, alert engine) about the samples every worker
+/// commits. Pub/sub is at most once: a sample published while this connection is down is not
+/// seen here (it is stored all the same; the alert engine refills windows from the database
+/// when it takes over).
+pub async fn subscribe_live(url: String, listeners: Vec<Arc<dyn CommitListener>>) {
     use futures_util::StreamExt;
     loop {
         let result: anyhow::Result<()> = async {
@@ -264,16 +266,15 @@ pub async fn subscribe_live(url: String, hub: Arc<LiveHub>) {
             while let Some(message) = messages.next().await {
                 let payload: Vec<u8> = message.get_payload()?;
                 if let Ok(live) = serde_json::from_slice::<LiveMessage>(&payload) {
-                    hub.publish(
-                        live.t,
-                        live.s.into_iter().map(|s| Sample {
-                            metric: s.m.to_string(),
-                            labels: s.l,
-                            ts: s.ts,
-                            value: s.v,
-                            dedupe_id: None,
-                        }),
-                    );
+                    let samples: Vec<Sample> = live
+                        .s
+                        .into_iter()
+                        .map(|s| Sample { metric: s.m.to_string(), labels: s.l, ts: s.ts, value: s.v, dedupe_id: None })
+                        .collect();
+                    let refs: Vec<&Sample> = samples.iter().collect();
+                    for listener in &listeners {
+                        listener.committed(live.t, &refs);
+                    }
                 }
             }
             Ok(())

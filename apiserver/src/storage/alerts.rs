@@ -1,6 +1,5 @@
 //! What the alert engine, the outbox and the rule/channel API keep in the database.
 
-use super::StoreError;
 use async_trait::async_trait;
 
 use super::Result;
@@ -153,14 +152,7 @@ pub struct TransitionRecord {
 }
 
 #[async_trait]
-#[allow(unused_variables)]
 pub trait AlertStore: Send + Sync + 'static {
-    /// Whether this backend stores rules, channels and alerts yet; when not, every method
-    /// answers `Unsupported` and the server runs without alerting.
-    fn supports_alerting(&self) -> bool {
-        false
-    }
-
     /// Stores a rule or channel; with `create_only`, an existing one is a `Conflict`.
     /// Returns true when it was created.
     async fn put_spec(
@@ -171,24 +163,14 @@ pub trait AlertStore: Send + Sync + 'static {
         spec: &str,
         now: i64,
         create_only: bool,
-    ) -> Result<bool> {
-        Err(StoreError::Unsupported("alerting"))
-    }
-    async fn get_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<Option<SpecRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    ) -> Result<bool>;
+    async fn get_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<Option<SpecRecord>>;
     /// The tenant's specs, or every tenant's when `tenant_id` is `None`, by name.
-    async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>>;
     /// Deletes a spec; a rule takes its instances along (its history stays).
-    async fn delete_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<bool> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn delete_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<bool>;
     /// Changes whenever any rule or channel changes, so other processes notice edits.
-    async fn specs_fingerprint(&self) -> Result<String> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn specs_fingerprint(&self) -> Result<String>;
 
     /// Inserts an instance, or returns the one stored for the same tenant, rule and labels.
     async fn upsert_instance(
@@ -197,19 +179,11 @@ pub trait AlertStore: Send + Sync + 'static {
         rule: &str,
         labels: &Labels,
         instance: &Instance,
-    ) -> Result<InstanceRecord> {
-        Err(StoreError::Unsupported("alerting"))
-    }
-    async fn list_instances(&self, tenant_id: Option<i64>) -> Result<Vec<InstanceRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
-    async fn delete_instance(&self, id: i64) -> Result<()> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    ) -> Result<InstanceRecord>;
+    async fn list_instances(&self, tenant_id: Option<i64>) -> Result<Vec<InstanceRecord>>;
+    async fn delete_instance(&self, id: i64) -> Result<()>;
     /// The instance's new state, the transition and its notifications, in one transaction.
-    async fn record_transition(&self, write: TransitionWrite<'_>) -> Result<i64> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn record_transition(&self, write: TransitionWrite<'_>) -> Result<i64>;
     /// Newest first, before `before_id` when given.
     async fn list_transitions(
         &self,
@@ -217,43 +191,33 @@ pub trait AlertStore: Send + Sync + 'static {
         rule: Option<&str>,
         before_id: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<TransitionRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    ) -> Result<Vec<TransitionRecord>>;
 
     /// Queues notifications; returns how many were new (a known key is skipped).
-    async fn insert_notifications(&self, notifications: &[NewNotification]) -> Result<u64> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn insert_notifications(&self, notifications: &[NewNotification]) -> Result<u64>;
     /// Pending notifications due at `now`, oldest first.
-    async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRecord>>;
     /// Takes a due notification for one attempt by moving `next_attempt_at` to `lease_until`;
     /// false when another process (or loop) took it first.
-    async fn claim_notification(&self, id: i64, seen_next_attempt_at: i64, lease_until: i64) -> Result<bool> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn claim_notification(&self, id: i64, seen_next_attempt_at: i64, lease_until: i64) -> Result<bool>;
     /// Records an attempt and what follows it.
-    async fn finish_attempt(&self, attempt: &AttemptRecord, outcome: AttemptOutcome) -> Result<()> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn finish_attempt(&self, attempt: &AttemptRecord, outcome: AttemptOutcome) -> Result<()>;
     /// The tenant's notifications, newest first, optionally of one channel.
     async fn list_notifications(
         &self,
         tenant_id: i64,
         channel: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<NotificationRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
-    async fn list_attempts(&self, notification_ids: &[i64]) -> Result<Vec<AttemptRecord>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    ) -> Result<Vec<NotificationRecord>>;
+    async fn list_attempts(&self, notification_ids: &[i64]) -> Result<Vec<AttemptRecord>>;
     /// (instance id, channel, created_at) of the newest notification per instance and channel.
-    async fn last_notifications(&self) -> Result<Vec<(i64, String, i64)>> {
-        Err(StoreError::Unsupported("alerting"))
-    }
+    async fn last_notifications(&self) -> Result<Vec<(i64, String, i64)>>;
+
+    /// Takes or renews the lease `name` for `owner` until `until` when it is free, expired
+    /// (`expires_at < now`) or already `owner`'s; false when another owner holds it.
+    async fn acquire_lease(&self, name: &str, owner: &str, now: i64, until: i64) -> Result<bool>;
+    /// Gives the lease up, if `owner` holds it, so another process takes over at once.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 }
 
 /// A short stable digest of a label set's canonical JSON, for unique keys.

@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod mysql;
 pub mod postgres;
+mod sql_alerts;
 pub mod sqlite;
 
 use std::collections::{HashMap, HashSet};
@@ -31,8 +32,6 @@ pub enum StoreError {
     NotFound(String),
     #[error("too many points ({0}); narrow the time range or pass a step")]
     TooManyPoints(usize),
-    #[error("{0} is not supported by this database backend yet")]
-    Unsupported(&'static str),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

@@ -541,7 +541,18 @@ impl Store for MySqlStore {
     }
 }
 
-/// Rules, channels and alerts are stored on SQLite only so far: here every alerting method
-/// answers `Unsupported`, and the server starts without the alert engine (it says so).
-#[async_trait]
-impl super::AlertStore for MySqlStore {}
+/// Text columns with a binary collation (`utf8mb4_bin`) arrive flagged as binary: read bytes.
+fn text_column(row: &sqlx::mysql::MySqlRow, column: &str) -> Result<Option<String>> {
+    let bytes: Option<Vec<u8>> = row.try_get(column)?;
+    bytes.map(|b| String::from_utf8(b).map_err(decode_err)).transpose()
+}
+
+super::sql_alerts::sql_alert_store! {
+    store: MySqlStore,
+    db: sqlx::MySql,
+    row: sqlx::mysql::MySqlRow,
+    sql: crate::storage::sql_alerts::question_marks,
+    text: text_column,
+    insert_ignore: crate::storage::sql_alerts::insert_ignore,
+    last_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)",
+}

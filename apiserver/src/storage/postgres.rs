@@ -537,7 +537,16 @@ impl Store for PostgresStore {
     }
 }
 
-/// Rules, channels and alerts are stored on SQLite only so far: here every alerting method
-/// answers `Unsupported`, and the server starts without the alert engine (it says so).
-#[async_trait]
-impl super::AlertStore for PostgresStore {}
+fn text_column(row: &PgRow, column: &str) -> Result<Option<String>> {
+    Ok(row.try_get(column)?)
+}
+
+super::sql_alerts::sql_alert_store! {
+    store: PostgresStore,
+    db: sqlx::Postgres,
+    row: PgRow,
+    sql: crate::storage::sql_alerts::numbered,
+    text: text_column,
+    insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
+    last_id: "SELECT lastval()",
+}

@@ -1,8 +1,6 @@
 //! The SQLite adapter: the embedded default. One file, WAL journal, every write in one
 //! transaction per group commit.
 
-mod alerts;
-
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
@@ -542,4 +540,18 @@ impl Store for SqliteStore {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+fn text_column(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<String>> {
+    Ok(row.try_get(column)?)
+}
+
+super::sql_alerts::sql_alert_store! {
+    store: SqliteStore,
+    db: sqlx::Sqlite,
+    row: sqlx::sqlite::SqliteRow,
+    sql: crate::storage::sql_alerts::question_marks,
+    text: text_column,
+    insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
+    last_id: "SELECT last_insert_rowid()",
 }

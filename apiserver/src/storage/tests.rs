@@ -322,3 +322,163 @@ proptest::proptest! {
         });
     }
 }
+
+/// What the alert engine, the outbox and the rule API keep: the same on every backend.
+pub async fn alert_suite(store: DynStore) {
+    use crate::alerting::domain::{AlertState, Instance, Transition};
+    use alerts::{AttemptOutcome, AttemptRecord, DeliveryStatus, NewNotification, SpecKind, TransitionWrite};
+    store.migrate().await.unwrap();
+    let a = store.create_tenant("alerts-a", None).await.unwrap();
+    let b = store.create_tenant("alerts-b", None).await.unwrap();
+
+    // Specs: create, conflict, update, list per tenant and all, fingerprint moves, delete.
+    let before = store.specs_fingerprint().await.unwrap();
+    assert!(store.put_spec(SpecKind::Rule, a.id, "high-cpu", r#"{"metric":"cpu"}"#, 1000, true).await.unwrap());
+    assert!(matches!(
+        store.put_spec(SpecKind::Rule, a.id, "high-cpu", "{}", 1001, true).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(!store.put_spec(SpecKind::Rule, a.id, "high-cpu", r#"{"metric":"cpü"}"#, 2000, false).await.unwrap());
+    assert!(store.put_spec(SpecKind::Rule, b.id, "high-cpu", r#"{"metric":"b"}"#, 1500, true).await.unwrap());
+    assert!(store.put_spec(SpecKind::Channel, a.id, "Hook", r#"{"webhook":{}}"#, 1500, true).await.unwrap());
+    let after = store.specs_fingerprint().await.unwrap();
+    assert_ne!(before, after);
+    let rule = store.get_spec(SpecKind::Rule, a.id, "high-cpu").await.unwrap().unwrap();
+    assert_eq!((rule.spec.as_str(), rule.created_at, rule.updated_at), (r#"{"metric":"cpü"}"#, 1000, 2000));
+    assert!(store.get_spec(SpecKind::Rule, a.id, "HIGH-CPU").await.unwrap().is_none(), "names are case-sensitive");
+    assert_eq!(store.list_specs(SpecKind::Rule, Some(a.id)).await.unwrap().len(), 1);
+    assert_eq!(store.list_specs(SpecKind::Rule, None).await.unwrap().len(), 2);
+    assert_eq!(store.list_specs(SpecKind::Channel, Some(b.id)).await.unwrap().len(), 0);
+
+    // Instances: insert once, the same labels give the same row.
+    let labels = Labels::from([("host".to_string(), "wéb-1".to_string())]);
+    let first = store.upsert_instance(a.id, "high-cpu", &labels, &Instance::new(10)).await.unwrap();
+    let again = store.upsert_instance(a.id, "high-cpu", &labels, &Instance::new(99)).await.unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!((again.instance.since, again.seq, again.labels.clone()), (10, 0, labels.clone()));
+    let other = store.upsert_instance(b.id, "high-cpu", &labels, &Instance::new(10)).await.unwrap();
+    assert_ne!(other.id, first.id);
+    assert_eq!(store.list_instances(Some(a.id)).await.unwrap().len(), 1);
+    assert_eq!(store.list_instances(None).await.unwrap().len(), 2);
+
+    // A transition with its notifications, in one transaction; a replay queues nothing new.
+    let mut firing = Instance::new(10);
+    firing.state = AlertState::Firing;
+    firing.since = 20;
+    firing.value = Some(97.5);
+    let transition = Transition { from: AlertState::Ok, to: AlertState::Firing, at: 20, value: Some(97.5) };
+    let note = |key: &str| NewNotification {
+        tenant_id: a.id,
+        channel: "Hook".into(),
+        instance_id: Some(first.id),
+        rule: Some("high-cpu".into()),
+        state: "FIRING".into(),
+        idempotency_key: key.into(),
+        payload: r#"{"state":"FIRING","summary":"CPU 97.5% ✓"}"#.into(),
+        created_at: 20,
+    };
+    let notes = [note(&format!("{}-1-Hook", first.id))];
+    let write = |seq| TransitionWrite {
+        instance_id: first.id,
+        tenant_id: a.id,
+        rule: "high-cpu",
+        labels: &labels,
+        instance: &firing,
+        seq,
+        transition: &transition,
+        notifications: &notes,
+    };
+    let t1 = store.record_transition(write(1)).await.unwrap();
+    let t2 = store.record_transition(write(1)).await.unwrap();
+    assert!(t2 > t1, "transition ids increase");
+    let stored = store.list_instances(Some(a.id)).await.unwrap().remove(0);
+    assert_eq!((stored.instance.state, stored.instance.value, stored.seq), (AlertState::Firing, Some(97.5), 1));
+    let history = store.list_transitions(a.id, Some("high-cpu"), None, 10).await.unwrap();
+    assert_eq!(history.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t2, t1], "newest first");
+    assert_eq!(
+        (history[0].from, history[0].to, history[0].labels.clone()),
+        (AlertState::Ok, AlertState::Firing, labels.clone())
+    );
+    assert_eq!(store.list_transitions(a.id, None, Some(t2), 10).await.unwrap().len(), 1);
+    assert!(store.list_transitions(b.id, None, None, 10).await.unwrap().is_empty());
+    assert!(store.list_transitions(a.id, Some("other"), None, 10).await.unwrap().is_empty());
+
+    // The outbox: one row despite the replay; claim is exclusive; attempts are recorded.
+    assert_eq!(store.insert_notifications(&notes).await.unwrap(), 0, "a known key is skipped");
+    assert_eq!(store.insert_notifications(&[note("test-1")]).await.unwrap(), 1);
+    let due = store.due_notifications(20, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(store.due_notifications(19, 10).await.unwrap().is_empty());
+    let n = &due[0];
+    assert_eq!((n.status, n.attempts, n.payload.as_str()), (DeliveryStatus::Pending, 0, notes[0].payload.as_str()));
+    assert!(store.claim_notification(n.id, n.next_attempt_at, 60_000).await.unwrap());
+    assert!(!store.claim_notification(n.id, n.next_attempt_at, 60_000).await.unwrap(), "claimed once only");
+    let attempt = |ok, code: Option<u16>, error: Option<&str>| AttemptRecord {
+        notification_id: n.id,
+        at: 30,
+        ok,
+        status_code: code,
+        error: error.map(str::to_string),
+        duration_ms: 4,
+    };
+    store
+        .finish_attempt(&attempt(false, Some(503), Some("503 Service Unavailable")), AttemptOutcome::RetryAt(40))
+        .await
+        .unwrap();
+    store.finish_attempt(&attempt(true, Some(200), None), AttemptOutcome::Delivered).await.unwrap();
+    let listed = store.list_notifications(a.id, Some("Hook"), 10).await.unwrap();
+    let delivered = listed.iter().find(|x| x.id == n.id).unwrap();
+    assert_eq!(
+        (delivered.status, delivered.attempts, delivered.delivered_at),
+        (DeliveryStatus::Delivered, 2, Some(30))
+    );
+    assert!(store.list_notifications(a.id, Some("hook"), 10).await.unwrap().is_empty());
+    assert!(store.list_notifications(b.id, None, 10).await.unwrap().is_empty());
+    let attempts = store.list_attempts(&[n.id]).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        (attempts[0].ok, attempts[0].status_code, attempts[0].error.as_deref()),
+        (false, Some(503), Some("503 Service Unavailable"))
+    );
+    assert!(attempts[1].ok);
+    assert_eq!(store.last_notifications().await.unwrap(), vec![(first.id, "Hook".to_string(), 20)]);
+
+    // Leases: one owner at a time; renewable by its owner; free once expired or released.
+    assert!(store.acquire_lease("engine", "w1", 100, 200).await.unwrap());
+    assert!(!store.acquire_lease("engine", "w2", 150, 250).await.unwrap(), "held by w1 until 200");
+    assert!(store.acquire_lease("engine", "w1", 150, 250).await.unwrap(), "renewed");
+    assert!(store.acquire_lease("engine", "w1", 150, 250).await.unwrap(), "renewing to the same time holds too");
+    assert!(!store.acquire_lease("engine", "w2", 240, 340).await.unwrap());
+    assert!(store.acquire_lease("engine", "w2", 251, 351).await.unwrap(), "expired: taken over");
+    assert!(!store.acquire_lease("engine", "w1", 260, 360).await.unwrap());
+    store.release_lease("engine", "w1").await.unwrap();
+    assert!(!store.acquire_lease("engine", "w1", 261, 361).await.unwrap(), "only the owner releases");
+    store.release_lease("engine", "w2").await.unwrap();
+    assert!(store.acquire_lease("engine", "w1", 262, 362).await.unwrap(), "released: free at once");
+
+    // Deleting a rule takes its instances along; the history stays.
+    assert!(store.delete_spec(SpecKind::Rule, a.id, "high-cpu").await.unwrap());
+    assert!(!store.delete_spec(SpecKind::Rule, a.id, "high-cpu").await.unwrap());
+    assert!(store.list_instances(Some(a.id)).await.unwrap().is_empty());
+    assert_eq!(store.list_instances(Some(b.id)).await.unwrap().len(), 1);
+    assert_eq!(store.list_transitions(a.id, None, None, 10).await.unwrap().len(), 2);
+    store.delete_instance(other.id).await.unwrap();
+    assert!(store.list_instances(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_alert_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    alert_suite(open(&url, false).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_passes_the_alert_suite() {
+    alert_suite(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn mariadb_passes_the_alert_suite() {
+    alert_suite(fresh_mysql().await).await;
+}

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub mod mosquitto;
+pub mod webhook;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 

@@ -1,0 +1,616 @@
+//! `AlertStore` for every SQL backend: rules, channels, instances, transitions and the outbox.
+//!
+//! The statements are the same on SQLite, PostgreSQL and MariaDB/MySQL except for a few
+//! dialect points, which each backend passes to `sql_alert_store!`:
+//! - `sql`: turns `?` placeholders into the backend's (`$1, $2, …` on PostgreSQL);
+//! - `text`: reads a nullable text column (MariaDB reports `utf8mb4_bin` columns as binary);
+//! - `insert_ignore`: an INSERT that skips a row whose unique key exists;
+//! - `last_id`: the statement that reads the id the last INSERT created on this connection.
+
+use crate::alerting::domain::AlertState;
+use crate::storage::{Result, StoreError};
+
+pub(crate) fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(crate) fn state_of(text: &str) -> Result<AlertState> {
+    AlertState::parse(text).ok_or_else(|| decode_err(std::io::Error::other(format!("unknown alert state {text:?}"))))
+}
+
+/// `?` placeholders as they are (SQLite, MariaDB).
+pub(crate) fn question_marks(sql: &str) -> String {
+    sql.to_string()
+}
+
+/// `?` placeholders numbered `$1, $2, …` (PostgreSQL). No statement here has a `?` in a literal.
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `INSERT … ON CONFLICT (key) DO NOTHING` (SQLite, PostgreSQL).
+pub(crate) fn on_conflict_do_nothing(insert: &str, key: &str) -> String {
+    format!("{insert} ON CONFLICT ({key}) DO NOTHING")
+}
+
+/// `INSERT IGNORE …` (MariaDB/MySQL).
+pub(crate) fn insert_ignore(insert: &str, _key: &str) -> String {
+    insert.replacen("INSERT INTO", "INSERT IGNORE INTO", 1)
+}
+
+/// Implements `AlertStore` for `$store` (which has a `pool: sqlx::Pool<$db>`).
+macro_rules! sql_alert_store {
+    (
+        store: $store:ty,
+        db: $db:ty,
+        row: $row:ty,
+        sql: $sql:path,
+        text: $text_opt:path,
+        insert_ignore: $ignore:path,
+        last_id: $last_id:expr $(,)?
+    ) => {
+        mod sql_alerts_impl {
+            use async_trait::async_trait;
+            use sqlx::{QueryBuilder, Row};
+
+            use super::*;
+            use crate::alerting::domain::Instance;
+            use crate::domain::Labels;
+            use crate::storage::alerts::{
+                AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
+                NotificationRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
+            };
+            use crate::storage::sql_alerts::{decode_err, state_of};
+            use crate::storage::{Result, StoreError, labels_key};
+
+            type Conn = <$db as sqlx::Database>::Connection;
+
+            fn text(row: &$row, column: &str) -> Result<String> {
+                $text_opt(row, column)?
+                    .ok_or_else(|| decode_err(std::io::Error::other(format!("{column} is NULL"))))
+            }
+
+            fn labels_of(row: &$row) -> Result<Labels> {
+                serde_json::from_str(&text(row, "labels")?).map_err(decode_err)
+            }
+
+            fn spec_of(row: &$row) -> Result<SpecRecord> {
+                Ok(SpecRecord {
+                    tenant_id: row.try_get("tenant_id")?,
+                    name: text(row, "name")?,
+                    spec: text(row, "spec")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            const INSTANCE_COLUMNS: &str = "id, tenant_id, rule, labels, state, since, pending_since, clear_since, \
+                                            active_since, value, last_seen, seq";
+
+            fn instance_of(row: &$row) -> Result<InstanceRecord> {
+                Ok(InstanceRecord {
+                    id: row.try_get("id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    rule: text(row, "rule")?,
+                    labels: labels_of(row)?,
+                    instance: Instance {
+                        state: state_of(&text(row, "state")?)?,
+                        since: row.try_get("since")?,
+                        pending_since: row.try_get("pending_since")?,
+                        clear_since: row.try_get("clear_since")?,
+                        active_since: row.try_get("active_since")?,
+                        value: row.try_get("value")?,
+                        last_seen: row.try_get("last_seen")?,
+                    },
+                    seq: row.try_get("seq")?,
+                })
+            }
+
+            const NOTIFICATION_COLUMNS: &str = "id, tenant_id, channel, instance_id, rule, state, idempotency_key, \
+                                                payload, status, attempts, next_attempt_at, created_at, delivered_at, \
+                                                last_error";
+
+            fn optional_text(row: &$row, column: &str) -> Result<Option<String>> {
+                $text_opt(row, column)
+            }
+
+            fn notification_of(row: &$row) -> Result<NotificationRecord> {
+                Ok(NotificationRecord {
+                    id: row.try_get("id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    channel: text(row, "channel")?,
+                    instance_id: row.try_get("instance_id")?,
+                    rule: optional_text(row, "rule")?,
+                    state: text(row, "state")?,
+                    idempotency_key: text(row, "idempotency_key")?,
+                    payload: text(row, "payload")?,
+                    status: DeliveryStatus::parse(&text(row, "status")?),
+                    attempts: row.try_get("attempts")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    created_at: row.try_get("created_at")?,
+                    delivered_at: row.try_get("delivered_at")?,
+                    last_error: optional_text(row, "last_error")?,
+                })
+            }
+
+            async fn insert_notifications(conn: &mut Conn, notifications: &[NewNotification]) -> Result<u64> {
+                let sql = $sql(&$ignore(
+                    "INSERT INTO notifications (tenant_id, channel, instance_id, rule, state, idempotency_key, \
+                     payload, status, attempts, next_attempt_at, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+                    "idempotency_key",
+                ));
+                let mut inserted = 0;
+                for n in notifications {
+                    let result = sqlx::query(&sql)
+                        .bind(n.tenant_id)
+                        .bind(&n.channel)
+                        .bind(n.instance_id)
+                        .bind(&n.rule)
+                        .bind(&n.state)
+                        .bind(&n.idempotency_key)
+                        .bind(&n.payload)
+                        .bind(n.created_at)
+                        .bind(n.created_at)
+                        .execute(&mut *conn)
+                        .await?;
+                    inserted += result.rows_affected();
+                }
+                Ok(inserted)
+            }
+
+            /// `WHERE tenant_id = ?` when a tenant is given, every row otherwise.
+            fn tenant_filter<'a>(qb: &mut QueryBuilder<'a, $db>, tenant_id: Option<i64>) {
+                match tenant_id {
+                    Some(id) => {
+                        qb.push(" WHERE tenant_id = ").push_bind(id);
+                    }
+                    None => {
+                        qb.push(" WHERE 1 = 1");
+                    }
+                }
+            }
+
+            #[async_trait]
+            impl AlertStore for $store {
+                async fn put_spec(
+                    &self,
+                    kind: SpecKind,
+                    tenant_id: i64,
+                    name: &str,
+                    spec: &str,
+                    now: i64,
+                    create_only: bool,
+                ) -> Result<bool> {
+                    let table = kind.table();
+                    let mut tx = self.pool.begin().await?;
+                    let exists: Option<i64> = sqlx::query_scalar(&$sql(&format!(
+                        "SELECT tenant_id FROM {table} WHERE tenant_id = ? AND name = ?"
+                    )))
+                    .bind(tenant_id)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match exists {
+                        Some(_) if create_only => {
+                            return Err(StoreError::Conflict(format!("{} {name:?}", kind.noun())));
+                        }
+                        Some(_) => {
+                            sqlx::query(&$sql(&format!(
+                                "UPDATE {table} SET spec = ?, updated_at = ? WHERE tenant_id = ? AND name = ?"
+                            )))
+                            .bind(spec)
+                            .bind(now)
+                            .bind(tenant_id)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        None => {
+                            let inserted = sqlx::query(&$sql(&$ignore(
+                                &format!(
+                                    "INSERT INTO {table} (tenant_id, name, spec, created_at, updated_at) \
+                                     VALUES (?, ?, ?, ?, ?)"
+                                ),
+                                "tenant_id, name",
+                            )))
+                            .bind(tenant_id)
+                            .bind(name)
+                            .bind(spec)
+                            .bind(now)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                            if inserted == 0 {
+                                // Created by someone else meanwhile.
+                                return Err(StoreError::Conflict(format!("{} {name:?}", kind.noun())));
+                            }
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(exists.is_none())
+                }
+
+                async fn get_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<Option<SpecRecord>> {
+                    let row = sqlx::query(&$sql(&format!(
+                        "SELECT tenant_id, name, spec, created_at, updated_at FROM {} WHERE tenant_id = ? AND name = ?",
+                        kind.table()
+                    )))
+                    .bind(tenant_id)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.as_ref().map(spec_of).transpose()
+                }
+
+                async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>> {
+                    let mut qb = QueryBuilder::<$db>::new(format!(
+                        "SELECT tenant_id, name, spec, created_at, updated_at FROM {}",
+                        kind.table()
+                    ));
+                    tenant_filter(&mut qb, tenant_id);
+                    qb.push(" ORDER BY tenant_id, name");
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(spec_of).collect()
+                }
+
+                async fn delete_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<bool> {
+                    let mut tx = self.pool.begin().await?;
+                    let deleted = sqlx::query(&$sql(&format!(
+                        "DELETE FROM {} WHERE tenant_id = ? AND name = ?",
+                        kind.table()
+                    )))
+                    .bind(tenant_id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if kind == SpecKind::Rule {
+                        sqlx::query(&$sql("DELETE FROM alert_instances WHERE tenant_id = ? AND rule = ?"))
+                            .bind(tenant_id)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(deleted > 0)
+                }
+
+                async fn specs_fingerprint(&self) -> Result<String> {
+                    // COUNT and MAX come back as different integer types per backend; as text
+                    // they compare the same everywhere.
+                    let row = sqlx::query(
+                        "SELECT CAST((SELECT COUNT(*) FROM alert_rules) AS CHAR(20)) AS rc, \
+                                CAST((SELECT COALESCE(MAX(updated_at), 0) FROM alert_rules) AS CHAR(20)) AS ru, \
+                                CAST((SELECT COUNT(*) FROM notification_channels) AS CHAR(20)) AS cc, \
+                                CAST((SELECT COALESCE(MAX(updated_at), 0) FROM notification_channels) AS CHAR(20)) AS cu",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Ok(format!(
+                        "{}/{}/{}/{}",
+                        text(&row, "rc")?.trim(),
+                        text(&row, "ru")?.trim(),
+                        text(&row, "cc")?.trim(),
+                        text(&row, "cu")?.trim()
+                    ))
+                }
+
+                async fn upsert_instance(
+                    &self,
+                    tenant_id: i64,
+                    rule: &str,
+                    labels: &Labels,
+                    instance: &Instance,
+                ) -> Result<InstanceRecord> {
+                    let labels_json = labels_key(labels);
+                    let hash = labels_hash(&labels_json);
+                    sqlx::query(&$sql(&$ignore(
+                        "INSERT INTO alert_instances (tenant_id, rule, labels, labels_hash, state, since, \
+                         pending_since, clear_since, active_since, value, last_seen, seq) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                        "tenant_id, rule, labels_hash",
+                    )))
+                    .bind(tenant_id)
+                    .bind(rule)
+                    .bind(&labels_json)
+                    .bind(&hash)
+                    .bind(instance.state.as_str())
+                    .bind(instance.since)
+                    .bind(instance.pending_since)
+                    .bind(instance.clear_since)
+                    .bind(instance.active_since)
+                    .bind(instance.value)
+                    .bind(instance.last_seen)
+                    .execute(&self.pool)
+                    .await?;
+                    let row = sqlx::query(&$sql(&format!(
+                        "SELECT {INSTANCE_COLUMNS} FROM alert_instances \
+                         WHERE tenant_id = ? AND rule = ? AND labels_hash = ?"
+                    )))
+                    .bind(tenant_id)
+                    .bind(rule)
+                    .bind(&hash)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    instance_of(&row)
+                }
+
+                async fn list_instances(&self, tenant_id: Option<i64>) -> Result<Vec<InstanceRecord>> {
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {INSTANCE_COLUMNS} FROM alert_instances"));
+                    tenant_filter(&mut qb, tenant_id);
+                    qb.push(" ORDER BY rule, labels");
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(instance_of).collect()
+                }
+
+                async fn delete_instance(&self, id: i64) -> Result<()> {
+                    sqlx::query(&$sql("DELETE FROM alert_instances WHERE id = ?")).bind(id).execute(&self.pool).await?;
+                    Ok(())
+                }
+
+                async fn record_transition(&self, w: TransitionWrite<'_>) -> Result<i64> {
+                    let mut tx = self.pool.begin().await?;
+                    let i = w.instance;
+                    sqlx::query(&$sql(
+                        "UPDATE alert_instances SET state = ?, since = ?, pending_since = ?, clear_since = ?, \
+                         active_since = ?, value = ?, last_seen = ?, seq = ? WHERE id = ?",
+                    ))
+                    .bind(i.state.as_str())
+                    .bind(i.since)
+                    .bind(i.pending_since)
+                    .bind(i.clear_since)
+                    .bind(i.active_since)
+                    .bind(i.value)
+                    .bind(i.last_seen)
+                    .bind(w.seq)
+                    .bind(w.instance_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(&$sql(
+                        "INSERT INTO alert_transitions (tenant_id, instance_id, rule, labels, from_state, to_state, \
+                         value, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(w.tenant_id)
+                    .bind(w.instance_id)
+                    .bind(w.rule)
+                    .bind(labels_key(w.labels))
+                    .bind(w.transition.from.as_str())
+                    .bind(w.transition.to.as_str())
+                    .bind(w.transition.value)
+                    .bind(w.transition.at)
+                    .execute(&mut *tx)
+                    .await?;
+                    let id: i64 = sqlx::query_scalar($last_id).fetch_one(&mut *tx).await?;
+                    insert_notifications(&mut tx, w.notifications).await?;
+                    tx.commit().await?;
+                    Ok(id)
+                }
+
+                async fn list_transitions(
+                    &self,
+                    tenant_id: i64,
+                    rule: Option<&str>,
+                    before_id: Option<i64>,
+                    limit: i64,
+                ) -> Result<Vec<TransitionRecord>> {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT id, rule, labels, from_state, to_state, value, at FROM alert_transitions \
+                         WHERE tenant_id = ",
+                    );
+                    qb.push_bind(tenant_id);
+                    if let Some(rule) = rule {
+                        qb.push(" AND rule = ").push_bind(rule.to_string());
+                    }
+                    if let Some(before) = before_id {
+                        qb.push(" AND id < ").push_bind(before);
+                    }
+                    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(TransitionRecord {
+                                id: row.try_get("id")?,
+                                rule: text(row, "rule")?,
+                                labels: labels_of(row)?,
+                                from: state_of(&text(row, "from_state")?)?,
+                                to: state_of(&text(row, "to_state")?)?,
+                                value: row.try_get("value")?,
+                                at: row.try_get("at")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn insert_notifications(&self, notifications: &[NewNotification]) -> Result<u64> {
+                    let mut tx = self.pool.begin().await?;
+                    let n = insert_notifications(&mut tx, notifications).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                }
+
+                async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRecord>> {
+                    let rows = sqlx::query(&$sql(&format!(
+                        "SELECT {NOTIFICATION_COLUMNS} FROM notifications \
+                         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+                    )))
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter().map(notification_of).collect()
+                }
+
+                async fn claim_notification(&self, id: i64, seen_next_attempt_at: i64, lease_until: i64) -> Result<bool> {
+                    let result = sqlx::query(&$sql(
+                        "UPDATE notifications SET next_attempt_at = ? \
+                         WHERE id = ? AND status = 'pending' AND next_attempt_at = ?",
+                    ))
+                    .bind(lease_until)
+                    .bind(id)
+                    .bind(seen_next_attempt_at)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(result.rows_affected() == 1)
+                }
+
+                async fn finish_attempt(&self, a: &AttemptRecord, outcome: AttemptOutcome) -> Result<()> {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query(&$sql(
+                        "INSERT INTO delivery_attempts (notification_id, at, ok, status_code, error, duration_ms) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(a.notification_id)
+                    .bind(a.at)
+                    .bind(a.ok)
+                    .bind(a.status_code.map(i64::from))
+                    .bind(&a.error)
+                    .bind(a.duration_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    let (status, next, delivered_at) = match outcome {
+                        AttemptOutcome::Delivered => (DeliveryStatus::Delivered, a.at, Some(a.at)),
+                        AttemptOutcome::RetryAt(at) => (DeliveryStatus::Pending, at, None),
+                        AttemptOutcome::Failed => (DeliveryStatus::Failed, a.at, None),
+                    };
+                    sqlx::query(&$sql(
+                        "UPDATE notifications SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
+                         delivered_at = ?, last_error = ? WHERE id = ?",
+                    ))
+                    .bind(status.as_str())
+                    .bind(next)
+                    .bind(delivered_at)
+                    .bind(&a.error)
+                    .bind(a.notification_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn list_notifications(
+                    &self,
+                    tenant_id: i64,
+                    channel: Option<&str>,
+                    limit: i64,
+                ) -> Result<Vec<NotificationRecord>> {
+                    let mut qb = QueryBuilder::<$db>::new(format!(
+                        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE tenant_id = "
+                    ));
+                    qb.push_bind(tenant_id);
+                    if let Some(channel) = channel {
+                        qb.push(" AND channel = ").push_bind(channel.to_string());
+                    }
+                    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(notification_of).collect()
+                }
+
+                async fn list_attempts(&self, notification_ids: &[i64]) -> Result<Vec<AttemptRecord>> {
+                    if notification_ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT notification_id, at, ok, status_code, error, duration_ms FROM delivery_attempts \
+                         WHERE notification_id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in notification_ids {
+                        list.push_bind(*id);
+                    }
+                    qb.push(") ORDER BY id");
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter()
+                        .map(|row| {
+                            let code: Option<i64> = row.try_get("status_code")?;
+                            Ok(AttemptRecord {
+                                notification_id: row.try_get("notification_id")?,
+                                at: row.try_get("at")?,
+                                ok: row.try_get("ok")?,
+                                status_code: code.and_then(|c| u16::try_from(c).ok()),
+                                error: optional_text(row, "error")?,
+                                duration_ms: row.try_get("duration_ms")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn acquire_lease(&self, name: &str, owner: &str, now: i64, until: i64) -> Result<bool> {
+                    // Leases of the whole installation use tenant 0, which no tenant has.
+                    let taken = sqlx::query(&$sql(
+                        "UPDATE alert_leases SET owner = ?, expires_at = ? \
+                         WHERE tenant_id = 0 AND rule = ? AND (owner = ? OR expires_at < ?)",
+                    ))
+                    .bind(owner)
+                    .bind(until)
+                    .bind(name)
+                    .bind(owner)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    if taken == 1 {
+                        return Ok(true);
+                    }
+                    let inserted = sqlx::query(&$sql(&$ignore(
+                        "INSERT INTO alert_leases (tenant_id, rule, owner, expires_at) VALUES (0, ?, ?, ?)",
+                        "tenant_id, rule",
+                    )))
+                    .bind(name)
+                    .bind(owner)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    if inserted == 1 {
+                        return Ok(true);
+                    }
+                    // MariaDB counts an UPDATE that changes nothing as 0 rows: ask who holds it.
+                    let row = sqlx::query(&$sql("SELECT owner FROM alert_leases WHERE tenant_id = 0 AND rule = ?"))
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(match row {
+                        Some(row) => text(&row, "owner")? == owner,
+                        None => false,
+                    })
+                }
+
+                async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+                    sqlx::query(&$sql("DELETE FROM alert_leases WHERE tenant_id = 0 AND rule = ? AND owner = ?"))
+                        .bind(name)
+                        .bind(owner)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn last_notifications(&self) -> Result<Vec<(i64, String, i64)>> {
+                    let rows = sqlx::query(
+                        "SELECT instance_id, channel, MAX(created_at) AS at FROM notifications \
+                         WHERE instance_id IS NOT NULL GROUP BY instance_id, channel",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|row| Ok((row.try_get("instance_id")?, text(row, "channel")?, row.try_get("at")?)))
+                        .collect()
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use sql_alert_store;

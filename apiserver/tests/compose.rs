@@ -1,0 +1,334 @@
+//! The Compose stack (docker-compose.yml), checked on a machine without a container engine:
+//! - `docker compose config` renders it (the Docker client with the compose plugin that
+//!   `scripts/compose-tool.sh` builds from Go modules; `MICRODASH_TEST_DOCKER_CONFIG` points at it);
+//! - every microdash service's command and environment pass `microdash serve --check-config`
+//!   of the real binary (so a renamed flag or config key breaks this test, not a deployment);
+//! - the Mosquitto config and ACL of deploy/compose/mosquitto load in a real `mosquitto` and keep
+//!   tenants apart.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `docker compose config --format json` of the repository's compose file with `.env.example`,
+/// with the given profiles.
+fn rendered(profiles: &[&str]) -> Value {
+    let docker_config = std::env::var("MICRODASH_TEST_DOCKER_CONFIG").expect(
+        "MICRODASH_TEST_DOCKER_CONFIG is not set: build the compose plugin with \
+         `export MICRODASH_TEST_DOCKER_CONFIG=$(scripts/compose-tool.sh)` (make test does)",
+    );
+    let mut command = Command::new("docker");
+    command.env("DOCKER_CONFIG", &docker_config).current_dir(repo()).args(["compose", "--env-file", ".env.example"]);
+    for p in profiles {
+        command.args(["--profile", p]);
+    }
+    let out = command.args(["config", "--format", "json"]).output().expect("the docker client (Debian: docker.io)");
+    assert!(out.status.success(), "docker compose config failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("compose config prints JSON")
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+}
+
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    service["environment"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn docker_compose_config_renders_the_stack_and_the_embedded_profile() {
+    let stack = rendered(&[]);
+    let services = stack["services"].as_object().unwrap();
+    for name in ["mariadb", "redis", "mosquitto", "mosquitto-passwords", "api", "worker", "agent"] {
+        assert!(services.contains_key(name), "service {name} is missing");
+    }
+    assert!(!services.contains_key("microdash"), "the embedded service runs only with its profile");
+    // Every long-running service has a healthcheck, except the agent (no port to ask).
+    for name in ["mariadb", "redis", "mosquitto", "api", "worker"] {
+        assert!(services[name]["healthcheck"]["test"].is_array(), "{name} has no healthcheck");
+    }
+    // Start order: the API waits for healthy MariaDB, Redis and Mosquitto.
+    for dep in ["mariadb", "redis", "mosquitto"] {
+        assert_eq!(services["api"]["depends_on"][dep]["condition"], "service_healthy", "api → {dep}");
+    }
+    assert_eq!(
+        services["mosquitto"]["depends_on"]["mosquitto-passwords"]["condition"],
+        "service_completed_successfully"
+    );
+    assert!(stack["volumes"]["mariadb-data"].is_object() && stack["volumes"]["redis-data"].is_object());
+
+    let embedded = rendered(&["embedded"]);
+    assert!(embedded["services"]["microdash"].is_object(), "the embedded profile adds the single binary");
+}
+
+#[test]
+fn every_microdash_service_passes_check_config_with_its_command_and_environment() {
+    let mut checked = std::collections::BTreeSet::new();
+    for profiles in [&[][..], &["embedded"][..]] {
+        let stack = rendered(profiles);
+        for (name, service) in stack["services"].as_object().unwrap() {
+            let image = service["image"].as_str().unwrap_or_default();
+            if !image.starts_with("microdash:") || !checked.insert(name.clone()) {
+                continue;
+            }
+            let command = strings(&service["command"]);
+            assert_eq!(command.first().map(String::as_str), Some("serve"), "{name}: {command:?}");
+            let out = Command::new(common::bin())
+                .args(&command)
+                .arg("--check-config")
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(environment(service))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "service {name}: `microdash {} --check-config` failed: {}{}",
+                command.join(" "),
+                String::from_utf8_lossy(&out.stderr),
+                stdout
+            );
+            // The secrets of .env.example reach the server but never its printout.
+            for secret in ["replace-with-a-random-admin-token", "replace-with-a-random-password"] {
+                assert!(!stdout.contains(secret), "service {name} printed a secret: {stdout}");
+            }
+            let role = command.iter().position(|a| a == "--role").map(|i| command[i + 1].clone());
+            assert!(stdout.contains(&format!("role: {}", role.as_deref().unwrap_or("all"))), "{name}: {stdout}");
+        }
+    }
+    assert_eq!(checked.into_iter().collect::<Vec<_>>(), ["api", "microdash", "worker"]);
+}
+
+/// The compose Mosquitto config with its container paths moved into `dir`.
+fn local_mosquitto_config(dir: &Path, port: u16) -> PathBuf {
+    let source = repo().join("deploy/compose/mosquitto");
+    let conf = std::fs::read_to_string(source.join("mosquitto.conf")).unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(source.join("acl"), dir.join("acl")).unwrap();
+    let passwd = dir.join("passwd");
+    for (user, password) in [("microdash", "bridge-pw"), ("default", "device-pw"), ("other", "other-pw")] {
+        let mut command = Command::new("mosquitto_passwd");
+        if !passwd.exists() {
+            command.arg("-c");
+        }
+        assert!(command.arg("-b").arg(&passwd).args([user, password]).status().unwrap().success());
+    }
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let conf = conf
+        .replace("listener 1883", &format!("listener {port} 127.0.0.1\nuser {}", user.trim()))
+        .replace("/mosquitto/auth/passwd", passwd.to_str().unwrap())
+        .replace("/mosquitto/config/acl", dir.join("acl").to_str().unwrap())
+        .replace("/mosquitto/data/", &format!("{}/", dir.join("data").display()));
+    assert!(!conf.contains(" /mosquitto/"), "a container path is left: {conf}");
+    let path = dir.join("mosquitto.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+#[test]
+fn the_compose_mosquitto_config_loads_and_keeps_tenants_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = local_mosquitto_config(dir.path(), port);
+    let mut broker = Command::new("mosquitto").arg("-c").arg(&conf).spawn().expect("mosquitto (Debian package)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = broker.try_wait().unwrap() {
+            panic!("mosquitto refused the compose config ({status})");
+        }
+        assert!(std::time::Instant::now() < deadline, "mosquitto did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let p = port.to_string();
+    // The bridge user reads every tenant's metrics.
+    let reader = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-u",
+            "microdash",
+            "-P",
+            "bridge-pw",
+            "-t",
+            "metrics/#",
+            "-v",
+            "-C",
+            "2",
+            "-W",
+            "10",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let publish = |user: &str, password: &str, topic: &str, message: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &p, "-u", user, "-P", password, "-q", "1", "-t", topic, "-m", message])
+            .status()
+            .unwrap()
+    };
+    assert!(publish("default", "device-pw", "metrics/default/cpu", "1").success());
+    // Another tenant's tree: Mosquitto accepts the PUBLISH and drops it (MQTT 3.1.1 has no refusal).
+    let _ = publish("other", "other-pw", "metrics/default/cpu", "2");
+    assert!(publish("other", "other-pw", "metrics/other/cpu", "3").success());
+    // A wrong password is refused outright.
+    assert!(!publish("default", "wrong", "metrics/default/cpu", "4").success());
+    // It exits after two messages (or after 10 s).
+    let out = reader.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines, ["metrics/default/cpu 1", "metrics/other/cpu 3"], "what the bridge user saw");
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+/// The agent binary of this workspace, next to the server's.
+fn agent_bin() -> PathBuf {
+    let path = Path::new(common::bin()).with_file_name("microdash-agent");
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p microdash-agent`", path.display());
+    path
+}
+
+async fn get_json(base: &str, token: &str, path: &str) -> Value {
+    common::client().get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_compose_topology_runs_as_processes_on_loopback() {
+    use common::Server;
+    use common::mosquitto::Mosquitto;
+    use common::webhook::Receiver;
+    // The services of docker-compose.yml, as processes: MariaDB and Redis (the test services),
+    // Mosquitto with the compose config and ACL, two api processes bridging from Mosquitto,
+    // one worker, and the agent publishing over MQTT as tenant `default`.
+    let dir = tempfile::tempdir().unwrap();
+    let broker_dir = dir.path().join("mosquitto");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let port = common::mosquitto::free_port();
+    let conf = std::fs::read_to_string(local_mosquitto_config(&broker_dir.join("files"), port)).unwrap();
+    // The harness writes listener, user and persistence; keep the rest of the compose config.
+    let extra: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("listener") && !l.starts_with("user ") && !l.starts_with("persistence"))
+        .filter(|l| !l.starts_with("log_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let broker = Mosquitto::start_on(&broker_dir, port, &extra);
+    let db = common::fresh_database_url("mysql").await;
+    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
+        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
+    );
+    // Database 4 of the test Redis belongs to this test.
+    let redis_url = format!("{redis_base}/4");
+    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let tenant_token = "compose-test-default-tenant-token-0123456789";
+    let bridge_url = format!("mqtt://microdash:bridge-pw@127.0.0.1:{}", broker.port);
+    let env = |role: &str, client_id: &str| -> Vec<(String, String)> {
+        let mut env = vec![
+            ("MICRODASH_DATABASE_URL".to_string(), db.clone()),
+            ("MICRODASH_REDIS_URL".into(), redis_url.clone()),
+            ("MICRODASH_DEFAULT_TENANT_TOKEN".into(), tenant_token.into()),
+            ("MICRODASH_ROLE".into(), role.into()),
+            ("MICRODASH_ALERT_LEASE_TTL".into(), "3s".into()),
+        ];
+        if role == "api" {
+            env.push(("MICRODASH_MQTT_URL".into(), bridge_url.clone()));
+            env.push(("MICRODASH_MQTT_CLIENT_ID".into(), client_id.into()));
+        }
+        env
+    };
+    let start = |role: &str, id: &str, dir: &Path| {
+        let e = env(role, id);
+        let refs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_with(dir, &refs)
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let worker = start("worker", "", dirs[0].path());
+    let api1 = start("api", "compose-api-1", dirs[1].path());
+    let api2 = start("api", "compose-api-2", dirs[2].path());
+    let t = tenant_token;
+
+    // An alert rule and its webhook, through the first api process.
+    let receiver = Receiver::start(0, 200).await;
+    let http = common::client();
+    let created = http
+        .post(api1.url("/api/v1/channels"))
+        .bearer_auth(t)
+        .json(&serde_json::json!({"name": "hook", "webhook": {"url": receiver.url()}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "the default tenant's token comes from default_tenant_token");
+    let rule = serde_json::json!({"name": "hot", "metric": "compose.temp",
+        "condition": {"aggregation": "last", "op": ">", "threshold": 50}, "for": "0s", "channels": ["hook"]});
+    assert_eq!(http.post(api1.url("/api/v1/rules")).bearer_auth(t).json(&rule).send().await.unwrap().status(), 201);
+
+    // The agent publishes host metrics over MQTT through Mosquitto as tenant `default`.
+    let spool = tempfile::tempdir().unwrap();
+    let mut agent = Command::new(agent_bin())
+        .args(["--mqtt", &format!("mqtt://127.0.0.1:{}", broker.port), "--tenant", "default", "--token", "device-pw"])
+        .args(["--interval", "1s", "--spool-dir"])
+        .arg(spool.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // HTTP to the first api process (below the threshold), MQTT bridged by the api processes
+    // (above it); the rule may take a couple of seconds to reach the evaluating worker.
+    let sent = http
+        .post(api2.url("/api/v1/metrics"))
+        .bearer_auth(t)
+        .json(&serde_json::json!({"metric": "compose.temp", "value": 20, "labels": {"room": "a"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the alert did not fire");
+        let published = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-u", "default", "-P", "device-pw", "-q", "1"])
+            .args(["-t", "metrics/default/compose.temp", "-m", r#"{"value": 75, "labels": {"room": "a"}}"#])
+            .status()
+            .unwrap();
+        assert!(published.success());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.count(), 1, "the alert fires once, whichever process took the samples");
+    receiver.with_hooks(|h| assert_eq!(h[0].json()["state"], "FIRING"));
+
+    // Queried from a third process (the worker): the HTTP and the MQTT samples, and the agent's.
+    let q = get_json(&worker.base, t, "/api/v1/query?metric=compose.temp&from=now-1h&resolution=raw").await;
+    let values: Vec<f64> =
+        q["series"][0]["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert!(values.contains(&20.0) && values.contains(&75.0), "{q}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = get_json(&worker.base, t, "/api/v1/metrics").await;
+        if metrics.to_string().contains("cpu.usage") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no agent metrics arrived over MQTT: {metrics}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

@@ -1,0 +1,280 @@
+//! Bulk ingest and ingest-to-queryable per storage backend and queue, with the same corpus sent
+//! to VictoriaMetrics (`/api/v1/import`) in the same run.
+//!
+//! Each microdash setup gets a fresh database (and a flushed Redis database for the Redis
+//! queue); with Redis, one `--role api` process takes the requests and one `--role worker`
+//! process writes, as in a distributed deployment squeezed onto this machine.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{
+    Deployment, KillOnDrop, Load, Setup, Target, free_port, ingest_to_queryable, pct, start_deployment,
+    sustained_ingest,
+};
+
+/// One measured setup.
+#[derive(Clone)]
+pub struct Backend {
+    pub name: &'static str,
+    pub database: Database,
+    pub redis: bool,
+}
+
+#[derive(Clone)]
+pub enum Database {
+    Sqlite,
+    /// The admin URL of a PostgreSQL server; a fresh database is created on it.
+    Postgres(String),
+    /// The admin URL of a MariaDB/MySQL server; a fresh database is created on it.
+    Mysql(String),
+}
+
+pub struct StorageArgs {
+    pub postgres_url: Option<String>,
+    pub mysql_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub victoria_metrics: std::path::PathBuf,
+    pub load: Load,
+    pub probes: usize,
+}
+
+/// The setups measured: SQLite always; PostgreSQL and MariaDB, in-process and over Redis, when
+/// their URLs are given (`make bench` starts them, as `make test` does).
+pub fn backends(args: &StorageArgs) -> Vec<Backend> {
+    let mut out = vec![Backend { name: "SQLite, in-process queue", database: Database::Sqlite, redis: false }];
+    if let Some(url) = &args.postgres_url {
+        out.push(Backend {
+            name: "PostgreSQL, in-process queue",
+            database: Database::Postgres(url.clone()),
+            redis: false,
+        });
+        if args.redis_url.is_some() {
+            out.push(Backend {
+                name: "PostgreSQL, Redis Streams (api + worker)",
+                database: Database::Postgres(url.clone()),
+                redis: true,
+            });
+        }
+    }
+    if let Some(url) = &args.mysql_url {
+        out.push(Backend { name: "MariaDB, in-process queue", database: Database::Mysql(url.clone()), redis: false });
+        if args.redis_url.is_some() {
+            out.push(Backend {
+                name: "MariaDB, Redis Streams (api + worker)",
+                database: Database::Mysql(url.clone()),
+                redis: true,
+            });
+        }
+    }
+    out
+}
+
+struct Row {
+    name: String,
+    samples_per_sec: f64,
+    requests: u64,
+    errors: u64,
+    peak_rss_mib: f64,
+    idle: Vec<f64>,
+    loaded: Vec<f64>,
+}
+
+async fn fresh_database(database: &Database) -> Result<Option<String>> {
+    use sqlx::Connection;
+    let name = format!("microdash_bench_{}_{}", std::process::id(), crate::now_ms() % 1_000_000);
+    let create = format!("CREATE DATABASE {name}");
+    let url = match database {
+        Database::Sqlite => return Ok(None),
+        Database::Postgres(url) => {
+            let mut admin = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
+            sqlx::query(&create).execute(&mut admin).await?;
+            url
+        }
+        Database::Mysql(url) => {
+            let mut admin = sqlx::MySqlConnection::connect(url).await.context("connecting to MariaDB")?;
+            sqlx::query(&create).execute(&mut admin).await?;
+            url
+        }
+    };
+    let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(url);
+    Ok(Some(format!("{base}/{name}")))
+}
+
+async fn flushed_redis(url: &str) -> Result<String> {
+    let url = format!("{}/7", url.trim_end_matches('/'));
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await.context("connecting to Redis")?;
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await?;
+    Ok(url)
+}
+
+async fn measure(name: String, target: &Target, pids: &[u32], args: &StorageArgs) -> Result<Row> {
+    eprintln!("[storage] {name}: ingest-to-queryable, idle ({} probes)", args.probes);
+    let idle = ingest_to_queryable(target, args.probes).await?;
+    eprintln!("[storage] {name}: sustained bulk ingest for {} s", args.load.seconds);
+    let ingest = sustained_ingest(target, pids, args.load).await?;
+    eprintln!("[storage] {name}: ingest-to-queryable under bulk load at half that rate");
+    let background = Load { rate: Some(ingest.samples_per_sec / 2.0), batch: 1000, ..args.load };
+    let (loaded, _) =
+        tokio::join!(ingest_to_queryable(target, args.probes / 2), sustained_ingest(target, pids, background));
+    Ok(Row {
+        name,
+        samples_per_sec: ingest.samples_per_sec,
+        requests: ingest.requests,
+        errors: ingest.errors,
+        peak_rss_mib: ingest.peak_rss_mib,
+        idle,
+        loaded: loaded?,
+    })
+}
+
+/// VictoriaMetrics single-node from the Debian package, on a temporary folder.
+struct Victoria {
+    child: KillOnDrop,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_victoria(bin: &Path) -> Result<Victoria> {
+    if !bin.exists() {
+        bail!("{} does not exist; install the Debian package victoria-metrics", bin.display());
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let child = std::process::Command::new(bin)
+        .arg(format!("-storageDataPath={}", dir.path().display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .arg("-loggerLevel=ERROR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting victoria-metrics")?;
+    let vm = Victoria { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{}/health", vm.base)).send().await
+            && r.status().is_success()
+        {
+            return Ok(vm);
+        }
+        if Instant::now() > deadline {
+            bail!("victoria-metrics did not answer /health within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn run(server_bin: &Path, args: &StorageArgs) -> Result<String> {
+    let mut rows = Vec::new();
+    for backend in backends(args) {
+        let database_url = fresh_database(&backend.database).await?;
+        let redis_url = match (&args.redis_url, backend.redis) {
+            (Some(url), true) => Some(flushed_redis(url).await?),
+            _ => None,
+        };
+        let setup = Setup { database_url, redis_url };
+        let deployment: Deployment = start_deployment(server_bin, &setup)?;
+        let target = Target::Microdash { base: deployment.api.base.clone(), token: deployment.api.token.clone() };
+        rows.push(measure(backend.name.to_string(), &target, &deployment.pids(), args).await?);
+    }
+    let vm = start_victoria(&args.victoria_metrics).await?;
+    let vm_pid = vm.child.0.id();
+    let vm_row = measure(
+        "VictoriaMetrics 1.x (Debian), `/api/v1/import`".into(),
+        &Target::Victoria { base: vm.base.clone() },
+        &[vm_pid],
+        args,
+    )
+    .await?;
+    let version = std::process::Command::new(&args.victoria_metrics)
+        .arg("-version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    drop(vm);
+
+    let mut out = format!(
+        "## HTTP bulk ingest and ingest-to-queryable per backend and queue, next to VictoriaMetrics\n\n\
+         The same corpus for everyone: {conns} connections × {batch} samples/request of one metric over 100 \
+         series with 2 labels, timestamps moving forward so every sample is new, for {secs} s; then \
+         ingest-to-queryable probes (POST one sample, then read it back until it is visible: microdash \
+         `GET /api/v1/query`, VictoriaMetrics `GET /api/v1/export`), idle and under bulk load at half the \
+         measured rate. A microdash 202 means committed to the database (with Redis: durably in the stream; \
+         the worker then commits). VictoriaMetrics answers 204 once the rows are in its in-memory buffers and \
+         makes them searchable and durable about a second later: that is its design, not a fault.\n\n\
+         | setup | samples/s | vs VM | requests ok / failed | peak RSS | to queryable p50 / p99 idle | p50 / p99 under load |\n\
+         |---|---|---|---|---|---|---|\n",
+        conns = args.load.connections,
+        batch = args.load.batch,
+        secs = args.load.seconds,
+    );
+    for row in rows.iter().chain(std::iter::once(&vm_row)) {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.2}× | {} / {} | {:.0} MiB | {:.1} ms / {:.1} ms | {:.1} ms / {:.1} ms |\n",
+            row.name,
+            row.samples_per_sec,
+            row.samples_per_sec / vm_row.samples_per_sec,
+            row.requests,
+            row.errors,
+            row.peak_rss_mib,
+            pct(&row.idle, 0.5),
+            pct(&row.idle, 0.99),
+            pct(&row.loaded, 0.5),
+            pct(&row.loaded, 0.99),
+        ));
+    }
+    out.push_str(&format!(
+        "\nVictoriaMetrics: `{version}`. Peak RSS sums every process of the setup (api + worker with Redis). \
+         PostgreSQL and MariaDB are the test servers of `scripts/services.sh` (Debian packages, default \
+         settings, data on this machine's disk); Redis runs without persistence settings beyond Debian's.\n\n\
+         Targets from the foundation issue: ≥ 300k samples/s and p99 ingest-to-queryable < 50 ms on this \
+         2-core machine (SQLite, embedded mode).\n"
+    ));
+    Ok(out)
+}
+
+/// The VictoriaMetrics import body (JSON lines, one per series) for one bulk request of the
+/// corpus; the 13-digit timestamps are at the returned offsets so they can be moved forward.
+pub fn victoria_body(batch: usize, start_ts: i64) -> (Vec<u8>, Vec<(usize, i64)>) {
+    let per_series = batch.div_ceil(100);
+    let mut bytes = Vec::with_capacity(batch * 24);
+    let mut ts_at = Vec::with_capacity(batch);
+    for host in 0..100.min(batch) {
+        let n = (0..per_series).filter(|k| k * 100 + host < batch).count();
+        let values: Vec<String> = (0..n).map(|_| format!("{host}")).collect();
+        bytes.extend_from_slice(
+            format!(
+                "{{\"metric\":{{\"__name__\":\"bench.cpu\",\"host\":\"h{host}\",\"dc\":\"eu-1\"}},\"values\":[{}],\"timestamps\":[",
+                values.join(",")
+            )
+            .as_bytes(),
+        );
+        for k in 0..n {
+            if k > 0 {
+                bytes.push(b',');
+            }
+            let ts = start_ts + k as i64;
+            ts_at.push((bytes.len(), ts));
+            bytes.extend_from_slice(format!("{ts:013}").as_bytes());
+        }
+        bytes.extend_from_slice(b"]}\n");
+    }
+    (bytes, ts_at)
+}
+
+/// One probe sample for VictoriaMetrics, and whether an export answer holds it.
+pub fn victoria_probe(ts: i64, value: f64) -> String {
+    json!({"metric": {"__name__": "bench.probe"}, "values": [value], "timestamps": [ts]}).to_string()
+}
+
+pub fn victoria_export_has(text: &str, ts: i64) -> bool {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|v| v["timestamps"].as_array().is_some_and(|t| t.iter().any(|t| t.as_i64() == Some(ts))))
+}
