@@ -48,6 +48,10 @@ fn namespace_service_account_and_daemonset_belong_together() {
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Namespace", "ServiceAccount", "DaemonSet"]);
     let namespace = docs[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        docs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "privileged",
+        "host namespaces and hostPath volumes need the privileged Pod Security level"
+    );
     for doc in &docs[1..] {
         assert_eq!(doc["metadata"]["namespace"], namespace, "{}", doc["kind"]);
     }
