@@ -5,15 +5,16 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 source scripts/lib.sh
-ensure_debs prometheus prometheus-alertmanager mosquitto mosquitto-clients victoria-metrics chromium
+ensure_debs prometheus prometheus-alertmanager prometheus-node-exporter mosquitto mosquitto-clients victoria-metrics chromium
 build_dashboard "$ROOT"
 # The live section drives Debian's Chromium with Playwright from the e2e tests' node_modules.
 npm_ci_cached "$ROOT/tests/e2e"
-cargo build --release --quiet -p microdash -p microdash-bench
+cargo build --release --quiet -p microdash -p microdash-agent -p microdash-bench
 # PostgreSQL, MariaDB, Redis and Mosquitto on loopback, as for the tests (the storage section
 # creates a fresh database per setup on them).
 echo "==> Starting PostgreSQL, MariaDB, Redis on loopback (data in .cache/services)"
 services_env=$(scripts/services.sh start)
 eval "$services_env"
 trap 'scripts/services.sh stop' EXIT
-./target/release/microdash-bench "$@"
+TARGET=${CARGO_TARGET_DIR:-target}
+"$TARGET/release/microdash-bench" --server "$TARGET/release/microdash" --agent "$TARGET/release/microdash-agent" "$@"

@@ -36,7 +36,8 @@ pub const METRICS: &[(&str, &str, &[&str])] = &[
 pub struct Collector {
     host: String,
     system: System,
-    networks: Networks,
+    /// `None` with `--root`: the host's interfaces come from `<proc-root>/1/net/dev`.
+    networks: Option<Networks>,
     disks: DiskSource,
     proc_root: PathBuf,
     last_cpu_refresh: Instant,
@@ -75,6 +76,7 @@ impl Collector {
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
                 .with_memory(MemoryRefreshKind::everything()),
         );
+        let networks = root.is_none().then(Networks::new_with_refreshed_list);
         let disks = match root {
             None => DiskSource::Local(Disks::new_with_refreshed_list_specifics(disk_refresh_kind())),
             #[cfg(target_os = "linux")]
@@ -87,7 +89,7 @@ impl Collector {
         Ok(Self {
             host: host.into(),
             system,
-            networks: Networks::new_with_refreshed_list(),
+            networks,
             disks,
             proc_root: proc_root.into(),
             last_cpu_refresh: Instant::now(),
@@ -105,6 +107,7 @@ impl Collector {
         self.last_cpu_refresh = Instant::now();
         self.system.refresh_memory();
         let process_count = self.process_count();
+        let network = self.network_totals();
 
         let mut out = SampleWriter::new(&self.host, seq, ts_ms);
 
@@ -134,12 +137,9 @@ impl Collector {
             out.push("disk.written_bytes", io.written_bytes as f64, &[("device", device)]);
         }
 
-        self.networks.refresh(true);
-        let mut interfaces: Vec<_> = self.networks.list().iter().collect();
-        interfaces.sort_by(|a, b| a.0.cmp(b.0));
-        for (iface, data) in interfaces {
-            out.push("net.rx_bytes", data.total_received() as f64, &[("iface", iface)]);
-            out.push("net.tx_bytes", data.total_transmitted() as f64, &[("iface", iface)]);
+        for (iface, rx, tx) in network {
+            out.push("net.rx_bytes", rx as f64, &[("iface", &iface)]);
+            out.push("net.tx_bytes", tx as f64, &[("iface", &iface)]);
         }
 
         out.push("uptime.seconds", System::uptime() as f64, &[]);
@@ -147,6 +147,30 @@ impl Collector {
             out.push("process.count", count as f64, &[]);
         }
         out.samples
+    }
+
+    /// `(interface, received bytes, transmitted bytes)`, sorted by interface. With `--root`,
+    /// those of the host's init, whose network namespace is the host's even when the agent's
+    /// own is a pod's (no `hostNetwork`).
+    fn network_totals(&mut self) -> Vec<(String, u64, u64)> {
+        let mut totals = match &mut self.networks {
+            Some(networks) => {
+                networks.refresh(true);
+                networks
+                    .list()
+                    .iter()
+                    .map(|(iface, data)| (iface.clone(), data.total_received(), data.total_transmitted()))
+                    .collect()
+            }
+            None => std::fs::read_to_string(self.proc_root.join("1/net/dev"))
+                .map(|text| parse_net_dev(&text))
+                .unwrap_or_else(|error| {
+                    tracing::debug!(%error, "Cannot read the host's network counters.");
+                    Vec::new()
+                }),
+        };
+        totals.sort();
+        totals
     }
 
     /// Counting `/proc/<pid>` entries is all that is needed; sysinfo's process list would
@@ -175,6 +199,17 @@ impl Collector {
         );
         Some(self.system.processes().len())
     }
+}
+
+/// `(interface, rx bytes, tx bytes)` from a `/proc/<pid>/net/dev` table.
+fn parse_net_dev(text: &str) -> Vec<(String, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (iface, counters) = line.split_once(':')?;
+            let counters: Vec<u64> = counters.split_whitespace().map(|v| v.parse().ok()).collect::<Option<_>>()?;
+            Some((iface.trim().to_owned(), *counters.first()?, *counters.get(8)?))
+        })
+        .collect()
 }
 
 /// sysinfo's f32 percentages widen to f64 as 98.11320495605469; two decimals are all they hold.
@@ -551,6 +586,19 @@ mod tests {
         let second = collector.collect(2, 2);
         assert_eq!(first.len(), second.len());
         assert!(second[0].dedupe_id.starts_with("h-2-"));
+    }
+
+    #[test]
+    fn net_dev_gives_bytes_per_interface() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 1000      10    0    0    0     0          0         0     2000      20    0    0    0     0       0          0
+  eth0: 123456789 1000  0    0    0     0          0         0 987654321    900    0    0    0     0       0          0
+";
+        assert_eq!(
+            parse_net_dev(text),
+            vec![("lo".to_owned(), 1000, 2000), ("eth0".to_owned(), 123_456_789, 987_654_321)]
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_DIR: &str = "./data/agent-spool";
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
-/// Shorter intervals would make the agent itself a noticeable load and its CPU numbers noise.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// sysinfo's shortest meaningful CPU usage window; below it CPU usage would be noise.
+pub const MIN_INTERVAL: Duration = sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
 
 /// Command line. Every option is optional here so that "not given" can fall back to the
 /// file; defaults are applied in [`Config::resolve`].
@@ -31,7 +31,7 @@ pub struct Cli {
     #[arg(long, env = "MICRODASH_AGENT_TOKEN", value_name = "T", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// MQTT broker URL (MQTT mode), e.g. mqtt://microdash:1883 (plain TCP; TLS not yet).
+    /// MQTT broker URL (MQTT mode): mqtt://host[:1883], or mqtts://host[:8883] for TLS.
     #[arg(long, env = "MICRODASH_AGENT_MQTT", value_name = "URL")]
     pub mqtt: Option<String>,
 
@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(long, env = "MICRODASH_AGENT_TENANT", value_name = "NAME")]
     pub tenant: Option<String>,
 
-    /// Time between collections, e.g. 10s, 1m [default: 10s].
+    /// Time between collections, e.g. 10s, 1m; at least 200ms [default: 10s].
     #[arg(long, env = "MICRODASH_AGENT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<Duration>,
 
@@ -52,7 +52,8 @@ pub struct Cli {
     #[arg(long, env = "MICRODASH_AGENT_SPOOL_MAX_BYTES", value_name = "SIZE", value_parser = parse_bytes)]
     pub spool_max_bytes: Option<u64>,
 
-    /// Value of the `host` label on every sample [default: the hostname].
+    /// Value of the `host` label on every sample [default: the hostname; with --root, the
+    /// first line of <root>/etc/hostname].
     #[arg(long, env = "MICRODASH_AGENT_HOST_LABEL", value_name = "NAME")]
     pub host_label: Option<String>,
 
@@ -69,11 +70,17 @@ pub struct Cli {
     #[arg(long, env = "MICRODASH_AGENT_PROC_ROOT", value_name = "DIR")]
     pub proc_root: Option<PathBuf>,
 
-    /// Where the host's root filesystem is mounted (e.g. /host in a DaemonSet). When set,
-    /// disk metrics come from the host's mount table (`<proc-root>/1/mounts`) measured
-    /// under this directory, instead of the agent's own mounts.
+    /// Where the host's root filesystem is mounted (e.g. /host/root in a DaemonSet). When
+    /// set, the agent reports the host seen from a container: filesystems from the host's
+    /// mount table (`<proc-root>/1/mounts`) measured under this directory, network
+    /// interfaces of the host's init (`<proc-root>/1/net/dev`), the host's hostname.
     #[arg(long, env = "MICRODASH_AGENT_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+
+    /// PEM file with the CA certificate(s) to trust for https:// and mqtts:// instead of the
+    /// built-in public roots (a private CA or a self-signed broker).
+    #[arg(long, env = "MICRODASH_AGENT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The `--config` file. Keys are the flag names.
@@ -92,6 +99,7 @@ pub struct FileConfig {
     pub host_label: Option<String>,
     pub proc_root: Option<PathBuf>,
     pub root: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +153,8 @@ pub struct Config {
     pub host_label: String,
     pub proc_root: PathBuf,
     pub root: Option<PathBuf>,
+    /// Trust only these CAs for https:// and mqtts://; `None` = the built-in public roots.
+    pub ca_file: Option<PathBuf>,
     pub once: bool,
 }
 
@@ -155,7 +165,8 @@ impl Config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        Self::resolve(cli, file, default_host_label)
+        let root = cli.root.clone().or_else(|| file.root.clone());
+        Self::resolve(cli, file, || default_host_label(root.as_deref()))
     }
 
     /// Merges flags/env (already merged by clap) over the file over the defaults, and checks
@@ -195,6 +206,7 @@ impl Config {
         let server = cli.server.or(file.server);
         let mqtt = cli.mqtt.or(file.mqtt);
         let token = cli.token.or(file.token).filter(|t| !t.is_empty());
+        let ca_file = cli.ca_file.or(file.ca_file);
         let tenant = cli.tenant.or(file.tenant).filter(|t| !t.is_empty());
         let transport = match (server, mqtt) {
             (Some(_), Some(_)) => {
@@ -228,6 +240,15 @@ impl Config {
             }
         };
 
+        let uses_tls = match &transport {
+            Some(Transport::Http { server, .. }) => server.scheme() == "https",
+            Some(Transport::Mqtt { url, .. }) => url.starts_with("mqtts://"),
+            None => true,
+        };
+        if ca_file.is_some() && !uses_tls {
+            return Err(Error::config("--ca-file is only used with an https:// --server or an mqtts:// --mqtt"));
+        }
+
         Ok(Self {
             transport,
             interval,
@@ -236,13 +257,19 @@ impl Config {
             host_label,
             proc_root: cli.proc_root.or(file.proc_root).unwrap_or_else(|| DEFAULT_PROC_ROOT.into()),
             root: cli.root.or(file.root),
+            ca_file,
             once: cli.once,
         })
     }
 }
 
-pub fn default_host_label() -> Option<String> {
-    sysinfo::System::host_name().filter(|h| !h.is_empty())
+/// The hostname; with `--root`, the host's (`<root>/etc/hostname`), since a container's own
+/// hostname is its pod's unless it shares the host's UTS namespace.
+pub fn default_host_label(root: Option<&Path>) -> Option<String> {
+    let from_root = root
+        .and_then(|root| std::fs::read_to_string(root.join("etc/hostname")).ok())
+        .and_then(|text| text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
+    from_root.or_else(sysinfo::System::host_name).filter(|h| !h.is_empty())
 }
 
 fn parse_server_url(text: &str) -> Result<reqwest::Url> {
@@ -385,6 +412,39 @@ mod tests {
         let no_hostname =
             Config::resolve(Cli { once: true, ..Cli::default() }, FileConfig::default(), || None).unwrap_err();
         assert!(no_hostname.to_string().contains("--host-label"));
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_tls_destination() {
+        let with_ca = |server: &str| Cli {
+            server: Some(server.into()),
+            token: Some("t".into()),
+            ca_file: Some("/etc/ca.pem".into()),
+            ..Cli::default()
+        };
+        let err = Config::resolve(with_ca("http://x:8080"), FileConfig::default(), host).unwrap_err();
+        assert!(err.to_string().contains("--ca-file"), "{err}");
+        let config = Config::resolve(with_ca("https://x"), FileConfig::default(), host).unwrap();
+        assert_eq!(config.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let mqtts = Cli {
+            mqtt: Some("mqtts://broker".into()),
+            tenant: Some("acme".into()),
+            token: Some("t".into()),
+            ..Cli::default()
+        };
+        let config = Config::resolve(mqtts, file("ca-file: /from/file.pem\n"), host).unwrap();
+        assert_eq!(config.ca_file, Some(PathBuf::from("/from/file.pem")));
+    }
+
+    #[test]
+    fn with_root_the_host_label_is_the_hosts_hostname() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/hostname"), "# comment\nnode-7\n").unwrap();
+        assert_eq!(default_host_label(Some(root.path())).as_deref(), Some("node-7"));
+        // No file there: the hostname the agent itself sees.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(default_host_label(Some(empty.path())), default_host_label(None));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::collector::Collector;
 use crate::config::{Config, Transport};
@@ -30,10 +30,17 @@ pub fn collect_once(config: &Config) -> Result<Batch> {
 /// Runs the agent until `stop` turns true; unsent batches are in the spool when it returns.
 pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
     let sink = match config.transport.clone() {
-        Some(Transport::Http { server, token }) => Sink::Http(HttpSink::new(&server, token)?),
-        Some(Transport::Mqtt { url, tenant, token }) => {
-            Sink::Mqtt(Box::new(MqttSink::new(&url, &tenant, &token, &config.host_label, config.interval)?))
+        Some(Transport::Http { server, token }) => {
+            Sink::Http(HttpSink::new(&server, token, config.ca_file.as_deref())?)
         }
+        Some(Transport::Mqtt { url, tenant, token }) => Sink::Mqtt(Box::new(MqttSink::new(
+            &url,
+            &tenant,
+            &token,
+            &config.host_label,
+            config.interval,
+            config.ca_file.as_deref(),
+        )?)),
         None => return Err(Error::config("no destination: set --server URL --token T")),
     };
     let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
@@ -89,6 +96,9 @@ pub async fn collect_loop(
                 break;
             }
         };
+        // One line per collection at DEBUG only: what a test or a person chasing a gap compares
+        // with what the server stored.
+        debug!(seq = batch_seq, ts, samples = samples.len(), "Collected.");
         if batches.send(Batch::new(batch_seq, samples)).await.is_err() {
             break;
         }

@@ -1,5 +1,7 @@
-//! Black-box delivery tests: the real shipper, HTTP sink and spool against a small axum
-//! server on 127.0.0.1 that records what it stores, the way microdash counts duplicates.
+//! Delivery edge cases the real server cannot be made to produce on cue (a 503 with
+//! `Retry-After`, a hung request, a 4xx for one batch): the real shipper, HTTP sink and spool
+//! against a small programmable axum server on 127.0.0.1. `tests/system.rs` runs the agent
+//! binary against the real `microdash serve`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -178,7 +180,7 @@ impl Running {
 
     fn start_with_spool_bound(addr: SocketAddr, spool_dir: &Path, backoff: Duration, max_bytes: u64) -> Self {
         let server = format!("http://{addr}").parse().unwrap();
-        let sink = Sink::Http(HttpSink::new(&server, Secret(TOKEN.into())).unwrap());
+        let sink = Sink::Http(HttpSink::new(&server, Secret(TOKEN.into()), None).unwrap());
         let spool = Spool::open(spool_dir, max_bytes).unwrap();
         let options = ShipperOptions { backoff_min: backoff, backoff_max: backoff * 4 };
         let (batches, batch_rx) = mpsc::channel(16);

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::mosquitto::{Mosquitto, mosquitto_pub, publish_all, shared_broker};
+use common::mosquitto::{Mosquitto, forget_session, make_certificates, mosquitto_pub, publish_all, shared_broker};
 use common::{ADMIN_TOKEN, Server, client};
 use rumqttc::{ConnectReturnCode, ConnectionError};
 use serde_json::{Value, json};
@@ -316,16 +316,6 @@ async fn wait_until_connected(server: &Server) {
     }
 }
 
-/// Ends the persistent session a test left on a shared broker.
-async fn forget_session(port: u16, client_id: &str) {
-    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-    options.set_clean_session(true);
-    let (client, mut events) = rumqttc::AsyncClient::new(options, 4);
-    let _ = tokio::time::timeout(Duration::from_secs(5), events.poll()).await;
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), events.poll()).await;
-}
-
 #[tokio::test]
 async fn a_mosquitto_restart_during_a_publish_stream_loses_no_qos1_message() {
     // An ordinary subscription: Mosquitto restores it from its persistence file, so even what
@@ -488,44 +478,6 @@ async fn the_documented_mosquitto_acl_keeps_tenants_apart() {
     wait_for_points(&server, &token_b, "own2", 0, now_ms() + 1000, 1, Duration::from_secs(20)).await;
     assert_eq!(query(&server, &server.token, "/api/v1/metrics").await, json!({"metrics":["mine"]}));
     assert_eq!(query(&server, &token_b, "/api/v1/metrics").await, json!({"metrics":["own","own2"]}));
-}
-
-/// A CA and a server certificate for `localhost` and 127.0.0.1, made with the openssl CLI.
-fn make_certificates(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=microdash test CA"],
-    ]
-    .concat());
-    run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
 }
 
 #[tokio::test]

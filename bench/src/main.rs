@@ -1,12 +1,14 @@
 //! `make bench`: starts release `microdash` processes and measures bulk ingest and
 //! ingest-to-queryable per storage backend and queue (next to VictoriaMetrics), alerting
 //! latency (next to Prometheus + Alertmanager), and MQTT ingest through Mosquitto + the bridge
-//! and through the embedded broker (next to Mosquitto's own drain rate). Each section replaces
-//! its own part of `docs/benchmarks.md`; `--only storage|alerts|mqtt` runs one.
+//! and through the embedded broker (next to Mosquitto's own drain rate), and the agent's
+//! footprint (next to node_exporter). Each section replaces its own part of
+//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent` runs one.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
 
+mod agent;
 mod alerts;
 mod live;
 mod mqtt;
@@ -33,6 +35,8 @@ enum Section {
     Alerts,
     /// Ingest → SSE received, and in Chromium first chart painted and ingest → point painted.
     Live,
+    /// The agent's CPU per collection and memory, next to prometheus-node-exporter.
+    Agent,
 }
 
 #[derive(Parser)]
@@ -104,6 +108,18 @@ struct Args {
     /// The e2e test folder, whose node_modules hold Playwright (the live section's browser).
     #[arg(long, default_value = "tests/e2e")]
     e2e_dir: PathBuf,
+    /// The agent binary for the agent section.
+    #[arg(long, default_value = "target/release/microdash-agent")]
+    agent: PathBuf,
+    /// Debian's node_exporter, measured beside the agent.
+    #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
+    node_exporter: PathBuf,
+    /// Agent collections (and node_exporter scrapes) measured.
+    #[arg(long, default_value_t = 60)]
+    agent_collections: usize,
+    /// Milliseconds between agent collections and between node_exporter scrapes.
+    #[arg(long, default_value_t = 1000)]
+    agent_interval_ms: u64,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -563,6 +579,17 @@ async fn main() -> Result<()> {
         };
         let text = live::run(&args.server, &live_args).await?;
         report::update(&args.out, "live", &format!("{text}\n{stamp}"))?;
+    }
+    if wants(Section::Agent) {
+        eprintln!("Agent footprint: {} and {} …", args.agent.display(), args.node_exporter.display());
+        let agent_args = agent::AgentArgs {
+            agent: args.agent.clone(),
+            node_exporter: args.node_exporter.clone(),
+            collections: args.agent_collections,
+            interval: Duration::from_millis(args.agent_interval_ms),
+        };
+        let text = agent::run(&args.server, &agent_args).await?;
+        report::update(&args.out, "agent", &format!("{text}\n{stamp}"))?;
     }
     println!("{}", std::fs::read_to_string(&args.out)?);
     eprintln!("Wrote {}", args.out.display());

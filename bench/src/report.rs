@@ -8,8 +8,8 @@ use anyhow::Result;
 const HEADER: &str = "# Benchmarks\n\n\
 Measured by `make bench` (`scripts/bench.sh`: release builds, the test services of `scripts/services.sh`, \
 and the peers from Debian packages), client and servers on the same machine. Each section says when and where \
-it was measured; `make bench ARGS='--only storage'` (or `alerts`, `mqtt`) measures one section again. \
-The operator section comes from `scripts/bench-operator.sh`.\n";
+it was measured; `make bench ARGS='--only storage'` (or `alerts`, `mqtt`, `live`, `agent`) measures one section \
+again. The operator section comes from `scripts/bench-operator.sh`.\n";
 
 /// Replaces (or appends) the section `key` of the report at `path`.
 pub fn update(path: &Path, key: &str, text: &str) -> Result<()> {
@@ -36,12 +36,13 @@ mod tests {
     fn a_section_replaces_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.md");
-        update(&path, "a", "## A\nfirst-run").unwrap();
+        update(&path, "a", "## A\nfirst run").unwrap();
         update(&path, "b", "## B\ntwo").unwrap();
-        update(&path, "a", "## A\nthree").unwrap();
+        update(&path, "a", "## A\nsecond run").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# Benchmarks"));
-        assert!(text.contains("## A\nthree") && !text.contains("first-run"));
+        // (The header says "measures one section", so the test looks for words of its own.)
+        assert!(text.contains("## A\nsecond run") && !text.contains("first run"));
         assert!(text.contains("## B\ntwo"));
         assert!(text.find("## A").unwrap() < text.find("## B").unwrap(), "sections keep their place");
     }

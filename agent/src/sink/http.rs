@@ -1,12 +1,13 @@
 //! HTTP transport: `POST /api/v1/metrics/bulk`, and what each answer means for the batch.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{StatusCode, header};
 
 use super::Delivery;
 use crate::config::Secret;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sample::Batch;
 
 use super::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
@@ -22,15 +23,23 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(server: &reqwest::Url, token: Secret) -> Result<Self> {
-        let client = reqwest::Client::builder()
+    /// `ca_file`: trust only these CAs for `https://` (see `--ca-file`).
+    pub fn new(server: &reqwest::Url, token: Secret, ca_file: Option<&Path>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("microdash-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             // Following a redirect would turn the POST into a GET and lose the body.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self { client, url: bulk_url(server), token })
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = ca_file {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in super::tls::read_ca_file(path)? {
+                let cert = reqwest::Certificate::from_der(&cert)
+                    .map_err(|e| Error::config(format!("--ca-file {}: {e}", path.display())))?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Self { client: builder.build()?, url: bulk_url(server), token })
     }
 
     pub async fn send(&self, batch: &Batch) -> Delivery {

@@ -2,6 +2,7 @@
 
 mod http;
 mod mqtt;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -33,8 +34,7 @@ pub enum Delivery {
 #[derive(Debug)]
 pub enum Sink {
     Http(HttpSink),
-    /// Boxed: rumqttc's options are large (more so with its TLS feature, which the server
-    /// enables and Cargo unifies across the workspace).
+    /// Boxed: rumqttc's options are large, more so with its TLS feature.
     Mqtt(Box<MqttSink>),
 }
 

@@ -7,9 +7,13 @@
 //! behind the spool's back and out of order.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 
 use super::{Delivery, REQUEST_TIMEOUT};
 use crate::config::Secret;
@@ -39,19 +43,25 @@ impl fmt::Debug for MqttSink {
 }
 
 impl MqttSink {
-    /// `url` is `mqtt://host[:port]`; `interval` sets the keep-alive so that an idle
-    /// connection between two collections is not dropped by the broker.
-    pub fn new(url: &str, tenant: &str, token: &Secret, host_label: &str, interval: Duration) -> Result<Self> {
+    /// `url` is `mqtt://host[:port]` or `mqtts://host[:port]` (TLS, trusting `ca_file`'s CAs
+    /// or the public roots); `interval` sets the keep-alive so that an idle connection
+    /// between two collections is not dropped by the broker.
+    pub fn new(
+        url: &str,
+        tenant: &str,
+        token: &Secret,
+        host_label: &str,
+        interval: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<Self> {
         let parsed = reqwest::Url::parse(url).map_err(|e| Error::config(format!("--mqtt `{url}`: {e}")))?;
-        let port = match parsed.scheme() {
-            "mqtt" => parsed.port().unwrap_or(1883),
-            "mqtts" => {
-                return Err(Error::config(
-                    "--mqtt: mqtts:// (TLS) is not supported yet; use mqtt:// or --server https://",
-                ));
-            }
+        let (tls, port) = match parsed.scheme() {
+            "mqtt" => (false, parsed.port().unwrap_or(1883)),
+            "mqtts" => (true, parsed.port().unwrap_or(8883)),
             other => {
-                return Err(Error::config(format!("--mqtt `{url}`: unknown scheme `{other}`, expected mqtt://")));
+                return Err(Error::config(format!(
+                    "--mqtt `{url}`: unknown scheme `{other}`, expected mqtt:// or mqtts://"
+                )));
             }
         };
         let host = parsed
@@ -68,10 +78,14 @@ impl MqttSink {
             .set_clean_session(true)
             .set_keep_alive((interval * 3).clamp(Duration::from_secs(30), Duration::from_secs(3600)))
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+        if tls {
+            let config = super::tls::client_config(ca_file)?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        }
         Ok(Self {
             options,
             topic: format!("metrics/{tenant}"),
-            endpoint: format!("mqtt://{host}:{port} topic metrics/{tenant}"),
+            endpoint: format!("{}://{host}:{port} topic metrics/{tenant}", parsed.scheme()),
             connection: None,
         })
     }
