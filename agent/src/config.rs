@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(long)]
     pub once: bool,
 
+    /// Validate flags, environment and file, print the effective configuration (token hidden)
+    /// and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Where the host's procfs is mounted; read for the mount table and process count
     /// [default: /proc]. See the README for running in a container.
     #[arg(long, env = "MICRODASH_AGENT_PROC_ROOT", value_name = "DIR")]

@@ -30,7 +30,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let check_only = cli.check_config;
     let config = Config::load(cli)?;
+    if check_only {
+        println!("{config:#?}");
+        return Ok(());
+    }
     if config.once {
         let batch = service::collect_once(&config)?;
         let body = SampleBatchBody { samples: batch.samples()? };

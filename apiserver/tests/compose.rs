@@ -112,6 +112,30 @@ fn every_microdash_service_passes_check_config_with_its_command_and_environment(
     assert_eq!(checked.into_iter().collect::<Vec<_>>(), ["api", "microdash", "worker"]);
 }
 
+#[test]
+fn the_agent_service_passes_the_agents_check_config() {
+    let stack = rendered(&[]);
+    let agent = &stack["services"]["agent"];
+    let command = strings(&agent["command"]);
+    let out = Command::new(agent_bin())
+        .args(&command)
+        .arg("--check-config")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(environment(agent))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "`microdash-agent {} --check-config` failed: {}{stdout}",
+        command.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Mqtt") && stdout.contains("tenant: \"default\""), "{stdout}");
+    assert!(!stdout.contains("replace-with-a-random-device-password"), "the token is hidden: {stdout}");
+}
+
 /// The compose Mosquitto config with its container paths moved into `dir`.
 fn local_mosquitto_config(dir: &Path, port: u16) -> PathBuf {
     let source = repo().join("deploy/compose/mosquitto");
