@@ -335,6 +335,7 @@ pub struct Load {
 }
 
 pub struct IngestResult {
+    pub accepted: u64,
     pub samples_per_sec: f64,
     pub requests: u64,
     errors: u64,
@@ -428,6 +429,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!();
     Ok(IngestResult {
+        accepted: accepted.load(Ordering::Relaxed),
         samples_per_sec: accepted.load(Ordering::Relaxed) as f64 / elapsed,
         requests: requests.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
