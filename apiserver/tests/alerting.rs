@@ -659,13 +659,8 @@ async fn with_redis_one_worker_evaluates_and_another_takes_over_when_it_is_kille
     // (the lease holder) evaluates. Killing it hands evaluation to the other within the lease.
     let receiver = Receiver::start(0, 200).await;
     let db = common::fresh_database_url("postgres").await;
-    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
-        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
-    );
     // Database 3 of the test Redis belongs to this test.
-    let redis_url = format!("{redis_base}/3");
-    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let (redis_url, _) = common::fresh_redis(3).await;
     let env = |role: &'static str| {
         vec![
             ("MICRODASH_DATABASE_URL", db.clone()),

@@ -254,13 +254,8 @@ async fn the_compose_topology_runs_as_processes_on_loopback() {
         .collect();
     let broker = Mosquitto::start_on(&broker_dir, port, &extra);
     let db = common::fresh_database_url("mysql").await;
-    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
-        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
-    );
     // Database 4 of the test Redis belongs to this test.
-    let redis_url = format!("{redis_base}/4");
-    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let (redis_url, _) = common::fresh_redis(4).await;
     let tenant_token = "compose-test-default-tenant-token-0123456789";
     let bridge_url = format!("mqtt://microdash:bridge-pw@127.0.0.1:{}", broker.port);
     let env = |role: &str, client_id: &str| -> Vec<(String, String)> {

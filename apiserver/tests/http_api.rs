@@ -620,13 +620,8 @@ async fn long_ranges_answer_from_rollups_which_outlive_raw_retention() {
 #[tokio::test]
 async fn api_and_workers_store_everything_once_although_a_worker_is_killed() {
     use redis::AsyncCommands;
-    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
-        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
-    );
     // Database 1 of the test Redis belongs to this test.
-    let redis_url = format!("{redis_base}/1");
-    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let (redis_url, mut conn) = common::fresh_redis(1).await;
     let db = common::fresh_database_url("postgres").await;
     let env = |role: &'static str| {
         vec![
@@ -704,13 +699,8 @@ async fn api_and_workers_store_everything_once_although_a_worker_is_killed() {
 async fn a_database_outage_fills_the_redis_queue_to_503_and_loses_nothing_accepted() {
     use redis::AsyncCommands;
     use sqlx::Connection;
-    let redis_base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
-        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
-    );
     // Database 2 of the test Redis belongs to this test.
-    let redis_url = format!("{redis_base}/2");
-    let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let (redis_url, mut conn) = common::fresh_redis(2).await;
     let db = common::fresh_database_url("postgres").await;
     let name = db.rsplit('/').next().unwrap().to_string();
     let admin_url = std::env::var("MICRODASH_TEST_POSTGRES_URL").unwrap();

@@ -156,6 +156,18 @@ pub fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
 
 /// A new, empty database on the test PostgreSQL (`postgres`) or MariaDB (`mysql`) server that
 /// `scripts/services.sh` starts; the test fails with the command to run when it is not there.
+/// Database `db` of the test Redis (one number per test, so tests never share a stream), emptied;
+/// its URL and a connection to it.
+pub async fn fresh_redis(db: u8) -> (String, redis::aio::MultiplexedConnection) {
+    let base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
+        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
+    );
+    let url = format!("{base}/{db}");
+    let mut conn = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    (url, conn)
+}
+
 pub async fn fresh_database_url(kind: &str) -> String {
     use sqlx::Connection;
     let var = format!("MICRODASH_TEST_{}_URL", kind.to_uppercase());
