@@ -537,3 +537,70 @@ async fn the_bridge_speaks_tls_and_verifies_the_broker() {
     }
     assert_eq!(metric(&untrusting, "microdash_mqtt_bridge_connected").await, 0.0);
 }
+
+/// The database stalls (another process holds SQLite's write lock) while a device streams QoS 1
+/// messages: nothing is acknowledged before it is committed, the broker keeps taking what
+/// arrives into the next batch meanwhile, and once the lock is gone every message is stored
+/// once and acknowledged in the order it was sent.
+#[tokio::test]
+async fn a_stalled_database_holds_the_pubacks_and_then_commits_every_message_in_order() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_mqtt(dir.path(), &[]);
+    let port = server.mqtt.as_deref().map(port_of).expect("the embedded broker runs");
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("microdash.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+
+    const MESSAGES: usize = 3000;
+    let mut options = MqttOptions::new("stalled-device", "127.0.0.1", port);
+    options
+        .set_credentials("default", server.token.clone())
+        .set_inflight(u16::MAX)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(options, MESSAGES);
+    for i in 0..MESSAGES {
+        let payload = json!({"value": i, "ts": i + 1}).to_string();
+        client.publish(format!("metrics/default/stall.m{}", i % 10), QoS::AtLeastOnce, false, payload).await.unwrap();
+    }
+    let (mut sent, mut acked) = (Vec::new(), Vec::new());
+    let mut poll = async |sent: &mut Vec<u16>, acked: &mut Vec<u16>, within: Duration| -> bool {
+        match tokio::time::timeout(within, events.poll()).await {
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => sent.push(pkid),
+            Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => acked.push(ack.pkid),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => panic!("the connection broke: {err}"),
+            Err(_) => return false,
+        }
+        true
+    };
+    // Stalled: everything goes out, nothing comes back.
+    let stalled_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < stalled_until {
+        poll(&mut sent, &mut acked, Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent.len(), MESSAGES, "the device sent every message");
+    assert!(acked.is_empty(), "{} PUBACKs before anything could be committed", acked.len());
+
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    drop(lock);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.len() < MESSAGES {
+        assert!(Instant::now() < deadline, "only {} of {MESSAGES} acknowledged", acked.len());
+        poll(&mut sent, &mut acked, Duration::from_secs(1)).await;
+    }
+    assert_eq!(acked, sent, "PUBACKs in the order the messages were sent");
+    let stored = query(&server, &server.token, "/api/v1/query?metric=stall.m0&from=0&to=10000").await;
+    assert_eq!(point_count(&stored), MESSAGES / 10, "{stored}");
+    let mut total = 0;
+    for m in 0..10 {
+        total += point_count(
+            &query(&server, &server.token, &format!("/api/v1/query?metric=stall.m{m}&from=0&to=10000")).await,
+        );
+    }
+    assert_eq!(total, MESSAGES);
+    assert_eq!(metric(&server, r#"microdash_samples_accepted_total"#).await, MESSAGES as f64);
+}

@@ -51,11 +51,14 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     mqtt_messages: usize,
     /// Bulk MQTT messages per run.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 30_000)]
     mqtt_bulk_messages: usize,
     /// Samples per bulk MQTT message.
     #[arg(long, default_value_t = 50)]
     mqtt_bulk_size: usize,
+    /// MQTT measurements are repeated this many times; the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    mqtt_rounds: usize,
     /// The server binary to measure.
     #[arg(long, default_value = "target/release/microdash")]
     server: PathBuf,
@@ -567,6 +570,7 @@ async fn main() -> Result<()> {
             messages: args.mqtt_messages,
             bulk_messages: args.mqtt_bulk_messages,
             bulk_size: args.mqtt_bulk_size,
+            rounds: args.mqtt_rounds,
         };
         let text = mqtt::run(&args.server, &mqtt_args).await?;
         report::update(&args.out, "mqtt", &format!("{text}\n{stamp}"))?;

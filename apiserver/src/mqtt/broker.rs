@@ -13,9 +13,12 @@
 //! (the MQTT 3.1.1 codec of the client the bridge uses), so this module is only the session
 //! logic. MQTT 5 clients are refused with "unsupported protocol version"; use 3.1.1.
 //!
-//! Per connection, everything that arrived in one read is one batch: committed together, then
-//! acknowledged in order. Up to `MAX_BATCHES_IN_FLIGHT` batches are committed concurrently;
-//! beyond that the socket is not read, and TCP slows the client down.
+//! Per connection, what arrived while no batch could start is one batch: committed together,
+//! then acknowledged in order. Up to `MAX_BATCHES_IN_FLIGHT` batches are committed
+//! concurrently; meanwhile the socket is still read and the next batch gathers up to
+//! `MAX_GATHER_BYTES` of payload, so batches grow with the load (a commit's cost is shared by
+//! more samples) and reading overlaps with writing. Past that the socket is not read, and TCP
+//! slows the client down.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -49,6 +52,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECT_BYTES: usize = 64 * 1024;
 /// Batches of one connection being committed at once.
 const MAX_BATCHES_IN_FLIGHT: usize = 8;
+/// Payload bytes gathered for the next batch while `MAX_BATCHES_IN_FLIGHT` are committing.
+const MAX_GATHER_BYTES: usize = 1 << 20;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 /// Room for the fixed and variable header around a payload of the largest allowed size.
@@ -309,6 +314,8 @@ struct Session {
     committing: FuturesOrdered<Committing>,
     /// The batch being gathered from the bytes at hand.
     messages: Vec<Inbound>,
+    /// Payload bytes in `messages`.
+    gathered_bytes: usize,
     acks: Vec<Ack>,
     /// QoS 2 packet ids received and not yet released: a repeat is acknowledged, not stored.
     qos2_open: HashSet<u16>,
@@ -328,6 +335,7 @@ impl Session {
             shared,
             committing: FuturesOrdered::new(),
             messages: Vec::new(),
+            gathered_bytes: 0,
             acks: Vec::new(),
             qos2_open: HashSet::new(),
             skip: 0,
@@ -345,10 +353,14 @@ impl Session {
         self.take_packets()?;
         self.flush().await?;
         loop {
+            if self.draining {
+                self.start_batch(false);
+            }
             if self.draining && self.committing.is_empty() {
                 return Ok(());
             }
-            let can_read = !self.draining && self.committing.len() < MAX_BATCHES_IN_FLIGHT;
+            let can_read = !self.draining
+                && (self.committing.len() < MAX_BATCHES_IN_FLIGHT || self.gathered_bytes < MAX_GATHER_BYTES);
             self.buf.reserve(READ_CHUNK);
             tokio::select! {
                 Some((result, acks)) = self.committing.next(), if !self.committing.is_empty() => {
@@ -362,7 +374,13 @@ impl Session {
                         };
                         packet.write(&mut self.out, usize::MAX).map_err(|e| Closed::Protocol(e.to_string()))?;
                     }
+                    // A slot is free: what gathered meanwhile starts committing.
+                    self.start_batch(false);
                     self.flush().await?;
+                    // Not reading while every slot was busy is our doing, not the client's silence.
+                    if let Some(keep_alive) = keep_alive {
+                        idle.as_mut().reset(tokio::time::Instant::now() + keep_alive);
+                    }
                 }
                 read = self.stream.read_buf(&mut self.buf), if can_read => {
                     if read? == 0 {
@@ -375,7 +393,7 @@ impl Session {
                     self.take_packets()?;
                     self.flush().await?;
                 }
-                _ = &mut idle, if keep_alive.is_some() && !self.draining => return Err(Closed::KeepAliveExpired),
+                _ = &mut idle, if keep_alive.is_some() && can_read => return Err(Closed::KeepAliveExpired),
                 _ = stopping(&mut stop), if !self.draining => self.draining = true,
             }
         }
@@ -410,13 +428,14 @@ impl Session {
                 }
             }
         }
-        self.start_batch();
+        self.start_batch(false);
         Ok(())
     }
 
     fn handle(&mut self, packet: Packet) -> Result<(), Closed> {
         let reply = match packet {
             Packet::Publish(publish) => {
+                self.gathered_bytes += publish.payload.len();
                 let message = Inbound { topic: publish.topic, payload: publish.payload };
                 match publish.qos {
                     QoS::AtMostOnce => self.messages.push(message),
@@ -483,7 +502,7 @@ impl Session {
             format!("a PUBLISH of {remaining} bytes; the limit is {} (max_body_bytes)", self.shared.max_packet);
         self.shared.ingestor.dropped(Source::Embedded, &topic, DropReason::Oversize, &detail);
         // Acknowledged after the batches before it, like any other message.
-        self.start_batch();
+        self.start_batch(true);
         let ack = match (qos, pkid) {
             (1, Some(pkid)) => Some(Ack::PubAck(pkid)),
             (2, Some(pkid)) => Some(Ack::PubRec(pkid)),
@@ -499,11 +518,18 @@ impl Session {
         Ok(true)
     }
 
-    /// Starts committing the gathered messages.
-    fn start_batch(&mut self) {
-        if self.messages.is_empty() && self.acks.is_empty() {
+    fn has_gathered(&self) -> bool {
+        !self.messages.is_empty() || !self.acks.is_empty()
+    }
+
+    /// Starts committing the gathered messages when a slot is free, or now when `force`d (an
+    /// acknowledgement must be queued behind them). Draining, they start whatever the slots
+    /// say: nothing more will gather.
+    fn start_batch(&mut self, force: bool) {
+        if !self.has_gathered() || (!force && !self.draining && self.committing.len() >= MAX_BATCHES_IN_FLIGHT) {
             return;
         }
+        self.gathered_bytes = 0;
         let messages = std::mem::take(&mut self.messages);
         let acks = std::mem::take(&mut self.acks);
         let ingestor = self.shared.ingestor.clone();

@@ -183,6 +183,16 @@ async fn update_rollups(
 
 /// Copies the WAL back into the database file every second (PASSIVE: never blocks writers or
 /// readers), so the writer's commits do not pay for checkpoints.
+/// Write-ahead log frames (4 KiB pages) past which the checkpointer makes the writer wait for
+/// a full checkpoint that also truncates the log: 64 MiB.
+const WAL_TRUNCATE_FRAMES: i64 = 16_384;
+
+/// Copies the write-ahead log into the database every second, without blocking the writer
+/// (PASSIVE). Under a steady stream of commits the log never empties that way: the writer
+/// appends while the copy runs, and the log only starts over once it was copied whole. A log
+/// left to grow made every page lookup slower (the bridge's bulk bench: 470 MB of log, commits
+/// 5× slower, run to run), so past `WAL_TRUNCATE_FRAMES` the writer waits for one TRUNCATE
+/// checkpoint: a short pause (most of the log is already copied) that resets the log.
 async fn checkpoint_forever(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,7 +201,16 @@ async fn checkpoint_forever(pool: SqlitePool) {
         if pool.is_closed() {
             return;
         }
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        // (busy, frames in the log, frames copied)
+        let passive = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
+        let result = match passive {
+            Ok((_, frames, _)) if frames > WAL_TRUNCATE_FRAMES => {
+                tracing::debug!(frames, "Write-ahead log over its limit; truncating it.");
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(err) = result {
             tracing::debug!(%err, "WAL checkpoint failed; will retry.");
         }
     }
