@@ -328,7 +328,8 @@ pub async fn run(server_bin: &Path, args: &MqttArgs) -> Result<String> {
         "## MQTT ingest (Mosquitto + bridge, and the embedded broker)\n\n\
          One publisher (rumqttc, QoS 1, one connection, up to 1000 messages in flight) on this machine \
          feeds, in the same run: Mosquitto drained by `mosquitto_sub -t 'metrics/#' -q 1 > /dev/null` \
-         (the broker's own rate); Mosquitto drained by a microdash bridge, timed until every sample is \
+         (the broker's own rate; `mosquitto_sub` writes every message out, one write each, so a consumer that \
+         batches can pass it); Mosquitto drained by a microdash bridge, timed until every sample is \
          committed; and microdash's embedded broker, timed until the last PUBACK (sent after the commit). \
          Mosquitto runs with `max_inflight_messages 10000` and persistence off; SQLite as in the storage \
          section. The store's ceiling is HTTP bulk into a fresh SQLite server (4 connections × 5000 \

@@ -136,6 +136,11 @@ async fn update_rollups(
 }
 
 impl MySqlStore {
+    /// A transaction that will write.
+    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::MySql>> {
+        self.pool.begin().await
+    }
+
     pub async fn open(url: &str) -> Result<Self> {
         let pool = MySqlPoolOptions::new()
             .max_connections(16)
@@ -310,7 +315,7 @@ impl Store for MySqlStore {
     }
 
     async fn delete_tenant(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -418,7 +423,7 @@ impl Store for MySqlStore {
     }
 
     async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
         for batch in batches {

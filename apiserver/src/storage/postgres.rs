@@ -151,6 +151,11 @@ async fn update_rollups(
 }
 
 impl PostgresStore {
+    /// A transaction that will write.
+    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await
+    }
+
     pub async fn open(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -288,7 +293,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_tenant(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -400,7 +405,7 @@ impl Store for PostgresStore {
     }
 
     async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
         for batch in batches {

@@ -196,7 +196,7 @@ macro_rules! sql_alert_store {
                     let table = kind.table();
                     // A write first, so SQLite takes its write lock at once (waiting out other
                     // writers) instead of failing to upgrade a read lock under concurrency.
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let inserted = sqlx::query(&$sql(&$ignore(
                         &format!(
                             "INSERT INTO {table} (tenant_id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
@@ -253,7 +253,7 @@ macro_rules! sql_alert_store {
                 }
 
                 async fn delete_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<bool> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let deleted = sqlx::query(&$sql(&format!(
                         "DELETE FROM {} WHERE tenant_id = ? AND name = ?",
                         kind.table()
@@ -348,7 +348,7 @@ macro_rules! sql_alert_store {
                 }
 
                 async fn record_transition(&self, w: TransitionWrite<'_>) -> Result<i64> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let i = w.instance;
                     sqlx::query(&$sql(
                         "UPDATE alert_instances SET state = ?, since = ?, pending_since = ?, clear_since = ?, \
@@ -421,7 +421,7 @@ macro_rules! sql_alert_store {
                 }
 
                 async fn insert_notifications(&self, notifications: &[NewNotification]) -> Result<u64> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let n = insert_notifications(&mut tx, notifications).await?;
                     tx.commit().await?;
                     Ok(n)
@@ -453,7 +453,7 @@ macro_rules! sql_alert_store {
                 }
 
                 async fn finish_attempt(&self, a: &AttemptRecord, outcome: AttemptOutcome) -> Result<()> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     sqlx::query(&$sql(
                         "INSERT INTO delivery_attempts (notification_id, at, ok, status_code, error, duration_ms) \
                          VALUES (?, ?, ?, ?, ?, ?)",

@@ -28,6 +28,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write lock at the start,
+    /// waiting (busy timeout) for another writer to finish; a plain `BEGIN` that reads first
+    /// fails at once with "database is locked" when it must upgrade to a write lock that another
+    /// connection took meanwhile (seen under concurrent rule PUTs from the operator).
+    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Opens (creating if needed) the database file. `synchronous_full` fsyncs every commit,
     /// which also survives power loss; the default (NORMAL with WAL) survives a crash of the
     /// process, which is what a 2xx promises.
@@ -327,7 +335,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_tenant(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -436,7 +444,7 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
         for batch in batches {
