@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::mosquitto::make_certificates;
 use common::webhook::Receiver;
 use common::{ADMIN_TOKEN, Server, cli, client};
 use hmac::{Hmac, Mac};
@@ -57,7 +58,8 @@ impl Smtp {
         Self::start_tls(credentials, None)
     }
 
-    /// `tls`: `("starttls" | "tls", certificate dir)` with `server.pem` and `server.key` in it.
+    /// `tls`: `("starttls" | "tls", certificate dir)` with `server.crt` and `server.key` in it
+    /// (`make_certificates`).
     fn start_tls(credentials: Option<(&str, &str)>, tls: Option<(&str, &Path)>) -> Smtp {
         use std::io::BufRead;
         let maildir = tempfile::tempdir().unwrap();
@@ -70,7 +72,7 @@ impl Smtp {
             command
                 .args(["--tls", mode])
                 .arg("--cert")
-                .arg(dir.join("server.pem"))
+                .arg(dir.join("server.crt"))
                 .arg("--key")
                 .arg(dir.join("server.key"));
         }
@@ -733,64 +735,11 @@ async fn with_redis_one_worker_evaluates_and_another_takes_over_when_it_is_kille
     assert!(tos.contains(&"FIRING") && tos.contains(&"RESOLVED"), "{history}");
 }
 
-/// A private CA and a certificate for `localhost` signed by it, made with the openssl CLI.
-fn private_ca(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian package)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=microdash test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-}
-
 #[tokio::test]
 async fn email_goes_out_over_starttls_and_implicit_tls_to_a_server_of_a_private_ca() {
     let certs = tempfile::tempdir().unwrap();
-    private_ca(certs.path());
-    let ca = certs.path().join("ca.pem");
+    make_certificates(certs.path());
+    let ca = certs.path().join("ca.crt");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), &[("MICRODASH_NOTIFY_CA_FILE", ca.to_str().unwrap())]);
     let t = server.token.clone();

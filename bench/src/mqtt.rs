@@ -201,8 +201,7 @@ async fn commits(server: &Server) -> Result<f64> {
 async fn wait_for_bridge(server: &Server) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
-        if text.lines().any(|l| l == "microdash_mqtt_bridge_connected 1") {
+        if metric(server, "microdash_mqtt_bridge_connected").await? == 1.0 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             return Ok(());
         }

@@ -194,8 +194,7 @@ macro_rules! sql_alert_store {
                     create_only: bool,
                 ) -> Result<bool> {
                     let table = kind.table();
-                    // A write first, so SQLite takes its write lock at once (waiting out other
-                    // writers) instead of failing to upgrade a read lock under concurrency.
+                    // Insert first: a new name needs no read, an existing one falls through to the update.
                     let mut tx = self.begin_write().await?;
                     let inserted = sqlx::query(&$sql(&$ignore(
                         &format!(

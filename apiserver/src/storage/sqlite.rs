@@ -189,18 +189,16 @@ async fn update_rollups(
     Ok(())
 }
 
-/// Copies the WAL back into the database file every second (PASSIVE: never blocks writers or
-/// readers), so the writer's commits do not pay for checkpoints.
 /// Write-ahead log frames (4 KiB pages) past which the checkpointer makes the writer wait for
 /// a full checkpoint that also truncates the log: 64 MiB.
 const WAL_TRUNCATE_FRAMES: i64 = 16_384;
 
 /// Copies the write-ahead log into the database every second, without blocking the writer
-/// (PASSIVE). Under a steady stream of commits the log never empties that way: the writer
-/// appends while the copy runs, and the log only starts over once it was copied whole. A log
-/// left to grow made every page lookup slower (the bridge's bulk bench: 470 MB of log, commits
-/// 5× slower, run to run), so past `WAL_TRUNCATE_FRAMES` the writer waits for one TRUNCATE
-/// checkpoint: a short pause (most of the log is already copied) that resets the log.
+/// (PASSIVE), so the writer's commits do not pay for checkpoints. Under a steady stream of
+/// commits the log never empties that way: the writer appends while the copy runs, and the log
+/// only starts over once it was copied whole. So past `WAL_TRUNCATE_FRAMES` the writer waits
+/// for one TRUNCATE checkpoint: a short pause (most of the log is already copied) that resets
+/// the log (the MQTT bulk bench had let it reach 470 MB).
 async fn checkpoint_forever(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

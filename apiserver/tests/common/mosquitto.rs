@@ -162,7 +162,9 @@ pub async fn publish_all(
     Ok(())
 }
 
-/// A CA and a server certificate for `localhost` and 127.0.0.1, made with the openssl CLI.
+/// A CA (`ca.crt`) and a server certificate (`server.crt`, `server.key`) for `localhost` and
+/// 127.0.0.1, made with the openssl CLI; for the TLS brokers here and the SMTP server of the
+/// alerting tests.
 pub fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
