@@ -1,18 +1,21 @@
 # Shared helpers of the microdash scripts. Source it; it defines functions only.
 
 # Installs Debian packages that are missing (apt-get update at most once per run).
+# Says what it does on stderr only: callers (scripts/services.sh start) print an environment
+# on stdout that test.sh evaluates, so nothing else may reach stdout.
 ensure_debs() {
   local missing=()
   for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
-  echo "==> Installing Debian packages: ${missing[*]}"
+  echo "==> Installing Debian packages: ${missing[*]}" >&2
   if [[ -z "${_MICRODASH_APT_UPDATED:-}" ]]; then
-    apt-get update -qq
+    apt-get update -qq >&2
     _MICRODASH_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>"${TMPDIR:-/tmp}/microdash-apt.log" \
+    || { cat "${TMPDIR:-/tmp}/microdash-apt.log" >&2; return 1; }
 }
 
 # `npm ci` only when package-lock.json changed since the last install in that folder.

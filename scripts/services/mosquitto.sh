@@ -18,8 +18,8 @@ install() {
     fi
     echo "Installing mosquitto, mosquitto-clients and openssl …" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null
+    apt-get update -qq >&2
+    apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null 2>&1 </dev/null
     # The package starts a system-wide broker on :1883; the tests start their own.
     if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
         systemctl stop mosquitto || true
