@@ -1,5 +1,5 @@
 # microdash: the README's two commands are `make run` and `make test`.
-.PHONY: run test bench dashboard build clean-data
+.PHONY: run test bench dashboard build images compose-test clean-data
 
 run:            ## microdash on embedded defaults + dashboard + a local agent
 	bash scripts/run.sh
@@ -12,6 +12,12 @@ bench:          ## benchmarks; writes docs/benchmarks.md (one section: make benc
 
 dashboard:      ## build dashboard/dist (embedded into release builds)
 	bash -c 'source scripts/lib.sh && build_dashboard "$$PWD"'
+
+images:         ## the three images (microdash, -agent, -operator; tag TAG=dev), offline from host-built binaries
+	bash scripts/images.sh
+
+compose-test:   ## the test command's container step alone: images, the Compose stack up, its BDD scenarios, down
+	bash scripts/compose-test.sh
 
 build: dashboard
 	cargo build --release -p microdash -p microdash-agent

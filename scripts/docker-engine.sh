@@ -7,7 +7,8 @@
 #   scripts/docker-engine.sh status   # exit 0 when the engine answers
 #
 # An engine that already runs (a developer's Docker Desktop, a systemd-managed dockerd) is used
-# as it is. Prints nothing on stdout.
+# as it is. As root on a machine whose / is a private mount, makes it shared (see below).
+# Prints nothing on stdout.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib.sh"
@@ -15,7 +16,18 @@ LOG_DIR="$ROOT/.cache/docker"
 
 answers() { docker info >/dev/null 2>&1; }
 
+# Containers that see the host (the agent's `/:/host/root:ro,rslave`, kind's nodes) need the
+# root mount to propagate, as it does on every systemd host; a bare machine's may be private.
+share_root_mount() {
+  [[ $(id -u) == 0 ]] || return 0
+  if [[ $(findmnt -no PROPAGATION / 2>/dev/null) == private ]]; then
+    echo "==> Making / a shared mount (as systemd does), for containers that mount host paths with rslave" >&2
+    mount --make-rshared /
+  fi
+}
+
 start() {
+  share_root_mount
   answers && return 0
   # The client alone is not enough: the engine (dockerd), containerd and runc come with docker.io.
   command -v dockerd >/dev/null || ensure_debs docker.io

@@ -10,16 +10,19 @@ LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 started=$(date +%s)
 
-ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients
-# The Docker client validates docker-compose.yml (no engine runs here); Debian's docker.io
-# brings it when the machine has none.
-command -v docker >/dev/null || ensure_debs docker.io
-# The Go-built tools (kube-apiserver, kubectl, etcd, helm; the compose plugin) build in the
-# background while cargo works: on a cold machine both take minutes, and side by side they
-# finish sooner. Cached in .cache/kube-tools and .cache/docker afterwards.
-echo "==> Go tools: kube-apiserver, etcd, helm, docker compose (background; log in $LOGS/go-tools.log)"
+ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap
+# A Docker engine (Debian's docker.io, started when none answers): the container step at the end
+# runs the Compose stack for real, and the compose tests render docker-compose.yml with its client.
+scripts/docker-engine.sh start
+# The Go-built tools (kube-apiserver, kubectl, etcd, helm; the compose plugin) and the Debian
+# base image of `make images` (debootstrap) are made in the background while cargo works: on a
+# cold machine each takes minutes, and side by side they finish sooner. Cached in
+# .cache/kube-tools, .cache/docker and .cache/images (plus the engine's store) afterwards.
+echo "==> Go tools (kube-apiserver, etcd, helm, docker compose) and the base image, in the background (logs in $LOGS/)"
 (scripts/kube-tools.sh && scripts/compose-tool.sh) >"$LOGS/go-tools.log" 2>&1 &
 go_tools=$!
+scripts/images.sh --base-only >"$LOGS/base-image.log" 2>&1 &
+base_image=$!
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -32,6 +35,11 @@ cargo test --workspace --no-run --quiet 2>"$LOGS/cargo-build.log" || { cat "$LOG
 if ! wait "$go_tools"; then
   cat "$LOGS/go-tools.log"
   echo "Building the Go tools failed (see above)." >&2
+  exit 1
+fi
+if ! wait "$base_image"; then
+  cat "$LOGS/base-image.log"
+  echo "Making the base image failed (see above)." >&2
   exit 1
 fi
 MICRODASH_TEST_DOCKER_CONFIG=$(scripts/compose-tool.sh)
@@ -55,12 +63,19 @@ echo "==> browser tests (Playwright BDD, Debian Chromium)"
 npm_ci_cached "$ROOT/tests/e2e"
 (cd tests/e2e && npm test) 2>&1 | tee "$LOGS/e2e.log"
 
+echo "==> containers: images, the Compose stack, Ingest → Chart and the stack scenarios against it"
+# Its own step and report (.cache/test-logs/e2e-stack.log and e2e-stack.xml); tears the stack down.
+container_started=$(date +%s)
+scripts/compose-test.sh
+container_s=$(( $(date +%s) - container_started ))
+
 # One closing line for the whole run (every step above already stopped the run on a failure).
 count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | { grep -Eo "$2" || true; } | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}'; }
 cargo_passed=$(count "$LOGS/cargo.log" 'test result: ok\. [0-9]+ passed')
 cargo_failed=$(count "$LOGS/cargo.log" '[0-9]+ failed')
 vitest_passed=$(count "$LOGS/vitest.log" 'Tests +[0-9]+ passed')
 e2e_passed=$(count "$LOGS/e2e.log" '^ *[0-9]+ passed')
-total=$((cargo_passed + ${vitest_passed:-0} + ${e2e_passed:-0}))
-echo "cargo: ${cargo_passed} passed; vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; $(( $(date +%s) - started ))s"
+stack_passed=$(count "$LOGS/e2e-stack.log" '^ *[0-9]+ passed')
+total=$((cargo_passed + ${vitest_passed:-0} + ${e2e_passed:-0} + ${stack_passed:-0}))
+echo "cargo: ${cargo_passed} passed; vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; containers: ${stack_passed:-0} passed (${container_s} s); $(( $(date +%s) - started ))s"
 echo "${total} passed, ${cargo_failed} failed"

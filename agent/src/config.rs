@@ -70,6 +70,12 @@ pub struct Cli {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Check the agent running with this configuration (a container's HEALTHCHECK): exit 0 when
+    /// its last collection, recorded in `<spool-dir>/heartbeat`, is younger than three
+    /// intervals (and at least 30 s), 1 otherwise.
+    #[arg(long, conflicts_with_all = ["once", "check_config"])]
+    pub health: bool,
+
     /// Where the host's procfs is mounted; read for the mount table and process count
     /// [default: /proc]. See the README for running in a container.
     #[arg(long, env = "MICRODASH_AGENT_PROC_ROOT", value_name = "DIR")]
@@ -161,6 +167,8 @@ pub struct Config {
     /// Trust only these CAs for https:// and mqtts://; `None` = the built-in public roots.
     pub ca_file: Option<PathBuf>,
     pub once: bool,
+    /// `--health`: check a running agent's heartbeat and exit.
+    pub health: bool,
 }
 
 impl Config {
@@ -237,7 +245,7 @@ impl Config {
                 let token = token.ok_or_else(|| Error::config("--token is required with --mqtt"))?;
                 Some(Transport::Mqtt { url, tenant, token: Secret(token) })
             }
-            (None, None) if cli.once => None,
+            (None, None) if cli.once || cli.health => None,
             (None, None) => {
                 return Err(Error::config(
                     "no destination: set --server URL --token T (or use --once to print one collection)",
@@ -264,6 +272,7 @@ impl Config {
             root: cli.root.or(file.root),
             ca_file,
             once: cli.once,
+            health: cli.health,
         })
     }
 }

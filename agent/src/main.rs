@@ -32,6 +32,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let check_only = cli.check_config;
     let config = Config::load(cli)?;
+    if config.health {
+        println!("{}", service::check_health(&config)?);
+        return Ok(());
+    }
     if check_only {
         println!("{config:#?}");
         return Ok(());

@@ -1,6 +1,7 @@
 //! Wiring: the collector on its interval, feeding the shipper through a channel, both
 //! stopped by one signal.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -18,6 +19,48 @@ use crate::spool::Spool;
 /// Batches waiting for the shipper while it is busy with a slow send; beyond this the
 /// collector waits, and a missed tick is skipped rather than bunched.
 const BATCH_QUEUE: usize = 64;
+
+/// The file in the spool directory where every collection records its time and the agent's
+/// interval (`<unix ms> <interval ms>`), for `--health`, which so needs no `--interval` of its
+/// own. Not a batch: the spool ignores it.
+pub const HEARTBEAT_FILE: &str = "heartbeat";
+
+/// How old the last collection may be before `--health` says the agent is stuck.
+pub fn health_max_age(interval: Duration) -> Duration {
+    (interval * 3).max(Duration::from_secs(30))
+}
+
+/// Records a collection's time (write then rename: a reader never sees half a line).
+fn write_heartbeat(dir: &Path, ts_ms: u64, interval: Duration) {
+    let tmp = dir.join(format!("{HEARTBEAT_FILE}.new"));
+    let written = std::fs::write(&tmp, format!("{ts_ms} {}", interval.as_millis()))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(HEARTBEAT_FILE)));
+    if let Err(error) = written {
+        debug!(%error, "Cannot write the heartbeat file.");
+    }
+}
+
+/// `--health`: Ok with a sentence when the agent using `config`'s spool collected recently.
+pub fn check_health(config: &Config) -> Result<String> {
+    let path = config.spool_dir.join(HEARTBEAT_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::config(format!("no heartbeat at {} ({e}): is the agent running with this spool dir?", path.display()))
+    })?;
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(last)), Some(Ok(interval_ms))) = (fields.next(), fields.next()) else {
+        return Err(Error::config(format!("{} does not hold a time and an interval: {text:?}", path.display())));
+    };
+    let age = Duration::from_millis(now_ms().saturating_sub(last));
+    let max = health_max_age(Duration::from_millis(interval_ms));
+    if age > max {
+        return Err(Error::config(format!(
+            "the last collection was {} ago (more than {}): the agent is stuck or stopped",
+            humantime::format_duration(Duration::from_secs(age.as_secs())),
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(format!("healthy: the last collection was {} ms ago", age.as_millis()))
+}
 
 /// `--once`: one collection as a bulk request body.
 pub fn collect_once(config: &Config) -> Result<Batch> {
@@ -55,7 +98,8 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
     );
 
     let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
-    let collecting = tokio::spawn(collect_loop(collector, seq, config.interval, batch_tx, stop.clone()));
+    let heartbeat = Some(config.spool_dir.clone());
+    let collecting = tokio::spawn(collect_loop(collector, seq, config.interval, batch_tx, stop.clone(), heartbeat));
     let shipper = Shipper::new(sink, spool, ShipperOptions::default());
     let stats = shipper.run(batch_rx, stop).await;
     if let Err(error) = collecting.await {
@@ -72,6 +116,7 @@ pub async fn collect_loop(
     interval: Duration,
     batches: mpsc::Sender<Batch>,
     mut stop: watch::Receiver<bool>,
+    heartbeat: Option<PathBuf>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -99,8 +144,54 @@ pub async fn collect_loop(
         // One line per collection at DEBUG only: what a test or a person chasing a gap compares
         // with what the server stored.
         debug!(seq = batch_seq, ts, samples = samples.len(), "Collected.");
+        if let Some(dir) = &heartbeat {
+            write_heartbeat(dir, ts, interval);
+        }
         if batches.send(Batch::new(batch_seq, samples)).await.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cli, FileConfig};
+
+    fn config_with_spool(dir: &Path) -> Config {
+        let cli = Cli { health: true, spool_dir: Some(dir.to_path_buf()), ..Cli::default() };
+        Config::resolve(cli, FileConfig::default(), || Some("test".into())).unwrap()
+    }
+
+    #[test]
+    fn health_needs_a_recent_heartbeat_in_the_spool_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with_spool(dir.path());
+        let missing = check_health(&config).unwrap_err().to_string();
+        assert!(missing.contains("no heartbeat"), "{missing}");
+
+        let ten_s = Duration::from_secs(10);
+        write_heartbeat(dir.path(), now_ms(), ten_s);
+        assert!(check_health(&config).unwrap().starts_with("healthy"));
+
+        // Older than three intervals (at least 30 s): stuck.
+        write_heartbeat(dir.path(), now_ms() - 31_000, ten_s);
+        let stale = check_health(&config).unwrap_err().to_string();
+        assert!(stale.contains("stuck or stopped"), "{stale}");
+        // The agent's own interval counts, not the checker's: a 1-minute agent is fine at 2 minutes.
+        write_heartbeat(dir.path(), now_ms() - 120_000, Duration::from_secs(60));
+        assert!(check_health(&config).is_ok());
+
+        std::fs::write(dir.path().join(HEARTBEAT_FILE), "garbage").unwrap();
+        assert!(check_health(&config).unwrap_err().to_string().contains("does not hold a time"));
+    }
+
+    #[test]
+    fn the_heartbeat_is_not_taken_for_a_spooled_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        write_heartbeat(dir.path(), now_ms(), Duration::from_secs(10));
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.len(), 0);
+        assert!(dir.path().join(HEARTBEAT_FILE).exists());
     }
 }

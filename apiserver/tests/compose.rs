@@ -1,10 +1,15 @@
-//! The Compose stack (docker-compose.yml), checked on a machine without a container engine:
+//! The Compose file (docker-compose.yml), checked quickly and without containers:
 //! - `docker compose config` renders it (the Docker client with the compose plugin that
-//!   `scripts/compose-tool.sh` builds from Go modules; `MICRODASH_TEST_DOCKER_CONFIG` points at it);
+//!   `scripts/compose-tool.sh` builds from Go modules; `MICRODASH_TEST_DOCKER_CONFIG` points at it),
+//!   each profile with the services it should have, hardened;
 //! - every microdash service's command and environment pass `microdash serve --check-config`
 //!   of the real binary (so a renamed flag or config key breaks this test, not a deployment);
 //! - the Mosquitto config and ACL of deploy/compose/mosquitto load in a real `mosquitto` and keep
 //!   tenants apart.
+//!
+//! The stack itself runs in containers in the test command's container step
+//! (scripts/compose-test.sh: images built, `docker compose up -d --wait`, the Playwright BDD
+//! features of tests/e2e/playwright.stack.config.ts against it).
 
 mod common;
 
@@ -49,15 +54,24 @@ fn environment(service: &Value) -> BTreeMap<String, String> {
 
 #[test]
 fn docker_compose_config_renders_the_stack_and_the_embedded_profile() {
+    // .env.example turns the `distributed` profile on (COMPOSE_PROFILES).
     let stack = rendered(&[]);
     let services = stack["services"].as_object().unwrap();
     for name in ["mariadb", "redis", "mosquitto", "mosquitto-passwords", "api", "worker", "agent"] {
         assert!(services.contains_key(name), "service {name} is missing");
     }
     assert!(!services.contains_key("microdash"), "the embedded service runs only with its profile");
-    // Every long-running service has a healthcheck, except the agent (no port to ask).
-    for name in ["mariadb", "redis", "mosquitto", "api", "worker"] {
+    // Every long-running service has a healthcheck (the agent's reads its heartbeat file).
+    for name in ["mariadb", "redis", "mosquitto", "api", "worker", "agent"] {
         assert!(services[name]["healthcheck"]["test"].is_array(), "{name} has no healthcheck");
+    }
+    assert_eq!(services["api"]["deploy"]["replicas"], 2, "two api replicas");
+    // microdash containers: read-only root filesystem, no capabilities, no privilege escalation.
+    for name in ["api", "worker", "agent"] {
+        let service = &services[name];
+        assert_eq!(service["read_only"], true, "{name}");
+        assert_eq!(strings(&service["cap_drop"]), ["ALL"], "{name}");
+        assert_eq!(strings(&service["security_opt"]), ["no-new-privileges:true"], "{name}");
     }
     // Start order: the API waits for healthy MariaDB, Redis and Mosquitto.
     for dep in ["mariadb", "redis", "mosquitto"] {
@@ -69,8 +83,14 @@ fn docker_compose_config_renders_the_stack_and_the_embedded_profile() {
     );
     assert!(stack["volumes"]["mariadb-data"].is_object() && stack["volumes"]["redis-data"].is_object());
 
+    // `--profile embedded` (over COMPOSE_PROFILES) is the single binary alone, on a named volume.
     let embedded = rendered(&["embedded"]);
-    assert!(embedded["services"]["microdash"].is_object(), "the embedded profile adds the single binary");
+    let services = embedded["services"].as_object().unwrap();
+    assert_eq!(services.keys().collect::<Vec<_>>(), ["microdash"], "the embedded profile runs the single binary only");
+    let volumes = &services["microdash"]["volumes"];
+    assert_eq!(volumes[0]["type"], "volume");
+    assert_eq!(volumes[0]["source"], "microdash-data");
+    assert_eq!(services["microdash"]["read_only"], true);
 }
 
 #[test]
@@ -220,134 +240,9 @@ fn the_compose_mosquitto_config_loads_and_keeps_tenants_apart() {
     let _ = broker.kill();
     let _ = broker.wait();
 }
-
 /// The agent binary of this workspace, next to the server's.
 fn agent_bin() -> PathBuf {
     let path = Path::new(common::bin()).with_file_name("microdash-agent");
     assert!(path.exists(), "{} is missing: build it with `cargo build -p microdash-agent`", path.display());
     path
-}
-
-async fn get_json(base: &str, token: &str, path: &str) -> Value {
-    common::client().get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap().json().await.unwrap()
-}
-
-#[tokio::test]
-async fn the_compose_topology_runs_as_processes_on_loopback() {
-    use common::Server;
-    use common::mosquitto::Mosquitto;
-    use common::webhook::Receiver;
-    // The services of docker-compose.yml, as processes: MariaDB and Redis (the test services),
-    // Mosquitto with the compose config and ACL, two api processes bridging from Mosquitto,
-    // one worker, and the agent publishing over MQTT as tenant `default`.
-    let dir = tempfile::tempdir().unwrap();
-    let broker_dir = dir.path().join("mosquitto");
-    std::fs::create_dir_all(&broker_dir).unwrap();
-    let port = common::mosquitto::free_port();
-    let conf = std::fs::read_to_string(local_mosquitto_config(&broker_dir.join("files"), port)).unwrap();
-    // The harness writes listener, user and persistence; keep the rest of the compose config.
-    let extra: String = conf
-        .lines()
-        .filter(|l| !l.starts_with("listener") && !l.starts_with("user ") && !l.starts_with("persistence"))
-        .filter(|l| !l.starts_with("log_"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let broker = Mosquitto::start_on(&broker_dir, port, &extra);
-    let db = common::fresh_database_url("mysql").await;
-    // Database 4 of the test Redis belongs to this test.
-    let (redis_url, _) = common::fresh_redis(4).await;
-    let tenant_token = "compose-test-default-tenant-token-0123456789";
-    let bridge_url = format!("mqtt://microdash:bridge-pw@127.0.0.1:{}", broker.port);
-    let env = |role: &str, client_id: &str| -> Vec<(String, String)> {
-        let mut env = vec![
-            ("MICRODASH_DATABASE_URL".to_string(), db.clone()),
-            ("MICRODASH_REDIS_URL".into(), redis_url.clone()),
-            ("MICRODASH_DEFAULT_TENANT_TOKEN".into(), tenant_token.into()),
-            ("MICRODASH_ROLE".into(), role.into()),
-            ("MICRODASH_ALERT_LEASE_TTL".into(), "3s".into()),
-        ];
-        if role == "api" {
-            env.push(("MICRODASH_MQTT_URL".into(), bridge_url.clone()));
-            env.push(("MICRODASH_MQTT_CLIENT_ID".into(), client_id.into()));
-        }
-        env
-    };
-    let start = |role: &str, id: &str, dir: &Path| {
-        let e = env(role, id);
-        let refs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Server::start_with(dir, &refs)
-    };
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let worker = start("worker", "", dirs[0].path());
-    let api1 = start("api", "compose-api-1", dirs[1].path());
-    let api2 = start("api", "compose-api-2", dirs[2].path());
-    let t = tenant_token;
-
-    // An alert rule and its webhook, through the first api process.
-    let receiver = Receiver::start(0, 200).await;
-    let http = common::client();
-    let created = http
-        .post(api1.url("/api/v1/channels"))
-        .bearer_auth(t)
-        .json(&serde_json::json!({"name": "hook", "webhook": {"url": receiver.url()}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "the default tenant's token comes from default_tenant_token");
-    let rule = serde_json::json!({"name": "hot", "metric": "compose.temp",
-        "condition": {"aggregation": "last", "op": ">", "threshold": 50}, "for": "0s", "channels": ["hook"]});
-    assert_eq!(http.post(api1.url("/api/v1/rules")).bearer_auth(t).json(&rule).send().await.unwrap().status(), 201);
-
-    // The agent publishes host metrics over MQTT through Mosquitto as tenant `default`.
-    let spool = tempfile::tempdir().unwrap();
-    let mut agent = Command::new(agent_bin())
-        .args(["--mqtt", &format!("mqtt://127.0.0.1:{}", broker.port), "--tenant", "default", "--token", "device-pw"])
-        .args(["--interval", "1s", "--spool-dir"])
-        .arg(spool.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-
-    // HTTP to the first api process (below the threshold), MQTT bridged by the api processes
-    // (above it); the rule may take a couple of seconds to reach the evaluating worker.
-    let sent = http
-        .post(api2.url("/api/v1/metrics"))
-        .bearer_auth(t)
-        .json(&serde_json::json!({"metric": "compose.temp", "value": 20, "labels": {"room": "a"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), 202);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while receiver.count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the alert did not fire");
-        let published = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-u", "default", "-P", "device-pw", "-q", "1"])
-            .args(["-t", "metrics/default/compose.temp", "-m", r#"{"value": 75, "labels": {"room": "a"}}"#])
-            .status()
-            .unwrap();
-        assert!(published.success());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(receiver.count(), 1, "the alert fires once, whichever process took the samples");
-    receiver.with_hooks(|h| assert_eq!(h[0].json()["state"], "FIRING"));
-
-    // Queried from a third process (the worker): the HTTP and the MQTT samples, and the agent's.
-    let q = get_json(&worker.base, t, "/api/v1/query?metric=compose.temp&from=now-1h&resolution=raw").await;
-    let values: Vec<f64> =
-        q["series"][0]["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
-    assert!(values.contains(&20.0) && values.contains(&75.0), "{q}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let metrics = get_json(&worker.base, t, "/api/v1/metrics").await;
-        if metrics.to_string().contains("cpu.usage") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no agent metrics arrived over MQTT: {metrics}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let _ = agent.kill();
-    let _ = agent.wait();
 }

@@ -47,6 +47,24 @@ pub struct Config {
     /// `text` or `json`.
     #[arg(long, env = "MICRODASH_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// Check the operator running with this `--listen` (a container's HEALTHCHECK): GET its
+    /// `/healthz` on loopback, exit 0 on a 2xx answer and 1 otherwise.
+    #[arg(long)]
+    pub health: bool,
+}
+
+/// `--health`: asks the operator listening on `listen`'s port (on loopback) for `/healthz`.
+pub async fn check_health(listen: SocketAddr) -> anyhow::Result<String> {
+    let url = format!("http://127.0.0.1:{}/healthz", listen.port());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let answer = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}: is the operator running with --listen {listen}?"))?;
+    let status = answer.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(format!("healthy: {url} answered {status}"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

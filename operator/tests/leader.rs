@@ -37,6 +37,15 @@ impl Replica {
         }
         r.text().await.ok()
     }
+
+    /// `microdash-operator --health` against this replica's port: the image's HEALTHCHECK.
+    fn health_check(port: u16) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_microdash-operator"))
+            .args(["--health", "--listen", &format!("0.0.0.0:{port}")])
+            .env_remove("MICRODASH_OPERATOR_LISTEN")
+            .output()
+            .unwrap()
+    }
 }
 
 impl Drop for Replica {
@@ -62,6 +71,8 @@ async fn of_two_replicas_one_acts_and_the_other_takes_over_when_it_dies() {
     })
     .await;
     assert_eq!(a.get("/healthz").await.as_deref(), Some("ok"));
+    let healthy = Replica::health_check(a.port);
+    assert!(healthy.status.success(), "{}", String::from_utf8_lossy(&healthy.stderr));
     // Stays so: never both leaders.
     for _ in 0..10 {
         let now = (a.get("/readyz").await, b.get("/readyz").await);
@@ -71,7 +82,12 @@ async fn of_two_replicas_one_acts_and_the_other_takes_over_when_it_dies() {
     let (leader, standby) = if roles.0.as_deref() == Some("leader") { (a, b) } else { (b, a) };
     let metrics = leader.get("/metrics").await.unwrap();
     assert!(metrics.contains("microdash_operator_leader 1"), "{metrics}");
+    let leader_port = leader.port;
     drop(leader);
+    // Nothing listens there any more: the healthcheck fails and says where it looked.
+    let dead = Replica::health_check(leader_port);
+    assert!(!dead.status.success());
+    assert!(String::from_utf8_lossy(&dead.stderr).contains(&format!("127.0.0.1:{leader_port}/healthz")));
     eventually(Duration::from_secs(60), "the standby takes the lease over", || async {
         match standby.get("/readyz").await.as_deref() {
             Some("leader") => Ok(()),

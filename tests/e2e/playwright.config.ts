@@ -4,6 +4,9 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH } from './support/paths'
 
 // Features (the spec, in Gherkin) → generated Playwright tests in .features-gen/.
 const testDir = defineBddConfig({
+  outputDir: '.features-gen/local',
+  // Against a server process of each scenario; features/stack/ runs against the Compose stack
+  // (playwright.stack.config.ts).
   features: 'features/*.feature',
   // support/fixtures.ts holds the custom `test` (server, baseURL, world) the steps are bound to.
   steps: ['steps/*.ts', 'support/fixtures.ts'],

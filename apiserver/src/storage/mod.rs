@@ -241,9 +241,28 @@ pub async fn open(url: &str, sqlite_synchronous_full: bool) -> anyhow::Result<Dy
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
-        Ok(Arc::new(mysql::MySqlStore::open(&url.replacen("mariadb:", "mysql:", 1)).await?))
+        Ok(Arc::new(mysql::MySqlStore::open(&mysql_url(url)).await?))
     } else {
         anyhow::bail!("database_url: use sqlite://PATH, postgres://… or mysql://… (MariaDB)")
+    }
+}
+
+/// `mariadb://…` is accepted as another name of `mysql://…`: only the scheme changes (a host
+/// named `mariadb`, as in Compose, stays as it is).
+fn mysql_url(url: &str) -> String {
+    match url.strip_prefix("mariadb:") {
+        Some(rest) => format!("mysql:{rest}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn only_a_mariadb_scheme_is_renamed_never_the_host() {
+        assert_eq!(super::mysql_url("mysql://u:p@mariadb:3306/db"), "mysql://u:p@mariadb:3306/db");
+        assert_eq!(super::mysql_url("mariadb://u:p@mariadb:3306/db"), "mysql://u:p@mariadb:3306/db");
+        assert_eq!(super::mysql_url("mariadb://u:mariadb:@h/db"), "mysql://u:mariadb:@h/db");
     }
 }
 

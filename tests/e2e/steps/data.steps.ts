@@ -1,8 +1,8 @@
 /** Data that scenarios send to the server over its HTTP API (ingest, admin). */
 import { performance } from 'node:perf_hooks'
 import { Given, When } from '../support/fixtures'
-import type { MicrodashServer, Sample } from '../support/server'
-import type { World } from '../support/fixtures'
+import type { Sample } from '../support/server'
+import type { Target, World } from '../support/fixtures'
 
 function tokenOf(world: World, tenant: string): string {
   const token = world.tokens.get(tenant)
@@ -10,7 +10,7 @@ function tokenOf(world: World, tenant: string): string {
   return token
 }
 
-async function send(server: MicrodashServer, world: World, tenant: string, sample: Sample): Promise<void> {
+async function send(server: Target, world: World, tenant: string, sample: Sample): Promise<void> {
   await server.ingest(tokenOf(world, tenant), sample)
   world.lastSample = sample
   world.lastSentAt = performance.now()
@@ -37,7 +37,7 @@ Given(
 )
 
 // "has sent" (a precondition) and "sends" (an action) do the same: POST one sample, stamped now.
-async function sendOne(server: MicrodashServer, world: World, tenant: string, metric: string, value: number, host: string) {
+async function sendOne(server: Target, world: World, tenant: string, metric: string, value: number, host: string) {
   await send(server, world, tenant, { metric, value, ts: Date.now(), labels: { host } })
 }
 

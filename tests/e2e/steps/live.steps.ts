@@ -1,7 +1,8 @@
 /** The live stream's indicator across a server restart. */
 import type { Page, TestInfo } from '@playwright/test'
 import { Then, When, expect } from '../support/fixtures'
-import type { MicrodashServer, StopMode } from '../support/server'
+import { MicrodashServer, type StopMode } from '../support/server'
+import type { Target } from '../support/fixtures'
 
 type Recorder = { __e2eLiveStates?: string[] }
 
@@ -24,7 +25,9 @@ async function recordLiveStates(page: Page): Promise<void> {
   })
 }
 
-async function restart(page: Page, server: MicrodashServer, mode: StopMode, info: TestInfo): Promise<void> {
+async function restart(page: Page, target: Target, mode: StopMode, info: TestInfo): Promise<void> {
+  if (!(target instanceof MicrodashServer)) throw new Error('restarting needs a server process of this run, not the Compose stack')
+  const server = target
   await recordLiveStates(page)
   const address = server.address
   const result = await server.restart(mode)

@@ -16,7 +16,7 @@ async function submitLogin(page: Page, token: string): Promise<void> {
   await page.getByTestId('login-submit').click()
 }
 
-async function logIn(page: Page, token: string): Promise<void> {
+export async function logIn(page: Page, token: string): Promise<void> {
   await page.goto('/login')
   await submitLogin(page, token)
   await expect(page.getByTestId('tenant-name')).toBeVisible()

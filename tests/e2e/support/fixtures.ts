@@ -1,12 +1,15 @@
 /**
  * Fixtures shared by every scenario:
  * - `server`: a fresh real microdash process (see server.ts), stopped after the scenario;
- *   its log is attached to the report when the scenario fails.
+ *   its log is attached to the report when the scenario fails. With E2E_STACK_URL set (the
+ *   container step of the test command), the Compose stack instead, with a new tenant as the
+ *   default one (see stack.ts); the containers' logs are attached on failure.
  * - `baseURL`: points the browser at that server.
  * - `world`: what one scenario remembers between steps (tokens, the last sample sent, …).
  */
 import { test as base, createBdd } from 'playwright-bdd'
 import { MicrodashServer, type Sample } from './server'
+import { type IngestLoad, type LiveStream, STACK_MODE, StackTarget } from './stack'
 import './parameters'
 
 export interface World {
@@ -20,10 +23,28 @@ export interface World {
   pageMarker: string | null
   /** URLs of frame navigations since the step that started counting (null = not counting). */
   navigations: string[] | null
+  /** Stack scenarios: a stream read by the test process, and a running ingest load. */
+  stream?: LiveStream
+  load?: IngestLoad
 }
 
-export const test = base.extend<{ server: MicrodashServer; world: World }>({
+/** What the scenarios run against: a server process of their own, or the Compose stack. */
+export type Target = MicrodashServer | StackTarget
+
+export const test = base.extend<{ server: Target; world: World }>({
   server: async ({}, use, testInfo) => {
+    if (STACK_MODE) {
+      const stack = await StackTarget.connect()
+      try {
+        await use(stack)
+      } finally {
+        if (testInfo.status !== testInfo.expectedStatus) {
+          await testInfo.attach('compose-logs.txt', { body: await stack.logsText(), contentType: 'text/plain' })
+        }
+        await stack.dispose()
+      }
+      return
+    }
     const server = await MicrodashServer.start()
     try {
       await use(server)
@@ -40,7 +61,13 @@ export const test = base.extend<{ server: MicrodashServer; world: World }>({
     await use(server.baseURL)
   },
   world: async ({ server }, use) => {
-    await use({ tokens: new Map([['default', server.defaultToken]]), lastSample: null, lastSentAt: 0, pageMarker: null, navigations: null })
+    const world: World = { tokens: new Map([['default', server.defaultToken]]), lastSample: null, lastSentAt: 0, pageMarker: null, navigations: null }
+    try {
+      await use(world)
+    } finally {
+      world.stream?.close()
+      await world.load?.stop()
+    }
   },
 })
 

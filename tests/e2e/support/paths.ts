@@ -34,17 +34,20 @@ function isExecutable(file: string): boolean {
   }
 }
 
+/** Against the Compose stack (E2E_STACK_URL) the server and dashboard are the containers'. */
+const AGAINST_STACK = !!process.env.E2E_STACK_URL
+
 /** Every missing prerequisite, each with the command that provides it. Empty = ready. */
 export function missingPrerequisites(): string[] {
   const problems: string[] = []
-  if (!isExecutable(SERVER_BIN)) {
+  if (!AGAINST_STACK && !isExecutable(SERVER_BIN)) {
     problems.push(
       `The microdash server binary is missing: ${SERVER_BIN}\n` +
         `    Build it with:  cd ${REPO_ROOT} && cargo build -p microdash\n` +
         `    (or point MICRODASH_BIN at another build)`,
     )
   }
-  if (!fs.existsSync(path.join(DASHBOARD_DIST, 'index.html'))) {
+  if (!AGAINST_STACK && !fs.existsSync(path.join(DASHBOARD_DIST, 'index.html'))) {
     problems.push(
       `The dashboard build is missing: ${path.join(DASHBOARD_DIST, 'index.html')}\n` +
         `    Build it with:  cd ${path.join(REPO_ROOT, 'dashboard')} && npm ci && npm run build\n` +
@@ -87,6 +90,7 @@ function newestMtime(dir: string, filter: (name: string) => boolean): number {
 /** Warnings (not failures) when a build looks older than its sources. */
 export function staleBuildWarnings(): string[] {
   const warnings: string[] = []
+  if (AGAINST_STACK) return warnings
   try {
     const bin = fs.statSync(SERVER_BIN).mtimeMs
     const src = Math.max(

@@ -44,7 +44,67 @@ const STOP_GRACE_MS = Number(process.env.E2E_STOP_GRACE_MS || 3000)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-export class MicrodashServer {
+/**
+ * The HTTP calls scenarios make against a microdash, wherever it runs (a process of this test
+ * run, or the Compose stack's containers: see stack.ts).
+ */
+export abstract class HttpTarget {
+  abstract readonly adminToken: string
+  abstract get baseURL(): string
+
+  async api<T = unknown>(method: string, urlPath: string, opts: { token?: string; body?: unknown } = {}): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = { Accept: 'application/json' }
+    if (opts.token) headers.Authorization = `Bearer ${opts.token}`
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
+    const res = await fetch(`${this.baseURL}${urlPath}`, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    })
+    const text = await res.text()
+    let body: unknown = text
+    try {
+      body = text ? JSON.parse(text) : undefined
+    } catch {
+      // Keep the text.
+    }
+    return { status: res.status, body: body as T, headers: res.headers }
+  }
+
+  /** POST /api/v1/metrics; throws unless the server answers 202. */
+  async ingest(token: string, sample: Sample): Promise<void> {
+    const res = await this.api('POST', '/api/v1/metrics', { token, body: sample })
+    if (res.status !== 202) throw new Error(`ingest ${JSON.stringify(sample)} → ${res.status} ${JSON.stringify(res.body)}`)
+  }
+
+  /** POST /api/v1/metrics/bulk; throws unless the server answers 202 with every sample accepted. */
+  async ingestBulk(token: string, samples: Sample[]): Promise<void> {
+    const res = await this.api<{ accepted?: number }>('POST', '/api/v1/metrics/bulk', { token, body: { samples } })
+    if (res.status !== 202 || res.body?.accepted !== samples.length) {
+      throw new Error(`bulk ingest of ${samples.length} → ${res.status} ${JSON.stringify(res.body)}`)
+    }
+  }
+
+  /** POST /api/v1/tenants with the admin token; returns the new tenant's token. */
+  async createTenant(name: string): Promise<string> {
+    const res = await this.api<{ name?: string; token?: string }>('POST', '/api/v1/tenants', {
+      token: this.adminToken,
+      body: { name },
+    })
+    if (res.status !== 201 || !res.body?.token) {
+      throw new Error(`creating tenant ${name} → ${res.status} ${JSON.stringify(res.body)}`)
+    }
+    return res.body.token
+  }
+
+  /** DELETE /api/v1/tenants/{name} with the admin token; throws unless 2xx or 404. */
+  async deleteTenant(name: string): Promise<void> {
+    const res = await this.api('DELETE', `/api/v1/tenants/${encodeURIComponent(name)}`, { token: this.adminToken })
+    if (res.status >= 300 && res.status !== 404) throw new Error(`deleting tenant ${name} → ${res.status} ${JSON.stringify(res.body)}`)
+  }
+}
+
+export class MicrodashServer extends HttpTarget {
   readonly dir: string
   readonly dataDir: string
   readonly databaseUrl: string
@@ -61,6 +121,7 @@ export class MicrodashServer {
   private starts = 0
 
   private constructor() {
+    super()
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'microdash-e2e-'))
     this.dataDir = path.join(this.dir, 'data')
     this.databaseUrl = `sqlite://${path.join(this.dataDir, 'microdash.db')}`
@@ -229,52 +290,5 @@ export class MicrodashServer {
     await this.stop('graceful')
     await new Promise<void>((r) => this.log.end(r))
     if (!keepFiles && !process.env.E2E_KEEP_SERVER_DIR) fs.rmSync(this.dir, { recursive: true, force: true })
-  }
-
-  // ---- HTTP ---------------------------------------------------------------------------
-
-  async api<T = unknown>(method: string, urlPath: string, opts: { token?: string; body?: unknown } = {}): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = { Accept: 'application/json' }
-    if (opts.token) headers.Authorization = `Bearer ${opts.token}`
-    if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
-    const res = await fetch(`${this.baseURL}${urlPath}`, {
-      method,
-      headers,
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-    })
-    const text = await res.text()
-    let body: unknown = text
-    try {
-      body = text ? JSON.parse(text) : undefined
-    } catch {
-      // Keep the text.
-    }
-    return { status: res.status, body: body as T, headers: res.headers }
-  }
-
-  /** POST /api/v1/metrics; throws unless the server answers 202. */
-  async ingest(token: string, sample: Sample): Promise<void> {
-    const res = await this.api('POST', '/api/v1/metrics', { token, body: sample })
-    if (res.status !== 202) throw new Error(`ingest ${JSON.stringify(sample)} → ${res.status} ${JSON.stringify(res.body)}`)
-  }
-
-  /** POST /api/v1/metrics/bulk; throws unless the server answers 202 with every sample accepted. */
-  async ingestBulk(token: string, samples: Sample[]): Promise<void> {
-    const res = await this.api<{ accepted?: number }>('POST', '/api/v1/metrics/bulk', { token, body: { samples } })
-    if (res.status !== 202 || res.body?.accepted !== samples.length) {
-      throw new Error(`bulk ingest of ${samples.length} → ${res.status} ${JSON.stringify(res.body)}`)
-    }
-  }
-
-  /** POST /api/v1/tenants with the admin token; returns the new tenant's token. */
-  async createTenant(name: string): Promise<string> {
-    const res = await this.api<{ name?: string; token?: string }>('POST', '/api/v1/tenants', {
-      token: this.adminToken,
-      body: { name },
-    })
-    if (res.status !== 201 || !res.body?.token) {
-      throw new Error(`creating tenant ${name} → ${res.status} ${JSON.stringify(res.body)}`)
-    }
-    return res.body.token
   }
 }
