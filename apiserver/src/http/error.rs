@@ -129,6 +129,9 @@ impl From<SubmitError> for AppError {
                 "the database could not store the samples; nothing from this request was stored, retry after the delay",
             )
             .retry_after(5),
+            SubmitError::TenantGone => {
+                AppError::unauthorized("the tenant of this token was deleted; nothing was stored")
+            }
             SubmitError::ShuttingDown => {
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry").retry_after(1)
             }

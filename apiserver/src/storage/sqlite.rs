@@ -55,6 +55,100 @@ impl SqliteStore {
         Ok(Self { pool, series_ids: SeriesCache::default() })
     }
 
+    /// Rebuilds `tenants`, `tokens` and `series` with `AUTOINCREMENT` where they lack it (the
+    /// schema before migration 0004), so their ids are never handed out twice: a plain
+    /// `INTEGER PRIMARY KEY` gives the largest id again once its row is deleted, and a deleted
+    /// tenant's leftovers (rollups, streams) then belonged to whoever got it next.
+    ///
+    /// Not a migration file: rebuilding a table others reference needs `PRAGMA foreign_keys =
+    /// OFF` (with them on, `DROP TABLE tenants` cascades to every child row), and SQLite ignores
+    /// that pragma inside a transaction, which is where sqlx runs every migration. Here it runs
+    /// on one connection, in one transaction of its own: all or nothing, and idempotent.
+    async fn rebuild_with_autoincrement(&self) -> Result<()> {
+        const TABLES: [&str; 3] = ["tenants", "tokens", "series"];
+        let mut todo = Vec::new();
+        for table in TABLES {
+            let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+                .bind(table)
+                .fetch_one(&self.pool)
+                .await?;
+            if !sql.to_ascii_uppercase().contains("AUTOINCREMENT") {
+                todo.push((table, sql));
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *conn).await?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            for (table, sql) in &todo {
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                )
+                .bind(table)
+                .fetch_all(&mut *tx)
+                .await?;
+                let create = sql
+                    .replacen(&format!("CREATE TABLE {table}"), &format!("CREATE TABLE {table}_rebuilt"), 1)
+                    .replacen("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT", 1);
+                if !create.contains(&format!("{table}_rebuilt")) {
+                    return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                        "unexpected schema of table {table}: {sql}"
+                    ))));
+                }
+                sqlx::query(&create).execute(&mut *tx).await?;
+                sqlx::query(&format!("INSERT INTO {table}_rebuilt SELECT * FROM {table}")).execute(&mut *tx).await?;
+                sqlx::query(&format!("DROP TABLE {table}")).execute(&mut *tx).await?;
+                sqlx::query(&format!("ALTER TABLE {table}_rebuilt RENAME TO {table}")).execute(&mut *tx).await?;
+                for index in indexes {
+                    sqlx::query(&index).execute(&mut *tx).await?;
+                }
+            }
+            // Ids freed before this rebuild stay unused too, as far as rows that point at them
+            // tell: rollups that the old SQLite deletion left behind keep their series id.
+            for (table, used) in [
+                ("tenants", "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM tenants UNION ALL SELECT MAX(tenant_id) FROM series \
+                  UNION ALL SELECT MAX(tenant_id) FROM dedupe UNION ALL SELECT MAX(tenant_id) FROM alert_transitions \
+                  UNION ALL SELECT MAX(tenant_id) FROM notifications)"),
+                ("tokens", "SELECT MAX(id) FROM tokens"),
+                ("series", "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM series UNION ALL SELECT MAX(series_id) FROM samples \
+                  UNION ALL SELECT MAX(series_id) FROM rollup_1m UNION ALL SELECT MAX(series_id) FROM rollup_5m)"),
+            ] {
+                let max: Option<i64> = sqlx::query_scalar(used).fetch_one(&mut *tx).await?;
+                sqlx::query("DELETE FROM sqlite_sequence WHERE name = ?").bind(table).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
+                    .bind(table)
+                    .bind(max.unwrap_or(0))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // Rollup rows of series that no longer exist (left by the old deletion) go.
+            for table in ["rollup_1m", "rollup_5m"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE series_id NOT IN (SELECT id FROM series)"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let broken: Vec<sqlx::sqlite::SqliteRow> =
+                sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
+            if !broken.is_empty() {
+                return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                    "{} rows break a foreign key after rebuilding tables; nothing was changed",
+                    broken.len()
+                ))));
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+        if result.is_ok() {
+            tracing::info!(tables = ?todo.iter().map(|(t, _)| *t).collect::<Vec<_>>(), "Rebuilt tables so their ids are never reused.");
+        }
+        result
+    }
+
     /// Series ids of `wanted` (by position), from the cache or the database. Returns the ids and
     /// the newly resolved entries to cache once the transaction commits.
     async fn resolve_series(
@@ -230,6 +324,7 @@ fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal> {
         tenant: row.try_get("tenant")?,
         token_id: row.try_get("token_id")?,
         scopes,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -292,7 +387,7 @@ impl PointRows for SqliteStore {
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
-        Ok(())
+        self.rebuild_with_autoincrement().await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -323,33 +418,21 @@ impl Store for SqliteStore {
     }
 
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM tenants WHERE name = ? AND deleted_at IS NULL")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
-        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT * FROM tenants WHERE deleted_at IS NULL ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
-    async fn delete_tenant(&self, name: &str) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(false);
-        };
-        sqlx::query("DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM dedupe WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        self.series_ids.forget_tenant(id);
-        Ok(true)
+    fn forget_tenant(&self, tenant_id: i64) {
+        self.series_ids.forget_tenant(tenant_id);
     }
 
     async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool> {
@@ -379,23 +462,32 @@ impl Store for SqliteStore {
         Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
     }
 
-    async fn create_token(&self, tenant_id: i64, hash: &TokenHash, prefix: &str, scopes: &[Scope]) -> Result<i64> {
-        let result =
-            sqlx::query("INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(tenant_id)
-                .bind(&hash.0[..])
-                .bind(prefix)
-                .bind(format_scopes(scopes))
-                .bind(crate::domain::now_ms())
-                .execute(&self.pool)
-                .await?;
+    async fn create_token(
+        &self,
+        tenant_id: i64,
+        hash: &TokenHash,
+        prefix: &str,
+        scopes: &[Scope],
+        expires_at: Option<i64>,
+    ) -> Result<i64> {
+        let result = sqlx::query(
+            "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(&hash.0[..])
+        .bind(prefix)
+        .bind(format_scopes(scopes))
+        .bind(crate::domain::now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(result.last_insert_rowid())
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {
         let row = sqlx::query(
-            "SELECT t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant, t.hash \
-             FROM tokens t JOIN tenants n ON n.id = t.tenant_id WHERE t.hash = ?",
+            "SELECT t.id AS token_id, t.tenant_id, t.scopes, t.expires_at, n.name AS tenant, t.hash \
+             FROM tokens t JOIN tenants n ON n.id = t.tenant_id AND n.deleted_at IS NULL WHERE t.hash = ?",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
@@ -425,15 +517,15 @@ impl Store for SqliteStore {
 
     async fn find_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>> {
         let row = sqlx::query(
-            "SELECT s.expires_at, t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant \
-             FROM sessions s JOIN tokens t ON t.id = s.token_id JOIN tenants n ON n.id = t.tenant_id \
+            "SELECT s.expires_at AS session_expires_at, t.expires_at, t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant \
+             FROM sessions s JOIN tokens t ON t.id = s.token_id JOIN tenants n ON n.id = t.tenant_id AND n.deleted_at IS NULL \
              WHERE s.hash = ?",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(SessionRecord { principal: principal_from_row(&row)?, expires_at: row.try_get("expires_at")? }))
+        Ok(Some(SessionRecord { principal: principal_from_row(&row)?, expires_at: row.try_get("session_expires_at")? }))
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
@@ -445,7 +537,21 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
+        // A tenant deleted since its requests were accepted gets nothing written, and does not
+        // fail the other tenants' batches of this group.
+        let tenants = super::tenants_of(batches);
+        let sql = super::live_tenants_sql(tenants.len(), "");
+        let mut alive = sqlx::query_scalar::<_, i64>(&sql);
+        for id in &tenants {
+            alive = alive.bind(*id);
+        }
+        let alive: HashSet<i64> = alive.fetch_all(&mut *tx).await?.into_iter().collect();
         for batch in batches {
+            if !alive.contains(&batch.tenant_id) {
+                outcomes.push(WriteOutcome::gone());
+                kept.push((batch.tenant_id, Vec::new()));
+                continue;
+            }
             let ids: Vec<&str> = batch.samples.iter().filter_map(|s| s.dedupe_id.as_deref()).collect();
             let seen = if ids.is_empty() {
                 HashSet::new()
@@ -459,6 +565,7 @@ impl Store for SqliteStore {
                 accepted: keep.len(),
                 duplicates: duplicates.len(),
                 duplicate_indices: duplicates,
+                tenant_gone: false,
             });
             kept.push((batch.tenant_id, keep));
         }
@@ -579,4 +686,11 @@ super::sql_alerts::sql_alert_store! {
     text: text_column,
     insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
     last_id: "SELECT last_insert_rowid()",
+}
+
+super::tenancy::sql_tenancy_store! {
+    store: SqliteStore,
+    db: sqlx::Sqlite,
+    sql: crate::storage::sql_alerts::question_marks,
+    chunk: crate::storage::tenancy::chunk_by_subquery,
 }
