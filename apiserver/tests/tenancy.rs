@@ -455,3 +455,59 @@ async fn postgres_tokens_are_listed_expire_and_are_revoked_everywhere() {
 async fn mariadb_tokens_are_listed_expire_and_are_revoked_everywhere() {
     token_lifecycle("mysql").await;
 }
+
+/// Item 7 of the issue: times and durations that overflowed, and errors that were not
+/// problem+json (axum's own rejections and a 405).
+#[tokio::test]
+async fn out_of_range_times_and_every_error_are_problems() {
+    let Setup { server, .. } = setup("sqlite").await;
+    let token = create_tenant(&server, "acme").await;
+    for query in [
+        "from=-9223372036854775807&to=9223372036854775807&step=1",
+        "from=now-100000000000y",
+        "from=0&to=9223372036854775807",
+        "step=100000000000y",
+    ] {
+        let r = client()
+            .get(server.url(&format!("/api/v1/query?metric=m&{query}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["field"].is_string(), "{query}: {body}");
+    }
+    let (status, body) =
+        admin(&server, reqwest::Method::PUT, "/api/v1/tenants/acme/retention", Some(json!({"raw":"292471000y"}))).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("raw")), "{body}");
+    for (method, path, expected) in [
+        (reqwest::Method::GET, "/api/v1/alerts/history?limit=abc", StatusCode::BAD_REQUEST),
+        (reqwest::Method::GET, "/api/v1/channels/x/deliveries?limit=abc", StatusCode::BAD_REQUEST),
+        (reqwest::Method::PUT, "/api/v1/metrics", StatusCode::METHOD_NOT_ALLOWED),
+        (reqwest::Method::GET, "/api/v1/rules/%FF%FE", StatusCode::BAD_REQUEST),
+    ] {
+        let r = client().request(method.clone(), server.url(path)).bearer_auth(&token).send().await.unwrap();
+        let status = r.status();
+        let allow = r.headers().get("allow").cloned();
+        assert_eq!(
+            r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()),
+            Some("application/problem+json".into()),
+            "{method} {path}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, body["status"].as_u64()),
+            (expected, Some(expected.as_u16() as u64)),
+            "{method} {path}: {body}"
+        );
+        assert!(!body["detail"].as_str().unwrap().is_empty());
+        if path.contains("limit=abc") {
+            assert_eq!(body["field"], "limit", "{body}");
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(allow.is_some(), "405 keeps its Allow header");
+        }
+    }
+}

@@ -254,6 +254,15 @@ fn duration_ms(field: &str, text: Option<&str>) -> AppResult<Option<i64>> {
             AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: must be at least 1m")).field(field)
         );
     }
+    // 100 years; a larger value once came back negative and deleted everything.
+    const MAX_RETENTION_MS: u128 = 100 * 365 * 86_400_000;
+    if parsed.as_millis() > MAX_RETENTION_MS {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: must be at most 100 years (36500d); leave it out to keep the server's default"),
+        )
+        .field(field));
+    }
     Ok(Some(parsed.as_millis() as i64))
 }
 

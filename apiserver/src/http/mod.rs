@@ -144,6 +144,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(assets::serve)
+        .layer(middleware::map_response(error::problem_for_every_error))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }

@@ -40,7 +40,9 @@ impl SqliteStore {
     /// which also survives power loss; the default (NORMAL with WAL) survives a crash of the
     /// process, which is what a 2xx promises.
     pub async fn open(url: &str, synchronous_full: bool) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let parsed = SqliteConnectOptions::from_str(url)?;
+        create_private(parsed.get_filename(), url).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let options = parsed
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(if synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
@@ -281,6 +283,26 @@ async fn update_rollups(
         }
     }
     Ok(())
+}
+
+/// Creates the database file readable by its owner only (0600) when it does not exist yet:
+/// it holds every tenant's data. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &std::path::Path, url: &str) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A folder that does not exist: let SQLite say so as it always did.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write-ahead log frames (4 KiB pages) past which the checkpointer makes the writer wait for

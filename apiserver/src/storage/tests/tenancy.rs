@@ -304,3 +304,22 @@ async fn sqlite_rebuild_keeps_rows_and_skips_ids_of_leftovers() {
     assert_eq!(out[0].accepted, 1);
     assert!(count(&url, "SELECT MAX(id) FROM series").await > 7, "series ids skip the leftovers' ids");
 }
+
+/// The database file holds every tenant's data: only its owner may read it, and its
+/// write-ahead log and shared-memory files too (they were 0644 under the usual umask).
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let store = open(&format!("sqlite://{}", path.display()), false).await.unwrap();
+    store.migrate().await.unwrap();
+    let t = store.create_tenant("t", None).await.unwrap();
+    store.write(&[WriteBatch { tenant_id: t.id, samples: &[s("m", "x", 1, 1.0, None)] }], 0, 0).await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+    }
+}
