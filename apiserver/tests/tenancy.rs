@@ -436,6 +436,13 @@ async fn token_lifecycle(kind: &str) {
     assert_eq!((status, body["status"].as_u64()), (StatusCode::NOT_FOUND, Some(404)), "{body}");
     let (status, _) = admin(&server, reqwest::Method::GET, "/api/v1/tenants/nobody/tokens", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The OpenAPI document describes the token endpoints.
+    let (_, doc) = get(&server, &first, "/openapi.json").await;
+    let paths = &doc["paths"];
+    assert!(paths["/api/v1/tenants/{name}/tokens"]["get"].is_object(), "list");
+    assert!(paths["/api/v1/tenants/{name}/tokens"]["post"]["requestBody"].to_string().contains("CreateToken"));
+    assert!(paths["/api/v1/tenants/{name}/tokens/{id}"]["delete"]["responses"]["404"].is_object(), "revoke");
+    assert!(doc["components"]["schemas"]["CreateToken"]["properties"]["expires_in"].is_object());
     // Only the admin token manages tokens.
     let (status, _) = get(&server, &first, "/api/v1/tenants/acme/tokens").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -479,6 +486,11 @@ async fn out_of_range_times_and_every_error_are_problems() {
         let body: Value = r.json().await.unwrap();
         assert!(body["field"].is_string(), "{query}: {body}");
     }
+    // /stream refuses a metric name that /query refuses.
+    let r = client().get(server.url("/api/v1/stream?metric=bad%20name")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "metric", "{body}");
     let (status, body) =
         admin(&server, reqwest::Method::PUT, "/api/v1/tenants/acme/retention", Some(json!({"raw":"292471000y"}))).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("raw")), "{body}");

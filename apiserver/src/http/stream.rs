@@ -99,6 +99,13 @@ pub async fn stream(
 ) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let tenant = caller.require(Scope::Read)?;
     let params = Params::parse(raw.as_deref())?;
+    // The same rule as /query: a name no sample can have is a mistake, not an empty stream.
+    if let Some(bad) = params.all("metric").into_iter().find(|m| !crate::domain::sample::is_valid_name(m)) {
+        return Err(crate::http::error::AppError::bad_request(format!(
+            "metric {bad:?} must match [a-zA-Z_][a-zA-Z0-9_.:-]*"
+        ))
+        .field("metric"));
+    }
     let filter = Filter {
         tenant_id: tenant.tenant_id,
         metrics: params.all("metric").into_iter().map(str::to_string).collect(),
