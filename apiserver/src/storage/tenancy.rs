@@ -170,6 +170,7 @@ macro_rules! sql_tenancy_store {
                         }
                     }
                     for (table, key) in OWNED {
+                        let _gate = self.purge_gate().await;
                         let n = sqlx::query(&$sql(&$chunk(table, key, "tenant_id = ?")))
                             .bind(tenant_id)
                             .bind(limit)
@@ -181,6 +182,7 @@ macro_rules! sql_tenancy_store {
                         }
                     }
                     // Anything left (rows that cascade) goes with the tenant row.
+                    let _gate = self.purge_gate().await;
                     sqlx::query(&$sql("DELETE FROM tenants WHERE id = ? AND deleted_at IS NOT NULL"))
                         .bind(tenant_id)
                         .execute(&self.pool)
