@@ -117,7 +117,10 @@ pub async fn tenancy_suite(store: DynStore, url: &str) {
     populate(&store, url, keep.id).await;
     let doomed_series = populate(&store, url, doomed.id).await;
     let token = Token::generate();
-    let token_id = store.create_token(doomed.id, &token.hash(), "mdt_x", &[Scope::Read], None).await.unwrap();
+    store.create_token(doomed.id, &token.hash(), "mdt_x", &[Scope::Read], None).await.unwrap();
+    let session = TokenHash::of("doomed-session");
+    let token_id = store.list_tokens(doomed.id).await.unwrap()[0].id;
+    store.create_session(&session, token_id, i64::MAX).await.unwrap();
     assert!(!rows_of(url, doomed.id, &doomed_series).await.is_empty());
 
     // Deleting hides the tenant at once and revokes its tokens.
@@ -127,6 +130,8 @@ pub async fn tenancy_suite(store: DynStore, url: &str) {
     assert!(store.get_tenant("doomed").await.unwrap().is_none());
     assert_eq!(store.list_tenants().await.unwrap().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["keep"]);
     assert!(store.find_token(&token.hash()).await.unwrap().is_none());
+    assert!(store.find_session(&session).await.unwrap().is_none(), "its dashboard sessions end");
+    assert!(store.list_tokens(doomed.id).await.unwrap().is_empty());
     assert_eq!(store.deleted_tenants().await.unwrap(), vec![doomed.id]);
     let events = store.auth_events_after(before).await.unwrap();
     assert_eq!(
@@ -194,7 +199,6 @@ pub async fn tenancy_suite(store: DynStore, url: &str) {
     assert!(store.delete_tenant("last").await.unwrap());
     let next = store.create_tenant("next", None).await.unwrap();
     assert!(next.id > last.id, "tenant id {} reused", next.id);
-    let _ = token_id;
 }
 
 pub async fn token_suite(store: DynStore) {
