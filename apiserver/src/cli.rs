@@ -104,9 +104,47 @@ pub enum TokenCommand {
         /// ingest, read or admin; repeat or separate with commas.
         #[arg(long = "scope", value_delimiter = ',', default_values_t = ["ingest".to_string(), "read".to_string()])]
         scopes: Vec<String>,
+        /// How long the token works, e.g. 30d, 12h or 3s; without it, forever.
+        #[arg(long)]
+        expires_in: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
+    /// List a tenant's tokens: id, prefix, scopes, created, expires, last used (never secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token by its id (see `token list`); running servers refuse it within a second
+    /// and close its streams and MQTT sessions.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// A Unix millisecond time as RFC 3339 (UTC, seconds), or `-`.
+fn show_time(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn not_found(tenant: &str) -> impl Fn(tenants::TenantError) -> anyhow::Error + '_ {
+    move |e| match e {
+        tenants::TenantError::Store(storage::StoreError::NotFound(what)) if what.starts_with("tenant") => {
+            anyhow::anyhow!("tenant {tenant:?} does not exist; create it with `microdash tenant create {tenant}`")
+        }
+        tenants::TenantError::Store(storage::StoreError::NotFound(what)) => {
+            anyhow::anyhow!("{what} does not exist (see `microdash token list --tenant {tenant}`)")
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
 }
 
 pub fn resolve_config(file: Option<&PathBuf>, layer: ConfigLayer) -> anyhow::Result<Config> {
@@ -169,7 +207,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant(TenantCommand::Delete { name, db }) => {
             let store = open_store(db).await?;
-            if !store.delete_tenant(&name).await? {
+            let mut shown = std::time::Instant::now();
+            let deleted = tenants::delete_tenant(&store, &name, |removed| {
+                if shown.elapsed() >= std::time::Duration::from_secs(1) {
+                    shown = std::time::Instant::now();
+                    eprintln!("Removing tenant {name:?}: {removed} rows so far…");
+                }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !deleted {
                 anyhow::bail!("tenant {name:?} does not exist (see `microdash tenant list`)");
             }
             eprintln!("Deleted tenant {name:?} and all its data.");
@@ -187,20 +234,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Token(TokenCommand::Create { tenant, scopes, db }) => {
+        Command::Token(TokenCommand::Create { tenant, scopes, expires_in, db }) => {
             let scopes = parse_scopes(&scopes.join(",")).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
             let store = open_store(db).await?;
-            let token = tenants::create_token(&store, &tenant, &scopes).await.map_err(|e| match e {
-                tenants::TenantError::Store(storage::StoreError::NotFound(_)) => {
-                    anyhow::anyhow!(
-                        "tenant {tenant:?} does not exist; create it with `microdash tenant create {tenant}`"
-                    )
-                }
-                other => anyhow::anyhow!("{other}"),
-            })?;
+            let created =
+                tenants::create_token(&store, &tenant, &scopes, expires_in.as_deref()).await.map_err(|e| match e {
+                    tenants::TenantError::InvalidExpiry(reason) => anyhow::anyhow!("--expires-in {reason}"),
+                    other => not_found(&tenant)(other),
+                })?;
             let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-            eprintln!("Created a token for tenant {tenant:?} with scopes {}. It is shown once:", names.join(","));
-            println!("{}", token.expose());
+            let expiry = match created.expires_at {
+                Some(_) => format!(", expiring {}", show_time(created.expires_at)),
+                None => String::new(),
+            };
+            eprintln!(
+                "Created token {} for tenant {tenant:?} with scopes {}{expiry}. It is shown once:",
+                created.id,
+                names.join(",")
+            );
+            println!("{}", created.token.expose());
+            Ok(())
+        }
+        Command::Token(TokenCommand::List { tenant, db }) => {
+            let store = open_store(db).await?;
+            let tokens = tenants::list_tokens(&store, &tenant).await.map_err(not_found(&tenant))?;
+            println!("ID\tPREFIX\tSCOPES\tCREATED\tEXPIRES\tLAST USED");
+            for t in tokens {
+                let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.prefix,
+                    scopes.join(","),
+                    show_time(Some(t.created_at)),
+                    show_time(t.expires_at),
+                    show_time(t.last_used_at)
+                );
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { tenant, id, db }) => {
+            let store = open_store(db).await?;
+            tenants::revoke_token(&store, &tenant, id).await.map_err(not_found(&tenant))?;
+            eprintln!("Revoked token {id} of tenant {tenant:?}; running servers refuse it within a second.");
             Ok(())
         }
     }

@@ -150,6 +150,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let retention = tokio::spawn(crate::retention::run_forever(store.clone(), std::sync::Arc::new(config.clone())));
     let mut state = AppState::new(store.clone(), writer, config, telemetry, hub);
     state.alerting = Arc::new(alerting);
+    // Revocations and deletions made anywhere reach this process within a second.
+    let auth_watcher = state.auth.start_watcher();
+    tokio::spawn(resume_tenant_purges(store.clone()));
     let mqtt = if state.config.role != Role::Worker { crate::mqtt::start(&state).await? } else { None };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
     let stop = state.shutdown.clone();
@@ -169,6 +172,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("Stopping: committing what is queued.");
     purge.abort();
     retention.abort();
+    auth_watcher.abort();
     if distributed {
         // A worker acknowledges only what it committed: stopping it mid-batch leaves that
         // batch pending in Redis for the next worker.
@@ -227,6 +231,19 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+/// Finishes removing the data of tenants deleted before a stop (or by `microdash tenant
+/// delete` that was interrupted).
+async fn resume_tenant_purges(store: DynStore) {
+    match store.deleted_tenants().await {
+        Ok(ids) => {
+            for id in ids {
+                crate::http::admin::purge_in_background(store.clone(), format!("~{id}"), id).await;
+            }
+        }
+        Err(err) => tracing::warn!(%err, "Looking for deleted tenants to purge failed."),
+    }
 }
 
 /// Forgets expired dedupe ids in small chunks so ingest never waits long on this.

@@ -3,7 +3,8 @@
 use microdash_model::{Scope, validate_tenant_name};
 
 use crate::domain::Token;
-use crate::storage::{DynStore, StoreError, TenantRecord};
+use crate::storage::tenancy::PURGE_CHUNK;
+use crate::storage::{DynStore, StoreError, TenantRecord, TokenInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -11,6 +12,8 @@ pub enum TenantError {
     InvalidName { name: String, reason: String },
     #[error("a token needs at least one scope (ingest, read, admin)")]
     NoScopes,
+    #[error("expires_in: {0}")]
+    InvalidExpiry(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,17 +36,92 @@ pub async fn create_tenant_with_token(
 ) -> Result<(TenantRecord, Token), TenantError> {
     validate_tenant_name(name).map_err(|reason| TenantError::InvalidName { name: name.to_string(), reason })?;
     let tenant = store.create_tenant(name, display_name).await?;
-    store.create_token(tenant.id, &token.hash(), &token.display_prefix(), &Scope::ALL).await?;
+    store.create_token(tenant.id, &token.hash(), &token.display_prefix(), &Scope::ALL, None).await?;
     Ok((tenant, token))
 }
 
-/// Creates another token for an existing tenant.
-pub async fn create_token(store: &DynStore, tenant: &str, scopes: &[Scope]) -> Result<Token, TenantError> {
+/// The longest `expires_in`: 100 years (and nothing that overflows a millisecond timestamp).
+const MAX_EXPIRES_IN_MS: i64 = 100 * 365 * 86_400_000;
+
+/// Parses an `expires_in` like `30d`, `12h` or `3s` into milliseconds: at least 1 s, at most
+/// 100 years.
+pub fn parse_expires_in(text: &str) -> Result<i64, TenantError> {
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|e| TenantError::InvalidExpiry(format!("{text:?} is not a duration like 30d, 12h or 3s ({e})")))?;
+    let ms = i64::try_from(parsed.as_millis()).unwrap_or(i64::MAX);
+    if ms < 1_000 {
+        return Err(TenantError::InvalidExpiry("must be at least 1s".into()));
+    }
+    if ms > MAX_EXPIRES_IN_MS {
+        return Err(TenantError::InvalidExpiry("must be at most 100 years (36500d)".into()));
+    }
+    Ok(ms)
+}
+
+/// A token that was just made: its id and expiry, and the secret (shown once).
+#[derive(Debug)]
+pub struct NewToken {
+    pub id: i64,
+    pub token: Token,
+    pub expires_at: Option<i64>,
+}
+
+/// Creates another token for an existing tenant; `expires_in` like `30d` (None = never).
+pub async fn create_token(
+    store: &DynStore,
+    tenant: &str,
+    scopes: &[Scope],
+    expires_in: Option<&str>,
+) -> Result<NewToken, TenantError> {
     if scopes.is_empty() {
         return Err(TenantError::NoScopes);
     }
+    let expires_in = expires_in.map(parse_expires_in).transpose()?;
     let record = store.get_tenant(tenant).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {tenant:?}")))?;
     let token = Token::generate();
-    store.create_token(record.id, &token.hash(), &token.display_prefix(), scopes).await?;
-    Ok(token)
+    let expires_at = expires_in.map(|ms| crate::domain::now_ms().saturating_add(ms));
+    let id = store.create_token(record.id, &token.hash(), &token.display_prefix(), scopes, expires_at).await?;
+    Ok(NewToken { id, token, expires_at })
+}
+
+/// The tokens of a tenant (never their secrets).
+pub async fn list_tokens(store: &DynStore, tenant: &str) -> Result<Vec<TokenInfo>, TenantError> {
+    let record = store.get_tenant(tenant).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {tenant:?}")))?;
+    Ok(store.list_tokens(record.id).await?)
+}
+
+/// Revokes a token of a tenant: refused everywhere within a second, its streams and MQTT
+/// sessions closed. `NotFound` when the tenant has no such token.
+pub async fn revoke_token(store: &DynStore, tenant: &str, token_id: i64) -> Result<(), TenantError> {
+    let record = store.get_tenant(tenant).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {tenant:?}")))?;
+    if !store.revoke_token(record.id, token_id).await? {
+        return Err(StoreError::NotFound(format!("token {token_id} of tenant {tenant:?}")).into());
+    }
+    Ok(())
+}
+
+/// Deletes a tenant: hidden and its tokens revoked at once (every server process closes its
+/// streams and MQTT sessions within a second), its data removed in chunks of
+/// `PURGE_CHUNK` rows; `progress` hears the rows removed so far. False when there is no such
+/// tenant.
+pub async fn delete_tenant(store: &DynStore, name: &str, mut progress: impl FnMut(u64)) -> Result<bool, TenantError> {
+    let Some(id) = store.mark_tenant_deleted(name).await? else { return Ok(false) };
+    purge_tenant(store, id, &mut progress).await?;
+    Ok(true)
+}
+
+/// Removes what a tenant marked deleted still owns, chunk by chunk.
+pub async fn purge_tenant(store: &DynStore, id: i64, progress: &mut impl FnMut(u64)) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    loop {
+        let n = store.purge_deleted_tenant(id, PURGE_CHUNK).await?;
+        if n == 0 {
+            return Ok(removed);
+        }
+        removed += n;
+        progress(removed);
+        // Let writers in between chunks, those of other processes too (the CLI purges while
+        // the server writes; on SQLite they share one write lock).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }

@@ -149,7 +149,16 @@ impl Payload {
 
 /// The idempotency key of the notification of an instance's `seq`-th transition to `channel`.
 pub fn transition_key(tenant_id: i64, instance_id: i64, seq: i64, channel: &str) -> String {
-    format!("md-{tenant_id}-{instance_id}-{seq}-{channel}")
+    opaque_key(&format!("{tenant_id}\0{instance_id}\0{seq}\0{channel}"))
+}
+
+/// `md-` and 32 hex digits of the SHA-256 of `identity`: the same for every attempt of one
+/// notification (and for a replayed transition), and telling a receiver nothing about ids
+/// (tenant and instance ids are the server's own business).
+pub fn opaque_key(identity: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(identity.as_bytes());
+    format!("md-{}", hex::encode(&digest[..16]))
 }
 
 #[cfg(test)]
@@ -185,7 +194,11 @@ mod tests {
         assert_eq!(p.annotations["summary"], "CPU 93.5% on web-1 (a)");
         assert_eq!(p.labels.len(), 2);
         assert_eq!(p.condition, "avg(1m) > 90");
-        assert_eq!(p.idempotency_key, "md-1-7-2-ops");
+        // Opaque and stable: the same notification always has the same key, and no id shows.
+        assert_eq!(p.idempotency_key, transition_key(1, 7, 2, "ops"));
+        assert!(p.idempotency_key.starts_with("md-") && p.idempotency_key.len() == 35, "{}", p.idempotency_key);
+        assert!(!p.idempotency_key.contains("-1-") && !p.idempotency_key.contains("ops"));
+        assert_ne!(transition_key(1, 7, 2, "ops"), transition_key(2, 7, 2, "ops"));
         assert_eq!(p.starts_at.as_deref(), Some("2025-11-25T21:00:00.000Z"));
         assert_eq!(p.ends_at, None);
         assert_eq!(p.headline(), "[FIRING] high-cpu (critical) host=web-1, team=a");

@@ -76,7 +76,14 @@ impl fmt::Debug for TokenHash {
 /// Who is calling: a tenant token with scopes, or the global admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    Tenant { tenant_id: i64, tenant: String, token_id: i64, scopes: Vec<Scope> },
+    /// `expires_at`: Unix ms when the token stops working; `None` = never.
+    Tenant {
+        tenant_id: i64,
+        tenant: String,
+        token_id: i64,
+        scopes: Vec<Scope>,
+        expires_at: Option<i64>,
+    },
     Admin,
 }
 

@@ -10,9 +10,10 @@ use utoipa::ToSchema;
 use crate::domain::token::parse_scopes;
 use crate::http::AppState;
 use crate::http::auth::Caller;
+use crate::http::error::Problem;
 use crate::http::error::{AppError, AppResult};
 use crate::http::ingest::Body;
-use crate::storage::{Retention, TenantRecord};
+use crate::storage::{Retention, TenantRecord, TokenInfo};
 use crate::tenants::{self, TenantError};
 
 #[derive(Deserialize, ToSchema)]
@@ -36,22 +37,6 @@ pub struct TenantList {
     pub tenants: Vec<TenantRecord>,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// Any of ingest, read, admin.
-    pub scopes: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CreatedToken {
-    pub tenant: String,
-    #[schema(value_type = Vec<String>)]
-    pub scopes: Vec<Scope>,
-    /// Shown only in this answer.
-    pub token: String,
-}
-
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
     serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))
 }
@@ -63,6 +48,9 @@ impl From<TenantError> for AppError {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()).field("name")
             }
             TenantError::NoScopes => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()).field("scopes"),
+            TenantError::InvalidExpiry(_) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()).field("expires_in")
+            }
             TenantError::Store(e) => e.into(),
         }
     }
@@ -103,23 +91,79 @@ pub async fn get_tenant(
         .ok_or_else(|| AppError::not_found(format!("tenant {name:?} not found")))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tenants/{name}", tag = "admin", responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/tenants/{name}", tag = "admin",
+    description = "Deletes the tenant with everything it owned. It is gone at once: its name is free again, its \
+                   tokens and sessions stop working and its live streams and MQTT sessions close (on every server \
+                   process within a second). Its samples, rollups, series, dedupe ids and alert history are then \
+                   removed in the background, in chunks of 5000 rows. Ids are never reused, so nothing of it ever \
+                   shows up in a tenant created later.",
+    responses((status = 204, description = "deleted"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> AppResult<StatusCode> {
     caller.require_admin()?;
-    if !state.store.delete_tenant(&name).await? {
+    let Some(id) = state.store.mark_tenant_deleted(&name).await? else {
         return Err(AppError::not_found(format!("tenant {name:?} not found")));
-    }
-    state.auth.invalidate();
-    tracing::info!(tenant = %name, "Tenant deleted.");
+    };
+    state.auth.tenant_deleted(id);
+    tracing::info!(tenant = %name, "Tenant deleted; removing its data in the background.");
+    tokio::spawn(purge_in_background(state.store.clone(), name, id));
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a deleted tenant's rows chunk by chunk, logging progress.
+pub async fn purge_in_background(store: crate::storage::DynStore, name: String, id: i64) {
+    let mut logged = std::time::Instant::now();
+    let mut progress = |removed: u64| {
+        if logged.elapsed() >= std::time::Duration::from_secs(5) {
+            logged = std::time::Instant::now();
+            tracing::info!(tenant = %name, removed, "Removing a deleted tenant's data.");
+        }
+    };
+    match tenants::purge_tenant(&store, id, &mut progress).await {
+        Ok(removed) => tracing::info!(tenant = %name, removed, "A deleted tenant's data is gone."),
+        Err(err) => {
+            tracing::warn!(tenant = %name, %err, "Removing a deleted tenant's data failed; the next start resumes it.")
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Any of ingest, read, admin.
+    pub scopes: Vec<String>,
+    /// How long the token works, e.g. `30d`, `12h`, `3s` (1 s to 100 years); absent = forever.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// The token's id, to list or revoke it.
+    pub id: i64,
+    pub tenant: String,
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+    /// Unix milliseconds; absent = never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Shown only in this answer.
+    pub token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
 #[utoipa::path(post, path = "/api/v1/tenants/{name}/tokens", tag = "admin", request_body = CreateToken,
-    responses((status = 201, body = CreatedToken), (status = 404), (status = 422)))]
+    responses((status = 201, body = CreatedToken),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,8 +174,58 @@ pub async fn create_token(
     let input: CreateToken = json_body(&body)?;
     let scopes = parse_scopes(&input.scopes.join(","))
         .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("scopes"))?;
-    let token = tenants::create_token(&state.store, &name, &scopes).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { tenant: name, scopes, token: token.expose().to_string() })))
+    let created = tenants::create_token(&state.store, &name, &scopes, input.expires_in.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: created.id,
+            tenant: name,
+            scopes,
+            expires_at: created.expires_at,
+            token: created.token.expose().to_string(),
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{name}/tokens", tag = "admin",
+    description = "The tenant's tokens: id, prefix, scopes, when created, when they expire and when last used (to \
+                   within a few seconds). Never a secret nor its hash.",
+    responses((status = 200, body = TokenList), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> AppResult<Json<TokenList>> {
+    caller.require_admin()?;
+    Ok(Json(TokenList { tokens: tenants::list_tokens(&state.store, &name).await? }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tenants/{name}/tokens/{id}", tag = "admin",
+    description = "Revokes a token: refused on every surface within a second (every server process), its dashboard \
+                   sessions end, its live streams and MQTT sessions close.",
+    params(("name" = String, Path), ("id" = i64, Path, description = "the token's id (from the list)")),
+    responses((status = 204, description = "revoked"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    caller.require_admin()?;
+    let Ok(token_id) = id.parse::<i64>() else {
+        return Err(AppError::not_found(format!("token {id:?} of tenant {name:?} not found")));
+    };
+    let tenant = state
+        .store
+        .get_tenant(&name)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("tenant {name:?} not found")))?;
+    if !state.store.revoke_token(tenant.id, token_id).await? {
+        return Err(AppError::not_found(format!("token {token_id} of tenant {name:?} not found")));
+    }
+    state.auth.token_revoked(tenant.id, token_id);
+    tracing::info!(tenant = %name, token_id, "Token revoked.");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Retention overrides of one tenant; durations like `3d`, `12h`; null or absent = default.
@@ -159,6 +253,15 @@ fn duration_ms(field: &str, text: Option<&str>) -> AppResult<Option<i64>> {
         return Err(
             AppError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: must be at least 1m")).field(field)
         );
+    }
+    // 100 years; a larger value once came back negative and deleted everything.
+    const MAX_RETENTION_MS: u128 = 100 * 365 * 86_400_000;
+    if parsed.as_millis() > MAX_RETENTION_MS {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: must be at most 100 years (36500d); leave it out to keep the server's default"),
+        )
+        .field(field));
     }
     Ok(Some(parsed.as_millis() as i64))
 }

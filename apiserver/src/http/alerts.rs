@@ -178,8 +178,17 @@ pub async fn stream(
     });
     let retry = stream::once(async { Ok(Event::default().retry(Duration::from_secs(1))) });
     let mut stop = state.shutdown.subscribe();
+    // The stream ends when the server stops, and at once when the caller's token is revoked
+    // or expires or its tenant is deleted.
+    let revoked = caller.until_revoked(&state.auth);
     let stopped = async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
+        let stopping = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        tokio::select! {
+            _ = stopping => {}
+            _ = revoked => {}
+        }
     };
     Ok(Sse::new(retry.chain(live).take_until(stopped))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))

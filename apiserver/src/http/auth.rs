@@ -30,7 +30,7 @@ pub struct TenantCaller {
 impl Caller {
     pub fn require(&self, scope: Scope) -> AppResult<TenantCaller> {
         match &self.0 {
-            Principal::Tenant { tenant_id, tenant, token_id, scopes } => {
+            Principal::Tenant { tenant_id, tenant, token_id, scopes, .. } => {
                 if scopes.contains(&scope) {
                     Ok(TenantCaller { tenant_id: *tenant_id, tenant: tenant.clone(), token_id: *token_id })
                 } else {
@@ -46,6 +46,18 @@ impl Caller {
                      or use a token of the tenant",
                 )),
             },
+        }
+    }
+
+    /// Resolves when this caller's access ends: its token revoked or expired, or its tenant
+    /// (also the one the admin acts on) deleted. Never for the admin alone.
+    pub fn until_revoked(&self, auth: &crate::auth::Auth) -> futures_util::future::BoxFuture<'static, ()> {
+        match (&self.0, &self.1) {
+            (Principal::Tenant { tenant_id, token_id, expires_at, .. }, _) => {
+                Box::pin(auth.until_revoked(*tenant_id, Some(*token_id), *expires_at))
+            }
+            (Principal::Admin, Some(acting)) => Box::pin(auth.until_revoked(acting.tenant_id, None, None)),
+            (Principal::Admin, None) => Box::pin(std::future::pending()),
         }
     }
 

@@ -194,7 +194,7 @@ pub async fn test(
     let tenant = caller.require(Scope::Admin)?;
     load(&state, tenant.tenant_id, &name).await?;
     let now = now_ms();
-    let key = format!("md-{}-test-{}-{}", tenant.tenant_id, name, uuid_like());
+    let key = crate::alerting::payload::opaque_key(&format!("{}\0test\0{}\0{}", tenant.tenant_id, name, uuid_like()));
     let payload = Payload::test(&tenant.tenant, &name, key.clone(), now);
     let new = NewNotification {
         tenant_id: tenant.tenant_id,

@@ -129,6 +129,9 @@ impl From<SubmitError> for AppError {
                 "the database could not store the samples; nothing from this request was stored, retry after the delay",
             )
             .retry_after(5),
+            SubmitError::TenantGone => {
+                AppError::unauthorized("the tenant of this token was deleted; nothing was stored")
+            }
             SubmitError::ShuttingDown => {
                 AppError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; retry").retry_after(1)
             }
@@ -182,4 +185,42 @@ impl From<BytesRejection> for AppError {
             AppError::new(status, format!("could not read the request body: {rejection}"))
         }
     }
+}
+
+/// Turns every error answer that is not problem+json yet (axum's own rejections of a query
+/// string, path or body, a 405, a 404 of the router) into one, keeping its status and headers
+/// (`Allow`, `Retry-After`, …); the plain text becomes the detail, and the parameter it names
+/// (`limit: invalid digit…`) the field.
+pub async fn problem_for_every_error(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let detail = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    let field = ["Failed to deserialize query string: ", "Failed to deserialize the JSON body into the target type: "]
+        .iter()
+        .find_map(|prefix| detail.strip_prefix(prefix))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(field, _)| field.trim().to_string())
+        .filter(|f| !f.is_empty() && !f.contains(' '));
+    let mut error = AppError::new(status, detail);
+    error.field = field;
+    let mut problem = error.into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
 }

@@ -138,6 +138,7 @@ async fn accept(
             state.telemetry.reject(match err {
                 SubmitError::Overloaded | SubmitError::ShuttingDown => reason::OVERLOADED,
                 SubmitError::WriteFailed(_) => reason::WRITE_FAILED,
+                SubmitError::TenantGone => reason::UNAUTHORIZED,
             });
             Err(err.into())
         }

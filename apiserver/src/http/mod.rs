@@ -86,7 +86,8 @@ impl AppState {
         channels::list, channels::create, channels::get_one, channels::put, channels::delete, channels::test,
         channels::deliveries,
         alerts::list, alerts::history, alerts::stream,
-        admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::set_retention,
+        admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::list_tokens,
+        admin::revoke_token, admin::set_retention,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
@@ -131,7 +132,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/api/v1/tenants/{name}", get(admin::get_tenant).delete(admin::delete_tenant))
-        .route("/api/v1/tenants/{name}/tokens", post(admin::create_token))
+        .route("/api/v1/tenants/{name}/tokens", post(admin::create_token).get(admin::list_tokens))
+        .route("/api/v1/tenants/{name}/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/api/v1/tenants/{name}/retention", axum::routing::put(admin::set_retention))
         .route("/api/v1/{*rest}", axum::routing::any(ops::api_not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
@@ -142,6 +144,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(assets::serve)
+        .layer(middleware::map_response(error::problem_for_every_error))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }

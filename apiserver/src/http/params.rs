@@ -55,28 +55,39 @@ impl Params {
         })
     }
 
-    /// A duration like `60s` or plain milliseconds.
+    /// A duration like `60s` or plain milliseconds, at most `MAX_TIME_MS`.
     pub fn duration_ms(&self, name: &str) -> AppResult<Option<i64>> {
         let Some(text) = self.get(name) else { return Ok(None) };
         let ms = text
             .parse::<i64>()
             .ok()
-            .or_else(|| humantime::parse_duration(text).ok().map(|d| d.as_millis() as i64))
-            .filter(|ms| *ms > 0);
+            .or_else(|| humantime::parse_duration(text).ok().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+            .filter(|ms| (1..=MAX_TIME_MS).contains(ms));
         ms.map(Some).ok_or_else(|| {
-            AppError::bad_request(format!("`{name}` {text:?} must be a positive duration like 60s or 5m")).field(name)
+            AppError::bad_request(format!(
+                "`{name}` {text:?} must be a positive duration like 60s or 5m, at most 10000 years"
+            ))
+            .field(name)
         })
     }
 }
 
+/// The latest time accepted anywhere: 9999-12-31T23:59:59.999Z, in Unix ms. With times in
+/// `0..=MAX_TIME_MS`, differences and sums of two of them never overflow an i64.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// A time in `0..=MAX_TIME_MS`: Unix ms, RFC 3339, `now`, or `now-15m` (a relative time before
+/// 1970 counts as 0, since no sample is older); `None` for anything else, without overflow.
 pub fn parse_time(text: &str, now: i64) -> Option<i64> {
     if text == "now" {
         return Some(now);
     }
     if let Some(ago) = text.strip_prefix("now-") {
-        return humantime::parse_duration(ago).ok().map(|d| now - d.as_millis() as i64);
+        let ago = humantime::parse_duration(ago).ok()?;
+        let ago = i64::try_from(ago.as_millis()).ok().filter(|ms| *ms <= MAX_TIME_MS)?;
+        return Some(now.saturating_sub(ago).max(0));
     }
-    text.parse::<i64>().ok().or_else(|| parse_rfc3339_ms(text))
+    text.parse::<i64>().ok().or_else(|| parse_rfc3339_ms(text)).filter(|t| (0..=MAX_TIME_MS).contains(t))
 }
 
 #[cfg(test)]
@@ -90,6 +101,22 @@ mod tests {
         assert_eq!(parse_time("1234", 0), Some(1234));
         assert_eq!(parse_time("2025-11-25T21:00:00Z", 0), Some(1_764_104_400_000));
         assert_eq!(parse_time("later", 0), None);
+    }
+
+    #[test]
+    fn times_never_overflow() {
+        // Found by the issue: these wrapped or passed the range checks.
+        assert_eq!(parse_time("-9223372036854775807", 0), None);
+        assert_eq!(parse_time("9223372036854775807", 0), None);
+        assert_eq!(parse_time("now-100000000000y", 5000), None);
+        assert_eq!(parse_time("now-1000y", 5000), Some(0), "before 1970 is 0");
+        assert_eq!(parse_time(&MAX_TIME_MS.to_string(), 0), Some(MAX_TIME_MS));
+        assert_eq!(parse_time(&(MAX_TIME_MS + 1).to_string(), 0), None);
+        let p = Params::parse(Some("a=1&b=100000000000y&c=0&d=9223372036854775807")).unwrap();
+        assert_eq!(p.duration_ms("a").unwrap(), Some(1));
+        assert!(p.duration_ms("b").is_err());
+        assert!(p.duration_ms("c").is_err());
+        assert!(p.duration_ms("d").is_err());
     }
 
     #[test]

@@ -99,6 +99,13 @@ pub async fn stream(
 ) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let tenant = caller.require(Scope::Read)?;
     let params = Params::parse(raw.as_deref())?;
+    // The same rule as /query: a name no sample can have is a mistake, not an empty stream.
+    if let Some(bad) = params.all("metric").into_iter().find(|m| !crate::domain::sample::is_valid_name(m)) {
+        return Err(crate::http::error::AppError::bad_request(format!(
+            "metric {bad:?} must match [a-zA-Z_][a-zA-Z0-9_.:-]*"
+        ))
+        .field("metric"));
+    }
     let filter = Filter {
         tenant_id: tenant.tenant_id,
         metrics: params.all("metric").into_iter().map(str::to_string).collect(),
@@ -118,8 +125,17 @@ pub async fn stream(
     // Ask browsers to reconnect after 1 s instead of their default 3 s.
     let retry = stream::once(async { Ok(Event::default().retry(Duration::from_secs(1))) });
     let mut stop = state.shutdown.subscribe();
+    // The stream ends when the server stops, and at once when the caller's token is revoked
+    // or expires or its tenant is deleted.
+    let revoked = caller.until_revoked(&state.auth);
     let stopped = async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
+        let stopping = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        tokio::select! {
+            _ = stopping => {}
+            _ = revoked => {}
+        }
     };
     Ok(Sse::new(retry.chain(events).take_until(stopped))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))

@@ -132,6 +132,8 @@ enum Closed {
     ConnectTimeout,
     #[error("no packet within 1.5 × the keep-alive")]
     KeepAliveExpired,
+    #[error("the token was revoked or expired, or its tenant deleted")]
+    Revoked,
 }
 
 async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -162,6 +164,7 @@ fn refused(shared: &Shared, peer: SocketAddr, closed: Closed) {
         Closed::Refused(ConnectReturnCode::ServiceUnavailable) => "unavailable",
         Closed::Refused(_) | Closed::Protocol(_) => "protocol",
         Closed::ConnectTimeout | Closed::KeepAliveExpired => "timeout",
+        Closed::Revoked => "revoked",
         Closed::Io(_) => "io",
     };
     shared.telemetry.mqtt_connections_refused.get_or_create(&ReasonLabels { reason }).inc();
@@ -172,6 +175,9 @@ fn refused(shared: &Shared, peer: SocketAddr, closed: Closed) {
 struct Login {
     tenant_id: i64,
     tenant: String,
+    token_id: i64,
+    /// Unix ms when the token expires: the session ends then.
+    expires_at: Option<i64>,
     client_id: String,
     keep_alive: Duration,
 }
@@ -212,7 +218,7 @@ async fn accept(stream: &mut TcpStream, buf: &mut BytesMut, shared: &Shared) -> 
         check_login(&connect, shared).await
     };
     match verdict {
-        Ok((tenant_id, tenant)) => {
+        Ok((tenant_id, tenant, token_id, expires_at)) => {
             // Our session state is always empty (no subscriptions, nothing to send), so it is
             // "present" whenever the client asks to keep one. Saying so matters: a client told
             // that no session exists discards the QoS 1 messages it had not seen acknowledged
@@ -221,6 +227,8 @@ async fn accept(stream: &mut TcpStream, buf: &mut BytesMut, shared: &Shared) -> 
             Ok(Login {
                 tenant_id,
                 tenant,
+                token_id,
+                expires_at,
                 client_id: connect.client_id,
                 keep_alive: Duration::from_secs(connect.keep_alive.into()),
             })
@@ -233,14 +241,14 @@ async fn accept(stream: &mut TcpStream, buf: &mut BytesMut, shared: &Shared) -> 
 }
 
 /// Username = tenant, password = a token of that tenant with the `ingest` scope.
-async fn check_login(connect: &Connect, shared: &Shared) -> Result<(i64, String), ConnectReturnCode> {
+async fn check_login(connect: &Connect, shared: &Shared) -> Result<(i64, String, i64, Option<i64>), ConnectReturnCode> {
     let Some(login) = &connect.login else { return Err(ConnectReturnCode::BadUserNamePassword) };
     match shared.auth.token(&login.password).await {
-        Ok(Some(Principal::Tenant { tenant_id, tenant, scopes, .. })) => {
+        Ok(Some(Principal::Tenant { tenant_id, tenant, scopes, token_id, expires_at })) => {
             // A valid token of another tenant or without `ingest` gets the same answer, which
             // says nothing about which tenant it belongs to.
             if tenant == login.username && scopes.contains(&Scope::Ingest) {
-                Ok((tenant_id, tenant))
+                Ok((tenant_id, tenant, token_id, expires_at))
             } else {
                 Err(ConnectReturnCode::NotAuthorized)
             }
@@ -345,6 +353,11 @@ impl Session {
 
     async fn run(&mut self) -> Result<(), Closed> {
         let mut stop = self.shared.shutdown.clone();
+        // The session ends at once when its token is revoked or expires or its tenant is
+        // deleted (MQTT 3.1.1 has no DISCONNECT from the server: the connection closes).
+        let revoked =
+            self.shared.auth.until_revoked(self.login.tenant_id, Some(self.login.token_id), self.login.expires_at);
+        tokio::pin!(revoked);
         // MQTT: the server may drop a client silent for 1.5 × its keep-alive (0 = never).
         let keep_alive = (!self.login.keep_alive.is_zero()).then(|| self.login.keep_alive.mul_f32(1.5));
         let idle = tokio::time::sleep(keep_alive.unwrap_or(Duration::from_secs(86_400)));
@@ -395,6 +408,7 @@ impl Session {
                 }
                 _ = &mut idle, if keep_alive.is_some() && can_read => return Err(Closed::KeepAliveExpired),
                 _ = stopping(&mut stop), if !self.draining => self.draining = true,
+                _ = &mut revoked => return Err(Closed::Revoked),
             }
         }
     }

@@ -97,7 +97,7 @@ impl Ingestor {
     ) -> Self {
         Self {
             writer,
-            tenants: TenantDirectory::new(store),
+            tenants: TenantDirectory { store, cache: Mutex::new(HashMap::new()), auth: None },
             limits,
             telemetry,
             rate_limiter,
@@ -105,6 +105,13 @@ impl Ingestor {
             shutdown,
             drop_log: LogBudget::new(20),
         }
+    }
+
+    /// Tells the tenant directory which tenants were deleted (by any process), so a cached id
+    /// of one is looked up again at once instead of after its TTL.
+    pub fn watching_deletions(mut self, auth: Arc<crate::auth::Auth>) -> Self {
+        self.tenants.auth = Some(auth);
+        self
     }
 
     pub fn max_payload_bytes(&self) -> usize {
@@ -220,6 +227,15 @@ impl Ingestor {
             match self.submit(tenant_id, samples).await {
                 Ok(()) => return Ok(()),
                 Err(SubmitError::ShuttingDown) => return Err(Stopped),
+                // Deleted meanwhile: nothing of it can ever be stored, so retrying would only
+                // hold the messages (and, before, fail the whole shared commit for everybody).
+                Err(SubmitError::TenantGone) => {
+                    self.tenants.forget_id(tenant_id);
+                    for message in messages {
+                        self.dropped(source, &message.topic, DropReason::UnknownTenant, "the tenant was deleted");
+                    }
+                    return Ok(());
+                }
                 Err(err) => {
                     self.telemetry.mqtt_write_retries.get_or_create(&MqttLabels { source: source.as_str() }).inc();
                     tracing::warn!(source = source.as_str(), %err, retry_in = ?wait, "Committing MQTT samples failed; not acknowledged, retrying.");
@@ -285,6 +301,8 @@ pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
 struct TenantDirectory {
     store: DynStore,
     cache: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// Tells which tenants were deleted: a cached id of one is looked up again at once.
+    auth: Option<Arc<crate::auth::Auth>>,
 }
 
 const TENANT_TTL: Duration = Duration::from_secs(30);
@@ -292,14 +310,17 @@ const UNKNOWN_TENANT_TTL: Duration = Duration::from_secs(5);
 const TENANT_CACHE_MAX: usize = 10_000;
 
 impl TenantDirectory {
-    fn new(store: DynStore) -> Self {
-        Self { store, cache: Mutex::new(HashMap::new()) }
+    /// Forgets the names that led to a deleted tenant, so a tenant created under the same name
+    /// is looked up again.
+    fn forget_id(&self, tenant_id: i64) {
+        self.cache.lock().expect("tenant cache poisoned").retain(|_, (id, _)| *id != Some(tenant_id));
     }
 
     async fn id_of(&self, name: &str) -> crate::storage::Result<Option<i64>> {
         if let Some((id, at)) = self.cache.lock().expect("tenant cache poisoned").get(name) {
             let ttl = if id.is_some() { TENANT_TTL } else { UNKNOWN_TENANT_TTL };
-            if at.elapsed() < ttl {
+            let deleted = id.zip(self.auth.as_ref()).is_some_and(|(id, auth)| auth.tenant_is_deleted(id));
+            if at.elapsed() < ttl && !deleted {
                 return Ok(*id);
             }
         }
@@ -353,15 +374,18 @@ impl LogBudget {
 pub async fn start(state: &AppState) -> anyhow::Result<Option<JoinHandle<()>>> {
     let config = &state.config;
     let ingestor = || {
-        Arc::new(Ingestor::new(
-            state.store.clone(),
-            state.writer.clone(),
-            (*state.limits).clone(),
-            state.telemetry.clone(),
-            state.rate_limiter.clone(),
-            config.max_body_bytes,
-            state.shutdown.subscribe(),
-        ))
+        Arc::new(
+            Ingestor::new(
+                state.store.clone(),
+                state.writer.clone(),
+                (*state.limits).clone(),
+                state.telemetry.clone(),
+                state.rate_limiter.clone(),
+                config.max_body_bytes,
+                state.shutdown.subscribe(),
+            )
+            .watching_deletions(state.auth.clone()),
+        )
     };
     if let Some(settings) = BridgeSettings::from_config(config)? {
         let bridge = Bridge::new(settings, ingestor(), state.telemetry.clone(), state.shutdown.subscribe());

@@ -38,6 +38,9 @@ fn announce<'a>(
     samples: &'a [Sample],
     outcome: &WriteOutcome,
 ) -> Vec<&'a Sample> {
+    if outcome.tenant_gone {
+        return Vec::new();
+    }
     telemetry.samples_accepted.inc_by(outcome.accepted as u64);
     telemetry.samples_duplicate.inc_by(outcome.duplicates as u64);
     let skipped = &outcome.duplicate_indices;
@@ -60,6 +63,10 @@ pub enum SubmitError {
     WriteFailed(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The tenant was deleted after the request was authenticated: nothing was stored, and
+    /// nothing ever will be (retrying is pointless).
+    #[error("the tenant was deleted")]
+    TenantGone,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +159,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         tx.send(Pending { tenant_id, samples, reply, _permit: permit }).map_err(|_| SubmitError::ShuttingDown)?;
         match answer.await {
+            Ok(Ok(outcome)) if outcome.tenant_gone => Err(SubmitError::TenantGone),
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Err(SubmitError::WriteFailed(message)),
             Err(_) => Err(SubmitError::ShuttingDown),

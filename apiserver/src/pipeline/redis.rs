@@ -115,7 +115,7 @@ impl Producer {
                 Err(err) => tracing::warn!(%err, "Counting duplicates in Redis failed; the database still skips them."),
             }
         }
-        Ok(WriteOutcome { accepted: n - duplicates, duplicates, duplicate_indices: Vec::new() })
+        Ok(WriteOutcome { accepted: n - duplicates, duplicates, ..Default::default() })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod mysql;
 pub mod postgres;
 mod sql_alerts;
 pub mod sqlite;
+pub mod tenancy;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use alerts::AlertStore;
+pub use tenancy::{AuthEvent, TenancyStore, TokenInfo};
 
 use crate::domain::{Labels, Principal, Sample, TokenHash};
 
@@ -79,6 +81,16 @@ pub struct WriteOutcome {
     #[serde(skip)]
     #[schema(ignore)]
     pub duplicate_indices: Vec<usize>,
+    /// The tenant was deleted (or marked for deletion) before the write: nothing was stored.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub tenant_gone: bool,
+}
+
+impl WriteOutcome {
+    pub fn gone() -> Self {
+        WriteOutcome { tenant_gone: true, ..Default::default() }
+    }
 }
 
 /// A series of a metric and its latest point.
@@ -134,7 +146,7 @@ pub struct SessionRecord {
 }
 
 #[async_trait]
-pub trait Store: alerts::AlertStore + Send + Sync + 'static {
+pub trait Store: alerts::AlertStore + tenancy::TenancyStore + Send + Sync + 'static {
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
@@ -142,12 +154,30 @@ pub trait Store: alerts::AlertStore + Send + Sync + 'static {
     async fn create_tenant(&self, name: &str, display_name: Option<&str>) -> Result<TenantRecord>;
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>>;
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>>;
-    async fn delete_tenant(&self, name: &str) -> Result<bool>;
+    /// Deletes a tenant and everything it owned, in chunks of `tenancy::PURGE_CHUNK` rows (the
+    /// tenant is hidden from the first moment on). False when there is no such tenant.
+    async fn delete_tenant(&self, name: &str) -> Result<bool> {
+        let Some(id) = self.mark_tenant_deleted(name).await? else { return Ok(false) };
+        while self.purge_deleted_tenant(id, tenancy::PURGE_CHUNK).await? > 0 {}
+        Ok(true)
+    }
+    /// Forgets what this process caches about a tenant (after its deletion elsewhere).
+    fn forget_tenant(&self, tenant_id: i64);
     async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool>;
     /// Deletes at most `limit` points of one tenant and resolution older than `before`.
     async fn purge(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64>;
 
-    async fn create_token(&self, tenant_id: i64, hash: &TokenHash, prefix: &str, scopes: &[Scope]) -> Result<i64>;
+    /// `expires_at`: Unix ms; `None` = never expires.
+    async fn create_token(
+        &self,
+        tenant_id: i64,
+        hash: &TokenHash,
+        prefix: &str,
+        scopes: &[Scope],
+        expires_at: Option<i64>,
+    ) -> Result<i64>;
+    /// The principal of a token of a live tenant, expired or not (the caller checks
+    /// `expires_at`, also on its cached copies).
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>>;
 
     async fn create_session(&self, hash: &TokenHash, token_id: i64, expires_at: i64) -> Result<()>;
@@ -155,7 +185,8 @@ pub trait Store: alerts::AlertStore + Send + Sync + 'static {
     async fn delete_session(&self, hash: &TokenHash) -> Result<()>;
 
     /// Writes every batch in one transaction; dedupe ids seen since `dedupe_since` count as
-    /// duplicates. Returns an outcome per batch, in order.
+    /// duplicates. Returns an outcome per batch, in order. A batch of a tenant that was deleted
+    /// meanwhile is not written (`tenant_gone`) and does not fail the others.
     async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>>;
     /// Forgets dedupe ids older than `before`, at most `limit` of them; returns how many.
     async fn purge_dedupe(&self, before: i64, limit: i64) -> Result<u64>;
@@ -537,4 +568,18 @@ pub fn last_wins(rows: &mut Vec<(i64, i64, f64)>) {
         }
     }
     *rows = out;
+}
+
+/// The distinct tenants of a group of batches.
+pub(crate) fn tenants_of(batches: &[WriteBatch<'_>]) -> Vec<i64> {
+    let mut ids: Vec<i64> = batches.iter().map(|b| b.tenant_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// `SELECT` of the tenants among `n` ids (`?` placeholders) that are not deleted, followed by
+/// `lock` (a shared lock on PostgreSQL and MariaDB, so a deletion waits for the write).
+pub(crate) fn live_tenants_sql(n: usize, lock: &str) -> String {
+    format!("SELECT id FROM tenants WHERE deleted_at IS NULL AND id IN ({}){lock}", vec!["?"; n.max(1)].join(", "))
 }

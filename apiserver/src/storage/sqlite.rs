@@ -25,6 +25,11 @@ const ROWS_PER_INSERT: usize = 2000;
 pub struct SqliteStore {
     pool: SqlitePool,
     series_ids: SeriesCache,
+    /// Taken by the writer and by every purge chunk (retention, deleted tenants), first come
+    /// first served: SQLite has one write lock, and its busy handler lets a waiting writer
+    /// lose to a purge that grabs the lock again right after each chunk (a group commit of
+    /// another tenant once waited 1.1 s behind a tenant's purge).
+    write_gate: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -40,7 +45,9 @@ impl SqliteStore {
     /// which also survives power loss; the default (NORMAL with WAL) survives a crash of the
     /// process, which is what a 2xx promises.
     pub async fn open(url: &str, synchronous_full: bool) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let parsed = SqliteConnectOptions::from_str(url)?;
+        create_private(parsed.get_filename(), url).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let options = parsed
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(if synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
@@ -52,7 +59,106 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
         tokio::spawn(checkpoint_forever(pool.clone()));
-        Ok(Self { pool, series_ids: SeriesCache::default() })
+        Ok(Self { pool, series_ids: SeriesCache::default(), write_gate: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Rebuilds `tenants`, `tokens` and `series` with `AUTOINCREMENT` where they lack it (the
+    /// schema before migration 0004), so their ids are never handed out twice: a plain
+    /// `INTEGER PRIMARY KEY` gives the largest id again once its row is deleted, and a deleted
+    /// tenant's leftovers (rollups, streams) then belonged to whoever got it next.
+    ///
+    /// Not a migration file: rebuilding a table others reference needs `PRAGMA foreign_keys =
+    /// OFF` (with them on, `DROP TABLE tenants` cascades to every child row), and SQLite ignores
+    /// that pragma inside a transaction, which is where sqlx runs every migration. Here it runs
+    /// on one connection, in one transaction of its own: all or nothing, and idempotent.
+    async fn rebuild_with_autoincrement(&self) -> Result<()> {
+        const TABLES: [&str; 3] = ["tenants", "tokens", "series"];
+        let mut todo = Vec::new();
+        for table in TABLES {
+            let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+                .bind(table)
+                .fetch_one(&self.pool)
+                .await?;
+            if !sql.to_ascii_uppercase().contains("AUTOINCREMENT") {
+                todo.push((table, sql));
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *conn).await?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            for (table, sql) in &todo {
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                )
+                .bind(table)
+                .fetch_all(&mut *tx)
+                .await?;
+                let create = sql
+                    .replacen(&format!("CREATE TABLE {table}"), &format!("CREATE TABLE {table}_rebuilt"), 1)
+                    .replacen("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT", 1);
+                if !create.contains(&format!("{table}_rebuilt")) {
+                    return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                        "unexpected schema of table {table}: {sql}"
+                    ))));
+                }
+                sqlx::query(&create).execute(&mut *tx).await?;
+                sqlx::query(&format!("INSERT INTO {table}_rebuilt SELECT * FROM {table}")).execute(&mut *tx).await?;
+                sqlx::query(&format!("DROP TABLE {table}")).execute(&mut *tx).await?;
+                sqlx::query(&format!("ALTER TABLE {table}_rebuilt RENAME TO {table}")).execute(&mut *tx).await?;
+                for index in indexes {
+                    sqlx::query(&index).execute(&mut *tx).await?;
+                }
+            }
+            // Ids freed before this rebuild stay unused too, as far as rows that point at them
+            // tell: rollups that the old SQLite deletion left behind keep their series id.
+            for (table, used) in [
+                ("tenants", "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM tenants UNION ALL SELECT MAX(tenant_id) FROM series \
+                  UNION ALL SELECT MAX(tenant_id) FROM dedupe UNION ALL SELECT MAX(tenant_id) FROM alert_transitions \
+                  UNION ALL SELECT MAX(tenant_id) FROM notifications)"),
+                ("tokens", "SELECT MAX(id) FROM tokens"),
+                ("series", "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM series UNION ALL SELECT MAX(series_id) FROM samples \
+                  UNION ALL SELECT MAX(series_id) FROM rollup_1m UNION ALL SELECT MAX(series_id) FROM rollup_5m)"),
+            ] {
+                let max: Option<i64> = sqlx::query_scalar(used).fetch_one(&mut *tx).await?;
+                sqlx::query("DELETE FROM sqlite_sequence WHERE name = ?").bind(table).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
+                    .bind(table)
+                    .bind(max.unwrap_or(0))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // Rollup rows of series that no longer exist (left by the old deletion) go.
+            for table in ["rollup_1m", "rollup_5m"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE series_id NOT IN (SELECT id FROM series)"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let broken: Vec<sqlx::sqlite::SqliteRow> =
+                sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
+            if !broken.is_empty() {
+                return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                    "{} rows break a foreign key after rebuilding tables; nothing was changed",
+                    broken.len()
+                ))));
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+        if result.is_ok() {
+            tracing::info!(tables = ?todo.iter().map(|(t, _)| *t).collect::<Vec<_>>(), "Rebuilt tables so their ids are never reused.");
+        }
+        result
+    }
+
+    /// The gate a purge chunk takes (see `write_gate`).
+    pub(crate) async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.write_gate.lock().await)
     }
 
     /// Series ids of `wanted` (by position), from the cache or the database. Returns the ids and
@@ -189,6 +295,26 @@ async fn update_rollups(
     Ok(())
 }
 
+/// Creates the database file readable by its owner only (0600) when it does not exist yet:
+/// it holds every tenant's data. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &std::path::Path, url: &str) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A folder that does not exist: let SQLite say so as it always did.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Write-ahead log frames (4 KiB pages) past which the checkpointer makes the writer wait for
 /// a full checkpoint that also truncates the log: 64 MiB.
 const WAL_TRUNCATE_FRAMES: i64 = 16_384;
@@ -230,6 +356,7 @@ fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal> {
         tenant: row.try_get("tenant")?,
         token_id: row.try_get("token_id")?,
         scopes,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -292,7 +419,7 @@ impl PointRows for SqliteStore {
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
-        Ok(())
+        self.rebuild_with_autoincrement().await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -323,33 +450,21 @@ impl Store for SqliteStore {
     }
 
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM tenants WHERE name = ? AND deleted_at IS NULL")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
-        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT * FROM tenants WHERE deleted_at IS NULL ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
-    async fn delete_tenant(&self, name: &str) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM tenants WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(false);
-        };
-        sqlx::query("DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM dedupe WHERE tenant_id = ?").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        self.series_ids.forget_tenant(id);
-        Ok(true)
+    fn forget_tenant(&self, tenant_id: i64) {
+        self.series_ids.forget_tenant(tenant_id);
     }
 
     async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool> {
@@ -366,6 +481,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64> {
+        let _gate = self.write_gate.lock().await;
         let (table, column) = match resolution {
             Resolution::Raw => ("samples", "ts"),
             Resolution::OneMinute => ("rollup_1m", "bucket"),
@@ -379,23 +495,32 @@ impl Store for SqliteStore {
         Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
     }
 
-    async fn create_token(&self, tenant_id: i64, hash: &TokenHash, prefix: &str, scopes: &[Scope]) -> Result<i64> {
-        let result =
-            sqlx::query("INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(tenant_id)
-                .bind(&hash.0[..])
-                .bind(prefix)
-                .bind(format_scopes(scopes))
-                .bind(crate::domain::now_ms())
-                .execute(&self.pool)
-                .await?;
+    async fn create_token(
+        &self,
+        tenant_id: i64,
+        hash: &TokenHash,
+        prefix: &str,
+        scopes: &[Scope],
+        expires_at: Option<i64>,
+    ) -> Result<i64> {
+        let result = sqlx::query(
+            "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(&hash.0[..])
+        .bind(prefix)
+        .bind(format_scopes(scopes))
+        .bind(crate::domain::now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(result.last_insert_rowid())
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {
         let row = sqlx::query(
-            "SELECT t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant, t.hash \
-             FROM tokens t JOIN tenants n ON n.id = t.tenant_id WHERE t.hash = ?",
+            "SELECT t.id AS token_id, t.tenant_id, t.scopes, t.expires_at, n.name AS tenant, t.hash \
+             FROM tokens t JOIN tenants n ON n.id = t.tenant_id AND n.deleted_at IS NULL WHERE t.hash = ?",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
@@ -425,15 +550,15 @@ impl Store for SqliteStore {
 
     async fn find_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>> {
         let row = sqlx::query(
-            "SELECT s.expires_at, t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant \
-             FROM sessions s JOIN tokens t ON t.id = s.token_id JOIN tenants n ON n.id = t.tenant_id \
+            "SELECT s.expires_at AS session_expires_at, t.expires_at, t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant \
+             FROM sessions s JOIN tokens t ON t.id = s.token_id JOIN tenants n ON n.id = t.tenant_id AND n.deleted_at IS NULL \
              WHERE s.hash = ?",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(SessionRecord { principal: principal_from_row(&row)?, expires_at: row.try_get("expires_at")? }))
+        Ok(Some(SessionRecord { principal: principal_from_row(&row)?, expires_at: row.try_get("session_expires_at")? }))
     }
 
     async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
@@ -442,10 +567,25 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
+        let _gate = self.write_gate.lock().await;
         let mut tx = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
+        // A tenant deleted since its requests were accepted gets nothing written, and does not
+        // fail the other tenants' batches of this group.
+        let tenants = super::tenants_of(batches);
+        let sql = super::live_tenants_sql(tenants.len(), "");
+        let mut alive = sqlx::query_scalar::<_, i64>(&sql);
+        for id in &tenants {
+            alive = alive.bind(*id);
+        }
+        let alive: HashSet<i64> = alive.fetch_all(&mut *tx).await?.into_iter().collect();
         for batch in batches {
+            if !alive.contains(&batch.tenant_id) {
+                outcomes.push(WriteOutcome::gone());
+                kept.push((batch.tenant_id, Vec::new()));
+                continue;
+            }
             let ids: Vec<&str> = batch.samples.iter().filter_map(|s| s.dedupe_id.as_deref()).collect();
             let seen = if ids.is_empty() {
                 HashSet::new()
@@ -459,6 +599,7 @@ impl Store for SqliteStore {
                 accepted: keep.len(),
                 duplicates: duplicates.len(),
                 duplicate_indices: duplicates,
+                tenant_gone: false,
             });
             kept.push((batch.tenant_id, keep));
         }
@@ -579,4 +720,11 @@ super::sql_alerts::sql_alert_store! {
     text: text_column,
     insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
     last_id: "SELECT last_insert_rowid()",
+}
+
+super::tenancy::sql_tenancy_store! {
+    store: SqliteStore,
+    db: sqlx::Sqlite,
+    sql: crate::storage::sql_alerts::question_marks,
+    chunk: crate::storage::tenancy::chunk_by_subquery,
 }

@@ -4,6 +4,8 @@
 use super::*;
 use crate::domain::{Sample, Token};
 
+mod tenancy;
+
 fn s(metric: &str, host: &str, ts: i64, value: f64, dedupe: Option<&str>) -> Sample {
     Sample {
         metric: metric.into(),
@@ -15,7 +17,7 @@ fn s(metric: &str, host: &str, ts: i64, value: f64, dedupe: Option<&str>) -> Sam
 }
 
 fn outcome(accepted: usize, duplicates: usize) -> WriteOutcome {
-    WriteOutcome { accepted, duplicates, duplicate_indices: Vec::new() }
+    WriteOutcome { accepted, duplicates, ..Default::default() }
 }
 
 #[test]
@@ -61,10 +63,12 @@ pub async fn suite(store: DynStore) {
 
     // Tokens resolve to their tenant only.
     let token = Token::generate();
-    let token_id =
-        store.create_token(a.id, &token.hash(), &token.display_prefix(), &[Scope::Ingest, Scope::Read]).await.unwrap();
+    let token_id = store
+        .create_token(a.id, &token.hash(), &token.display_prefix(), &[Scope::Ingest, Scope::Read], None)
+        .await
+        .unwrap();
     match store.find_token(&token.hash()).await.unwrap() {
-        Some(Principal::Tenant { tenant_id, tenant, token_id: id, scopes }) => {
+        Some(Principal::Tenant { tenant_id, tenant, token_id: id, scopes, expires_at: None }) => {
             assert_eq!((tenant_id, tenant.as_str(), id), (a.id, "team-a", token_id));
             assert_eq!(scopes, vec![Scope::Ingest, Scope::Read]);
         }
@@ -88,7 +92,10 @@ pub async fn suite(store: DynStore) {
     assert_eq!(out, vec![outcome(3, 0), outcome(2, 0)]);
     let again = [s("cpu", "h1", 1000, 7.0, Some("d1")), s("cpu", "h1", 2000, 4.0, None)];
     let out = store.write(&[WriteBatch { tenant_id: a.id, samples: &again }], now, 0).await.unwrap();
-    assert_eq!(out, vec![WriteOutcome { accepted: 1, duplicates: 1, duplicate_indices: vec![0] }]);
+    assert_eq!(
+        out,
+        vec![WriteOutcome { accepted: 1, duplicates: 1, duplicate_indices: vec![0], ..Default::default() }]
+    );
     // Within one batch too, the last sample of a (series, ts) wins.
     let twice = [s("cpu", "h2", 5000, 1.0, None), s("cpu", "h2", 5000, 2.0, None)];
     store.write(&[WriteBatch { tenant_id: a.id, samples: &twice }], now, 0).await.unwrap();
@@ -257,6 +264,11 @@ fn resolution_follows_range_and_step() {
 /// A new, empty database on the test PostgreSQL (`postgres`) or MariaDB (`mysql`) server that
 /// `scripts/services.sh` starts; fails with the command to run when it is not there.
 async fn fresh_store(kind: &str) -> DynStore {
+    open(&fresh_url(kind).await, false).await.unwrap()
+}
+
+/// The URL of a new, empty database on the test PostgreSQL (`postgres`) or MariaDB (`mysql`).
+pub(crate) async fn fresh_url(kind: &str) -> String {
     use sqlx::Connection;
     let var = format!("MICRODASH_TEST_{}_URL", kind.to_uppercase());
     let url = std::env::var(&var).unwrap_or_else(|_| {
@@ -274,7 +286,7 @@ async fn fresh_store(kind: &str) -> DynStore {
         sqlx::query(&create).execute(&mut admin).await.unwrap();
     }
     let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
-    open(&format!("{base}/{name}"), false).await.unwrap()
+    format!("{base}/{name}")
 }
 
 async fn fresh_postgres() -> DynStore {
