@@ -144,11 +144,24 @@ else
     build_logged "$target" --target "$target" -t "$target:$TAG" "${common_args[@]}" \
       --build-arg BINARIES=prebuilt --build-arg "BASE_IMAGE=$BASE_IMAGE" .
   done
-  # No registry: the Compose stack's service images are built here too (deploy/images/).
-  for svc in mariadb:10.11 redis:7 mosquitto:2; do
-    name=${svc%%:*}
-    step "image microdash-local/$svc (Debian packages on $BASE_IMAGE)"
-    build_logged "$name" -t "microdash-local/$svc" --build-arg "BASE_IMAGE=$BASE_IMAGE" "deploy/images/$name"
+  # No registry: the Compose stack's service images are built here too (deploy/images/), and,
+  # where the engine has no image of the official name, tagged with it as well, so that
+  # docker-compose.yml's defaults resolve here with no other step. `docker image inspect`
+  # shows what they are (title microdash-local/…); `docker compose pull`, where a registry can
+  # be reached, replaces them with the official images.
+  for svc in mariadb:10.11=mariadb:10.11 redis:7=redis:7-alpine mosquitto:2=eclipse-mosquitto:2; do
+    local_tag=${svc%%=*} official=${svc#*=}
+    name=${local_tag%%:*}
+    step "image microdash-local/$local_tag (Debian packages on $BASE_IMAGE)"
+    build_logged "$name" -t "microdash-local/$local_tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" "deploy/images/$name"
+    title=none
+    if docker image inspect "$official" >/dev/null 2>&1; then
+      title=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.title"}}' "$official")
+    fi
+    if [[ $title == none || $title == "microdash-local/$name" ]]; then
+      docker tag "microdash-local/$local_tag" "$official"
+      step "tagged microdash-local/$local_tag as $official (the official image cannot be pulled here)"
+    fi
   done
 fi
 

@@ -33,7 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let check_only = cli.check_config;
     let config = Config::load(cli)?;
     if config.health {
-        println!("{}", service::check_health(&config)?);
+        let healthy = service::check_health(&config).map_err(|reason| anyhow::anyhow!("unhealthy: {reason}"))?;
+        println!("{healthy}");
         return Ok(());
     }
     if check_only {

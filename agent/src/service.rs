@@ -167,7 +167,7 @@ mod tests {
     fn health_needs_a_recent_heartbeat_in_the_spool_dir() {
         let dir = tempfile::tempdir().unwrap();
         let config = config_with_spool(dir.path());
-        let missing = check_health(&config).unwrap_err().to_string();
+        let missing = check_health(&config).unwrap_err();
         assert!(missing.contains("no heartbeat"), "{missing}");
 
         let ten_s = Duration::from_secs(10);
@@ -176,14 +176,14 @@ mod tests {
 
         // Older than three intervals (at least 30 s): stuck.
         write_heartbeat(dir.path(), now_ms() - 31_000, ten_s);
-        let stale = check_health(&config).unwrap_err().to_string();
+        let stale = check_health(&config).unwrap_err();
         assert!(stale.contains("stuck or stopped"), "{stale}");
         // The agent's own interval counts, not the checker's: a 1-minute agent is fine at 2 minutes.
         write_heartbeat(dir.path(), now_ms() - 120_000, Duration::from_secs(60));
         assert!(check_health(&config).is_ok());
 
         std::fs::write(dir.path().join(HEARTBEAT_FILE), "garbage").unwrap();
-        assert!(check_health(&config).unwrap_err().to_string().contains("does not hold a time"));
+        assert!(check_health(&config).unwrap_err().contains("does not hold a time"));
     }
 
     #[test]

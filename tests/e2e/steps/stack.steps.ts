@@ -222,6 +222,72 @@ Then('every acknowledged sample of {string} is stored exactly once', async ({ se
   })
 })
 
+// ---- healthchecks ---------------------------------------------------------------------------
+
+/** Service → health of each of its containers, from `docker compose ps` (JSON lines). */
+async function health(stack: StackTarget): Promise<Map<string, string[]>> {
+  const out = await stack.compose('ps', '--all', '--format', 'json')
+  const byService = new Map<string, string[]>()
+  for (const line of out.split('\n').filter((l) => l.trim())) {
+    const c = JSON.parse(line) as { Service: string; Health?: string; State: string }
+    byService.set(c.Service, [...(byService.get(c.Service) ?? []), c.Health || c.State])
+  }
+  return byService
+}
+
+When(
+  'the {string} container is stopped and the {string} container\'s process is suspended',
+  async ({ server }, stopped: string, suspended: string) => {
+    const stack = stackOf(server)
+    await stack.compose('stop', stopped)
+    // SIGSTOP from the engine (outside the container): the agent stays "running" but collects nothing.
+    await stack.compose('kill', '-s', 'STOP', suspended)
+  },
+)
+
+When(
+  'the {string} container is started and the {string} container\'s process is resumed',
+  async ({ server }, started: string, resumed: string) => {
+    const stack = stackOf(server)
+    await stack.compose('kill', '-s', 'CONT', resumed)
+    await stack.compose('start', started)
+  },
+)
+
+Then(
+  'within {int} seconds the {string}, {string} and {string} containers are unhealthy',
+  async ({ server }, seconds: number, a: string, b: string, c: string) => {
+    const stack = stackOf(server)
+    await expect
+      .poll(
+        async () => {
+          const now = await health(stack)
+          return [a, b, c].map((s) => `${s}: ${(now.get(s) ?? ['missing']).join(',')}`)
+        },
+        { timeout: seconds * 1000, intervals: [2000] },
+      )
+      .toEqual([a, b, c].map((s) => `${s}: ${s === 'api' ? 'unhealthy,unhealthy' : 'unhealthy'}`))
+  },
+)
+
+Then('within {int} seconds every container of the stack is healthy', async ({ server }, seconds: number) => {
+  const stack = stackOf(server)
+  await expect
+    .poll(
+      async () => {
+        const unhealthy: string[] = []
+        for (const [service, states] of await health(stack)) {
+          // The one-shot password writer has exited; everything else must be healthy.
+          if (service === 'mosquitto-passwords') continue
+          if (states.some((s) => s !== 'healthy')) unhealthy.push(`${service}: ${states.join(',')}`)
+        }
+        return unhealthy
+      },
+      { timeout: seconds * 1000, intervals: [2000] },
+    )
+    .toEqual([])
+})
+
 // ---- the stack's life cycle ----------------------------------------------------------------
 
 Given('the default tenant has a rule {string} on {string}', async ({ server }, name: string, metric: string) => {

@@ -32,6 +32,12 @@ Feature: The Compose stack, in containers
     And the ingest stops after 5 more seconds
     Then every acknowledged sample of "mariadb.restart" is stored exactly once
 
+  Scenario: Containers that cannot do their work turn unhealthy, and healthy again once they can
+    When the "mariadb" container is stopped and the "agent" container's process is suspended
+    Then within 120 seconds the "api", "worker" and "agent" containers are unhealthy
+    When the "mariadb" container is started and the "agent" container's process is resumed
+    Then within 120 seconds every container of the stack is healthy
+
   Scenario: Taking the stack down and up again keeps tenants, tokens, rules and samples
     Given the default tenant has sent 3 samples of "persist.check" for host "web-1" in the last minute
     And the default tenant has a rule "persist-rule" on "persist.check"
