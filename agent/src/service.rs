@@ -40,24 +40,24 @@ fn write_heartbeat(dir: &Path, ts_ms: u64, interval: Duration) {
     }
 }
 
-/// `--health`: Ok with a sentence when the agent using `config`'s spool collected recently.
-pub fn check_health(config: &Config) -> Result<String> {
+/// `--health`: Ok with a sentence when the agent using `config`'s spool collected recently,
+/// Err with the reason it is not healthy.
+pub fn check_health(config: &Config) -> std::result::Result<String, String> {
     let path = config.spool_dir.join(HEARTBEAT_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::config(format!("no heartbeat at {} ({e}): is the agent running with this spool dir?", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("no heartbeat at {} ({e}): is the agent running with this spool dir?", path.display()))?;
     let mut fields = text.split_whitespace().map(str::parse::<u64>);
     let (Some(Ok(last)), Some(Ok(interval_ms))) = (fields.next(), fields.next()) else {
-        return Err(Error::config(format!("{} does not hold a time and an interval: {text:?}", path.display())));
+        return Err(format!("{} does not hold a time and an interval: {text:?}", path.display()));
     };
     let age = Duration::from_millis(now_ms().saturating_sub(last));
     let max = health_max_age(Duration::from_millis(interval_ms));
     if age > max {
-        return Err(Error::config(format!(
+        return Err(format!(
             "the last collection was {} ago (more than {}): the agent is stuck or stopped",
             humantime::format_duration(Duration::from_secs(age.as_secs())),
             humantime::format_duration(max)
-        )));
+        ));
     }
     Ok(format!("healthy: the last collection was {} ms ago", age.as_millis()))
 }
