@@ -20,6 +20,11 @@ command -v docker >/dev/null || ensure_debs docker.io
 echo "==> Go tools: kube-apiserver, etcd, helm, docker compose (background; log in $LOGS/go-tools.log)"
 (scripts/kube-tools.sh && scripts/compose-tool.sh) >"$LOGS/go-tools.log" 2>&1 &
 go_tools=$!
+# --- cluster (issue 14): kind and the Kubernetes node binaries, built after the Go tools above
+# (they share Go's build cache, so most of kube-apiserver's packages are compiled once) ---
+(while kill -0 "$go_tools" 2>/dev/null; do sleep 5; done; scripts/cluster/tools.sh) >"$LOGS/cluster-tools.log" 2>&1 &
+cluster_tools=$!
+# --- end cluster ---
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -54,6 +59,22 @@ echo "==> dashboard: typecheck and unit tests"
 echo "==> browser tests (Playwright BDD, Debian Chromium)"
 npm_ci_cached "$ROOT/tests/e2e"
 (cd tests/e2e && npm test) 2>&1 | tee "$LOGS/e2e.log"
+
+# --- cluster (issue 14): a kind cluster whose pods run, microdash installed by its chart, the
+# end-to-end checks, then the cluster deleted (also when a step fails) ---
+echo "==> Kubernetes cluster (kind microdash-ci): up, end to end, down (log in $LOGS/cluster.log)"
+if ! wait "$cluster_tools"; then
+  cat "$LOGS/cluster-tools.log"
+  echo "Building kind and the Kubernetes node binaries failed (see above)." >&2
+  exit 1
+fi
+trap 'scripts/cluster/down.sh; scripts/services.sh stop' EXIT
+cluster_started=$(date +%s)
+scripts/cluster/up.sh 2>&1 | tee "$LOGS/cluster.log"
+scripts/cluster/e2e.sh 2>&1 | tee -a "$LOGS/cluster.log"
+scripts/cluster/down.sh 2>&1 | tee -a "$LOGS/cluster.log"
+echo "==> cluster step: $(( $(date +%s) - cluster_started ))s"
+# --- end cluster ---
 
 # One closing line for the whole run (every step above already stopped the run on a failure).
 count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | { grep -Eo "$2" || true; } | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}'; }

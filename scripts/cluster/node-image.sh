@@ -66,12 +66,17 @@ declare -A target=(
   [kube-scheduler]="registry.k8s.io/kube-scheduler:$KUBERNETES_VERSION"
   [kube-proxy]="registry.k8s.io/kube-proxy:$KUBERNETES_VERSION"
 )
-build_component() { # NAME BINARIES PACKAGES
-  local name=$1 bins=$2 packages=$3 dir="$cache/component-$1" h b
+build_component() { # NAME BINARIES PACKAGES [ENTRYPOINT_JSON]
+  local name=$1 bins=$2 packages=$3 entrypoint=${4:-} dir="$cache/component-$1" h b
   rm -rf "$dir"; mkdir -p "$dir/bin"
   for b in $bins; do cp "$bin/${b%%=*}" "$dir/bin/${b#*=}"; done
   if [[ $name == kube-proxy ]]; then cp "$ROOT/kind/offline/kube-proxy-iptables-mode" "$dir/bin/kube-proxy"; fi
-  cp "$ROOT/kind/offline/component.Dockerfile" "$dir/Dockerfile"
+  if [[ $name == pause ]]; then
+    cp "$ROOT/kind/offline/pause.Dockerfile" "$dir/Dockerfile"
+  else
+    cp "$ROOT/kind/offline/component.Dockerfile" "$dir/Dockerfile"
+    [[ -z $entrypoint ]] || echo "ENTRYPOINT $entrypoint" >>"$dir/Dockerfile"
+  fi
   h=$( (echo "$base_id $packages"; cd "$dir" && find . -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)
   if [[ $(image_inputs "microdash-cluster/$name:$h") != "$h" ]]; then
     log "Building image microdash-cluster/$name:$h"
@@ -99,7 +104,7 @@ built[kube-controller-manager]=$(build_component kube-controller-manager "kube-c
 built[kube-scheduler]=$(build_component kube-scheduler "kube-scheduler" "")
 built[kube-proxy]=$(build_component kube-proxy "kube-proxy=kube-proxy.bin" "iptables nftables conntrack ipset kmod")
 built[etcd]=$(build_component etcd "etcd" "")
-built[coredns]=$(build_component coredns "coredns" "")
+built[coredns]=$(build_component coredns "coredns" "" '["/usr/local/bin/coredns"]')
 built[pause]=$(build_component pause "pause" "")
 
 # 3. the node image
