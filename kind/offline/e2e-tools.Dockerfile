@@ -3,7 +3,7 @@
 ARG BASE_IMAGE=microdash-base:bookworm
 FROM ${BASE_IMAGE}
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-minimal curl ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY webhook-receiver.py /usr/local/bin/webhook-receiver
 USER 65532
