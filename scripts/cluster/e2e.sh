@@ -36,6 +36,7 @@ TOOLS=microdash-cluster/e2e-tools:$tools_hash
 if ! docker image inspect "$TOOLS" >/dev/null 2>&1; then
   docker build -q -f kind/offline/e2e-tools.Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$TOOLS" kind/offline >/dev/null
 fi
+docker images --format '{{.Repository}}:{{.Tag}}' microdash-cluster/e2e-tools | grep -vx "$TOOLS" | xargs -r docker rmi >/dev/null 2>&1 || true
 for image in "microdash:$TAG" "microdash-agent:$TAG" "microdash-operator:$TAG" "$TOOLS"; do
   kind load docker-image --name "$CLUSTER" "$image" >/dev/null
 done

@@ -37,6 +37,10 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
 
+# Older builds of this script's own images (same repository, other tag) are removed.
+prune_others() { # REPOSITORY KEEP_TAG
+  docker images --format '{{.Repository}}:{{.Tag}}' "$1" | grep -vx "$1:$2" | xargs -r docker rmi >/dev/null 2>&1 || true
+}
 image_inputs() { docker image inspect -f '{{index .Config.Labels "microdash.cluster.inputs"}}' "$1" 2>/dev/null || true; }
 
 # Build context: kind's base files of this kind version, the Go-built tools, kind/offline.
@@ -58,6 +62,7 @@ if ! docker image inspect "$NODE_BASE" >/dev/null 2>&1; then
   docker build -q -f "$ctx/offline/node-base.Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     --label "microdash.cluster.inputs=$hash" -t "$NODE_BASE" "$ctx" >/dev/null
 fi
+prune_others microdash-cluster-node-base "$hash"
 
 # 2. the component images (docker tag -> the name kubeadm/containerd look for)
 declare -A target=(
@@ -83,6 +88,7 @@ build_component() { # NAME BINARIES PACKAGES [ENTRYPOINT_JSON]
     docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PACKAGES=$packages" \
       --label "microdash.cluster.inputs=$h" -t "microdash-cluster/$name:$h" "$dir" >/dev/null
   fi
+  prune_others "microdash-cluster/$name" "$h"
   echo "microdash-cluster/$name:$h"
 }
 
