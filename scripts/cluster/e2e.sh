@@ -23,8 +23,11 @@ pf_pid=
 cleanup() { [[ -n $pf_pid ]] && kill "$pf_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
+source "$ROOT/scripts/lib.sh"
+command -v jq >/dev/null || ensure_debs jq
+# helm (and the operator tests' kubectl) come from scripts/kube-tools.sh.
+PATH="$PATH:$("$ROOT/scripts/kube-tools.sh")"
 "$ROOT/scripts/cluster/up.sh"
-if [[ -x "$cache/shim/docker" ]]; then export MICRODASH_REAL_DOCKER; MICRODASH_REAL_DOCKER=$(PATH=${PATH#"$cache/shim:"} command -v docker); fi
 
 step "Images: microdash, microdash-agent, microdash-operator :$TAG (scripts/images.sh), e2e tools"
 if [[ -f scripts/images.sh ]]; then TAG=$TAG bash scripts/images.sh >&2; fi
@@ -136,9 +139,15 @@ helm upgrade microdash charts/microdash --namespace "$NS" --reuse-values --set r
 kubectl -n "$NS" rollout status deployment/microdash-operator --timeout=120s || fail "operator rollout after upgrade"
 new_rs=$(kubectl -n "$NS" get deploy microdash-operator -o jsonpath='{.metadata.annotations.deployment\.kubernetes\.io/revision}')
 [[ $new_rs != "$old_rs" ]] || fail "helm upgrade did not roll the operator Deployment (revision $old_rs)"
-resync=$(kubectl -n "$NS" get pods -l app.kubernetes.io/name=microdash-operator -o jsonpath='{range .items[*]}{.spec.containers[0].env[?(@.name=="MICRODASH_OPERATOR_RESYNC")].value}{" "}{end}' 2>/dev/null)
+resync=
+for _ in $(seq 1 60); do  # until the old pods are gone
+  resync=$(kubectl -n "$NS" get pods -l app.kubernetes.io/name=microdash-operator -o json \
+    | jq -r '[.items[] | select(.metadata.deletionTimestamp == null) | .spec.containers[0].env[] | select(.name == "MICRODASH_OPERATOR_RESYNC") | .value] | join(" ")')
+  [[ $resync == "45s 45s" ]] && break
+  sleep 2
+done
 echo "operator pods' resync: $resync"
-[[ $resync == *45s* ]] || fail "operator pods do not have resync=45s after the upgrade ($resync)"
+[[ $resync == "45s 45s" ]] || fail "operator pods after the upgrade have resync '$resync', expected 45s on both"
 
 step "helm uninstall, then deleting the namespace, leaves nothing stuck"
 kill "$pf_pid" 2>/dev/null || true; pf_pid=
@@ -146,7 +155,15 @@ helm uninstall microdash --namespace "$NS" --wait --timeout 120s || fail "helm u
 if ! kubectl delete namespace "$NS" --timeout=120s; then
   fail "namespace $NS stuck in Terminating after helm uninstall"
   kubectl get namespace "$NS" -o yaml | sed -n '/^status:/,$p'
-  kubectl api-resources --verbs=list --namespaced -o name | xargs -n1 kubectl get -n "$NS" --ignore-not-found --no-headers 2>/dev/null | head -20
+  # What is left: resources whose finalizer only the (uninstalled) operator removes. Their
+  # finalizers are dropped here so that the namespace goes and the installation can be made again.
+  for kind in alertrules notificationchannels microdashes; do
+    for name in $(kubectl get "$kind" -n "$NS" -o name 2>/dev/null); do
+      echo "still in $NS: $name (finalizers $(kubectl get "$name" -n "$NS" -o jsonpath='{.metadata.finalizers}')); dropping its finalizers" >&2
+      kubectl patch "$name" -n "$NS" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true
+    done
+  done
+  kubectl wait --for=delete namespace/"$NS" --timeout=120s >/dev/null || true
 fi
 stuck=$(kubectl get tenants -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name}{" "}{end}' 2>/dev/null || true)
 [[ -z $stuck ]] || fail "Tenants stuck in deletion: $stuck"

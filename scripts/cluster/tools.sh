@@ -16,6 +16,7 @@ COREDNS_VERSION=${COREDNS_VERSION:-v1.14.6}
 CRICTL_VERSION=${CRICTL_VERSION:-v1.37.0}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/lib.sh"
 cache="$root/.cache/cluster"
 bin="$cache/bin"
 mkdir -p "$bin"
@@ -97,6 +98,7 @@ fi
 
 if want pause && ! stamp_ok pause "$KUBERNETES_VERSION"; then
   log "Building pause (k8s.io/kubernetes $KUBERNETES_VERSION build/pause/linux/pause.c)"
+  command -v gcc >/dev/null && [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/libc.a ]] || ensure_debs gcc libc6-dev
   src="$(go env GOMODCACHE)/k8s.io/kubernetes@$KUBERNETES_VERSION/build/pause/linux/pause.c"
   [[ -f $src ]] || (cd "$cache" && go mod download "k8s.io/kubernetes@$KUBERNETES_VERSION")
   gcc -Os -Wall -Werror -static -DVERSION=v3.10-microdash -o "$bin/pause" "$src"

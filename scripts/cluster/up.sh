@@ -23,8 +23,6 @@ mkdir -p "$shim"
 if docker run --rm --privileged --entrypoint true "$node_image" >/dev/null 2>&1; then
   rm -f "$shim/docker"
 else
-  MICRODASH_REAL_DOCKER=$(command -v docker)
-  export MICRODASH_REAL_DOCKER
   ln -sf "$ROOT/scripts/cluster/docker-shim" "$shim/docker"
 fi
 export PATH="$shim:$bin:$PATH"
