@@ -40,9 +40,8 @@ if ! docker image inspect "$TOOLS" >/dev/null 2>&1; then
   docker build -q -f kind/offline/e2e-tools.Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$TOOLS" kind/offline >/dev/null
 fi
 docker images --format '{{.Repository}}:{{.Tag}}' microdash-cluster/e2e-tools | grep -vx "$TOOLS" | xargs -r docker rmi >/dev/null 2>&1 || true
-for image in "microdash:$TAG" "microdash-agent:$TAG" "microdash-operator:$TAG" "$TOOLS"; do
-  kind load docker-image --name "$CLUSTER" "$image" >/dev/null
-done
+# One archive for all four, imported once per node (kind skips an image a node already has).
+kind load docker-image --name "$CLUSTER" "microdash:$TAG" "microdash-agent:$TAG" "microdash-operator:$TAG" "$TOOLS" >/dev/null
 
 step "helm install (namespace $NS, two operator replicas)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -152,7 +151,7 @@ echo "operator pods' resync: $resync"
 step "helm uninstall, then deleting the namespace, leaves nothing stuck"
 kill "$pf_pid" 2>/dev/null || true; pf_pid=
 helm uninstall microdash --namespace "$NS" --wait --timeout 120s || fail "helm uninstall"
-if ! kubectl delete namespace "$NS" --timeout=120s; then
+if ! kubectl delete namespace "$NS" --timeout=60s; then
   fail "namespace $NS stuck in Terminating after helm uninstall"
   kubectl get namespace "$NS" -o yaml | sed -n '/^status:/,$p'
   # What is left: resources whose finalizer only the (uninstalled) operator removes. Their

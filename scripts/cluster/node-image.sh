@@ -104,6 +104,17 @@ done
 # containerd's sandbox image (kind's config.toml) is the pause image pods actually use.
 sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$ctx/files/etc/containerd/config.toml")
 
+# kind's default StorageClass (local-path-provisioner), as its node-image build installs it: the
+# manifest is kind's own (pkg/build/nodeimage/const_storage.go), the provisioner image is the
+# Go-built binary, the helper image (mkdir/rm in a pod) is the Debian base.
+storage_go="$kind_src/pkg/build/nodeimage/const_storage.go"
+target[local-path-provisioner]=$(sed -n 's/^const storageProvisionerImage = "\(.*\)"/\1/p' "$storage_go")
+target[local-path-helper]=$(sed -n 's/^const storageHelperImage = "\(.*\)"/\1/p' "$storage_go")
+sed -n '/^const defaultStorageManifest = `/,/^`$/p' "$storage_go" | sed '1d;$d' \
+  | sed "s|\` + storageProvisionerImage + \`|${target[local-path-provisioner]}|; s|\` + storageHelperImage + \`|${target[local-path-helper]}|" \
+  >"$cache/default-storage.yaml"
+grep -q 'kind: StorageClass' "$cache/default-storage.yaml" || { echo "error: no storage manifest in $storage_go" >&2; exit 1; }
+
 declare -A built
 built[kube-apiserver]=$(build_component kube-apiserver "kube-apiserver" "")
 built[kube-controller-manager]=$(build_component kube-controller-manager "kube-controller-manager" "")
@@ -112,10 +123,12 @@ built[kube-proxy]=$(build_component kube-proxy "kube-proxy=kube-proxy.bin" "ipta
 built[etcd]=$(build_component etcd "etcd" "")
 built[coredns]=$(build_component coredns "coredns" "" '["/usr/local/bin/coredns"]')
 built[pause]=$(build_component pause "pause" "")
+built[local-path-provisioner]=$(build_component local-path-provisioner "local-path-provisioner" "")
+built[local-path-helper]=$BASE_IMAGE
 
 # 3. the node image
 inputs=$( (echo "$NODE_BASE $KUBERNETES_VERSION $sandbox"; for k in "${!built[@]}"; do echo "$k ${built[$k]} ${target[$k]}"; done | sort
-  sha256sum "$bin/kubeadm" "$bin/kubelet" "$bin/kubectl") | sha256sum | cut -c1-16)
+  sha256sum "$bin/kubeadm" "$bin/kubelet" "$bin/kubectl" "$cache/default-storage.yaml"; echo "$base_id") | sha256sum | cut -c1-16)
 if [[ $(image_inputs "$NODE_IMAGE") == "$inputs" ]]; then
   echo "$NODE_IMAGE"
   exit 0
@@ -127,18 +140,23 @@ docker run -d --name "$builder" --entrypoint sleep "$NODE_BASE" infinity >/dev/n
 trap 'docker rm -f "$builder" >/dev/null 2>&1 || true' EXIT
 for b in kubeadm kubelet kubectl; do docker cp "$bin/$b" "$builder:/usr/bin/$b"; done
 docker exec "$builder" sh -c "echo $KUBERNETES_VERSION > /kind/version"
+docker exec "$builder" mkdir -p /kind/manifests
+docker cp "$cache/default-storage.yaml" "$builder:/kind/manifests/default-storage.yaml"
 docker exec "$builder" sh -c 'nohup containerd >/tmp/containerd.log 2>&1 &
   for i in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done
   cat /tmp/containerd.log; exit 1'
+containerd_name() { # the name `ctr images import` gives a `docker save`d NAME:TAG
+  case $1 in */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac
+}
 for k in "${!built[@]}"; do
   docker save "${built[$k]}" | docker exec -i "$builder" ctr --namespace=k8s.io images import \
     --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null
   names=("${target[$k]}")
   [[ $k == pause && $sandbox != "${target[$k]}" ]] && names+=("$sandbox")
   for n in "${names[@]}"; do
-    docker exec "$builder" ctr --namespace=k8s.io images tag --force "docker.io/${built[$k]}" "$n" >/dev/null
+    docker exec "$builder" ctr --namespace=k8s.io images tag --force "$(containerd_name "${built[$k]}")" "$n" >/dev/null
   done
-  docker exec "$builder" ctr --namespace=k8s.io images rm "docker.io/${built[$k]}" >/dev/null
+  docker exec "$builder" ctr --namespace=k8s.io images rm "$(containerd_name "${built[$k]}")" >/dev/null
 done
 docker exec "$builder" ctr --namespace=k8s.io images list -q >&2
 docker exec "$builder" sh -c 'pkill containerd; for i in $(seq 1 50); do pgrep containerd >/dev/null || exit 0; sleep 0.2; done'

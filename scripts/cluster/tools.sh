@@ -3,7 +3,8 @@
 #   kind (sigs.k8s.io/kind), the Kubernetes binaries of one release (kubeadm, kubelet, kubectl,
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy: k8s.io/kubernetes, with
 #   the version stamped in as a release build would), etcd (go.etcd.io/etcd/server/v3),
-#   CoreDNS (github.com/coredns/coredns), crictl (sigs.k8s.io/cri-tools) and pause (C source shipped in the k8s.io/kubernetes module).
+#   CoreDNS (github.com/coredns/coredns), crictl (sigs.k8s.io/cri-tools), local-path-provisioner
+#   (github.com/rancher/local-path-provisioner: kind's default StorageClass) and pause (C source shipped in the k8s.io/kubernetes module).
 # Idempotent: a binary already built for its version is kept. Prints the bin folder on stdout.
 #   scripts/cluster/tools.sh            # everything
 #   scripts/cluster/tools.sh kind pause # only those groups
@@ -14,6 +15,7 @@ KIND_VERSION=${KIND_VERSION:-v0.33.0}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.14.6}
 CRICTL_VERSION=${CRICTL_VERSION:-v1.37.0}
+LOCAL_PATH_VERSION=${LOCAL_PATH_VERSION:-v0.0.30}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
@@ -23,7 +25,7 @@ mkdir -p "$bin"
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 log() { echo "==> $*" >&2; }
-# `tools.sh kind crictl` builds only those (groups: kubernetes kind etcd coredns crictl pause).
+# `tools.sh kind crictl` builds only those (groups: kubernetes kind etcd coredns crictl local-path pause).
 only=" $* "
 want() { [[ $only == "  " || $only == *" $1 "* ]]; }
 stamp_ok() { [[ -x "$bin/$1" && -f "$bin/$1.version" && "$(cat "$bin/$1.version")" == "$2" ]]; }
@@ -94,6 +96,13 @@ if want crictl && ! stamp_ok crictl "$CRICTL_VERSION"; then
   prepare_module crictl "$(printf 'module microdash.local/crictl\n\ngo 1.26\n\nrequire sigs.k8s.io/cri-tools %s\n' "$CRICTL_VERSION")" sigs.k8s.io/cri-tools/cmd/crictl
   (cd "$cache/mod-crictl" && go build -trimpath -ldflags=-s -o "$bin/crictl" sigs.k8s.io/cri-tools/cmd/crictl)
   echo "$CRICTL_VERSION" > "$bin/crictl.version"
+fi
+
+if want local-path && ! stamp_ok local-path-provisioner "$LOCAL_PATH_VERSION"; then
+  log "Building local-path-provisioner $LOCAL_PATH_VERSION"
+  prepare_module local-path "$(printf 'module microdash.local/local-path\n\ngo 1.26\n\nrequire github.com/rancher/local-path-provisioner %s\n' "$LOCAL_PATH_VERSION")" github.com/rancher/local-path-provisioner
+  (cd "$cache/mod-local-path" && go build -trimpath -ldflags=-s -o "$bin/local-path-provisioner" github.com/rancher/local-path-provisioner)
+  echo "$LOCAL_PATH_VERSION" > "$bin/local-path-provisioner.version"
 fi
 
 if want pause && ! stamp_ok pause "$KUBERNETES_VERSION"; then
