@@ -43,6 +43,35 @@ docker images --format '{{.Repository}}:{{.Tag}}' microdash-cluster/e2e-tools | 
 # One archive for all four, imported once per node (kind skips an image a node already has).
 kind load docker-image --name "$CLUSTER" "microdash:$TAG" "microdash-agent:$TAG" "microdash-operator:$TAG" "$TOOLS" >/dev/null
 
+step "The default StorageClass provisions a PersistentVolumeClaim (what issue 14 item 3 needs)"
+kubectl create namespace microdash-cluster-pvc --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n microdash-cluster-pvc -f - >/dev/null <<PVC
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: probe}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probe}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: probe
+      image: $TOOLS
+      imagePullPolicy: Never
+      command: [sh, -c, "echo ok > /data/probe && cat /data/probe"]
+      volumeMounts: [{name: data, mountPath: /data}]
+      securityContext: {runAsUser: 0}
+  volumes: [{name: data, persistentVolumeClaim: {claimName: probe}}]
+PVC
+kubectl wait -n microdash-cluster-pvc --for=jsonpath='{.status.phase}'=Succeeded pod/probe --timeout=120s >/dev/null \
+  && kubectl wait -n microdash-cluster-pvc --for=jsonpath='{.status.phase}'=Bound pvc/probe --timeout=10s >/dev/null \
+  || fail "a PersistentVolumeClaim of the default StorageClass was not bound and written ($(kubectl get pvc,pod -n microdash-cluster-pvc --no-headers 2>&1 | tr '\n' ' '))"
+kubectl delete namespace microdash-cluster-pvc --wait=false >/dev/null
+
 step "helm install (namespace $NS, two operator replicas)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 helm upgrade --install microdash charts/microdash --namespace "$NS" \
