@@ -3,7 +3,8 @@
 # CAP_SYS_RESOURCE) with the running Docker engine, for the kind node containers only.
 # Idempotent: installs the wrapper at a fixed path, adds the runtime to /etc/docker/daemon.json
 # (other settings kept) and sends dockerd SIGHUP, which reloads runtimes without a restart.
-# The default runtime and every other container are left as they are.
+# The default runtime and every other container are left as they are. Does nothing where
+# `docker run --privileged IMAGE` works (IMAGE: the first argument, default microdash-base:bookworm).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/scripts/lib.sh"
@@ -16,6 +17,12 @@ command -v jq >/dev/null || ensure_debs jq
 answers=0
 for _ in 1 2 3 4 5; do docker info >/dev/null 2>&1 && { answers=1; break; }; sleep 1; done
 ((answers)) || "$ROOT/scripts/docker-engine.sh" start
+
+# Only where it is needed: an engine that runs a privileged container as it is stays untouched.
+probe_image=${1:-microdash-base:bookworm}
+if docker run --rm --privileged --entrypoint true "$probe_image" >/dev/null 2>&1; then
+  exit 0
+fi
 
 if ! cmp -s "$ROOT/scripts/cluster/runc-wrapper" "$WRAPPER" 2>/dev/null; then
   mkdir -p "$(dirname "$WRAPPER")"

@@ -21,7 +21,9 @@ cache="$ROOT/.cache/cluster"
 log() { echo "==> $*" >&2; }
 
 bin=$("$ROOT/scripts/cluster/tools.sh")
-"$ROOT/scripts/cluster/engine.sh"
+answers=0  # a busy engine sometimes fails one `docker info`: ask a few times before starting one
+for _ in 1 2 3 4 5; do docker info >/dev/null 2>&1 && { answers=1; break; }; sleep 1; done
+((answers)) || "$ROOT/scripts/docker-engine.sh" start
 
 # The shared Debian base (scripts/images.sh makes the same one): made here when missing.
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -36,6 +38,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rm -rf "$cache/rootfs-bookworm"
 fi
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
+"$ROOT/scripts/cluster/engine.sh" "$BASE_IMAGE"
 
 # Older builds of this script's own images (same repository, other tag) are removed.
 prune_others() { # REPOSITORY KEEP_TAG
