@@ -24,3 +24,15 @@ build: dashboard
 
 clean-data:     ## forget the local embedded database and tokens
 	rm -rf data
+
+# --- Kubernetes cluster (kind, node image built offline; docs/kubernetes-ci.md) ---
+.PHONY: cluster-up cluster-e2e cluster-down
+
+cluster-up:     ## kind cluster microdash-ci; kubeconfig in .cache/cluster/kubeconfig
+	bash scripts/cluster/up.sh
+
+cluster-e2e:    ## install microdash on the cluster (namespace microdash) and run the end-to-end test
+	bash scripts/cluster/e2e.sh
+
+cluster-down:   ## delete the kind cluster
+	bash scripts/cluster/down.sh

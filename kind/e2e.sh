@@ -2,9 +2,10 @@
 # End-to-end on a kind cluster: build the three images, load them into kind, install the chart,
 # apply the examples, ingest one breaching sample and wait until the rule's status says FIRING.
 #
-# NEEDS a machine with a Docker engine, `kind`, `kubectl` and `helm` on PATH. It cannot run on the
-# project's development machines or CI (no Docker engine there); the same behaviour is covered
-# there by `cargo test -p microdash-operator` against a real kube-apiserver + etcd (see README).
+# NEEDS a machine with a Docker engine, `kind`, `kubectl` and `helm` on PATH that can pull the
+# official kind node image and images. The project's development machines and CI cannot pull:
+# there `make cluster-up` + `make cluster-e2e` run microdash on a kind cluster whose node image is
+# built locally (scripts/cluster/, docs/kubernetes-ci.md).
 #
 #   kind/e2e.sh            # create the cluster (if missing), run, leave it up for a look
 #   KEEP=0 kind/e2e.sh     # delete the cluster at the end

@@ -15,6 +15,16 @@ source "$ROOT/scripts/lib.sh"
 LOG_DIR="$ROOT/.cache/docker"
 
 answers() { docker info >/dev/null 2>&1; }
+# A busy engine can miss one `docker info`: ask a few times before concluding none runs
+# (starting a second dockerd next to a live one only fails on its pid file).
+answers_soon() {
+  for _ in 1 2 3 4 5; do
+    answers && return 0
+    [[ -S /var/run/docker.sock ]] || return 1
+    sleep 1
+  done
+  return 1
+}
 
 # Containers that see the host (the agent's `/:/host/root:ro,rslave`, kind's nodes) need the
 # root mount to propagate, as it does on every systemd host; a bare machine's may be private.
@@ -28,7 +38,7 @@ share_root_mount() {
 
 start() {
   share_root_mount
-  answers && return 0
+  answers_soon && return 0
   # The client alone is not enough: the engine (dockerd), containerd and runc come with docker.io.
   command -v dockerd >/dev/null || ensure_debs docker.io
   command -v docker >/dev/null || ensure_debs docker.io
