@@ -96,6 +96,7 @@ cargo_failed=$(count "$LOGS/cargo.log" '[0-9]+ failed')
 vitest_passed=$(count "$LOGS/vitest.log" 'Tests +[0-9]+ passed')
 e2e_passed=$(count "$LOGS/e2e.log" '^ *[0-9]+ passed')
 stack_passed=$(count "$LOGS/e2e-stack.log" '^ *[0-9]+ passed')
-total=$((cargo_passed + ${vitest_passed:-0} + ${e2e_passed:-0} + ${stack_passed:-0}))
-echo "cargo: ${cargo_passed} passed; vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; containers: ${stack_passed:-0} passed (${container_s} s); $(( $(date +%s) - started ))s"
+cluster_passed=$(count "$LOGS/e2e-cluster.log" '^ *[0-9]+ passed')
+total=$((cargo_passed + ${vitest_passed:-0} + ${e2e_passed:-0} + ${stack_passed:-0} + ${cluster_passed:-0}))
+echo "cargo: ${cargo_passed} passed; vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; containers: ${stack_passed:-0} passed (${container_s} s); cluster browser: ${cluster_passed:-0} passed; $(( $(date +%s) - started ))s"
 echo "${total} passed, ${cargo_failed} failed"

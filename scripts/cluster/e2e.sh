@@ -148,6 +148,20 @@ for _ in $(seq 1 30); do
 done
 ((got > 0)) || fail "the webhook receiver got no delivery for e2e-breach"
 
+step "Playwright BDD \"Ingest → Chart\" against the api Service (port-forward), Debian Chromium"
+# The feature of the Compose step, with a tenant of its own created through the admin API
+# (tests/e2e/support/stack.ts); report in .cache/test-logs/e2e-cluster.log and .xml.
+admin_token=$(kubectl get secret microdash-admin-token -n "$NS" -o jsonpath='{.data.token}' | base64 -d)
+mkdir -p "$ROOT/.cache/test-logs"
+npm_ci_cached "$ROOT/tests/e2e"
+if ! (cd tests/e2e && E2E_STACK_URL=$api E2E_STACK_ADMIN_TOKEN=$admin_token \
+      E2E_STACK_REPORT="$ROOT/.cache/test-logs/e2e-cluster.xml" \
+      npx bddgen -c playwright.stack.config.ts \
+      && npx playwright test -c playwright.stack.config.ts --grep "Ingest → Chart") 2>&1 \
+    | tee "$ROOT/.cache/test-logs/e2e-cluster.log"; then
+  fail "Playwright \"Ingest → Chart\" against the api Service (report: .cache/test-logs/e2e-cluster.log)"
+fi
+
 step "kubectl delete pod of the api keeps metrics, tenant and token"
 before=$(curl -fsS "${auth[@]}" "$api/api/v1/metrics" | jq -c '.metrics | sort')
 kill "$pf_pid" 2>/dev/null || true; pf_pid=

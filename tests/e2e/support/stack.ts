@@ -9,13 +9,16 @@
  * change what another counts. The stack's real tenant `default` (the agent's and the Mosquitto
  * devices') is `stackDefaultToken`.
  *
- * Environment (set by scripts/compose-test.sh):
- *   E2E_STACK_URL, E2E_STACK_URL_2   the two api replicas (http://127.0.0.1:PORT)
- *   E2E_STACK_ADMIN_TOKEN            MICRODASH_ADMIN_TOKEN of the stack
+ * Environment (set by scripts/compose-test.sh; the cluster's e2e sets the first two only, for
+ * "Ingest → Chart" against a port-forwarded api Service):
+ *   E2E_STACK_URL                    api replica 1 (http://127.0.0.1:PORT)
+ *   E2E_STACK_ADMIN_TOKEN            the installation's admin token
+ *   E2E_STACK_URL_2                  api replica 2 (default: replica 1)
  *   E2E_STACK_DEFAULT_TOKEN          MICRODASH_DEFAULT_TENANT_TOKEN (tenant `default`)
  *   E2E_STACK_MQTT_PASSWORD          tenant `default`'s Mosquitto password
  *   E2E_STACK_EMBEDDED_URL           where the `embedded` profile publishes its port
  *   E2E_COMPOSE                      JSON array: the `docker compose …` command of the project
+ * Steps that need one of the later ones fail naming it when it is not set.
  */
 import { execFile } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -48,8 +51,6 @@ export class StackEndpoint extends HttpTarget {
 
 export class StackTarget extends HttpTarget {
   readonly adminToken = required('E2E_STACK_ADMIN_TOKEN')
-  readonly stackDefaultToken = required('E2E_STACK_DEFAULT_TOKEN')
-  readonly mqttPassword = required('E2E_STACK_MQTT_PASSWORD')
   /** api replica 1 (the browser's) and replica 2. */
   readonly replicas: [StackEndpoint, StackEndpoint]
   /** The tenant of this scenario, "the default tenant" of the steps. */
@@ -57,14 +58,21 @@ export class StackTarget extends HttpTarget {
   defaultToken = ''
   /** Unused against a stack: kept so the steps see the same shape as a MicrodashServer. */
   readonly forcedStops: string[] = []
-  private readonly composeCommand: string[] = JSON.parse(required('E2E_COMPOSE')) as string[]
 
   private constructor() {
     super()
     this.replicas = [
       new StackEndpoint(required('E2E_STACK_URL'), this.adminToken),
-      new StackEndpoint(required('E2E_STACK_URL_2'), this.adminToken),
+      new StackEndpoint(process.env.E2E_STACK_URL_2 || required('E2E_STACK_URL'), this.adminToken),
     ]
+  }
+
+  get stackDefaultToken(): string {
+    return required('E2E_STACK_DEFAULT_TOKEN')
+  }
+
+  get mqttPassword(): string {
+    return required('E2E_STACK_MQTT_PASSWORD')
   }
 
   /** A new tenant on the running stack for one scenario. */
@@ -89,7 +97,7 @@ export class StackTarget extends HttpTarget {
 
   /** `docker compose ARGS` on the stack's project; throws with its output when it fails. */
   async compose(...args: string[]): Promise<string> {
-    const [cmd, ...base] = this.composeCommand
+    const [cmd, ...base] = JSON.parse(required('E2E_COMPOSE')) as string[]
     try {
       const { stdout } = await run(cmd!, [...base, ...args], { maxBuffer: 16 << 20, timeout: 300_000 })
       return stdout
@@ -101,6 +109,7 @@ export class StackTarget extends HttpTarget {
 
   /** The containers' last log lines, for a failed scenario's report. */
   async logsText(): Promise<string> {
+    if (!process.env.E2E_COMPOSE) return '(not a Compose stack: no container logs here)'
     try {
       return await this.compose('--profile', '*', 'logs', '--no-color', '--tail', '300')
     } catch (e) {
