@@ -52,15 +52,8 @@ umask 077
   echo "MICRODASH_HTTP_PORTS=$HTTP_PORTS"
   echo "MICRODASH_HTTP_PORT=$EMBEDDED_PORT"
   echo "MQTT_PORT=$MQTT_PORT"
-  echo "MICRODASH_IMAGE=microdash:dev"
-  echo "MICRODASH_AGENT_IMAGE=microdash-agent:dev"
-  # The official service images when the engine has them, else the stand-ins of `make images`.
-  for pair in MARIADB_IMAGE=mariadb:10.11=microdash-local/mariadb:10.11 \
-              REDIS_IMAGE=redis:7-alpine=microdash-local/redis:7 \
-              MOSQUITTO_IMAGE=eclipse-mosquitto:2=microdash-local/mosquitto:2; do
-    IFS='=' read -r var official local <<<"$pair"
-    docker image inspect "$official" >/dev/null 2>&1 || echo "$var=$local"
-  done
+  # Images: the Compose file's defaults (microdash:dev, microdash-agent:dev; the official service
+  # images, or where none can be pulled the stand-ins that `make images` tagged with their names).
 } >"$DIR/env"
 umask 022
 env_value() { sed -n "s/^$1=//p" "$DIR/env"; }

@@ -40,8 +40,7 @@ start() {
   share_root_mount
   answers_soon && return 0
   # The client alone is not enough: the engine (dockerd), containerd and runc come with docker.io.
-  command -v dockerd >/dev/null || ensure_debs docker.io
-  command -v docker >/dev/null || ensure_debs docker.io
+  { command -v dockerd && command -v docker; } >/dev/null || ensure_debs docker.io
   answers && return 0
   mkdir -p "$LOG_DIR"
   echo "==> Starting the Docker engine (dockerd; log in $LOG_DIR/dockerd.log)" >&2

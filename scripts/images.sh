@@ -122,6 +122,7 @@ if [[ ${1:-} == --base-only ]]; then
 fi
 
 started=$(date +%s)
+images=("${TARGETS[@]/%/:$TAG}")
 if [[ $mode == source ]]; then
   step "Building images from the Dockerfile's own stages (tag $TAG)"
   for target in "${TARGETS[@]}"; do
@@ -154,6 +155,7 @@ else
     name=${local_tag%%:*}
     step "image microdash-local/$local_tag (Debian packages on $BASE_IMAGE)"
     build_logged "$name" -t "microdash-local/$local_tag" --build-arg "BASE_IMAGE=$BASE_IMAGE" "deploy/images/$name"
+    images+=("microdash-local/$local_tag")
     title=none
     if docker image inspect "$official" >/dev/null 2>&1; then
       title=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.title"}}' "$official")
@@ -166,8 +168,6 @@ else
 fi
 
 step "Images ready in $(( $(date +%s) - started )) s"
-images=("${TARGETS[@]/%/:$TAG}")
-[[ $mode == host ]] && images+=(microdash-local/mariadb:10.11 microdash-local/redis:7 microdash-local/mosquitto:2)
 for image in "${images[@]}"; do
   printf '  %-34s %s\n' "$image" "$(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1 / 1000000}')" >&2
 done

@@ -19,22 +19,17 @@ mkdir -p "$bin"
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 log() { echo "==> $*" >&2; }
+source "$root/scripts/lib.sh"
 
 # One build module per tool: their dependency graphs (grpc, otel) do not agree with each other.
 # Usage: build_module NAME GO_MOD_BODY PACKAGE=OUTPUT...
 build_module() {
-  local name=$1 body=$2 dir="$cache/mod-$1" pair
+  local name=$1 body=$2 pair pkgs=()
   shift 2
-  mkdir -p "$dir"
-  printf '%s\n' "$body" > "$dir/go.mod"
-  {
-    printf '//go:build tools\n\npackage tools\n\nimport (\n'
-    for pair in "$@"; do printf '\t_ "%s"\n' "${pair%%=*}"; done
-    printf ')\n'
-  } > "$dir/tools.go"
-  (cd "$dir" && go mod tidy >/dev/null 2>"$dir/tidy.log" || { cat "$dir/tidy.log" >&2; return 1; })
+  for pair in "$@"; do pkgs+=("${pair%%=*}"); done
+  write_go_tools_module "$cache/mod-$name" "$body" "${pkgs[@]}"
   for pair in "$@"; do
-    (cd "$dir" && go build -trimpath -ldflags=-s -o "${pair#*=}" "${pair%%=*}")
+    (cd "$cache/mod-$name" && go build -trimpath -ldflags=-s -o "${pair#*=}" "${pair%%=*}")
   done
 }
 

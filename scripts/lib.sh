@@ -43,3 +43,20 @@ build_dashboard() {
   (cd "$root/dashboard" && npm run build --silent)
   echo "$sum" > "$stamp"
 }
+
+# Writes a Go module in DIR that imports the given packages (go.mod from BODY, a tools.go
+# behind the `tools` build tag) and tidies it, so `go build PACKAGE` works inside it: how the
+# scripts build Go tools from the module proxy (scripts/kube-tools.sh, scripts/cluster/tools.sh).
+# Usage: write_go_tools_module DIR GO_MOD_BODY PACKAGE...
+write_go_tools_module() {
+  local dir=$1 body=$2 pkg
+  shift 2
+  mkdir -p "$dir"
+  printf '%s\n' "$body" > "$dir/go.mod"
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg"; done
+    printf ')\n'
+  } > "$dir/tools.go"
+  (cd "$dir" && go mod tidy >/dev/null 2>"$dir/tidy.log" || { cat "$dir/tidy.log" >&2; return 1; })
+}

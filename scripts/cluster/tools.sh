@@ -32,16 +32,9 @@ stamp_ok() { [[ -x "$bin/$1" && -f "$bin/$1.version" && "$(cat "$bin/$1.version"
 
 # Usage: prepare_module NAME GO_MOD_BODY PACKAGE... (a module that imports the packages, tidied)
 prepare_module() {
-  local name=$1 body=$2 dir="$cache/mod-$1" pkg
-  shift 2
-  mkdir -p "$dir"
-  printf '%s\n' "$body" > "$dir/go.mod"
-  {
-    printf '//go:build tools\n\npackage tools\n\nimport (\n'
-    for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg"; done
-    printf ')\n'
-  } > "$dir/tools.go"
-  (cd "$dir" && go mod tidy >/dev/null 2>"$dir/tidy.log" || { cat "$dir/tidy.log" >&2; return 1; })
+  local name=$1
+  shift
+  write_go_tools_module "$cache/mod-$name" "$@"
 }
 
 kube_bins=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)

@@ -56,8 +56,6 @@ export class StackTarget extends HttpTarget {
   /** The tenant of this scenario, "the default tenant" of the steps. */
   tenant = ''
   defaultToken = ''
-  /** Unused against a stack: kept so the steps see the same shape as a MicrodashServer. */
-  readonly forcedStops: string[] = []
 
   private constructor() {
     super()
@@ -87,10 +85,6 @@ export class StackTarget extends HttpTarget {
     return this.replicas[0].url
   }
 
-  get address(): string {
-    return new URL(this.baseURL).host
-  }
-
   get embedded(): StackEndpoint {
     return new StackEndpoint(required('E2E_STACK_EMBEDDED_URL'), this.adminToken)
   }
@@ -115,14 +109,6 @@ export class StackTarget extends HttpTarget {
     } catch (e) {
       return String(e)
     }
-  }
-
-  logs(): string {
-    return ''
-  }
-
-  restart(): never {
-    throw new Error('restarting a server process is for scenarios of a local server, not the Compose stack')
   }
 
   /** Deletes the scenario's tenant (when the stack still answers). */
