@@ -176,7 +176,9 @@ pub async fn fresh_database_url(kind: &str) -> String {
             "{var} is not set: start the test services with `eval \"$(scripts/services.sh start)\"` (make test does)"
         )
     });
-    let name = format!("md_test_{}", std::process::id() as u64 * 1000 + rand_suffix());
+    // 48 random bits: tests of one binary run in parallel and CI databases outlive a process, so
+    // neither the pid nor the clock is unique enough (pid*1000 + nanos%1000 collided in CI).
+    let name = format!("md_test_{}", hex::encode(rand::random::<[u8; 6]>()));
     let create = format!("CREATE DATABASE {name}");
     if kind == "postgres" {
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to the test PostgreSQL");
@@ -187,8 +189,4 @@ pub async fn fresh_database_url(kind: &str) -> String {
     }
     let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
     format!("{base}/{name}")
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 % 1000
 }
