@@ -14,6 +14,8 @@ pub enum TenantError {
     NoScopes,
     #[error("expires_in: {0}")]
     InvalidExpiry(String),
+    #[error("token: {0}")]
+    InvalidToken(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,12 +75,28 @@ pub async fn create_token(
     scopes: &[Scope],
     expires_in: Option<&str>,
 ) -> Result<NewToken, TenantError> {
+    register_token(store, tenant, Token::generate(), scopes, expires_in).await
+}
+
+/// Registers a token somebody already holds (an operator's Secret after the database was
+/// restored or the tenant recreated) instead of generating one. The secret must be a strong one
+/// ([`Token::from_secret`]); one that is registered already, to this tenant or another, is a
+/// `Conflict`.
+pub async fn register_token(
+    store: &DynStore,
+    tenant: &str,
+    token: Token,
+    scopes: &[Scope],
+    expires_in: Option<&str>,
+) -> Result<NewToken, TenantError> {
     if scopes.is_empty() {
         return Err(TenantError::NoScopes);
     }
     let expires_in = expires_in.map(parse_expires_in).transpose()?;
     let record = store.get_tenant(tenant).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {tenant:?}")))?;
-    let token = Token::generate();
+    if store.find_token(&token.hash()).await?.is_some() {
+        return Err(StoreError::Conflict("a token with this secret".into()).into());
+    }
     let expires_at = expires_in.map(|ms| crate::domain::now_ms().saturating_add(ms));
     let id = store.create_token(record.id, &token.hash(), &token.display_prefix(), scopes, expires_at).await?;
     Ok(NewToken { id, token, expires_at })

@@ -523,3 +523,70 @@ async fn out_of_range_times_and_every_error_are_problems() {
         }
     }
 }
+
+/// A token handed out before the database lost its record (here: the tenant deleted and
+/// recreated, as after a restore) is registered again by value, as the Kubernetes operator does
+/// with a Tenant's Secret: it authenticates again with the scopes asked for; a second
+/// registration is a conflict, a weak secret and a non-admin caller are refused.
+#[tokio::test]
+async fn a_lost_token_is_registered_again_by_value() {
+    let Setup { server, .. } = setup("sqlite").await;
+    let old = create_tenant(&server, "restored").await;
+    assert_eq!(get(&server, &old, "/api/v1/session").await.0, StatusCode::OK);
+    let (status, _) = admin(&server, reqwest::Method::DELETE, "/api/v1/tenants/restored", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let fresh = create_tenant(&server, "restored").await;
+    eventually(Duration::from_secs(2), "the old token refused", async || {
+        get(&server, &old, "/api/v1/session").await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+
+    let path = "/api/v1/tenants/restored/tokens";
+    let register = json!({ "scopes": ["ingest", "read"], "token": old });
+    let (status, body) = admin(&server, reqwest::Method::POST, path, Some(register.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["token"], old.as_str(), "the answer is the registered secret, not a new one");
+    let (status, session) = get(&server, &old, "/api/v1/session").await;
+    assert_eq!((status, session["tenant"].as_str()), (StatusCode::OK, Some("restored")), "{session}");
+    assert_eq!(session["scopes"], json!(["ingest", "read"]));
+    assert_eq!(ingest(&server, &old, json!([{ "metric": "m", "value": 1.0 }])).await, StatusCode::ACCEPTED);
+
+    // Registered already (to this tenant): a conflict, not a second row.
+    let (status, body) = admin(&server, reqwest::Method::POST, path, Some(register.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Another tenant's live token cannot be taken over either.
+    let (status, _) = admin(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/tenants/restored/tokens",
+        Some(json!({ "scopes": ["read"], "token": fresh })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    create_tenant(&server, "other").await;
+    let (status, _) = admin(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/tenants/other/tokens",
+        Some(json!({ "scopes": ["read"], "token": old })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(get(&server, &old, "/api/v1/session").await.1["tenant"], "restored");
+    for weak in ["short", "a token with spaces in it that is long enough"] {
+        let (status, body) =
+            admin(&server, reqwest::Method::POST, path, Some(json!({ "scopes": ["read"], "token": weak }))).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("token")), "{body}");
+    }
+    // Only the admin registers tokens.
+    let r = client()
+        .post(server.url(path))
+        .bearer_auth(&fresh)
+        .body(json!({ "scopes": ["read"], "token": "x".repeat(40) }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let listed = tokens(&server, "restored").await;
+    assert_eq!(listed.len(), 2, "the tenant's first token and the registered one: {listed:?}");
+}

@@ -7,7 +7,7 @@ use microdash_model::Scope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::token::parse_scopes;
+use crate::domain::token::{Token, parse_scopes};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::Problem;
@@ -50,6 +50,9 @@ impl From<TenantError> for AppError {
             TenantError::NoScopes => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()).field("scopes"),
             TenantError::InvalidExpiry(_) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()).field("expires_in")
+            }
+            TenantError::InvalidToken(_) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()).field("token")
             }
             TenantError::Store(e) => e.into(),
         }
@@ -138,6 +141,12 @@ pub struct CreateToken {
     /// How long the token works, e.g. `30d`, `12h`, `3s` (1 s to 100 years); absent = forever.
     #[serde(default)]
     pub expires_in: Option<String>,
+    /// Registers this secret instead of generating one: for a token already handed out whose
+    /// record was lost (a restored database, a recreated tenant), as the Kubernetes operator does
+    /// for a Tenant's Secret. At least 32 characters, no whitespace; 409 when it is registered
+    /// already.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -174,7 +183,13 @@ pub async fn create_token(
     let input: CreateToken = json_body(&body)?;
     let scopes = parse_scopes(&input.scopes.join(","))
         .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("scopes"))?;
-    let created = tenants::create_token(&state.store, &name, &scopes, input.expires_in.as_deref()).await?;
+    let created = match input.token.as_deref() {
+        None => tenants::create_token(&state.store, &name, &scopes, input.expires_in.as_deref()).await?,
+        Some(secret) => {
+            let token = Token::from_secret(secret).map_err(TenantError::InvalidToken)?;
+            tenants::register_token(&state.store, &name, token, &scopes, input.expires_in.as_deref()).await?
+        }
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
