@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod resources;
 pub mod run;
 pub mod server;
+pub mod uninstall;
 
 pub use error::{Error, Result};

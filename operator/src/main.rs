@@ -17,5 +17,19 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    if config.release_finalizers {
+        let client = kube::Client::try_default().await?;
+        let said = microdash_operator::uninstall::release_finalizers(
+            client,
+            &config.lease_namespace,
+            &config.operator_deployment,
+            config.watch_namespace.as_deref(),
+        )
+        .await?;
+        for line in said {
+            tracing::info!("{line}");
+        }
+        return Ok(());
+    }
     run(config).await
 }

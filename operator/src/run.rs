@@ -41,7 +41,8 @@ pub struct Config {
     /// The namespace of the lease (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
-    /// Watch rules, channels and installations in this namespace only (tenants are cluster-wide).
+    /// Watch rules, channels and installations in this namespace only, and manage only the
+    /// (cluster-wide) Tenants whose token Secret is in it.
     #[arg(long, env = "MICRODASH_OPERATOR_NAMESPACE")]
     pub watch_namespace: Option<String>,
     /// `text` or `json`.
@@ -51,6 +52,14 @@ pub struct Config {
     /// `/healthz` on loopback, exit 0 on a 2xx answer and 1 otherwise.
     #[arg(long)]
     pub health: bool,
+    /// Before an uninstall (the chart's pre-delete hook): stop the operator's Deployment
+    /// (`--operator-deployment` in `POD_NAMESPACE`) and remove its finalizer from every
+    /// AlertRule, NotificationChannel and Tenant it watches, then exit. Deletes nothing.
+    #[arg(long)]
+    pub release_finalizers: bool,
+    /// The operator's Deployment, for `--release-finalizers`.
+    #[arg(long, env = "MICRODASH_OPERATOR_DEPLOYMENT", default_value = "microdash-operator")]
+    pub operator_deployment: String,
 }
 
 /// `--health`: asks the operator listening on `listen`'s port (on loopback) for `/healthz`.

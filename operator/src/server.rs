@@ -161,6 +161,30 @@ impl ServerApi {
         }
     }
 
+    /// The tenant `token` belongs to, asked of the server with that token itself; `None` when the
+    /// server does not accept it (unknown, revoked, expired, or its tenant gone).
+    pub async fn token_tenant(&self, token: &str) -> Result<Option<String>> {
+        let url = format!("{}/api/v1/session", self.base);
+        let unreachable = |source| Error::Unreachable { url: self.base.clone(), source };
+        let response = self.http.get(&url).bearer_auth(token).send().await.map_err(unreachable)?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        match status {
+            StatusCode::OK => Ok(value["tenant"].as_str().map(str::to_string)),
+            StatusCode::UNAUTHORIZED => Ok(None),
+            other => Err(unexpected(other, &value)),
+        }
+    }
+
+    /// Registers a token the operator already holds (a Tenant's Secret) again; a refusal (409:
+    /// registered already, 422: too weak) leaves rotation to the caller.
+    pub async fn register_token(&self, tenant: &str, token: &str, scopes: &[Scope]) -> Result<Result<(), Refusal>> {
+        let body = json!({"scopes": scopes, "token": token});
+        let (status, value) =
+            self.call(Method::POST, &format!("/api/v1/tenants/{tenant}/tokens"), None, Some(body)).await?;
+        refusal_or(status, &value, ())
+    }
+
     pub async fn set_retention(&self, tenant: &str, retention: &TenantRetention) -> Result<Result<(), Refusal>> {
         let body = serde_json::to_value(retention).expect("retention serializes");
         let (status, value) =

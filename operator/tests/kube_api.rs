@@ -277,6 +277,40 @@ async fn a_tenant_gets_its_token_secret_and_exists_in_the_server_until_deleted()
     let r = http.get(server.url("/api/v1/metrics")).bearer_auth(&token2).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
+    // The server loses the tenant (a restored database, a tenant deleted by hand): the operator
+    // creates it again and registers the Secret's token again, so its holders keep working.
+    let r = server.admin(Method::DELETE, &format!("/api/v1/tenants/{name}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(WAIT, "the Secret's token works again", || async {
+        let r = http.get(server.url("/api/v1/metrics")).bearer_auth(&token2).send().await.unwrap();
+        if r.status() == 200 { Ok(()) } else { Err(r.status().to_string()) }
+    })
+    .await;
+    let status = status_of(&tenants, &name).await;
+    assert_eq!(status["tokenRepair"]["action"], "Reregistered", "{status}");
+    let held = String::from_utf8(secrets.get(&secret_name).await.unwrap().data.unwrap()["token"].0.clone()).unwrap();
+    assert_eq!(held, token2, "registered again, not rotated");
+
+    // A token the server will not take back (too weak to be one of its own) is rotated: a new
+    // token in the Secret, and the status says so.
+    let weak = json!({"data": {"token": "bm90LWEtdG9rZW4="}}); // base64 of "not-a-token"
+    secrets.patch(&secret_name, &PatchParams::default(), &Patch::Merge(&weak)).await.unwrap();
+    let token3 = eventually(WAIT, "the Secret's token rotated", || async {
+        let s = secrets.get(&secret_name).await.unwrap();
+        let t = String::from_utf8(s.data.unwrap()["token"].0.clone()).unwrap();
+        if t != "not-a-token" && t != token2 { Ok(t) } else { Err(format!("still {t:?}")) }
+    })
+    .await;
+    let r = http.get(server.url("/api/v1/metrics")).bearer_auth(&token3).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let status = eventually(WAIT, "status says Rotated", || async {
+        let s = status_of(&tenants, &name).await;
+        if s["tokenRepair"]["action"] == "Rotated" { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    assert!(status["tokenRepair"]["reason"].as_str().unwrap().contains("refused"), "{status}");
+    let token2 = token3;
+
     tenants.delete(&name, &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "tenant gone from the server", || async {
         let r = server.admin(Method::GET, &format!("/api/v1/tenants/{name}")).send().await.unwrap();
@@ -425,4 +459,51 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("worker replicas need redisUrl"), "{err}");
+}
+
+/// The chart's pre-delete hook (`--release-finalizers`): the operator's Deployment scaled to zero,
+/// then the operator's finalizer removed from every rule and channel of the namespace (others
+/// kept), so that deleting them after the operator is gone does not hang. No operator runs here:
+/// the finalizers are put on by hand, as a stopped operator leaves them.
+#[tokio::test]
+async fn releasing_finalizers_before_uninstall_lets_deletion_finish() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "release").await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let operator: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "op"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "op"}},
+                 "template": {"metadata": {"labels": {"app": "op"}},
+                              "spec": {"containers": [{"name": "op", "image": "microdash-operator:dev"}]}}}
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &operator).await.unwrap();
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    let mut held = rule("held", "team", 1.0);
+    held.metadata.finalizers = Some(vec!["microdash.io/cleanup".into(), "example.com/other".into()]);
+    rules.create(&PostParams::default(), &held).await.unwrap();
+    let mut plain = rule("plain", "team", 1.0);
+    plain.metadata.finalizers = Some(vec!["microdash.io/cleanup".into()]);
+    rules.create(&PostParams::default(), &plain).await.unwrap();
+
+    let said = microdash_operator::uninstall::release_finalizers(client.clone(), &ns, "op", Some(&ns)).await.unwrap();
+    assert!(said.iter().any(|l| l == &format!("stopped deployment {ns}/op")), "{said:?}");
+    assert!(said.iter().any(|l| l.contains("of 2 object(s)")), "{said:?}");
+    assert_eq!(deployments.get("op").await.unwrap().spec.replicas, Some(0));
+    assert_eq!(rules.get("held").await.unwrap().metadata.finalizers, Some(vec!["example.com/other".to_string()]));
+    rules.delete("plain", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "the released rule is gone", || async {
+        match rules.get_opt("plain").await.unwrap() {
+            None => Ok(()),
+            Some(r) => Err(format!("still there: {:?}", r.metadata.finalizers)),
+        }
+    })
+    .await;
+    // A second run finds nothing left to release, and no Deployment is no error.
+    let said = microdash_operator::uninstall::release_finalizers(client.clone(), &ns, "gone", Some(&ns)).await.unwrap();
+    assert!(
+        said.iter().any(|l| l.contains("not found")) && said.iter().any(|l| l.contains("of 0 object(s)")),
+        "{said:?}"
+    );
 }

@@ -1,18 +1,21 @@
 //! `MicroDash` → the objects of one installation, all owned by it (deleting the `MicroDash`
 //! deletes them through Kubernetes' garbage collection): api and worker Deployments, the api
-//! Service, a ConfigMap with the non-secret settings, the admin-token Secret, and the agent
-//! DaemonSet. Status: ready replicas and conditions.
+//! Service, a ConfigMap with the non-secret settings, the admin-token Secret, the
+//! PersistentVolumeClaim of the embedded database, and the agent DaemonSet. Status: ready
+//! replicas and conditions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, HostPathVolumeSource, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, SecurityContext,
-    Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+    HTTPGetAction, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
@@ -28,11 +31,14 @@ use super::{error_policy, measured};
 use crate::conditions::{Wanted, merge};
 use crate::context::{Context, MANAGER, update_status};
 use crate::error::Result;
+use crate::resources::microdash::StorageSpec;
 use crate::resources::{MicroDash, MicroDashStatus};
 
 const CONTROLLER: &str = "microdash";
 const HTTP_PORT: i32 = 8080;
 const MQTT_PORT: i32 = 1883;
+/// The `nonroot` user the server image runs as.
+const SERVER_UID: i64 = 65532;
 
 pub async fn run(ctx: Arc<Context>) {
     let installs: Api<MicroDash> = ctx.watched();
@@ -64,6 +70,8 @@ pub struct Names {
     pub agent: String,
     pub config: String,
     pub admin_secret: String,
+    /// The PersistentVolumeClaim of the api Pod's `/data`.
+    pub data: String,
 }
 
 impl MicroDash {
@@ -75,6 +83,7 @@ impl MicroDash {
             agent: format!("{base}-agent"),
             config: format!("{base}-config"),
             admin_secret: format!("{base}-admin-token"),
+            data: format!("{base}-data"),
         }
     }
 
@@ -216,7 +225,7 @@ impl MicroDash {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
                 run_as_non_root: Some(true),
-                run_as_user: Some(65532),
+                run_as_user: Some(SERVER_UID),
                 ..Default::default()
             }),
             ..Default::default()
@@ -231,20 +240,42 @@ impl MicroDash {
         spec: &crate::resources::microdash::ComponentSpec,
     ) -> Deployment {
         let selector = self.selector(component);
+        // Only the api Pod holds the claim; a worker always has an external database.
+        let claim = (component == "api" && self.stores_on_claim()).then(|| self.names().data);
+        let data = match &claim {
+            Some(claim_name) => Volume {
+                name: "data".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim_name.clone(),
+                    read_only: Some(false),
+                }),
+                ..Default::default()
+            },
+            None => {
+                Volume { name: "data".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }
+            }
+        };
         Deployment {
             metadata: self.meta(name, component),
             spec: DeploymentSpec {
                 replicas: Some(spec.replicas),
                 selector: LabelSelector { match_labels: Some(selector), ..Default::default() },
+                // One writer of the SQLite file: the old Pod ends (and lets go of a ReadWriteOnce
+                // volume, which may be attached to one node only) before the new one starts.
+                strategy: claim
+                    .is_some()
+                    .then(|| DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta { labels: Some(self.labels(component)), ..Default::default() }),
                     spec: Some(PodSpec {
                         containers: vec![self.server_container(role, spec.resources.clone())],
-                        volumes: Some(vec![Volume {
-                            name: "data".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                        volumes: Some(vec![data]),
+                        // The server's user owns what it writes to the volume.
+                        security_context: Some(PodSecurityContext {
+                            fs_group: Some(SERVER_UID),
+                            fs_group_change_policy: Some("OnRootMismatch".into()),
                             ..Default::default()
-                        }]),
+                        }),
                         ..Default::default()
                     }),
                 },
@@ -252,6 +283,33 @@ impl MicroDash {
             },
             ..Default::default()
         }
+    }
+
+    /// Whether `/data` of the api Pod is on the PersistentVolumeClaim `names().data`.
+    pub fn stores_on_claim(&self) -> bool {
+        self.spec.storage.enabled.unwrap_or(self.spec.database_url_secret_ref.is_none())
+    }
+
+    /// The claim of the api Pod's `/data`; `None` when `stores_on_claim` is off.
+    pub fn data_claim(&self) -> Option<PersistentVolumeClaim> {
+        if !self.stores_on_claim() {
+            return None;
+        }
+        let storage = &self.spec.storage;
+        let size = storage.size.clone().unwrap_or_else(|| Quantity(StorageSpec::DEFAULT_SIZE.into()));
+        Some(PersistentVolumeClaim {
+            metadata: self.meta(&self.names().data, "data"),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".to_string(), size)])),
+                    limits: None,
+                }),
+                storage_class_name: storage.storage_class_name.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
     }
 
     pub fn api_deployment(&self) -> Deployment {
@@ -290,108 +348,64 @@ impl MicroDash {
         format!("http://{}.{}.svc:{HTTP_PORT}", self.names().api, self.namespace().unwrap_or_default())
     }
 
-    /// `None` when the agent is disabled.
+    /// The Pod Security level the namespace enforces when it is one that refuses the agent's
+    /// pods (`baseline` or `restricted`); `None` for `privileged` or no label.
+    async fn pod_security_refusing_agent(&self, client: &Client, namespace: &str) -> Result<Option<String>> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let level = namespaces
+            .get_opt(namespace)
+            .await?
+            .and_then(|n| n.metadata.labels?.remove("pod-security.kubernetes.io/enforce"));
+        Ok(level.filter(|l| l == "baseline" || l == "restricted"))
+    }
+
+    /// `None` when the agent is disabled. The DaemonSet of `deploy/agent-daemonset.yaml` (one
+    /// source for `kubectl apply` users and the operator: hostPID and hostNetwork, user nobody,
+    /// seccomp RuntimeDefault, every capability dropped, read-only root, resources, no
+    /// service-account token), with this installation's names, labels, image, server, token,
+    /// interval, tolerations and resources.
     pub fn agent_daemon_set(&self) -> Option<DaemonSet> {
         let agent = &self.spec.agent;
         if !agent.enabled {
             return None;
         }
-        let image = self.spec.agent_image.clone().unwrap_or_else(|| agent_image_of(&self.spec.image));
-        let mut env = vec![
-            EnvVar { name: "MICRODASH_AGENT_SERVER".into(), value: Some(self.url()), ..Default::default() },
-            EnvVar {
-                name: "MICRODASH_AGENT_INTERVAL".into(),
-                value: Some(agent.interval.clone()),
-                ..Default::default()
-            },
-            EnvVar { name: "MICRODASH_AGENT_PROC_ROOT".into(), value: Some("/host/proc".into()), ..Default::default() },
-            EnvVar { name: "MICRODASH_AGENT_ROOT".into(), value: Some("/host/root".into()), ..Default::default() },
-            EnvVar { name: "MICRODASH_AGENT_SPOOL_DIR".into(), value: Some("/spool".into()), ..Default::default() },
-            EnvVar {
-                name: "MICRODASH_AGENT_HOST_LABEL".into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
-                        field_path: "spec.nodeName".into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ];
-        if let Some(token) = &agent.token_secret_ref {
-            env.push(EnvVar {
-                name: "MICRODASH_AGENT_TOKEN".into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: token.name.clone(),
-                        key: token.key.clone(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+        let mut daemon_set = hardened_agent_daemon_set();
+        daemon_set.metadata = self.meta(&self.names().agent, "agent");
+        let spec = &mut daemon_set.spec;
+        spec.selector = LabelSelector { match_labels: Some(self.selector("agent")), ..Default::default() };
+        spec.template.metadata = Some(ObjectMeta { labels: Some(self.labels("agent")), ..Default::default() });
+        let pod = spec.template.spec.as_mut().expect("the manifest has a pod spec");
+        // The namespace's default ServiceAccount; its token is not mounted either way.
+        pod.service_account_name = None;
+        if let Some(tolerations) = &agent.tolerations {
+            pod.tolerations = Some(tolerations.clone());
         }
-        let host = |name: &str, path: &str| Volume {
-            name: name.into(),
-            host_path: Some(HostPathVolumeSource { path: path.into(), type_: Some("Directory".into()) }),
-            ..Default::default()
+        let container = &mut pod.containers[0];
+        container.image = Some(self.spec.agent_image.clone().unwrap_or_else(|| agent_image_of(&self.spec.image)));
+        container.image_pull_policy = self.spec.image_pull_policy.clone();
+        if let Some(resources) = &agent.resources {
+            container.resources = Some(resources.clone());
+        }
+        let env = container.env.get_or_insert_with(Vec::new);
+        let mut set = |name: &str, value: Option<String>, value_from: Option<EnvVarSource>| {
+            env.retain(|e| e.name != name);
+            if value.is_some() || value_from.is_some() {
+                env.push(EnvVar { name: name.into(), value, value_from });
+            }
         };
-        let read_only = |name: &str, path: &str| VolumeMount {
-            name: name.into(),
-            mount_path: path.into(),
-            read_only: Some(true),
-            mount_propagation: Some("HostToContainer".into()),
+        set("MICRODASH_AGENT_SERVER", Some(self.url()), None);
+        set("MICRODASH_AGENT_INTERVAL", Some(agent.interval.clone()), None);
+        // The CRD's CEL rule makes `tokenSecretRef` present whenever the agent is enabled.
+        let token = agent.token_secret_ref.as_ref().map(|token| EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: token.name.clone(),
+                key: token.key.clone(),
+                optional: Some(false),
+            }),
             ..Default::default()
-        };
-        let tolerations = agent
-            .tolerations
-            .clone()
-            .unwrap_or_else(|| vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]);
-        Some(DaemonSet {
-            metadata: self.meta(&self.names().agent, "agent"),
-            spec: DaemonSetSpec {
-                selector: LabelSelector { match_labels: Some(self.selector("agent")), ..Default::default() },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta { labels: Some(self.labels("agent")), ..Default::default() }),
-                    spec: Some(PodSpec {
-                        host_pid: Some(false),
-                        tolerations: Some(tolerations),
-                        containers: vec![Container {
-                            name: "agent".into(),
-                            image: Some(image),
-                            image_pull_policy: self.spec.image_pull_policy.clone(),
-                            env: Some(env),
-                            resources: agent.resources.clone(),
-                            volume_mounts: Some(vec![
-                                read_only("proc", "/host/proc"),
-                                read_only("root", "/host/root"),
-                                VolumeMount { name: "spool".into(), mount_path: "/spool".into(), ..Default::default() },
-                            ]),
-                            security_context: Some(SecurityContext {
-                                allow_privilege_escalation: Some(false),
-                                read_only_root_filesystem: Some(true),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }],
-                        volumes: Some(vec![
-                            host("proc", "/proc"),
-                            host("root", "/"),
-                            Volume {
-                                name: "spool".into(),
-                                empty_dir: Some(EmptyDirVolumeSource::default()),
-                                ..Default::default()
-                            },
-                        ]),
-                        ..Default::default()
-                    }),
-                },
-                ..Default::default()
-            },
-            ..Default::default()
-        })
+        });
+        set("MICRODASH_AGENT_TOKEN", None, token);
+        Some(daemon_set)
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Action> {
@@ -408,6 +422,10 @@ impl MicroDash {
         let token = (!has_token).then(new_admin_token);
         apply(client, &namespace, &self.admin_secret(token)).await?;
         apply(client, &namespace, &self.config_map()).await?;
+        // Turning storage off later leaves the claim (and its data) in place: delete it by hand.
+        if let Some(claim) = self.data_claim() {
+            apply(client, &namespace, &claim).await?;
+        }
         let api = apply(client, &namespace, &self.api_deployment()).await?;
         apply(client, &namespace, &self.api_service()).await?;
         let worker = match self.worker_deployment() {
@@ -427,6 +445,31 @@ impl MicroDash {
         let all_ready = api_ready >= self.spec.api.replicas && worker_ready >= worker_wanted;
         let previous = self.status.clone().unwrap_or_default();
         let generation = self.metadata.generation;
+        let refusing_level = match &agent {
+            Some(_) => self.pod_security_refusing_agent(client, &namespace).await?,
+            None => None,
+        };
+        let agent_condition = match (&agent, refusing_level) {
+            (None, _) => Wanted::yes("AgentReady", "Disabled", "the agent is not enabled"),
+            (Some(_), Some(level)) => Wanted::no(
+                "AgentReady",
+                "PodSecurityLevel",
+                format!(
+                    "namespace {namespace} enforces the Pod Security level {level:?}; the agent's pods (hostPID, \
+                     hostNetwork, hostPath) need \"privileged\": kubectl label namespace {namespace} \
+                     pod-security.kubernetes.io/enforce=privileged --overwrite, or put the MicroDash in such a namespace"
+                ),
+            ),
+            (Some(d), None) => {
+                let status = d.status.clone().unwrap_or_default();
+                let message = format!("{}/{} nodes", status.number_ready, status.desired_number_scheduled);
+                if status.number_ready >= status.desired_number_scheduled && status.desired_number_scheduled > 0 {
+                    Wanted::yes("AgentReady", "NodesReady", message)
+                } else {
+                    Wanted::no("AgentReady", "NodesNotReady", message)
+                }
+            }
+        };
         let ready_condition = if all_ready {
             Wanted::yes(
                 "Ready",
@@ -442,7 +485,11 @@ impl MicroDash {
         };
         let conditions = merge(
             &previous.conditions,
-            &[ready_condition, Wanted::yes("Reconciled", "Applied", "every object of the installation is applied")],
+            &[
+                ready_condition,
+                agent_condition,
+                Wanted::yes("Reconciled", "Applied", "every object of the installation is applied"),
+            ],
             generation,
             k8s_openapi::jiff::Timestamp::now(),
         );
@@ -464,6 +511,19 @@ impl MicroDash {
         // Owned objects trigger a reconcile when they change; the resync is a safety net.
         Ok(Action::requeue(std::time::Duration::from_secs(300)))
     }
+}
+
+/// The manifest users apply by hand, compiled in: the operator renders the same hardened pod.
+const AGENT_MANIFEST: &str = include_str!("../../../deploy/agent-daemonset.yaml");
+
+/// The DaemonSet document of [`AGENT_MANIFEST`].
+fn hardened_agent_daemon_set() -> DaemonSet {
+    serde_saphyr::from_multiple::<serde_json::Value>(AGENT_MANIFEST)
+        .expect("deploy/agent-daemonset.yaml is YAML")
+        .into_iter()
+        .find(|doc| doc["kind"] == "DaemonSet")
+        .map(|doc| serde_json::from_value(doc).expect("deploy/agent-daemonset.yaml has a valid DaemonSet"))
+        .expect("deploy/agent-daemonset.yaml has a DaemonSet")
 }
 
 /// `repo/microdash:tag` → `repo/microdash-agent:tag`.
@@ -599,6 +659,7 @@ mod tests {
                 "GET /api/v1/namespaces/ns/secrets/md-admin-token",
                 "PATCH /api/v1/namespaces/ns/secrets/md-admin-token",
                 "PATCH /api/v1/namespaces/ns/configmaps/md-config",
+                "PATCH /api/v1/namespaces/ns/persistentvolumeclaims/md-data",
                 "PATCH /apis/apps/v1/namespaces/ns/deployments/md-api",
                 "PATCH /api/v1/namespaces/ns/services/md-api",
                 "DELETE /apis/apps/v1/namespaces/ns/deployments/md-worker",
@@ -606,6 +667,44 @@ mod tests {
                 "POST /apis/events.k8s.io/v1/namespaces/ns/events",
                 "PATCH /apis/microdash.io/v1alpha1/namespaces/ns/microdashes/md/status",
             ]
+        );
+    }
+
+    /// The embedded SQLite installation keeps `/data` on a claim by default and replaces its
+    /// one Pod with `Recreate`; an external database needs neither unless asked for.
+    #[test]
+    fn embedded_sqlite_lives_on_a_claim_and_is_recreated() {
+        let md = install(json!({"image": "microdash:1", "storage": {"size": "5Gi", "storageClassName": "fast"}}));
+        let claim = md.data_claim().expect("on by default without an external database");
+        let spec = claim.spec.unwrap();
+        assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce"]);
+        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], Quantity("5Gi".into()));
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        let api = md.api_deployment().spec;
+        assert_eq!(api.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+        let pod = api.template.spec.unwrap();
+        let volume = &pod.volumes.unwrap()[0];
+        assert_eq!(volume.persistent_volume_claim.as_ref().unwrap().claim_name, "md-data");
+        assert_eq!(pod.security_context.unwrap().fs_group, Some(65532));
+
+        let external = install(json!({"image": "microdash:1", "databaseUrlSecretRef": {"name": "db", "key": "url"}}));
+        assert!(external.data_claim().is_none());
+        let api = external.api_deployment().spec;
+        assert!(api.strategy.is_none(), "rolling updates with an external database");
+        assert!(api.template.spec.unwrap().volumes.unwrap()[0].empty_dir.is_some());
+        let off = install(json!({"image": "microdash:1", "storage": {"enabled": false}}));
+        assert!(off.data_claim().is_none());
+        assert_eq!(
+            install(json!({"image": "microdash:1"}))
+                .data_claim()
+                .unwrap()
+                .spec
+                .unwrap()
+                .resources
+                .unwrap()
+                .requests
+                .unwrap()["storage"],
+            Quantity("1Gi".into())
         );
     }
 

@@ -17,7 +17,7 @@ use super::{FINALIZER, error_policy, from_finalizer, measured};
 use crate::conditions::{Wanted, merge};
 use crate::context::{Context, MANAGER, update_status};
 use crate::error::Result;
-use crate::resources::tenant::TenantUsage;
+use crate::resources::tenant::{TenantUsage, TokenRepair};
 use crate::resources::{Tenant, TenantStatus};
 
 const CONTROLLER: &str = "tenant";
@@ -34,6 +34,14 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    // Tenants are cluster-wide; an operator limited to one namespace manages those whose token
+    // Secret lives there (it writes nothing elsewhere), and leaves every other Tenant, finalizer
+    // included, to the operator of that namespace.
+    if let Some(namespace) = &ctx.watch_namespace
+        && tenant.spec.token_secret.namespace != *namespace
+    {
+        return Ok(Action::await_change());
+    }
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let work = async {
         finalizer(&api, FINALIZER, tenant.clone(), |event| async {
@@ -75,12 +83,65 @@ impl Tenant {
         Ok(())
     }
 
-    async fn has_token_secret(&self, ctx: &Context) -> Result<bool> {
+    /// The token in the tenant's Secret, when there is one.
+    async fn token_in_secret(&self, ctx: &Context) -> Result<Option<String>> {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &self.spec.token_secret.namespace);
         Ok(secrets
             .get_opt(&self.token_secret_name())
             .await?
-            .is_some_and(|s| s.data.as_ref().is_some_and(|d| d.get(TOKEN_KEY).is_some_and(|v| !v.0.is_empty()))))
+            .and_then(|s| s.data?.remove(TOKEN_KEY))
+            .and_then(|v| String::from_utf8(v.0).ok())
+            .filter(|t| !t.is_empty()))
+    }
+
+    /// Makes the Secret hold a token the server accepts for this tenant: writes one when the
+    /// Secret lacks it; when the server refuses the Secret's token (the tenant recreated, the
+    /// database restored or lost), registers that same token again so clients keep working, or,
+    /// when the server will not take it back (another tenant's, too weak), rotates it. Answers
+    /// what was repaired.
+    async fn ensure_token(
+        &self,
+        ctx: &Context,
+        server: &crate::server::ServerApi,
+        first_token: Option<String>,
+    ) -> Result<Option<TokenRepair>> {
+        let name = self.name_any();
+        let scopes = self.token_scopes();
+        let Some(held) = self.token_in_secret(ctx).await? else {
+            let token = match first_token {
+                Some(token) if scopes.len() == microdash_model::Scope::ALL.len() => token,
+                _ => server.create_token(&name, &scopes).await?,
+            };
+            self.write_token(ctx, &token).await?;
+            ctx.event(self, false, "TokenWritten", format!("token written to Secret {}", self.token_secret_ref()))
+                .await;
+            return Ok(None);
+        };
+        let reason = match server.token_tenant(&held).await? {
+            Some(owner) if owner == name => return Ok(None),
+            Some(_) => "the token in the Secret belongs to another tenant".to_string(),
+            None => match server.register_token(&name, &held, &scopes).await? {
+                Ok(()) => {
+                    let reason = "the server did not accept the token in the Secret".to_string();
+                    tracing::warn!(tenant = %name, "The server did not accept the tenant's token; registered it again.");
+                    ctx.event(self, true, "TokenReregistered", format!("{reason}; registered the same token again"))
+                        .await;
+                    return Ok(Some(TokenRepair::now("Reregistered", reason)));
+                }
+                Err(refusal) => format!("the server did not accept the token and refused it again: {}", refusal.detail),
+            },
+        };
+        let token = server.create_token(&name, &scopes).await?;
+        self.write_token(ctx, &token).await?;
+        tracing::warn!(tenant = %name, %reason, "Rotated the tenant's token.");
+        ctx.event(
+            self,
+            true,
+            "TokenRotated",
+            format!("{reason}; wrote a new token to Secret {}", self.token_secret_ref()),
+        )
+        .await;
+        Ok(Some(TokenRepair::now("Rotated", reason)))
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Action> {
@@ -106,15 +167,7 @@ impl Tenant {
             tracing::info!(tenant = %name, "Tenant created in the server.");
             ctx.event(self, false, "Created", format!("tenant {name} created in the server")).await;
         }
-        if !self.has_token_secret(ctx).await? {
-            let token = match new_token {
-                Some(token) if self.token_scopes().len() == microdash_model::Scope::ALL.len() => token,
-                _ => server.create_token(&name, &self.token_scopes()).await?,
-            };
-            self.write_token(ctx, &token).await?;
-            ctx.event(self, false, "TokenWritten", format!("token written to Secret {}", self.token_secret_ref()))
-                .await;
-        }
+        let repair = self.ensure_token(ctx, &server, new_token).await?;
         let mut wanted = vec![];
         if let Some(retention) = &self.spec.tenant.retention
             && let Err(refusal) = server.set_retention(&name, retention).await?
@@ -140,6 +193,7 @@ impl Tenant {
             conditions,
             token_secret_name: Some(self.token_secret_ref()),
             usage: Some(TenantUsage { metrics, rules, channels }),
+            token_repair: repair.or(previous.token_repair),
         };
         update_status(&api, &name, self.status.as_ref(), &status).await?;
         Ok(Action::requeue(ctx.resync))

@@ -2,6 +2,7 @@
 //! Services, ConfigMap, admin-token Secret, agent DaemonSet).
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -28,6 +29,10 @@ use super::SecretKeyRef;
 )]
 #[x_kube(validation = Rule::new("self.worker.replicas == 0 || (has(self.redisUrl) && has(self.databaseUrlSecretRef))")
     .message("worker replicas need redisUrl and databaseUrlSecretRef (distributed mode: Redis Streams and PostgreSQL or MariaDB)"))]
+#[x_kube(validation = Rule::new("!has(self.agent) || !self.agent.enabled || has(self.agent.tokenSecretRef)")
+    .message("agent.enabled needs agent.tokenSecretRef: the Secret (key `token`) of a token with the ingest scope, e.g. a Tenant's token Secret"))]
+#[x_kube(validation = Rule::new("has(self.databaseUrlSecretRef) || self.api.replicas <= 1")
+    .message("the embedded SQLite database is one process's file: more than one api replica needs databaseUrlSecretRef (PostgreSQL or MariaDB) and redisUrl"))]
 #[x_kube(validation = Rule::new("has(self.redisUrl) || self.api.replicas <= 1")
     .message("more than one api replica needs redisUrl (without Redis one process holds the queue and the live hub)"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -45,9 +50,14 @@ pub struct MicroDashSpec {
     /// Queue consumers and alert evaluation (role `worker`); needs Redis and an SQL server.
     #[serde(default = "ComponentSpec::none")]
     pub worker: ComponentSpec,
-    /// `MICRODASH_DATABASE_URL` from a Secret; omitted = SQLite on an emptyDir of the api Pod.
+    /// `MICRODASH_DATABASE_URL` from a Secret (PostgreSQL or MariaDB); omitted = the embedded
+    /// SQLite database in the api Pod's `/data`, on the PersistentVolumeClaim of `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url_secret_ref: Option<SecretKeyRef>,
+    /// The api Pod's `/data` (the embedded SQLite database) on a PersistentVolumeClaim, so
+    /// restarts, rollouts and node drains keep every metric, tenant and token.
+    #[serde(default)]
+    pub storage: StorageSpec,
     /// `MICRODASH_REDIS_URL`; omitted = in-process queue and live hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
@@ -83,6 +93,31 @@ impl ComponentSpec {
     }
 }
 
+/// A PersistentVolumeClaim `<name>-data` (ReadWriteOnce) for the api Pod's `/data`. With it the
+/// api Deployment uses the `Recreate` strategy: the old Pod lets go of the SQLite file (and the
+/// volume) before the new one opens it. Deleting the `MicroDash` deletes the claim (and, with
+/// the usual `Delete` reclaim policy, the data).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageSpec {
+    /// Default: on without `databaseUrlSecretRef` (the embedded SQLite database), off with an
+    /// external database (nothing in `/data` needs to outlive the Pod then). Off keeps `/data`
+    /// on an emptyDir: every restart starts empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The claim's requested size, e.g. `10Gi`; default `1Gi`. It can grow later where the
+    /// StorageClass allows volume expansion, never shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+    /// Omitted = the cluster's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl StorageSpec {
+    pub const DEFAULT_SIZE: &'static str = "1Gi";
+}
+
 /// MQTT: the embedded broker (default) or an external one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -92,7 +127,10 @@ pub struct MqttSpec {
     pub url: Option<String>,
 }
 
-/// The agent DaemonSet: one `microdash-agent` per node, reading the host's `/proc` and `/`.
+/// The agent DaemonSet: one `microdash-agent` per node, reading the host's `/proc` and `/`: the
+/// hardened pod of `deploy/agent-daemonset.yaml` (hostPID and hostNetwork, so the namespace
+/// must allow the Pod Security level `privileged`; the `AgentReady` condition says when it does
+/// not).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSpec {
@@ -101,7 +139,8 @@ pub struct AgentSpec {
     /// Collection interval, e.g. `10s`.
     #[serde(default = "ten_seconds")]
     pub interval: String,
-    /// The tenant the agents write to and the Secret with its token (key `token`).
+    /// The Secret (and key, usually `token`) of the token the agents write with: a token with the
+    /// `ingest` scope, e.g. the Secret a `Tenant` writes. Required when `enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyRef>,
     /// Default: tolerate every taint, so every node reports.

@@ -68,6 +68,23 @@ pub struct TenantStatus {
     pub token_secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TenantUsage>,
+    /// The last time the server refused the token in the Secret and what the operator did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_repair: Option<TokenRepair>,
+}
+
+/// What the operator did about a token the server no longer accepted (a recreated tenant, a
+/// restored or lost database).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRepair {
+    /// `Reregistered`: the same token made valid again (clients keep working);
+    /// `Rotated`: a new token written to the Secret (clients must read it again).
+    pub action: String,
+    /// Why, e.g. `the server did not accept the token`.
+    pub reason: String,
+    /// RFC 3339.
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -78,6 +95,12 @@ pub struct TenantUsage {
     /// Alert rules and notification channels in the server.
     pub rules: i64,
     pub channels: i64,
+}
+
+impl TokenRepair {
+    pub fn now(action: &str, reason: String) -> Self {
+        TokenRepair { action: action.into(), reason, at: k8s_openapi::jiff::Timestamp::now().to_string() }
+    }
 }
 
 #[cfg(test)]
