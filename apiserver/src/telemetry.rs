@@ -44,6 +44,7 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const OVERLOADED: &str = "overloaded";
     pub const WRITE_FAILED: &str = "write_failed";
+    pub const CROSS_ORIGIN: &str = "cross_origin";
 }
 
 #[derive(Clone)]

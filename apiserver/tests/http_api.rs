@@ -846,3 +846,89 @@ async fn the_admin_token_acts_on_the_tenant_named_in_x_microdash_tenant() {
     let r = as_tenant(reqwest::Method::GET, "/api/v1/tenants", "team-b", &b).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// Browser safety (issue 15 item 5): every answer carries a CSP that forbids framing, nosniff and
+/// a referrer policy; a write with the session cookie must come from the server's own origin with
+/// a JSON body, so another page, even of the same site, cannot make one with the user's cookie
+/// (the finding: a `text/plain` form post from another origin created a channel and ingested).
+/// Bearer clients are unaffected.
+#[tokio::test]
+async fn cookie_writes_need_the_same_origin_and_json_and_pages_carry_safety_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for path in ["/", "/api/v1/metrics", "/healthz"] {
+        let r = client().get(server.url(path)).send().await.unwrap();
+        let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"), "{path}");
+        assert!(header("content-security-policy").contains("script-src 'self'"), "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+
+    let own = server.url("");
+    let evil = "http://evil.localhost:9";
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    // Login from another origin is refused (no session planted by another page).
+    let r = http
+        .post(server.url("/api/v1/session"))
+        .header("origin", evil)
+        .json(&json!({"token": server.token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(http.get(server.url("/api/v1/session")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .post(server.url("/api/v1/session"))
+        .header("origin", &own)
+        .json(&json!({"token": server.token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let sample = r#"{"metric":"csrf.probe","value":1}"#;
+    let channel = json!({"name": "csrf", "webhook": {"url": "http://127.0.0.1:9/hook"}}).to_string();
+    let cookie_write = |path: &str, origin: Option<&str>, content_type: &str, body: &str| {
+        let mut request = http.post(server.url(path)).header("content-type", content_type).body(body.to_string());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for (origin, content_type, expected, field) in [
+        (Some(evil), "application/json", StatusCode::FORBIDDEN, "Origin"),
+        (None, "application/json", StatusCode::FORBIDDEN, "Origin"),
+        (Some("null"), "application/json", StatusCode::FORBIDDEN, "Origin"),
+        (Some(own.as_str()), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+    ] {
+        for (path, body) in [("/api/v1/metrics", sample), ("/api/v1/channels", channel.as_str())] {
+            let r = cookie_write(path, origin, content_type, body).await.unwrap();
+            assert_eq!(r.status(), expected, "{path} from {origin:?} as {content_type}");
+            let problem: Value = r.json().await.unwrap();
+            assert_eq!(problem["field"], field, "{problem}");
+        }
+    }
+    let (status, body) = get(&server, &server.token, "/api/v1/channels").await;
+    assert_eq!((status, body["channels"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "nothing was created");
+    let (_, body) = get(&server, &server.token, "/api/v1/metrics").await;
+    assert!(!body.to_string().contains("csrf.probe"), "nothing was ingested: {body}");
+
+    // The dashboard itself: same origin, JSON.
+    let r = cookie_write("/api/v1/channels", Some(&own), "application/json", &channel).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let r = cookie_write("/api/v1/metrics", Some(&own), "application/json", sample).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Reads with the cookie need no Origin; bearer writes need neither Origin nor JSON.
+    assert_eq!(http.get(server.url("/api/v1/metrics")).send().await.unwrap().status(), StatusCode::OK);
+    let r = client()
+        .post(server.url("/api/v1/metrics"))
+        .bearer_auth(&server.token)
+        .header("content-type", "text/plain")
+        .body(sample)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}

@@ -6,7 +6,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use microdash_model::Scope;
 
 use crate::auth::SESSION_COOKIE;
@@ -80,6 +80,55 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Whether `Origin` names the origin the request was sent to (its `Host`, or the
+/// `X-Forwarded-Host` of a reverse proxy that rewrote it; a cross-origin page cannot set either).
+pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let Some(authority) = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|origin| origin.split_once("://").map(|(_, authority)| authority.trim_end_matches('/')))
+    else {
+        return false;
+    };
+    let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    [header_value(header::HOST.as_str()), header_value("x-forwarded-host"), uri.authority().map(|a| a.as_str())]
+        .into_iter()
+        .flatten()
+        .any(|host| host.trim().eq_ignore_ascii_case(authority))
+}
+
+/// A write authenticated by the dashboard's session cookie must come from the dashboard's own
+/// origin and carry JSON, so that no other page, not even one of the same site (where
+/// `SameSite=Strict` does not help), can make it with the user's cookie (CSRF). Reads, and
+/// every request with `Authorization: Bearer`, are not affected.
+fn check_cookie_write(parts: &Parts) -> AppResult<()> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    if !same_origin(&parts.headers, &parts.uri) {
+        return Err(AppError::forbidden(
+            "cross-origin write refused: a request with the dashboard's session cookie must come from the \
+             dashboard's own origin (its Origin header); API clients send Authorization: Bearer",
+        )
+        .field("Origin"));
+    }
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    if has_body && !json {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a write with the dashboard's session cookie must send Content-Type: application/json",
+        )
+        .field("Content-Type"));
+    }
+    Ok(())
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
@@ -96,7 +145,13 @@ impl FromRequestParts<AppState> for Caller {
             }
             Some(secret) => state.auth.token(secret).await?,
             None => match cookie_value(&parts.headers, SESSION_COOKIE) {
-                Some(cookie) => state.auth.session(cookie).await?,
+                Some(cookie) => {
+                    if let Err(refusal) = check_cookie_write(parts) {
+                        state.telemetry.reject(reason::CROSS_ORIGIN);
+                        return Err(refusal);
+                    }
+                    state.auth.session(cookie).await?
+                }
                 None => {
                     state.telemetry.reject(reason::UNAUTHORIZED);
                     return Err(AppError::unauthorized(

@@ -145,8 +145,30 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(assets::serve)
         .layer(middleware::map_response(error::problem_for_every_error))
+        .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
+}
+
+/// What the dashboard may load and who may frame it: its own scripts, styles and API only
+/// (inline styles for the chart library's positioning), never in a frame.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Browser safety headers on every answer: a CSP and no framing, no MIME sniffing, no referrer.
+async fn security_headers(mut response: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Counts every request by method, route template and status.

@@ -48,7 +48,18 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
 
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login,
     responses((status = 200, body = SessionInfo), (status = 401)))]
-pub async fn login(State(state): State<AppState>, Body(body): Body) -> AppResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Body(body): Body,
+) -> AppResult<Response> {
+    // No other page logs a browser in to a session of its choosing (login CSRF).
+    if headers.contains_key(header::ORIGIN) && !crate::http::auth::same_origin(&headers, &uri) {
+        return Err(
+            AppError::forbidden("cross-origin login refused: log in from the dashboard's own origin").field("Origin")
+        );
+    }
     let login: Login = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("expected {{\"token\":\"…\"}}: {e}")).field("token"))?;
     let principal =
