@@ -142,6 +142,10 @@ pub struct ConfigLayer {
     #[arg(long, env = "MICRODASH_ALERT_LEASE_TTL", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub alert_lease_ttl: Option<Duration>,
+    /// Non-public ranges webhooks may reach (comma-separated CIDRs, e.g. `10.96.0.0/12`);
+    /// loopback, private, link-local (metadata) and other local addresses are refused otherwise.
+    #[arg(long, env = "MICRODASH_OUTBOUND_ALLOW")]
+    pub outbound_allow: Option<String>,
 }
 
 macro_rules! merge_layers {
@@ -193,7 +197,8 @@ impl ConfigLayer {
             notify_backoff,
             notify_max_backoff,
             notify_ca_file,
-            alert_lease_ttl
+            alert_lease_ttl,
+            outbound_allow
         )
     }
 
@@ -268,6 +273,8 @@ pub struct Config {
     pub notify_ca_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub alert_lease_ttl: Duration,
+    /// CIDRs, comma-separated; empty = public addresses only.
+    pub outbound_allow: String,
 }
 
 fn redact<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -333,6 +340,7 @@ impl Default for Config {
             notify_max_backoff: Duration::from_secs(300),
             notify_ca_file: None,
             alert_lease_ttl: Duration::from_secs(10),
+            outbound_allow: String::new(),
         }
     }
 }
@@ -480,7 +488,9 @@ impl Config {
             notify_max_backoff: layer.notify_max_backoff.unwrap_or(d.notify_max_backoff),
             notify_ca_file: layer.notify_ca_file,
             alert_lease_ttl: layer.alert_lease_ttl.unwrap_or(d.alert_lease_ttl),
+            outbound_allow: layer.outbound_allow.unwrap_or(d.outbound_allow),
         };
+        config.outbound_policy()?;
         if let Some(token) = &config.default_tenant_token
             && let Err(reason) = crate::domain::Token::from_secret(token)
         {
@@ -489,7 +499,8 @@ impl Config {
         if let Some(path) = &config.notify_ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| ConfigError::new("notify_ca_file", format!("cannot read {}: {e}", path.display())))?;
-            crate::alerting::outbox::Notifier::new(Some(pem)).map_err(|e| ConfigError::new("notify_ca_file", e))?;
+            crate::alerting::outbox::Notifier::new(Some(pem), Default::default())
+                .map_err(|e| ConfigError::new("notify_ca_file", e))?;
         }
         if config.alert_lease_ttl < Duration::from_secs(3) {
             return Err(ConfigError::new(
@@ -509,6 +520,11 @@ impl Config {
         // Parses the URL and reads the TLS files now, so a mistake stops the start.
         crate::mqtt::config::BridgeSettings::from_config(&config)?;
         Ok(config)
+    }
+
+    /// Where webhooks may go besides public addresses (`outbound_allow`).
+    pub fn outbound_policy(&self) -> Result<crate::outbound::OutboundPolicy, ConfigError> {
+        crate::outbound::OutboundPolicy::parse(&self.outbound_allow).map_err(|e| ConfigError::new("outbound_allow", e))
     }
 
     pub fn limits(&self) -> Limits {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod mqtt;
+pub mod outbound;
 pub mod pipeline;
 pub mod retention;
 pub mod server;

@@ -197,7 +197,8 @@ fn start_alerting(store: &DynStore, config: &Config, telemetry: &Telemetry) -> A
         .notify_ca_file
         .as_ref()
         .map(|path| std::fs::read(path).expect("checked when the configuration was read"));
-    let notifier = Notifier::new(ca).expect("checked when the configuration was read");
+    let outbound = config.outbound_policy().expect("checked when the configuration was read");
+    let notifier = Notifier::new(ca, outbound).expect("checked when the configuration was read");
     let outbox_config = OutboxConfig {
         max_attempts: config.notify_max_attempts,
         backoff: config.notify_backoff,

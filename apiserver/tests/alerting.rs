@@ -778,3 +778,97 @@ fn a_notify_ca_file_that_is_no_certificate_stops_the_server_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("notify_ca_file"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Outbound requests (issue 15 item 4): no SSRF through webhook channels.
+
+/// An HTTP server on `ip` that answers every request with `status`, `headers` and `body`;
+/// counts what it got.
+async fn canned(
+    ip: &str,
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let headers = headers.clone();
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut response = axum::response::Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(name, value);
+            }
+            response.body(axum::body::Body::from(body)).unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), hits)
+}
+
+/// The findings: a tenant token with `admin` scope pointed a channel at 127.0.0.1, 0.0.0.0,
+/// decimal and hex loopback forms, 169.254.169.254 or a redirect to them, and `POST …/test`
+/// sent the request and showed the answer's body. Now every local address is refused before a
+/// byte is sent (literals in any form, names after resolution, every redirect hop), unless
+/// `MICRODASH_OUTBOUND_ALLOW` opens the range; and no answer body is shown back.
+#[tokio::test]
+async fn webhooks_never_reach_local_addresses_nor_echo_bodies() {
+    use std::sync::atomic::Ordering;
+    // Loopback is a trap here; only 127.0.0.2 (the "public" receivers of this test) is allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("MICRODASH_OUTBOUND_ALLOW", "127.0.0.2/32")]);
+    let t = server.token.clone();
+    let (trap, trap_hits) = canned("127.0.0.1", 200, vec![], "internal secret: hunter2").await;
+    let port = trap.rsplit(':').next().unwrap().to_string();
+    let (redirector, _) = canned("127.0.0.2", 302, vec![("location", format!("{trap}/hook"))], "").await;
+    let (leaky, leaky_hits) = canned("127.0.0.2", 500, vec![], "stack trace: db password hunter2").await;
+
+    let cases = [
+        (format!("{trap}/hook"), "loopback"),
+        (format!("http://2130706433:{port}/hook"), "loopback"),
+        (format!("http://0x7f000001:{port}/hook"), "loopback"),
+        (format!("http://0x7f.1:{port}/hook"), "loopback"),
+        (format!("http://localhost:{port}/hook"), "loopback"),
+        (format!("http://[::ffff:127.0.0.1]:{port}/hook"), "loopback"),
+        (format!("http://0.0.0.0:{port}/hook"), "this network"),
+        ("http://169.254.169.254/latest/meta-data/".to_string(), "link-local"),
+        ("http://10.0.0.1/hook".to_string(), "private"),
+        (format!("{redirector}/hook"), "redirect refused"),
+    ];
+    for (i, (url, why)) in cases.iter().enumerate() {
+        let name = format!("ssrf-{i}");
+        let (status, body) =
+            post(&server, &t, "/api/v1/channels", json!({"name": name, "webhook": {"url": url}})).await;
+        assert_eq!(status, StatusCode::CREATED, "{url}: {body}");
+        let (status, result) = post(&server, &t, &format!("/api/v1/channels/{name}/test"), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{url}: {result}");
+        assert_eq!(result["ok"], false, "{url}: {result}");
+        let error = result["attempt"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{url}: expected {why:?} in {result}");
+        assert!(error.contains("MICRODASH_OUTBOUND_ALLOW"), "{url}: the error says how to allow it: {error}");
+    }
+    assert_eq!(trap_hits.load(Ordering::SeqCst), 0, "no request reached the loopback service");
+
+    // An allowed receiver's failure shows its status, never its body (nor in the delivery log).
+    post(&server, &t, "/api/v1/channels", json!({"name": "leaky", "webhook": {"url": format!("{leaky}/hook")}})).await;
+    let (_, result) = post(&server, &t, "/api/v1/channels/leaky/test", json!({})).await;
+    assert_eq!(leaky_hits.load(Ordering::SeqCst), 1, "the allowed range is reached");
+    assert_eq!(result["attempt"]["statusCode"], 500, "{result}");
+    assert_eq!(result["attempt"]["error"], "HTTP 500 Internal Server Error", "{result}");
+    let (_, log) = get(&server, &t, "/api/v1/channels/leaky/deliveries").await;
+    assert!(!log.to_string().contains("hunter2"), "{log}");
+
+    // A bad allow list stops the start and names its key.
+    let out = Command::new(common::bin())
+        .args(["serve", "--check-config", "--outbound-allow", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("outbound_allow") && stderr.contains("10.0.0.0/33"), "{stderr}");
+}

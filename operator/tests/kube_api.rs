@@ -384,6 +384,7 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
     let install: MicroDash = serde_json::from_value(json!({
         "apiVersion": "microdash.io/v1alpha1", "kind": "MicroDash", "metadata": {"name": "md"},
         "spec": {"image": "microdash:0.1.0", "api": {"replicas": 1},
+                 "outboundAllow": ["10.96.0.0/12", "192.168.7.1"],
                  "agent": {"enabled": true, "interval": "15s", "tokenSecretRef": {"name": "agent", "key": "token"}}}
     }))
     .unwrap();
@@ -408,7 +409,9 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
     assert!(token.len() >= 32);
     Api::<Service>::namespaced(client.clone(), &ns).get("md-api").await.unwrap();
     let config = Api::<ConfigMap>::namespaced(client.clone(), &ns).get("md-config").await.unwrap();
-    assert_eq!(config.data.unwrap()["MICRODASH_DATABASE_URL"], "sqlite:///data/microdash.db");
+    let data = config.data.unwrap();
+    assert_eq!(data["MICRODASH_DATABASE_URL"], "sqlite:///data/microdash.db");
+    assert_eq!(data["MICRODASH_OUTBOUND_ALLOW"], "10.96.0.0/12,192.168.7.1");
 
     let agent = Api::<DaemonSet>::namespaced(client.clone(), &ns).get("md-agent").await.unwrap();
     let agent_pod = agent.spec.template.spec.unwrap();
@@ -459,6 +462,13 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("worker replicas need redisUrl"), "{err}");
+    // And a range that is not one.
+    let err = installs
+        .patch("md", &PatchParams::default(), &Patch::Merge(json!({"spec": {"outboundAllow": ["10.0.0.0/33"]}})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outboundAllow takes CIDRs"), "{err}");
 }
 
 /// The chart's pre-delete hook (`--release-finalizers`): the operator's Deployment scaled to zero,

@@ -17,6 +17,7 @@ use crate::telemetry::{OutcomeLabels, Telemetry};
 use super::payload::Payload;
 use super::{email, webhook};
 use crate::domain::now_ms;
+use crate::outbound::OutboundPolicy;
 use crate::storage::DynStore;
 use crate::storage::alerts::{AttemptOutcome, AttemptRecord, NotificationRecord, SpecKind};
 
@@ -69,20 +70,22 @@ pub struct Notifier {
     client: reqwest::Client,
     /// Extra trusted CA certificates (PEM) for webhooks and SMTP, from `notify_ca_file`.
     ca_pem: Option<Arc<Vec<u8>>>,
+    /// Where webhooks may go (checked before sending, on resolution and on every redirect).
+    outbound: Arc<OutboundPolicy>,
 }
 
 impl Default for Notifier {
     fn default() -> Self {
-        Self::new(None).expect("no extra CA certificates to read")
+        Self::new(None, Default::default()).expect("no extra CA certificates to read")
     }
 }
 
 impl Notifier {
-    /// `ca_pem`: certificates trusted besides the system's (a private CA of webhooks or SMTP).
-    pub fn new(ca_pem: Option<Vec<u8>>) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3));
+    /// `ca_pem`: certificates trusted besides the system's (a private CA of webhooks or SMTP);
+    /// `outbound`: the non-public ranges webhooks may reach.
+    pub fn new(ca_pem: Option<Vec<u8>>, outbound: OutboundPolicy) -> Result<Self, String> {
+        let outbound = Arc::new(outbound);
+        let mut builder = outbound.client_builder().connect_timeout(Duration::from_secs(5));
         if let Some(pem) = &ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not PEM certificates: {e}"))?;
             if certs.is_empty() {
@@ -93,12 +96,15 @@ impl Notifier {
             }
         }
         let client = builder.build().map_err(|e| format!("the HTTP client: {e}"))?;
-        Ok(Notifier { client, ca_pem: ca_pem.map(Arc::new) })
+        Ok(Notifier { client, ca_pem: ca_pem.map(Arc::new), outbound })
     }
 
     /// Returns the status code on success (0 for SMTP).
     pub async fn send(&self, channel: &NotificationChannelSpec, n: &NotificationRecord) -> Result<u16, SendError> {
         if let Some(hook) = &channel.webhook {
+            let url =
+                url::Url::parse(hook.url.trim()).map_err(|e| SendError::permanent(format!("invalid URL: {e}")))?;
+            self.outbound.check_url(&url).map_err(SendError::permanent)?;
             webhook::send(&self.client, hook, channel.webhook_timeout(), &n.idempotency_key, n.payload.as_bytes()).await
         } else if let Some(mail) = &channel.email {
             let payload: Payload = serde_json::from_str(&n.payload)

@@ -54,10 +54,10 @@ pub async fn send(
     if status.is_success() {
         return Ok(status.as_u16());
     }
-    let text = response.text().await.unwrap_or_default();
-    let snippet: String = text.chars().take(200).collect();
+    // The status and its reason phrase only: the receiver's body is not shown back to the
+    // tenant (a channel aimed at an internal service would otherwise read it out).
     let message =
-        format!("HTTP {}{}", status.as_u16(), if snippet.is_empty() { String::new() } else { format!(": {snippet}") });
+        format!("HTTP {} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end().to_string();
     // A 4xx other than timeout / rate limit will not get better by retrying the same request.
     let permanent = status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429;
     Err(SendError { status_code: Some(status.as_u16()), message, permanent })

@@ -59,6 +59,9 @@ impl Server {
             .env("MICRODASH_RETENTION_RAW", "36500d")
             .env("MICRODASH_RETENTION_1M", "36500d")
             .env("MICRODASH_RETENTION_5M", "36500d")
+            // The tests' webhook receivers listen on loopback, which is refused by default
+            // (tests of that refusal override this).
+            .env("MICRODASH_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

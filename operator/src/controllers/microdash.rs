@@ -128,6 +128,9 @@ impl MicroDash {
         if self.spec.database_url_secret_ref.is_none() {
             data.insert("MICRODASH_DATABASE_URL".into(), "sqlite:///data/microdash.db".into());
         }
+        if !self.spec.outbound_allow.is_empty() {
+            data.insert("MICRODASH_OUTBOUND_ALLOW".into(), self.spec.outbound_allow.join(","));
+        }
         if let Some(redis) = &self.spec.redis_url {
             data.insert("MICRODASH_REDIS_URL".into(), redis.clone());
         }

@@ -31,6 +31,8 @@ use super::SecretKeyRef;
     .message("worker replicas need redisUrl and databaseUrlSecretRef (distributed mode: Redis Streams and PostgreSQL or MariaDB)"))]
 #[x_kube(validation = Rule::new("!has(self.agent) || !self.agent.enabled || has(self.agent.tokenSecretRef)")
     .message("agent.enabled needs agent.tokenSecretRef: the Secret (key `token`) of a token with the ingest scope, e.g. a Tenant's token Secret"))]
+#[x_kube(validation = Rule::new("!has(self.outboundAllow) || self.outboundAllow.all(r, isCIDR(r) || isIP(r))")
+    .message("outboundAllow takes CIDRs like 10.96.0.0/12 or single addresses"))]
 #[x_kube(validation = Rule::new("has(self.databaseUrlSecretRef) || self.api.replicas <= 1")
     .message("the embedded SQLite database is one process's file: more than one api replica needs databaseUrlSecretRef (PostgreSQL or MariaDB) and redisUrl"))]
 #[x_kube(validation = Rule::new("has(self.redisUrl) || self.api.replicas <= 1")
@@ -63,6 +65,12 @@ pub struct MicroDashSpec {
     pub redis_url: Option<String>,
     #[serde(default)]
     pub mqtt: MqttSpec,
+    /// Non-public ranges webhooks may reach (`MICRODASH_OUTBOUND_ALLOW`), e.g. the cluster's
+    /// Service network for an in-cluster receiver; loopback, private, link-local (metadata)
+    /// and other local addresses are refused otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 43)))]
+    pub outbound_allow: Vec<String>,
     #[serde(default)]
     pub agent: AgentSpec,
 }
