@@ -298,6 +298,7 @@ if kubectl get namespace "$NS" >/dev/null 2>&1; then
   echo "namespace $NS still exists; not reinstalling" >&2
 else
   kubectl create namespace "$NS" >/dev/null
+  kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=privileged --overwrite >/dev/null
   helm install microdash charts/microdash --namespace "$NS" \
     --set image.tag="$TAG" --set image.pullPolicy=Never --set replicaCount=2 --wait --timeout 180s >/dev/null
   sed "s|image: IMAGE|image: $TOOLS|" kind/offline/e2e/webhook-receiver.yaml | kubectl apply -f - >/dev/null
