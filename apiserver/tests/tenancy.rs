@@ -590,3 +590,71 @@ async fn a_lost_token_is_registered_again_by_value() {
     let listed = tokens(&server, "restored").await;
     assert_eq!(listed.len(), 2, "the tenant's first token and the registered one: {listed:?}");
 }
+
+/// A tenant manages its own tokens (the dashboard's Tokens page) with its `admin` scope: lists
+/// them with its own marked, creates an expiring read-only one (secret shown once), revokes it
+/// (refused within a second); it can neither see nor revoke another tenant's tokens, and a
+/// token without `admin` cannot manage tokens.
+#[tokio::test]
+async fn a_tenant_manages_its_own_tokens_and_no_one_elses() {
+    let Setup { server, .. } = setup("sqlite").await;
+    let acme = create_tenant(&server, "acme").await;
+    let other = create_tenant(&server, "other").await;
+    let request = |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut r = client().request(method, server.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            r = r.body(body.to_string());
+        }
+        r.send()
+    };
+    let r = request(&acme, reqwest::Method::GET, "/api/v1/tokens", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["current"], listed["tokens"][0]["id"], "its own token is marked: {listed}");
+    assert!(!listed.to_string().contains(&acme), "never the secret");
+
+    let r =
+        request(&acme, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["read"], "expires_in": "30d"})))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let reader = created["token"].as_str().unwrap().to_string();
+    assert_eq!((created["tenant"].as_str(), created["scopes"].clone()), (Some("acme"), json!(["read"])));
+    assert!(created["expires_at"].as_i64().unwrap() > 0);
+    assert_eq!(get(&server, &reader, "/api/v1/metrics").await.0, StatusCode::OK);
+    // Without `admin` a token manages no tokens.
+    let r = request(&reader, reqwest::Method::GET, "/api/v1/tokens", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r =
+        request(&reader, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["admin"]}))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no escalation from read to admin");
+    // Mistakes are problems that name the field.
+    let r = request(&acme, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["root"]}))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "scopes");
+    let r =
+        request(&acme, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["read"], "expires_in": "1ms"})))
+            .await
+            .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "expires_in");
+
+    // Another tenant's token: invisible and not revocable (404, and it keeps working).
+    let r = request(&other, reqwest::Method::GET, "/api/v1/tokens", None).await.unwrap();
+    let others: Value = r.json().await.unwrap();
+    assert_eq!(others["tokens"].as_array().unwrap().len(), 1, "{others}");
+    let reader_id = created["id"].as_i64().unwrap();
+    let r = request(&other, reqwest::Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&server, &reader, "/api/v1/metrics").await.0, StatusCode::OK);
+
+    let r = request(&acme, reqwest::Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(1), "the revoked token refused", async || {
+        get(&server, &reader, "/api/v1/metrics").await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let r = request(&acme, reqwest::Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "revoked already");
+}

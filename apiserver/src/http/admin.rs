@@ -37,7 +37,7 @@ pub struct TenantList {
     pub tenants: Vec<TenantRecord>,
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
     serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))
 }
 

@@ -14,6 +14,7 @@ pub mod query;
 pub mod rules;
 pub mod session;
 pub mod stream;
+pub mod tokens;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -88,6 +89,7 @@ impl AppState {
         alerts::list, alerts::history, alerts::stream,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::list_tokens,
         admin::revoke_token, admin::set_retention,
+        tokens::list, tokens::create, tokens::revoke,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::Problem)),
@@ -130,6 +132,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/history", get(alerts::history))
         .route("/api/v1/alerts/stream", get(alerts::stream))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
         .route("/api/v1/tenants/{name}", get(admin::get_tenant).delete(admin::delete_tenant))
         .route("/api/v1/tenants/{name}/tokens", post(admin::create_token).get(admin::list_tokens))

@@ -1,0 +1,100 @@
+//! A tenant's own tokens, for a caller with the tenant's `admin` scope (the dashboard's Tokens
+//! page): list, create (optionally expiring), revoke. The same as the admin API's
+//! `/api/v1/tenants/{name}/tokens`, limited to the caller's tenant; secrets are shown once.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use microdash_model::Scope;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::token::parse_scopes;
+use crate::http::AppState;
+use crate::http::admin::{CreatedToken, json_body};
+use crate::http::auth::Caller;
+use crate::http::error::{AppError, AppResult, Problem};
+use crate::http::ingest::Body;
+use crate::storage::TokenInfo;
+use crate::tenants;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Any of ingest, read, admin.
+    pub scopes: Vec<String>,
+    /// How long the token works, e.g. `30d`, `12h` (1 s to 100 years); absent = forever.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OwnTokens {
+    pub tokens: Vec<TokenInfo>,
+    /// The id of the token this request came with (absent for the admin token): revoking it
+    /// ends the caller's own session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    description = "The caller's tenant's tokens (needs the `admin` scope): id, prefix, scopes, created, expires, \
+                   last used; never a secret nor its hash.",
+    responses((status = 200, body = OwnTokens),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Json<OwnTokens>> {
+    let tenant = caller.require(Scope::Admin)?;
+    let tokens = state.store.list_tokens(tenant.tenant_id).await?;
+    Ok(Json(OwnTokens { tokens, current: (tenant.token_id != 0).then_some(tenant.token_id) }))
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    description = "Creates a token of the caller's tenant (needs the `admin` scope); the secret is in this answer only.",
+    responses((status = 201, body = CreatedToken),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> AppResult<(StatusCode, Json<CreatedToken>)> {
+    let tenant = caller.require(Scope::Admin)?;
+    let input: NewToken = json_body(&body)?;
+    let scopes = parse_scopes(&input.scopes.join(","))
+        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("scopes"))?;
+    let created = tenants::create_token(&state.store, &tenant.tenant, &scopes, input.expires_in.as_deref()).await?;
+    tracing::info!(tenant = %tenant.tenant, token_id = created.id, "Token created by the tenant.");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: created.id,
+            tenant: tenant.tenant,
+            scopes,
+            expires_at: created.expires_at,
+            token: created.token.expose().to_string(),
+        }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    description = "Revokes a token of the caller's tenant (needs the `admin` scope): refused on every surface within \
+                   a second, its sessions, streams and MQTT sessions end. Revoking the caller's own token ends its \
+                   session too.",
+    params(("id" = i64, Path, description = "the token's id (from the list)")),
+    responses((status = 204, description = "revoked"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AppResult<StatusCode> {
+    let tenant = caller.require(Scope::Admin)?;
+    let token_id = id.parse::<i64>().map_err(|_| AppError::not_found(format!("token {id:?} not found")))?;
+    if !state.store.revoke_token(tenant.tenant_id, token_id).await? {
+        return Err(AppError::not_found(format!("token {token_id} not found")));
+    }
+    state.auth.token_revoked(tenant.tenant_id, token_id);
+    tracing::info!(tenant = %tenant.tenant, token_id, "Token revoked by the tenant.");
+    Ok(StatusCode::NO_CONTENT)
+}
