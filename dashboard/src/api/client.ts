@@ -9,11 +9,13 @@ import type {
   Channel,
   ChannelSpec,
   ChannelTestResult,
+  CreatedToken,
   Dashboard,
   Delivery,
   FieldError,
   RuleSpec,
   Labels,
+  OwnTokens,
   QueryParams,
   QueryResult,
   Session,
@@ -142,6 +144,19 @@ export const api = {
   },
   logout(): Promise<void> {
     return request<void>('DELETE', '/api/v1/session', { allow401: true })
+  },
+
+  tokens(): Promise<OwnTokens> {
+    return request<OwnTokens>('GET', '/api/v1/tokens')
+  },
+  /** `expiresIn` like `30d`; omitted = never expires. */
+  createToken(scopes: string[], expiresIn?: string): Promise<CreatedToken> {
+    return request<CreatedToken>('POST', '/api/v1/tokens', {
+      body: expiresIn ? { scopes, expires_in: expiresIn } : { scopes },
+    })
+  },
+  revokeToken(id: number): Promise<void> {
+    return request<void>('DELETE', `/api/v1/tokens/${id}`)
   },
 
   async metrics(): Promise<string[]> {

@@ -7,6 +7,31 @@ export interface Session {
   scopes: string[]
 }
 
+/** A token as listed: never its secret. Times are Unix milliseconds. */
+export interface TokenInfo {
+  id: number
+  prefix: string
+  scopes: string[]
+  created_at: number
+  expires_at?: number
+  last_used_at?: number
+}
+
+export interface OwnTokens {
+  tokens: TokenInfo[]
+  /** The token of this session. */
+  current?: number
+}
+
+/** A token just made: the secret is shown this once. */
+export interface CreatedToken {
+  id: number
+  tenant: string
+  scopes: string[]
+  expires_at?: number
+  token: string
+}
+
 /** A point as the server sends it: `[ts_ms, value]`. */
 export type Point = [number, number]
 
