@@ -630,6 +630,17 @@ async fn a_tenant_manages_its_own_tokens_and_no_one_elses() {
     let r =
         request(&reader, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["admin"]}))).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "no escalation from read to admin");
+    // Registering a chosen secret is for the server's admin only.
+    let r = request(
+        &acme,
+        reqwest::Method::POST,
+        "/api/v1/tokens",
+        Some(json!({"scopes": ["read"], "token": "y".repeat(40)})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "token");
     // Mistakes are problems that name the field.
     let r = request(&acme, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["root"]}))).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -181,20 +181,30 @@ pub async fn create_token(
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     caller.require_admin()?;
     let input: CreateToken = json_body(&body)?;
+    make_token(&state, &name, input).await
+}
+
+/// Creates a token of `tenant` as `input` asks, or registers the secret it holds; answers 201
+/// with the secret (shown this once).
+pub(crate) async fn make_token(
+    state: &AppState,
+    tenant: &str,
+    input: CreateToken,
+) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     let scopes = parse_scopes(&input.scopes.join(","))
         .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("scopes"))?;
     let created = match input.token.as_deref() {
-        None => tenants::create_token(&state.store, &name, &scopes, input.expires_in.as_deref()).await?,
+        None => tenants::create_token(&state.store, tenant, &scopes, input.expires_in.as_deref()).await?,
         Some(secret) => {
             let token = Token::from_secret(secret).map_err(TenantError::InvalidToken)?;
-            tenants::register_token(&state.store, &name, token, &scopes, input.expires_in.as_deref()).await?
+            tenants::register_token(&state.store, tenant, token, &scopes, input.expires_in.as_deref()).await?
         }
     };
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
             id: created.id,
-            tenant: name,
+            tenant: tenant.to_string(),
             scopes,
             expires_at: created.expires_at,
             token: created.token.expose().to_string(),

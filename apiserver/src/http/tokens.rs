@@ -6,27 +6,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use microdash_model::Scope;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::token::parse_scopes;
 use crate::http::AppState;
-use crate::http::admin::{CreatedToken, json_body};
+use crate::http::admin::{CreateToken, CreatedToken, json_body, make_token};
 use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult, Problem};
 use crate::http::ingest::Body;
 use crate::storage::TokenInfo;
-use crate::tenants;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// Any of ingest, read, admin.
-    pub scopes: Vec<String>,
-    /// How long the token works, e.g. `30d`, `12h` (1 s to 100 years); absent = forever.
-    #[serde(default)]
-    pub expires_in: Option<String>,
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct OwnTokens {
@@ -49,7 +37,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Js
     Ok(Json(OwnTokens { tokens, current: (tenant.token_id != 0).then_some(tenant.token_id) }))
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken,
     description = "Creates a token of the caller's tenant (needs the `admin` scope); the secret is in this answer only.",
     responses((status = 201, body = CreatedToken),
               (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -62,21 +50,13 @@ pub async fn create(
     Body(body): Body,
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     let tenant = caller.require(Scope::Admin)?;
-    let input: NewToken = json_body(&body)?;
-    let scopes = parse_scopes(&input.scopes.join(","))
-        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).field("scopes"))?;
-    let created = tenants::create_token(&state.store, &tenant.tenant, &scopes, input.expires_in.as_deref()).await?;
-    tracing::info!(tenant = %tenant.tenant, token_id = created.id, "Token created by the tenant.");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            id: created.id,
-            tenant: tenant.tenant,
-            scopes,
-            expires_at: created.expires_at,
-            token: created.token.expose().to_string(),
-        }),
-    ))
+    let input: CreateToken = json_body(&body)?;
+    if input.token.is_some() {
+        return Err(AppError::forbidden("registering a secret you hold needs the admin token").field("token"));
+    }
+    let answer = make_token(&state, &tenant.tenant, input).await?;
+    tracing::info!(tenant = %tenant.tenant, token_id = answer.1.id, "Token created by the tenant.");
+    Ok(answer)
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
