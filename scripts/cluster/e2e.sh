@@ -81,6 +81,9 @@ step "helm install (namespace $NS, two operator replicas)"
 # The agent's pods (hostPID, hostNetwork, hostPath) need the Pod Security level `privileged`.
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=privileged --overwrite >/dev/null
+# helm installs crds/ once and never upgrades them: on a kept cluster, bring them up to date as a
+# user upgrading the chart would (README, Kubernetes).
+kubectl apply --server-side --force-conflicts -f charts/microdash/crds/ >/dev/null
 helm upgrade --install microdash charts/microdash --namespace "$NS" \
   --set image.tag="$TAG" --set image.pullPolicy=Never --set replicaCount=2 --wait --timeout 180s
 sed "s|image: IMAGE|image: $TOOLS|" kind/offline/e2e/webhook-receiver.yaml | kubectl apply -f -
