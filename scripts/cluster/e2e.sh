@@ -45,6 +45,16 @@ if ! docker image inspect "$TOOLS" >/dev/null 2>&1; then
   docker build -q -f kind/offline/e2e-tools.Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$TOOLS" kind/offline >/dev/null
 fi
 docker images --format '{{.Repository}}:{{.Tag}}' microdash-cluster/e2e-tools | grep -vx "$TOOLS" | xargs -r docker rmi >/dev/null 2>&1 || true
+# The cluster sees the images under a tag of their content: on a kept cluster a rebuilt :dev would
+# otherwise leave the running pods on the old binaries (same tag, pullPolicy Never, nothing to
+# roll), while a new tag rolls the operator, the api and the agent.
+BUILD=$TAG
+TAG=e2e-$(docker image inspect -f '{{.Id}}' "microdash:$BUILD" "microdash-agent:$BUILD" "microdash-operator:$BUILD" | sha256sum | cut -c1-12)
+for name in microdash microdash-agent microdash-operator; do
+  docker tag "$name:$BUILD" "$name:$TAG"
+  docker images --format '{{.Repository}}:{{.Tag}}' "$name" | grep ":e2e-" | grep -vx "$name:$TAG" | xargs -r docker rmi >/dev/null 2>&1 || true
+done
+echo "images tagged :$TAG for the cluster"
 # One archive for all four, imported once per node (kind skips an image a node already has).
 kind load docker-image --name "$CLUSTER" "microdash:$TAG" "microdash-agent:$TAG" "microdash-operator:$TAG" "$TOOLS" >/dev/null
 
