@@ -57,9 +57,11 @@ eval "$services_env"
 trap 'scripts/services.sh stop' EXIT
 
 echo "==> cargo test"
-# One test at a time: the black-box tests each start servers (and brokers); on 2 cores, running
-# them side by side starved timing-sensitive ones (see the issue note on the alerting and MQTT flakes).
-cargo test --workspace -- --test-threads=1 2>&1 | tee "$LOGS/cargo.log"
+# Tests of one binary run side by side (cargo's default threads): each owns its databases,
+# ports, namespaces and Tenants, so a test that fails only beside others points at shared state
+# or a race in the product (the operators of concurrent tests once reconciled each other's
+# Tenants; `--test-threads=1` had hidden it).
+cargo test --workspace --no-fail-fast 2>&1 | tee "$LOGS/cargo.log"
 
 echo "==> dashboard: typecheck and unit tests"
 (cd dashboard && npm run --silent typecheck && npx vitest run --reporter=dot) 2>&1 | tee "$LOGS/vitest.log"
