@@ -289,7 +289,8 @@ async fn mariadb_api_deletion_closes_everything_at_once() {
 /// HTTP: nobody else ever gets a 503.
 #[tokio::test]
 async fn a_deleted_tenants_mqtt_publishes_never_fail_other_tenants() {
-    let Setup { server, .. } = setup("sqlite").await;
+    // `_dir` is bound: dropped here it would delete the database under the running server.
+    let Setup { server, _dir, .. } = setup("sqlite").await;
     let bystander = create_tenant(&server, "bystander").await;
     let doomed = create_tenant(&server, "doomed").await;
     let mut mqtt = mqtt_connect(&server, "doomed", &doomed).await;
@@ -467,7 +468,8 @@ async fn mariadb_tokens_are_listed_expire_and_are_revoked_everywhere() {
 /// problem+json (axum's own rejections and a 405).
 #[tokio::test]
 async fn out_of_range_times_and_every_error_are_problems() {
-    let Setup { server, .. } = setup("sqlite").await;
+    // `_dir` is bound: dropped here it would delete the database under the running server.
+    let Setup { server, _dir, .. } = setup("sqlite").await;
     let token = create_tenant(&server, "acme").await;
     for query in [
         "from=-9223372036854775807&to=9223372036854775807&step=1",
@@ -530,7 +532,8 @@ async fn out_of_range_times_and_every_error_are_problems() {
 /// registration is a conflict, a weak secret and a non-admin caller are refused.
 #[tokio::test]
 async fn a_lost_token_is_registered_again_by_value() {
-    let Setup { server, .. } = setup("sqlite").await;
+    // `_dir` is bound: dropped here it would delete the database under the running server.
+    let Setup { server, _dir, .. } = setup("sqlite").await;
     let old = create_tenant(&server, "restored").await;
     assert_eq!(get(&server, &old, "/api/v1/session").await.0, StatusCode::OK);
     let (status, _) = admin(&server, reqwest::Method::DELETE, "/api/v1/tenants/restored", None).await;
@@ -597,7 +600,8 @@ async fn a_lost_token_is_registered_again_by_value() {
 /// token without `admin` cannot manage tokens.
 #[tokio::test]
 async fn a_tenant_manages_its_own_tokens_and_no_one_elses() {
-    let Setup { server, .. } = setup("sqlite").await;
+    // `_dir` is bound: dropped here it would delete the database under the running server.
+    let Setup { server, _dir, .. } = setup("sqlite").await;
     let acme = create_tenant(&server, "acme").await;
     let other = create_tenant(&server, "other").await;
     let request = |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
