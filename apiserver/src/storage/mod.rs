@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use microdash_model::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -167,15 +166,6 @@ pub trait Store: alerts::AlertStore + tenancy::TenancyStore + Send + Sync + 'sta
     /// Deletes at most `limit` points of one tenant and resolution older than `before`.
     async fn purge(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64>;
 
-    /// `expires_at`: Unix ms; `None` = never expires.
-    async fn create_token(
-        &self,
-        tenant_id: i64,
-        hash: &TokenHash,
-        prefix: &str,
-        scopes: &[Scope],
-        expires_at: Option<i64>,
-    ) -> Result<i64>;
     /// The principal of a token of a live tenant, expired or not (the caller checks
     /// `expires_at`, also on its cached copies).
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>>;

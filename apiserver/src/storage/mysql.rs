@@ -17,7 +17,7 @@ use super::{
     bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
     summary_of,
 };
-use crate::domain::token::{format_scopes, parse_scopes};
+use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
 
 const ROWS_PER_INSERT: usize = 2000;
@@ -352,28 +352,6 @@ impl Store for MySqlStore {
             "DELETE FROM {table} WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND {column} < ? LIMIT ?"
         );
         Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
-    }
-
-    async fn create_token(
-        &self,
-        tenant_id: i64,
-        hash: &TokenHash,
-        prefix: &str,
-        scopes: &[Scope],
-        expires_at: Option<i64>,
-    ) -> Result<i64> {
-        let r = sqlx::query(
-            "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tenant_id)
-        .bind(&hash.0[..])
-        .bind(prefix)
-        .bind(format_scopes(scopes))
-        .bind(crate::domain::now_ms())
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.last_insert_id() as i64)
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {

@@ -15,7 +15,7 @@ use super::{
     bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
     summary_of,
 };
-use crate::domain::token::{format_scopes, parse_scopes};
+use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
 
 const ROWS_PER_INSERT: usize = 5000;
@@ -331,27 +331,6 @@ impl Store for PostgresStore {
               WHERE series_id IN (SELECT id FROM series WHERE tenant_id = $1) AND {column} < $2 LIMIT $3)"
         );
         Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
-    }
-
-    async fn create_token(
-        &self,
-        tenant_id: i64,
-        hash: &TokenHash,
-        prefix: &str,
-        scopes: &[Scope],
-        expires_at: Option<i64>,
-    ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(&hash.0[..])
-        .bind(prefix)
-        .bind(format_scopes(scopes))
-        .bind(crate::domain::now_ms())
-        .bind(expires_at)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {

@@ -16,7 +16,7 @@ use super::{
     bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
     summary_of,
 };
-use crate::domain::token::{format_scopes, parse_scopes};
+use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
 
 /// Rows per multi-row INSERT: 3 binds each, well under SQLite's 32766 variable limit.
@@ -493,28 +493,6 @@ impl Store for SqliteStore {
               WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND {column} < ? LIMIT ?)"
         );
         Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
-    }
-
-    async fn create_token(
-        &self,
-        tenant_id: i64,
-        hash: &TokenHash,
-        prefix: &str,
-        scopes: &[Scope],
-        expires_at: Option<i64>,
-    ) -> Result<i64> {
-        let result = sqlx::query(
-            "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tenant_id)
-        .bind(&hash.0[..])
-        .bind(prefix)
-        .bind(format_scopes(scopes))
-        .bind(crate::domain::now_ms())
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.last_insert_rowid())
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {

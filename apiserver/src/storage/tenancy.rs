@@ -19,6 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Result;
+use crate::domain::TokenHash;
 
 /// Rows per chunk of a tenant's purge: one short transaction each.
 pub const PURGE_CHUNK: i64 = 5_000;
@@ -60,6 +61,15 @@ pub trait TenancyStore: Send + Sync {
     /// Tenants marked deleted whose purge has not finished.
     async fn deleted_tenants(&self) -> Result<Vec<i64>>;
 
+    /// Stores a token's hash; answers its id. `expires_at`: Unix ms; `None` = never expires.
+    async fn create_token(
+        &self,
+        tenant_id: i64,
+        hash: &TokenHash,
+        prefix: &str,
+        scopes: &[Scope],
+        expires_at: Option<i64>,
+    ) -> Result<i64>;
     async fn list_tokens(&self, tenant_id: i64) -> Result<Vec<TokenInfo>>;
     /// Deletes the token (and its sessions) and writes an auth event; false when the tenant
     /// has no such token.
@@ -194,6 +204,29 @@ macro_rules! sql_tenancy_store {
                     Ok(sqlx::query_scalar("SELECT id FROM tenants WHERE deleted_at IS NOT NULL ORDER BY id")
                         .fetch_all(&self.pool)
                         .await?)
+                }
+
+                async fn create_token(
+                    &self,
+                    tenant_id: i64,
+                    hash: &TokenHash,
+                    prefix: &str,
+                    scopes: &[Scope],
+                    expires_at: Option<i64>,
+                ) -> Result<i64> {
+                    // RETURNING: SQLite 3.35+, PostgreSQL, MariaDB 10.5+.
+                    Ok(sqlx::query_scalar(&$sql(
+                        "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) \
+                         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    ))
+                    .bind(tenant_id)
+                    .bind(&hash.0[..])
+                    .bind(prefix)
+                    .bind(crate::domain::token::format_scopes(scopes))
+                    .bind(crate::domain::now_ms())
+                    .bind(expires_at)
+                    .fetch_one(&self.pool)
+                    .await?)
                 }
 
                 async fn list_tokens(&self, tenant_id: i64) -> Result<Vec<TokenInfo>> {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::{Sample, Token};
+use microdash_model::Scope;
 
 mod tenancy;
 
