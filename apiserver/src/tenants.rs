@@ -109,13 +109,13 @@ pub async fn list_tokens(store: &DynStore, tenant: &str) -> Result<Vec<TokenInfo
 }
 
 /// Revokes a token of a tenant: refused everywhere within a second, its streams and MQTT
-/// sessions closed. `NotFound` when the tenant has no such token.
-pub async fn revoke_token(store: &DynStore, tenant: &str, token_id: i64) -> Result<(), TenantError> {
+/// sessions closed. Answers the tenant's id; `NotFound` when the tenant has no such token.
+pub async fn revoke_token(store: &DynStore, tenant: &str, token_id: i64) -> Result<i64, TenantError> {
     let record = store.get_tenant(tenant).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {tenant:?}")))?;
     if !store.revoke_token(record.id, token_id).await? {
         return Err(StoreError::NotFound(format!("token {token_id} of tenant {tenant:?}")).into());
     }
-    Ok(())
+    Ok(record.id)
 }
 
 /// Deletes a tenant: hidden and its tokens revoked at once (every server process closes its

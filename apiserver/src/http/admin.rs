@@ -240,15 +240,8 @@ pub async fn revoke_token(
     let Ok(token_id) = id.parse::<i64>() else {
         return Err(AppError::not_found(format!("token {id:?} of tenant {name:?} not found")));
     };
-    let tenant = state
-        .store
-        .get_tenant(&name)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("tenant {name:?} not found")))?;
-    if !state.store.revoke_token(tenant.id, token_id).await? {
-        return Err(AppError::not_found(format!("token {token_id} of tenant {name:?} not found")));
-    }
-    state.auth.token_revoked(tenant.id, token_id);
+    let tenant_id = tenants::revoke_token(&state.store, &name, token_id).await?;
+    state.auth.token_revoked(tenant_id, token_id);
     tracing::info!(tenant = %name, token_id, "Token revoked.");
     Ok(StatusCode::NO_CONTENT)
 }
