@@ -5,8 +5,6 @@
 # and items 3-5 (storage on a claim, tokens registered again, the hardened agent and its Pod
 # Security level). Every check runs; the failed ones are listed at the end and the exit status
 # is 1 when there is one. The installation is left running.
-# `pending` is for a check of behaviour not built yet: it runs and reports what it saw, naming
-# the issue, without failing the run (none at the moment).
 #   TAG=dev scripts/cluster/e2e.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,8 +20,6 @@ started=$(date +%s)
 step() { echo "==> [$(( $(date +%s) - started ))s] $*"; }
 failures=()
 fail() { echo "FAIL: $*" >&2; failures+=("$*"); }
-pendings=()
-pending() { echo "PENDING ($1): $2" >&2; pendings+=("($1) $2"); }
 pf_pid=
 cleanup() { [[ -n $pf_pid ]] && kill "$pf_pid" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -324,10 +320,6 @@ else
 fi
 
 step "Done in $(( $(date +%s) - started ))s"
-if ((${#pendings[@]})); then
-  echo "cluster e2e: ${#pendings[@]} pending (behaviour not built yet; they run and report, and fail nothing):" >&2
-  printf '  - %s\n' "${pendings[@]}" >&2
-fi
 if ((${#failures[@]})); then
   echo "cluster e2e: ${#failures[@]} failed:" >&2
   printf '  - %s\n' "${failures[@]}" >&2
