@@ -21,17 +21,32 @@ wait_for() { # command, what
   return 1
 }
 
-start_postgres() {
-  local bin data="$DIR/postgres"
-  bin=$(pg_bin)
+# PostgreSQL runs as user postgres, which must reach its data directory. A checkout inside a
+# private folder (`mktemp -d` makes 0700 ones) is out of its reach: the data then goes to
+# /var/tmp, one directory per checkout.
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+
+pg_data() {
   mkdir -p "$DIR"
+  if as_postgres test -x "$DIR" 2>/dev/null; then
+    echo "$DIR/postgres"
+  else
+    echo "/var/tmp/microdash-test-postgres-$(printf %s "$DIR" | sha256sum | cut -c1-12)"
+  fi
+}
+
+start_postgres() {
+  local bin data
+  bin=$(pg_bin)
+  data=$(pg_data)
   if [[ ! -f "$data/PG_VERSION" ]]; then
     mkdir -p "$data" && chown postgres:postgres "$data" && chmod 700 "$data"
-    echo "$PASSWORD" > "$DIR/pgpass" && chown postgres "$DIR/pgpass"
-    runuser -u postgres -- "$bin/initdb" -D "$data" -U microdash --pwfile="$DIR/pgpass" -A scram-sha-256 >/dev/null
+    echo "$PASSWORD" > "$data.pgpass" && chown postgres "$data.pgpass"
+    as_postgres "$bin/initdb" -D "$data" -U microdash --pwfile="$data.pgpass" -A scram-sha-256 >/dev/null
+    rm -f "$data.pgpass"
   fi
-  if ! runuser -u postgres -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
+  if ! as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data -c fsync=on -c max_connections=200" start >/dev/null
   fi
   PGPASSWORD=$PASSWORD wait_for psql -h 127.0.0.1 -p $PG_PORT -U microdash -d postgres -c 'select 1' PostgreSQL
@@ -88,7 +103,8 @@ case "${1:-}" in
     echo "export MICRODASH_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     ;;
   stop)
-    [[ -d "$DIR/postgres" ]] && runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$DIR/postgres" -m fast stop >/dev/null 2>&1 || true
+    pg=$(pg_data)
+    [[ -d "$pg" ]] && as_postgres "$(pg_bin)/pg_ctl" -D "$pg" -m fast stop >/dev/null 2>&1 || true
     [[ -S "$DIR/mariadb/mysqld.sock" ]] && mariadb-admin --socket="$DIR/mariadb/mysqld.sock" shutdown >/dev/null 2>&1 || true
     redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true
     [[ -d "$DIR/mosquitto" ]] && "$ROOT/scripts/services/mosquitto.sh" stop "$DIR/mosquitto" >/dev/null 2>&1 || true
