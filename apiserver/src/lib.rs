@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod live;
 pub mod mqtt;
 pub mod outbound;

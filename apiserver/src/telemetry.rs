@@ -34,6 +34,14 @@ pub struct MqttDropLabels {
     pub reason: &'static str,
 }
 
+/// A tenant's intake limit (`samples_per_second` or `series`). Tenants are few and made by the
+/// admin, so the label stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub tenant: String,
+    pub limit: &'static str,
+}
+
 /// Why samples or requests were refused; a closed set so the label stays bounded.
 pub mod reason {
     pub const MALFORMED: &str = "malformed";
@@ -42,6 +50,7 @@ pub mod reason {
     pub const BODY_TOO_LARGE: &str = "body_too_large";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const SERIES_LIMITED: &str = "series_limited";
     pub const OVERLOADED: &str = "overloaded";
     pub const WRITE_FAILED: &str = "write_failed";
     pub const CROSS_ORIGIN: &str = "cross_origin";
@@ -80,6 +89,10 @@ pub struct Telemetry {
     pub alert_transitions: Family<StateLabels, Counter>,
     /// Notification delivery attempts, by outcome (delivered, retry, failed).
     pub notification_attempts: Family<OutcomeLabels, Counter>,
+    /// Samples refused by a tenant's intake limit, by tenant and limit.
+    pub limit_refusals: Family<LimitLabels, Counter>,
+    /// MQTT batches held back until they fit a tenant's rate, by tenant.
+    pub limit_delays: Family<LimitLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -188,6 +201,18 @@ impl Telemetry {
             "Notification delivery attempts, by outcome (delivered, retry, failed)",
             notification_attempts.clone(),
         );
+        let limit_refusals = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "tenant_limit_refused_samples",
+            "Samples refused by a tenant's intake limit, by tenant and limit (samples_per_second, series)",
+            limit_refusals.clone(),
+        );
+        let limit_delays = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "tenant_limit_delays",
+            "MQTT batches whose acknowledgement waited for the tenant's rate limit, by tenant",
+            limit_delays.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -207,6 +232,8 @@ impl Telemetry {
             alert_rules,
             alert_transitions,
             notification_attempts,
+            limit_refusals,
+            limit_delays,
         }
     }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::now_ms;
+
 use std::time::Duration;
 
 use common::{Server, client};
@@ -18,10 +20,6 @@ async fn post(server: &Server, body: Value) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// One Server-Sent Event as the stream sent it.

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::now_ms;
+
 use std::time::{Duration, Instant};
 
 use common::mosquitto::{Mosquitto, forget_session, make_certificates, mosquitto_pub, publish_all, shared_broker};
@@ -77,10 +79,6 @@ async fn create_token(server: &Server, tenant: &str, scopes: &[&str]) -> String 
 
 fn port_of(addr: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn refused_with(result: Result<(), ConnectionError>) -> ConnectReturnCode {
@@ -597,4 +595,47 @@ async fn a_stalled_database_holds_the_pubacks_and_then_commits_every_message_in_
         assert_eq!(point_count(&stored), MESSAGES / 10, "stall.m{m}: {stored}");
     }
     assert_eq!(metric(&server, "microdash_samples_accepted_total").await, MESSAGES as f64);
+}
+
+/// Issue 15, item 3 over MQTT 3.1.1, which has no negative PUBACK: samples of new series past
+/// the tenant's cap are acknowledged, dropped and counted per tenant; over the rate, the
+/// acknowledgements wait until the samples fit (back-pressure), and nothing is lost.
+#[tokio::test]
+async fn tenant_limits_hold_on_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_mqtt(dir.path(), &[]);
+    let port = server.mqtt.as_deref().map(port_of).unwrap();
+    let token = create_tenant(&server, "capped").await;
+    let r = client()
+        .put(server.url("/api/v1/tenants/capped/limits"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"series": 1, "samples_per_second": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let mut messages: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| ("metrics/capped/temp".to_string(), format!(r#"{{"value":{i},"ts":{}}}"#, 1000 + i).into_bytes()))
+        .collect();
+    messages.insert(3, ("metrics/capped/other".into(), br#"{"value":1,"ts":1000}"#.to_vec()));
+    messages
+        .push(("metrics/capped".into(), br#"[{"metric":"temp","labels":{"room":"b"},"value":1,"ts":1000}]"#.to_vec()));
+    publish_all(port, Some(("capped", &token)), "capped-1", messages).await.unwrap();
+
+    // Every PUBACK came after the commit: what was kept is there now.
+    let temp = query(&server, &token, "/api/v1/query?metric=temp&from=0&to=5000&resolution=raw").await;
+    assert_eq!(temp["series"].as_array().unwrap().len(), 1, "only the first series: {temp}");
+    assert_eq!(point_count(&temp), 12, "{temp}");
+    let other = query(&server, &token, "/api/v1/query?metric=other&from=0&to=5000&resolution=raw").await;
+    assert_eq!(point_count(&other), 0, "{other}");
+    assert_eq!(
+        metric(&server, r#"microdash_tenant_limit_refused_samples_total{tenant="capped",limit="series"}"#).await,
+        2.0
+    );
+    // 12 samples at 5/s with a bucket of 5: the acknowledgements had to wait.
+    assert!(
+        metric(&server, r#"microdash_tenant_limit_delays_total{tenant="capped",limit="samples_per_second"}"#).await
+            >= 1.0
+    );
 }

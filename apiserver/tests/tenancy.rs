@@ -673,3 +673,138 @@ async fn a_tenant_manages_its_own_tokens_and_no_one_elses() {
     let r = request(&acme, reqwest::Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None).await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "revoked already");
 }
+
+/// A bulk of `samples`: status, body and `Retry-After`.
+async fn ingest_full(server: &Server, token: &str, samples: Value) -> (StatusCode, Value, Option<String>) {
+    let r = client()
+        .post(server.url("/api/v1/metrics/bulk"))
+        .bearer_auth(token)
+        .body(json!({ "samples": samples }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().await.unwrap_or(Value::Null), retry)
+}
+
+/// Samples of metric `m` with label `h` from `hosts`, at `ts`.
+fn hosts(hosts: impl IntoIterator<Item = u32>, ts: i64) -> Value {
+    Value::Array(
+        hosts
+            .into_iter()
+            .map(|h| json!({ "metric": "m", "labels": { "h": h.to_string() }, "value": h, "ts": ts }))
+            .collect(),
+    )
+}
+
+async fn metrics_text(server: &Server) -> String {
+    client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
+/// Issue 15, item 3: a tenant's `samples_per_second` and `series` limits, set through the admin
+/// API, refuse what is over them with a problem that names the limit, keep accepting samples
+/// of existing series, leave other tenants untouched, and are counted per tenant in /metrics.
+async fn limits_are_enforced(kind: &str) {
+    let Setup { server, _dir, .. } = setup(kind).await;
+    let a = create_tenant(&server, "noisy").await;
+    let b = create_tenant(&server, "quiet").await;
+    let put = |body: Value| admin(&server, reqwest::Method::PUT, "/api/v1/tenants/noisy/limits", Some(body));
+
+    // Bad input: a clear problem naming the field; nothing changes.
+    let (status, body) = put(json!({ "series": 0 })).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("series")), "{body}");
+    let (status, body) = put(json!({ "samples_per_second": 5_000_000_000i64 })).await;
+    assert_eq!(body["field"], "samples_per_second", "{status} {body}");
+    let (status, _) = put(json!({ "series": 3, "burst": 1 })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) =
+        admin(&server, reqwest::Method::PUT, "/api/v1/tenants/nobody/limits", Some(json!({ "series": 3 }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let r = client()
+        .put(server.url("/api/v1/tenants/noisy/limits"))
+        .bearer_auth(&a)
+        .body(json!({ "series": 1_000_000 }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a tenant cannot raise its own limits");
+
+    let (status, body) = put(json!({ "samples_per_second": 40, "series": 3 })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["limits"], json!({ "samples_per_second": 40, "series": 3 }));
+    let (_, tenant) = admin(&server, reqwest::Method::GET, "/api/v1/tenants/noisy", None).await;
+    assert_eq!(tenant["limits"]["series"], 3, "{tenant}");
+
+    // Series: three fit; a fourth is refused while the existing ones are still stored.
+    let now = common::now_ms();
+    let (status, body, _) = ingest_full(&server, &a, hosts(1..=3, now - 10_000)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body, _) = ingest_full(&server, &a, hosts([1, 2, 4, 5], now - 9_000)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["limit"], "series", "{body}");
+    assert_eq!((body["accepted"].as_u64(), body["refused"].as_u64()), (Some(2), Some(2)), "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains(r#"m{h="4"}"#) && detail.contains("limit of 3 series"), "{detail}");
+    assert_eq!(body["type"], "about:blank");
+    let (_, series) = get(&server, &a, "/api/v1/series?metric=m").await;
+    let mut seen: Vec<String> =
+        series["series"].as_array().unwrap().iter().map(|s| s["labels"]["h"].as_str().unwrap().to_string()).collect();
+    seen.sort();
+    assert_eq!(seen, ["1", "2", "3"], "no series past the cap: {series}");
+    let (_, points) = get(&server, &a, "/api/v1/query?metric=m&match=h=1&from=0&to=now&resolution=raw").await;
+    assert_eq!(points["series"][0]["points"].as_array().unwrap().len(), 2, "{points}");
+    // The other tenant has no cap.
+    let (status, body, _) = ingest_full(&server, &b, hosts(1..=20, now)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // Rate: 40 samples/s, one second's worth at once. A request larger than that can never
+    // pass (413); then requests of existing series pass until the bucket is empty (429 with
+    // Retry-After, nothing stored), while the quiet tenant is untouched.
+    let (status, body, _) =
+        ingest_full(&server, &a, Value::Array(vec![json!({"metric":"m","labels":{"h":"1"},"value":1}); 41])).await;
+    assert_eq!((status, body["limit"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("samples_per_second")), "{body}");
+    let mut refused = None;
+    for i in 0..20 {
+        let (status, body, retry) = ingest_full(&server, &a, hosts(1..=3, now - 8_000 + i)).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((body, retry));
+            break;
+        }
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (body, retry) = refused.expect("the rate limit refuses within 60 samples");
+    assert_eq!(body["limit"], "samples_per_second", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("40 samples/s"), "{body}");
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+    let (status, _, _) = ingest_full(&server, &b, hosts(1..=20, now + 1)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let text = metrics_text(&server).await;
+    for limit in ["series", "samples_per_second"] {
+        let line = format!(r#"microdash_tenant_limit_refused_samples_total{{tenant="noisy",limit="{limit}"}}"#);
+        assert!(text.lines().any(|l| l.starts_with(&line)), "{line} in /metrics:\n{text}");
+    }
+    assert!(!text.contains(r#"tenant="quiet""#), "the quiet tenant was never refused");
+
+    // Back to the server's defaults: the new series is accepted at once.
+    let (status, body) = put(json!({})).await;
+    assert_eq!((status, &body["limits"]), (StatusCode::OK, &json!({})), "{body}");
+    let (status, body, _) = ingest_full(&server, &a, hosts([4], now)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn sqlite_tenant_limits_are_enforced() {
+    limits_are_enforced("sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_tenant_limits_are_enforced() {
+    limits_are_enforced("postgres").await;
+}
+
+#[tokio::test]
+async fn mariadb_tenant_limits_are_enforced() {
+    limits_are_enforced("mysql").await;
+}

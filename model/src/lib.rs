@@ -133,13 +133,15 @@ pub struct TenantRetention {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantLimits {
-    /// Samples per second.
+    /// Samples per second (the long-run rate; one second's worth may come at once). Over it,
+    /// HTTP ingest answers 429 and MQTT acknowledgements wait. Omitted = the server's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 1, max = 4294967295u64))]
     pub samples_per_second: Option<u64>,
-    /// Distinct series.
+    /// Distinct series. Past it, samples of new series are refused; existing series keep
+    /// being accepted. Omitted = no cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 1, max = 1000000000))]
     pub series: Option<u64>,
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use microdash_model::{AlertRuleSpec, NotificationChannelSpec, Scope, TenantRetention};
+use microdash_model::{AlertRuleSpec, NotificationChannelSpec, Scope, TenantLimits, TenantRetention};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -189,6 +189,15 @@ impl ServerApi {
         let body = serde_json::to_value(retention).expect("retention serializes");
         let (status, value) =
             self.call(Method::PUT, &format!("/api/v1/tenants/{tenant}/retention"), None, Some(body)).await?;
+        refusal_or(status, &value, ())
+    }
+
+    /// Sets the tenant's intake limits; a limit left out goes back to the server's default.
+    pub async fn set_limits(&self, tenant: &str, limits: Option<&TenantLimits>) -> Result<Result<(), Refusal>> {
+        let limits = limits.cloned().unwrap_or_default();
+        let body = json!({"samples_per_second": limits.samples_per_second, "series": limits.series});
+        let (status, value) =
+            self.call(Method::PUT, &format!("/api/v1/tenants/{tenant}/limits"), None, Some(body)).await?;
         refusal_or(status, &value, ())
     }
 

@@ -231,7 +231,8 @@ async fn a_tenant_gets_its_token_secret_and_exists_in_the_server_until_deleted()
     let name = format!("team-{}", &ns[ns.len() - 5..]);
     let tenant: Tenant = serde_json::from_value(json!({
         "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-        "spec": {"displayName": "Team", "retention": {"raw": "3d"}, "tokenSecret": {"namespace": ns}}
+        "spec": {"displayName": "Team", "retention": {"raw": "3d"}, "limits": {"samplesPerSecond": 500, "series": 40},
+                 "tokenSecret": {"namespace": ns}}
     }))
     .unwrap();
     tenants.create(&PostParams::default(), &tenant).await.unwrap();
@@ -258,6 +259,8 @@ async fn a_tenant_gets_its_token_secret_and_exists_in_the_server_until_deleted()
     let record: Value = r.json().await.unwrap();
     assert_eq!(record["display_name"], "Team");
     assert_eq!(record["retention"]["raw_ms"], 3 * 86_400_000);
+    // spec.limits reaches the server, which enforces it.
+    assert_eq!(record["limits"], json!({"samples_per_second": 500, "series": 40}));
     eventually(WAIT, "usage counts the metric", || async {
         let s = status_of(&tenants, &name).await;
         if s["usage"]["metrics"] == 1 { Ok(()) } else { Err(s.to_string()) }

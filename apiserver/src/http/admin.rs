@@ -304,3 +304,57 @@ pub async fn set_retention(
     }
     get_tenant(State(state), caller, Path(name)).await
 }
+
+/// A tenant's intake limits; a limit left out (or `null`) is the server's default.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsInput {
+    /// Samples per second, 1 to 4294967295: the long-run rate; one second's worth may come at
+    /// once. Over it, ingest answers 429 with Retry-After (MQTT: the acknowledgement waits).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 4294967295u64)]
+    pub samples_per_second: Option<i64>,
+    /// Distinct series, 1 to 1000000000. Past it, samples of new series are refused (422) and
+    /// those of existing series still stored.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub series: Option<i64>,
+}
+
+fn limit_value(field: &str, value: Option<i64>, max: i64) -> AppResult<Option<i64>> {
+    match value {
+        Some(v) if !(1..=max).contains(&v) => Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: must be between 1 and {max}; leave it out (or null) for the server's default"),
+        )
+        .field(field)),
+        v => Ok(v),
+    }
+}
+
+#[utoipa::path(put, path = "/api/v1/tenants/{name}/limits", tag = "admin", request_body = LimitsInput,
+    responses((status = 200, body = TenantRecord, description = "The limits apply at once here, within 2 s on other servers"),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn set_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> AppResult<Json<TenantRecord>> {
+    caller.require_admin()?;
+    let input: LimitsInput = json_body(&body)?;
+    let limits = crate::storage::TenantLimits {
+        samples_per_second: limit_value("samples_per_second", input.samples_per_second, u32::MAX as i64)?,
+        series: limit_value("series", input.series, 1_000_000_000)?,
+    };
+    if !state.store.set_limits(&name, &limits).await? {
+        return Err(AppError::not_found(format!("tenant {name:?} not found")));
+    }
+    let Some(tenant) = state.store.get_tenant(&name).await? else {
+        return Err(AppError::not_found(format!("tenant {name:?} not found")));
+    };
+    state.intake.changed(tenant.id);
+    tracing::info!(tenant = %name, ?limits, "Tenant limits set.");
+    Ok(Json(tenant))
+}

@@ -29,6 +29,16 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<microdash_model::FieldError>,
+    /// The tenant's intake limit that refused the request: `samples_per_second` or `series`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'static str>,
+    /// Samples of the request stored anyway (a series-limit refusal stores the samples of
+    /// existing series).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<usize>,
+    /// Samples of the request refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -39,13 +49,31 @@ pub struct AppError {
     pub index: Option<usize>,
     pub retry_after_secs: Option<u64>,
     pub errors: Vec<microdash_model::FieldError>,
+    /// Set when a tenant's limit refused the request (boxed: errors stay small).
+    pub limit: Option<Box<LimitRefusal>>,
+}
+
+/// Which tenant limit refused a request, and what of it was stored anyway.
+#[derive(Debug, Default)]
+pub struct LimitRefusal {
+    pub limit: &'static str,
+    pub accepted: Option<usize>,
+    pub refused: Option<usize>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), field: None, index: None, retry_after_secs: None, errors: Vec::new() }
+        Self {
+            status,
+            detail: detail.into(),
+            field: None,
+            index: None,
+            retry_after_secs: None,
+            errors: Vec::new(),
+            limit: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
@@ -63,6 +91,11 @@ impl AppError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
+    /// Names the tenant limit that refused the request.
+    pub fn limit(mut self, limit: &'static str, accepted: Option<usize>, refused: Option<usize>) -> Self {
+        self.limit = Some(Box::new(LimitRefusal { limit, accepted, refused }));
+        self
+    }
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs.max(1));
         self
@@ -79,6 +112,9 @@ impl IntoResponse for AppError {
             field: self.field,
             index: self.index,
             errors: self.errors,
+            limit: self.limit.as_ref().map(|l| l.limit),
+            accepted: self.limit.as_ref().and_then(|l| l.accepted),
+            refused: self.limit.as_ref().and_then(|l| l.refused),
         };
         let body = serde_json::to_vec(&problem).expect("problem serializes");
         let mut response = (self.status, body).into_response();

@@ -1,7 +1,6 @@
 //! `POST /api/v1/metrics` and `POST /api/v1/metrics/bulk`.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,10 +12,12 @@ use utoipa::ToSchema;
 
 use crate::domain::{Sample, now_ms};
 use crate::http::AppState;
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
 use crate::ingest::{IngestError, parse_bulk, parse_single};
+use crate::limits::{self, RateRefusal};
 use crate::pipeline::SubmitError;
+use crate::storage::WriteOutcome;
 use crate::telemetry::reason;
 
 /// The request body, with the body-size limit answered as problem+json.
@@ -64,8 +65,10 @@ pub struct IngestResponse {
 
 #[utoipa::path(post, path = "/api/v1/metrics", tag = "ingest", request_body = SampleInput,
     responses((status = 202, body = IngestResponse, description = "Stored durably"),
-              (status = 400, body = crate::http::error::Problem), (status = 401), (status = 413), (status = 422),
-              (status = 429), (status = 503)))]
+              (status = 400, body = crate::http::error::Problem), (status = 401), (status = 413), (status = 422,
+              description = "An invalid sample, or new series past the tenant's series limit (the samples \
+              of existing series were stored; `accepted` and `refused` say how many)"),
+              (status = 429, description = "Over the tenant's samples_per_second; see Retry-After"), (status = 503)))]
 pub async fn ingest_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,13 +76,15 @@ pub async fn ingest_one(
 ) -> AppResult<(StatusCode, Json<IngestResponse>)> {
     let tenant = caller.require(Scope::Ingest)?;
     let sample = parse_single(&body, &state.limits, now_ms()).map_err(|e| rejected(&state, e))?;
-    accept(&state, tenant.tenant_id, vec![sample]).await
+    accept(&state, &tenant, vec![sample]).await
 }
 
 #[utoipa::path(post, path = "/api/v1/metrics/bulk", tag = "ingest", request_body = BulkInput,
     responses((status = 202, body = IngestResponse, description = "Stored durably"),
-              (status = 400, body = crate::http::error::Problem), (status = 401), (status = 413), (status = 422),
-              (status = 429), (status = 503)))]
+              (status = 400, body = crate::http::error::Problem), (status = 401), (status = 413), (status = 422,
+              description = "An invalid sample, or new series past the tenant's series limit (the samples \
+              of existing series were stored; `accepted` and `refused` say how many)"),
+              (status = 429, description = "Over the tenant's samples_per_second; see Retry-After"), (status = 503)))]
 pub async fn ingest_bulk(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,7 +92,7 @@ pub async fn ingest_bulk(
 ) -> AppResult<(StatusCode, Json<IngestResponse>)> {
     let tenant = caller.require(Scope::Ingest)?;
     let samples = parse_bulk(&body, &state.limits, now_ms()).map_err(|e| rejected(&state, e))?;
-    accept(&state, tenant.tenant_id, samples).await
+    accept(&state, &tenant, samples).await
 }
 
 fn rejected(state: &AppState, err: IngestError) -> AppError {
@@ -99,41 +104,75 @@ fn rejected(state: &AppState, err: IngestError) -> AppError {
     err.into()
 }
 
-/// Rate limit, then queue and wait for the commit.
+/// The tenant's limits (rate, then series), then queue and wait for the commit.
 async fn accept(
     state: &AppState,
-    tenant_id: i64,
-    samples: Vec<Sample>,
+    tenant: &TenantCaller,
+    mut samples: Vec<Sample>,
 ) -> AppResult<(StatusCode, Json<IngestResponse>)> {
-    if let (Some(limiter), Some(n)) = (&state.rate_limiter, NonZeroU32::new(samples.len() as u32)) {
-        match limiter.check_key_n(&tenant_id, n) {
-            Ok(Ok(())) => {}
-            Ok(Err(not_until)) => {
-                state.telemetry.reject(reason::RATE_LIMITED);
-                let wait =
-                    not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-                return Err(AppError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "this tenant is limited to {} samples/s; retry after the delay",
-                        state.config.tenant_rate_limit
-                    ),
-                )
-                .retry_after(wait.as_secs_f64().ceil() as u64));
-            }
-            Err(_) => {
-                return Err(AppError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the batch is larger than this tenant's rate limit allows at once; split it",
-                ));
-            }
-        }
+    let tenant_id = tenant.tenant_id;
+    if let Err(refusal) = state.intake.check_rate(tenant_id, samples.len()).await {
+        state.telemetry.reject(reason::RATE_LIMITED);
+        return Err(rate_refused(&tenant.tenant, samples.len(), refusal));
     }
-    match state.writer.submit(tenant_id, samples).await {
-        Ok(outcome) => Ok((
+    let series_refusal = state.intake.check_series(tenant_id, &samples).await;
+    if let Some(refusal) = &series_refusal {
+        state.telemetry.reject(reason::SERIES_LIMITED);
+        samples = limits::without(samples, &refusal.refused);
+    }
+    let outcome = submit(state, tenant_id, samples).await?;
+    match series_refusal {
+        None => Ok((
             StatusCode::ACCEPTED,
             Json(IngestResponse { accepted: outcome.accepted, duplicates: outcome.duplicates }),
         )),
+        Some(refusal) => Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "tenant {:?} is at its limit of {} series: {} sample(s) of new series were refused ({}{}); \
+                     the {} sample(s) of existing series were stored. Raise the tenant's `series` limit \
+                     (PUT /api/v1/tenants/{{name}}/limits) or stop sending new series",
+                tenant.tenant,
+                refusal.limit,
+                refusal.refused.len(),
+                refusal.examples.join(", "),
+                if refusal.refused.len() > refusal.examples.len() { ", …" } else { "" },
+                outcome.accepted + outcome.duplicates,
+            ),
+        )
+        .limit(limits::name::SERIES, Some(outcome.accepted), Some(refusal.refused.len()))),
+    }
+}
+
+/// 429 (or 413 for a request that can never fit) naming the tenant's rate limit.
+fn rate_refused(tenant: &str, count: usize, refusal: RateRefusal) -> AppError {
+    match refusal {
+        RateRefusal::Later { per_second, retry_after } => {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "tenant {tenant:?} is limited to {per_second} samples/s (samples_per_second); \
+                     nothing from this request was stored, retry after {secs} s"
+                ),
+            )
+            .retry_after(secs)
+        }
+        RateRefusal::TooLarge { per_second, burst } => AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request has {count} samples, more than tenant {tenant:?} may send at once ({burst}; its \
+                 rate is {per_second} samples/s): split it into requests of at most {burst} samples"
+            ),
+        )
+        .field("samples"),
+    }
+    .limit(limits::name::RATE, None, Some(count))
+}
+
+async fn submit(state: &AppState, tenant_id: i64, samples: Vec<Sample>) -> AppResult<WriteOutcome> {
+    match state.writer.submit(tenant_id, samples).await {
+        Ok(outcome) => Ok(outcome),
         Err(err) => {
             state.telemetry.reject(match err {
                 SubmitError::Overloaded | SubmitError::ShuttingDown => reason::OVERLOADED,

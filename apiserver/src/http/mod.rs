@@ -16,7 +16,6 @@ pub mod session;
 pub mod stream;
 pub mod tokens;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,7 +23,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use utoipa::OpenApi;
 
 use crate::auth::Auth;
@@ -45,8 +43,8 @@ pub struct AppState {
     pub telemetry: Telemetry,
     pub auth: Arc<Auth>,
     pub hub: Arc<LiveHub>,
-    /// Samples per second per tenant; `None` when unlimited.
-    pub rate_limiter: Option<Arc<DefaultKeyedRateLimiter<i64>>>,
+    /// Each tenant's samples/s and series limits.
+    pub intake: Arc<crate::limits::IntakeLimits>,
     /// Turns true when the server stops, so endless responses (SSE) end and shutdown completes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub alerting: Arc<crate::alerting::Alerting>,
@@ -54,11 +52,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: DynStore, writer: Writer, config: Config, telemetry: Telemetry, hub: Arc<LiveHub>) -> Self {
-        let rate_limiter = NonZeroU32::new(config.tenant_rate_limit).map(|rate| {
-            // A full batch must always fit in the bucket, or it could never pass.
-            let burst = NonZeroU32::new(config.tenant_rate_limit.max(config.max_batch_samples as u32)).unwrap_or(rate);
-            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
-        });
+        let intake = Arc::new(crate::limits::IntakeLimits::new(
+            store.clone(),
+            telemetry.clone(),
+            config.tenant_rate_limit,
+            config.max_batch_samples,
+        ));
         Self {
             auth: Arc::new(Auth::new(store.clone(), config.admin_token.as_deref())),
             limits: Arc::new(config.limits()),
@@ -67,7 +66,7 @@ impl AppState {
             writer,
             telemetry,
             hub,
-            rate_limiter,
+            intake,
             shutdown: tokio::sync::watch::channel(false).0,
             alerting: Arc::new(crate::alerting::Alerting::default()),
         }
@@ -88,7 +87,7 @@ impl AppState {
         channels::deliveries,
         alerts::list, alerts::history, alerts::stream,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::list_tokens,
-        admin::revoke_token, admin::set_retention,
+        admin::revoke_token, admin::set_retention, admin::set_limits,
         tokens::list, tokens::create, tokens::revoke,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -139,6 +138,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tenants/{name}/tokens", post(admin::create_token).get(admin::list_tokens))
         .route("/api/v1/tenants/{name}/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/api/v1/tenants/{name}/retention", axum::routing::put(admin::set_retention))
+        .route("/api/v1/tenants/{name}/limits", axum::routing::put(admin::set_limits))
         .route("/api/v1/{*rest}", axum::routing::any(ops::api_not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     Router::new()

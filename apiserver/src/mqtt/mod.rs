@@ -12,14 +12,12 @@ pub mod config;
 pub mod topics;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use governor::DefaultKeyedRateLimiter;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -75,7 +73,7 @@ pub struct Ingestor {
     tenants: TenantDirectory,
     limits: Limits,
     telemetry: Telemetry,
-    rate_limiter: Option<Arc<DefaultKeyedRateLimiter<i64>>>,
+    intake: Option<Arc<crate::limits::IntakeLimits>>,
     /// `max_body_bytes`: one payload may be as large as one HTTP body.
     max_payload_bytes: usize,
     shutdown: watch::Receiver<bool>,
@@ -91,7 +89,7 @@ impl Ingestor {
         writer: Writer,
         limits: Limits,
         telemetry: Telemetry,
-        rate_limiter: Option<Arc<DefaultKeyedRateLimiter<i64>>>,
+        intake: Option<Arc<crate::limits::IntakeLimits>>,
         max_payload_bytes: usize,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -100,7 +98,7 @@ impl Ingestor {
             tenants: TenantDirectory { store, cache: Mutex::new(HashMap::new()), auth: None },
             limits,
             telemetry,
-            rate_limiter,
+            intake,
             max_payload_bytes,
             shutdown,
             drop_log: LogBudget::new(20),
@@ -222,7 +220,24 @@ impl Ingestor {
         let mut wait = Duration::from_millis(100);
         let mut first_try = true;
         loop {
-            let samples = self.decode(source, messages, first_try);
+            let mut samples = self.decode(source, messages, first_try);
+            if let Some(intake) = &self.intake
+                && let Some(refusal) = intake.check_series(tenant_id, &samples).await
+            {
+                // MQTT 3.1.1 cannot refuse one message: like any unusable sample, these are
+                // acknowledged, counted (tenant_limit_refused_samples) and logged.
+                if first_try && self.drop_log.take() {
+                    tracing::warn!(
+                        source = source.as_str(),
+                        tenant_id,
+                        refused = refusal.refused.len(),
+                        limit = refusal.limit,
+                        examples = ?refusal.examples,
+                        "Dropped MQTT samples of new series: the tenant is at its series limit."
+                    );
+                }
+                samples = crate::limits::without(samples, &refusal.refused);
+            }
             first_try = false;
             match self.submit(tenant_id, samples).await {
                 Ok(()) => return Ok(()),
@@ -275,9 +290,9 @@ impl Ingestor {
         let mut commits = Vec::new();
         while !samples.is_empty() {
             let rest = if samples.len() > chunk { samples.split_off(chunk) } else { Vec::new() };
-            if let (Some(limiter), Some(n)) = (&self.rate_limiter, NonZeroU32::new(samples.len() as u32)) {
-                // The burst is at least max_batch_samples, so a chunk always fits.
-                let _ = limiter.until_key_n_ready(&tenant_id, n).await;
+            if let Some(intake) = &self.intake {
+                // MQTT's way to refuse a rate: the acknowledgement waits.
+                intake.wait_rate(tenant_id, samples.len()).await;
             }
             // Queued together, so the writer may commit them in one transaction. Not cut short
             // at shutdown: the writer drains its queue before it stops, so this ends, and
@@ -380,7 +395,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<Option<JoinHandle<()>>> {
                 state.writer.clone(),
                 (*state.limits).clone(),
                 state.telemetry.clone(),
-                state.rate_limiter.clone(),
+                Some(state.intake.clone()),
                 config.max_body_bytes,
                 state.shutdown.subscribe(),
             )

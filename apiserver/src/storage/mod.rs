@@ -52,6 +52,20 @@ pub struct TenantRecord {
     pub created_at: i64,
     /// Overrides of the server's retention for this tenant.
     pub retention: Retention,
+    /// The tenant's intake limits; `None` = the server's default.
+    pub limits: TenantLimits,
+}
+
+/// Intake limits of one tenant (`PUT /api/v1/tenants/{name}/limits`); `None` = the server's
+/// default: `tenant_rate_limit` samples/s, no cap on series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct TenantLimits {
+    /// Samples per second (the long-run rate; one second's worth may come at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_per_second: Option<i64>,
+    /// Distinct series. Samples of existing series are accepted past it; new series are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<i64>,
 }
 
 /// Retention overrides in ms; `None` = the server's default.

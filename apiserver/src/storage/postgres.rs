@@ -11,9 +11,9 @@ use sqlx::{PgPool, Row};
 
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, RollupRow, SeriesCache, SeriesInfo,
-    SeriesPoints, SeriesRef, SessionRecord, Store, StoreError, Summary, TenantRecord, WriteBatch, WriteOutcome,
-    bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
-    summary_of,
+    SeriesPoints, SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch,
+    WriteOutcome, bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas,
+    split_duplicates, summary_of,
 };
 use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
@@ -50,6 +50,10 @@ fn tenant_from_row(row: &PgRow) -> Result<TenantRecord> {
             raw_ms: row.try_get("retention_raw_ms")?,
             m1_ms: row.try_get("retention_1m_ms")?,
             m5_ms: row.try_get("retention_5m_ms")?,
+        },
+        limits: TenantLimits {
+            samples_per_second: row.try_get("limit_samples_per_second")?,
+            series: row.try_get("limit_series")?,
         },
     })
 }
@@ -285,6 +289,7 @@ impl Store for PostgresStore {
             display_name: display_name.map(str::to_string),
             created_at: now,
             retention: Retention::default(),
+            limits: TenantLimits::default(),
         })
     }
 
@@ -554,4 +559,5 @@ super::tenancy::sql_tenancy_store! {
     db: sqlx::Postgres,
     sql: crate::storage::sql_alerts::numbered,
     chunk: crate::storage::tenancy::chunk_by_subquery,
+    series_keys: "SELECT metric, labels FROM series WHERE tenant_id = ?",
 }

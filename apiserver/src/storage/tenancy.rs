@@ -77,6 +77,13 @@ pub trait TenancyStore: Send + Sync {
     /// Records `(token id, used at)`; a later time only ever moves `last_used_at` forward.
     async fn touch_tokens(&self, used: &[(i64, i64)]) -> Result<()>;
 
+    /// Sets the intake limits of a live tenant; false when there is no such tenant.
+    async fn set_limits(&self, name: &str, limits: &super::TenantLimits) -> Result<bool>;
+    /// The name and intake limits of a live tenant; `None` when it does not exist (any more).
+    async fn limits_of(&self, tenant_id: i64) -> Result<Option<(String, super::TenantLimits)>>;
+    /// `(metric, labels JSON)` of every series of the tenant, for the series cap.
+    async fn series_keys(&self, tenant_id: i64) -> Result<Vec<(String, String)>>;
+
     /// Auth events after `after`, oldest first.
     async fn auth_events_after(&self, after: i64) -> Result<Vec<AuthEvent>>;
     /// The newest auth event id (0 when none).
@@ -105,13 +112,15 @@ pub(crate) const OWNED: [(&str, &str); 5] = [
     ("series", "id"),
 ];
 
-/// Implements `TenancyStore` for `$store` (which has `pool` and `begin_write`).
+/// Implements `TenancyStore` for `$store` (which has `pool` and `begin_write`). `series_keys`:
+/// the query of `(metric, labels)` of a tenant's series, which must decode as text.
 macro_rules! sql_tenancy_store {
     (
         store: $store:ty,
         db: $db:ty,
         sql: $sql:path,
-        chunk: $chunk:path $(,)?
+        chunk: $chunk:path,
+        series_keys: $series_keys:expr $(,)?
     ) => {
         mod sql_tenancy_impl {
             use async_trait::async_trait;
@@ -286,6 +295,43 @@ macro_rules! sql_tenancy_store {
                         .await?;
                     }
                     Ok(())
+                }
+
+                async fn set_limits(&self, name: &str, limits: &crate::storage::TenantLimits) -> Result<bool> {
+                    let updated = sqlx::query(&$sql(
+                        "UPDATE tenants SET limit_samples_per_second = ?, limit_series = ? \
+                         WHERE name = ? AND deleted_at IS NULL",
+                    ))
+                    .bind(limits.samples_per_second)
+                    .bind(limits.series)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    // MariaDB counts changed rows: setting the same limits again changes none.
+                    Ok(updated > 0 || self.get_tenant(name).await?.is_some())
+                }
+
+                async fn limits_of(&self, tenant_id: i64) -> Result<Option<(String, crate::storage::TenantLimits)>> {
+                    let row = sqlx::query(&$sql(
+                        "SELECT name, limit_samples_per_second, limit_series FROM tenants \
+                         WHERE id = ? AND deleted_at IS NULL",
+                    ))
+                    .bind(tenant_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(|row| {
+                        let limits = crate::storage::TenantLimits {
+                            samples_per_second: row.try_get("limit_samples_per_second")?,
+                            series: row.try_get("limit_series")?,
+                        };
+                        Ok((row.try_get("name")?, limits))
+                    })
+                    .transpose()
+                }
+
+                async fn series_keys(&self, tenant_id: i64) -> Result<Vec<(String, String)>> {
+                    Ok(sqlx::query_as(&$sql($series_keys)).bind(tenant_id).fetch_all(&self.pool).await?)
                 }
 
                 async fn auth_events_after(&self, after: i64) -> Result<Vec<AuthEvent>> {

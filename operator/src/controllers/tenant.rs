@@ -174,17 +174,11 @@ impl Tenant {
         {
             wanted.push(Wanted::no("Ready", "InvalidRetention", refusal.detail));
         }
-        let limits_note = if self.spec.tenant.limits.is_some() {
-            "; per-tenant limits are not enforced by this server version (the server-wide tenant_rate_limit applies)"
-        } else {
-            ""
-        };
+        if let Err(refusal) = server.set_limits(&name, self.spec.tenant.limits.as_ref()).await? {
+            wanted.push(Wanted::no("Ready", "InvalidLimits", refusal.detail));
+        }
         if wanted.is_empty() {
-            wanted.push(Wanted::yes(
-                "Ready",
-                "Ready",
-                format!("tenant exists; token in {}{limits_note}", self.token_secret_ref()),
-            ));
+            wanted.push(Wanted::yes("Ready", "Ready", format!("tenant exists; token in {}", self.token_secret_ref())));
         }
         let (metrics, rules, channels) = server.usage(&name).await?;
         let conditions = merge(&previous.conditions, &wanted, generation, k8s_openapi::jiff::Timestamp::now());
