@@ -91,6 +91,16 @@ pub struct ConfigLayer {
     /// Samples per second each tenant may send (0 = unlimited).
     #[arg(long, env = "MICRODASH_TENANT_RATE_LIMIT")]
     pub tenant_rate_limit: Option<u32>,
+    /// Request bodies read and being ingested at once, in bytes, across tenants (HTTP ingest
+    /// waits for room before it reads a body): bounds the server's memory under a burst.
+    #[arg(long, env = "MICRODASH_MAX_INFLIGHT_INGEST_BYTES")]
+    pub max_inflight_ingest_bytes: Option<usize>,
+    /// The same, per tenant; a tenant over it gets 429 (its other requests are still in flight).
+    #[arg(long, env = "MICRODASH_MAX_INFLIGHT_INGEST_BYTES_PER_TENANT")]
+    pub max_inflight_ingest_bytes_per_tenant: Option<usize>,
+    /// Live streams (samples and alerts, SSE) one tenant may hold open at once.
+    #[arg(long, env = "MICRODASH_MAX_STREAMS_PER_TENANT")]
+    pub max_streams_per_tenant: Option<usize>,
     /// Most raw points one query may read.
     #[arg(long, env = "MICRODASH_MAX_QUERY_POINTS")]
     pub max_query_points: Option<usize>,
@@ -184,6 +194,9 @@ impl ConfigLayer {
             queue_capacity,
             dedupe_window,
             tenant_rate_limit,
+            max_inflight_ingest_bytes,
+            max_inflight_ingest_bytes_per_tenant,
+            max_streams_per_tenant,
             max_query_points,
             sqlite_sync,
             retention_raw,
@@ -251,6 +264,9 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
     pub tenant_rate_limit: u32,
+    pub max_inflight_ingest_bytes: usize,
+    pub max_inflight_ingest_bytes_per_tenant: usize,
+    pub max_streams_per_tenant: usize,
     pub max_query_points: usize,
     pub sqlite_sync: String,
     #[serde(with = "humantime_serde")]
@@ -326,6 +342,11 @@ impl Default for Config {
             queue_capacity: 1_000_000,
             dedupe_window: Duration::from_secs(24 * 3600),
             tenant_rate_limit: 1_000_000,
+            // Four bodies of the default maximum size at once, two of them one tenant's: the
+            // memory bound of a burst is about 24 times this (README, "Memory under load").
+            max_inflight_ingest_bytes: 32 * 1024 * 1024,
+            max_inflight_ingest_bytes_per_tenant: 16 * 1024 * 1024,
+            max_streams_per_tenant: 100,
             max_query_points: 2_000_000,
             sqlite_sync: "normal".into(),
             retention_raw: Duration::from_secs(7 * 86_400),
@@ -467,6 +488,21 @@ impl Config {
             queue_capacity: at_least("queue_capacity", layer.queue_capacity.unwrap_or(d.queue_capacity), 1)?,
             dedupe_window: layer.dedupe_window.unwrap_or(d.dedupe_window),
             tenant_rate_limit: layer.tenant_rate_limit.unwrap_or(d.tenant_rate_limit),
+            max_inflight_ingest_bytes: at_least(
+                "max_inflight_ingest_bytes",
+                layer.max_inflight_ingest_bytes.unwrap_or(d.max_inflight_ingest_bytes),
+                1024,
+            )?,
+            max_inflight_ingest_bytes_per_tenant: at_least(
+                "max_inflight_ingest_bytes_per_tenant",
+                layer.max_inflight_ingest_bytes_per_tenant.unwrap_or(d.max_inflight_ingest_bytes_per_tenant),
+                1024,
+            )?,
+            max_streams_per_tenant: at_least(
+                "max_streams_per_tenant",
+                layer.max_streams_per_tenant.unwrap_or(d.max_streams_per_tenant),
+                1,
+            )?,
             max_query_points: at_least("max_query_points", layer.max_query_points.unwrap_or(d.max_query_points), 1)?,
             sqlite_sync,
             retention_raw: layer.retention_raw.unwrap_or(d.retention_raw),

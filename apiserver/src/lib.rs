@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fairness;
 pub mod http;
 pub mod ingest;
 pub mod limits;

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
 
 use crate::domain::Sample;
 
@@ -43,10 +43,6 @@ pub struct LiveHub {
     sender: broadcast::Sender<Arc<LiveEvent>>,
     recent: Mutex<Recent>,
     replay_capacity: usize,
-    /// Streams that read a gap from storage at the same time; each holds up to the backfill's
-    /// point limit in memory, so after a restart (every dashboard resumes at once) this bounds
-    /// the total.
-    pub backfill_slots: Semaphore,
 }
 
 struct Recent {
@@ -79,7 +75,6 @@ impl LiveHub {
             sender,
             recent: Mutex::new(Recent { last_id: start.saturating_sub(1), floor: start, events: VecDeque::new() }),
             replay_capacity,
-            backfill_slots: Semaphore::new(4),
         }
     }
 

@@ -152,6 +152,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     state.alerting = Arc::new(alerting);
     // Revocations and deletions made anywhere reach this process within a second.
     let auth_watcher = state.auth.start_watcher();
+    let trimmer = state.fairness.start_trimmer();
     tokio::spawn(resume_tenant_purges(store.clone()));
     let mqtt = if state.config.role != Role::Worker { crate::mqtt::start(&state).await? } else { None };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
@@ -173,6 +174,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     purge.abort();
     retention.abort();
     auth_watcher.abort();
+    trimmer.abort();
     if distributed {
         // A worker acknowledges only what it committed: stopping it mid-batch leaves that
         // batch pending in Redis for the next worker.

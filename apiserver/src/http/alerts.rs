@@ -150,10 +150,12 @@ pub async fn stream(
         .as_ref()
         .ok_or_else(|| AppError::not_found("this process does not evaluate alerts; poll /api/v1/alerts"))?;
     let tenant_id = tenant.tenant_id;
-    let live = stream::unfold(engine.subscribe(), |mut rx| async move {
+    // Held by the response: the tenant's count of open streams drops when it ends.
+    let permit = crate::http::stream::stream_permit(&state, &tenant)?;
+    let live = stream::unfold((engine.subscribe(), permit), |(mut rx, permit)| async move {
         match rx.recv().await {
-            Ok(event) => Some((Some(event), rx)),
-            Err(RecvError::Lagged(_)) => Some((None, rx)),
+            Ok(event) => Some((Some(event), (rx, permit))),
+            Err(RecvError::Lagged(_)) => Some((None, (rx, permit))),
             Err(RecvError::Closed) => None,
         }
     })

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use microdash_model::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{Sample, now_ms};
+use crate::fairness::IngestPermit;
 use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
@@ -72,9 +73,10 @@ pub struct IngestResponse {
 pub async fn ingest_one(
     State(state): State<AppState>,
     caller: Caller,
-    Body(body): Body,
+    request: Request,
 ) -> AppResult<(StatusCode, Json<IngestResponse>)> {
     let tenant = caller.require(Scope::Ingest)?;
+    let (body, _permit) = read_body(&state, &tenant, request).await?;
     let sample = parse_single(&body, &state.limits, now_ms()).map_err(|e| rejected(&state, e))?;
     accept(&state, &tenant, vec![sample]).await
 }
@@ -88,11 +90,40 @@ pub async fn ingest_one(
 pub async fn ingest_bulk(
     State(state): State<AppState>,
     caller: Caller,
-    Body(body): Body,
+    request: Request,
 ) -> AppResult<(StatusCode, Json<IngestResponse>)> {
     let tenant = caller.require(Scope::Ingest)?;
+    let (body, _permit) = read_body(&state, &tenant, request).await?;
     let samples = parse_bulk(&body, &state.limits, now_ms()).map_err(|e| rejected(&state, e))?;
     accept(&state, &tenant, samples).await
+}
+
+/// Reads the body once the tenant and the server have room for it (`crate::fairness`); the
+/// permit is held until the request is answered.
+async fn read_body(state: &AppState, tenant: &TenantCaller, request: Request) -> AppResult<(Bytes, IngestPermit)> {
+    let max = state.config.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bytes = declared.unwrap_or(max).clamp(1, max);
+    let Some(permit) = state.fairness.ingest(tenant.tenant_id, bytes).await else {
+        state.telemetry.reject(reason::RATE_LIMITED);
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "tenant {:?} has {} bytes of requests in flight, its limit (max_inflight_ingest_bytes_per_tenant); \
+                 retry once earlier requests are answered",
+                tenant.tenant,
+                state.fairness.ingest_bytes_per_tenant.capacity()
+            ),
+        )
+        .retry_after(1)
+        .limit("inflight_bytes", None, None));
+    };
+    let Body(body) = Body::from_request(request, state).await?;
+    Ok((body, permit))
 }
 
 fn rejected(state: &AppState, err: IngestError) -> AppError {

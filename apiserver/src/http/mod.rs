@@ -45,6 +45,8 @@ pub struct AppState {
     pub hub: Arc<LiveHub>,
     /// Each tenant's samples/s and series limits.
     pub intake: Arc<crate::limits::IntakeLimits>,
+    /// What one tenant and all requests may hold at once (ingest bytes, streams, backfill).
+    pub fairness: Arc<crate::fairness::Fairness>,
     /// Turns true when the server stops, so endless responses (SSE) end and shutdown completes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub alerting: Arc<crate::alerting::Alerting>,
@@ -61,6 +63,7 @@ impl AppState {
         Self {
             auth: Arc::new(Auth::new(store.clone(), config.admin_token.as_deref())),
             limits: Arc::new(config.limits()),
+            fairness: Arc::new(crate::fairness::Fairness::new(&config)),
             config: Arc::new(config),
             store,
             writer,

@@ -13,18 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use microdash_model::Scope;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 
 use crate::domain::{Labels, Sample};
+use crate::fairness::Fairness;
 use crate::http::AppState;
-use crate::http::auth::Caller;
-use crate::http::error::AppResult;
+use crate::http::auth::{Caller, TenantCaller};
+use crate::http::error::{AppError, AppResult};
 use crate::http::params::Params;
 use crate::live::{LiveEvent, LiveHub, id_at_ms, ms_of_id};
 use crate::storage::{Aggregation, DynStore, PointQuery, Resolution, StoreError, labels_match};
@@ -116,12 +117,16 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .or_else(|| params.get("last_event_id"))
         .and_then(|v| v.trim().parse::<u64>().ok());
+    // Held by the response: the tenant's count of open streams drops when it ends.
+    let permit = stream_permit(&state, &tenant)?;
     // Subscribe before looking at the buffer so nothing falls between the two.
     let (receiver, newest) = state.hub.subscribe();
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-    tokio::spawn(feed(state.store.clone(), state.hub.clone(), filter, last_id, (receiver, newest), tx));
+    let sources = Sources { store: state.store.clone(), hub: state.hub.clone(), fairness: state.fairness.clone() };
+    tokio::spawn(feed(sources, filter, last_id, (receiver, newest), tx));
 
-    let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    let events =
+        stream::unfold((rx, permit), |(mut rx, permit)| async move { rx.recv().await.map(|e| (Ok(e), (rx, permit))) });
     // Ask browsers to reconnect after 1 s instead of their default 3 s.
     let retry = stream::once(async { Ok(Event::default().retry(Duration::from_secs(1))) });
     let mut stop = state.shutdown.subscribe();
@@ -141,12 +146,34 @@ pub async fn stream(
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
 }
 
+/// One of the tenant's `max_streams_per_tenant` streams, or 429 naming the limit.
+pub fn stream_permit(state: &AppState, tenant: &TenantCaller) -> AppResult<OwnedSemaphorePermit> {
+    state.fairness.streams.try_take(tenant.tenant_id, 1).ok_or_else(|| {
+        AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "tenant {:?} has {} live streams open, its limit (max_streams_per_tenant); close one or retry later",
+                tenant.tenant,
+                state.fairness.streams.capacity()
+            ),
+        )
+        .retry_after(5)
+        .limit("streams", None, None)
+    })
+}
+
+/// Where a stream's events come from.
+struct Sources {
+    store: DynStore,
+    hub: Arc<LiveHub>,
+    fairness: Arc<Fairness>,
+}
+
 /// Writes one stream's events into `tx` until the client goes away: the catch-up after
 /// `last_id` (backfill, then buffer), then live events. `tx` is bounded, so a slow client
 /// slows this task, never grows a buffer; the live channel then lags and the client gets a reset.
 async fn feed(
-    store: DynStore,
-    hub: Arc<LiveHub>,
+    Sources { store, hub, fairness }: Sources,
     filter: Filter,
     last_id: Option<u64>,
     (mut receiver, newest): (broadcast::Receiver<Arc<LiveEvent>>, u64),
@@ -169,10 +196,7 @@ async fn feed(
         high_water = last.min(replay.newest);
         let mut gap_filled = true;
         if !replay.complete {
-            let outcome = {
-                let _slot = hub.backfill_slots.acquire().await.expect("never closed");
-                backfill(&store, &filter, last, replay.floor, &tx).await
-            };
+            let outcome = backfill(&store, &fairness, &filter, last, replay.floor, &tx).await;
             match outcome {
                 Ok(Backfill::Sent) => {}
                 Ok(Backfill::ClientGone) => return,
@@ -236,6 +260,7 @@ enum Backfill {
 /// with ids in `(after_id, floor - 1)`.
 async fn backfill(
     store: &DynStore,
+    fairness: &Fairness,
     filter: &Filter,
     after_id: u64,
     floor: u64,
@@ -266,6 +291,10 @@ async fn backfill(
         // (ts, series index, value): the series' labels sit once in `series`.
         let mut points: Vec<(i64, usize, f64)> = Vec::new();
         let mut series: Vec<(usize, Labels)> = Vec::new();
+        // Storage is read under one of the tenant's and one of the server's slots, which go
+        // back before the slice is sent: a client that does not read holds up only itself.
+        let _tenant_slot = fairness.backfill_per_tenant.take(filter.tenant_id, 1).await;
+        let _slot = fairness.backfill.acquire().await.expect("never closed");
         for (m, metric) in metrics.iter().enumerate() {
             let query = PointQuery {
                 tenant_id: filter.tenant_id,
@@ -289,6 +318,7 @@ async fn backfill(
                 series.push((m, s.labels));
             }
         }
+        drop((_slot, _tenant_slot));
         // Stable: samples of one ts keep the metric and series order.
         points.sort_by_key(|&(ts, _, _)| ts);
         for (ts, index, value) in points {

@@ -99,6 +99,11 @@ impl Server {
     }
 
     /// Kills the process with SIGKILL: no shutdown, no flush.
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill9(&mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().unwrap();
