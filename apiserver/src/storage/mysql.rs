@@ -559,7 +559,6 @@ super::sql_alerts::sql_alert_store! {
     sql: crate::storage::sql_alerts::question_marks,
     text: text_column,
     insert_ignore: crate::storage::sql_alerts::insert_ignore,
-    last_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)",
 }
 
 super::tenancy::sql_tenancy_store! {

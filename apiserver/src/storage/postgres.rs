@@ -551,7 +551,6 @@ super::sql_alerts::sql_alert_store! {
     sql: crate::storage::sql_alerts::numbered,
     text: text_column,
     insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
-    last_id: "SELECT lastval()",
 }
 
 super::tenancy::sql_tenancy_store! {

@@ -4,8 +4,7 @@
 //! dialect points, which each backend passes to `sql_alert_store!`:
 //! - `sql`: turns `?` placeholders into the backend's (`$1, $2, …` on PostgreSQL);
 //! - `text`: reads a nullable text column (MariaDB reports `utf8mb4_bin` columns as binary);
-//! - `insert_ignore`: an INSERT that skips a row whose unique key exists;
-//! - `last_id`: the statement that reads the id the last INSERT created on this connection.
+//! - `insert_ignore`: an INSERT that skips a row whose unique key exists.
 
 use crate::alerting::domain::AlertState;
 use crate::storage::{Result, StoreError};
@@ -57,8 +56,7 @@ macro_rules! sql_alert_store {
         row: $row:ty,
         sql: $sql:path,
         text: $text_opt:path,
-        insert_ignore: $ignore:path,
-        last_id: $last_id:expr $(,)?
+        insert_ignore: $ignore:path $(,)?
     ) => {
         mod sql_alerts_impl {
             use async_trait::async_trait;
@@ -364,9 +362,13 @@ macro_rules! sql_alert_store {
                     .bind(w.instance_id)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(&$sql(
+                    // Numbered per tenant: one process evaluates alerts (the lease), and the
+                    // unique (tenant_id, tenant_seq) index refuses a duplicate number anyway.
+                    let id: i64 = sqlx::query_scalar(&$sql(
                         "INSERT INTO alert_transitions (tenant_id, instance_id, rule, labels, from_state, to_state, \
-                         value, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         value, at, tenant_seq) \
+                         SELECT ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(tenant_seq), 0) + 1 FROM alert_transitions \
+                         WHERE tenant_id = ? RETURNING tenant_seq",
                     ))
                     .bind(w.tenant_id)
                     .bind(w.instance_id)
@@ -376,9 +378,9 @@ macro_rules! sql_alert_store {
                     .bind(w.transition.to.as_str())
                     .bind(w.transition.value)
                     .bind(w.transition.at)
-                    .execute(&mut *tx)
+                    .bind(w.tenant_id)
+                    .fetch_one(&mut *tx)
                     .await?;
-                    let id: i64 = sqlx::query_scalar($last_id).fetch_one(&mut *tx).await?;
                     insert_notifications(&mut tx, w.notifications).await?;
                     tx.commit().await?;
                     Ok(id)
@@ -392,7 +394,7 @@ macro_rules! sql_alert_store {
                     limit: i64,
                 ) -> Result<Vec<TransitionRecord>> {
                     let mut qb = QueryBuilder::<$db>::new(
-                        "SELECT id, rule, labels, from_state, to_state, value, at FROM alert_transitions \
+                        "SELECT tenant_seq, rule, labels, from_state, to_state, value, at FROM alert_transitions \
                          WHERE tenant_id = ",
                     );
                     qb.push_bind(tenant_id);
@@ -400,14 +402,14 @@ macro_rules! sql_alert_store {
                         qb.push(" AND rule = ").push_bind(rule.to_string());
                     }
                     if let Some(before) = before_id {
-                        qb.push(" AND id < ").push_bind(before);
+                        qb.push(" AND tenant_seq < ").push_bind(before);
                     }
-                    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+                    qb.push(" ORDER BY tenant_seq DESC LIMIT ").push_bind(limit);
                     let rows = qb.build().fetch_all(&self.pool).await?;
                     rows.iter()
                         .map(|row| {
                             Ok(TransitionRecord {
-                                id: row.try_get("id")?,
+                                id: row.try_get("tenant_seq")?,
                                 rule: text(row, "rule")?,
                                 labels: labels_of(row)?,
                                 from: state_of(&text(row, "from_state")?)?,

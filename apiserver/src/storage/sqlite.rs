@@ -702,7 +702,6 @@ super::sql_alerts::sql_alert_store! {
     sql: crate::storage::sql_alerts::question_marks,
     text: text_column,
     insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
-    last_id: "SELECT last_insert_rowid()",
 }
 
 super::tenancy::sql_tenancy_store! {

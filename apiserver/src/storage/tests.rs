@@ -403,17 +403,21 @@ pub async fn alert_suite(store: DynStore) {
     };
     let t1 = store.record_transition(write(1)).await.unwrap();
     let t2 = store.record_transition(write(1)).await.unwrap();
-    assert!(t2 > t1, "transition ids increase");
+    assert_eq!((t1, t2), (1, 2), "transitions are numbered per tenant from 1");
+    // Another tenant's transitions have numbers of their own.
+    let b_write = TransitionWrite { instance_id: other.id, tenant_id: b.id, notifications: &[], ..write(1) };
+    assert_eq!(store.record_transition(b_write).await.unwrap(), 1, "tenant b's first transition is its 1");
+    assert_eq!(store.record_transition(write(1)).await.unwrap(), 3, "tenant a goes on at 3");
     let stored = store.list_instances(Some(a.id)).await.unwrap().remove(0);
     assert_eq!((stored.instance.state, stored.instance.value, stored.seq), (AlertState::Firing, Some(97.5), 1));
     let history = store.list_transitions(a.id, Some("high-cpu"), None, 10).await.unwrap();
-    assert_eq!(history.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t2, t1], "newest first");
+    assert_eq!(history.iter().map(|t| t.id).collect::<Vec<_>>(), vec![3, t2, t1], "newest first");
     assert_eq!(
         (history[0].from, history[0].to, history[0].labels.clone()),
         (AlertState::Ok, AlertState::Firing, labels.clone())
     );
     assert_eq!(store.list_transitions(a.id, None, Some(t2), 10).await.unwrap().len(), 1);
-    assert!(store.list_transitions(b.id, None, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.list_transitions(b.id, None, None, 10).await.unwrap().len(), 1);
     assert!(store.list_transitions(a.id, Some("other"), None, 10).await.unwrap().is_empty());
 
     // The outbox: one row despite the replay; claim is exclusive; attempts are recorded.
@@ -474,7 +478,7 @@ pub async fn alert_suite(store: DynStore) {
     assert!(!store.delete_spec(SpecKind::Rule, a.id, "high-cpu").await.unwrap());
     assert!(store.list_instances(Some(a.id)).await.unwrap().is_empty());
     assert_eq!(store.list_instances(Some(b.id)).await.unwrap().len(), 1);
-    assert_eq!(store.list_transitions(a.id, None, None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.list_transitions(a.id, None, None, 10).await.unwrap().len(), 3);
     store.delete_instance(other.id).await.unwrap();
     assert!(store.list_instances(None).await.unwrap().is_empty());
 }
