@@ -472,6 +472,34 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("outboundAllow takes CIDRs"), "{err}");
+    // Credentials never go inline, where they would land in a ConfigMap (issue 19, item 5).
+    for (spec, says) in [
+        (json!({"redisUrl": "redis://:hunter2@redis:6379"}), "redisUrl carries a password"),
+        (json!({"redisUrl": "rediss://user:pw@redis:6380/0"}), "redisUrl carries a password"),
+        (json!({"mqtt": {"url": "mqtts://dev:secret@broker:8883"}}), "mqtt.url carries a password"),
+        (
+            json!({"redisUrl": null, "redisUrlSecretRef": {"name": "r", "key": "url"}, "mqtt": {"url": "mqtt://b:1883",
+            "urlSecretRef": {"name": "b", "key": "url"}}}),
+            "set mqtt.url or mqtt.urlSecretRef, not both",
+        ),
+    ] {
+        let err = installs
+            .patch("md", &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{spec}: {err}");
+    }
+    // The same URLs from Secrets are accepted.
+    installs
+        .patch(
+            "md",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"redisUrl": null, "redisUrlSecretRef": {"name": "redis", "key": "url"},
+                "mqtt": {"urlSecretRef": {"name": "broker", "key": "url"}}}})),
+        )
+        .await
+        .unwrap();
 }
 
 /// The chart's pre-delete hook (`--release-finalizers`): the operator's Deployment scaled to zero,

@@ -116,7 +116,8 @@ impl MicroDash {
 
     /// The role of the api process: `all` without Redis (one process does everything).
     fn api_role(&self) -> &'static str {
-        if self.spec.redis_url.is_some() && self.spec.worker.replicas > 0 { "api" } else { "all" }
+        let redis = self.spec.redis_url.is_some() || self.spec.redis_url_secret_ref.is_some();
+        if redis && self.spec.worker.replicas > 0 { "api" } else { "all" }
     }
 
     pub fn config_map(&self) -> ConfigMap {
@@ -134,15 +135,11 @@ impl MicroDash {
         if let Some(redis) = &self.spec.redis_url {
             data.insert("MICRODASH_REDIS_URL".into(), redis.clone());
         }
-        match &self.spec.mqtt.url {
-            Some(url) => {
-                data.insert("MICRODASH_MQTT_URL".into(), url.clone());
-                data.insert("MICRODASH_MQTT_LISTEN".into(), "off".into());
-            }
-            None => {
-                data.insert("MICRODASH_MQTT_LISTEN".into(), format!("0.0.0.0:{MQTT_PORT}"));
-            }
+        if let Some(url) = &self.spec.mqtt.url {
+            data.insert("MICRODASH_MQTT_URL".into(), url.clone());
         }
+        let listen = if self.spec.mqtt.external() { "off".into() } else { format!("0.0.0.0:{MQTT_PORT}") };
+        data.insert("MICRODASH_MQTT_LISTEN".into(), listen);
         ConfigMap { metadata: self.meta(&self.names().config, "config"), data: Some(data), ..Default::default() }
     }
 
@@ -177,13 +174,20 @@ impl MicroDash {
                 ..Default::default()
             },
         ];
-        if let Some(db) = &self.spec.database_url_secret_ref {
+        // URLs that may carry credentials come from Secrets, never from the ConfigMap.
+        let from_secrets = [
+            ("MICRODASH_DATABASE_URL", &self.spec.database_url_secret_ref),
+            ("MICRODASH_REDIS_URL", &self.spec.redis_url_secret_ref),
+            ("MICRODASH_MQTT_URL", &self.spec.mqtt.url_secret_ref),
+        ];
+        for (name, secret) in from_secrets {
+            let Some(secret) = secret else { continue };
             env.push(EnvVar {
-                name: "MICRODASH_DATABASE_URL".into(),
+                name: name.into(),
                 value_from: Some(EnvVarSource {
                     secret_key_ref: Some(SecretKeySelector {
-                        name: db.name.clone(),
-                        key: db.key.clone(),
+                        name: secret.name.clone(),
+                        key: secret.key.clone(),
                         optional: Some(false),
                     }),
                     ..Default::default()
@@ -202,7 +206,7 @@ impl MicroDash {
         };
         let mut ports =
             vec![ContainerPort { name: Some("http".into()), container_port: HTTP_PORT, ..Default::default() }];
-        if role != "worker" && self.spec.mqtt.url.is_none() {
+        if role != "worker" && !self.spec.mqtt.external() {
             ports.push(ContainerPort { name: Some("mqtt".into()), container_port: MQTT_PORT, ..Default::default() });
         }
         Container {
@@ -331,7 +335,7 @@ impl MicroDash {
             target_port: Some(IntOrString::String("http".into())),
             ..Default::default()
         }];
-        if self.spec.mqtt.url.is_none() {
+        if !self.spec.mqtt.external() {
             ports.push(ServicePort {
                 name: Some("mqtt".into()),
                 port: MQTT_PORT,
@@ -709,6 +713,34 @@ mod tests {
                 .unwrap()["storage"],
             Quantity("1Gi".into())
         );
+    }
+
+    /// URLs with credentials (database, Redis, external MQTT broker) reach the Pods from their
+    /// Secrets; the ConfigMap holds none of them (issue 19, item 5).
+    #[test]
+    fn urls_from_secrets_never_land_in_the_config_map() {
+        let md = install(json!({
+            "image": "microdash:1", "worker": {"replicas": 1},
+            "databaseUrlSecretRef": {"name": "db", "key": "url"},
+            "redisUrlSecretRef": {"name": "redis", "key": "url"},
+            "mqtt": {"urlSecretRef": {"name": "broker", "key": "url"}}
+        }));
+        let data = md.config_map().data.unwrap();
+        for key in ["MICRODASH_DATABASE_URL", "MICRODASH_REDIS_URL", "MICRODASH_MQTT_URL"] {
+            assert!(!data.contains_key(key), "{key} is not in the ConfigMap: {data:?}");
+        }
+        assert_eq!(data["MICRODASH_MQTT_LISTEN"], "off", "an external broker turns the embedded one off");
+        let pod = md.api_deployment().spec.template.spec.unwrap();
+        let env = pod.containers[0].env.clone().unwrap();
+        for (key, secret) in
+            [("MICRODASH_DATABASE_URL", "db"), ("MICRODASH_REDIS_URL", "redis"), ("MICRODASH_MQTT_URL", "broker")]
+        {
+            let var = env.iter().find(|e| e.name == key).unwrap_or_else(|| panic!("{key} in the env"));
+            let from = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+            assert_eq!((from.name.as_str(), from.key.as_str(), var.value.as_deref()), (secret, "url", None));
+        }
+        assert!(pod.containers[0].ports.as_ref().unwrap().iter().all(|p| p.name.as_deref() != Some("mqtt")));
+        assert_eq!(md.api_role(), "api", "Redis from a Secret is distributed mode too");
     }
 
     #[test]

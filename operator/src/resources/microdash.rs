@@ -27,16 +27,24 @@ use super::SecretKeyRef;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("self.worker.replicas == 0 || (has(self.redisUrl) && has(self.databaseUrlSecretRef))")
-    .message("worker replicas need redisUrl and databaseUrlSecretRef (distributed mode: Redis Streams and PostgreSQL or MariaDB)"))]
+#[x_kube(validation = Rule::new("self.worker.replicas == 0 || ((has(self.redisUrl) || has(self.redisUrlSecretRef)) && has(self.databaseUrlSecretRef))")
+    .message("worker replicas need redisUrl (or redisUrlSecretRef) and databaseUrlSecretRef (distributed mode: Redis Streams and PostgreSQL or MariaDB)"))]
 #[x_kube(validation = Rule::new("!has(self.agent) || !self.agent.enabled || has(self.agent.tokenSecretRef)")
     .message("agent.enabled needs agent.tokenSecretRef: the Secret (key `token`) of a token with the ingest scope, e.g. a Tenant's token Secret"))]
 #[x_kube(validation = Rule::new("!has(self.outboundAllow) || self.outboundAllow.all(r, isCIDR(r) || isIP(r))")
     .message("outboundAllow takes CIDRs like 10.96.0.0/12 or single addresses"))]
 #[x_kube(validation = Rule::new("has(self.databaseUrlSecretRef) || self.api.replicas <= 1")
-    .message("the embedded SQLite database is one process's file: more than one api replica needs databaseUrlSecretRef (PostgreSQL or MariaDB) and redisUrl"))]
-#[x_kube(validation = Rule::new("has(self.redisUrl) || self.api.replicas <= 1")
-    .message("more than one api replica needs redisUrl (without Redis one process holds the queue and the live hub)"))]
+    .message("the embedded SQLite database is one process's file: more than one api replica needs databaseUrlSecretRef (PostgreSQL or MariaDB) and redisUrl or redisUrlSecretRef"))]
+#[x_kube(validation = Rule::new("!(has(self.redisUrl) && has(self.redisUrlSecretRef))")
+    .message("set redisUrl or redisUrlSecretRef, not both"))]
+#[x_kube(validation = Rule::new("!has(self.redisUrl) || !self.redisUrl.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@]*:[^/@]*@')")
+    .message("redisUrl carries a password, which would land in a ConfigMap: put the URL in a Secret and name it in redisUrlSecretRef"))]
+#[x_kube(validation = Rule::new("!(has(self.mqtt.url) && has(self.mqtt.urlSecretRef))")
+    .message("set mqtt.url or mqtt.urlSecretRef, not both"))]
+#[x_kube(validation = Rule::new("!has(self.mqtt.url) || !self.mqtt.url.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@]*:[^/@]*@')")
+    .message("mqtt.url carries a password, which would land in a ConfigMap: put the URL in a Secret and name it in mqtt.urlSecretRef"))]
+#[x_kube(validation = Rule::new("has(self.redisUrl) || has(self.redisUrlSecretRef) || self.api.replicas <= 1")
+    .message("more than one api replica needs redisUrl or redisUrlSecretRef (without Redis one process holds the queue and the live hub)"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MicroDashSpec {
     /// The image of the `microdash` server, e.g. `microdash:0.1.0`.
@@ -60,9 +68,13 @@ pub struct MicroDashSpec {
     /// restarts, rollouts and node drains keep every metric, tenant and token.
     #[serde(default)]
     pub storage: StorageSpec,
-    /// `MICRODASH_REDIS_URL`; omitted = in-process queue and live hub.
+    /// `MICRODASH_REDIS_URL` without credentials (it goes into a ConfigMap; a URL with a
+    /// password is refused); omitted = in-process queue and live hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// `MICRODASH_REDIS_URL` from a Secret: the way for a URL with credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url_secret_ref: Option<SecretKeyRef>,
     #[serde(default)]
     pub mqtt: MqttSpec,
     /// Non-public ranges webhooks may reach (`MICRODASH_OUTBOUND_ALLOW`), e.g. the cluster's
@@ -130,9 +142,20 @@ impl StorageSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MqttSpec {
-    /// `mqtt://` or `mqtts://` URL of an external broker; omitted = the embedded broker on :1883.
+    /// `mqtt://` or `mqtts://` URL of an external broker, without credentials (it goes into a
+    /// ConfigMap; a URL with a password is refused); omitted = the embedded broker on :1883.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The external broker's URL from a Secret: the way for a URL with credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+impl MqttSpec {
+    /// True when an external broker is used (the embedded one is off).
+    pub fn external(&self) -> bool {
+        self.url.is_some() || self.url_secret_ref.is_some()
+    }
 }
 
 /// The agent DaemonSet: one `microdash-agent` per node, reading the host's `/proc` and `/`: the
