@@ -29,9 +29,6 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Create or update alert rules and notification channels from YAML (the CRD format:
-    /// `kind: AlertRule|NotificationChannel`, `metadata.name`, `spec.tenant`), several
-    /// documents separated by `---`. A running server picks changes up within seconds.
     /// Exit 0 when a running server answers its readiness check, 1 otherwise (for container
     /// healthchecks, which have no curl in a slim image).
     Health {
@@ -42,6 +39,9 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Create or update alert rules and notification channels from YAML (the CRD format:
+    /// `kind: AlertRule|NotificationChannel`, `metadata.name`, `spec.tenant`), several
+    /// documents separated by `---`. A running server picks changes up within seconds.
     Apply {
         /// The YAML file, or `-` for standard input.
         #[arg(short = 'f', long = "filename")]
@@ -278,6 +278,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tenants::revoke_token(&store, &tenant, id).await.map_err(not_found(&tenant))?;
             eprintln!("Revoked token {id} of tenant {tenant:?}; running servers refuse it within a second.");
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Each command's help says what that command does (once, `health` carried `apply`'s text
+    /// and `apply` the description of its database flags).
+    #[test]
+    fn every_command_has_its_own_help() {
+        let cli = Cli::command();
+        let about = |name: &str| {
+            cli.find_subcommand(name).and_then(|c| c.get_about()).map(|a| a.to_string()).unwrap_or_default()
+        };
+        assert!(about("health").starts_with("Exit 0 when a running server answers"), "{}", about("health"));
+        assert!(about("apply").starts_with("Create or update alert rules"), "{}", about("apply"));
+        let mut seen = std::collections::HashSet::new();
+        for sub in cli.get_subcommands() {
+            let text = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(!text.is_empty(), "{} has no help", sub.get_name());
+            assert!(seen.insert(text), "{} repeats another command's help", sub.get_name());
         }
     }
 }
