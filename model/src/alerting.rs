@@ -1,4 +1,4 @@
-//! Alert rules and notification channels: the ★ shapes of DESIGN.md, shared by the HTTP API,
+//! Alert rules and notification channels: the ★ shapes of docs/DESIGN.md, shared by the HTTP API,
 //! `microdash apply` and the `AlertRule` / `NotificationChannel` CRDs.
 //!
 //! Plain structs, `Option`s, maps and unit enums only, so the CRD schema stays structural.

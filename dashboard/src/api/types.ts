@@ -1,4 +1,4 @@
-/** Shapes of the microdash HTTP API (see DESIGN.md, "HTTP API"). */
+/** Shapes of the microdash HTTP API (see docs/DESIGN.md, "HTTP API"). */
 
 export type Labels = Record<string, string>
 

@@ -1,4 +1,4 @@
-//! `AlertRule`: the ★ rule spec of DESIGN.md (the model's `AlertRuleSpec`), synced to the server.
+//! `AlertRule`: the ★ rule spec of docs/DESIGN.md (the model's `AlertRuleSpec`), synced to the server.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
