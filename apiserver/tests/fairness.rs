@@ -8,33 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Server, client, now_ms};
+use common::{Server, client, create_tenant, ingest as post, now_ms};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn create_tenant(server: &Server, name: &str) -> String {
-    let r = client()
-        .post(server.url("/api/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .body(json!({ "name": name }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
-}
-
-async fn post(server: &Server, token: &str, samples: Value) -> StatusCode {
-    client()
-        .post(server.url("/api/v1/metrics/bulk"))
-        .bearer_auth(token)
-        .body(json!({ "samples": samples }).to_string())
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
 
 /// Opens `GET /api/v1/stream`; the answer's head only, the body is not read.
 async fn open_stream(server: &Server, token: &str, path: &str, last_id: Option<u64>) -> reqwest::Response {

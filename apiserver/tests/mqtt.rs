@@ -8,7 +8,7 @@ use common::now_ms;
 use std::time::{Duration, Instant};
 
 use common::mosquitto::{Mosquitto, forget_session, make_certificates, mosquitto_pub, publish_all, shared_broker};
-use common::{ADMIN_TOKEN, Server, client};
+use common::{ADMIN_TOKEN, Server, client, create_tenant};
 use rumqttc::{ConnectReturnCode, ConnectionError};
 use serde_json::{Value, json};
 
@@ -51,18 +51,6 @@ async fn metric(server: &Server, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0.0)
-}
-
-async fn create_tenant(server: &Server, name: &str) -> String {
-    let r = client()
-        .post(server.url("/api/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": name}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
 }
 
 async fn create_token(server: &Server, tenant: &str, scopes: &[&str]) -> String {

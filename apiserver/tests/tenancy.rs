@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Server, client};
+use common::{ADMIN_TOKEN, Server, client, create_tenant, ingest};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,23 +23,6 @@ async fn admin(server: &Server, method: reqwest::Method, path: &str, body: Optio
     let status = r.status();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn create_tenant(server: &Server, name: &str) -> String {
-    let (status, body) = admin(server, reqwest::Method::POST, "/api/v1/tenants", Some(json!({ "name": name }))).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["token"].as_str().unwrap().to_string()
-}
-
-async fn ingest(server: &Server, token: &str, samples: Value) -> StatusCode {
-    client()
-        .post(server.url("/api/v1/metrics/bulk"))
-        .bearer_auth(token)
-        .body(json!({ "samples": samples }).to_string())
-        .send()
-        .await
-        .unwrap()
-        .status()
 }
 
 async fn get(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {

@@ -144,6 +144,33 @@ impl Drop for Server {
     }
 }
 
+/// Creates a tenant through the admin API; answers its first token.
+pub async fn create_tenant(server: &Server, name: &str) -> String {
+    let r = client()
+        .post(server.url("/api/v1/tenants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(serde_json::json!({ "name": name }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    assert_eq!(status, reqwest::StatusCode::CREATED, "creating tenant {name}: {body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// `POST /api/v1/metrics/bulk` of `samples` (a JSON array) with `token`; the status.
+pub async fn ingest(server: &Server, token: &str, samples: serde_json::Value) -> reqwest::StatusCode {
+    client()
+        .post(server.url("/api/v1/metrics/bulk"))
+        .bearer_auth(token)
+        .body(serde_json::json!({ "samples": samples }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
