@@ -10,7 +10,8 @@ LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 started=$(date +%s)
 
-ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap
+ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
+  prometheus prometheus-node-exporter
 # A Docker engine (Debian's docker.io, started when none answers): the container step at the end
 # runs the Compose stack for real, and the compose tests render docker-compose.yml with its client.
 scripts/docker-engine.sh start

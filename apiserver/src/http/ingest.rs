@@ -15,6 +15,7 @@ use crate::fairness::IngestPermit;
 use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
+use crate::ingest::prometheus::{self, DecodeError};
 use crate::ingest::{IngestError, parse_bulk, parse_single};
 use crate::limits::{self, RateRefusal};
 use crate::pipeline::SubmitError;
@@ -124,6 +125,72 @@ async fn read_body(state: &AppState, tenant: &TenantCaller, request: Request) ->
     };
     let Body(body) = Body::from_request(request, state).await?;
     Ok((body, permit))
+}
+
+/// A Prometheus remote_write body, documentation only (`crate::ingest::prometheus` reads it).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct RemoteWriteBody(Vec<u8>);
+
+#[utoipa::path(post, path = "/api/v1/write", tag = "ingest",
+    request_body(content = RemoteWriteBody, content_type = "application/x-protobuf",
+        description = "Prometheus remote_write 1.0: a snappy-compressed (block format) protobuf WriteRequest. \
+            `__name__` is the metric, the other labels are labels; staleness markers are skipped."),
+    responses((status = 202, body = IngestResponse, description = "Stored durably"),
+              (status = 400, body = crate::http::error::Problem, description = "Not a snappy-compressed WriteRequest, \
+                  or some samples were refused (the others were stored; Prometheus does not retry a 4xx)"),
+              (status = 401), (status = 413), (status = 415),
+              (status = 422, description = "New series past the tenant's series limit (the samples of existing \
+                  series were stored)"),
+              (status = 429, description = "Over the tenant's samples_per_second; see Retry-After (Prometheus retries)"),
+              (status = 503, description = "Overloaded; see Retry-After (Prometheus retries)")))]
+pub async fn remote_write(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> AppResult<(StatusCode, Json<IngestResponse>)> {
+    let tenant = caller.require(Scope::Ingest)?;
+    if let Some(kind) = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !kind.starts_with("application/x-protobuf")
+    {
+        state.telemetry.reject(reason::MALFORMED);
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("remote_write takes application/x-protobuf (snappy-compressed), not {kind:?}; JSON goes to /api/v1/metrics/bulk"),
+        )
+        .field("Content-Type"));
+    }
+    let (body, _permit) = read_body(&state, &tenant, request).await?;
+    let limit = state.config.max_body_bytes.saturating_mul(8);
+    let decoded = prometheus::decode(&body, limit, &state.limits, now_ms()).map_err(|err| {
+        state.telemetry.reject(reason::MALFORMED);
+        let status = match err {
+            DecodeError::TooLarge { .. } | DecodeError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DecodeError::Snappy(_) | DecodeError::Protobuf(_) => StatusCode::BAD_REQUEST,
+        };
+        AppError::new(status, err.to_string()).field("body")
+    })?;
+    drop(body);
+    let (refused, first) = (decoded.refused, decoded.first_refusal);
+    let answer = accept(&state, &tenant, decoded.samples).await?;
+    match first {
+        None => Ok(answer),
+        Some((series, error)) => {
+            state.telemetry.reject(reason::INVALID_SAMPLE);
+            let (_, Json(stored)) = answer;
+            Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{refused} sample(s) refused, the first of {series}: {}: {}; the other {} sample(s) were stored",
+                    error.field,
+                    error.reason,
+                    stored.accepted + stored.duplicates
+                ),
+            )
+            .field(error.field))
+        }
+    }
 }
 
 fn rejected(state: &AppState, err: IngestError) -> AppError {

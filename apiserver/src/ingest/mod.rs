@@ -14,6 +14,8 @@ use serde_json::Value;
 use crate::domain::sample::parse_rfc3339_ms;
 use crate::domain::{Limits, Sample, SampleError};
 
+pub mod prometheus;
+
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,230 @@
+//! Prometheus remote_write into microdash (issue 18, item 1), with the real clients: Debian's
+//! `prometheus` scrapes Debian's `prometheus-node-exporter` and remote-writes to a tenant, whose
+//! queries, live data and alert rules see the series; nothing reaches another tenant. Bad input
+//! gets the status codes Prometheus' queue manager acts on (4xx: dropped, 429/5xx: retried).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, client, create_tenant, now_ms};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A child process killed when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn get(server: &Server, token: &str, path: &str) -> Value {
+    let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn eventually<F: AsyncFnMut() -> Result<Value, String>>(within: Duration, what: &str, mut check: F) -> Value {
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() > within => panic!("{what}: not within {within:?}; last: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_node_exporter_and_remote_writes_into_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = create_tenant(&server, "nodes").await;
+    let other = create_tenant(&server, "others").await;
+    // An alert rule of the tenant on a series only Prometheus writes.
+    let rule = json!({
+        "name": "node-up", "metric": "up", "match": {"job": "node"},
+        "condition": {"aggregation": "last", "op": ">", "threshold": 0.5}, "for": "0s", "severity": "info"
+    });
+    let r = client().post(server.url("/api/v1/rules")).bearer_auth(&token).json(&rule).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let exporter_port = free_port();
+    let _exporter = Daemon(
+        Command::new("/usr/bin/prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-node-exporter (Debian package; the test command installs it)"),
+    );
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n\
+             remote_write:\n  - url: {}\n    authorization: {{credentials: '{token}'}}\n\
+             \x20   queue_config: {{batch_send_deadline: 1s, max_samples_per_send: 2000, min_backoff: 100ms}}\n",
+            server.url("/api/v1/write")
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prometheus = Daemon(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package; the test command installs it)"),
+    );
+
+    // node_exporter's series arrive with Prometheus' target labels.
+    let since = now_ms() - 60_000;
+    let load = eventually(Duration::from_secs(60), "node_load1 written by Prometheus", async || {
+        let v =
+            get(&server, &token, &format!("/api/v1/query?metric=node_load1&from={since}&to=now&resolution=raw")).await;
+        if v["series"][0]["points"].as_array().is_some_and(|p| !p.is_empty()) { Ok(v) } else { Err(v.to_string()) }
+    })
+    .await;
+    let labels = &load["series"][0]["labels"];
+    assert_eq!(
+        (labels["job"].as_str(), labels["instance"].as_str()),
+        (Some("node"), Some(&*format!("127.0.0.1:{exporter_port}"))),
+        "{load}"
+    );
+    let metrics = get(&server, &token, "/api/v1/metrics").await;
+    let names: Vec<&str> = metrics["metrics"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for name in ["up", "node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "scrape_duration_seconds"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    // The alert rule fires on what Prometheus wrote.
+    eventually(Duration::from_secs(30), "node-up FIRING", async || {
+        let v = get(&server, &token, "/api/v1/alerts").await;
+        let firing = v["alerts"].as_array().unwrap().iter().any(|a| a["rule"] == "node-up" && a["state"] == "FIRING");
+        if firing { Ok(v) } else { Err(v.to_string()) }
+    })
+    .await;
+    // Nothing of it reaches another tenant.
+    let theirs = get(&server, &other, "/api/v1/metrics").await;
+    assert_eq!(theirs["metrics"], json!([]), "{theirs}");
+}
+
+/// One series of a test request: its labels (with `__name__`), one value and its timestamp.
+type OneSample<'a> = (&'a [(&'a str, &'a str)], f64, i64);
+
+fn write_body(series: &[OneSample<'_>]) -> Vec<u8> {
+    use prost::Message;
+    #[derive(Clone, PartialEq, Message)]
+    struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        timeseries: Vec<TimeSeries>,
+    }
+    #[derive(Clone, PartialEq, Message)]
+    struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        samples: Vec<Sample>,
+    }
+    #[derive(Clone, PartialEq, Message)]
+    struct Label {
+        #[prost(string, tag = "1")]
+        name: String,
+        #[prost(string, tag = "2")]
+        value: String,
+    }
+    #[derive(Clone, PartialEq, Message)]
+    struct Sample {
+        #[prost(double, tag = "1")]
+        value: f64,
+        #[prost(int64, tag = "2")]
+        timestamp: i64,
+    }
+    let request = WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|(labels, value, timestamp)| TimeSeries {
+                labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
+                samples: vec![Sample { value: *value, timestamp: *timestamp }],
+            })
+            .collect(),
+    };
+    snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap()
+}
+
+async fn write(server: &Server, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let mut request = client()
+        .post(server.url("/api/v1/write"))
+        .header("Content-Type", content_type)
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_remote_write_input_gets_the_status_prometheus_acts_on_and_loses_nothing_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = server.token.clone();
+    let now = now_ms();
+    const PB: &str = "application/x-protobuf";
+
+    let (status, body) = write(&server, Some(&token), PB, b"definitely not snappy".to_vec()).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("body")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("snappy"), "{body}");
+    let not_protobuf = snap::raw::Encoder::new().compress_vec(&[0xff; 100]).unwrap();
+    let (status, body) = write(&server, Some(&token), PB, not_protobuf).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("WriteRequest"), "{body}");
+    let (status, body) = write(&server, Some(&token), "application/json", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let good = write_body(&[(&[("__name__", "rw_ok")], 1.0, now)]);
+    assert_eq!(write(&server, None, PB, good.clone()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(write(&server, Some("mdt_wrong"), PB, good.clone()).await.0, StatusCode::UNAUTHORIZED);
+
+    // One bad series (no __name__, a name microdash cannot hold) costs only itself: the valid
+    // samples are stored, and the 400 (which Prometheus does not retry) says which was refused.
+    let mixed = write_body(&[
+        (&[("__name__", "rw_ok"), ("instance", "a")], 2.0, now),
+        (&[("job", "nameless")], 3.0, now),
+        (&[("__name__", "rw_ok"), ("instance", "b")], 4.0, now),
+        (&[("__name__", "rw_future")], 5.0, now + 86_400_000),
+    ]);
+    let (status, body) = write(&server, Some(&token), PB, mixed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("2 sample(s) refused") && detail.contains(r#"{job="nameless"}"#), "{detail}");
+    assert!(detail.contains("the other 2 sample(s) were stored"), "{detail}");
+    let stored =
+        get(&server, &token, &format!("/api/v1/query?metric=rw_ok&from={}&to=now&resolution=raw", now - 1)).await;
+    let mut values: Vec<f64> = stored["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()))
+        .collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, [2.0, 4.0], "{stored}");
+
+    // A valid request: 2xx means durable.
+    let (status, body) = write(&server, Some(&token), PB, good).await;
+    assert_eq!((status, body["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(1)), "{body}");
+}
