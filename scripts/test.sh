@@ -11,7 +11,17 @@ mkdir -p "$LOGS"
 started=$(date +%s)
 
 ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
-  prometheus prometheus-node-exporter
+  prometheus prometheus-node-exporter python3-venv
+# Client libraries of the protocol tests (PyPI), in a virtualenv under .cache: the InfluxDB
+# client writes line protocol (apiserver/tests/protocols.rs).
+CLIENTS_VENV="$ROOT/.cache/clients-venv"
+if ! "$CLIENTS_VENV/bin/python" -c 'import influxdb_client' 2>/dev/null; then
+  echo "==> Installing the protocol tests' client libraries into $CLIENTS_VENV"
+  rm -rf "$CLIENTS_VENV"
+  python3 -m venv "$CLIENTS_VENV"
+  "$CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check "influxdb-client==1.50.0"
+fi
+export MICRODASH_TEST_PYTHON="$CLIENTS_VENV/bin/python"
 # A Docker engine (Debian's docker.io, started when none answers): the container step at the end
 # runs the Compose stack for real, and the compose tests render docker-compose.yml with its client.
 scripts/docker-engine.sh start

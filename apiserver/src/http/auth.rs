@@ -137,7 +137,14 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or("").trim());
+            // `Token` is how InfluxDB clients and Telegraf send it.
+            .map(|v| {
+                ["Bearer ", "bearer ", "Token ", "token "]
+                    .iter()
+                    .find_map(|scheme| v.strip_prefix(scheme))
+                    .unwrap_or("")
+                    .trim()
+            });
         let principal = match bearer {
             Some("") => {
                 state.telemetry.reject(reason::UNAUTHORIZED);

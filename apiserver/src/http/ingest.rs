@@ -15,6 +15,7 @@ use crate::fairness::IngestPermit;
 use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
+use crate::ingest::influx::{self, Precision};
 use crate::ingest::prometheus::{self, DecodeError};
 use crate::ingest::{IngestError, parse_bulk, parse_single};
 use crate::limits::{self, RateRefusal};
@@ -191,6 +192,107 @@ pub async fn remote_write(
             .field(error.field))
         }
     }
+}
+
+/// A body in InfluxDB line protocol, documentation only (`crate::ingest::influx` reads it).
+#[derive(ToSchema)]
+#[schema(value_type = String, example = "cpu,host=web-1 usage_idle=99.5,usage_user=0.25 1764104400000000000")]
+#[allow(dead_code)]
+pub struct LineProtocolBody(String);
+
+#[derive(utoipa::IntoParams)]
+#[allow(dead_code)]
+pub struct InfluxWriteParams {
+    /// `ns` (default), `us`, `ms` or `s`: the unit of the lines' timestamps.
+    pub precision: Option<String>,
+    /// Accepted for the clients' sake and not used: the token says the tenant.
+    pub org: Option<String>,
+    /// Accepted for the clients' sake and not used.
+    pub bucket: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v2/write", tag = "ingest", params(InfluxWriteParams),
+    request_body(content = LineProtocolBody, content_type = "text/plain",
+        description = "InfluxDB line protocol (Telegraf's outputs.influxdb_v2, the InfluxDB client libraries), \
+            optionally gzip-compressed. Each field is a sample of `{measurement}.{field}`, tags are labels. \
+            The token in `Authorization: Token …` or `Bearer …`."),
+    responses((status = 204, description = "Stored durably"),
+              (status = 400, body = crate::http::error::Problem, description = "Some lines were refused (the \
+                  others were stored), or the body is not gzip or text"),
+              (status = 401), (status = 413),
+              (status = 422, description = "New series past the tenant's series limit (the samples of existing \
+                  series were stored)"),
+              (status = 429, description = "Over the tenant's samples_per_second; see Retry-After"),
+              (status = 503, description = "Overloaded; see Retry-After")))]
+pub async fn influx_write(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    request: Request,
+) -> AppResult<StatusCode> {
+    let tenant = caller.require(Scope::Ingest)?;
+    let params = crate::http::params::Params::parse(raw.as_deref())?;
+    let precision = Precision::parse(params.get("precision")).ok_or_else(|| {
+        AppError::bad_request(format!(
+            "precision {:?} is not one of ns, us, ms, s",
+            params.get("precision").unwrap_or_default()
+        ))
+        .field("precision")
+    })?;
+    let gzip = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let (body, _permit) = read_body(&state, &tenant, request).await?;
+    let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
+    let text = String::from_utf8(body).map_err(|e| {
+        AppError::bad_request(format!("the body is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+            .field("body")
+    })?;
+    let decoded = influx::decode(&text, precision, &state.limits, now_ms()).map_err(|count| {
+        state.telemetry.reject(reason::BATCH_TOO_LARGE);
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body has more than {count} samples; the limit is {} (max_batch_samples): split it",
+                state.limits.max_batch_samples
+            ),
+        )
+        .field("body")
+    })?;
+    drop(text);
+    let (refused, first) = (decoded.refused, decoded.first_refusal);
+    let (_, Json(stored)) = accept(&state, &tenant, decoded.samples).await?;
+    match first {
+        None => Ok(StatusCode::NO_CONTENT),
+        Some((line, why)) => {
+            state.telemetry.reject(reason::INVALID_SAMPLE);
+            Err(AppError::bad_request(format!(
+                "partial write: {refused} line(s) or field(s) refused, the first on line {line}: {why}; the other {} \
+                 sample(s) were stored",
+                stored.accepted + stored.duplicates
+            ))
+            .field(format!("line {line}")))
+        }
+    }
+}
+
+/// Inflates a gzip body, refusing more than `limit` bytes before they are held.
+fn gunzip(body: &[u8], limit: usize) -> AppResult<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body).take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| {
+        AppError::bad_request(format!("Content-Encoding is gzip but the body is not: {e}")).field("body")
+    })?;
+    if out.len() > limit {
+        return Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body inflates to more than {limit} bytes (max_body_bytes × 8)"),
+        )
+        .field("body"));
+    }
+    Ok(out)
 }
 
 fn rejected(state: &AppState, err: IngestError) -> AppError {

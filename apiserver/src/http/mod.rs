@@ -80,7 +80,7 @@ impl AppState {
 #[openapi(
     info(title = "microdash", description = "Multi-tenant metrics ingest, query, live stream and admin API."),
     paths(
-        ingest::ingest_one, ingest::ingest_bulk, ingest::remote_write,
+        ingest::ingest_one, ingest::ingest_bulk, ingest::remote_write, ingest::influx_write,
         query::metrics, query::series, query::query,
         stream::stream,
         session::login, session::whoami, session::logout,
@@ -120,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/metrics", post(ingest::ingest_one).get(query::metrics))
         .route("/api/v1/metrics/bulk", post(ingest::ingest_bulk))
         .route("/api/v1/write", post(ingest::remote_write))
+        .route("/api/v2/write", post(ingest::influx_write))
         .route("/api/v1/series", get(query::series))
         .route("/api/v1/query", get(query::query))
         .route("/api/v1/stream", get(stream::stream))

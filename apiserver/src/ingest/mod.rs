@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::domain::sample::parse_rfc3339_ms;
 use crate::domain::{Limits, Sample, SampleError};
 
+pub mod influx;
 pub mod prometheus;
 
 #[cfg(test)]

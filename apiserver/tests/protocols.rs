@@ -1,7 +1,10 @@
-//! Prometheus remote_write into microdash (issue 18, item 1), with the real clients: Debian's
-//! `prometheus` scrapes Debian's `prometheus-node-exporter` and remote-writes to a tenant, whose
-//! queries, live data and alert rules see the series; nothing reaches another tenant. Bad input
-//! gets the status codes Prometheus' queue manager acts on (4xx: dropped, 429/5xx: retried).
+//! The ecosystem's protocols into microdash (issue 18, item 1), with the real clients:
+//! - Prometheus remote_write: Debian's `prometheus` scrapes Debian's `prometheus-node-exporter`
+//!   and remote-writes to a tenant, whose queries and alert rules see the series; nothing reaches
+//!   another tenant. Bad input gets the status codes Prometheus' queue manager acts on (4xx:
+//!   dropped, 429/5xx: retried).
+//! - InfluxDB line protocol: the InfluxDB Python client library (PyPI `influxdb-client`, in the
+//!   virtualenv the test command makes, `MICRODASH_TEST_PYTHON`) writes points, plain and gzip.
 
 mod common;
 
@@ -227,4 +230,77 @@ async fn bad_remote_write_input_gets_the_status_prometheus_acts_on_and_loses_not
     // A valid request: 2xx means durable.
     let (status, body) = write(&server, Some(&token), PB, good).await;
     assert_eq!((status, body["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(1)), "{body}");
+}
+
+/// The Python of the test command's virtualenv with the client libraries.
+fn python() -> String {
+    std::env::var("MICRODASH_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("MICRODASH_TEST_PYTHON is not set: the test command makes the client libraries' virtualenv (make test)")
+    })
+}
+
+/// Runs `script` with the client libraries' Python; answers what it printed (JSON).
+fn run_python(script: &str, args: &[&str]) -> Value {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+const INFLUX_CLIENT: &str = r#"
+import json, sys
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+url, token, ts = sys.argv[1], sys.argv[2], int(sys.argv[3])
+answers = {}
+for gzip in (False, True):
+    with InfluxDBClient(url=url, token=token, org="any", enable_gzip=gzip) as client:
+        write = client.write_api(write_options=SYNCHRONOUS)
+        floor = "3" if gzip else "2"
+        write.write(bucket="any", record=Point("room").tag("floor", floor).field("temp", 21.5).field("people", 4).time(ts, WritePrecision.MS))
+        write.write(bucket="any", record=f"room,floor={floor} temp=22.25 {ts + 1000}", write_precision=WritePrecision.MS)
+        try:
+            write.write(bucket="any", record=["room,floor=9 temp=1", "this is not line protocol"])
+            answers[f"bad-{gzip}"] = 204
+        except ApiException as e:
+            answers[f"bad-{gzip}"] = e.status
+            answers[f"bad-{gzip}-body"] = json.loads(e.body)
+print(json.dumps(answers))
+"#;
+
+#[tokio::test]
+async fn the_influxdb_client_library_writes_line_protocol_into_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = create_tenant(&server, "sensors").await;
+    let ts = now_ms() - 60_000;
+    let answers = run_python(INFLUX_CLIENT, &[&server.base, &token, &ts.to_string()]);
+    // A bad line is refused alone, and the client sees InfluxDB's partial-write status.
+    for gzip in ["False", "True"] {
+        assert_eq!(answers[format!("bad-{gzip}")], 400, "{answers}");
+        let detail = answers[format!("bad-{gzip}-body")]["detail"].as_str().unwrap();
+        assert!(detail.contains("line 2") && detail.contains("the other 1 sample(s) were stored"), "{detail}");
+    }
+    let temp =
+        get(&server, &token, &format!("/api/v1/query?metric=room.temp&from={ts}&to={}&resolution=raw", ts + 1000))
+            .await;
+    let mut seen: Vec<(String, Vec<Value>)> = temp["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["labels"]["floor"].as_str().unwrap().to_string(), s["points"].as_array().unwrap().clone()))
+        .filter(|(floor, _)| floor != "9") // the good line of the refused request, written at "now"
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = |v: f64| vec![json!([ts, v]), json!([ts + 1000, 22.25])];
+    assert_eq!(seen, [("2".to_string(), expected(21.5)), ("3".to_string(), expected(21.5))], "{temp}");
+    let people =
+        get(&server, &token, &format!("/api/v1/query?metric=room.people&from={ts}&to={ts}&resolution=raw")).await;
+    assert_eq!(people["series"].as_array().unwrap().len(), 2, "integer fields too: {people}");
+    // Another tenant sees none of it.
+    let theirs = get(&server, &server.token, "/api/v1/metrics").await;
+    assert!(
+        !theirs["metrics"].as_array().unwrap().iter().any(|m| m.as_str().unwrap_or("").starts_with("room.")),
+        "{theirs}"
+    );
 }
