@@ -13,13 +13,15 @@ started=$(date +%s)
 ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
   prometheus prometheus-node-exporter python3-venv
 # Client libraries of the protocol tests (PyPI), in a virtualenv under .cache: the InfluxDB
-# client writes line protocol (apiserver/tests/protocols.rs).
+# client writes line protocol, the OpenTelemetry SDK exports OTLP/HTTP (apiserver/tests/protocols.rs).
 CLIENTS_VENV="$ROOT/.cache/clients-venv"
-if ! "$CLIENTS_VENV/bin/python" -c 'import influxdb_client' 2>/dev/null; then
+CLIENTS=(influxdb-client==1.50.0 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2)
+if [[ "$(cat "$CLIENTS_VENV/.installed" 2>/dev/null)" != "${CLIENTS[*]}" ]]; then
   echo "==> Installing the protocol tests' client libraries into $CLIENTS_VENV"
   rm -rf "$CLIENTS_VENV"
   python3 -m venv "$CLIENTS_VENV"
-  "$CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check "influxdb-client==1.50.0"
+  "$CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check "${CLIENTS[@]}"
+  echo "${CLIENTS[*]}" > "$CLIENTS_VENV/.installed"
 fi
 export MICRODASH_TEST_PYTHON="$CLIENTS_VENV/bin/python"
 # A Docker engine (Debian's docker.io, started when none answers): the container step at the end

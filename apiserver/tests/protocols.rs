@@ -304,3 +304,80 @@ async fn the_influxdb_client_library_writes_line_protocol_into_the_tenant() {
         "{theirs}"
     );
 }
+
+const OTEL_SDK: &str = r#"
+import json, sys
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader, MetricExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http import Compression
+url, token, compression = sys.argv[1], sys.argv[2], sys.argv[3]
+exporter = OTLPMetricExporter(endpoint=url + "/v1/metrics", headers={"Authorization": "Bearer " + token},
+                              compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression)
+reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3600000)
+provider = MeterProvider(resource=Resource.create({"service.name": "shop-" + compression}), metric_readers=[reader])
+meter = provider.get_meter("test")
+meter.create_counter("orders").add(3, {"region": "eu"})
+meter.create_up_down_counter("carts").add(-2)
+meter.create_histogram("checkout.seconds").record(0.3)
+meter.create_histogram("checkout.seconds").record(7.0)
+meter.create_observable_gauge("stock", callbacks=[lambda options: [__import__("opentelemetry").metrics.Observation(42.0, {"sku": "a"})]])
+ok = provider.force_flush(10000)
+provider.shutdown()
+print(json.dumps({"flushed": ok}))
+"#;
+
+#[tokio::test]
+async fn the_opentelemetry_sdk_exports_gauges_sums_and_histograms_into_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = create_tenant(&server, "otel").await;
+    for compression in ["none", "gzip"] {
+        let answer = run_python(OTEL_SDK, &[&server.base, &token, compression]);
+        assert_eq!(answer["flushed"], true, "{answer}");
+    }
+    let query = |metric: &str| format!("/api/v1/query?metric={metric}&from=now-1h&to=now&resolution=raw&agg=last");
+    let last = |v: &Value, service: &str| -> Vec<(Value, f64)> {
+        v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["labels"]["service.name"] == service)
+            .map(|s| (s["labels"].clone(), s["points"].as_array().unwrap().last().unwrap()[1].as_f64().unwrap()))
+            .collect()
+    };
+    for service in ["shop-none", "shop-gzip"] {
+        let orders = last(&get(&server, &token, &query("orders")).await, service);
+        assert_eq!(orders.len(), 1, "{orders:?}");
+        assert_eq!((orders[0].0["region"].as_str(), orders[0].1), (Some("eu"), 3.0), "a counter is a sum");
+        assert_eq!(last(&get(&server, &token, &query("carts")).await, service)[0].1, -2.0, "an up-down counter");
+        let stock = last(&get(&server, &token, &query("stock")).await, service);
+        assert_eq!((stock[0].0["sku"].as_str(), stock[0].1), (Some("a"), 42.0), "a gauge");
+        assert_eq!(last(&get(&server, &token, &query("checkout.seconds.count")).await, service)[0].1, 2.0);
+        assert_eq!(last(&get(&server, &token, &query("checkout.seconds.sum")).await, service)[0].1, 7.3);
+        let buckets = last(&get(&server, &token, &query("checkout.seconds.bucket")).await, service);
+        let le = |bound: &str| buckets.iter().find(|(l, _)| l["le"] == bound).map(|(_, v)| *v);
+        // The SDK's default bounds (0, 5, 10, 25, …): cumulative counts, as Prometheus' `le`.
+        assert_eq!(
+            (le("0"), le("5"), le("10"), le("+Inf")),
+            (Some(0.0), Some(1.0), Some(2.0), Some(2.0)),
+            "{buckets:?}"
+        );
+    }
+    // The SDK's resource attributes are labels; nothing reaches another tenant.
+    let theirs = get(&server, &server.token, "/api/v1/metrics").await;
+    assert!(!theirs["metrics"].as_array().unwrap().iter().any(|m| m == "orders"), "{theirs}");
+    // Not OTLP: a clear 400 or 415, as OTLP/HTTP says (the exporter does not retry those).
+    let r = client()
+        .post(server.url("/v1/metrics"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/x-protobuf")
+        .body(vec![0xffu8; 16])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = client().post(server.url("/v1/metrics")).bearer_auth(&token).body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}

@@ -16,6 +16,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
 use crate::ingest::influx::{self, Precision};
+use crate::ingest::otlp;
 use crate::ingest::prometheus::{self, DecodeError};
 use crate::ingest::{IngestError, parse_bulk, parse_single};
 use crate::limits::{self, RateRefusal};
@@ -276,6 +277,87 @@ pub async fn influx_write(
             .field(format!("line {line}")))
         }
     }
+}
+
+/// An OTLP `ExportMetricsServiceRequest`, documentation only (`crate::ingest::otlp` reads it).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct OtlpBody(Vec<u8>);
+
+#[utoipa::path(post, path = "/v1/metrics", tag = "ingest",
+    request_body(content = OtlpBody, content_type = "application/x-protobuf",
+        description = "OTLP/HTTP metrics: an ExportMetricsServiceRequest as protobuf (or `application/json`), \
+            optionally gzip. Gauges and sums are samples; histograms `.count`, `.sum`, `.bucket{le}`; summaries \
+            `.count`, `.sum` and `{quantile}`; resource and point attributes are labels."),
+    responses((status = 200, description = "Stored durably: an ExportMetricsServiceResponse, with \
+                  `partial_success` naming rejected data points (the others were stored)"),
+              (status = 400, body = crate::http::error::Problem, description = "Not an ExportMetricsServiceRequest"),
+              (status = 401), (status = 413), (status = 415),
+              (status = 422, description = "New series past the tenant's series limit"),
+              (status = 429, description = "Over the tenant's samples_per_second; see Retry-After (exporters retry)"),
+              (status = 503, description = "Overloaded; see Retry-After (exporters retry)")))]
+pub async fn otlp_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
+    use prost::Message;
+    let tenant = caller.require(Scope::Ingest)?;
+    let kind = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let encoding = if kind.starts_with("application/x-protobuf") {
+        otlp::Encoding::Protobuf
+    } else if kind.starts_with("application/json") {
+        otlp::Encoding::Json
+    } else {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("OTLP/HTTP takes application/x-protobuf or application/json, not {kind:?}"),
+        )
+        .field("Content-Type"));
+    };
+    let gzip = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let (body, _permit) = read_body(&state, &tenant, request).await?;
+    let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
+    let decoded = otlp::decode(&body, encoding, &state.limits, now_ms()).map_err(|why| {
+        state.telemetry.reject(reason::MALFORMED);
+        AppError::bad_request(why).field("body")
+    })?;
+    drop(body);
+    if decoded.samples.len() > state.limits.max_batch_samples {
+        state.telemetry.reject(reason::BATCH_TOO_LARGE);
+        return Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request has {} samples; the limit is {} (max_batch_samples): export smaller batches",
+                decoded.samples.len(),
+                state.limits.max_batch_samples
+            ),
+        )
+        .field("body"));
+    }
+    let (rejected, first) = (decoded.rejected, decoded.first_rejection);
+    let _stored = accept(&state, &tenant, decoded.samples).await?;
+    let answer = ExportMetricsServiceResponse {
+        partial_success: first.map(|why| ExportMetricsPartialSuccess {
+            rejected_data_points: rejected,
+            error_message: format!("{rejected} data point(s) rejected, the first: {why}"),
+        }),
+    };
+    Ok(match encoding {
+        otlp::Encoding::Protobuf => {
+            ([(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response()
+        }
+        otlp::Encoding::Json => Json(answer).into_response(),
+    })
 }
 
 /// Inflates a gzip body, refusing more than `limit` bytes before they are held.

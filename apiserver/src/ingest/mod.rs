@@ -15,6 +15,7 @@ use crate::domain::sample::parse_rfc3339_ms;
 use crate::domain::{Limits, Sample, SampleError};
 
 pub mod influx;
+pub mod otlp;
 pub mod prometheus;
 
 #[cfg(test)]
