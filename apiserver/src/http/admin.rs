@@ -37,8 +37,15 @@ pub struct TenantList {
     pub tenants: Vec<TenantRecord>,
 }
 
+/// A JSON object into `T`. Only an object: serde would also fill a struct from an array of its
+/// fields in order (`[null, null]`), which the API does not document and must not take.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
-    serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(AppError::bad_request("invalid JSON body: expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 impl From<TenantError> for AppError {
@@ -172,6 +179,8 @@ pub struct TokenList {
     responses((status = 201, body = CreatedToken),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json",
+               description = "The secret in `token` is registered already"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_token(
     State(state): State<AppState>,
