@@ -159,7 +159,8 @@ const TIME_PATTERN: &str = "^([0-9]{1,14}|now|now-[0-9]{1,6}(ms|s|m|h|d)|\
 const STEP_PATTERN: &str = "^([1-9][0-9]{0,9}|[1-9][0-9]{0,6}(ms|s|m|h|d))$";
 
 /// The schemas of parameters and bodies, as strict as the handlers read them (the handlers parse
-/// by hand, so their rules are stated here): (path, method, parameter or `body`, schema).
+/// by hand, so their rules are stated here): (path, method, parameter or `body`, schema), or
+/// (`#Name`, "", "", schema) for a component schema that request bodies refer to.
 fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
     use serde_json::json;
     let name = json!({"type": "string", "pattern": NAME_PATTERN, "maxLength": 200});
@@ -171,18 +172,19 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
     let scopes =
         json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["ingest", "read", "admin"]}});
     let token_body = json!({
-        "type": "object", "additionalProperties": false, "required": ["scopes"],
-        "properties": {
-            "scopes": scopes, "expires_in": expiry,
-            "token": {"type": ["string", "null"], "pattern": "^[^\\s\\p{Cc}]{32,}$",
-                      "description": "Registers this secret instead of generating one (admin token only)"}}});
+            "type": "object", "additionalProperties": false, "required": ["scopes"],
+            "properties": {
+                "scopes": scopes, "expires_in": expiry,
+                "token": {"type": ["string", "null"], "pattern": "^[^\\s\\p{Cc}]{32,}$",
+                          "description": "Registers this secret instead of generating one (admin token only): at least \
+                                          32 characters, no whitespace; 409 when it is registered already"},
+    }});
     vec![
-        ("/api/v1/tokens", "post", "body", token_body.clone()),
-        ("/api/v1/tenants/{name}/tokens", "post", "body", token_body),
+        ("#CreateToken", "", "", token_body),
         (
-            "/api/v1/tenants",
-            "post",
-            "body",
+            "#CreateTenant",
+            "",
+            "",
             json!({
             "type": "object", "additionalProperties": false, "required": ["name"],
             "properties": {
@@ -190,17 +192,17 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
                 "displayName": {"type": ["string", "null"]}}}),
         ),
         (
-            "/api/v1/tenants/{name}/retention",
-            "put",
-            "body",
+            "#RetentionInput",
+            "",
+            "",
             json!({
             "type": "object", "additionalProperties": false,
             "properties": {"raw": retention, "1m": retention, "5m": retention}}),
         ),
         (
-            "/api/v1/session",
-            "post",
-            "body",
+            "#Login",
+            "",
+            "",
             json!({
             "type": "object", "additionalProperties": false, "required": ["token"],
             "properties": {"token": {"type": "string"}}}),
@@ -244,6 +246,12 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
 fn apply_strict_schemas(openapi: &mut OpenApi) {
     for (path, method, name, schema) in strict_schemas() {
         let schema: Schema = serde_json::from_value(schema).expect("a valid schema");
+        if let Some(component) = path.strip_prefix('#') {
+            let components = openapi.components.get_or_insert_with(Default::default);
+            assert!(components.schemas.contains_key(component), "no component schema {component}");
+            components.schemas.insert(component.to_string(), RefOr::T(schema));
+            continue;
+        }
         let Some(item) = openapi.paths.paths.get_mut(path) else { panic!("{path} is not in the document") };
         let op = match method {
             "get" => item.get.as_mut(),
