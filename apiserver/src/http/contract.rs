@@ -223,7 +223,7 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
         ("/api/v1/query", "get", "resolution", json!({"type": "string", "enum": ["auto", "raw", "1m", "5m"]})),
         ("/api/v1/stream", "get", "metric", json!({"type": "array", "items": name})),
         ("/api/v1/stream", "get", "match", matchers),
-        ("/api/v1/stream", "get", "last_event_id", json!({"type": "integer", "minimum": 0})),
+        ("/api/v1/stream", "get", "last_event_id", json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})),
         ("/api/v1/alerts/history", "get", "limit", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
         (
             "/api/v1/dashboards/{name}",
