@@ -175,12 +175,46 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
             "type": "object", "additionalProperties": false, "required": ["scopes"],
             "properties": {
                 "scopes": scopes, "expires_in": expiry,
-                "token": {"type": ["string", "null"], "pattern": "^[^\\s\\p{Cc}]{32,}$",
+                "token": {"type": ["string", "null"], "pattern": "^[^\\s\\x00-\\x1f\\x7f-\\x9f]{32,}$",
                           "description": "Registers this secret instead of generating one (admin token only): at least \
                                           32 characters, no whitespace; 409 when it is registered already"},
     }});
     vec![
         ("#CreateToken", "", "", token_body),
+        (
+            "#SampleInput",
+            "",
+            "",
+            json!({
+                "type": "object", "additionalProperties": false, "required": ["metric", "value"],
+                "properties": {
+                    "metric": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 200, "example": "cpu.usage"},
+                    "value": {"type": "number", "description": "A finite number"},
+                    "ts": {"description": "Unix milliseconds or an RFC 3339 string, not before 1970 and at most \
+                                           10 minutes (max_future) ahead of the server's clock; absent or null = \
+                                           the time of receipt",
+                           "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "format": "date-time"},
+                                     {"type": "null"}]},
+                    "labels": {"type": ["object", "null"], "maxProperties": 32,
+                               "propertyNames": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 100},
+                               "additionalProperties": {"type": "string", "maxLength": 1024,
+                                                        "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}},
+                    "dedupe_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 128,
+                                  "description": "Repeats within the dedupe window are counted as duplicates and \
+                                                  not stored again"}}}),
+        ),
+        (
+            "#BulkInput",
+            "",
+            "",
+            json!({
+                "description": "`{\"samples\": [...]}` or a bare array of samples, at most max_batch_samples",
+                "oneOf": [
+                    {"type": "object", "additionalProperties": false, "required": ["samples"],
+                     "properties": {"samples": {"type": "array", "maxItems": 50000,
+                                                "items": {"$ref": "#/components/schemas/SampleInput"}}}},
+                    {"type": "array", "maxItems": 50000, "items": {"$ref": "#/components/schemas/SampleInput"}}]}),
+        ),
         (
             "#CreateTenant",
             "",
@@ -272,5 +306,21 @@ fn apply_strict_schemas(openapi: &mut OpenApi) {
             .find(|p| p.name == name)
             .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"));
         param.schema = Some(RefOr::T(schema));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn every_strict_schema_is_a_schema_and_the_document_builds() {
+        for (path, method, name, schema) in super::strict_schemas() {
+            if let Err(err) = serde_json::from_value::<super::Schema>(schema.clone()) {
+                panic!("{path} {method} {name}: {err}: {schema}");
+            }
+        }
+        let doc = serde_json::to_value(crate::http::ApiDoc::openapi()).unwrap();
+        assert!(doc["paths"]["/api/v1/metrics"]["post"]["responses"]["413"].is_object());
     }
 }
