@@ -85,7 +85,11 @@ run() {
     --report-ndjson-path "$LOGS/schemathesis-$name.ndjson" \
     "$@" >"$LOGS/schemathesis-$name.log" 2>&1 || rc=$?
   # The closing block (failures, then the summary) of the console output.
-  sed -n '/^=* *\(FAILURES\|SUMMARY\)/,$p' "$LOGS/schemathesis-$name.log" | tail -n 60
+  if grep -q '^=* *SUMMARY' "$LOGS/schemathesis-$name.log"; then
+    sed -n '/^=* *\(FAILURES\|SUMMARY\)/,$p' "$LOGS/schemathesis-$name.log" | tail -n 60
+  else
+    tail -n 30 "$LOGS/schemathesis-$name.log"
+  fi
   summary+=("$name: exit $rc, $(( $(date +%s) - started ))s, $(awk '/^Test cases:/ { getline; sub(/^ +/, ""); print; exit }' "$LOGS/schemathesis-$name.log")")
   ((rc == 0)) || failed=1
 }
