@@ -15,7 +15,7 @@ SCHEMATHESIS_VERSION=4.32.5
 # Test cases per operation and phase: both runs together take about 2 to 3 minutes here.
 # Settings per operation (SSE streams, the few semantic checks no schema can state) are in
 # scripts/schemathesis.toml. No check is excluded.
-MAX_EXAMPLES=${MICRODASH_SCHEMATHESIS_EXAMPLES:-25}
+MAX_EXAMPLES=${MICRODASH_SCHEMATHESIS_EXAMPLES:-20}
 SEED=${MICRODASH_SCHEMATHESIS_SEED:-$RANDOM}
 VENV="$ROOT/.cache/schemathesis-venv"
 LOGS="$ROOT/.cache/test-logs"
