@@ -73,7 +73,9 @@ run() {
   shift 2
   started=$(date +%s)
   echo "==> schemathesis ($name token, --checks all, seed $SEED, up to $MAX_EXAMPLES cases per operation and phase)"
-  NO_COLOR=1 "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/schemathesis.toml" run "$base/openapi.json" \
+  # From the temporary folder: schemathesis and Hypothesis keep their caches (.schemathesis,
+  # .hypothesis) in the working directory, and a run should not replay the previous one's.
+  (cd "$work" && NO_COLOR=1 "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/schemathesis.toml" run "$base/openapi.json" \
     --checks all \
     --header "Authorization: Bearer $token" \
     --max-examples "$MAX_EXAMPLES" \
@@ -83,7 +85,7 @@ run() {
     --report junit,ndjson \
     --report-junit-path "$LOGS/schemathesis-$name.xml" \
     --report-ndjson-path "$LOGS/schemathesis-$name.ndjson" \
-    "$@" >"$LOGS/schemathesis-$name.log" 2>&1 || rc=$?
+    "$@") >"$LOGS/schemathesis-$name.log" 2>&1 || rc=$?
   # The closing block (failures, then the summary) of the console output.
   if grep -q '^=* *SUMMARY' "$LOGS/schemathesis-$name.log"; then
     sed -n '/^=* *\(FAILURES\|SUMMARY\)/,$p' "$LOGS/schemathesis-$name.log" | tail -n 60
