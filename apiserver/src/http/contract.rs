@@ -72,7 +72,6 @@ fn describe(status: &str) -> &'static str {
 impl utoipa::Modify for Contract {
     fn modify(&self, openapi: &mut OpenApi) {
         apply_strict_schemas(openapi);
-        apply_spec_schemas(openapi);
         for (path, item) in openapi.paths.paths.iter_mut() {
             for op in
                 [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
@@ -307,68 +306,6 @@ fn apply_strict_schemas(openapi: &mut OpenApi) {
             .find(|p| p.name == name)
             .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"));
         param.schema = Some(RefOr::T(schema));
-    }
-}
-
-/// (path, method, schema) of a request body.
-type BodySchema = (&'static str, &'static str, serde_json::Value);
-
-/// The bodies of rules: the `microdash_model` spec's own JSON Schema (the same as the CRD's),
-/// plus `name` (required by POST; the path's on PUT) and the read-only fields of a GET answer,
-/// which the server accepts and ignores so that an answer can be sent back. The channels'
-/// definitions are published too, but their bodies stay loose objects for now: schemathesis
-/// 4.32.5's coverage phase fails now and then with a Python-internal error ("AST constructor
-/// recursion depth mismatch") on POST /api/v1/channels with that schema.
-fn spec_body_schemas() -> (Vec<(String, serde_json::Value)>, [BodySchema; 2]) {
-    use microdash_model::{AlertRuleSpec, NotificationChannelSpec};
-    use serde_json::{Value, json};
-    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
-    settings.definitions_path = "/components/schemas".into();
-    let mut generator = settings.into_generator();
-    generator.subschema_for::<AlertRuleSpec>();
-    generator.subschema_for::<NotificationChannelSpec>();
-    let definitions = generator.take_definitions(true);
-    let body = |spec: &str, read_only: &[&str], name_required: bool| -> Value {
-        let mut schema = definitions.get(spec).cloned().unwrap_or_else(|| panic!("schemars gave no {spec}"));
-        let props = schema["properties"].as_object_mut().expect("a spec has properties");
-        props.insert("name".into(), json!({"type": "string", "pattern": TENANT_NAME_PATTERN}));
-        for field in read_only {
-            props.insert(
-                field.to_string(),
-                json!({"description": "read-only: accepted and ignored",
-                "type": ["string", "number", "boolean", "object", "array", "null"]}),
-            );
-        }
-        if name_required {
-            let required = schema.as_object_mut().expect("an object schema").entry("required").or_insert(json!([]));
-            required.as_array_mut().expect("required is an array").push("name".into());
-        }
-        schema
-    };
-    let rule_read_only = ["createdAt", "updatedAt", "status"];
-    let bodies = [
-        ("/api/v1/rules", "post", body("AlertRuleSpec", &rule_read_only, true)),
-        ("/api/v1/rules/{name}", "put", body("AlertRuleSpec", &rule_read_only, false)),
-    ];
-    (definitions.into_iter().collect(), bodies)
-}
-
-fn apply_spec_schemas(openapi: &mut OpenApi) {
-    let (definitions, bodies) = spec_body_schemas();
-    let components = openapi.components.get_or_insert_with(Default::default);
-    for (name, schema) in definitions {
-        assert!(!components.schemas.contains_key(&name), "component schema {name} exists already");
-        let schema: Schema = serde_json::from_value(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
-        components.schemas.insert(name, RefOr::T(schema));
-    }
-    for (path, method, schema) in bodies {
-        let schema: Schema = serde_json::from_value(schema).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let item = openapi.paths.paths.get_mut(path).unwrap_or_else(|| panic!("{path} is not in the document"));
-        let op = if method == "post" { item.post.as_mut() } else { item.put.as_mut() };
-        let op = op.unwrap_or_else(|| panic!("{method} {path} is not in the document"));
-        let body = op.request_body.get_or_insert_with(Default::default);
-        let content = body.content.entry("application/json".into()).or_insert_with(|| Content::new(None::<Schema>));
-        content.schema = Some(RefOr::T(schema));
     }
 }
 
