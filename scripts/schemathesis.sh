@@ -12,7 +12,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 SCHEMATHESIS_VERSION=4.32.5
-# Test cases per operation and phase: both runs together take about 2 to 3 minutes here.
+# Test cases per operation and phase (fuzzing, stateful). Both runs together take about 3 to 4
+# minutes on a 2-core machine, most of it in the coverage phase, which max-examples does not bound.
 # Settings per operation (SSE streams, the few semantic checks no schema can state) are in
 # scripts/schemathesis.toml. No check is excluded.
 MAX_EXAMPLES=${MICRODASH_SCHEMATHESIS_EXAMPLES:-20}
