@@ -76,6 +76,13 @@ echo "==> cargo test"
 # Tenants; `--test-threads=1` had hidden it).
 cargo test --workspace --no-fail-fast 2>&1 | tee "$LOGS/cargo.log"
 
+echo "==> schemathesis"
+# The OpenAPI contract, property-based, with every check, for a tenant's token and the admin
+# token (target/debug/microdash, built by the step above; reports in $LOGS/schemathesis-*).
+schemathesis_started=$(date +%s)
+scripts/schemathesis.sh 2>&1 | tee "$LOGS/schemathesis.log"
+schemathesis_s=$(( $(date +%s) - schemathesis_started ))
+
 echo "==> dashboard: typecheck and unit tests"
 (cd dashboard && npm run --silent typecheck && npx vitest run --reporter=dot) 2>&1 | tee "$LOGS/vitest.log"
 
@@ -112,6 +119,9 @@ vitest_passed=$(count "$LOGS/vitest.log" 'Tests +[0-9]+ passed')
 e2e_passed=$(count "$LOGS/e2e.log" '^ *[0-9]+ passed')
 stack_passed=$(count "$LOGS/e2e-stack.log" '^ *[0-9]+ passed')
 cluster_passed=$(count "$LOGS/e2e-cluster.log" '^ *[0-9]+ passed')
-total=$((cargo_passed + ${vitest_passed:-0} + ${e2e_passed:-0} + ${stack_passed:-0} + ${cluster_passed:-0}))
-echo "cargo: ${cargo_passed} passed; vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; containers: ${stack_passed:-0} passed (${container_s} s); cluster browser: ${cluster_passed:-0} passed; $(( $(date +%s) - started ))s"
+# Each schemathesis run (tenant, admin) that passed counts as one test; its cases are shown.
+schemathesis_passed=$(grep -Ec '^  (tenant|admin): exit 0,' "$LOGS/schemathesis.log" || true)
+schemathesis_cases=$(sed -n 's/^  \(tenant\|admin\): exit 0, [0-9]*s, \([0-9]*\) generated.*/\2/p' "$LOGS/schemathesis.log" | awk '{s+=$1} END {print s+0}')
+total=$((cargo_passed + schemathesis_passed + ${vitest_passed:-0} + ${e2e_passed:-0} + ${stack_passed:-0} + ${cluster_passed:-0}))
+echo "cargo: ${cargo_passed} passed; schemathesis: ${schemathesis_passed} runs passed (${schemathesis_cases} cases, ${schemathesis_s} s); vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; containers: ${stack_passed:-0} passed (${container_s} s); cluster browser: ${cluster_passed:-0} passed; $(( $(date +%s) - started ))s"
 echo "${total} passed, ${cargo_failed} failed"

@@ -395,6 +395,43 @@ async fn health_metrics_and_openapi() {
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
 }
 
+/// Found by schemathesis: the server took inputs that the OpenAPI document forbids, and the
+/// document did not declare every error answer.
+#[tokio::test]
+async fn what_the_openapi_document_forbids_is_refused_as_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let http = client();
+    // A struct body must be a JSON object: serde alone filled one from an array.
+    let r = http
+        .put(server.url("/api/v1/tenants/default/retention"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("[null, null]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // A last_event_id that is not an id was ignored (a 200 stream); the header stays lenient.
+    let (status, body) = get(&server, &server.token, "/api/v1/stream?last_event_id=false").await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("last_event_id")), "{body}");
+    // An undeclared method is a problem with Allow, like every other error.
+    let r = http.patch(server.url("/api/v1/metrics")).bearer_auth(&server.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.headers().contains_key("allow"));
+    // The document declares the shared answers, all as problem+json.
+    let doc: Value = http.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let op = &doc["paths"]["/api/v1/rules/{name}"]["put"];
+    for status in ["400", "401", "403", "404", "413", "422", "503"] {
+        let content = &op["responses"][status]["content"];
+        assert!(content.get("application/problem+json").is_some(), "{status}: {op}");
+        assert!(content.get("application/json").is_none(), "{status}: {op}");
+    }
+    assert!(doc["paths"]["/api/v1/session"]["delete"]["security"] == json!([{}]));
+}
+
 #[tokio::test]
 async fn dashboard_login_uses_an_http_only_cookie() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,8 +37,15 @@ pub struct TenantList {
     pub tenants: Vec<TenantRecord>,
 }
 
+/// A JSON object into `T`. Only an object: serde would also fill a struct from an array of its
+/// fields in order (`[null, null]`), which the API does not document and must not take.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AppResult<T> {
-    serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(AppError::bad_request("invalid JSON body: expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| AppError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 impl From<TenantError> for AppError {
@@ -172,6 +179,8 @@ pub struct TokenList {
     responses((status = 201, body = CreatedToken),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json",
+               description = "The secret in `token` is registered already"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -312,23 +321,27 @@ pub struct LimitsInput {
     /// Samples per second, 1 to 4294967295: the long-run rate; one second's worth may come at
     /// once. Over it, ingest answers 429 with Retry-After (MQTT: the acknowledgement waits).
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 4294967295u64)]
-    pub samples_per_second: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295u64)]
+    pub samples_per_second: Option<f64>,
     /// Distinct series, 1 to 1000000000. Past it, samples of new series are refused (422) and
     /// those of existing series still stored.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 1000000000)]
-    pub series: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000000)]
+    pub series: Option<f64>,
 }
 
-fn limit_value(field: &str, value: Option<i64>, max: i64) -> AppResult<Option<i64>> {
+/// A whole number in 1..=max (JSON has one number type: `45.0` is 45, `4.5` is refused).
+fn limit_value(field: &str, value: Option<f64>, max: i64) -> AppResult<Option<i64>> {
     match value {
-        Some(v) if !(1..=max).contains(&v) => Err(AppError::new(
+        None => Ok(None),
+        Some(v) if v.fract() == 0.0 && v >= 1.0 && v <= max as f64 => Ok(Some(v as i64)),
+        Some(_) => Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{field}: must be between 1 and {max}; leave it out (or null) for the server's default"),
+            format!(
+                "{field}: must be a whole number between 1 and {max}; leave it out (or null) for the server's default"
+            ),
         )
         .field(field)),
-        v => Ok(v),
     }
 }
 

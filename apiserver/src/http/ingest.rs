@@ -247,6 +247,9 @@ pub async fn influx_write(
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let (body, _permit) = read_body(&state, &tenant, request).await?;
     let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::bad_request("the body has no lines of line protocol").field("body"));
+    }
     let text = String::from_utf8(body).map_err(|e| {
         AppError::bad_request(format!("the body is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
             .field("body")

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod assets;
 pub mod auth;
 pub mod channels;
+pub mod contract;
 pub mod dashboards;
 pub mod error;
 pub mod ingest;
@@ -24,6 +25,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
+
+use contract::Contract;
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -97,7 +100,7 @@ impl AppState {
     ),
     components(schemas(error::Problem)),
     tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries")),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Contract),
 )]
 pub struct ApiDoc;
 

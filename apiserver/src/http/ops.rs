@@ -28,7 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
-    responses((status = 200, content_type = "text/plain", description = "Prometheus text exposition")))]
+    responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", description = "OpenMetrics text exposition")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.telemetry.queue_depth.set(state.writer.depth() as i64);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.telemetry.encode())

@@ -46,8 +46,10 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
     .expect("cookie is ASCII")
 }
 
-#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login,
-    responses((status = 200, body = SessionInfo), (status = 401)))]
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login, security(()),
+    description = "Exchanges a tenant token (in the body) for an HttpOnly session cookie.",
+    responses((status = 200, body = SessionInfo, headers(("Set-Cookie" = String, description = "the session cookie"))),
+              (status = 400), (status = 401), (status = 403), (status = 413), (status = 415), (status = 503)))]
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -84,7 +86,9 @@ pub async fn whoami(caller: Caller) -> AppResult<Json<SessionInfo>> {
     Ok(Json(info(&caller.0)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204)))]
+#[utoipa::path(delete, path = "/api/v1/session", tag = "session", security(()),
+    description = "Ends the session of the cookie sent, if any, and clears the cookie; needs no credentials.",
+    responses((status = 204, headers(("Set-Cookie" = String, description = "clears the session cookie"))), (status = 503)))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let value = cookie_value(&headers, SESSION_COOKIE);
     if let Some(value) = value {

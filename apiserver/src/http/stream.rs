@@ -112,11 +112,22 @@ pub async fn stream(
         metrics: params.all("metric").into_iter().map(str::to_string).collect(),
         matchers: params.matchers()?,
     };
+    // The query parameter is the client's own choice and must be an id; the header is what a
+    // browser echoes from the stream, so an unreadable one is ignored (a fresh start).
+    let from_query = match params.get("last_event_id") {
+        None => None,
+        Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
+            crate::http::error::AppError::bad_request(format!(
+                "last_event_id {text:?} must be an event id (an integer)"
+            ))
+            .field("last_event_id")
+        })?),
+    };
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| params.get("last_event_id"))
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(from_query);
     // Held by the response: the tenant's count of open streams drops when it ends.
     let permit = stream_permit(&state, &tenant)?;
     // Subscribe before looking at the buffer so nothing falls between the two.

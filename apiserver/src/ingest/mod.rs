@@ -50,7 +50,27 @@ struct RawSample {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wrapped {
-    samples: Vec<RawSample>,
+    samples: Vec<Object<RawSample>>,
+}
+
+/// A struct that only a JSON object fills: serde's derive also takes an array of the fields in
+/// order (`["cpu", 1]` was stored as a sample), which the API does not document.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
 }
 
 const TS_EXPECTED: &str = "Unix milliseconds (an integer) or an RFC 3339 string";
@@ -116,8 +136,8 @@ pub fn parse_single_on(
     limits: &Limits,
     now_ms: i64,
 ) -> Result<Sample, IngestError> {
-    match serde_json::from_slice::<RawSample>(body) {
-        Ok(raw) => {
+    match serde_json::from_slice::<Object<RawSample>>(body) {
+        Ok(Object(raw)) => {
             let sample =
                 raw.into_sample(now_ms, topic_metric).map_err(|error| IngestError::Sample { index: None, error })?;
             limits.check(&sample, now_ms).map_err(|error| IngestError::Sample { index: None, error })?;
@@ -134,12 +154,12 @@ pub fn parse_single_on(
 pub fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sample>, IngestError> {
     let bare = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let parsed = if bare {
-        serde_json::from_slice::<Vec<RawSample>>(body)
+        serde_json::from_slice::<Vec<Object<RawSample>>>(body)
     } else {
         serde_json::from_slice::<Wrapped>(body).map(|w| w.samples)
     };
     let raws = match parsed {
-        Ok(raws) => raws,
+        Ok(raws) => raws.into_iter().map(|Object(raw)| raw).collect::<Vec<_>>(),
         Err(_) => return Err(diagnose_bulk(body, limits)),
     };
     if raws.len() > limits.max_batch_samples {
@@ -204,7 +224,7 @@ fn diagnose_bulk(body: &[u8], limits: &Limits) -> IngestError {
         return IngestError::BatchTooLarge { count: items.len(), limit: limits.max_batch_samples };
     }
     for (index, item) in items.iter().enumerate() {
-        if serde_json::from_value::<RawSample>(item.clone()).map_or(true, |raw| raw.metric.is_none()) {
+        if serde_json::from_value::<Object<RawSample>>(item.clone()).map_or(true, |Object(raw)| raw.metric.is_none()) {
             return IngestError::Sample { index: Some(index), error: diagnose(item) };
         }
     }

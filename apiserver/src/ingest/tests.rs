@@ -109,3 +109,15 @@ fn a_topic_supplies_a_missing_metric_and_refuses_a_different_one() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_sample_is_an_object_never_an_array_of_its_fields() {
+    // Found by schemathesis: serde's derive filled a sample from `["cpu", 1]`, and it was stored.
+    let err = parse_single(br#"["cpu", 1]"#, &Limits::default(), NOW).unwrap_err();
+    assert_eq!(field_of(err), (None, String::new()));
+    assert_eq!(field_of(bulk(r#"[["cpu", 1]]"#).unwrap_err()), (Some(0), String::new()));
+    assert_eq!(
+        field_of(bulk(r#"{"samples":[{"metric":"a","value":1},["cpu", 1]]}"#).unwrap_err()),
+        (Some(1), String::new())
+    );
+}

@@ -1,0 +1,5 @@
+"""Hooks of scripts/schemathesis.sh (SCHEMATHESIS_HOOKS): the protobuf bodies of Prometheus
+remote_write (/api/v1/write) and OTLP/HTTP (/v1/metrics) are bytes, sent as they are generated."""
+import schemathesis
+
+schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")
