@@ -129,14 +129,23 @@ async fn read_body(state: &AppState, tenant: &TenantCaller, request: Request) ->
     Ok((body, permit))
 }
 
-/// A Prometheus remote_write body, documentation only (`crate::ingest::prometheus` reads it).
+/// A protobuf body (remote_write, OTLP), documentation only (`crate::ingest` reads them).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)]
-pub struct RemoteWriteBody(Vec<u8>);
+pub struct BinaryBody(Vec<u8>);
+
+/// True when the body is gzip-compressed (`Content-Encoding: gzip`).
+fn gzip_encoded(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+}
 
 #[utoipa::path(post, path = "/api/v1/write", tag = "ingest",
-    request_body(content = RemoteWriteBody, content_type = "application/x-protobuf",
+    request_body(content = BinaryBody, content_type = "application/x-protobuf",
         description = "Prometheus remote_write 1.0: a snappy-compressed (block format) protobuf WriteRequest. \
             `__name__` is the metric, the other labels are labels; staleness markers are skipped."),
     responses((status = 202, body = IngestResponse, description = "Stored durably"),
@@ -240,11 +249,7 @@ pub async fn influx_write(
         ))
         .field("precision")
     })?;
-    let gzip = request
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let gzip = gzip_encoded(&request);
     let (body, _permit) = read_body(&state, &tenant, request).await?;
     let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -282,14 +287,8 @@ pub async fn influx_write(
     }
 }
 
-/// An OTLP `ExportMetricsServiceRequest`, documentation only (`crate::ingest::otlp` reads it).
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-#[allow(dead_code)]
-pub struct OtlpBody(Vec<u8>);
-
 #[utoipa::path(post, path = "/v1/metrics", tag = "ingest",
-    request_body(content = OtlpBody, content_type = "application/x-protobuf",
+    request_body(content = BinaryBody, content_type = "application/x-protobuf",
         description = "OTLP/HTTP metrics: an ExportMetricsServiceRequest as protobuf (or `application/json`), \
             optionally gzip. Gauges and sums are samples; histograms `.count`, `.sum`, `.bucket{le}`; summaries \
             `.count`, `.sum` and `{quantile}`; resource and point attributes are labels."),
@@ -323,11 +322,7 @@ pub async fn otlp_metrics(
         )
         .field("Content-Type"));
     };
-    let gzip = request
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let gzip = gzip_encoded(&request);
     let (body, _permit) = read_body(&state, &tenant, request).await?;
     let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
     let decoded = otlp::decode(&body, encoding, &state.limits, now_ms()).map_err(|why| {

@@ -17,7 +17,7 @@
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{Gauge, Sum, metric, number_data_point};
 use prost::Message;
 
 use crate::domain::{Labels, Limits, Sample};
@@ -71,19 +71,9 @@ pub fn decode(body: &[u8], encoding: Encoding, limits: &Limits, now_ms: i64) -> 
                     dedupe_id: None,
                 };
                 match data {
-                    metric::Data::Gauge(g) => {
-                        for p in g.data_points {
-                            let value = number(&p.value);
-                            points.push(vec![sample(
-                                m.name.clone(),
-                                labels_of(p.attributes),
-                                at(p.time_unix_nano),
-                                value,
-                            )]);
-                        }
-                    }
-                    metric::Data::Sum(s) => {
-                        for p in s.data_points {
+                    // A gauge's and a sum's points are samples alike (see the module doc).
+                    metric::Data::Gauge(Gauge { data_points }) | metric::Data::Sum(Sum { data_points, .. }) => {
+                        for p in data_points {
                             let value = number(&p.value);
                             points.push(vec![sample(
                                 m.name.clone(),
