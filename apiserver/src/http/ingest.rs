@@ -135,13 +135,25 @@ async fn read_body(state: &AppState, tenant: &TenantCaller, request: Request) ->
 #[allow(dead_code)]
 pub struct BinaryBody(Vec<u8>);
 
-/// True when the body is gzip-compressed (`Content-Encoding: gzip`).
-fn gzip_encoded(request: &Request) -> bool {
-    request
+/// How large a compressed body (snappy, gzip) may become once inflated.
+fn max_inflated(state: &AppState) -> usize {
+    state.config.max_body_bytes.saturating_mul(8)
+}
+
+/// `read_body`, then inflated when it is gzip-compressed (`Content-Encoding: gzip`).
+async fn read_maybe_gzip(
+    state: &AppState,
+    tenant: &TenantCaller,
+    request: Request,
+) -> AppResult<(Vec<u8>, IngestPermit)> {
+    let gzip = request
         .headers()
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let (body, permit) = read_body(state, tenant, request).await?;
+    let body = if gzip { gunzip(&body, max_inflated(state))? } else { body.to_vec() };
+    Ok((body, permit))
 }
 
 #[utoipa::path(post, path = "/api/v1/write", tag = "ingest",
@@ -173,8 +185,7 @@ pub async fn remote_write(
         .field("Content-Type"));
     }
     let (body, _permit) = read_body(&state, &tenant, request).await?;
-    let limit = state.config.max_body_bytes.saturating_mul(8);
-    let decoded = prometheus::decode(&body, limit, &state.limits, now_ms()).map_err(|err| {
+    let decoded = prometheus::decode(&body, max_inflated(&state), &state.limits, now_ms()).map_err(|err| {
         state.telemetry.reject(reason::MALFORMED);
         let status = match err {
             DecodeError::TooLarge { .. } | DecodeError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -249,9 +260,7 @@ pub async fn influx_write(
         ))
         .field("precision")
     })?;
-    let gzip = gzip_encoded(&request);
-    let (body, _permit) = read_body(&state, &tenant, request).await?;
-    let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
+    let (body, _permit) = read_maybe_gzip(&state, &tenant, request).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(AppError::bad_request("the body has no lines of line protocol").field("body"));
     }
@@ -322,9 +331,7 @@ pub async fn otlp_metrics(
         )
         .field("Content-Type"));
     };
-    let gzip = gzip_encoded(&request);
-    let (body, _permit) = read_body(&state, &tenant, request).await?;
-    let body = if gzip { gunzip(&body, state.config.max_body_bytes.saturating_mul(8))? } else { body.to_vec() };
+    let (body, _permit) = read_maybe_gzip(&state, &tenant, request).await?;
     let decoded = otlp::decode(&body, encoding, &state.limits, now_ms()).map_err(|why| {
         state.telemetry.reject(reason::MALFORMED);
         AppError::bad_request(why).field("body")

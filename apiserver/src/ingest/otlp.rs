@@ -70,6 +70,14 @@ pub fn decode(body: &[u8], encoding: Encoding, limits: &Limits, now_ms: i64) -> 
                     value,
                     dedupe_id: None,
                 };
+                // `{name}.count` and `{name}.sum` (when there is one) of a histogram or summary point.
+                let count_and_sum = |labels: &Labels, ts: i64, count: u64, sum: Option<f64>| {
+                    let mut point = vec![sample(format!("{}.count", m.name), labels.clone(), ts, count as f64)];
+                    if let Some(sum) = sum {
+                        point.push(sample(format!("{}.sum", m.name), labels.clone(), ts, sum));
+                    }
+                    point
+                };
                 match data {
                     // A gauge's and a sum's points are samples alike (see the module doc).
                     metric::Data::Gauge(Gauge { data_points }) | metric::Data::Sum(Sum { data_points, .. }) => {
@@ -86,11 +94,7 @@ pub fn decode(body: &[u8], encoding: Encoding, limits: &Limits, now_ms: i64) -> 
                     metric::Data::Histogram(h) => {
                         for p in h.data_points {
                             let (labels, ts) = (labels_of(p.attributes), at(p.time_unix_nano));
-                            let mut point =
-                                vec![sample(format!("{}.count", m.name), labels.clone(), ts, p.count as f64)];
-                            if let Some(sum) = p.sum {
-                                point.push(sample(format!("{}.sum", m.name), labels.clone(), ts, sum));
-                            }
+                            let mut point = count_and_sum(&labels, ts, p.count, p.sum);
                             let mut cumulative = 0u64;
                             for (i, count) in p.bucket_counts.iter().enumerate() {
                                 cumulative += count;
@@ -105,22 +109,14 @@ pub fn decode(body: &[u8], encoding: Encoding, limits: &Limits, now_ms: i64) -> 
                     }
                     metric::Data::ExponentialHistogram(h) => {
                         for p in h.data_points {
-                            let (labels, ts) = (labels_of(p.attributes), at(p.time_unix_nano));
-                            let mut point =
-                                vec![sample(format!("{}.count", m.name), labels.clone(), ts, p.count as f64)];
-                            if let Some(sum) = p.sum {
-                                point.push(sample(format!("{}.sum", m.name), labels, ts, sum));
-                            }
-                            points.push(point);
+                            let labels = labels_of(p.attributes);
+                            points.push(count_and_sum(&labels, at(p.time_unix_nano), p.count, p.sum));
                         }
                     }
                     metric::Data::Summary(s) => {
                         for p in s.data_points {
                             let (labels, ts) = (labels_of(p.attributes), at(p.time_unix_nano));
-                            let mut point = vec![
-                                sample(format!("{}.count", m.name), labels.clone(), ts, p.count as f64),
-                                sample(format!("{}.sum", m.name), labels.clone(), ts, p.sum),
-                            ];
+                            let mut point = count_and_sum(&labels, ts, p.count, Some(p.sum));
                             for q in p.quantile_values {
                                 let mut labels = labels.clone();
                                 labels.insert("quantile".into(), q.quantile.to_string());
