@@ -361,9 +361,8 @@ pub async fn set_limits(
         samples_per_second: limit_value("samples_per_second", input.samples_per_second, u32::MAX as i64)?,
         series: limit_value("series", input.series, 1_000_000_000)?,
     };
-    if !state.store.set_limits(&name, &limits).await? {
-        return Err(AppError::not_found(format!("tenant {name:?} not found")));
-    }
+    state.store.set_limits(&name, &limits).await?;
+    // Read back for the answer; also how a name that is no (live) tenant is told apart.
     let Some(tenant) = state.store.get_tenant(&name).await? else {
         return Err(AppError::not_found(format!("tenant {name:?} not found")));
     };

@@ -77,8 +77,8 @@ pub trait TenancyStore: Send + Sync {
     /// Records `(token id, used at)`; a later time only ever moves `last_used_at` forward.
     async fn touch_tokens(&self, used: &[(i64, i64)]) -> Result<()>;
 
-    /// Sets the intake limits of a live tenant; false when there is no such tenant.
-    async fn set_limits(&self, name: &str, limits: &super::TenantLimits) -> Result<bool>;
+    /// Sets the intake limits of a live tenant (nothing when there is no such tenant).
+    async fn set_limits(&self, name: &str, limits: &super::TenantLimits) -> Result<()>;
     /// The name and intake limits of a live tenant; `None` when it does not exist (any more).
     async fn limits_of(&self, tenant_id: i64) -> Result<Option<(String, super::TenantLimits)>>;
     /// `(metric, labels JSON)` of every series of the tenant, for the series cap.
@@ -297,8 +297,8 @@ macro_rules! sql_tenancy_store {
                     Ok(())
                 }
 
-                async fn set_limits(&self, name: &str, limits: &crate::storage::TenantLimits) -> Result<bool> {
-                    let updated = sqlx::query(&$sql(
+                async fn set_limits(&self, name: &str, limits: &crate::storage::TenantLimits) -> Result<()> {
+                    sqlx::query(&$sql(
                         "UPDATE tenants SET limit_samples_per_second = ?, limit_series = ? \
                          WHERE name = ? AND deleted_at IS NULL",
                     ))
@@ -306,10 +306,8 @@ macro_rules! sql_tenancy_store {
                     .bind(limits.series)
                     .bind(name)
                     .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    // MariaDB counts changed rows: setting the same limits again changes none.
-                    Ok(updated > 0 || self.get_tenant(name).await?.is_some())
+                    .await?;
+                    Ok(())
                 }
 
                 async fn limits_of(&self, tenant_id: i64) -> Result<Option<(String, crate::storage::TenantLimits)>> {
