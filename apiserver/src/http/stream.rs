@@ -102,10 +102,9 @@ pub async fn stream(
     let params = Params::parse(raw.as_deref())?;
     // The same rule as /query: a name no sample can have is a mistake, not an empty stream.
     if let Some(bad) = params.all("metric").into_iter().find(|m| !crate::domain::sample::is_valid_name(m)) {
-        return Err(crate::http::error::AppError::bad_request(format!(
-            "metric {bad:?} must match [a-zA-Z_][a-zA-Z0-9_.:-]*"
-        ))
-        .field("metric"));
+        return Err(
+            AppError::bad_request(format!("metric {bad:?} must match [a-zA-Z_][a-zA-Z0-9_.:-]*")).field("metric")
+        );
     }
     let filter = Filter {
         tenant_id: tenant.tenant_id,
@@ -117,10 +116,8 @@ pub async fn stream(
     let from_query = match params.get("last_event_id") {
         None => None,
         Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
-            crate::http::error::AppError::bad_request(format!(
-                "last_event_id {text:?} must be an event id (an integer)"
-            ))
-            .field("last_event_id")
+            AppError::bad_request(format!("last_event_id {text:?} must be an event id (an integer)"))
+                .field("last_event_id")
         })?),
     };
     let last_id = headers
@@ -304,8 +301,8 @@ async fn backfill(
         let mut series: Vec<(usize, Labels)> = Vec::new();
         // Storage is read under one of the tenant's and one of the server's slots, which go
         // back before the slice is sent: a client that does not read holds up only itself.
-        let _tenant_slot = fairness.backfill_per_tenant.take(filter.tenant_id, 1).await;
-        let _slot = fairness.backfill.acquire().await.expect("never closed");
+        let tenant_slot = fairness.backfill_per_tenant.take(filter.tenant_id, 1).await;
+        let slot = fairness.backfill.acquire().await.expect("never closed");
         for (m, metric) in metrics.iter().enumerate() {
             let query = PointQuery {
                 tenant_id: filter.tenant_id,
@@ -329,7 +326,7 @@ async fn backfill(
                 series.push((m, s.labels));
             }
         }
-        drop((_slot, _tenant_slot));
+        drop((slot, tenant_slot));
         // Stable: samples of one ts keep the metric and series order.
         points.sort_by_key(|&(ts, _, _)| ts);
         for (ts, index, value) in points {
