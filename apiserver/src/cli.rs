@@ -249,7 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             eprintln!(
                 "Created token {} for tenant {tenant:?} with scopes {}{expiry}. It is shown once:",
-                created.id,
+                created.number,
                 names.join(",")
             );
             println!("{}", created.token.expose());
@@ -263,7 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
-                    t.id,
+                    t.number,
                     t.prefix,
                     scopes.join(","),
                     show_time(Some(t.created_at)),

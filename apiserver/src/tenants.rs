@@ -60,10 +60,13 @@ pub fn parse_expires_in(text: &str) -> Result<i64, TenantError> {
     Ok(ms)
 }
 
-/// A token that was just made: its id and expiry, and the secret (shown once).
+/// A token that was just made: its ids and expiry, and the secret (shown once).
 #[derive(Debug)]
 pub struct NewToken {
-    pub id: i64,
+    /// Its number within the tenant: the `id` shown and revoked by.
+    pub number: i64,
+    /// The server's own id (never shown).
+    pub token_id: i64,
     pub token: Token,
     pub expires_at: Option<i64>,
 }
@@ -98,8 +101,8 @@ pub async fn register_token(
         return Err(StoreError::Conflict("a token with this secret".into()).into());
     }
     let expires_at = expires_in.map(|ms| crate::domain::now_ms().saturating_add(ms));
-    let id = store.create_token(record.id, &token.hash(), &token.display_prefix(), scopes, expires_at).await?;
-    Ok(NewToken { id, token, expires_at })
+    let ids = store.create_token(record.id, &token.hash(), &token.display_prefix(), scopes, expires_at).await?;
+    Ok(NewToken { number: ids.number, token_id: ids.token_id, token, expires_at })
 }
 
 /// The tokens of a tenant (never their secrets).
@@ -108,14 +111,15 @@ pub async fn list_tokens(store: &DynStore, tenant: &str) -> Result<Vec<TokenInfo
     Ok(store.list_tokens(record.id).await?)
 }
 
-/// Revokes a token of a tenant: refused everywhere within a second, its streams and MQTT
-/// sessions closed. Answers the tenant's id; `NotFound` when the tenant has no such token.
-pub async fn revoke_token(store: &DynStore, tenant: &str, token_id: i64) -> Result<i64, TenantError> {
+/// Revokes the token numbered `number` of a tenant: refused everywhere within a second, its
+/// streams and MQTT sessions closed. Answers the tenant's id and the token's own id;
+/// `NotFound` when the tenant has no such token.
+pub async fn revoke_token(store: &DynStore, tenant: &str, number: i64) -> Result<(i64, i64), TenantError> {
     let record = store.get_tenant(tenant).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {tenant:?}")))?;
-    if !store.revoke_token(record.id, token_id).await? {
-        return Err(StoreError::NotFound(format!("token {token_id} of tenant {tenant:?}")).into());
-    }
-    Ok(record.id)
+    let Some(token_id) = store.revoke_token(record.id, number).await? else {
+        return Err(StoreError::NotFound(format!("token {number} of tenant {tenant:?}")).into());
+    };
+    Ok((record.id, token_id))
 }
 
 /// Deletes a tenant: hidden and its tokens revoked at once (every server process closes its

@@ -248,12 +248,17 @@ async fn a_breach_reaches_the_webhook_signed_at_once_and_its_resolve_follows() {
     let (_, alerts) = get(&server, &t, "/api/v1/alerts").await;
     assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "web-2 is not matched: {alerts}");
     assert_eq!(alerts["alerts"][0]["state"], "OK");
+    assert!(alerts["alerts"][0].get("id").is_none(), "no global row id in a payload: {alerts}");
 
     let deliveries = eventually(&server, "/api/v1/channels/ops-webhook/deliveries", Duration::from_secs(5), |d| {
         d["deliveries"].as_array().is_some_and(|d| d.len() == 2 && d.iter().all(|x| x["status"] == "delivered"))
     })
     .await;
     assert_eq!(deliveries["deliveries"][0]["attemptLog"][0]["statusCode"], 200);
+    for d in deliveries["deliveries"].as_array().unwrap() {
+        assert!(d.get("id").is_none(), "no global row id in a payload: {d}");
+        assert!(d["idempotencyKey"].as_str().unwrap().starts_with("md-"), "the opaque key identifies it: {d}");
+    }
     assert_eq!(receiver.count(), 2, "nothing else was sent");
 }
 

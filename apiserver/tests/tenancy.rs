@@ -643,9 +643,22 @@ async fn a_tenant_manages_its_own_tokens_and_no_one_elses() {
     let others: Value = r.json().await.unwrap();
     assert_eq!(others["tokens"].as_array().unwrap().len(), 1, "{others}");
     let reader_id = created["id"].as_i64().unwrap();
+    assert_eq!((listed["tokens"][0]["id"].as_i64(), others["tokens"][0]["id"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(reader_id, 2, "numbered within the tenant: {created}");
     let r = request(&other, reqwest::Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None).await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(get(&server, &reader, "/api/v1/metrics").await.0, StatusCode::OK);
+    // The other tenant's second token is its own number 2; revoking it leaves acme's alone.
+    let r = request(&other, reqwest::Method::POST, "/api/v1/tokens", Some(json!({"scopes": ["read"]}))).await.unwrap();
+    let others_second: Value = r.json().await.unwrap();
+    assert_eq!(others_second["id"], 2, "other tenants' tokens do not count: {others_second}");
+    let r = request(&other, reqwest::Method::DELETE, "/api/v1/tokens/2", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(1), "other's revoked token refused", async || {
+        get(&server, others_second["token"].as_str().unwrap(), "/api/v1/metrics").await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(get(&server, &reader, "/api/v1/metrics").await.0, StatusCode::OK, "acme's token 2 still works");
 
     let r = request(&acme, reqwest::Method::DELETE, &format!("/api/v1/tokens/{reader_id}"), None).await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);

@@ -158,7 +158,7 @@ pub struct CreateToken {
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
-    /// The token's id, to list or revoke it.
+    /// The token's number within its tenant, to list or revoke it.
     pub id: i64,
     pub tenant: String,
     #[schema(value_type = Vec<String>)]
@@ -212,7 +212,7 @@ pub(crate) async fn make_token(
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
-            id: created.id,
+            id: created.number,
             tenant: tenant.to_string(),
             scopes,
             expires_at: created.expires_at,
@@ -246,12 +246,12 @@ pub async fn revoke_token(
     Path((name, id)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
     caller.require_admin()?;
-    let Ok(token_id) = id.parse::<i64>() else {
+    let Ok(number) = id.parse::<i64>() else {
         return Err(AppError::not_found(format!("token {id:?} of tenant {name:?} not found")));
     };
-    let tenant_id = tenants::revoke_token(&state.store, &name, token_id).await?;
+    let (tenant_id, token_id) = tenants::revoke_token(&state.store, &name, number).await?;
     state.auth.token_revoked(tenant_id, token_id);
-    tracing::info!(tenant = %name, token_id, "Token revoked.");
+    tracing::info!(tenant = %name, token = number, "Token revoked.");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -21,10 +21,11 @@ use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult};
 use crate::storage::alerts::SpecKind;
 
+/// One alert instance: a rule and one label set (the pair is its identity; the server's own
+/// row id is not shown, so nothing in it counts other tenants' alerts).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertView {
-    pub id: i64,
     pub rule: String,
     pub labels: Labels,
     pub state: AlertState,
@@ -67,7 +68,6 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Js
         .map(|r| AlertView {
             value: engine.and_then(|e| e.current_value(r.id)).or(r.instance.value),
             severity: severities.get(&r.rule).cloned().unwrap_or_else(|| "warning".into()),
-            id: r.id,
             rule: r.rule,
             labels: r.labels,
             state: r.instance.state,

@@ -237,7 +237,8 @@ fn uuid_like() -> String {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
-    pub id: i64,
+    /// Identifies the delivery (the same key the receiver gets with every attempt); the
+    /// server's own row id is not shown.
     pub idempotency_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
@@ -286,7 +287,6 @@ pub async fn deliveries(
         .into_iter()
         .map(|n| DeliveryView {
             attempt_log: attempts.iter().filter(|a| a.notification_id == n.id).map(AttemptView::from).collect(),
-            id: n.id,
             idempotency_key: n.idempotency_key,
             rule: n.rule,
             state: n.state,

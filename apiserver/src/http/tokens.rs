@@ -34,7 +34,8 @@ pub struct OwnTokens {
 pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Json<OwnTokens>> {
     let tenant = caller.require(Scope::Admin)?;
     let tokens = state.store.list_tokens(tenant.tenant_id).await?;
-    Ok(Json(OwnTokens { tokens, current: (tenant.token_id != 0).then_some(tenant.token_id) }))
+    let current = tokens.iter().find(|t| t.token_id == tenant.token_id).map(|t| t.number);
+    Ok(Json(OwnTokens { tokens, current }))
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken,
@@ -55,7 +56,7 @@ pub async fn create(
         return Err(AppError::forbidden("registering a secret you hold needs the admin token").field("token"));
     }
     let answer = make_token(&state, &tenant.tenant, input).await?;
-    tracing::info!(tenant = %tenant.tenant, token_id = answer.1.id, "Token created by the tenant.");
+    tracing::info!(tenant = %tenant.tenant, token = answer.1.id, "Token created by the tenant.");
     Ok(answer)
 }
 
@@ -70,11 +71,11 @@ pub async fn create(
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AppResult<StatusCode> {
     let tenant = caller.require(Scope::Admin)?;
-    let token_id = id.parse::<i64>().map_err(|_| AppError::not_found(format!("token {id:?} not found")))?;
-    if !state.store.revoke_token(tenant.tenant_id, token_id).await? {
-        return Err(AppError::not_found(format!("token {token_id} not found")));
-    }
+    let number = id.parse::<i64>().map_err(|_| AppError::not_found(format!("token {id:?} not found")))?;
+    let Some(token_id) = state.store.revoke_token(tenant.tenant_id, number).await? else {
+        return Err(AppError::not_found(format!("token {number} not found")));
+    };
     state.auth.token_revoked(tenant.tenant_id, token_id);
-    tracing::info!(tenant = %tenant.tenant, token_id, "Token revoked by the tenant.");
+    tracing::info!(tenant = %tenant.tenant, token = number, "Token revoked by the tenant.");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use alerts::AlertStore;
-pub use tenancy::{AuthEvent, TenancyStore, TokenInfo};
+pub use tenancy::{AuthEvent, TenancyStore, TokenIds, TokenInfo};
 
 use crate::domain::{Labels, Principal, Sample, TokenHash};
 

@@ -27,7 +27,13 @@ pub const PURGE_CHUNK: i64 = 5_000;
 /// A token as the admin sees it: never its secret nor its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TokenInfo {
-    pub id: i64,
+    /// The token's number within its tenant (1, 2, 3, …; never given twice): what the APIs,
+    /// the CLI and the dashboard show and revoke by.
+    #[serde(rename = "id")]
+    pub number: i64,
+    /// The server's own id of the token (sessions, auth events, caches); never shown.
+    #[serde(skip)]
+    pub token_id: i64,
     /// The first characters of the token, to tell tokens apart.
     pub prefix: String,
     #[schema(value_type = Vec<String>)]
@@ -40,6 +46,14 @@ pub struct TokenInfo {
     /// Unix milliseconds, to within a few seconds; absent = never used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<i64>,
+}
+
+/// The two ids of a token just stored: the server's own (`token_id`, global, never shown) and
+/// its number within the tenant (shown as its `id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIds {
+    pub token_id: i64,
+    pub number: i64,
 }
 
 /// A deleted tenant (`token_id` = None) or a revoked token.
@@ -61,7 +75,8 @@ pub trait TenancyStore: Send + Sync {
     /// Tenants marked deleted whose purge has not finished.
     async fn deleted_tenants(&self) -> Result<Vec<i64>>;
 
-    /// Stores a token's hash; answers its id. `expires_at`: Unix ms; `None` = never expires.
+    /// Stores a token's hash; answers its ids (the next number of the tenant's, never one given
+    /// before). `expires_at`: Unix ms; `None` = never expires.
     async fn create_token(
         &self,
         tenant_id: i64,
@@ -69,11 +84,11 @@ pub trait TenancyStore: Send + Sync {
         prefix: &str,
         scopes: &[Scope],
         expires_at: Option<i64>,
-    ) -> Result<i64>;
+    ) -> Result<TokenIds>;
     async fn list_tokens(&self, tenant_id: i64) -> Result<Vec<TokenInfo>>;
-    /// Deletes the token (and its sessions) and writes an auth event; false when the tenant
-    /// has no such token.
-    async fn revoke_token(&self, tenant_id: i64, token_id: i64) -> Result<bool>;
+    /// Deletes the tenant's token numbered `number` (and its sessions) and writes an auth
+    /// event; answers the token's own id, `None` when the tenant has no such token.
+    async fn revoke_token(&self, tenant_id: i64, number: i64) -> Result<Option<i64>>;
     /// Records `(token id, used at)`; a later time only ever moves `last_used_at` forward.
     async fn touch_tokens(&self, used: &[(i64, i64)]) -> Result<()>;
 
@@ -128,7 +143,7 @@ macro_rules! sql_tenancy_store {
 
             use super::*;
             use crate::domain::token::parse_scopes;
-            use crate::storage::tenancy::{AuthEvent, OWNED, TenancyStore, TokenInfo};
+            use crate::storage::tenancy::{AuthEvent, OWNED, TenancyStore, TokenIds, TokenInfo};
             use crate::storage::{Resolution, Result, Store, StoreError};
 
             #[async_trait]
@@ -222,11 +237,23 @@ macro_rules! sql_tenancy_store {
                     prefix: &str,
                     scopes: &[Scope],
                     expires_at: Option<i64>,
-                ) -> Result<i64> {
+                ) -> Result<TokenIds> {
+                    // The tenant row's counter, bumped in the token's transaction: the row lock
+                    // (or SQLite's single writer) keeps two creations from taking one number,
+                    // and a revoked token's number is never handed out again.
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(&$sql("UPDATE tenants SET token_seq = token_seq + 1 WHERE id = ?"))
+                        .bind(tenant_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let number: i64 = sqlx::query_scalar(&$sql("SELECT token_seq FROM tenants WHERE id = ?"))
+                        .bind(tenant_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     // RETURNING: SQLite 3.35+, PostgreSQL, MariaDB 10.5+.
-                    Ok(sqlx::query_scalar(&$sql(
-                        "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at) \
-                         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    let token_id: i64 = sqlx::query_scalar(&$sql(
+                        "INSERT INTO tokens (tenant_id, hash, prefix, scopes, created_at, expires_at, tenant_seq) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     ))
                     .bind(tenant_id)
                     .bind(&hash.0[..])
@@ -234,14 +261,17 @@ macro_rules! sql_tenancy_store {
                     .bind(crate::domain::token::format_scopes(scopes))
                     .bind(crate::domain::now_ms())
                     .bind(expires_at)
-                    .fetch_one(&self.pool)
-                    .await?)
+                    .bind(number)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(TokenIds { token_id, number })
                 }
 
                 async fn list_tokens(&self, tenant_id: i64) -> Result<Vec<TokenInfo>> {
                     let rows = sqlx::query(&$sql(
-                        "SELECT id, prefix, scopes, created_at, expires_at, last_used_at FROM tokens \
-                         WHERE tenant_id = ? ORDER BY id",
+                        "SELECT id, tenant_seq, prefix, scopes, created_at, expires_at, last_used_at FROM tokens \
+                         WHERE tenant_id = ? ORDER BY tenant_seq",
                     ))
                     .bind(tenant_id)
                     .fetch_all(&self.pool)
@@ -250,7 +280,8 @@ macro_rules! sql_tenancy_store {
                         .map(|row| {
                             let scopes: String = row.try_get("scopes")?;
                             Ok(TokenInfo {
-                                id: row.try_get("id")?,
+                                number: row.try_get("tenant_seq")?,
+                                token_id: row.try_get("id")?,
                                 prefix: row.try_get("prefix")?,
                                 scopes: parse_scopes(&scopes)
                                     .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?,
@@ -262,16 +293,25 @@ macro_rules! sql_tenancy_store {
                         .collect()
                 }
 
-                async fn revoke_token(&self, tenant_id: i64, token_id: i64) -> Result<bool> {
+                async fn revoke_token(&self, tenant_id: i64, number: i64) -> Result<Option<i64>> {
                     let mut tx = self.begin_write().await?;
-                    let deleted = sqlx::query(&$sql("DELETE FROM tokens WHERE id = ? AND tenant_id = ?"))
+                    let Some(token_id) = sqlx::query_scalar::<_, i64>(&$sql(
+                        "SELECT id FROM tokens WHERE tenant_id = ? AND tenant_seq = ?",
+                    ))
+                    .bind(tenant_id)
+                    .bind(number)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let deleted = sqlx::query(&$sql("DELETE FROM tokens WHERE id = ?"))
                         .bind(token_id)
-                        .bind(tenant_id)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
                     if deleted == 0 {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     sqlx::query(&$sql("INSERT INTO auth_events (tenant_id, token_id, at) VALUES (?, ?, ?)"))
                         .bind(tenant_id)
@@ -280,7 +320,7 @@ macro_rules! sql_tenancy_store {
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
-                    Ok(true)
+                    Ok(Some(token_id))
                 }
 
                 async fn touch_tokens(&self, used: &[(i64, i64)]) -> Result<()> {

@@ -67,7 +67,8 @@ pub async fn suite(store: DynStore) {
     let token_id = store
         .create_token(a.id, &token.hash(), &token.display_prefix(), &[Scope::Ingest, Scope::Read], None)
         .await
-        .unwrap();
+        .unwrap()
+        .token_id;
     match store.find_token(&token.hash()).await.unwrap() {
         Some(Principal::Tenant { tenant_id, tenant, token_id: id, scopes, expires_at: None }) => {
             assert_eq!((tenant_id, tenant.as_str(), id), (a.id, "team-a", token_id));

@@ -97,8 +97,8 @@ export interface Dashboard {
 export const ALERT_STATES = ['OK', 'PENDING', 'FIRING', 'RESOLVED', 'NODATA'] as const
 export type AlertState = (typeof ALERT_STATES)[number]
 
+/** An alert instance: `rule` and `labels` are its identity. */
 export interface AlertInstance {
-  id: number
   rule: string
   labels: Labels
   state: AlertState
@@ -184,7 +184,7 @@ export interface DeliveryAttempt {
 }
 
 export interface Delivery {
-  id: number
+  /** Identifies the delivery (the key the receiver gets with every attempt). */
   idempotencyKey: string
   rule?: string
   state: string

@@ -9,7 +9,7 @@ const microtasks = async () => {
   for (let i = 0; i < 10; i++) await Promise.resolve()
 }
 
-const firing: AlertInstance = { id: 1, rule: 'high-cpu', labels: { host: 'a' }, state: 'OK', value: 10, since: 1 }
+const firing: AlertInstance = { rule: 'high-cpu', labels: { host: 'a' }, state: 'OK', value: 10, since: 1 }
 
 function routes(alerts: AlertInstance[] = [firing], transitions: AlertTransition[] = []) {
   return mockFetch({
@@ -136,7 +136,7 @@ describe('alerting store', () => {
     mockFetch({
       'POST /api/v1/channels/ops/test': { body: { ok: false, idempotencyKey: 'k', attempt: { at: 1, ok: false, statusCode: 503, error: 'HTTP 503', durationMs: 3 } } },
       'GET /api/v1/channels/ops/deliveries': {
-        body: { deliveries: [{ id: 1, idempotencyKey: 'k', state: 'TEST', status: 'failed', attempts: 1, createdAt: 1, lastError: 'HTTP 503', attemptLog: [] }] },
+        body: { deliveries: [{ idempotencyKey: 'k', state: 'TEST', status: 'failed', attempts: 1, createdAt: 1, lastError: 'HTTP 503', attemptLog: [] }] },
       },
       'GET /api/v1/rules': { body: { rules: [] } },
       'GET /api/v1/channels': { body: { channels: [] } },

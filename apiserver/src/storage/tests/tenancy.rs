@@ -119,7 +119,7 @@ pub async fn tenancy_suite(store: DynStore, url: &str) {
     let token = Token::generate();
     store.create_token(doomed.id, &token.hash(), "mdt_x", &[Scope::Read], None).await.unwrap();
     let session = TokenHash::of("doomed-session");
-    let token_id = store.list_tokens(doomed.id).await.unwrap()[0].id;
+    let token_id = store.list_tokens(doomed.id).await.unwrap()[0].token_id;
     store.create_session(&session, token_id, i64::MAX).await.unwrap();
     assert!(!rows_of(url, doomed.id, &doomed_series).await.is_empty());
 
@@ -207,8 +207,13 @@ pub async fn token_suite(store: DynStore) {
     let other = store.create_tenant("other", None).await.unwrap();
     let a = Token::generate();
     let b = Token::generate();
-    let a_id = store.create_token(t.id, &a.hash(), &a.display_prefix(), &[Scope::Ingest], None).await.unwrap();
-    let b_id = store.create_token(t.id, &b.hash(), &b.display_prefix(), &Scope::ALL, Some(5_000)).await.unwrap();
+    let a_ids = store.create_token(t.id, &a.hash(), &a.display_prefix(), &[Scope::Ingest], None).await.unwrap();
+    let b_ids = store.create_token(t.id, &b.hash(), &b.display_prefix(), &Scope::ALL, Some(5_000)).await.unwrap();
+    let (a_id, b_id) = (a_ids.token_id, b_ids.token_id);
+    // Numbered per tenant: another tenant's tokens do not count.
+    let o = Token::generate();
+    let o_ids = store.create_token(other.id, &o.hash(), &o.display_prefix(), &[Scope::Read], None).await.unwrap();
+    assert_eq!((a_ids.number, b_ids.number, o_ids.number), (1, 2, 1));
     match store.find_token(&b.hash()).await.unwrap() {
         Some(Principal::Tenant { expires_at, token_id, .. }) => assert_eq!((expires_at, token_id), (Some(5_000), b_id)),
         other => panic!("{other:?}"),
@@ -218,31 +223,55 @@ pub async fn token_suite(store: DynStore) {
     let list = store.list_tokens(t.id).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(
-        (list[0].id, list[0].prefix.as_str(), list[0].scopes.clone(), list[0].expires_at, list[0].last_used_at),
-        (a_id, a.display_prefix().as_str(), vec![Scope::Ingest], None, Some(1_000))
+        (
+            list[0].number,
+            list[0].token_id,
+            list[0].prefix.as_str(),
+            list[0].scopes.clone(),
+            list[0].expires_at,
+            list[0].last_used_at
+        ),
+        (1, a_id, a.display_prefix().as_str(), vec![Scope::Ingest], None, Some(1_000))
     );
-    assert_eq!((list[1].id, list[1].expires_at, list[1].last_used_at), (b_id, Some(5_000), None));
+    assert_eq!((list[1].number, list[1].expires_at, list[1].last_used_at), (2, Some(5_000), None));
     let json = serde_json::to_string(&list).unwrap();
     assert!(!json.contains(&a.expose()[8..]) && !json.contains("hash"), "{json}");
+    assert!(json.contains(r#""id":1,"#) && !json.contains("token_id"), "the number is the id shown: {json}");
 
-    // Revoking: another tenant cannot, the owner can once; the event is there for every process.
+    // Revoking (by number): another tenant's number 1 is its own token, the owner revokes once;
+    // the event (with the token's own id) is there for every process.
     let before = store.last_auth_event().await.unwrap();
-    assert!(!store.revoke_token(other.id, a_id).await.unwrap());
+    assert_eq!(store.revoke_token(other.id, 2).await.unwrap(), None);
     store.create_session(&TokenHash::of("cookie"), a_id, i64::MAX).await.unwrap();
-    assert!(store.revoke_token(t.id, a_id).await.unwrap());
-    assert!(!store.revoke_token(t.id, a_id).await.unwrap());
+    assert_eq!(store.revoke_token(t.id, 1).await.unwrap(), Some(a_id));
+    assert_eq!(store.revoke_token(t.id, 1).await.unwrap(), None);
     assert!(store.find_token(&a.hash()).await.unwrap().is_none());
+    assert!(store.find_token(&o.hash()).await.unwrap().is_some(), "the other tenant's token 1 stays");
     assert!(store.find_session(&TokenHash::of("cookie")).await.unwrap().is_none(), "its sessions end too");
     let events = store.auth_events_after(before).await.unwrap();
     assert_eq!(events.iter().map(|e| (e.tenant_id, e.token_id)).collect::<Vec<_>>(), vec![(t.id, Some(a_id))]);
     assert_eq!(store.last_auth_event().await.unwrap(), events[0].id);
-    // Token ids are not reused either.
+    // Neither ids nor numbers are reused, not even the highest number after its revocation.
     let c = Token::generate();
-    let c_id = store.create_token(t.id, &c.hash(), &c.display_prefix(), &[Scope::Read], None).await.unwrap();
-    assert!(store.revoke_token(t.id, c_id).await.unwrap());
+    let c_ids = store.create_token(t.id, &c.hash(), &c.display_prefix(), &[Scope::Read], None).await.unwrap();
+    assert_eq!(c_ids.number, 3);
+    assert_eq!(store.revoke_token(t.id, 3).await.unwrap(), Some(c_ids.token_id));
     let d = Token::generate();
-    let d_id = store.create_token(t.id, &d.hash(), &d.display_prefix(), &[Scope::Read], None).await.unwrap();
-    assert!(d_id > c_id, "token id {d_id} reused");
+    let d_ids = store.create_token(t.id, &d.hash(), &d.display_prefix(), &[Scope::Read], None).await.unwrap();
+    assert!(d_ids.token_id > c_ids.token_id, "token id {} reused", d_ids.token_id);
+    assert_eq!(d_ids.number, 4, "the revoked number 3 is not given again");
+    // Concurrent creations in one tenant take distinct numbers.
+    let made = futures_util::future::join_all((0..8).map(|_| {
+        let store = store.clone();
+        async move {
+            let e = Token::generate();
+            store.create_token(other.id, &e.hash(), &e.display_prefix(), &[Scope::Read], None).await.unwrap().number
+        }
+    }))
+    .await;
+    let mut numbers = made.clone();
+    numbers.sort();
+    assert_eq!(numbers, (2..10).collect::<Vec<_>>(), "{made:?}");
     assert!(store.prune_auth_events(crate::domain::now_ms() + 1).await.unwrap() >= 2);
     assert!(store.auth_events_after(0).await.unwrap().is_empty());
 }
@@ -285,7 +314,8 @@ async fn sqlite_rebuild_keeps_rows_and_skips_ids_of_leftovers() {
         before.run_direct(&mut c).await.unwrap();
         sqlx::raw_sql(
             "INSERT INTO tenants (id, name, created_at) VALUES (1, 'a', 0), (2, 'b', 0);
-             INSERT INTO tokens (id, tenant_id, hash, prefix, scopes, created_at) VALUES (1, 1, x'01', 'p', 'read', 0);
+             INSERT INTO tokens (id, tenant_id, hash, prefix, scopes, created_at)
+                 VALUES (1, 1, x'01', 'p', 'read', 0), (3, 2, x'03', 'p', 'read', 0), (5, 1, x'05', 'p', 'read', 0);
              INSERT INTO series (id, tenant_id, metric, labels, created_at) VALUES (1, 1, 'm', '{}', 0);
              INSERT INTO samples VALUES (1, 0, 1.5);
              INSERT INTO rollup_1m VALUES (1, 0, 1, 1.5, 1.5, 1.5, 1.5, 0), (7, 0, 1, 9, 9, 9, 9, 0);",
@@ -297,7 +327,14 @@ async fn sqlite_rebuild_keeps_rows_and_skips_ids_of_leftovers() {
     store.migrate().await.unwrap();
     let schema = count(&url, "SELECT COUNT(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'").await;
     assert!(schema >= 4, "tenants, tokens, series and auth_events: {schema}");
-    assert_eq!(count(&url, "SELECT COUNT(*) FROM tokens WHERE tenant_id = 1").await, 1);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM tokens WHERE tenant_id = 1").await, 2);
+    // Migration 0007 numbered the tokens per tenant, in their order.
+    let numbers: Vec<(i64, i64)> = store.list_tokens(1).await.unwrap().iter().map(|t| (t.token_id, t.number)).collect();
+    assert_eq!(numbers, [(1, 1), (5, 2)]);
+    assert_eq!(store.list_tokens(2).await.unwrap()[0].number, 1);
+    let next = Token::generate();
+    let ids = store.create_token(1, &next.hash(), &next.display_prefix(), &[Scope::Read], None).await.unwrap();
+    assert_eq!(ids.number, 3, "numbering goes on after the migrated tokens");
     assert_eq!(count(&url, "SELECT COUNT(*) FROM samples").await, 1);
     assert_eq!(count(&url, "SELECT COUNT(*) FROM rollup_1m").await, 1, "the orphan rollup row is gone");
     assert!(store.delete_tenant("b").await.unwrap());
