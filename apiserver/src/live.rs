@@ -9,8 +9,13 @@
 //! published, i.e. when its sample was committed. So an id still means something after a
 //! restart, or on another API process: a stream resuming from an id older than the buffer can
 //! read the gap from storage (see `http::stream`).
+//!
+//! Ids are counted per tenant: the bits below the millisecond count the tenant's own events in
+//! that millisecond, so the gaps between a tenant's ids say nothing of other tenants' traffic.
+//! Ids increase within a tenant, not across tenants; the shared buffer's floor is kept on
+//! whole milliseconds for the same reason.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -33,7 +38,7 @@ pub fn ms_of_id(id: u64) -> i64 {
 
 #[derive(Debug)]
 pub struct LiveEvent {
-    /// Increasing across the process, and time-based; the SSE `id:`.
+    /// Increasing within the tenant, and time-based; the SSE `id:`.
     pub id: u64,
     pub tenant_id: i64,
     pub sample: Sample,
@@ -46,10 +51,12 @@ pub struct LiveHub {
 }
 
 struct Recent {
-    /// The last id handed out.
-    last_id: u64,
+    /// The last id handed out (or promised as a resume point) per tenant; a tenant whose last
+    /// id is behind the clock needs no entry (its next id is the clock's) and is pruned.
+    last_ids: HashMap<i64, u64>,
     /// Every event with an id ≥ this is in `events` (or was published after them): ids below
-    /// it were published before this process started, or evicted.
+    /// it were published before this process started, or evicted. A whole millisecond (the
+    /// first id of one), so it tells nothing of any tenant's count within a millisecond.
     floor: u64,
     events: VecDeque<Arc<LiveEvent>>,
 }
@@ -63,8 +70,37 @@ pub struct Replay {
     pub complete: bool,
     /// The buffer holds every event from this id on.
     pub floor: u64,
-    /// The newest id this hub has handed out (`floor - 1` when none yet).
+    /// The newest id this hub has handed out to the tenant, or one below the clock's when its
+    /// last is older: every id it hands the tenant from now on is greater.
     pub newest: u64,
+}
+
+/// Tenants' last ids kept before stale ones are pruned (a bound on memory, not a limit).
+const PRUNE_ABOVE: usize = 1_024;
+
+impl Recent {
+    /// The next id of `tenant_id` at clock id `now`.
+    fn next_id(&mut self, tenant_id: i64, now: u64) -> u64 {
+        let last = self.last_ids.entry(tenant_id).or_insert(0);
+        // The clock, unless a burst (or a clock step back) already used that millisecond.
+        let id = now.max(*last + 1);
+        *last = id;
+        id
+    }
+
+    /// Greater than every id the tenant has been given, and below every id it will be given.
+    fn newest(&mut self, tenant_id: i64, now: u64) -> u64 {
+        let newest = self.last_ids.get(&tenant_id).copied().unwrap_or(0).max(now.saturating_sub(1));
+        // Promised: the next id is above it even if the clock steps back.
+        self.last_ids.insert(tenant_id, newest);
+        newest
+    }
+
+    fn prune(&mut self, now: u64) {
+        if self.last_ids.len() > PRUNE_ABOVE {
+            self.last_ids.retain(|_, last| *last >= now);
+        }
+    }
 }
 
 impl LiveHub {
@@ -73,7 +109,7 @@ impl LiveHub {
         let start = id_at_ms(crate::domain::now_ms());
         Self {
             sender,
-            recent: Mutex::new(Recent { last_id: start.saturating_sub(1), floor: start, events: VecDeque::new() }),
+            recent: Mutex::new(Recent { last_ids: HashMap::new(), floor: start, events: VecDeque::new() }),
             replay_capacity,
         }
     }
@@ -81,15 +117,16 @@ impl LiveHub {
     pub fn publish(&self, tenant_id: i64, samples: impl IntoIterator<Item = Sample>) {
         let mut recent = self.recent.lock().expect("live buffer poisoned");
         let now = id_at_ms(crate::domain::now_ms());
+        recent.prune(now);
         for sample in samples {
-            // The clock, unless a burst (or a clock step back) already used that millisecond.
-            let id = now.max(recent.last_id + 1);
-            recent.last_id = id;
+            let id = recent.next_id(tenant_id, now);
             let event = Arc::new(LiveEvent { id, tenant_id, sample });
             if recent.events.len() == self.replay_capacity
                 && let Some(evicted) = recent.events.pop_front()
             {
-                recent.floor = evicted.id + 1;
+                // Past the evicted id's whole millisecond (ids of different tenants are not
+                // in order, so the floor only ever rises).
+                recent.floor = recent.floor.max(id_at_ms(ms_of_id(evicted.id) + 1));
             }
             recent.events.push_back(event.clone());
             // No subscribers is fine.
@@ -97,27 +134,26 @@ impl LiveHub {
         }
     }
 
-    /// A receiver of every event published from now on, and the newest id published before
-    /// it: together, a point a client can later resume from without a gap.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<LiveEvent>>, u64) {
+    /// A receiver of every event published from now on, and an id of `tenant_id`'s at or
+    /// above every one it was given before and below every one it will be given: together, a
+    /// point a client can later resume from without a gap.
+    pub fn subscribe(&self, tenant_id: i64) -> (broadcast::Receiver<Arc<LiveEvent>>, u64) {
         // Under the lock that `publish` holds, so no event falls between the two.
-        let recent = self.recent.lock().expect("live buffer poisoned");
-        (self.sender.subscribe(), recent.last_id)
+        let mut recent = self.recent.lock().expect("live buffer poisoned");
+        let newest = recent.newest(tenant_id, id_at_ms(crate::domain::now_ms()));
+        (self.sender.subscribe(), newest)
     }
 
-    /// Buffered events after `last_id`, and whether the buffer still reaches back that far.
-    pub fn replay_after(&self, last_id: u64) -> Replay {
-        let recent = self.recent.lock().expect("live buffer poisoned");
+    /// `tenant_id`'s buffered events after `last_id`, and whether the buffer still reaches
+    /// back that far.
+    pub fn replay_after(&self, tenant_id: i64, last_id: u64) -> Replay {
+        let mut recent = self.recent.lock().expect("live buffer poisoned");
         // Ids are not contiguous (they follow the clock); what counts is whether anything
         // after `last_id` could have been published and not kept.
         let complete = last_id.saturating_add(1) >= recent.floor;
-        let skip = recent.events.partition_point(|e| e.id <= last_id);
-        Replay {
-            events: recent.events.iter().skip(skip).cloned().collect(),
-            complete,
-            floor: recent.floor,
-            newest: recent.last_id,
-        }
+        let events = recent.events.iter().filter(|e| e.tenant_id == tenant_id && e.id > last_id).cloned().collect();
+        let newest = recent.newest(tenant_id, id_at_ms(crate::domain::now_ms()));
+        Replay { events, complete, floor: recent.floor, newest }
     }
 }
 
@@ -140,33 +176,61 @@ mod tests {
     fn ids_increase_follow_the_clock_and_replay_is_bounded() {
         let before = crate::domain::now_ms();
         let hub = LiveHub::new(16, 3);
-        let (mut rx, before_any) = hub.subscribe();
+        let (mut rx, before_any) = hub.subscribe(1);
         hub.publish(1, (0..5).map(|i| sample(i as f64)));
         let first = rx.try_recv().unwrap();
         let second = rx.try_recv().unwrap();
         assert!(second.id > first.id && first.id > before_any);
         assert!(ms_of_id(first.id) >= before && ms_of_id(first.id) <= crate::domain::now_ms() + 1);
-        let replay = hub.replay_after(first.id);
+        let replay = hub.replay_after(1, first.id);
         assert_eq!(replay.events.len(), 3, "only the last 3 are kept");
         assert!(!replay.complete, "events after first.id were dropped from the buffer");
-        assert_eq!(replay.floor, replay.events[0].id);
-        let replay = hub.replay_after(second.id + 1);
-        assert_eq!(replay.events.len(), 2);
+        assert!(replay.floor > second.id && replay.floor.is_multiple_of(1 << ID_SUBMS_BITS), "a whole millisecond");
+        assert!(replay.events.iter().all(|e| e.id > second.id));
+        let replay = hub.replay_after(1, replay.floor - 1);
         assert!(replay.complete);
+    }
+
+    /// A tenant's ids count its own events only: what other tenants publish in between leaves
+    /// no gap, and neither the resume point nor the replay shows anything of theirs.
+    #[test]
+    fn ids_are_counted_per_tenant() {
+        let hub = LiveHub::new(1_024, 1_000);
+        let (mut rx, start) = hub.subscribe(1);
+        // Within one millisecond (or a few): tenant 1, then 300 of tenant 2's, then tenant 1.
+        hub.publish(1, [sample(1.0)]);
+        hub.publish(2, (0..300).map(|i| sample(i as f64)));
+        hub.publish(1, [sample(2.0)]);
+        let mine: Vec<u64> =
+            std::iter::from_fn(|| rx.try_recv().ok()).filter(|e| e.tenant_id == 1).map(|e| e.id).collect();
+        assert_eq!(mine.len(), 2);
+        let (a, b) = (mine[0], mine[1]);
+        assert!(b > a && a > start);
+        if ms_of_id(a) == ms_of_id(b) {
+            assert_eq!(b - a, 1, "tenant 2's 300 events show in tenant 1's ids");
+        }
+        let replay = hub.replay_after(1, start);
+        assert_eq!(replay.events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a, b], "only its own events");
+        assert_eq!(replay.newest, b.max(id_at_ms(crate::domain::now_ms()) - 1));
+        // The next resume point is above what it got, and the next id above that.
+        let (_rx, point) = hub.subscribe(1);
+        assert!(point >= b);
+        hub.publish(1, [sample(3.0)]);
+        assert!(hub.replay_after(1, point).events[0].id > point);
     }
 
     #[test]
     fn an_id_from_before_this_process_is_incomplete_even_with_an_empty_buffer() {
         let hub = LiveHub::new(16, 100);
         let earlier = id_at_ms(crate::domain::now_ms() - 60_000);
-        assert!(!hub.replay_after(earlier).complete, "what was committed before the start is not buffered");
+        assert!(!hub.replay_after(1, earlier).complete, "what was committed before the start is not buffered");
         hub.publish(1, [sample(1.0)]);
-        let replay = hub.replay_after(earlier);
+        let replay = hub.replay_after(1, earlier);
         assert!(!replay.complete);
         assert_eq!(replay.events.len(), 1);
         assert!(replay.floor <= replay.events[0].id);
         // A client that saw everything up to the newest id has nothing to catch up on.
-        let replay = hub.replay_after(replay.newest);
+        let replay = hub.replay_after(1, replay.newest);
         assert!(replay.complete && replay.events.is_empty());
     }
 }

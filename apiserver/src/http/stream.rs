@@ -128,7 +128,7 @@ pub async fn stream(
     // Held by the response: the tenant's count of open streams drops when it ends.
     let permit = stream_permit(&state, &tenant)?;
     // Subscribe before looking at the buffer so nothing falls between the two.
-    let (receiver, newest) = state.hub.subscribe();
+    let (receiver, newest) = state.hub.subscribe(tenant.tenant_id);
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let sources = Sources { store: state.store.clone(), hub: state.hub.clone(), fairness: state.fairness.clone() };
     tokio::spawn(feed(sources, filter, last_id, (receiver, newest), tx));
@@ -198,7 +198,7 @@ async fn feed(
         }
     }
     if let Some(last) = last_id {
-        let replay = hub.replay_after(last);
+        let replay = hub.replay_after(filter.tenant_id, last);
         // An id this hub has not handed out yet (another API process, a clock ahead): what
         // this hub publishes from now on is new to the client all the same.
         high_water = last.min(replay.newest);
@@ -206,7 +206,8 @@ async fn feed(
         if !replay.complete {
             let outcome = backfill(&store, &fairness, &filter, last, replay.floor, &tx).await;
             match outcome {
-                Ok(Backfill::Sent) => {}
+                // Storage covered everything before the buffer's floor.
+                Ok(Backfill::Sent) => high_water = high_water.max(replay.floor - 1),
                 Ok(Backfill::ClientGone) => return,
                 Ok(Backfill::TooLarge(reason)) => {
                     gap_filled = false;
@@ -228,7 +229,9 @@ async fn feed(
             }
         }
         if gap_filled {
-            for event in replay.events.iter().filter(|e| filter.accepts(e)) {
+            // After a backfill, what it covered (before the floor) is not sent twice.
+            let after = high_water;
+            for event in replay.events.iter().filter(|e| e.id > after && filter.accepts(e)) {
                 if tx.send(to_event(event)).await.is_err() {
                     return;
                 }
