@@ -152,7 +152,11 @@ pub fn resolve_config(file: Option<&PathBuf>, layer: ConfigLayer) -> anyhow::Res
         Some(path) => ConfigLayer::from_file(path)?,
         None => ConfigLayer::default(),
     };
-    Ok(Config::resolve(layer.over(file_layer))?)
+    let config = Config::resolve(layer.over(file_layer))?;
+    // The components check their own settings: the MQTT bridge parses its URL and reads its
+    // TLS files now, so a mistake stops the start (and `--check-config`).
+    crate::mqtt::config::BridgeSettings::from_config(&config)?;
+    Ok(config)
 }
 
 async fn open_store(db: DbArgs) -> anyhow::Result<storage::DynStore> {
@@ -304,5 +308,14 @@ mod tests {
             assert!(!text.is_empty(), "{} has no help", sub.get_name());
             assert!(seen.insert(text), "{} repeats another command's help", sub.get_name());
         }
+    }
+
+    /// The configuration the commands run with includes the components' own checks: a bad
+    /// bridge URL stops `serve` (and `--check-config`) naming its key.
+    #[test]
+    fn resolving_the_configuration_runs_the_components_checks() {
+        let layer = crate::config::ConfigLayer { mqtt_url: Some("http://broker".into()), ..Default::default() };
+        let err = super::resolve_config(None, layer).unwrap_err().to_string();
+        assert!(err.contains("mqtt_url"), "{err}");
     }
 }

@@ -553,8 +553,6 @@ impl Config {
         if config.queue_capacity > u32::MAX as usize {
             return Err(ConfigError::new("queue_capacity", "must be below 4294967295"));
         }
-        // Parses the URL and reads the TLS files now, so a mistake stops the start.
-        crate::mqtt::config::BridgeSettings::from_config(&config)?;
         Ok(config)
     }
 
@@ -644,7 +642,6 @@ mod tests {
             (ConfigLayer { queue_capacity: Some(10), ..Default::default() }, "queue_capacity"),
             (ConfigLayer { max_body_bytes: Some(1), ..Default::default() }, "max_body_bytes"),
             (ConfigLayer { database_url: Some("oracle://x".into()), ..Default::default() }, "database_url"),
-            (ConfigLayer { mqtt_url: Some("http://broker".into()), ..Default::default() }, "mqtt_url"),
             (
                 ConfigLayer {
                     mqtt_url: Some("mqtt://broker".into()),
@@ -652,14 +649,6 @@ mod tests {
                     ..Default::default()
                 },
                 "mqtt_listen",
-            ),
-            (
-                ConfigLayer {
-                    mqtt_url: Some("mqtt://broker".into()),
-                    mqtt_ca_file: Some("/ca.pem".into()),
-                    ..Default::default()
-                },
-                "mqtt_ca_file",
             ),
         ];
         for (layer, key) in cases {

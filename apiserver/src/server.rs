@@ -154,7 +154,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth_watcher = state.auth.start_watcher();
     let trimmer = state.fairness.start_trimmer();
     tokio::spawn(resume_tenant_purges(store.clone()));
-    let mqtt = if state.config.role != Role::Worker { crate::mqtt::start(&state).await? } else { None };
+    let mqtt = if state.config.role != Role::Worker {
+        crate::mqtt::start(crate::mqtt::Services {
+            config: state.config.clone(),
+            store: state.store.clone(),
+            writer: state.writer.clone(),
+            limits: state.limits.clone(),
+            telemetry: state.telemetry.clone(),
+            auth: state.auth.clone(),
+            intake: state.intake.clone(),
+            shutdown: state.shutdown.clone(),
+        })
+        .await?
+    } else {
+        None
+    };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
     let stop = state.shutdown.clone();
     axum::serve(listener, app(state))

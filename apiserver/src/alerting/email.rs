@@ -9,8 +9,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use microdash_model::{EmailSpec, SmtpTls};
 
-use super::outbox::SendError;
 use super::payload::Payload;
+use super::send_error::SendError;
 
 const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 

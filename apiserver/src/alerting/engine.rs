@@ -13,8 +13,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc};
 use utoipa::ToSchema;
 
-use super::domain::{AlertState, Instance, Notify as NotifyKind, Observation, Policy, Transition, Window, repeat_due};
 use super::payload::{About, Payload, transition_key};
+use crate::domain::alerting::{
+    AlertState, Instance, Notify as NotifyKind, Observation, Policy, Transition, Window, repeat_due,
+};
 use crate::domain::{Labels, Sample, now_ms};
 use crate::pipeline::CommitListener;
 use crate::storage::alerts::{NewNotification, SpecKind, TransitionWrite};

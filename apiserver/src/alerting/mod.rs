@@ -14,11 +14,11 @@
 //! processes: a notification is claimed by moving its `next_attempt_at` forward in a
 //! conditional UPDATE, so only one process sends each attempt.
 
-pub mod domain;
 pub mod email;
 pub mod engine;
 pub mod outbox;
 pub mod payload;
+pub mod send_error;
 pub mod service;
 pub mod webhook;
 

@@ -15,29 +15,12 @@ use tokio::sync::{Notify, Semaphore};
 use crate::telemetry::{OutcomeLabels, Telemetry};
 
 use super::payload::Payload;
+use super::send_error::SendError;
 use super::{email, webhook};
 use crate::domain::now_ms;
 use crate::outbound::OutboundPolicy;
 use crate::storage::DynStore;
 use crate::storage::alerts::{AttemptOutcome, AttemptRecord, NotificationRecord, SpecKind};
-
-/// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SendError {
-    pub status_code: Option<u16>,
-    pub message: String,
-    /// Retrying cannot help (a refused address, a 4xx): fail now.
-    pub permanent: bool,
-}
-
-impl SendError {
-    pub fn temporary(status_code: Option<u16>, message: impl Into<String>) -> Self {
-        SendError { status_code, message: message.into(), permanent: false }
-    }
-    pub fn permanent(message: impl Into<String>) -> Self {
-        SendError { status_code: None, message: message.into(), permanent: true }
-    }
-}
 
 /// Retry policy of the delivery loop.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use microdash_model::AlertRuleSpec;
 use microdash_model::template::{self, Context};
 use serde::{Deserialize, Serialize};
 
-use super::domain::AlertState;
 use crate::domain::Labels;
+use crate::domain::alerting::AlertState;
 
 /// Version of the payload shape; bumped on an incompatible change.
 pub const PAYLOAD_VERSION: u32 = 1;

@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use microdash_model::WebhookSpec;
 use sha2::Sha256;
 
-use super::outbox::SendError;
+use super::send_error::SendError;
 
 /// `sha256=` and the hex HMAC-SHA256 of the body: GitHub's convention, which most receivers
 /// already know how to check.

@@ -1,5 +1,7 @@
-//! The domain: samples, series, tenants and tokens. Pure types and rules, no I/O.
+//! The domain: samples, series, tenants, tokens and the alert state machine. Pure types and
+//! rules, no I/O: storage and the alert engine both build on it.
 
+pub mod alerting;
 pub mod sample;
 pub mod token;
 

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::alerting::domain::AlertState;
 use crate::domain::Labels;
+use crate::domain::alerting::AlertState;
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult};

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::alerting::domain::AlertState;
 use crate::alerting::service::{self, parse_spec};
+use crate::domain::alerting::AlertState;
 use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};

@@ -31,8 +31,6 @@ use super::config::BridgeSettings;
 use super::{Inbound, Ingestor, Publisher, Source, Stopped, stopping};
 use crate::telemetry::Telemetry;
 
-/// The topic filter of the contract: one share group, every tenant.
-pub const SHARED_SUBSCRIPTION: &str = "$share/microdash/metrics/#";
 /// Messages received and not yet acknowledged, at most; past it the connection is not read.
 const MAX_UNACKED: usize = 20_000;
 /// Messages committed together, at most.

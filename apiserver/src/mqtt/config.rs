@@ -77,6 +77,9 @@ pub struct BridgeSettings {
     pub tls: Option<Arc<ClientConfig>>,
 }
 
+/// The topic filter of the contract: one share group, every tenant.
+pub const SHARED_SUBSCRIPTION: &str = "$share/microdash/metrics/#";
+
 impl BridgeSettings {
     /// `None` when no external broker is configured.
     pub fn from_config(config: &Config) -> Result<Option<BridgeSettings>, ConfigError> {
@@ -89,7 +92,7 @@ impl BridgeSettings {
             config.mqtt_client_key_file.as_deref(),
         )?;
         let client_id = config.mqtt_client_id.clone().unwrap_or_else(default_client_id);
-        let topic = if config.mqtt_shared_subscription { super::bridge::SHARED_SUBSCRIPTION } else { "metrics/#" };
+        let topic = if config.mqtt_shared_subscription { SHARED_SUBSCRIPTION } else { "metrics/#" };
         Ok(Some(BridgeSettings { broker, client_id, topic, tls }))
     }
 }
@@ -183,6 +186,31 @@ fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigLayer;
+
+    /// The bridge checks its own settings from the resolved configuration (the CLI runs this
+    /// check before serving and for `--check-config`); errors name the key.
+    #[test]
+    fn settings_errors_name_the_key() {
+        let cases = [
+            (ConfigLayer { mqtt_url: Some("http://broker".into()), ..Default::default() }, "mqtt_url"),
+            (
+                ConfigLayer {
+                    mqtt_url: Some("mqtt://broker".into()),
+                    mqtt_ca_file: Some("/ca.pem".into()),
+                    ..Default::default()
+                },
+                "mqtt_ca_file",
+            ),
+        ];
+        for (layer, key) in cases {
+            let config = Config::resolve(layer).unwrap();
+            let Err(err) = BridgeSettings::from_config(&config) else { panic!("{key}: accepted") };
+            assert_eq!(err.key, key);
+        }
+        let config = Config::resolve(ConfigLayer::default()).unwrap();
+        assert!(BridgeSettings::from_config(&config).unwrap().is_none(), "no mqtt_url: no bridge");
+    }
 
     #[test]
     fn urls_give_host_port_tls_and_credentials() {

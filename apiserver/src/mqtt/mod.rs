@@ -21,8 +21,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Auth;
+use crate::config::Config;
 use crate::domain::{Limits, Sample, now_ms};
-use crate::http::AppState;
+use crate::limits::IntakeLimits;
 use crate::pipeline::{SubmitError, Writer};
 use crate::storage::DynStore;
 use crate::telemetry::{MqttDropLabels, MqttLabels, Telemetry};
@@ -383,34 +385,45 @@ impl LogBudget {
     }
 }
 
+/// What the MQTT side needs of the server: the same store, pipeline, limits and auth as HTTP.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: DynStore,
+    pub writer: Writer,
+    pub limits: Arc<Limits>,
+    pub telemetry: Telemetry,
+    pub auth: Arc<Auth>,
+    pub intake: Arc<IntakeLimits>,
+    /// Turns true when the server stops.
+    pub shutdown: watch::Sender<bool>,
+}
+
 /// Starts the bridge when `mqtt_url` is set, else the embedded broker unless `mqtt_listen` is
-/// off. The task ends after `state.shutdown`, once what it received is committed and
-/// acknowledged.
-pub async fn start(state: &AppState) -> anyhow::Result<Option<JoinHandle<()>>> {
-    let config = &state.config;
+/// off. The task ends after `shutdown`, once what it received is committed and acknowledged.
+pub async fn start(services: Services) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let Services { config, store, writer, limits, telemetry, auth, intake, shutdown } = services;
     let ingestor = || {
         Arc::new(
             Ingestor::new(
-                state.store.clone(),
-                state.writer.clone(),
-                (*state.limits).clone(),
-                state.telemetry.clone(),
-                Some(state.intake.clone()),
+                store.clone(),
+                writer.clone(),
+                (*limits).clone(),
+                telemetry.clone(),
+                Some(intake.clone()),
                 config.max_body_bytes,
-                state.shutdown.subscribe(),
+                shutdown.subscribe(),
             )
-            .watching_deletions(state.auth.clone()),
+            .watching_deletions(auth.clone()),
         )
     };
-    if let Some(settings) = BridgeSettings::from_config(config)? {
-        let bridge = Bridge::new(settings, ingestor(), state.telemetry.clone(), state.shutdown.subscribe());
+    if let Some(settings) = BridgeSettings::from_config(&config)? {
+        let bridge = Bridge::new(settings, ingestor(), telemetry.clone(), shutdown.subscribe());
         return Ok(Some(tokio::spawn(bridge.run())));
     }
     let Some(addr) = config.mqtt_listen else { return Ok(None) };
-    let broker =
-        Broker::bind(addr, ingestor(), state.auth.clone(), state.telemetry.clone(), state.shutdown.subscribe())
-            .await
-            .with_context(|| {
+    let broker = Broker::bind(addr, ingestor(), auth.clone(), telemetry.clone(), shutdown.subscribe())
+        .await
+        .with_context(|| {
             format!("cannot listen on {addr} (mqtt_listen / MICRODASH_MQTT_LISTEN; `off` disables the embedded broker)")
         })?;
     let local = broker.local_addr()?;

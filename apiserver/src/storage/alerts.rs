@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use super::Result;
-use crate::alerting::domain::{AlertState, Instance, Transition};
 use crate::domain::Labels;
+use crate::domain::alerting::{AlertState, Instance, Transition};
 
 /// Which kind of spec a row holds: both are a JSON document per tenant and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

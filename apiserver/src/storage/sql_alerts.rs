@@ -6,7 +6,7 @@
 //! - `text`: reads a nullable text column (MariaDB reports `utf8mb4_bin` columns as binary);
 //! - `insert_ignore`: an INSERT that skips a row whose unique key exists.
 
-use crate::alerting::domain::AlertState;
+use crate::domain::alerting::AlertState;
 use crate::storage::{Result, StoreError};
 
 pub(crate) fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -63,7 +63,7 @@ macro_rules! sql_alert_store {
             use sqlx::{QueryBuilder, Row};
 
             use super::*;
-            use crate::alerting::domain::Instance;
+            use crate::domain::alerting::Instance;
             use crate::domain::Labels;
             use crate::storage::alerts::{
                 AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,

@@ -339,7 +339,7 @@ proptest::proptest! {
 
 /// What the alert engine, the outbox and the rule API keep: the same on every backend.
 pub async fn alert_suite(store: DynStore) {
-    use crate::alerting::domain::{AlertState, Instance, Transition};
+    use crate::domain::alerting::{AlertState, Instance, Transition};
     use alerts::{AttemptOutcome, AttemptRecord, DeliveryStatus, NewNotification, SpecKind, TransitionWrite};
     store.migrate().await.unwrap();
     let a = store.create_tenant("alerts-a", None).await.unwrap();

@@ -5,8 +5,8 @@
 use sqlx::Connection;
 
 use super::*;
-use crate::alerting::domain::{AlertState, Instance, Transition};
 use crate::domain::TokenHash;
+use crate::domain::alerting::{AlertState, Instance, Transition};
 use crate::storage::alerts::{NewNotification, SpecKind, TransitionWrite};
 
 /// Runs one `SELECT COUNT(*) …` on the database at `url`, outside the store.
