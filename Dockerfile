@@ -38,6 +38,7 @@ COPY model model
 COPY agent agent
 COPY operator operator
 COPY bench bench
+COPY testkit testkit
 COPY migrations migrations
 COPY --from=dashboard /src/dashboard/dist dashboard/dist
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -15,14 +15,13 @@ mod mqtt;
 mod report;
 mod storage;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -128,8 +127,10 @@ struct Args {
     out: PathBuf,
 }
 
+/// A measured `microdash serve` (the workspace's test kit), killed when dropped, and its
+/// temporary folder (removed after it).
 pub struct Server {
-    child: Child,
+    process: microdash_testkit::Server,
     pub base: String,
     pub token: String,
     /// The embedded MQTT broker's address, when it runs.
@@ -143,13 +144,6 @@ enum MqttMode {
     Embedded,
     /// A bridge from the broker at this URL.
     Bridge(String),
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_server(bin: &Path, mqtt: MqttMode) -> Result<Server> {
@@ -172,7 +166,7 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn pids(&self) -> Vec<u32> {
-        std::iter::once(&self.api).chain(self.worker.as_ref()).map(|s| s.child.id()).collect()
+        std::iter::once(&self.api).chain(self.worker.as_ref()).map(|s| s.process.pid()).collect()
     }
 }
 
@@ -202,44 +196,27 @@ fn start_server_with(bin: &Path, mqtt: MqttMode, env: &[(&str, String)]) -> Resu
         bail!("{} does not exist; build it with `cargo build --release -p microdash`", bin.display());
     }
     let dir = tempfile::tempdir()?;
-    let mut command = Command::new(bin);
-    let mqtt_listen = if matches!(mqtt, MqttMode::Embedded) { "127.0.0.1:0" } else { "off" };
-    if let MqttMode::Bridge(url) = &mqtt {
-        command.env("MICRODASH_MQTT_URL", url).env("MICRODASH_MQTT_CLIENT_ID", format!("bench-{}", std::process::id()));
-    }
-    command.env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.path().join("bench.db").display()));
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", mqtt_listen, "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("MICRODASH_LOG", "warn,microdash::server=info,microdash::mqtt=info")
-        .env("MICRODASH_TENANT_RATE_LIMIT", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the server")?;
-    let stderr = child.stderr.take().expect("piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let (mut addr, mut mqtt_addr) = (None, None);
-    for line in lines.by_ref() {
-        let Ok(v) = serde_json::from_str::<Value>(&line?) else { continue };
-        if let Some(a) = v["fields"]["mqtt_listen"].as_str() {
-            mqtt_addr = Some(a.to_string());
-        }
-        if let Some(a) = v["fields"]["listen"].as_str() {
-            addr = Some(a.to_string());
-            break;
+    let mut serve = microdash_testkit::Serve::new(bin, dir.path())
+        .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.path().join("bench.db").display()))
+        .log("warn,microdash::server=info,microdash::mqtt=info")
+        .env("MICRODASH_TENANT_RATE_LIMIT", "0");
+    match &mqtt {
+        MqttMode::Off => {}
+        MqttMode::Embedded => serve = serve.with_mqtt(),
+        MqttMode::Bridge(url) => {
+            serve = serve
+                .env("MICRODASH_MQTT_URL", url)
+                .env("MICRODASH_MQTT_CLIENT_ID", format!("bench-{}", std::process::id()))
         }
     }
-    // Keep reading, so a full pipe never blocks the server's logging.
-    std::thread::spawn(move || lines.for_each(drop));
-    let addr = addr.context("the server exited before listening")?;
-    // Only the process that created the default tenant has its token file.
-    let token = std::fs::read_to_string(dir.path().join("default-tenant.token")).unwrap_or_default().trim().to_string();
-    Ok(Server { child, base: format!("http://{addr}"), token, mqtt: mqtt_addr, _dir: dir })
+    let process = serve.envs(env).start().map_err(|e| anyhow::anyhow!("starting the server: {e}"))?;
+    Ok(Server {
+        base: process.base.clone(),
+        token: process.token.clone(),
+        mqtt: process.mqtt.clone(),
+        process,
+        _dir: dir,
+    })
 }
 
 /// A child process killed (and reaped) when dropped.

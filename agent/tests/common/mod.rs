@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -25,125 +25,45 @@ pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_microdash-agent");
 
 /// `target/<profile>/microdash`, checked to be newer than the server's sources.
 pub fn server_bin() -> PathBuf {
-    let bin = Path::new(AGENT_BIN).with_file_name("microdash");
-    let build = "build it with `cargo build -p microdash` (with the same CARGO_TARGET_DIR and profile), or run \
-                 `cargo test --workspace`, which builds it";
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apiserver/src");
-    if let Some((newest, path)) = newest_file(&sources) {
-        assert!(built >= newest, "{} is older than {}: {build}", bin.display(), path.display());
-    }
-    bin
+    microdash_testkit::binary_beside_tests("microdash", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../apiserver/src"))
 }
 
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    let mut newest: Option<(SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let candidate = if path.is_dir() {
-            newest_file(&path)
-        } else {
-            entry.metadata().and_then(|m| m.modified()).ok().map(|t| (t, path))
-        };
-        if let Some(candidate) = candidate
-            && newest.as_ref().is_none_or(|(t, _)| candidate.0 > *t)
-        {
-            newest = Some(candidate);
-        }
+/// A `microdash serve` process of the test kit, with the helpers of the agent's tests.
+pub struct Server(microdash_testkit::Server);
+
+impl std::ops::Deref for Server {
+    type Target = microdash_testkit::Server;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-    newest
 }
 
-/// A `microdash serve` process.
-pub struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// `127.0.0.1:PORT` of the embedded MQTT broker, when it runs.
-    pub mqtt: Option<String>,
-    pub dir: PathBuf,
-    /// The token of tenant `default` (all scopes), created on the first start.
-    pub token: String,
-    env: Vec<(String, String)>,
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Server {
     /// HTTP only.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
-        Self::spawn(dir, owned(env), "127.0.0.1:0", "off", None)
+        Self::spawn(microdash_testkit::Serve::new(server_bin(), dir).envs(env))
     }
 
     /// With the embedded MQTT broker on a free loopback port.
     pub fn start_with_mqtt(dir: &Path, env: &[(&str, &str)]) -> Server {
-        Self::spawn(dir, owned(env), "127.0.0.1:0", "127.0.0.1:0", None)
+        Self::spawn(microdash_testkit::Serve::new(server_bin(), dir).envs(env).with_mqtt())
     }
 
-    fn spawn(dir: &Path, env: Vec<(String, String)>, listen: &str, mqtt_listen: &str, token: Option<String>) -> Server {
-        let mut child = Command::new(server_bin())
-            .args(["serve", "--listen", listen, "--mqtt-listen", mqtt_listen, "--log-format", "json"])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}", dir.join("microdash.db").display()))
-            .arg("--data-dir")
-            .arg(dir)
-            .env("MICRODASH_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start microdash");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    // The MQTT address is logged before the HTTP one.
-                    if let Some(addr) = v["fields"]["mqtt_listen"].as_str() {
-                        let _ = tx.send(("mqtt", addr.to_owned()));
-                    }
-                    if let Some(addr) = v["fields"]["listen"].as_str() {
-                        let _ = tx.send(("http", addr.to_owned()));
-                        sent = true;
-                    }
-                }
-                if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
-                    eprintln!("server: {line}");
-                }
-            }
-        });
-        let mut mqtt = None;
-        let addr = loop {
-            match rx.recv_timeout(Duration::from_secs(30)).expect("the server did not report its address") {
-                ("mqtt", addr) => mqtt = Some(addr),
-                (_, addr) => break addr,
-            }
-        };
-        let token = token.unwrap_or_else(|| {
-            std::fs::read_to_string(dir.join("default-tenant.token")).expect("default-tenant.token").trim().to_owned()
-        });
-        Server { child, base: format!("http://{addr}"), mqtt, dir: dir.to_path_buf(), token, env }
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    pub fn kill9(&mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().unwrap();
+    fn spawn(serve: microdash_testkit::Serve) -> Server {
+        let server = serve.start().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!server.token.is_empty(), "the server created no default-tenant.token in {}", server.dir().display());
+        Server(server)
     }
 
     /// Starts again on the same database and the same ports (after `kill9`).
     pub fn restart(&mut self) {
-        let listen = self.base.trim_start_matches("http://").to_owned();
-        let mqtt_listen = self.mqtt.clone().unwrap_or_else(|| "off".into());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let env = std::mem::take(&mut self.env);
-        *self = Self::spawn(&self.dir.clone(), env, &listen, &mqtt_listen, Some(self.token.clone()));
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        self.0.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The embedded broker's port.
@@ -214,17 +134,6 @@ impl Server {
         // The subscription follows the CONNACK.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
-    env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 pub fn client() -> reqwest::Client {
@@ -364,7 +273,7 @@ where
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
+    microdash_testkit::now_ms()
 }
 
 /// A host label no other test (or earlier run on the same broker) uses.

@@ -1,11 +1,10 @@
-//! A harness that runs the real `microdash` binary on 127.0.0.1:0 with a temporary data folder.
+//! A harness that runs the real `microdash` binary on 127.0.0.1:0 with a temporary data folder
+//! (started by the workspace's test kit, `testkit/`), and the helpers the server's tests share.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 pub mod mosquitto;
@@ -13,18 +12,37 @@ pub mod webhook;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-pub struct Server {
-    child: Child,
-    pub base: String,
-    /// `127.0.0.1:PORT` of the embedded MQTT broker, when it runs.
-    pub mqtt: Option<String>,
-    pub dir: PathBuf,
-    pub token: String,
-    env: Vec<(String, String)>,
+/// The real `microdash serve` of the test kit, with the defaults of the server's own tests.
+pub struct Server(microdash_testkit::Server);
+
+impl std::ops::Deref for Server {
+    type Target = microdash_testkit::Server;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_microdash")
+}
+
+/// The server of these tests: the admin token, retention that keeps timestamps near 1970 (most
+/// tests write such; tests of retention override it), and webhooks to loopback allowed (the
+/// tests' receivers listen there; tests of that refusal override it).
+fn serve(dir: &Path, env: &[(&str, &str)]) -> microdash_testkit::Serve {
+    microdash_testkit::Serve::new(bin(), dir)
+        .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("MICRODASH_RETENTION_RAW", "36500d")
+        .env("MICRODASH_RETENTION_1M", "36500d")
+        .env("MICRODASH_RETENTION_5M", "36500d")
+        .env("MICRODASH_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
+        .envs(env)
 }
 
 impl Server {
@@ -34,113 +52,17 @@ impl Server {
 
     /// Starts the server with extra `MICRODASH_*` environment variables.
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn(dir, env, "127.0.0.1:0", "off")
+        Server(serve(dir, env).start().unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// Starts the server with its embedded MQTT broker on a free loopback port.
     pub fn start_with_mqtt(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn(dir, env, "127.0.0.1:0", "127.0.0.1:0")
+        Server(serve(dir, env).with_mqtt().start().unwrap_or_else(|e| panic!("{e}")))
     }
 
-    fn spawn(dir: &Path, env: Vec<(String, String)>, listen: &str, mqtt_listen: &str) -> Server {
-        let mut command = Command::new(bin());
-        command.args(["serve", "--listen", listen, "--mqtt-listen", mqtt_listen, "--log-format", "json"]);
-        if !env.iter().any(|(k, _)| k == "MICRODASH_DATABASE_URL") {
-            command.arg("--database-url").arg(format!("sqlite://{}", dir.join("microdash.db").display()));
-        }
-        command
-            .arg("--data-dir")
-            .arg(dir)
-            .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("MICRODASH_LOG", "info")
-            // Most tests write timestamps near 1970; keep them (tests of retention override).
-            .env("MICRODASH_RETENTION_RAW", "36500d")
-            .env("MICRODASH_RETENTION_1M", "36500d")
-            .env("MICRODASH_RETENTION_5M", "36500d")
-            // The tests' webhook receivers listen on loopback, which is refused by default
-            // (tests of that refusal override this).
-            .env("MICRODASH_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start microdash");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    // The MQTT address is logged before the HTTP one.
-                    if let Some(addr) = v["fields"]["mqtt_listen"].as_str() {
-                        let _ = tx.send(("mqtt", addr.to_string()));
-                    }
-                    if let Some(addr) = v["fields"]["listen"].as_str() {
-                        let _ = tx.send(("http", addr.to_string()));
-                        sent = true;
-                    }
-                }
-                if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
-                    eprintln!("server: {line}");
-                }
-            }
-        });
-        let mut mqtt = None;
-        let addr = loop {
-            match rx.recv_timeout(Duration::from_secs(30)).expect("server did not report its address") {
-                ("mqtt", addr) => mqtt = Some(addr),
-                (_, addr) => break addr,
-            }
-        };
-        // Only the process that created tenant `default` has its token file.
-        let token = std::fs::read_to_string(dir.join("default-tenant.token")).unwrap_or_default().trim().to_string();
-        Server { child, base: format!("http://{addr}"), mqtt, dir: dir.to_path_buf(), token, env }
-    }
-
-    /// Kills the process with SIGKILL: no shutdown, no flush.
-    /// The server process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn kill9(&mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().unwrap();
-    }
-
-    /// Sends SIGTERM and waits up to `timeout` for a clean exit; true when it exited with 0.
-    pub fn terminate(&mut self, timeout: Duration) -> bool {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// Starts again on the same data folder and port.
+    /// Starts again on the same data folder and ports (SIGKILL first).
     pub fn restart(&mut self) {
-        let listen = self.base.trim_start_matches("http://").to_string();
-        let mqtt_listen = self.mqtt.clone().unwrap_or_else(|| "off".into());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let fresh = Self::spawn(&self.dir.clone(), std::mem::take(&mut self.env), &listen, &mqtt_listen);
-        *self = fresh;
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -173,7 +95,7 @@ pub async fn ingest(server: &Server, token: &str, samples: serde_json::Value) ->
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    microdash_testkit::now_ms()
 }
 
 pub fn client() -> reqwest::Client {

@@ -4,11 +4,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -84,22 +81,16 @@ fn rand_suffix() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % 100_000
 }
 
-/// The `microdash` binary beside the test executable (built by `cargo test --workspace`).
+/// The `microdash` binary beside the test executable (built by `cargo test --workspace`),
+/// checked to be newer than the server's sources.
 pub fn microdash_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = dir.join("microdash");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p microdash` (cargo test --workspace builds it too)",
-        bin.display()
-    );
-    bin
+    microdash_testkit::binary_beside_tests("microdash", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../apiserver/src"))
 }
 
-/// A real `microdash serve` on 127.0.0.1:0 with SQLite in a temporary folder.
+/// A real `microdash serve` (the workspace's test kit) on 127.0.0.1:0 with SQLite in a
+/// temporary folder and the admin token of these tests.
 pub struct Microdash {
-    child: Child,
+    server: microdash_testkit::Server,
     pub base: String,
     pub dir: tempfile::TempDir,
 }
@@ -111,37 +102,12 @@ impl Microdash {
     }
 
     fn start_in(dir: tempfile::TempDir, listen: &str) -> Microdash {
-        let mut child = Command::new(microdash_bin())
-            .args(["serve", "--listen", listen, "--mqtt-listen", "off", "--log-format", "json"])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}", dir.path().join("microdash.db").display()))
-            .arg("--data-dir")
-            .arg(dir.path())
+        let server = microdash_testkit::Serve::new(microdash_bin(), dir.path())
+            .on(listen, None)
             .env("MICRODASH_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("MICRODASH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start microdash");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && let Some(addr) = v["fields"]["listen"].as_str()
-                {
-                    let _ = tx.send(addr.to_string());
-                    sent = true;
-                }
-                if std::env::var("MICRODASH_TEST_LOGS").is_ok() {
-                    eprintln!("microdash: {line}");
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("microdash did not report its address");
-        Microdash { child, base: format!("http://{addr}"), dir }
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Microdash { base: server.base.clone(), server, dir }
     }
 
     pub fn api(&self) -> ServerApi {
@@ -154,8 +120,7 @@ impl Microdash {
 
     /// Stops the process (the data folder stays) and answers it, to start again later.
     pub fn stop(mut self) -> (tempfile::TempDir, String) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.kill9();
         let listen = self.base.trim_start_matches("http://").to_string();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         (dir, listen)
@@ -170,18 +135,11 @@ impl Microdash {
         reqwest::Client::new()
             .request(method, self.url(path))
             .bearer_auth(ADMIN_TOKEN)
-            .header("X-Microdash-Tenant", tenant)
+            .header(microdash_model::TENANT_HEADER, tenant)
     }
 
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new().request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
-    }
-}
-
-impl Drop for Microdash {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
