@@ -339,3 +339,24 @@ async fn operations_endpoints_the_contract_and_unknown_paths() {
     assert!(page.headers.contains_key(header::CONTENT_SECURITY_POLICY));
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
 }
+
+/// The dashboard's API types are generated from `dashboard/src/api/openapi.json` (`npm run
+/// api-types`), so that copy of the server's document must be the server's: this fails when
+/// they differ and names the command that rewrites it.
+#[tokio::test]
+async fn the_dashboards_copy_of_the_openapi_document_is_the_servers() {
+    let api = api().await;
+    let live = api.call(Method::GET, "/openapi.json", None, None).await.json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard/src/api/openapi.json");
+    let text = serde_json::to_string_pretty(&live).unwrap() + "\n";
+    if std::env::var_os("MICRODASH_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "{} differs from the server's /openapi.json: run `MICRODASH_WRITE_OPENAPI=1 cargo test -p microdash --test \
+         in_process openapi` and then `npm run api-types` in dashboard/",
+        path.display()
+    );
+}

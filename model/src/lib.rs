@@ -18,6 +18,14 @@ pub use duration::{format_duration, parse_duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The header in which the admin token names the tenant it acts on (the Kubernetes operator
+/// manages a tenant's rules and channels this way). HTTP header names are case-insensitive.
+pub const TENANT_HEADER: &str = "x-microdash-tenant";
+
+/// The keys a rule or channel answer carries beside its spec (and `name`): an edited answer
+/// sent back is still a valid spec once they are dropped.
+pub const READ_ONLY_KEYS: [&str; 4] = ["createdAt", "updatedAt", "status", "lastDelivery"];
+
 /// What a token may do. A token belongs to exactly one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 
-pub const TENANT_HEADER: &str = "X-Microdash-Tenant";
+pub use microdash_model::TENANT_HEADER;
 
 /// Where the server is and the admin token. The token never appears in `Debug` output.
 #[derive(Clone)]
@@ -70,7 +70,8 @@ pub struct ServerDelivery {
 /// Takes the spec fields out of a server answer (drops `name`, timestamps, status).
 fn spec_fields<T: DeserializeOwned>(rest: &serde_json::Map<String, Value>) -> Option<T> {
     let mut map = rest.clone();
-    for key in ["name", "createdAt", "updatedAt", "status", "lastDelivery"] {
+    map.remove("name");
+    for key in microdash_model::READ_ONLY_KEYS {
         map.remove(key);
     }
     serde_json::from_value(Value::Object(map)).ok()

@@ -16,7 +16,7 @@ use crate::http::error::{AppError, AppResult};
 use crate::telemetry::reason;
 
 /// The tenant that the admin token acts on, named in this header.
-pub const TENANT_HEADER: &str = "x-microdash-tenant";
+pub use microdash_model::TENANT_HEADER;
 
 pub struct Caller(pub Principal, Option<TenantCaller>);
 

@@ -79,7 +79,52 @@ impl utoipa::Modify for Contract {
                 complete(path, op);
             }
         }
+        unique_operation_ids(openapi);
     }
+}
+
+/// OpenAPI wants every `operationId` unique; utoipa takes the handler's name, which repeats
+/// across modules (`list`, `create`, `stream`, `metrics`). Each repeated one becomes the
+/// method and path (`get_api_v1_rules_by_name`), which are unique; the others stay.
+fn unique_operation_ids(openapi: &mut OpenApi) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in openapi.paths.paths.values() {
+        for op in [&item.get, &item.put, &item.post, &item.delete, &item.patch].into_iter().flatten() {
+            if let Some(id) = &op.operation_id {
+                *seen.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        for (method, op) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ] {
+            let Some(op) = op else { continue };
+            if op.operation_id.as_ref().is_some_and(|id| seen[id] > 1) {
+                op.operation_id = Some(operation_id_of(method, path));
+            }
+        }
+    }
+}
+
+/// `get` + `/api/v1/rules/{name}` → `get_api_v1_rules_by_name`.
+fn operation_id_of(method: &str, path: &str) -> String {
+    let mut id = method.to_string();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(param) => {
+                id.push_str("by_");
+                id.push_str(param);
+            }
+            None => id.push_str(&segment.replace(['.', '-'], "_")),
+        }
+    }
+    id
 }
 
 fn complete(path: &str, op: &mut Operation) {
@@ -322,5 +367,25 @@ mod tests {
         }
         let doc = serde_json::to_value(crate::http::ApiDoc::openapi()).unwrap();
         assert!(doc["paths"]["/api/v1/metrics"]["post"]["responses"]["413"].is_object());
+    }
+
+    /// OpenAPI requires unique operation ids (code generators key on them); handler names
+    /// repeat across modules, so repeated ones are made from method and path.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = serde_json::to_value(crate::http::ApiDoc::openapi()).unwrap();
+        let mut ids = std::collections::HashMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if let Some(id) = op["operationId"].as_str()
+                    && let Some(other) = ids.insert(id.to_string(), format!("{method} {path}"))
+                {
+                    panic!("operationId {id} of {method} {path} and of {other}");
+                }
+            }
+        }
+        assert_eq!(ids.get("get_api_v1_rules_by_name").map(String::as_str), Some("get /api/v1/rules/{name}"));
+        assert_eq!(ids.get("get_metrics").map(String::as_str), Some("get /metrics"));
+        assert_eq!(ids.get("remote_write").map(String::as_str), Some("post /api/v1/write"), "unique ones stay");
     }
 }

@@ -62,7 +62,7 @@ pub(crate) fn split_body(body: &[u8], caller: &TenantCaller) -> AppResult<(Optio
         Some(_) => return Err(AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "`name` is a string").field("name")),
     };
     // What answers add beside the spec may come back in an edited answer: not part of the spec.
-    for read_only in ["createdAt", "updatedAt", "status", "lastDelivery"] {
+    for read_only in microdash_model::READ_ONLY_KEYS {
         map.remove(read_only);
     }
     match map.remove("tenant") {

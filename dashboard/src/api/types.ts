@@ -1,36 +1,25 @@
-/** Shapes of the microdash HTTP API (see docs/DESIGN.md, "HTTP API"). */
+/**
+ * Shapes of the microdash HTTP API (see docs/DESIGN.md, "HTTP API"). The server's answers are
+ * the types generated from its OpenAPI document (`openapi.d.ts`, made by `npm run api-types`
+ * from `openapi.json`, which a server test keeps equal to its `/openapi.json`): a change on the
+ * server that the dashboard does not follow fails the type check. What the dashboard sends and
+ * keeps (specs with their choices as constants, panels) is declared here.
+ */
+import type { components } from './openapi'
+
+type Schemas = components['schemas']
 
 export type Labels = Record<string, string>
 
-export interface Session {
-  tenant: string
-  scopes: string[]
-}
+export type Session = Schemas['SessionInfo']
 
 /** A token as listed: never its secret. Times are Unix milliseconds. */
-export interface TokenInfo {
-  id: number
-  prefix: string
-  scopes: string[]
-  created_at: number
-  expires_at?: number
-  last_used_at?: number
-}
+export type TokenInfo = Schemas['TokenInfo']
 
-export interface OwnTokens {
-  tokens: TokenInfo[]
-  /** The token of this session. */
-  current?: number
-}
+export type OwnTokens = Schemas['OwnTokens']
 
 /** A token just made: the secret is shown this once. */
-export interface CreatedToken {
-  id: number
-  tenant: string
-  scopes: string[]
-  expires_at?: number
-  token: string
-}
+export type CreatedToken = Schemas['CreatedToken']
 
 /** A point as the server sends it: `[ts_ms, value]`. */
 export type Point = [number, number]
@@ -94,29 +83,13 @@ export interface Dashboard {
   panels: Panel[]
 }
 
-export const ALERT_STATES = ['OK', 'PENDING', 'FIRING', 'RESOLVED', 'NODATA'] as const
-export type AlertState = (typeof ALERT_STATES)[number]
+export type AlertState = Schemas['AlertState']
+export const ALERT_STATES = ['OK', 'PENDING', 'FIRING', 'RESOLVED', 'NODATA'] as const satisfies readonly AlertState[]
 
 /** An alert instance: `rule` and `labels` are its identity. */
-export interface AlertInstance {
-  rule: string
-  labels: Labels
-  state: AlertState
-  severity?: string
-  value: number | null
-  since: number
-  activeSince?: number
-}
+export type AlertInstance = Schemas['AlertView']
 
-export interface AlertTransition {
-  id?: number
-  rule: string
-  labels: Labels
-  from: AlertState
-  to: AlertState
-  value: number | null
-  at: number
-}
+export type AlertTransition = Schemas['TransitionView']
 
 /** One invalid field of a rule or channel, as the server names it (`condition.window`). */
 export interface FieldError {
@@ -175,30 +148,9 @@ export interface Channel extends ChannelSpec {
   lastDelivery?: { status: DeliveryStatus; at: number; error?: string }
 }
 
-export interface DeliveryAttempt {
-  at: number
-  ok: boolean
-  statusCode?: number
-  error?: string
-  durationMs: number
-}
+export type DeliveryAttempt = Schemas['AttemptView']
 
-export interface Delivery {
-  /** Identifies the delivery (the key the receiver gets with every attempt). */
-  idempotencyKey: string
-  rule?: string
-  state: string
-  status: DeliveryStatus
-  attempts: number
-  createdAt: number
-  deliveredAt?: number
-  nextAttemptAt?: number
-  lastError?: string
-  attemptLog: DeliveryAttempt[]
-}
+/** A delivery; `idempotencyKey` identifies it (the key the receiver gets with every attempt). */
+export type Delivery = Omit<Schemas['DeliveryView'], 'status'> & { status: DeliveryStatus }
 
-export interface ChannelTestResult {
-  ok: boolean
-  idempotencyKey: string
-  attempt: DeliveryAttempt
-}
+export type ChannelTestResult = Schemas['TestResult']

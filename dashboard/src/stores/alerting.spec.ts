@@ -9,7 +9,7 @@ const microtasks = async () => {
   for (let i = 0; i < 10; i++) await Promise.resolve()
 }
 
-const firing: AlertInstance = { rule: 'high-cpu', labels: { host: 'a' }, state: 'OK', value: 10, since: 1 }
+const firing: AlertInstance = { rule: 'high-cpu', labels: { host: 'a' }, state: 'OK', severity: 'warning', value: 10, since: 1 }
 
 function routes(alerts: AlertInstance[] = [firing], transitions: AlertTransition[] = []) {
   return mockFetch({
