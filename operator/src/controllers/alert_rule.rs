@@ -184,48 +184,19 @@ impl AlertRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
+    use crate::controllers::verifier;
 
-    /// Mocked API server (tower-test): a new rule first gets the finalizer, in exactly one JSON
-    /// patch, before anything reaches the microdash server (which here would not answer).
+    /// Mocked API server: a new rule first gets the finalizer, in exactly one JSON patch,
+    /// before anything reaches the microdash server (which here would not answer).
     #[tokio::test]
     async fn a_new_rule_first_gets_the_finalizer_and_nothing_else() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "ns");
-        let unreachable = crate::server::ServerApi::new("http://127.0.0.1:9", "token-that-is-never-sent");
-        let ctx = Context::new(
-            client,
-            crate::context::ServerSource::Fixed(unreachable),
-            Arc::new(crate::metrics::Metrics::default()),
-            std::time::Duration::from_secs(30),
-            None,
-        );
         let rule: AlertRule = serde_json::from_value(json!({
             "apiVersion": "microdash.io/v1alpha1", "kind": "AlertRule",
             "metadata": {"name": "r", "namespace": "ns", "uid": "u1", "generation": 1},
             "spec": {"tenant": "default", "metric": "m", "condition": {"aggregation": "last", "op": ">", "threshold": 1}}
         }))
         .unwrap();
-        let stored = rule.clone();
-        let server = tokio::spawn(async move {
-            let (request, send) = handle.next_request().await.expect("one request");
-            let (parts, body) = request.into_parts();
-            assert_eq!(parts.method, http::Method::PATCH);
-            assert_eq!(parts.uri.path(), "/apis/microdash.io/v1alpha1/namespaces/ns/alertrules/r");
-            let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
-            let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert!(patch.to_string().contains(FINALIZER), "{patch}");
-            let mut with_finalizer = stored;
-            with_finalizer.metadata.finalizers = Some(vec![FINALIZER.into()]);
-            send.send_response(
-                Response::builder().body(Body::from(serde_json::to_vec(&with_finalizer).unwrap())).unwrap(),
-            );
-            assert!(handle.next_request().await.is_none(), "no second request");
-        });
-        let action = reconcile(Arc::new(rule), ctx.clone()).await.unwrap();
-        assert_eq!(action, Action::await_change());
-        drop(ctx);
-        server.await.unwrap();
+        let path = "/apis/microdash.io/v1alpha1/namespaces/ns/alertrules/r";
+        verifier::first_reconcile_only_adds_the_finalizer(rule, reconcile, path).await;
     }
 }

@@ -157,3 +157,23 @@ impl NotificationChannel {
         Ok(Action::await_change())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::verifier;
+
+    /// Mocked API server: a new channel first gets the finalizer, in exactly one JSON patch,
+    /// before anything (its secrets, the microdash server) is read or written.
+    #[tokio::test]
+    async fn a_new_channel_first_gets_the_finalizer_and_nothing_else() {
+        let channel: NotificationChannel = serde_json::from_value(serde_json::json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "NotificationChannel",
+            "metadata": {"name": "c", "namespace": "ns", "uid": "u2", "generation": 1},
+            "spec": {"tenant": "default", "webhook": {"url": "https://hooks.example/x"}}
+        }))
+        .unwrap();
+        let path = "/apis/microdash.io/v1alpha1/namespaces/ns/notificationchannels/c";
+        verifier::first_reconcile_only_adds_the_finalizer(channel, reconcile, path).await;
+    }
+}

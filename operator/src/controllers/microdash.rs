@@ -586,8 +586,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
+    use crate::controllers::verifier;
 
     /// A MicroDash as the API server would hand it over (uid and generation set).
     fn install(spec: serde_json::Value) -> MicroDash {
@@ -599,69 +598,37 @@ mod tests {
         .unwrap()
     }
 
-    fn not_found() -> Response<Body> {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
-        Response::builder().status(404).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap()
-    }
-
-    /// A server-side apply answers the object: echo the patch, which is the whole object.
-    fn echo(body: Vec<u8>) -> Response<Body> {
-        Response::builder().body(Body::from(body)).unwrap()
-    }
-
-    /// Mocked API server (tower-test): the reconcile of a single-process installation without
-    /// agent makes exactly these calls, in this order, and every apply is a forced server-side
-    /// apply by `microdash-operator` carrying the owner reference.
+    /// Mocked API server: the reconcile of a single-process installation without agent makes
+    /// exactly these calls, in this order, and every apply is a forced server-side apply by
+    /// `microdash-operator` carrying the owner reference.
     #[tokio::test]
     async fn a_single_process_installation_makes_exactly_these_calls() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "ns");
-        let ctx = Context::new(
-            client.clone(),
-            crate::context::ServerSource::Discover,
-            std::sync::Arc::new(crate::metrics::Metrics::default()),
-            std::time::Duration::from_secs(30),
-            None,
-        );
+        let (ctx, verifier) = verifier::mocked(crate::context::ServerSource::Discover);
         let md = install(json!({"image": "microdash:1", "agent": {"enabled": false}}));
-        let stored = serde_json::to_vec(&md).unwrap();
-        let server = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while let Some((request, send)) = handle.next_request().await {
-                let (parts, body) = request.into_parts();
-                let method = parts.method.to_string();
-                let path = parts.uri.path().to_string();
-                let query = parts.uri.query().unwrap_or_default().to_string();
-                let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes().to_vec();
-                if method == "PATCH" {
-                    assert!(
-                        query.contains("fieldManager=microdash-operator") && query.contains("force=true"),
-                        "{query}"
-                    );
-                    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                    if !path.ends_with("/status") {
-                        assert_eq!(value["metadata"]["ownerReferences"][0]["uid"], "uid-1", "{path}");
-                        assert_eq!(value["metadata"]["ownerReferences"][0]["controller"], true);
-                    }
-                }
-                let response = match (method.as_str(), path.as_str()) {
-                    ("GET", "/api/v1/namespaces/ns/secrets/md-admin-token") => not_found(),
-                    ("DELETE", _) => not_found(),
-                    (_, p) if p.ends_with("/status") => echo(stored.clone()),
-                    _ => echo(bytes.clone()),
-                };
-                seen.push(format!("{method} {path}"));
-                send.send_response(response);
-            }
-            seen
+        let stored = md.clone();
+        let calls = verifier.serve(move |call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", "/api/v1/namespaces/ns/secrets/md-admin-token") => verifier::not_found(),
+            ("DELETE", _) => verifier::not_found(),
+            (_, p) if p.ends_with("/status") => verifier::ok(&stored),
+            _ => verifier::echo(call),
         });
         let action = md.apply(&ctx).await.unwrap();
         assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
         drop(ctx);
-        drop(client);
-        let seen = server.await.unwrap();
+        let calls = calls.await.unwrap();
+        for call in calls.iter().filter(|c| c.method == "PATCH") {
+            assert!(
+                call.query.contains("fieldManager=microdash-operator") && call.query.contains("force=true"),
+                "{}",
+                call.query
+            );
+            if !call.path.ends_with("/status") {
+                assert_eq!(call.body["metadata"]["ownerReferences"][0]["uid"], "uid-1", "{}", call.path);
+                assert_eq!(call.body["metadata"]["ownerReferences"][0]["controller"], true);
+            }
+        }
         assert_eq!(
-            seen,
+            calls.iter().map(verifier::Call::line).collect::<Vec<_>>(),
             [
                 "GET /api/v1/namespaces/ns/secrets/md-admin-token",
                 "PATCH /api/v1/namespaces/ns/secrets/md-admin-token",

@@ -5,6 +5,8 @@ pub mod alert_rule;
 pub mod channel;
 pub mod microdash;
 pub mod tenant;
+#[cfg(test)]
+pub(crate) mod verifier;
 
 use std::sync::Arc;
 use std::time::Instant;

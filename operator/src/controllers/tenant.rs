@@ -212,3 +212,27 @@ impl Tenant {
         Ok(Action::await_change())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::verifier;
+
+    /// Mocked API server: a new Tenant (cluster-scoped) first gets the finalizer, in exactly
+    /// one JSON patch, before its token Secret or the microdash server is touched.
+    #[tokio::test]
+    async fn a_new_tenant_first_gets_the_finalizer_and_nothing_else() {
+        let tenant: Tenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme", "uid": "u3", "generation": 1},
+            "spec": {"tokenSecret": {"namespace": "ns"}}
+        }))
+        .unwrap();
+        verifier::first_reconcile_only_adds_the_finalizer(
+            tenant,
+            reconcile,
+            "/apis/microdash.io/v1alpha1/tenants/acme",
+        )
+        .await;
+    }
+}
