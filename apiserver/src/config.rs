@@ -258,10 +258,10 @@ pub struct Config {
     pub max_labels: usize,
     pub max_metric_name_len: usize,
     pub max_label_value_len: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub max_future: Duration,
     pub queue_capacity: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub dedupe_window: Duration,
     pub tenant_rate_limit: u32,
     pub max_inflight_ingest_bytes: usize,
@@ -269,25 +269,25 @@ pub struct Config {
     pub max_streams_per_tenant: usize,
     pub max_query_points: usize,
     pub sqlite_sync: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub retention_raw: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub retention_1m: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub retention_5m: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub retention_interval: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub session_ttl: Duration,
     pub cookie_secure: bool,
     pub log_format: String,
     pub notify_max_attempts: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub notify_backoff: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub notify_max_backoff: Duration,
     pub notify_ca_file: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "short_duration")]
     pub alert_lease_ttl: Duration,
     /// CIDRs, comma-separated; empty = public addresses only.
     pub outbound_allow: String,
@@ -590,6 +590,12 @@ fn at_least(key: &str, value: usize, min: usize) -> Result<usize, ConfigError> {
 }
 
 /// Hides the password of `scheme://user:password@host`.
+/// A duration as its shortest text (`400d`, `1h30m`), which the configuration file reads back
+/// (humantime's own text of 400 days was `1year 1month 4days 7h 26m 24s`).
+fn short_duration<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&microdash_model::format_duration(*duration))
+}
+
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
@@ -666,6 +672,36 @@ mod tests {
         std::fs::write(&path, "listen: 127.0.0.1:9\ndedupe_window: 2h\n").unwrap();
         let layer = ConfigLayer::from_file(&path).unwrap();
         assert_eq!(layer.dedupe_window, Some(Duration::from_secs(7200)));
+    }
+
+    /// `--check-config` shows durations as a person writes them, and the printed YAML reads
+    /// back as a configuration file with the same values.
+    #[test]
+    fn printed_durations_are_short_and_read_back() {
+        let config =
+            Config::resolve(ConfigLayer { dedupe_window: Some(Duration::from_secs(5400)), ..Default::default() })
+                .unwrap();
+        let yaml = config.to_redacted_yaml();
+        for line in ["retention_5m: 400d", "retention_raw: 7d", "dedupe_window: 1h30m", "max_future: 10m"] {
+            assert!(yaml.lines().any(|l| l == line), "{line} in:\n{yaml}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("printed.yaml");
+        let durations: String = yaml
+            .lines()
+            .filter(|l| {
+                ["retention_", "dedupe_window", "max_future", "session_ttl", "notify_", "alert_lease_ttl"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, &durations).unwrap();
+        let again = Config::resolve(ConfigLayer::from_file(&path).unwrap()).unwrap();
+        assert_eq!(
+            (again.retention_5m, again.dedupe_window, again.notify_max_backoff),
+            (config.retention_5m, config.dedupe_window, config.notify_max_backoff)
+        );
     }
 
     #[test]
