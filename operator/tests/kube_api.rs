@@ -67,6 +67,30 @@ async fn post_sample(server: &Microdash, tenant: &str, value: f64) {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
 }
 
+/// Waits for an Event with `reason` about the object `name` in `ns`; answers its type and note.
+async fn until_event(client: &Client, ns: &str, name: &str, reason: &str) -> (String, String) {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    eventually(WAIT, &format!("Event {reason} about {name}"), || async {
+        let list = events.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let seen: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| e.reason.clone().unwrap_or_default())
+            .collect();
+        list.items
+            .iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .map(|e| (e.type_.clone().unwrap_or_default(), e.note.clone().unwrap_or_default()))
+            .ok_or_else(|| format!("events about {name}: {seen:?}"))
+    })
+    .await
+}
+
 async fn server_rule(server: &Microdash, tenant: &str, name: &str) -> (u16, Value) {
     let r = server.as_tenant(Method::GET, &format!("/api/v1/rules/{name}"), tenant).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
@@ -125,6 +149,10 @@ async fn an_alert_rule_syncs_is_accepted_then_fires_and_deleting_removes_it() {
     assert_eq!(status["matchedSeries"], 1);
     assert_eq!(status["firingSeries"], 1);
     assert!(status["lastEvaluation"].is_string(), "{status}");
+    // `kubectl describe` shows it: a Warning Event on the rule.
+    let (kind, note) = until_event(&client, &ns, "high-cpu", "Firing").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("1 of 1 series firing in tenant default"), "{note}");
 
     // An edit rolls out: the server gets the new threshold.
     rules
@@ -366,6 +394,9 @@ async fn a_channel_takes_its_secrets_from_kubernetes_and_reports_a_missing_one()
     })
     .await;
     assert_eq!(status["lastDelivery"]["ok"], false, "{status}");
+    let (kind, note) = until_event(&client, &ns, "ops-webhook", "DeliveryFailed").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("tenant default"), "{note}");
 
     channels.delete("ops-webhook", &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "channel gone from the server", || async {

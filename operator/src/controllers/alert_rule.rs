@@ -143,6 +143,15 @@ impl AlertRule {
             last_evaluation: last_transition.map(ms_rfc3339).or(previous.last_evaluation.clone()),
             last_sync: previous.last_sync.clone(),
         };
+        if let Some((warning, reason, note)) = state_event(
+            previous.state.as_deref(),
+            &view.status.state,
+            view.status.firing,
+            view.status.instances,
+            tenant,
+        ) {
+            ctx.event(self, warning, reason, note).await;
+        }
         // `lastSync` moves only with a real change: an unchanged status is not written.
         if self.status.as_ref() != Some(&status) {
             let status = AlertRuleStatus { last_sync: Some(now_rfc3339()), ..status };
@@ -181,6 +190,34 @@ impl AlertRule {
     }
 }
 
+/// The Event for a change of the rule's worst state seen between two reconciles (what `kubectl
+/// describe` users watch): FIRING and NODATA are warnings, a return to OK or RESOLVED after a
+/// problem is normal; PENDING and the first state seen (no previous status) make none. Polled at
+/// the resync interval, so a problem shorter than it may pass unseen (the webhook and email
+/// channels are the real-time path).
+fn state_event(
+    previous: Option<&str>,
+    now: &str,
+    firing: i64,
+    matched: i64,
+    tenant: &str,
+) -> Option<(bool, &'static str, String)> {
+    let previous = previous?;
+    if previous == now {
+        return None;
+    }
+    match now {
+        "FIRING" => {
+            Some((true, "Firing", format!("{firing} of {matched} series firing in tenant {tenant} (was {previous})")))
+        }
+        "NODATA" => Some((true, "NoData", format!("no data for the rule in tenant {tenant} (was {previous})"))),
+        "OK" | "RESOLVED" if matches!(previous, "FIRING" | "NODATA") => {
+            Some((false, "Resolved", format!("{now} in tenant {tenant} (was {previous})")))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +235,22 @@ mod tests {
         .unwrap();
         let path = "/apis/microdash.io/v1alpha1/namespaces/ns/alertrules/r";
         verifier::first_reconcile_only_adds_the_finalizer(rule, reconcile, path).await;
+    }
+
+    #[test]
+    fn state_changes_a_person_acts_on_make_events() {
+        let event = |previous, now| state_event(previous, now, 2, 5, "acme").map(|(w, reason, _)| (w, reason));
+        assert_eq!(event(Some("OK"), "FIRING"), Some((true, "Firing")));
+        assert_eq!(event(Some("PENDING"), "FIRING"), Some((true, "Firing")));
+        assert_eq!(event(Some("OK"), "NODATA"), Some((true, "NoData")));
+        assert_eq!(event(Some("FIRING"), "RESOLVED"), Some((false, "Resolved")));
+        assert_eq!(event(Some("FIRING"), "OK"), Some((false, "Resolved")));
+        assert_eq!(event(Some("NODATA"), "OK"), Some((false, "Resolved")));
+        assert_eq!(event(Some("FIRING"), "FIRING"), None, "no change, no event");
+        assert_eq!(event(Some("OK"), "PENDING"), None);
+        assert_eq!(event(Some("PENDING"), "OK"), None, "a pending that never fired is no news");
+        assert_eq!(event(None, "FIRING"), None, "the first status seen is not a change");
+        let (_, _, note) = state_event(Some("OK"), "FIRING", 2, 5, "acme").unwrap();
+        assert_eq!(note, "2 of 5 series firing in tenant acme (was OK)");
     }
 }

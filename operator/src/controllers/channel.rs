@@ -143,6 +143,9 @@ impl NotificationChannel {
             status: d.status,
             error: d.error,
         });
+        if let Some(note) = delivery_failure(previous.last_delivery.as_ref(), last_delivery.as_ref(), tenant) {
+            ctx.event(self, true, "DeliveryFailed", note).await;
+        }
         let status = NotificationChannelStatus { observed_generation: generation, conditions, last_delivery };
         update_status(&api, &name, self.status.as_ref(), &status).await?;
         Ok(Action::requeue(ctx.resync))
@@ -156,6 +159,17 @@ impl NotificationChannel {
         }
         Ok(Action::await_change())
     }
+}
+
+/// The Event for a delivery that failed for good since the last reconcile (a pending one is
+/// still being retried; a failure already reported makes no second event).
+fn delivery_failure(previous: Option<&LastDelivery>, now: Option<&LastDelivery>, tenant: &str) -> Option<String> {
+    let now = now?;
+    if now.status != "failed" || previous.is_some_and(|p| p.time == now.time && p.status == now.status) {
+        return None;
+    }
+    let why = now.error.as_deref().unwrap_or("no reason given");
+    Some(format!("a notification of tenant {tenant} could not be delivered at {}: {why}", now.time))
 }
 
 #[cfg(test)]
@@ -175,5 +189,26 @@ mod tests {
         .unwrap();
         let path = "/apis/microdash.io/v1alpha1/namespaces/ns/notificationchannels/c";
         verifier::first_reconcile_only_adds_the_finalizer(channel, reconcile, path).await;
+    }
+
+    #[test]
+    fn a_failed_delivery_makes_one_event() {
+        let at = |time: &str, status: &str| LastDelivery {
+            time: time.into(),
+            ok: status == "delivered",
+            status: status.into(),
+            error: (status != "delivered").then(|| "HTTP 503".into()),
+        };
+        let failed = at("2026-12-02T10:00:00Z", "failed");
+        let note = delivery_failure(None, Some(&failed), "acme").expect("an event");
+        assert!(note.contains("acme") && note.contains("HTTP 503"), "{note}");
+        assert_eq!(delivery_failure(Some(&failed), Some(&failed), "acme"), None, "reported once");
+        let pending = at("2026-12-02T10:00:00Z", "pending");
+        assert!(delivery_failure(Some(&pending), Some(&failed), "acme").is_some(), "pending, then failed for good");
+        assert_eq!(delivery_failure(None, Some(&pending), "acme"), None, "still being retried");
+        let delivered = at("2026-12-02T10:01:00Z", "delivered");
+        assert_eq!(delivery_failure(Some(&failed), Some(&delivered), "acme"), None);
+        let again = at("2026-12-02T10:02:00Z", "failed");
+        assert!(delivery_failure(Some(&failed), Some(&again), "acme").is_some(), "a new failure");
     }
 }
