@@ -70,14 +70,18 @@ async fn prometheus_scrapes_node_exporter_and_remote_writes_into_the_tenant() {
             .expect("prometheus-node-exporter (Debian package; the test command installs it)"),
     );
     let config = dir.path().join("prometheus.yml");
+    // The token in a file of its own, as the dashboard's "Send data" block tells users.
+    let token_file = dir.path().join("microdash-token");
+    std::fs::write(&token_file, &token).unwrap();
     std::fs::write(
         &config,
         format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
              scrape_configs:\n  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n\
-             remote_write:\n  - url: {}\n    authorization: {{credentials: '{token}'}}\n\
+             remote_write:\n  - url: {}\n    authorization:\n      credentials_file: {}\n\
              \x20   queue_config: {{batch_send_deadline: 1s, max_samples_per_send: 2000, min_backoff: 100ms}}\n",
-            server.url("/api/v1/write")
+            server.url("/api/v1/write"),
+            token_file.display()
         ),
     )
     .unwrap();

@@ -24,6 +24,7 @@ const routes: RouteRecordRaw[] = [
     component: () => import('@/views/ChannelsView.vue'),
     meta: { title: 'Notification channels' },
   },
+  { path: '/send', name: 'send-data', component: () => import('@/views/SendDataView.vue'), meta: { title: 'Send data' } },
   { path: '/tokens', name: 'tokens', component: () => import('@/views/TokensView.vue'), meta: { title: 'Tokens' } },
   { path: '/:path(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue'), meta: { title: 'Not found' } },
 ]
