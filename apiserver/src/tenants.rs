@@ -65,8 +65,6 @@ pub fn parse_expires_in(text: &str) -> Result<i64, TenantError> {
 pub struct NewToken {
     /// Its number within the tenant: the `id` shown and revoked by.
     pub number: i64,
-    /// The server's own id (never shown).
-    pub token_id: i64,
     pub token: Token,
     pub expires_at: Option<i64>,
 }
@@ -102,7 +100,7 @@ pub async fn register_token(
     }
     let expires_at = expires_in.map(|ms| crate::domain::now_ms().saturating_add(ms));
     let ids = store.create_token(record.id, &token.hash(), &token.display_prefix(), scopes, expires_at).await?;
-    Ok(NewToken { number: ids.number, token_id: ids.token_id, token, expires_at })
+    Ok(NewToken { number: ids.number, token, expires_at })
 }
 
 /// The tokens of a tenant (never their secrets).
