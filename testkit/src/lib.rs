@@ -247,6 +247,12 @@ pub fn binary_beside_tests(name: &str, sources: &Path) -> PathBuf {
     bin
 }
 
+/// `target/<profile>/microdash` beside the running test executable, checked to be newer than
+/// the server's sources (`apiserver/src`): what the tests of the other crates run.
+pub fn microdash_beside_tests() -> PathBuf {
+    binary_beside_tests("microdash", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../apiserver/src"))
+}
+
 fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {

@@ -25,7 +25,7 @@ pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_microdash-agent");
 
 /// `target/<profile>/microdash`, checked to be newer than the server's sources.
 pub fn server_bin() -> PathBuf {
-    microdash_testkit::binary_beside_tests("microdash", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../apiserver/src"))
+    microdash_testkit::microdash_beside_tests()
 }
 
 /// A `microdash serve` process of the test kit, with the helpers of the agent's tests.

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,7 @@ fn rand_suffix() -> u32 {
 /// The `microdash` binary beside the test executable (built by `cargo test --workspace`),
 /// checked to be newer than the server's sources.
 pub fn microdash_bin() -> PathBuf {
-    microdash_testkit::binary_beside_tests("microdash", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../apiserver/src"))
+    microdash_testkit::microdash_beside_tests()
 }
 
 /// A real `microdash serve` (the workspace's test kit) on 127.0.0.1:0 with SQLite in a
