@@ -91,30 +91,14 @@ fn paths_in(code: &str, module: &[String]) -> Vec<Vec<String>> {
                 cursor += "super::".len();
             }
             if code[cursor..].starts_with('{') {
-                let end = code[cursor..].find('}').map(|e| cursor + e).unwrap_or(code.len());
-                for item in code[cursor + 1..end].split(',') {
-                    let item = item.trim();
-                    if let Some((ident, _)) = ident_at(item, 0) {
-                        let mut p = base.clone();
-                        p.push(ident);
-                        found.push(p);
-                    }
-                }
+                found.extend(group(code, cursor, &base));
                 continue;
             }
             let mut path = base;
             while let Some((ident, next)) = ident_at(code, cursor) {
                 path.push(ident);
                 if code[next..].starts_with("::{") {
-                    let open = next + 2;
-                    let end = code[open..].find('}').map(|e| open + e).unwrap_or(code.len());
-                    for item in code[open + 1..end].split(',') {
-                        if let Some((ident, _)) = ident_at(item.trim(), 0) {
-                            let mut p = path.clone();
-                            p.push(ident);
-                            found.push(p);
-                        }
-                    }
+                    found.extend(group(code, next + 2, &path));
                     break;
                 }
                 if code[next..].starts_with("::") {
@@ -127,6 +111,16 @@ fn paths_in(code: &str, module: &[String]) -> Vec<Vec<String>> {
         }
     }
     found
+}
+
+/// The paths of a group `{a, b::C}` opening at `open`: `prefix` with each item's first segment.
+fn group(code: &str, open: usize, prefix: &[String]) -> Vec<Vec<String>> {
+    let end = code[open..].find('}').map(|e| open + e).unwrap_or(code.len());
+    code[open + 1..end]
+        .split(',')
+        .filter_map(|item| ident_at(item.trim(), 0))
+        .map(|(ident, _)| prefix.iter().cloned().chain([ident]).collect())
+        .collect()
 }
 
 /// The file of the longest prefix of `path` that is a module of `modules`.
