@@ -284,10 +284,27 @@ impl fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
-/// Rule and channel names: like tenant names, so a name is also a Kubernetes object name and a
-/// URL path segment.
+/// Rule and channel names: a Kubernetes object name (a DNS-1123 subdomain: at most 253
+/// characters, dot-separated parts of lowercase letters, digits and '-' that start and end with
+/// a letter or digit), so every AlertRule's and NotificationChannel's name
+/// is one, and so is the operator's `NAMESPACE.NAME` for them; also a URL path segment.
 pub fn validate_object_name(name: &str) -> Result<(), String> {
-    crate::validate_tenant_name(name)
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be 1 to 253 characters long".into());
+    }
+    let part_ok = |part: &str| {
+        let bytes = part.as_bytes();
+        !bytes.is_empty()
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-'
+    };
+    if !name.split('.').all(part_ok) {
+        return Err("must contain only lowercase letters, digits, '-' and '.', and each '.'-separated part \
+                    must start and end with a letter or digit"
+            .into());
+    }
+    Ok(())
 }
 
 fn check_labels(errors: &mut ValidationErrors, field: &str, labels: &BTreeMap<String, String>) {
@@ -579,6 +596,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `forr`"), "{err}");
+    }
+
+    #[test]
+    fn object_names_are_kubernetes_names_so_namespace_dot_name_fits() {
+        for ok in [
+            "a",
+            "high-cpu",
+            "team-a.high-cpu",
+            "a.b.c",
+            &"x".repeat(200),
+            &format!("{}.{}", "n".repeat(63), "r".repeat(189)),
+        ] {
+            assert_eq!(validate_object_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "High", "a..b", ".a", "a.", "-a.b", "a-.b", "a_b", "a/b", "é", &"x".repeat(254)] {
+            assert!(validate_object_name(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use kube::Api;
 use kube::api::PostParams;
-use microdash_operator::resources::AlertRule;
+use microdash_operator::resources::{AlertRule, Tenant};
 use serde_json::json;
 
 /// Kills the operator when the benchmark ends, also when it panics: a stray operator watching
@@ -74,12 +74,25 @@ async fn operator_idle_memory_and_latency_for_100_rules() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_empty = rss_mib(pid);
 
+    // The rules' tenant, bound to this namespace (the operator makes it in the server).
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns},
+        "spec": {"tokenSecret": {"namespace": ns}}
+    }))
+    .unwrap();
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants.create(&PostParams::default(), &tenant).await.unwrap();
+    eventually(Duration::from_secs(60), "the tenant is Ready", || async {
+        let status = serde_json::to_value(tenants.get(&ns).await.map_err(|e| e.to_string())?.status).unwrap();
+        if condition(&status, "Ready").is_some_and(|c| c.0 == "True") { Ok(()) } else { Err(status.to_string()) }
+    })
+    .await;
     let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
     for i in 0..RULES {
         let rule: AlertRule = serde_json::from_value(json!({
             "apiVersion": "microdash.io/v1alpha1", "kind": "AlertRule", "metadata": {"name": format!("rule-{i:03}")},
-            "spec": {"tenant": "default", "metric": format!("bench.m{i}"),
+            "spec": {"tenant": ns, "metric": format!("bench.m{i}"),
                      "condition": {"aggregation": "avg", "window": "1m", "op": ">", "threshold": 90}, "for": "1m"}
         }))
         .unwrap();
@@ -105,7 +118,7 @@ async fn operator_idle_memory_and_latency_for_100_rules() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_full = rss_mib(pid);
     let in_server = server
-        .as_tenant(reqwest::Method::GET, "/api/v1/rules", "default")
+        .as_tenant(reqwest::Method::GET, "/api/v1/rules", &ns)
         .send()
         .await
         .unwrap()

@@ -91,8 +91,22 @@ async fn until_event(client: &Client, ns: &str, name: &str, reason: &str) -> (St
     .await
 }
 
-async fn server_rule(server: &Microdash, tenant: &str, name: &str) -> (u16, Value) {
-    let r = server.as_tenant(Method::GET, &format!("/api/v1/rules/{name}"), tenant).send().await.unwrap();
+/// A Tenant named like the namespace and bound to it (its token Secret is there) and to `also`,
+/// made in the server by the operator; answers its name.
+async fn bound_tenant(client: &Client, ns: &str, also: &[&str]) -> String {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns},
+        "spec": {"tokenSecret": {"namespace": ns}, "namespaces": also}
+    }))
+    .unwrap();
+    tenants.create(&PostParams::default(), &tenant).await.unwrap();
+    ns.to_string()
+}
+
+/// The rule `ns`/`name` as the server has it (named `NAMESPACE.NAME` there).
+async fn server_rule(server: &Microdash, tenant: &str, ns: &str, name: &str) -> (u16, Value) {
+    let r = server.as_tenant(Method::GET, &format!("/api/v1/rules/{ns}.{name}"), tenant).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
@@ -129,18 +143,19 @@ async fn the_generated_crds_are_accepted_and_served_by_the_api_server() {
 async fn an_alert_rule_syncs_is_accepted_then_fires_and_deleting_removes_it() {
     let (client, ns, server) = setup("rule").await;
     let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenant = bound_tenant(&client, &ns, &[]).await;
     let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
-    rules.create(&PostParams::default(), &rule("high-cpu", "default", 90.0)).await.unwrap();
+    rules.create(&PostParams::default(), &rule("high-cpu", &tenant, 90.0)).await.unwrap();
 
     let status = until_condition(&rules, "high-cpu", "Accepted", "True").await;
     assert_eq!(status["state"], "OK", "{status}");
     assert_eq!(status["observedGeneration"], 1);
-    let (code, in_server) = server_rule(&server, "default", "high-cpu").await;
+    let (code, in_server) = server_rule(&server, &tenant, &ns, "high-cpu").await;
     assert_eq!(code, 200);
     assert_eq!(in_server["condition"]["threshold"], 90.0);
     assert_eq!(in_server["labels"]["team"], "a");
 
-    post_sample(&server, "default", 97.0).await;
+    post_sample(&server, &tenant, 97.0).await;
     let status = eventually(WAIT, "state FIRING", || async {
         let s = status_of(&rules, "high-cpu").await;
         if s["state"] == "FIRING" { Ok(s) } else { Err(s.to_string()) }
@@ -152,7 +167,7 @@ async fn an_alert_rule_syncs_is_accepted_then_fires_and_deleting_removes_it() {
     // `kubectl describe` shows it: a Warning Event on the rule.
     let (kind, note) = until_event(&client, &ns, "high-cpu", "Firing").await;
     assert_eq!(kind, "Warning");
-    assert!(note.contains("1 of 1 series firing in tenant default"), "{note}");
+    assert!(note.contains(&format!("1 of 1 series firing in tenant {tenant}")), "{note}");
 
     // An edit rolls out: the server gets the new threshold.
     rules
@@ -160,14 +175,14 @@ async fn an_alert_rule_syncs_is_accepted_then_fires_and_deleting_removes_it() {
         .await
         .unwrap();
     eventually(WAIT, "new threshold in the server", || async {
-        let (_, r) = server_rule(&server, "default", "high-cpu").await;
+        let (_, r) = server_rule(&server, &tenant, &ns, "high-cpu").await;
         if r["condition"]["threshold"] == 99.0 { Ok(()) } else { Err(r.to_string()) }
     })
     .await;
 
     rules.delete("high-cpu", &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "rule gone from Kubernetes and the server", || async {
-        let (code, _) = server_rule(&server, "default", "high-cpu").await;
+        let (code, _) = server_rule(&server, &tenant, &ns, "high-cpu").await;
         let gone = rules.get_opt("high-cpu").await.unwrap().is_none();
         if code == 404 && gone { Ok(()) } else { Err(format!("server {code}, kubernetes gone: {gone}")) }
     })
@@ -178,57 +193,62 @@ async fn an_alert_rule_syncs_is_accepted_then_fires_and_deleting_removes_it() {
 async fn an_invalid_rule_reports_the_servers_reason_and_never_breaks_the_others() {
     let (client, ns, server) = setup("invalid").await;
     let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenant = bound_tenant(&client, &ns, &[]).await;
     let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
     // Passes the CRD schema (a string) but not the server: not a duration.
-    let mut bad = rule("bad-for", "default", 1.0);
+    let mut bad = rule("bad-for", &tenant, 1.0);
     bad.spec.rule.for_duration = Some("5 minutes".into());
     rules.create(&PostParams::default(), &bad).await.unwrap();
-    rules.create(&PostParams::default(), &rule("good", "default", 1.0)).await.unwrap();
-    // And one for a tenant that does not exist.
-    rules.create(&PostParams::default(), &rule("orphan", "no-such-tenant", 1.0)).await.unwrap();
+    rules.create(&PostParams::default(), &rule("good", &tenant, 1.0)).await.unwrap();
+    // And one for a tenant that has no Tenant resource (`default` exists in the server).
+    rules.create(&PostParams::default(), &rule("orphan", "default", 1.0)).await.unwrap();
 
     let status = until_condition(&rules, "bad-for", "Accepted", "False").await;
     let (_, reason, message) = condition(&status, "Accepted").unwrap();
     assert_eq!(reason, "Invalid");
     assert!(message.contains("for") && message.contains("5 minutes"), "{message}");
     let status = until_condition(&rules, "orphan", "Accepted", "False").await;
-    assert_eq!(condition(&status, "Accepted").unwrap().1, "TenantNotFound");
+    let (_, reason, message) = condition(&status, "Accepted").unwrap();
+    assert_eq!(reason, "TenantNotFound");
+    assert!(message.contains("there is no Tenant default"), "{message}");
+    assert_eq!(server_rule(&server, "default", &ns, "orphan").await.0, 404, "nothing reached the server");
     until_condition(&rules, "good", "Accepted", "True").await;
-    assert_eq!(server_rule(&server, "default", "bad-for").await.0, 404);
-    assert_eq!(server_rule(&server, "default", "good").await.0, 200);
+    assert_eq!(server_rule(&server, &tenant, &ns, "bad-for").await.0, 404);
+    assert_eq!(server_rule(&server, &tenant, &ns, "good").await.0, 200);
 
     // Fixing the spec makes it accepted.
     rules.patch("bad-for", &PatchParams::default(), &Patch::Merge(json!({"spec": {"for": "5m"}}))).await.unwrap();
     until_condition(&rules, "bad-for", "Accepted", "True").await;
-    assert_eq!(server_rule(&server, "default", "bad-for").await.1["for"], "5m");
+    assert_eq!(server_rule(&server, &tenant, &ns, "bad-for").await.1["for"], "5m");
 }
 
 #[tokio::test]
 async fn a_rule_changed_in_the_server_by_hand_is_restored() {
     let (client, ns, server) = setup("drift").await;
     let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenant = bound_tenant(&client, &ns, &[]).await;
     let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
-    rules.create(&PostParams::default(), &rule("steady", "default", 50.0)).await.unwrap();
+    rules.create(&PostParams::default(), &rule("steady", &tenant, 50.0)).await.unwrap();
     until_condition(&rules, "steady", "Synced", "True").await;
 
     let by_hand = json!({"metric": "cpu.usage", "condition": {"aggregation": "last", "op": "<", "threshold": 1}});
     let r = server
-        .as_tenant(Method::PUT, "/api/v1/rules/steady", "default")
+        .as_tenant(Method::PUT, &format!("/api/v1/rules/{ns}.steady"), &tenant)
         .body(by_hand.to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     eventually(WAIT, "the operator restores the rule", || async {
-        let (_, r) = server_rule(&server, "default", "steady").await;
+        let (_, r) = server_rule(&server, &tenant, &ns, "steady").await;
         if r["condition"]["threshold"] == 50.0 && r["condition"]["op"] == ">" { Ok(()) } else { Err(r.to_string()) }
     })
     .await;
     // Deleted by hand: created again.
-    let r = server.as_tenant(Method::DELETE, "/api/v1/rules/steady", "default").send().await.unwrap();
+    let r = server.as_tenant(Method::DELETE, &format!("/api/v1/rules/{ns}.steady"), &tenant).send().await.unwrap();
     assert_eq!(r.status(), 204);
     eventually(WAIT, "the operator creates the rule again", || async {
-        let (code, _) = server_rule(&server, "default", "steady").await;
+        let (code, _) = server_rule(&server, &tenant, &ns, "steady").await;
         if code == 200 { Ok(()) } else { Err(code.to_string()) }
     })
     .await;
@@ -241,14 +261,16 @@ async fn an_unreachable_server_is_retried_and_reported_until_it_is_back() {
     let api = microdash_operator::server::ServerApi::new(format!("http://{listen}"), ADMIN_TOKEN);
     let _ctx =
         start_operator(&client, &ns, microdash_operator::context::ServerSource::Fixed(api), Duration::from_millis(500));
+    // Its tenant is made in the server once the server is back.
+    let tenant = bound_tenant(&client, &ns, &[]).await;
     let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
-    rules.create(&PostParams::default(), &rule("patient", "default", 5.0)).await.unwrap();
+    rules.create(&PostParams::default(), &rule("patient", &tenant, 5.0)).await.unwrap();
     let status = until_condition(&rules, "patient", "Synced", "False").await;
     assert_eq!(condition(&status, "Synced").unwrap().1, "ServerUnreachable");
 
     let server = Microdash::start_again(dir, &listen);
     until_condition(&rules, "patient", "Accepted", "True").await;
-    assert_eq!(server_rule(&server, "default", "patient").await.0, 200);
+    assert_eq!(server_rule(&server, &tenant, &ns, "patient").await.0, 200);
 }
 
 #[tokio::test]
@@ -317,8 +339,12 @@ async fn a_tenant_gets_its_token_secret_and_exists_in_the_server_until_deleted()
         if r.status() == 200 { Ok(()) } else { Err(r.status().to_string()) }
     })
     .await;
-    let status = status_of(&tenants, &name).await;
-    assert_eq!(status["tokenRepair"]["action"], "Reregistered", "{status}");
+    // The token works once the server has it; the status is written later in the same pass.
+    eventually(WAIT, "status says Reregistered", || async {
+        let s = status_of(&tenants, &name).await;
+        if s["tokenRepair"]["action"] == "Reregistered" { Ok(()) } else { Err(s.to_string()) }
+    })
+    .await;
     let held = String::from_utf8(secrets.get(&secret_name).await.unwrap().data.unwrap()["token"].0.clone()).unwrap();
     assert_eq!(held, token2, "registered again, not rotated");
 
@@ -352,14 +378,111 @@ async fn a_tenant_gets_its_token_secret_and_exists_in_the_server_until_deleted()
     assert_eq!(r.status(), 401, "the token died with the tenant");
 }
 
+/// Issue 19, items 1 and 2: a tenant is used only from the namespaces its Tenant binds, and
+/// same-named rules of two namespaces are two rules on the server.
+#[tokio::test]
+async fn a_tenant_is_used_only_from_the_namespaces_it_binds() {
+    let (client, a, server) = setup("bind-a").await;
+    let b = namespace(&client, "bind-b").await;
+    let c = namespace(&client, "bind-c").await;
+    // One operator per namespace, as one cluster-wide operator would act in each.
+    let _ctxs: Vec<_> =
+        [&a, &b, &c].iter().map(|ns| start_operator(&client, ns, fixed(&server), Duration::from_millis(500))).collect();
+    let tenant = bound_tenant(&client, &a, &[&b, &c]).await;
+
+    // The same rule name in three bound namespaces: three rules on the server. A rule's
+    // channels are named in its own namespace.
+    let channel: NotificationChannel = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "NotificationChannel", "metadata": {"name": "pager"},
+        "spec": {"tenant": tenant, "webhook": {"url": "https://hooks.example/pager"}}
+    }))
+    .unwrap();
+    let b_channels: Api<NotificationChannel> = Api::namespaced(client.clone(), &b);
+    b_channels.create(&PostParams::default(), &channel).await.unwrap();
+    until_condition(&b_channels, "pager", "Synced", "True").await;
+    for (ns, threshold) in [(&a, 90.0), (&b, 80.0), (&c, 70.0)] {
+        let mut r = rule("high-cpu", &tenant, threshold);
+        if ns == &b {
+            r.spec.rule.channels = vec!["pager".into()];
+        }
+        Api::<AlertRule>::namespaced(client.clone(), ns).create(&PostParams::default(), &r).await.unwrap();
+    }
+    for (ns, threshold) in [(&a, 90.0), (&b, 80.0), (&c, 70.0)] {
+        let rules: Api<AlertRule> = Api::namespaced(client.clone(), ns);
+        let status = until_condition(&rules, "high-cpu", "Synced", "True").await;
+        let (_, _, message) = condition(&status, "Synced").unwrap();
+        assert!(message.contains(&format!("rule {ns}.high-cpu of tenant {tenant}")), "{message}");
+        let (code, view) = server_rule(&server, &tenant, ns, "high-cpu").await;
+        assert_eq!((code, view["condition"]["threshold"].as_f64()), (200, Some(threshold)), "{ns}: {view}");
+    }
+    assert_eq!(server_rule(&server, &tenant, &b, "high-cpu").await.1["channels"], json!([format!("{b}.pager")]));
+
+    // The Tenant stops binding c: c's rule leaves the server and says why; a and b keep theirs.
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants.patch(&tenant, &PatchParams::default(), &Patch::Merge(json!({"spec": {"namespaces": [b]}}))).await.unwrap();
+    let c_rules: Api<AlertRule> = Api::namespaced(client.clone(), &c);
+    let status = until_condition(&c_rules, "high-cpu", "Accepted", "False").await;
+    let (_, reason, message) = condition(&status, "Accepted").unwrap();
+    assert_eq!(reason, "NamespaceNotBound");
+    assert!(message.contains(&format!("add {c} to its spec.namespaces")), "{message}");
+    assert_eq!(condition(&status, "Synced").unwrap().0, "False");
+    assert!(status.get("state").is_none(), "no server state for an unbound rule: {status}");
+    let (kind, _) = until_event(&client, &c, "high-cpu", "NamespaceNotBound").await;
+    assert_eq!(kind, "Warning");
+    eventually(WAIT, "c's rule gone from the server", || async {
+        let (code, _) = server_rule(&server, &tenant, &c, "high-cpu").await;
+        if code == 404 { Ok(()) } else { Err(code.to_string()) }
+    })
+    .await;
+    assert_eq!(server_rule(&server, &tenant, &a, "high-cpu").await.0, 200);
+    assert_eq!(server_rule(&server, &tenant, &b, "high-cpu").await.0, 200);
+
+    // The chart's admission policy refuses a new rule in c before it is stored (the policy
+    // takes a moment to become active after it is created).
+    let policy = chart_dir().join("templates/tenant-binding-policy.yaml");
+    let out = std::process::Command::new(kube_bin("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(["apply", "-f"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refusal = eventually(WAIT, "the admission policy refuses a rule in an unbound namespace", || async {
+        match c_rules.create(&PostParams::default(), &rule("late", &tenant, 1.0)).await {
+            Err(e) if e.to_string().contains("does not bind") => Ok(e.to_string()),
+            Err(e) => Err(e.to_string()),
+            Ok(_) => {
+                // Not active yet: take it away again and retry.
+                let _ = c_rules.delete("late", &DeleteParams::default()).await;
+                Err("created".into())
+            }
+        }
+    })
+    .await;
+    assert!(refusal.contains(&format!("Tenant {tenant} does not bind namespace {c}")), "{refusal}");
+    // A bound namespace passes it, and an unbound rule's deletion finishes.
+    Api::<AlertRule>::namespaced(client.clone(), &b)
+        .create(&PostParams::default(), &rule("low-cpu", &tenant, 1.0))
+        .await
+        .unwrap();
+    c_rules.delete("high-cpu", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "the unbound rule is deleted", || async {
+        if c_rules.get_opt("high-cpu").await.unwrap().is_none() { Ok(()) } else { Err("still there".into()) }
+    })
+    .await;
+    assert_eq!(server_rule(&server, &tenant, &a, "high-cpu").await.0, 200, "another namespace's rule is untouched");
+}
+
 #[tokio::test]
 async fn a_channel_takes_its_secrets_from_kubernetes_and_reports_a_missing_one() {
     let (client, ns, server) = setup("channel").await;
     let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenant = bound_tenant(&client, &ns, &[]).await;
     let channels: Api<NotificationChannel> = Api::namespaced(client.clone(), &ns);
     let channel: NotificationChannel = serde_json::from_value(json!({
         "apiVersion": "microdash.io/v1alpha1", "kind": "NotificationChannel", "metadata": {"name": "ops-webhook"},
-        "spec": {"tenant": "default",
+        "spec": {"tenant": tenant,
                  "webhook": {"urlSecretRef": {"name": "hook", "key": "url"}, "hmacSecretRef": {"name": "hook", "key": "hmac"}},
                  "repeatInterval": "1h"}
     }))
@@ -378,14 +501,18 @@ async fn a_channel_takes_its_secrets_from_kubernetes_and_reports_a_missing_one()
     .unwrap();
     secrets.create(&PostParams::default(), &secret).await.unwrap();
     until_condition(&channels, "ops-webhook", "Accepted", "True").await;
-    let r = server.as_tenant(Method::GET, "/api/v1/channels/ops-webhook", "default").send().await.unwrap();
+    let r = server.as_tenant(Method::GET, &format!("/api/v1/channels/{ns}.ops-webhook"), &tenant).send().await.unwrap();
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["webhook"]["url"], "http://127.0.0.1:9/hook");
     assert_eq!(view["webhook"]["hmacSecret"], "<set>", "the secret reached the server");
     assert_eq!(view["repeatInterval"], "1h");
 
     // A test send fails (nothing listens on port 9): the status shows the last delivery.
-    let r = server.as_tenant(Method::POST, "/api/v1/channels/ops-webhook/test", "default").send().await.unwrap();
+    let r = server
+        .as_tenant(Method::POST, &format!("/api/v1/channels/{ns}.ops-webhook/test"), &tenant)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["ok"], false);
     let status = eventually(WAIT, "last delivery in status", || async {
@@ -396,11 +523,12 @@ async fn a_channel_takes_its_secrets_from_kubernetes_and_reports_a_missing_one()
     assert_eq!(status["lastDelivery"]["ok"], false, "{status}");
     let (kind, note) = until_event(&client, &ns, "ops-webhook", "DeliveryFailed").await;
     assert_eq!(kind, "Warning");
-    assert!(note.contains("tenant default"), "{note}");
+    assert!(note.contains(&format!("tenant {tenant}")), "{note}");
 
     channels.delete("ops-webhook", &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "channel gone from the server", || async {
-        let r = server.as_tenant(Method::GET, "/api/v1/channels/ops-webhook", "default").send().await.unwrap();
+        let r =
+            server.as_tenant(Method::GET, &format!("/api/v1/channels/{ns}.ops-webhook"), &tenant).send().await.unwrap();
         if r.status() == 404 { Ok(()) } else { Err(r.status().to_string()) }
     })
     .await;

@@ -482,6 +482,17 @@ pub async fn alert_suite(store: DynStore) {
     assert_eq!(store.list_transitions(a.id, None, None, 10).await.unwrap().len(), 3);
     store.delete_instance(other.id).await.unwrap();
     assert!(store.list_instances(None).await.unwrap().is_empty());
+
+    // A Kubernetes object name at full length (the operator's NAMESPACE.NAME, 253 characters)
+    // fits every backend: the rule, its channel, its instances.
+    let long = format!("{}.{}", "n".repeat(63), "r".repeat(189));
+    assert!(store.put_spec(SpecKind::Rule, b.id, &long, "{}", 3000, true).await.unwrap());
+    assert!(store.put_spec(SpecKind::Channel, b.id, &long, "{}", 3000, true).await.unwrap());
+    assert_eq!(store.get_spec(SpecKind::Rule, b.id, &long).await.unwrap().unwrap().name, long);
+    let long_instance = store.upsert_instance(b.id, &long, &labels, &Instance::new(30)).await.unwrap();
+    assert_eq!(long_instance.rule, long);
+    assert!(store.delete_spec(SpecKind::Rule, b.id, &long).await.unwrap());
+    assert!(store.delete_spec(SpecKind::Channel, b.id, &long).await.unwrap());
 }
 
 #[tokio::test]

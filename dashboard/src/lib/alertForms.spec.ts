@@ -46,6 +46,9 @@ describe('rule forms', () => {
     const ok = { ...emptyRuleForm(), name: 'cpu', metric: 'cpu.usage', threshold: '90' }
     expect(checkRuleForm(ok)).toEqual({})
     expect(checkRuleForm({ ...ok, aggregation: 'last', window: '' })).toEqual({})
+    // Names are Kubernetes object names, as the server takes them (the operator's NAMESPACE.NAME).
+    for (const name of ['team-a.high-cpu', 'a.b.c', 'x'.repeat(253)]) expect(checkRuleForm({ ...ok, name })).toEqual({})
+    for (const name of ['a..b', '.a', 'a.', 'a-.b', 'x'.repeat(254)]) expect(Object.keys(checkRuleForm({ ...ok, name }))).toEqual(['name'])
   })
 
   it('read durations and label pairs like the server', () => {

@@ -18,7 +18,9 @@ import type {
 
 export type FieldErrors = Record<string, string>
 
-const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+// A Kubernetes object name (what the server takes): dot-separated parts, at most 253 characters.
+const LABEL = '[a-z0-9]([a-z0-9-]*[a-z0-9])?'
+const NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(\\.${LABEL})*$`)
 const METRIC = /^[a-zA-Z_][a-zA-Z0-9_.:-]*$/
 const DURATION = /^(0|(\d+(ms|s|m|h|d))+)$/
 
@@ -130,7 +132,7 @@ export function ruleToForm(rule: AlertRule | RuleSpec): RuleForm {
 /** The checks the browser can make before a round trip; the server's word is final. */
 export function checkRuleForm(f: RuleForm): FieldErrors {
   const e: FieldErrors = {}
-  if (!NAME.test(f.name)) e.name = 'lowercase letters, digits and -, at most 63 characters'
+  if (!NAME.test(f.name)) e.name = 'lowercase letters, digits, - and ., at most 253 characters'
   if (!METRIC.test(f.metric)) e.metric = 'a metric name such as cpu.usage'
   if (parsePairs(f.match) === null) e.match = 'write key=value pairs separated by commas'
   if (f.aggregation !== 'last' && !f.window.trim()) e['condition.window'] = `${f.aggregation} needs a window, e.g. 1m`
@@ -227,7 +229,7 @@ export function channelToForm(c: Channel | ChannelSpec): ChannelForm {
 
 export function checkChannelForm(f: ChannelForm): FieldErrors {
   const e: FieldErrors = {}
-  if (!NAME.test(f.name)) e.name = 'lowercase letters, digits and -, at most 63 characters'
+  if (!NAME.test(f.name)) e.name = 'lowercase letters, digits, - and ., at most 253 characters'
   if (f.kind === 'webhook') {
     if (!/^https?:\/\/[^\s/]/.test(f.url.trim())) e['webhook.url'] = 'an http:// or https:// URL'
     if (f.timeout.trim() && !isDuration(f.timeout)) e['webhook.timeout'] = 'a duration such as 5s'

@@ -9,17 +9,31 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::binding::{self, Binding};
 use super::{FINALIZER, error_policy, from_finalizer, measured, ms_rfc3339, now_rfc3339};
-use crate::conditions::{Wanted, merge};
+use crate::conditions::{Wanted, is_true, merge};
 use crate::context::{Context, patch_status, update_status};
 use crate::error::{Error, Result};
-use crate::resources::{AlertRule, AlertRuleStatus};
+use crate::resources::{AlertRule, AlertRuleStatus, Tenant};
 
 const CONTROLLER: &str = "alertrule";
 
 pub async fn run(ctx: Arc<Context>) {
     let rules: Api<AlertRule> = ctx.watched();
-    Controller::new(rules, watcher::Config::default())
+    let controller = Controller::new(rules, watcher::Config::default());
+    // A Tenant's binding changes which of its rules may be on the server: look at them again.
+    let store = controller.store();
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    controller
+        .watches(tenants, watcher::Config::default(), move |tenant| {
+            let name = tenant.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|rule| rule.spec.rule.tenant.as_deref() == Some(name.as_str()))
+                .map(|rule| kube::runtime::reflector::ObjectRef::from_obj(rule.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
         .for_each(|_| async {})
@@ -63,6 +77,10 @@ impl AlertRule {
             update_status(&api, &name, self.status.as_ref(), &status).await?;
             return Ok(Action::await_change());
         };
+        let namespace = self.namespace().unwrap_or_default();
+        if let Binding::Refused { reason, message } = binding::check(ctx, "AlertRule", tenant, &namespace).await? {
+            return self.unbound(ctx, &api, &previous, tenant, reason, message).await;
+        }
         let server = match ctx.server().await {
             Ok(server) => server,
             Err(e) => return Err(self.unsynced(&api, &previous, e).await),
@@ -70,9 +88,13 @@ impl AlertRule {
         let wanted = {
             let mut spec = self.spec.rule.clone();
             spec.tenant = None;
+            // Channels are named in the rule's namespace, as the NotificationChannels are.
+            spec.channels = spec.channels.iter().map(|c| binding::server_name(&namespace, c)).collect();
             spec
         };
-        let current = match server.get_rule(tenant, &name).await {
+        let server_name = binding::server_name(&namespace, &name);
+        let name = server_name.as_str();
+        let current = match server.get_rule(tenant, name).await {
             Ok(current) => current,
             Err(e) => return Err(self.unsynced(&api, &previous, e).await),
         };
@@ -81,7 +103,7 @@ impl AlertRule {
             current
         } else {
             let drift = current.is_some() && previous.observed_generation == generation;
-            match server.put_rule(tenant, &name, &wanted).await {
+            match server.put_rule(tenant, name, &wanted).await {
                 Ok(Ok(view)) => {
                     if drift {
                         ctx.event(
@@ -112,7 +134,7 @@ impl AlertRule {
                         ctx.event(self, true, reason, refusal.detail.clone()).await;
                     }
                     let status = AlertRuleStatus { observed_generation: generation, conditions, ..previous.clone() };
-                    update_status(&api, &name, self.status.as_ref(), &status).await?;
+                    update_status(&api, &self.name_any(), self.status.as_ref(), &status).await?;
                     // A missing tenant may appear; a bad spec waits for an edit.
                     return Ok(if reason == "TenantNotFound" {
                         Action::requeue(ctx.resync)
@@ -124,12 +146,16 @@ impl AlertRule {
             }
         };
         let view = view.expect("set above");
-        let last_transition = server.last_transition(tenant, &name).await.ok().flatten();
+        let last_transition = server.last_transition(tenant, name).await.ok().flatten();
         let conditions = merge(
             &previous.conditions,
             &[
                 Wanted::yes("Accepted", "Valid", "the server accepted the rule"),
-                Wanted::yes("Synced", "Synced", format!("in sync with tenant {tenant} at {}", server.base())),
+                Wanted::yes(
+                    "Synced",
+                    "Synced",
+                    format!("in sync with rule {name} of tenant {tenant} at {}", server.base()),
+                ),
             ],
             generation,
             k8s_openapi::jiff::Timestamp::now(),
@@ -155,8 +181,45 @@ impl AlertRule {
         // `lastSync` moves only with a real change: an unchanged status is not written.
         if self.status.as_ref() != Some(&status) {
             let status = AlertRuleStatus { last_sync: Some(now_rfc3339()), ..status };
-            patch_status(&api, &name, json!(status)).await?;
+            patch_status(&api, &self.name_any(), json!(status)).await?;
         }
+        Ok(Action::requeue(ctx.resync))
+    }
+
+    /// A rule whose namespace may not use its tenant: nothing of it stays on the server (what it
+    /// put there while bound is deleted) and the status says what to change.
+    async fn unbound(
+        &self,
+        ctx: &Context,
+        api: &Api<AlertRule>,
+        previous: &AlertRuleStatus,
+        tenant: &str,
+        reason: &'static str,
+        message: String,
+    ) -> Result<Action> {
+        if is_true(&previous.conditions, "Synced") {
+            let server_name = binding::server_name(&self.namespace().unwrap_or_default(), &self.name_any());
+            if ctx.server().await?.delete_rule(tenant, &server_name).await? {
+                tracing::info!(rule = %server_name, %tenant, "The rule's namespace is no longer bound: deleted from the server.");
+            }
+        }
+        if !crate::conditions::is_false_with(&previous.conditions, "Accepted", &message) {
+            ctx.event(self, true, reason, message.clone()).await;
+        }
+        let conditions = merge(
+            &previous.conditions,
+            &[Wanted::no("Accepted", reason, &message), Wanted::no("Synced", reason, "not on the server")],
+            self.metadata.generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let status = AlertRuleStatus {
+            observed_generation: self.metadata.generation,
+            conditions,
+            last_sync: previous.last_sync.clone(),
+            ..Default::default()
+        };
+        update_status(api, &self.name_any(), Some(previous), &status).await?;
+        // The Tenant watch brings the rule back when the binding changes.
         Ok(Action::requeue(ctx.resync))
     }
 
@@ -177,8 +240,15 @@ impl AlertRule {
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
-        let name = self.name_any();
+        let namespace = self.namespace().unwrap_or_default();
+        let name = binding::server_name(&namespace, &self.name_any());
+        let synced = self.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Synced"));
         if let Some(tenant) = self.tenant() {
+            // An unbound namespace never touches the tenant on the server, unless the rule is
+            // still there from when it was bound.
+            if !synced && binding::check(ctx, "AlertRule", tenant, &namespace).await? != Binding::Bound {
+                return Ok(Action::await_change());
+            }
             let server = ctx.server().await?;
             match server.delete_rule(tenant, &name).await? {
                 true => tracing::info!(rule = %name, %tenant, "Rule deleted from the server."),

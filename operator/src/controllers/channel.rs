@@ -9,18 +9,32 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
+use super::binding::{self, Binding};
 use super::{FINALIZER, error_policy, from_finalizer, measured, ms_rfc3339};
-use crate::conditions::{Wanted, is_false_with, merge};
+use crate::conditions::{Wanted, is_false_with, is_true, merge};
 use crate::context::{Context, read_secret_key, update_status};
 use crate::error::{Error, Result};
 use crate::resources::channel::{LastDelivery, ResolvedSecrets};
-use crate::resources::{NotificationChannel, NotificationChannelStatus};
+use crate::resources::{NotificationChannel, NotificationChannelStatus, Tenant};
 
 const CONTROLLER: &str = "notificationchannel";
 
 pub async fn run(ctx: Arc<Context>) {
     let channels: Api<NotificationChannel> = ctx.watched();
-    Controller::new(channels, watcher::Config::default())
+    let controller = Controller::new(channels, watcher::Config::default());
+    // A Tenant's binding changes which of its channels may be on the server: look at them again.
+    let store = controller.store();
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    controller
+        .watches(tenants, watcher::Config::default(), move |tenant| {
+            let name = tenant.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|channel| channel.spec.tenant == name)
+                .map(|channel| kube::runtime::reflector::ObjectRef::from_obj(channel.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
         .for_each(|_| async {})
@@ -85,11 +99,23 @@ impl NotificationChannel {
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Action> {
-        let name = self.name_any();
+        let namespace = self.namespace().unwrap_or_default();
         let tenant = self.spec.tenant.as_str();
-        let api: Api<NotificationChannel> = Api::namespaced(ctx.client.clone(), &self.namespace().unwrap_or_default());
+        let api: Api<NotificationChannel> = Api::namespaced(ctx.client.clone(), &namespace);
         let previous = self.status.clone().unwrap_or_default();
         let generation = self.metadata.generation;
+        let name = binding::server_name(&namespace, &self.name_any());
+        if let Binding::Refused { reason, message } =
+            binding::check(ctx, "NotificationChannel", tenant, &namespace).await?
+        {
+            // What it put on the server while bound goes; the Secrets are not read.
+            if is_true(&previous.conditions, "Synced") && ctx.server().await?.delete_channel(tenant, &name).await? {
+                tracing::info!(channel = %name, %tenant, "The channel's namespace is no longer bound: deleted from the server.");
+            }
+            let previous = NotificationChannelStatus { last_delivery: None, ..previous };
+            self.refused(ctx, &api, previous, reason, message).await?;
+            return Ok(Action::requeue(ctx.resync));
+        }
         let secrets = match self.resolve_secrets(ctx).await {
             Ok(secrets) => secrets,
             Err(Error::Secret(message)) => {
@@ -132,7 +158,7 @@ impl NotificationChannel {
             &previous.conditions,
             &[
                 Wanted::yes("Accepted", "Valid", "the server accepted the channel"),
-                Wanted::yes("Synced", "Synced", format!("in sync with tenant {tenant}")),
+                Wanted::yes("Synced", "Synced", format!("in sync with channel {name} of tenant {tenant}")),
             ],
             generation,
             k8s_openapi::jiff::Timestamp::now(),
@@ -147,13 +173,21 @@ impl NotificationChannel {
             ctx.event(self, true, "DeliveryFailed", note).await;
         }
         let status = NotificationChannelStatus { observed_generation: generation, conditions, last_delivery };
-        update_status(&api, &name, self.status.as_ref(), &status).await?;
+        update_status(&api, &self.name_any(), self.status.as_ref(), &status).await?;
         Ok(Action::requeue(ctx.resync))
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = binding::server_name(&namespace, &self.name_any());
+        let synced = self.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Synced"));
+        // An unbound namespace never touches the tenant on the server, unless the channel is
+        // still there from when it was bound.
+        if !synced && binding::check(ctx, "NotificationChannel", &self.spec.tenant, &namespace).await? != Binding::Bound
+        {
+            return Ok(Action::await_change());
+        }
         let server = ctx.server().await?;
-        let name = self.name_any();
         if server.delete_channel(&self.spec.tenant, &name).await? {
             tracing::info!(channel = %name, tenant = %self.spec.tenant, "Channel deleted from the server.");
         }

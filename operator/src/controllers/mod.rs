@@ -2,6 +2,7 @@
 //! the work in `apply` and `cleanup`.
 
 pub mod alert_rule;
+pub mod binding;
 pub mod channel;
 pub mod microdash;
 pub mod tenant;

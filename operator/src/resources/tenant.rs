@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Display name", type_ = "string", json_path = ".spec.displayName"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Token secret", type_ = "string", json_path = ".status.tokenSecretName"),
+    printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -26,6 +27,13 @@ pub struct TenantResourceSpec {
     pub tenant: TenantSpec,
     /// Where the operator writes the tenant's token (key `token`).
     pub token_secret: TokenSecret,
+    /// The namespaces whose AlertRules and NotificationChannels may use this tenant, besides
+    /// `tokenSecret.namespace` (always bound: whoever reads the token there already acts as the
+    /// tenant). A rule or channel of the tenant in any other namespace is refused (condition
+    /// `Accepted=False`, reason `NamespaceNotBound`) and never reaches the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 63)))]
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -44,6 +52,10 @@ impl Tenant {
     pub fn token_secret_name(&self) -> String {
         let name = self.metadata.name.as_deref().unwrap_or_default();
         self.spec.token_secret.name.clone().unwrap_or_else(|| format!("microdash-tenant-{name}"))
+    }
+    /// Whether AlertRules and NotificationChannels in `namespace` may use this tenant.
+    pub fn binds(&self, namespace: &str) -> bool {
+        self.spec.token_secret.namespace == namespace || self.spec.namespaces.iter().any(|n| n == namespace)
     }
     pub fn token_scopes(&self) -> Vec<Scope> {
         if self.spec.token_secret.scopes.is_empty() {

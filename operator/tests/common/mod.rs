@@ -20,6 +20,11 @@ use microdash_operator::server::ServerApi;
 
 pub const ADMIN_TOKEN: &str = "operator-test-admin-token-0123456789";
 
+/// The Helm chart's folder.
+pub fn chart_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/microdash")
+}
+
 /// The kubeconfig of the test control plane; a missing one fails the test and names the fix.
 pub fn kubeconfig_path() -> PathBuf {
     match std::env::var("MICRODASH_TEST_KUBECONFIG") {

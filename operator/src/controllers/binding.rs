@@ -1,0 +1,97 @@
+//! Tenancy on Kubernetes: which namespaces may use a tenant, and the name a namespaced object
+//! (AlertRule, NotificationChannel) has on the server.
+//!
+//! A tenant is managed from Kubernetes by its `Tenant` resource and used from the namespaces it
+//! binds (`spec.namespaces` and `spec.tokenSecret.namespace`). A rule or channel naming a tenant
+//! that has no `Tenant`, or whose `Tenant` does not bind the object's namespace, is refused
+//! before anything reaches the server. The chart's ValidatingAdmissionPolicy refuses the second
+//! case at admission already; the first needs a lookup admission cannot make (a missing param
+//! is allowed), so it is this check alone.
+//!
+//! On the server a namespaced object is `NAMESPACE.NAME` (namespaces have no dots): two
+//! same-named rules of two namespaces bound to one tenant are two rules.
+
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::resources::Tenant;
+
+/// The verdict on a namespaced object's tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Binding {
+    Bound,
+    /// `reason` is the condition's reason; `message` says what to change.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The object's name on the server: `NAMESPACE.NAME`.
+pub fn server_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}.{name}")
+}
+
+/// Whether `kind` objects in `namespace` may use `tenant`.
+pub async fn check(ctx: &Context, kind: &str, tenant: &str, namespace: &str) -> Result<Binding> {
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    Ok(verdict(tenants.get_opt(tenant).await?.as_ref(), kind, tenant, namespace))
+}
+
+fn verdict(found: Option<&Tenant>, kind: &str, tenant: &str, namespace: &str) -> Binding {
+    match found {
+        None => Binding::Refused {
+            reason: "TenantNotFound",
+            message: format!(
+                "there is no Tenant {tenant}; a {kind} may use only a tenant whose Tenant resource binds its \
+                 namespace ({namespace}) in spec.namespaces"
+            ),
+        },
+        Some(t) if t.binds(namespace) => Binding::Bound,
+        Some(t) => Binding::Refused {
+            reason: "NamespaceNotBound",
+            message: format!(
+                "Tenant {} does not bind namespace {namespace}: add {namespace} to its spec.namespaces",
+                t.name_any()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(secret_ns: &str, namespaces: &[&str]) -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
+            "spec": {"tokenSecret": {"namespace": secret_ns}, "namespaces": namespaces}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tenant_binds_its_token_namespace_and_the_listed_ones_only() {
+        let t = tenant("acme-system", &["acme-prod", "acme-dev"]);
+        for ns in ["acme-system", "acme-prod", "acme-dev"] {
+            assert_eq!(verdict(Some(&t), "AlertRule", "acme", ns), Binding::Bound, "{ns}");
+        }
+        let Binding::Refused { reason, message } = verdict(Some(&t), "AlertRule", "acme", "intruder") else {
+            panic!("an unbound namespace was bound")
+        };
+        assert_eq!(reason, "NamespaceNotBound");
+        assert!(message.contains("add intruder to its spec.namespaces"), "{message}");
+        let Binding::Refused { reason, .. } = verdict(None, "AlertRule", "acme", "acme-prod") else {
+            panic!("a tenant without a Tenant resource was bound")
+        };
+        assert_eq!(reason, "TenantNotFound");
+    }
+
+    #[test]
+    fn server_names_keep_namespaces_apart() {
+        assert_ne!(server_name("a", "b-c"), server_name("a-b", "c"));
+        assert_eq!(server_name("team-a", "high-cpu"), "team-a.high-cpu");
+        microdash_model::alerting::validate_object_name(&server_name(&"n".repeat(63), &"r".repeat(189))).unwrap();
+    }
+}
