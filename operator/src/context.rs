@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::error::{Error, Result, backoff};
 use crate::metrics::Metrics;
 use crate::resources::MicroDash;
+use crate::resources::tenant::InstallationRef;
 use crate::server::ServerApi;
 
 /// The field manager of everything the operator writes with server-side apply.
@@ -36,6 +37,9 @@ pub struct Context {
     pub resync: Duration,
     /// Watch namespaced resources in this namespace only; `None` = every namespace.
     pub watch_namespace: Option<String>,
+    /// How long a deleted object waits for an unreachable server before it lets go (and says
+    /// in an Event what may be left on the server).
+    pub cleanup_timeout: Duration,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -46,10 +50,20 @@ impl Context {
         metrics: Arc<Metrics>,
         resync: Duration,
         watch_namespace: Option<String>,
+        cleanup_timeout: Duration,
     ) -> Arc<Context> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Arc::new(Context { client, server, recorder, metrics, resync, watch_namespace, failures: Mutex::default() })
+        Arc::new(Context {
+            client,
+            server,
+            recorder,
+            metrics,
+            resync,
+            watch_namespace,
+            cleanup_timeout,
+            failures: Mutex::default(),
+        })
     }
 
     /// The API of a namespaced kind, limited to the watched namespace when there is one.
@@ -63,25 +77,61 @@ impl Context {
         }
     }
 
-    /// The server to talk to, found anew each time in discovery mode (the Secret may rotate).
-    pub async fn server(&self) -> Result<ServerApi> {
-        match &self.server {
-            ServerSource::Fixed(api) => Ok(api.clone()),
-            ServerSource::Discover => {
-                let installs: Api<MicroDash> = Api::all(self.client.clone());
-                let list = installs.list(&Default::default()).await?;
-                let install = list
-                    .items
-                    .iter()
-                    .find(|m| m.status.as_ref().is_some_and(|s| s.url.is_some()))
-                    .ok_or_else(|| Error::NoServer("no MicroDash resource has an API yet".into()))?;
-                let status = install.status.as_ref().expect("checked above");
-                let namespace = install.namespace().unwrap_or_default();
-                let secret_name = status.admin_token_secret.clone().unwrap_or_default();
-                let token = read_secret_key(&self.client, &namespace, &secret_name, "token").await?;
-                Ok(ServerApi::new(status.url.clone().expect("checked above"), token))
+    /// The server of the installation `wanted` (a Tenant's `spec.installation`; `None` = the
+    /// only one), found anew each time in discovery mode (the Secret may rotate), and how
+    /// statuses name it. An operator given a server always answers that one.
+    pub async fn server_for(&self, wanted: Option<&InstallationRef>) -> Result<Target> {
+        let installs: Api<MicroDash> = match &self.server {
+            ServerSource::Fixed(api) => return Ok(Target { api: api.clone(), installation: api.base().to_string() }),
+            ServerSource::Discover => Api::all(self.client.clone()),
+        };
+        let list = installs.list(&Default::default()).await?;
+        let id = |m: &MicroDash| format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any());
+        let install = match wanted {
+            Some(r) => {
+                let wanted_id = format!("{}/{}", r.namespace, r.name);
+                list.items.iter().find(|m| id(m) == wanted_id).ok_or_else(|| {
+                    Error::Installation(format!("the installation (MicroDash) {wanted_id} does not exist"))
+                })?
             }
+            None => {
+                let serving: Vec<&MicroDash> =
+                    list.items.iter().filter(|m| m.status.as_ref().is_some_and(|s| s.url.is_some())).collect();
+                match serving.as_slice() {
+                    [] => return Err(Error::NoServer("no MicroDash resource has an API yet".into())),
+                    [one] => *one,
+                    several => {
+                        let names: Vec<String> = several.iter().map(|m| id(m)).collect();
+                        return Err(Error::Installation(format!(
+                            "{} installations ({}): name one in the Tenant's spec.installation",
+                            names.len(),
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        if install.metadata.deletion_timestamp.is_some() {
+            return Err(Error::Installation(format!("the installation (MicroDash) {} is being deleted", id(install))));
         }
+        let status = install.status.as_ref();
+        let url = status
+            .and_then(|s| s.url.clone())
+            .ok_or_else(|| Error::NoServer(format!("MicroDash {} has no API yet", id(install))))?;
+        let secret_name = status.and_then(|s| s.admin_token_secret.clone()).unwrap_or_default();
+        let token =
+            read_secret_key(&self.client, &install.namespace().unwrap_or_default(), &secret_name, "token").await?;
+        Ok(Target { api: ServerApi::new(url, token), installation: id(install) })
+    }
+
+    /// The server of the installation a status names (`namespace/name`; `None` = the only one):
+    /// where an object was synced, to take it away from there.
+    pub async fn server_at(&self, installation: Option<&str>) -> Result<Target> {
+        let wanted = installation
+            .filter(|i| !i.contains("://"))
+            .and_then(|i| i.split_once('/'))
+            .map(|(namespace, name)| InstallationRef { namespace: namespace.into(), name: name.into() });
+        self.server_for(wanted.as_ref()).await
     }
 
     /// Counts a failure of `key` and answers how long to wait before the next try.
@@ -110,6 +160,14 @@ impl Context {
             tracing::warn!(error = %e, reason, "Could not publish an Event.");
         }
     }
+}
+
+/// A server to talk to, and how statuses name its installation.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub api: ServerApi,
+    /// `namespace/name` of the `MicroDash`, or the server's URL when the operator was given one.
+    pub installation: String,
 }
 
 /// One key of a Secret, as text.

@@ -18,6 +18,9 @@ pub enum Error {
     Server { status: u16, detail: String },
     #[error("no microdash server to talk to: {0}")]
     NoServer(String),
+    /// The installation a Tenant names is missing or being deleted, or several could be meant.
+    #[error("{0}")]
+    Installation(String),
     #[error("Secret {0}")]
     Secret(String),
     #[error("{0}")]
@@ -35,6 +38,7 @@ impl Error {
             Error::Unreachable { .. } => "unreachable",
             Error::Server { .. } => "server",
             Error::NoServer(_) => "no_server",
+            Error::Installation(_) => "installation",
             Error::Secret(_) => "secret",
             Error::Invalid(_) => "invalid",
         }

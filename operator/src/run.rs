@@ -45,6 +45,11 @@ pub struct Config {
     /// (cluster-wide) Tenants whose token Secret is in it.
     #[arg(long, env = "MICRODASH_OPERATOR_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// How long a deleted AlertRule, NotificationChannel or Tenant waits for a server that does
+    /// not answer before it lets go (with a Warning Event `CleanupAbandoned` saying what may be
+    /// left on the server). An installation that is gone or being deleted lets go at once.
+    #[arg(long, env = "MICRODASH_OPERATOR_CLEANUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub cleanup_timeout: Duration,
     /// `text` or `json`.
     #[arg(long, env = "MICRODASH_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -143,6 +148,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         config.resync,
         config.watch_namespace.clone(),
+        config.cleanup_timeout,
     );
 
     if !config.leader_election {

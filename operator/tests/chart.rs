@@ -62,11 +62,24 @@ async fn the_rendered_chart_and_the_examples_apply_to_the_api_server() {
         &["--set", "server.url=http://md-api:8080", "--set", "server.adminTokenSecret.name=md-admin-token"][..],
     ] {
         let rendered = helm_template(&ns, extra);
-        for kind in ["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role", "Deployment", "Service"] {
+        for kind in [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "Role",
+            "Deployment",
+            "Service",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ] {
             assert!(rendered.contains(&format!("kind: {kind}")), "{kind} not rendered");
         }
         let out = run(kubectl().args(["apply", "--dry-run=server", "-f", "-"]), Some(&rendered));
         assert!(out.contains("deployment.apps/microdash-operator created (server dry run)"), "{out}");
+        assert!(
+            out.contains("validatingadmissionpolicy.admissionregistration.k8s.io/microdash-tenant-namespaces"),
+            "{out}"
+        );
     }
 
     // The examples use namespace `microdash`.

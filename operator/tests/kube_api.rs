@@ -10,7 +10,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use microdash_operator::resources::{AlertRule, MicroDash, NotificationChannel, Tenant};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -472,6 +472,113 @@ async fn a_tenant_is_used_only_from_the_namespaces_it_binds() {
     })
     .await;
     assert_eq!(server_rule(&server, &tenant, &a, "high-cpu").await.0, 200, "another namespace's rule is untouched");
+}
+
+/// An installation as the MicroDash controller leaves it, written by hand: no pods run beside
+/// this API server, so its status points at a real `microdash serve` started by the test.
+async fn installation(client: &Client, ns: &str, name: &str, server: &Microdash) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-admin")}, "stringData": {"token": ADMIN_TOKEN}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let installs: Api<MicroDash> = Api::namespaced(client.clone(), ns);
+    let install: MicroDash = serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "MicroDash", "metadata": {"name": name},
+        "spec": {"image": "microdash:0.1.0"}
+    }))
+    .unwrap();
+    installs.create(&PostParams::default(), &install).await.unwrap();
+    let status = json!({"status": {"url": server.base, "adminTokenSecret": format!("{name}-admin")}});
+    installs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+}
+
+/// Issue 19, items 3 and 6: two installations in one cluster each get only their tenants'
+/// rules, statuses say where; deleting the installation first, or losing its server, does not
+/// leave rules or tenants in Terminating.
+#[tokio::test]
+async fn two_installations_each_get_their_own_tenants_and_deletion_never_hangs() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "installs").await;
+    let (one, two) = (Microdash::start(), Microdash::start());
+    installation(&client, &ns, "one", &one).await;
+    installation(&client, &ns, "two", &two).await;
+    let _ctx = start_sync_controllers(&client, &ns, Duration::from_millis(500));
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let rules: Api<AlertRule> = Api::namespaced(client.clone(), &ns);
+    for (suffix, install) in [("1", Some("one")), ("2", Some("two")), ("3", None)] {
+        let tenant: Tenant = serde_json::from_value(json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": format!("{ns}-{suffix}")},
+            "spec": {"tokenSecret": {"namespace": ns},
+                     "installation": install.map(|name| json!({"namespace": ns, "name": name}))}
+        }))
+        .unwrap();
+        tenants.create(&PostParams::default(), &tenant).await.unwrap();
+        if install.is_some() {
+            let name = format!("r{suffix}");
+            rules.create(&PostParams::default(), &rule(&name, &format!("{ns}-{suffix}"), 1.0)).await.unwrap();
+        }
+    }
+    let (t1, t2, t3) = (format!("{ns}-1"), format!("{ns}-2"), format!("{ns}-3"));
+
+    // Each tenant, and its rule, on its own installation's server only.
+    for (tenant, rule_name, here, there, install) in [(&t1, "r1", &one, &two, "one"), (&t2, "r2", &two, &one, "two")] {
+        let status = until_condition(&tenants, tenant, "Ready", "True").await;
+        assert_eq!(status["installation"], format!("{ns}/{install}"), "{status}");
+        let status = until_condition(&rules, rule_name, "Synced", "True").await;
+        assert_eq!(status["installation"], format!("{ns}/{install}"), "{status}");
+        assert_eq!(server_rule(here, tenant, &ns, rule_name).await.0, 200);
+        let r = there.admin(Method::GET, &format!("/api/v1/tenants/{tenant}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{tenant} reached the other installation");
+    }
+    // With several installations, a Tenant that names none is not guessed.
+    let status = until_condition(&tenants, &t3, "Ready", "False").await;
+    let (_, reason, message) = condition(&status, "Ready").unwrap();
+    assert_eq!(reason, "NoInstallation");
+    assert!(message.contains("name one in the Tenant's spec.installation"), "{message}");
+
+    // The MicroDash deleted first: its rule and its Tenant let go at once, and say what may be
+    // left on that server.
+    Api::<MicroDash>::namespaced(client.clone(), &ns).delete("two", &DeleteParams::default()).await.unwrap();
+    rules.delete("r2", &DeleteParams::default()).await.unwrap();
+    tenants.delete(&t2, &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "r2 and its Tenant deleted", || async {
+        let rule_left = rules.get_opt("r2").await.unwrap().is_some();
+        let tenant_left = tenants.get_opt(&t2).await.unwrap().is_some();
+        if !rule_left && !tenant_left {
+            Ok(())
+        } else {
+            Err(format!("rule left {rule_left}, tenant left {tenant_left}"))
+        }
+    })
+    .await;
+    let (kind, note) = until_event(&client, &ns, "r2", "CleanupAbandoned").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains(&format!("rule {ns}.r2 of tenant {t2} may be left there")), "{note}");
+    assert!(note.contains("does not exist"), "{note}");
+
+    // A server that stops answering: the rule waits the cleanup timeout, then lets go.
+    let (_dir, _listen) = one.stop();
+    rules.delete("r1", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(CLEANUP_TIMEOUT / 2).await;
+    assert!(rules.get_opt("r1").await.unwrap().is_some(), "gave up before the cleanup timeout");
+    eventually(WAIT, "r1 deleted after the cleanup timeout", || async {
+        if rules.get_opt("r1").await.unwrap().is_none() { Ok(()) } else { Err("still there".into()) }
+    })
+    .await;
+    let (_, note) = until_event(&client, &ns, "r1", "CleanupAbandoned").await;
+    assert!(note.contains("unreachable"), "{note}");
+    for tenant in [&t1, &t3] {
+        tenants.delete(tenant, &DeleteParams::default()).await.unwrap();
+    }
+    eventually(WAIT, "the other Tenants deleted", || async {
+        let left = tenants.list(&Default::default()).await.unwrap();
+        let left: Vec<_> = left.items.iter().map(|t| t.name_any()).filter(|n| n == &t1 || n == &t3).collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -263,6 +263,31 @@ repair=$(kubectl get tenant team-a -o jsonpath='{.status.tokenRepair.action}')
 kubectl get events -A --field-selector reason=TokenReregistered --no-headers 2>/dev/null | grep -q team-a \
   || fail "no TokenReregistered Event for Tenant team-a"
 
+step "Tenancy: a namespace the Tenant does not bind is refused at admission; a bound one syncs as NAMESPACE.NAME, and deleting it leaves nothing stuck"
+extra=team-a-extra
+kubectl create namespace "$extra" >/dev/null
+extra_rule() {
+  kubectl apply -f - 2>&1 <<RULE
+apiVersion: microdash.io/v1alpha1
+kind: AlertRule
+metadata: {name: extra, namespace: $extra}
+spec: {tenant: team-a, metric: e2e.extra, condition: {aggregation: last, op: ">", threshold: 1}}
+RULE
+}
+refusal=$(extra_rule || true)
+grep -q "does not bind namespace $extra" <<<"$refusal" \
+  || fail "a rule of team-a in unbound namespace $extra was not refused by the admission policy: $refusal"
+kubectl patch tenant team-a --type=merge -p "{\"spec\":{\"namespaces\":[\"$extra\"]}}" >/dev/null
+extra_rule >/dev/null || fail "a rule of team-a in bound namespace $extra was refused: $(extra_rule)"
+kubectl wait --for=condition=Synced alertrule/extra -n "$extra" --timeout=90s >/dev/null \
+  || fail "rule $extra/extra not Synced: $(kubectl get alertrule extra -n "$extra" -o jsonpath='{.status.conditions}')"
+code=$(curl -sS -o /dev/null -w '%{http_code}' "${auth[@]}" "$api/api/v1/rules/$extra.extra" || true)
+[[ $code == 200 ]] || fail "rule $extra.extra on the server: HTTP $code (expected 200)"
+kubectl delete namespace "$extra" --timeout=120s >/dev/null || fail "namespace $extra stuck in Terminating with the operator running"
+code=$(curl -sS -o /dev/null -w '%{http_code}' "${auth[@]}" "$api/api/v1/rules/$extra.extra" || true)
+[[ $code == 404 ]] || fail "rule $extra.extra still on the server after its namespace was deleted: HTTP $code"
+kubectl patch tenant team-a --type=json -p '[{"op":"remove","path":"/spec/namespaces"}]' >/dev/null
+
 step "helm upgrade with a changed value rolls out"
 old_rs=$(kubectl -n "$NS" get deploy microdash-operator -o jsonpath='{.metadata.annotations.deployment\.kubernetes\.io/revision}')
 helm upgrade microdash charts/microdash --namespace "$NS" --reuse-values --set resync=45s --wait --timeout 180s \

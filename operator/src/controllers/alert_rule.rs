@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::binding::{self, Binding};
-use super::{FINALIZER, error_policy, from_finalizer, measured, ms_rfc3339, now_rfc3339};
+use super::{FINALIZER, error_policy, finish_cleanup, from_finalizer, measured, ms_rfc3339, now_rfc3339};
 use crate::conditions::{Wanted, is_true, merge};
 use crate::context::{Context, patch_status, update_status};
 use crate::error::{Error, Result};
@@ -78,13 +78,17 @@ impl AlertRule {
             return Ok(Action::await_change());
         };
         let namespace = self.namespace().unwrap_or_default();
-        if let Binding::Refused { reason, message } = binding::check(ctx, "AlertRule", tenant, &namespace).await? {
-            return self.unbound(ctx, &api, &previous, tenant, reason, message).await;
-        }
-        let server = match ctx.server().await {
-            Ok(server) => server,
+        let bound = match binding::check(ctx, "AlertRule", tenant, &namespace).await? {
+            Binding::Bound(bound) => bound,
+            Binding::Refused { reason, message } => {
+                return self.unbound(ctx, &api, &previous, tenant, reason, message).await;
+            }
+        };
+        let target = match ctx.server_for(bound.spec.installation.as_ref()).await {
+            Ok(target) => target,
             Err(e) => return Err(self.unsynced(&api, &previous, e).await),
         };
+        let server = &target.api;
         let wanted = {
             let mut spec = self.spec.rule.clone();
             spec.tenant = None;
@@ -167,6 +171,7 @@ impl AlertRule {
             matched_series: Some(view.status.instances),
             firing_series: Some(view.status.firing),
             last_evaluation: last_transition.map(ms_rfc3339).or(previous.last_evaluation.clone()),
+            installation: Some(target.installation.clone()),
             last_sync: previous.last_sync.clone(),
         };
         if let Some((warning, reason, note)) = state_event(
@@ -199,7 +204,8 @@ impl AlertRule {
     ) -> Result<Action> {
         if is_true(&previous.conditions, "Synced") {
             let server_name = binding::server_name(&self.namespace().unwrap_or_default(), &self.name_any());
-            if ctx.server().await?.delete_rule(tenant, &server_name).await? {
+            let target = ctx.server_at(previous.installation.as_deref()).await?;
+            if target.api.delete_rule(tenant, &server_name).await? {
                 tracing::info!(rule = %server_name, %tenant, "The rule's namespace is no longer bound: deleted from the server.");
             }
         }
@@ -226,9 +232,10 @@ impl AlertRule {
     /// Records that the server could not be reached (Synced=False) and hands the error back
     /// for a retry with backoff.
     async fn unsynced(&self, api: &Api<AlertRule>, previous: &AlertRuleStatus, error: Error) -> Error {
+        let reason = if matches!(error, Error::Installation(_)) { "NoInstallation" } else { "ServerUnreachable" };
         let conditions = merge(
             &previous.conditions,
-            &[Wanted::no("Synced", "ServerUnreachable", error.to_string())],
+            &[Wanted::no("Synced", reason, error.to_string())],
             previous.observed_generation,
             k8s_openapi::jiff::Timestamp::now(),
         );
@@ -240,23 +247,30 @@ impl AlertRule {
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
-        let namespace = self.namespace().unwrap_or_default();
-        let name = binding::server_name(&namespace, &self.name_any());
-        let synced = self.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Synced"));
-        if let Some(tenant) = self.tenant() {
-            // An unbound namespace never touches the tenant on the server, unless the rule is
-            // still there from when it was bound.
-            if !synced && binding::check(ctx, "AlertRule", tenant, &namespace).await? != Binding::Bound {
-                return Ok(Action::await_change());
+        let Some(tenant) = self.tenant() else { return Ok(Action::await_change()) };
+        let name = binding::server_name(&self.namespace().unwrap_or_default(), &self.name_any());
+        let outcome = self.remove_from_server(ctx, tenant, &name).await;
+        finish_cleanup(ctx, self, outcome, || format!("rule {name} of tenant {tenant}")).await
+    }
+
+    /// Deletes the rule where it was synced (the status says where), or, never synced, where
+    /// its bound tenant lives; an unbound namespace never touches the tenant on the server.
+    async fn remove_from_server(&self, ctx: &Context, tenant: &str, name: &str) -> Result<()> {
+        let status = self.status.clone().unwrap_or_default();
+        let target = if is_true(&status.conditions, "Synced") {
+            ctx.server_at(status.installation.as_deref()).await?
+        } else {
+            match binding::check(ctx, "AlertRule", tenant, &self.namespace().unwrap_or_default()).await? {
+                Binding::Bound(bound) => ctx.server_for(bound.spec.installation.as_ref()).await?,
+                Binding::Refused { .. } => return Ok(()),
             }
-            let server = ctx.server().await?;
-            match server.delete_rule(tenant, &name).await? {
-                true => tracing::info!(rule = %name, %tenant, "Rule deleted from the server."),
-                false => tracing::debug!(rule = %name, %tenant, "Rule was not in the server."),
-            }
-            ctx.event(self, false, "Deleted", format!("rule removed from tenant {tenant}")).await;
+        };
+        match target.api.delete_rule(tenant, name).await? {
+            true => tracing::info!(rule = %name, %tenant, "Rule deleted from the server."),
+            false => tracing::debug!(rule = %name, %tenant, "Rule was not in the server."),
         }
-        Ok(Action::await_change())
+        ctx.event(self, false, "Deleted", format!("rule {name} removed from tenant {tenant}")).await;
+        Ok(())
     }
 }
 

@@ -18,14 +18,12 @@ use crate::error::Result;
 use crate::resources::Tenant;
 
 /// The verdict on a namespaced object's tenant.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Binding {
-    Bound,
+    /// The tenant's `Tenant`, which names the installation to sync to.
+    Bound(Box<Tenant>),
     /// `reason` is the condition's reason; `message` says what to change.
-    Refused {
-        reason: &'static str,
-        message: String,
-    },
+    Refused { reason: &'static str, message: String },
 }
 
 /// The object's name on the server: `NAMESPACE.NAME`.
@@ -48,7 +46,7 @@ fn verdict(found: Option<&Tenant>, kind: &str, tenant: &str, namespace: &str) ->
                  namespace ({namespace}) in spec.namespaces"
             ),
         },
-        Some(t) if t.binds(namespace) => Binding::Bound,
+        Some(t) if t.binds(namespace) => Binding::Bound(Box::new(t.clone())),
         Some(t) => Binding::Refused {
             reason: "NamespaceNotBound",
             message: format!(
@@ -75,7 +73,7 @@ mod tests {
     fn a_tenant_binds_its_token_namespace_and_the_listed_ones_only() {
         let t = tenant("acme-system", &["acme-prod", "acme-dev"]);
         for ns in ["acme-system", "acme-prod", "acme-dev"] {
-            assert_eq!(verdict(Some(&t), "AlertRule", "acme", ns), Binding::Bound, "{ns}");
+            assert!(matches!(verdict(Some(&t), "AlertRule", "acme", ns), Binding::Bound(_)), "{ns}");
         }
         let Binding::Refused { reason, message } = verdict(Some(&t), "AlertRule", "acme", "intruder") else {
             panic!("an unbound namespace was bound")

@@ -10,7 +10,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use super::binding::{self, Binding};
-use super::{FINALIZER, error_policy, from_finalizer, measured, ms_rfc3339};
+use super::{FINALIZER, error_policy, finish_cleanup, from_finalizer, measured, ms_rfc3339};
 use crate::conditions::{Wanted, is_false_with, is_true, merge};
 use crate::context::{Context, read_secret_key, update_status};
 use crate::error::{Error, Result};
@@ -105,17 +105,21 @@ impl NotificationChannel {
         let previous = self.status.clone().unwrap_or_default();
         let generation = self.metadata.generation;
         let name = binding::server_name(&namespace, &self.name_any());
-        if let Binding::Refused { reason, message } =
-            binding::check(ctx, "NotificationChannel", tenant, &namespace).await?
-        {
-            // What it put on the server while bound goes; the Secrets are not read.
-            if is_true(&previous.conditions, "Synced") && ctx.server().await?.delete_channel(tenant, &name).await? {
-                tracing::info!(channel = %name, %tenant, "The channel's namespace is no longer bound: deleted from the server.");
+        let bound = match binding::check(ctx, "NotificationChannel", tenant, &namespace).await? {
+            Binding::Bound(bound) => bound,
+            Binding::Refused { reason, message } => {
+                // What it put on the server while bound goes; the Secrets are not read.
+                if is_true(&previous.conditions, "Synced") {
+                    let target = ctx.server_at(previous.installation.as_deref()).await?;
+                    if target.api.delete_channel(tenant, &name).await? {
+                        tracing::info!(channel = %name, %tenant, "The channel's namespace is no longer bound: deleted from the server.");
+                    }
+                }
+                let previous = NotificationChannelStatus { last_delivery: None, installation: None, ..previous };
+                self.refused(ctx, &api, previous, reason, message).await?;
+                return Ok(Action::requeue(ctx.resync));
             }
-            let previous = NotificationChannelStatus { last_delivery: None, ..previous };
-            self.refused(ctx, &api, previous, reason, message).await?;
-            return Ok(Action::requeue(ctx.resync));
-        }
+        };
         let secrets = match self.resolve_secrets(ctx).await {
             Ok(secrets) => secrets,
             Err(Error::Secret(message)) => {
@@ -129,7 +133,15 @@ impl NotificationChannel {
             spec.tenant = None;
             spec
         };
-        let server = ctx.server().await?;
+        let target = match ctx.server_for(bound.spec.installation.as_ref()).await {
+            Ok(target) => target,
+            Err(Error::Installation(message)) => {
+                self.refused(ctx, &api, previous, "NoInstallation", message).await?;
+                return Ok(Action::requeue(ctx.resync));
+            }
+            Err(e) => return Err(e),
+        };
+        let server = &target.api;
         let current = server.get_channel(tenant, &name).await?;
         // The server shows secrets as `<set>`: compare the redacted forms.
         let in_sync = current.as_ref().and_then(|v| v.spec()).is_some_and(|spec| spec == wanted.redacted());
@@ -172,26 +184,40 @@ impl NotificationChannel {
         if let Some(note) = delivery_failure(previous.last_delivery.as_ref(), last_delivery.as_ref(), tenant) {
             ctx.event(self, true, "DeliveryFailed", note).await;
         }
-        let status = NotificationChannelStatus { observed_generation: generation, conditions, last_delivery };
+        let status = NotificationChannelStatus {
+            observed_generation: generation,
+            conditions,
+            last_delivery,
+            installation: Some(target.installation.clone()),
+        };
         update_status(&api, &self.name_any(), self.status.as_ref(), &status).await?;
         Ok(Action::requeue(ctx.resync))
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
-        let namespace = self.namespace().unwrap_or_default();
-        let name = binding::server_name(&namespace, &self.name_any());
-        let synced = self.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Synced"));
-        // An unbound namespace never touches the tenant on the server, unless the channel is
-        // still there from when it was bound.
-        if !synced && binding::check(ctx, "NotificationChannel", &self.spec.tenant, &namespace).await? != Binding::Bound
-        {
-            return Ok(Action::await_change());
+        let name = binding::server_name(&self.namespace().unwrap_or_default(), &self.name_any());
+        let tenant = self.spec.tenant.as_str();
+        let outcome = self.remove_from_server(ctx, &name).await;
+        finish_cleanup(ctx, self, outcome, || format!("channel {name} of tenant {tenant}")).await
+    }
+
+    /// Deletes the channel where it was synced (the status says where), or, never synced, where
+    /// its bound tenant lives; an unbound namespace never touches the tenant on the server.
+    async fn remove_from_server(&self, ctx: &Context, name: &str) -> Result<()> {
+        let tenant = self.spec.tenant.as_str();
+        let status = self.status.clone().unwrap_or_default();
+        let target = if is_true(&status.conditions, "Synced") {
+            ctx.server_at(status.installation.as_deref()).await?
+        } else {
+            match binding::check(ctx, "NotificationChannel", tenant, &self.namespace().unwrap_or_default()).await? {
+                Binding::Bound(bound) => ctx.server_for(bound.spec.installation.as_ref()).await?,
+                Binding::Refused { .. } => return Ok(()),
+            }
+        };
+        if target.api.delete_channel(tenant, name).await? {
+            tracing::info!(channel = %name, %tenant, "Channel deleted from the server.");
         }
-        let server = ctx.server().await?;
-        if server.delete_channel(&self.spec.tenant, &name).await? {
-            tracing::info!(channel = %name, tenant = %self.spec.tenant, "Channel deleted from the server.");
-        }
-        Ok(Action::await_change())
+        Ok(())
     }
 }
 

@@ -10,8 +10,9 @@ pub mod tenant;
 pub(crate) mod verifier;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
@@ -48,6 +49,42 @@ where
         ctx.succeeded(&format!("{controller}/{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()));
     }
     result
+}
+
+/// Whether a deleted object stops waiting for the server after `error`: at once when its
+/// installation is gone or being deleted (nothing will ever answer), and once `timeout` has
+/// passed since the deletion began when the server does not answer or refuses.
+pub fn cleanup_gives_up(error: &Error, deleting_since: Option<&Time>, timeout: Duration) -> bool {
+    match error {
+        Error::Installation(_) | Error::NoServer(_) => true,
+        Error::Unreachable { .. } | Error::Server { .. } | Error::Secret(_) => deleting_since.is_some_and(|since| {
+            let waited = k8s_openapi::jiff::Timestamp::now().duration_since(since.0);
+            waited.as_millis() >= timeout.as_millis() as i128
+        }),
+        _ => false,
+    }
+}
+
+/// Ends a cleanup: done when the server forgot the object; when the server is gone (see
+/// [`cleanup_gives_up`]) lets the object go all the same, with a Warning Event `CleanupAbandoned`
+/// that says what may be left on the server; otherwise the error, to be retried.
+pub async fn finish_cleanup<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    outcome: Result<(), Error>,
+    left: impl FnOnce() -> String,
+) -> Result<Action, Error> {
+    match outcome {
+        Ok(()) => Ok(Action::await_change()),
+        Err(error) if cleanup_gives_up(&error, obj.meta().deletion_timestamp.as_ref(), ctx.cleanup_timeout) => {
+            let left = left();
+            tracing::warn!(object = %obj.name_any(), %error, %left, "Gave up cleaning up on the server.");
+            let note = format!("gave up cleaning up on the server ({error}); {left} may be left there");
+            ctx.event(obj, true, "CleanupAbandoned", note).await;
+            Ok(Action::await_change())
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// `finalizer` errors back to the crate's error, keeping the inner reconcile error as it was.

@@ -13,10 +13,10 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::{FINALIZER, error_policy, from_finalizer, measured};
+use super::{FINALIZER, error_policy, finish_cleanup, from_finalizer, measured};
 use crate::conditions::{Wanted, merge};
 use crate::context::{Context, MANAGER, update_status};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::resources::tenant::{TenantUsage, TokenRepair};
 use crate::resources::{Tenant, TenantStatus};
 
@@ -160,14 +160,29 @@ impl Tenant {
             update_status(&api, &name, self.status.as_ref(), &status).await?;
             return Ok(Action::await_change());
         }
-        let server = ctx.server().await?;
+        let target = match ctx.server_for(self.spec.installation.as_ref()).await {
+            Ok(target) => target,
+            Err(Error::Installation(message)) => {
+                let conditions = merge(
+                    &previous.conditions,
+                    &[Wanted::no("Ready", "NoInstallation", message)],
+                    generation,
+                    k8s_openapi::jiff::Timestamp::now(),
+                );
+                let status = TenantStatus { observed_generation: generation, conditions, ..previous };
+                update_status(&api, &name, self.status.as_ref(), &status).await?;
+                return Ok(Action::requeue(ctx.resync));
+            }
+            Err(e) => return Err(e),
+        };
+        let server = &target.api;
         let mut new_token = None;
         if !server.tenant_exists(&name).await? {
             new_token = server.create_tenant(&name, self.spec.tenant.display_name.as_deref()).await?;
             tracing::info!(tenant = %name, "Tenant created in the server.");
             ctx.event(self, false, "Created", format!("tenant {name} created in the server")).await;
         }
-        let repair = self.ensure_token(ctx, &server, new_token).await?;
+        let repair = self.ensure_token(ctx, server, new_token).await?;
         let mut wanted = vec![];
         if let Some(retention) = &self.spec.tenant.retention
             && let Err(refusal) = server.set_retention(&name, retention).await?
@@ -186,6 +201,7 @@ impl Tenant {
             observed_generation: generation,
             conditions,
             token_secret_name: Some(self.token_secret_ref()),
+            installation: Some(target.installation.clone()),
             usage: Some(TenantUsage { metrics, rules, channels }),
             token_repair: repair.or(previous.token_repair),
         };
@@ -199,10 +215,20 @@ impl Tenant {
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
         let name = self.name_any();
-        let server = ctx.server().await?;
-        if server.delete_tenant(&name).await? {
-            tracing::info!(tenant = %name, "Tenant deleted from the server.");
+        let outcome = async {
+            // Where it was synced (the status says), else where the spec points.
+            let target = match self.status.as_ref().and_then(|s| s.installation.as_deref()) {
+                Some(installation) => ctx.server_at(Some(installation)).await?,
+                None => ctx.server_for(self.spec.installation.as_ref()).await?,
+            };
+            if target.api.delete_tenant(&name).await? {
+                tracing::info!(tenant = %name, "Tenant deleted from the server.");
+            }
+            Ok(())
         }
+        .await;
+        // Done, or given up on a server that is gone; an error is retried.
+        finish_cleanup(ctx, self, outcome, || format!("tenant {name} and its data")).await?;
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &self.spec.token_secret.namespace);
         match secrets.delete(&self.token_secret_name(), &Default::default()).await {
             Ok(_) => {}

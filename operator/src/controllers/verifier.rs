@@ -43,7 +43,14 @@ pub struct Verifier {
 pub fn mocked(server: ServerSource) -> (Arc<Context>, Verifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "ns");
-    let ctx = Context::new(client, server, Arc::new(Metrics::default()), Duration::from_secs(30), None);
+    let ctx = Context::new(
+        client,
+        server,
+        Arc::new(Metrics::default()),
+        Duration::from_secs(30),
+        None,
+        Duration::from_secs(60),
+    );
     (ctx, Verifier { handle })
 }
 

@@ -61,6 +61,10 @@ pub struct AlertRuleStatus {
     /// records changes, not each evaluation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation: Option<String>,
+    /// The installation synced to (its tenant's): `namespace/name` of its `MicroDash`, or the
+    /// server's URL when the operator was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<String>,
     /// When the operator last read the rule's state from the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<String>,

@@ -160,6 +160,10 @@ pub struct NotificationChannelStatus {
     /// The channel's latest notification as the server recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<LastDelivery>,
+    /// The installation synced to (its tenant's): `namespace/name` of its `MicroDash`, or the
+    /// server's URL when the operator was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Token secret", type_ = "string", json_path = ".status.tokenSecretName"),
     printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces", priority = 1),
+    printcolumn(name = "Installation", type_ = "string", json_path = ".status.installation", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -34,6 +35,20 @@ pub struct TenantResourceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(min = 1, max = 63)))]
     pub namespaces: Vec<String>,
+    /// The `MicroDash` whose server holds this tenant; its AlertRules and NotificationChannels
+    /// go to the same server. Omitted: the cluster's only installation (with several, the
+    /// Tenant is not Ready until it names one). Ignored when the operator is given a server
+    /// (`--server-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<InstallationRef>,
+}
+
+/// A `MicroDash` installation by namespace and name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstallationRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -78,6 +93,10 @@ pub struct TenantStatus {
     /// `namespace/name` of the Secret holding the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_name: Option<String>,
+    /// The installation synced to: `namespace/name` of its `MicroDash`, or the server's URL
+    /// when the operator was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TenantUsage>,
     /// The last time the server refused the token in the Secret and what the operator did.

@@ -151,8 +151,28 @@ impl Microdash {
 /// Starts every controller of the operator against `server`, in this test's runtime, watching
 /// `namespace` only (objects that earlier tests left behind stay out of this test).
 pub fn start_operator(client: &Client, namespace: &str, server: ServerSource, resync: Duration) -> Arc<Context> {
-    let ctx = Context::new(client.clone(), server, Arc::new(Metrics::default()), resync, Some(namespace.to_string()));
+    let ctx = context(client, namespace, server, resync);
     tokio::spawn(microdash_operator::run::controllers(ctx.clone()));
+    ctx
+}
+
+/// How long a deleted object of the tests' operators waits for a server that does not answer.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn context(client: &Client, namespace: &str, server: ServerSource, resync: Duration) -> Arc<Context> {
+    let metrics = Arc::new(Metrics::default());
+    Context::new(client.clone(), server, metrics, resync, Some(namespace.to_string()), CLEANUP_TIMEOUT)
+}
+
+/// Like [`start_operator`] without the MicroDash controller: the Tenant, AlertRule and
+/// NotificationChannel controllers, for tests whose `MicroDash` statuses are written by hand
+/// (no pods run beside this API server) to point at real servers.
+pub fn start_sync_controllers(client: &Client, namespace: &str, resync: Duration) -> Arc<Context> {
+    use microdash_operator::controllers;
+    let ctx = context(client, namespace, ServerSource::Discover, resync);
+    tokio::spawn(controllers::tenant::run(ctx.clone()));
+    tokio::spawn(controllers::alert_rule::run(ctx.clone()));
+    tokio::spawn(controllers::channel::run(ctx.clone()));
     ctx
 }
 
