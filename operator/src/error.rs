@@ -30,6 +30,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The Kubernetes API refused the operator (HTTP 403): its RBAC does not allow the call.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 403)
+    }
+
     /// A short, bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

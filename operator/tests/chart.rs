@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -11,6 +12,8 @@ use common::*;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
+use microdash_operator::resources::Tenant;
+use std::time::Duration;
 
 fn run(command: &mut Command, stdin: Option<&str>) -> String {
     let mut child = command
@@ -113,4 +116,151 @@ fn the_operator_rbac_has_no_wildcards_and_no_pod_access() {
     for forbidden in ["pods", "exec", "escalate", "bind", "impersonate", "nodes"] {
         assert!(!rbac.contains(forbidden), "RBAC mentions {forbidden}:\n{rbac}");
     }
+}
+
+/// The documented RBAC table of README.md (between the `rbac-table` markers) as the resource
+/// names `kubectl auth can-i --list` prints (`deployments.apps`, `alertrules.microdash.io/status`,
+/// `secrets`), each with its verbs, for a namespace that is the release's, one of
+/// `rbac.secretNamespaces`, or another.
+fn documented_permissions(release_namespace: bool, secret_namespace: bool) -> BTreeMap<String, BTreeSet<String>> {
+    let readme = std::fs::read_to_string(chart_dir().join("../../README.md")).unwrap();
+    let start = readme.find("<!-- rbac-table").expect("README.md has the rbac-table markers");
+    let end = readme.find("<!-- /rbac-table -->").expect("README.md closes the rbac table");
+    let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in readme[start..end].lines().filter(|l| l.starts_with("| ") && !l.starts_with("| API group")) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let [group, resources, place, verbs] = cells[..] else { panic!("a row of four cells: {row}") };
+        let applies = match place {
+            "cluster" => true,
+            "release namespace" => release_namespace,
+            "release namespace, `rbac.secretNamespaces`" => release_namespace || secret_namespace,
+            other => panic!("unknown place {other:?} in {row}"),
+        };
+        if !applies {
+            continue;
+        }
+        for resource in resources.split(", ") {
+            // "namespaces (the Pod Security label)": the words in brackets explain.
+            let resource = resource.split(" (").next().unwrap();
+            let (name, sub) = resource.split_once('/').map_or((resource, None), |(n, s)| (n, Some(s)));
+            let mut key = if group == "core" { name.to_string() } else { format!("{name}.{group}") };
+            if let Some(sub) = sub {
+                key = format!("{key}/{sub}");
+            }
+            want.entry(key).or_default().extend(verbs.split(' ').map(String::from));
+        }
+    }
+    want
+}
+
+/// `kubectl auth can-i --list` as `user` in `namespace`: resource → verbs. Left out: the
+/// non-resource URLs and what every authenticated user may do (the `system:basic-user` and
+/// `system:discovery` ClusterRoles: self-reviews, reading cluster trust bundles).
+fn effective_permissions(user: &str, namespace: &str) -> BTreeMap<String, BTreeSet<String>> {
+    const EVERYONE: [&str; 4] = [
+        "selfsubjectreviews.authentication.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+        "clustertrustbundles.certificates.k8s.io",
+    ];
+    let out = run(kubectl().args(["auth", "can-i", "--list", "--as", user, "-n", namespace]), None);
+    let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in out.lines().skip(1).filter(|l| !l.starts_with(' ')) {
+        let resource = line.split_whitespace().next().unwrap();
+        if EVERYONE.contains(&resource) {
+            continue;
+        }
+        let verbs = &line[line.rfind('[').unwrap() + 1..line.rfind(']').unwrap()];
+        got.entry(resource.to_string()).or_default().extend(verbs.split(' ').map(String::from));
+    }
+    got
+}
+
+/// Issue 19 item 4: what the chart's RBAC lets the operator do, asked of the real API server
+/// (RBAC authorization on), is the table in README.md, namespace by namespace; no Secret outside
+/// the release namespace and `rbac.secretNamespaces`.
+#[tokio::test]
+async fn the_operators_effective_permissions_are_the_documented_table() {
+    let client = client().await;
+    install_crds(&client).await;
+    let release_ns = namespace(&client, "rbac").await;
+    let team_ns = namespace(&client, "rbac-team").await;
+    let other_ns = namespace(&client, "rbac-other").await;
+    // The release is named after its namespace, so its cluster-wide names are this test's own.
+    let rendered = run(
+        Command::new(kube_bin("helm")).args(["template", &release_ns]).arg(chart_dir()).args([
+            "--namespace",
+            &release_ns,
+            "--set",
+            &format!("rbac.secretNamespaces={{{team_ns}}}"),
+        ]),
+        None,
+    );
+    // Only the identity and its RBAC: no operator runs here.
+    let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    let rbac: Vec<&str> =
+        rendered.split("\n---").filter(|doc| kinds.iter().any(|k| doc.contains(&format!("kind: {k}\n")))).collect();
+    let rbac = rbac.join("\n---");
+    run(kubectl().args(["apply", "-f", "-"]), Some(&rbac));
+    let account = rbac
+        .split("\n---")
+        .find(|doc| doc.contains("kind: ServiceAccount\n"))
+        .and_then(|doc| doc.lines().find_map(|l| l.strip_prefix("  name: ")))
+        .expect("the chart renders a ServiceAccount");
+    let user = format!("system:serviceaccount:{release_ns}:{account}");
+
+    for (namespace, release, secrets) in [(&release_ns, true, true), (&team_ns, false, true), (&other_ns, false, false)]
+    {
+        let got = effective_permissions(&user, namespace);
+        let want = documented_permissions(release, secrets);
+        assert_eq!(got, want, "the operator's permissions in {namespace} differ from README.md's table");
+    }
+    assert!(!effective_permissions(&user, &other_ns).contains_key("secrets"), "Secrets outside the listed namespaces");
+
+    // The operator acting as that ServiceAccount: a Tenant whose token goes to a listed
+    // namespace is Ready; one whose token would go elsewhere says what to change, and no token
+    // is made for it.
+    let server = Microdash::start();
+    let operator = client_as(&user).await;
+    let _team = start_operator(&operator, &team_ns, fixed(&server), Duration::from_millis(500));
+    let _other = start_operator(&operator, &other_ns, fixed(&server), Duration::from_millis(500));
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    for ns in [&team_ns, &other_ns] {
+        let tenant: Tenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "microdash.io/v1alpha1", "kind": "Tenant", "metadata": {"name": ns},
+            "spec": {"tokenSecret": {"namespace": ns}}
+        }))
+        .unwrap();
+        tenants.create(&PostParams::default(), &tenant).await.unwrap();
+    }
+    let ready = |name: String| {
+        let tenants = tenants.clone();
+        async move {
+            let status = serde_json::to_value(tenants.get(&name).await.unwrap().status).unwrap();
+            condition(&status, "Ready").ok_or(status.to_string())
+        }
+    };
+    let (_, reason, _) = eventually(Duration::from_secs(30), "the team Tenant Ready", || async {
+        ready(team_ns.clone()).await.and_then(|c| if c.0 == "True" { Ok(c) } else { Err(format!("{c:?}")) })
+    })
+    .await;
+    assert_eq!(reason, "Ready");
+    let (_, reason, message) = eventually(Duration::from_secs(30), "the other Tenant refused", || async {
+        ready(other_ns.clone()).await.and_then(|c| if c.0 == "False" { Ok(c) } else { Err(format!("{c:?}")) })
+    })
+    .await;
+    assert_eq!(reason, "SecretsForbidden");
+    assert!(message.contains(&format!("add {other_ns} to the chart's rbac.secretNamespaces")), "{message}");
+    let r = server.admin(reqwest::Method::GET, &format!("/api/v1/tenants/{other_ns}")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "a tenant whose token has nowhere to go is not made");
+    for ns in [&team_ns, &other_ns] {
+        tenants.delete(ns, &Default::default()).await.unwrap();
+    }
+    eventually(Duration::from_secs(30), "both Tenants deleted", || async {
+        let team_left = tenants.get_opt(&team_ns).await.unwrap().is_some();
+        let other_left = tenants.get_opt(&other_ns).await.unwrap().is_some();
+        if !team_left && !other_left { Ok(()) } else { Err(format!("team {team_left}, other {other_left}")) }
+    })
+    .await;
+    run(kubectl().args(["delete", "--ignore-not-found", "-f", "-"]), Some(&rbac));
 }

@@ -152,6 +152,11 @@ sleep 3
 refused=$(kubectl get events -n microdash-restricted --field-selector reason=FailedCreate -o jsonpath='{.items[*].message}' 2>/dev/null || true)
 grep -q 'violates PodSecurity "restricted' <<<"$refused" \
   || fail "Pod Security admission did not refuse the agent's pods in a restricted namespace (events: ${refused:-none})"
+# The namespace is not among the chart's rbac.secretNamespaces: the operator may not write the
+# admin-token Secret there, applies the rest, and its Reconciled condition says what to change.
+reconciled=$(kubectl get microdash restricted -n microdash-restricted -o jsonpath='{.status.conditions[?(@.type=="Reconciled")].reason}')
+[[ $reconciled == SecretsForbidden ]] \
+  || fail "Reconciled of a MicroDash outside rbac.secretNamespaces is '$reconciled', expected SecretsForbidden"
 kubectl delete namespace microdash-restricted --wait=false >/dev/null
 
 nodes=$(kubectl get nodes --no-headers | wc -l)

@@ -126,6 +126,11 @@ impl NotificationChannel {
                 self.refused(ctx, &api, previous, "SecretNotFound", format!("Secret {message}")).await?;
                 return Ok(Action::requeue(ctx.resync));
             }
+            Err(e) if e.is_forbidden() => {
+                let message = super::secrets_forbidden(&namespace, "the channel's secret references");
+                self.refused(ctx, &api, previous, "SecretsForbidden", message).await?;
+                return Ok(Action::requeue(ctx.resync));
+            }
             Err(e) => return Err(e),
         };
         let wanted = {

@@ -47,8 +47,9 @@ pub async fn run(ctx: Arc<Context>) {
         .owns(ctx.watched::<Deployment>(), config.clone())
         .owns(ctx.watched::<DaemonSet>(), config.clone())
         .owns(ctx.watched::<Service>(), config.clone())
-        .owns(ctx.watched::<ConfigMap>(), config.clone())
-        .owns(ctx.watched::<Secret>(), config)
+        // Not Secrets: the operator may not list or watch them (RBAC, README); a deleted
+        // admin-token Secret is written again at the next resync.
+        .owns(ctx.watched::<ConfigMap>(), config)
         .shutdown_on_signal()
         .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
         .for_each(|_| async {})
@@ -420,14 +421,22 @@ impl MicroDash {
         let names = self.names();
         let client = &ctx.client;
 
-        // The admin token: generated once, then kept (the server reads it at start).
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let has_token = secrets
-            .get_opt(&names.admin_secret)
-            .await?
-            .is_some_and(|s| s.data.as_ref().is_some_and(|d| d.contains_key("token")));
-        let token = (!has_token).then(new_admin_token);
-        apply(client, &namespace, &self.admin_secret(token)).await?;
+        // The admin token: generated once, then kept (the server reads it at start). Without
+        // the right to Secrets here the rest is still applied and the status says what to do.
+        let admin_secret = async {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+            let has_token = secrets
+                .get_opt(&names.admin_secret)
+                .await?
+                .is_some_and(|s| s.data.as_ref().is_some_and(|d| d.contains_key("token")));
+            let token = (!has_token).then(new_admin_token);
+            apply(client, &namespace, &self.admin_secret(token)).await.map(|_| ())
+        };
+        let secrets_forbidden = match admin_secret.await {
+            Ok(()) => None,
+            Err(e) if e.is_forbidden() => Some(super::secrets_forbidden(&namespace, "the admin token")),
+            Err(e) => return Err(e),
+        };
         apply(client, &namespace, &self.config_map()).await?;
         // Turning storage off later leaves the claim (and its data) in place: delete it by hand.
         if let Some(claim) = self.data_claim() {
@@ -495,11 +504,19 @@ impl MicroDash {
             &[
                 ready_condition,
                 agent_condition,
-                Wanted::yes("Reconciled", "Applied", "every object of the installation is applied"),
+                match &secrets_forbidden {
+                    None => Wanted::yes("Reconciled", "Applied", "every object of the installation is applied"),
+                    Some(message) => Wanted::no("Reconciled", "SecretsForbidden", message.clone()),
+                },
             ],
             generation,
             k8s_openapi::jiff::Timestamp::now(),
         );
+        if let Some(message) = &secrets_forbidden
+            && !crate::conditions::is_false_with(&previous.conditions, "Reconciled", message)
+        {
+            ctx.event(self, true, "SecretsForbidden", message.clone()).await;
+        }
         if previous.observed_generation != generation {
             ctx.event(self, false, "Applied", format!("installation applied (generation {})", generation.unwrap_or(0)))
                 .await;

@@ -51,6 +51,14 @@ where
     result
 }
 
+/// The condition message when the operator may not read or write Secrets in `namespace`.
+pub fn secrets_forbidden(namespace: &str, what: &str) -> String {
+    format!(
+        "the operator may not read or write Secrets in namespace {namespace} ({what}): add {namespace} to the \
+         chart's rbac.secretNamespaces (helm upgrade --reuse-values --set 'rbac.secretNamespaces={{...}}')"
+    )
+}
+
 /// Whether a deleted object stops waiting for the server after `error`: at once when its
 /// installation is gone or being deleted (nothing will ever answer), and once `timeout` has
 /// passed since the deletion began when the server does not answer or refuses.

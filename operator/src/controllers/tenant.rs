@@ -177,12 +177,38 @@ impl Tenant {
         };
         let server = &target.api;
         let mut new_token = None;
+        let secrets_namespace = &self.spec.token_secret.namespace;
+        let forbidden = |previous: TenantStatus| {
+            let message = super::secrets_forbidden(secrets_namespace, "the tenant's token Secret");
+            let conditions = merge(
+                &previous.conditions,
+                &[Wanted::no("Ready", "SecretsForbidden", message)],
+                generation,
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            TenantStatus { observed_generation: generation, conditions, ..previous }
+        };
         if !server.tenant_exists(&name).await? {
+            // Where the token goes must be writable before a token is made for it.
+            if let Err(e) = self.token_in_secret(ctx).await {
+                if !e.is_forbidden() {
+                    return Err(e);
+                }
+                update_status(&api, &name, self.status.as_ref(), &forbidden(previous)).await?;
+                return Ok(Action::requeue(ctx.resync));
+            }
             new_token = server.create_tenant(&name, self.spec.tenant.display_name.as_deref()).await?;
             tracing::info!(tenant = %name, "Tenant created in the server.");
             ctx.event(self, false, "Created", format!("tenant {name} created in the server")).await;
         }
-        let repair = self.ensure_token(ctx, server, new_token).await?;
+        let repair = match self.ensure_token(ctx, server, new_token).await {
+            Ok(repair) => repair,
+            Err(e) if e.is_forbidden() => {
+                update_status(&api, &name, self.status.as_ref(), &forbidden(previous)).await?;
+                return Ok(Action::requeue(ctx.resync));
+            }
+            Err(e) => return Err(e),
+        };
         let mut wanted = vec![];
         if let Some(retention) = &self.spec.tenant.retention
             && let Err(refusal) = server.set_retention(&name, retention).await?
@@ -232,7 +258,9 @@ impl Tenant {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &self.spec.token_secret.namespace);
         match secrets.delete(&self.token_secret_name(), &Default::default()).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            // Gone already; or a namespace the operator may not write to, where it wrote nothing
+            // (the Secret's owner reference lets the garbage collector take one written earlier).
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 403 => {}
             Err(e) => return Err(e.into()),
         }
         Ok(Action::await_change())

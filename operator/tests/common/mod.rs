@@ -48,10 +48,21 @@ pub fn kube_bin(tool: &str) -> PathBuf {
 }
 
 pub async fn client() -> Client {
+    Client::try_from(config().await).unwrap()
+}
+
+/// A client that acts as `user` (impersonation), e.g. the chart's ServiceAccount, so that what
+/// the API server allows is that user's RBAC.
+pub async fn client_as(user: &str) -> Client {
+    let mut config = config().await;
+    config.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(config).unwrap()
+}
+
+async fn config() -> Config {
     let path = kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    Client::try_from(config).unwrap()
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap()
 }
 
 /// Applies the generated CRDs (server-side apply, as `kubectl apply --server-side` would) and
