@@ -14,26 +14,14 @@ use super::{FINALIZER, error_policy, finish_cleanup, from_finalizer, measured, m
 use crate::conditions::{Wanted, is_true, merge};
 use crate::context::{Context, patch_status, update_status};
 use crate::error::{Error, Result};
-use crate::resources::{AlertRule, AlertRuleStatus, Tenant};
+use crate::resources::{AlertRule, AlertRuleStatus};
 
 const CONTROLLER: &str = "alertrule";
 
 pub async fn run(ctx: Arc<Context>) {
     let rules: Api<AlertRule> = ctx.watched();
     let controller = Controller::new(rules, watcher::Config::default());
-    // A Tenant's binding changes which of its rules may be on the server: look at them again.
-    let store = controller.store();
-    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
-    controller
-        .watches(tenants, watcher::Config::default(), move |tenant| {
-            let name = tenant.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|rule| rule.spec.rule.tenant.as_deref() == Some(name.as_str()))
-                .map(|rule| kube::runtime::reflector::ObjectRef::from_obj(rule.as_ref()))
-                .collect::<Vec<_>>()
-        })
+    binding::watching_tenants(controller, &ctx, |rule| rule.spec.rule.tenant.as_deref().unwrap_or_default())
         .shutdown_on_signal()
         .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
         .for_each(|_| async {})
@@ -253,17 +241,15 @@ impl AlertRule {
         finish_cleanup(ctx, self, outcome, || format!("rule {name} of tenant {tenant}")).await
     }
 
-    /// Deletes the rule where it was synced (the status says where), or, never synced, where
-    /// its bound tenant lives; an unbound namespace never touches the tenant on the server.
+    /// Deletes the rule from the server it is on (see [`binding::cleanup_target`]).
     async fn remove_from_server(&self, ctx: &Context, tenant: &str, name: &str) -> Result<()> {
         let status = self.status.clone().unwrap_or_default();
-        let target = if is_true(&status.conditions, "Synced") {
-            ctx.server_at(status.installation.as_deref()).await?
-        } else {
-            match binding::check(ctx, "AlertRule", tenant, &self.namespace().unwrap_or_default()).await? {
-                Binding::Bound(bound) => ctx.server_for(bound.spec.installation.as_ref()).await?,
-                Binding::Refused { .. } => return Ok(()),
-            }
+        let namespace = self.namespace().unwrap_or_default();
+        let synced = is_true(&status.conditions, "Synced");
+        let installation = status.installation.as_deref();
+        let Some(target) = binding::cleanup_target(ctx, "AlertRule", tenant, &namespace, synced, installation).await?
+        else {
+            return Ok(());
         };
         match target.api.delete_rule(tenant, name).await? {
             true => tracing::info!(rule = %name, %tenant, "Rule deleted from the server."),

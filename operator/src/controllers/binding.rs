@@ -11,9 +11,12 @@
 //! On the server a namespaced object is `NAMESPACE.NAME` (namespaces have no dots): two
 //! same-named rules of two namespaces bound to one tenant are two rules.
 
-use kube::{Api, ResourceExt};
+use kube::runtime::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
 
-use crate::context::Context;
+use crate::context::{Context, Target};
 use crate::error::Result;
 use crate::resources::Tenant;
 
@@ -35,6 +38,45 @@ pub fn server_name(namespace: &str, name: &str) -> String {
 pub async fn check(ctx: &Context, kind: &str, tenant: &str, namespace: &str) -> Result<Binding> {
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
     Ok(verdict(tenants.get_opt(tenant).await?.as_ref(), kind, tenant, namespace))
+}
+
+/// Makes `controller` (of rules or channels) look again at a Tenant's objects when the Tenant
+/// changes: its binding decides which of them may be on the server.
+pub fn watching_tenants<K>(controller: Controller<K>, ctx: &Context, tenant_of: fn(&K) -> &str) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let store = controller.store();
+    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
+    controller.watches(tenants, watcher::Config::default(), move |tenant| {
+        let name = tenant.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|obj| tenant_of(obj) == name)
+            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// Where a deleted object is to be removed from: where it was synced (`synced` and the status'
+/// `installation`), or, never synced, where its bound tenant lives; `None` for an object of an
+/// unbound namespace, which never touches the tenant on the server.
+pub async fn cleanup_target(
+    ctx: &Context,
+    kind: &str,
+    tenant: &str,
+    namespace: &str,
+    synced: bool,
+    installation: Option<&str>,
+) -> Result<Option<Target>> {
+    if synced {
+        return Ok(Some(ctx.server_at(installation).await?));
+    }
+    match check(ctx, kind, tenant, namespace).await? {
+        Binding::Bound(bound) => Ok(Some(ctx.server_for(bound.spec.installation.as_ref()).await?)),
+        Binding::Refused { .. } => Ok(None),
+    }
 }
 
 fn verdict(found: Option<&Tenant>, kind: &str, tenant: &str, namespace: &str) -> Binding {

@@ -15,26 +15,14 @@ use crate::conditions::{Wanted, is_false_with, is_true, merge};
 use crate::context::{Context, read_secret_key, update_status};
 use crate::error::{Error, Result};
 use crate::resources::channel::{LastDelivery, ResolvedSecrets};
-use crate::resources::{NotificationChannel, NotificationChannelStatus, Tenant};
+use crate::resources::{NotificationChannel, NotificationChannelStatus};
 
 const CONTROLLER: &str = "notificationchannel";
 
 pub async fn run(ctx: Arc<Context>) {
     let channels: Api<NotificationChannel> = ctx.watched();
     let controller = Controller::new(channels, watcher::Config::default());
-    // A Tenant's binding changes which of its channels may be on the server: look at them again.
-    let store = controller.store();
-    let tenants: Api<Tenant> = Api::all(ctx.client.clone());
-    controller
-        .watches(tenants, watcher::Config::default(), move |tenant| {
-            let name = tenant.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|channel| channel.spec.tenant == name)
-                .map(|channel| kube::runtime::reflector::ObjectRef::from_obj(channel.as_ref()))
-                .collect::<Vec<_>>()
-        })
+    binding::watching_tenants(controller, &ctx, |channel| channel.spec.tenant.as_str())
         .shutdown_on_signal()
         .run(reconcile, |obj, err, ctx| error_policy(CONTROLLER, obj.as_ref(), err, &ctx), ctx)
         .for_each(|_| async {})
@@ -206,18 +194,17 @@ impl NotificationChannel {
         finish_cleanup(ctx, self, outcome, || format!("channel {name} of tenant {tenant}")).await
     }
 
-    /// Deletes the channel where it was synced (the status says where), or, never synced, where
-    /// its bound tenant lives; an unbound namespace never touches the tenant on the server.
+    /// Deletes the channel from the server it is on (see [`binding::cleanup_target`]).
     async fn remove_from_server(&self, ctx: &Context, name: &str) -> Result<()> {
         let tenant = self.spec.tenant.as_str();
         let status = self.status.clone().unwrap_or_default();
-        let target = if is_true(&status.conditions, "Synced") {
-            ctx.server_at(status.installation.as_deref()).await?
-        } else {
-            match binding::check(ctx, "NotificationChannel", tenant, &self.namespace().unwrap_or_default()).await? {
-                Binding::Bound(bound) => ctx.server_for(bound.spec.installation.as_ref()).await?,
-                Binding::Refused { .. } => return Ok(()),
-            }
+        let namespace = self.namespace().unwrap_or_default();
+        let synced = is_true(&status.conditions, "Synced");
+        let installation = status.installation.as_deref();
+        let Some(target) =
+            binding::cleanup_target(ctx, "NotificationChannel", tenant, &namespace, synced, installation).await?
+        else {
+            return Ok(());
         };
         if target.api.delete_channel(tenant, name).await? {
             tracing::info!(channel = %name, %tenant, "Channel deleted from the server.");
