@@ -147,14 +147,14 @@ spec:
 MD
 kubectl wait -n microdash-restricted microdash/restricted --timeout=90s \
   --for=jsonpath='{.status.conditions[?(@.type=="AgentReady")].reason}'=PodSecurityLevel >/dev/null \
-  || fail "AgentReady of a MicroDash in a restricted namespace: $(kubectl get microdash restricted -n microdash-restricted -o jsonpath='{.status.conditions}')"
+  || fail "AgentReady of a MicroDash in a restricted namespace: $(kubectl get microdashes restricted -n microdash-restricted -o jsonpath='{.status.conditions}')"
 sleep 3
 refused=$(kubectl get events -n microdash-restricted --field-selector reason=FailedCreate -o jsonpath='{.items[*].message}' 2>/dev/null || true)
 grep -q 'violates PodSecurity "restricted' <<<"$refused" \
   || fail "Pod Security admission did not refuse the agent's pods in a restricted namespace (events: ${refused:-none})"
 # The namespace is not among the chart's rbac.secretNamespaces: the operator may not write the
 # admin-token Secret there, applies the rest, and its Reconciled condition says what to change.
-reconciled=$(kubectl get microdash restricted -n microdash-restricted -o jsonpath='{.status.conditions[?(@.type=="Reconciled")].reason}')
+reconciled=$(kubectl get microdashes restricted -n microdash-restricted -o jsonpath='{.status.conditions[?(@.type=="Reconciled")].reason}' || true)
 [[ $reconciled == SecretsForbidden ]] \
   || fail "Reconciled of a MicroDash outside rbac.secretNamespaces is '$reconciled', expected SecretsForbidden"
 kubectl delete namespace microdash-restricted --wait=false >/dev/null
@@ -270,7 +270,7 @@ kubectl get events -A --field-selector reason=TokenReregistered --no-headers 2>/
 
 step "Tenancy: a namespace the Tenant does not bind is refused at admission; a bound one syncs as NAMESPACE.NAME, and deleting it leaves nothing stuck"
 extra=team-a-extra
-kubectl create namespace "$extra" >/dev/null
+kubectl create namespace "$extra" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 extra_rule() {
   kubectl apply -f - 2>&1 <<RULE
 apiVersion: microdash.io/v1alpha1
