@@ -8,12 +8,14 @@ use std::str::FromStr;
 pub mod alerting;
 pub mod duration;
 pub mod template;
+pub mod views;
 
 pub use alerting::{
     Aggregation, AlertRuleSpec, ComparisonOp, Condition, EmailSpec, FieldError, NoDataSpec, NoDataState,
     NotificationChannelSpec, SECRET_PLACEHOLDER, SmtpSpec, SmtpTls, ValidationErrors, WebhookSpec,
 };
 pub use duration::{format_duration, parse_duration};
+pub use views::AlertState;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

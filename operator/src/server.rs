@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use microdash_model::{AlertRuleSpec, NotificationChannelSpec, Scope, TenantLimits, TenantRetention};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -34,60 +33,8 @@ pub struct Refusal {
     pub detail: String,
 }
 
-/// A rule as the server shows it: the spec fields beside `name` and `status`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleView {
-    pub status: RuleStatus,
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RuleStatus {
-    pub state: String,
-    pub instances: i64,
-    pub firing: i64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChannelView {
-    #[serde(default)]
-    pub last_delivery: Option<ServerDelivery>,
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ServerDelivery {
-    pub status: String,
-    pub at: i64,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// Takes the spec fields out of a server answer (drops `name`, timestamps, status).
-fn spec_fields<T: DeserializeOwned>(rest: &serde_json::Map<String, Value>) -> Option<T> {
-    let mut map = rest.clone();
-    map.remove("name");
-    for key in microdash_model::READ_ONLY_KEYS {
-        map.remove(key);
-    }
-    serde_json::from_value(Value::Object(map)).ok()
-}
-
-impl RuleView {
-    pub fn spec(&self) -> Option<AlertRuleSpec> {
-        spec_fields(&self.rest)
-    }
-}
-
-impl ChannelView {
-    pub fn spec(&self) -> Option<NotificationChannelSpec> {
-        spec_fields(&self.rest)
-    }
-}
+/// The server's answers about rules and channels, declared once in the model.
+pub use microdash_model::views::{ChannelView, RuleView};
 
 impl ServerApi {
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> ServerApi {

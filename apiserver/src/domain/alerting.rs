@@ -14,62 +14,11 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::fmt;
 
 use microdash_model::{Aggregation, NoDataState};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum AlertState {
-    Ok,
-    Pending,
-    Firing,
-    Resolved,
-    #[serde(rename = "NODATA")]
-    NoData,
-}
-
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Ok => "OK",
-            AlertState::Pending => "PENDING",
-            AlertState::Firing => "FIRING",
-            AlertState::Resolved => "RESOLVED",
-            AlertState::NoData => "NODATA",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "OK" => AlertState::Ok,
-            "PENDING" => AlertState::Pending,
-            "FIRING" => AlertState::Firing,
-            "RESOLVED" => AlertState::Resolved,
-            "NODATA" => AlertState::NoData,
-            _ => return None,
-        })
-    }
-
-    /// How bad a state is, to summarise many instances by the worst one.
-    pub fn severity_rank(self) -> u8 {
-        match self {
-            AlertState::Firing => 4,
-            AlertState::NoData => 3,
-            AlertState::Pending => 2,
-            AlertState::Resolved => 1,
-            AlertState::Ok => 0,
-        }
-    }
-}
-
-impl fmt::Display for AlertState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The states, shared with the operator through the model (the server's views name them).
+pub use microdash_model::AlertState;
 
 /// The time-related settings of a rule, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -22,28 +22,8 @@ use crate::storage::alerts::{
     AttemptOutcome, AttemptRecord, NewNotification, NotificationRecord, SpecKind, SpecRecord,
 };
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LastDelivery {
-    pub status: String,
-    pub at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ChannelView {
-    pub name: String,
-    /// The channel spec fields (webhook or email, sendResolved, repeatInterval), secrets as `<set>`.
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub spec: NotificationChannelSpec,
-    pub created_at: i64,
-    pub updated_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_delivery: Option<LastDelivery>,
-}
+/// The views are declared once, in the model, for the server and the operator.
+pub use microdash_model::views::{ChannelView, LastDelivery};
 
 #[derive(Serialize, ToSchema)]
 pub struct ChannelList {

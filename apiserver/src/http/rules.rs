@@ -19,29 +19,8 @@ use crate::http::error::{AppError, AppResult};
 use crate::http::ingest::Body;
 use crate::storage::alerts::{InstanceRecord, SpecKind, SpecRecord};
 
-/// A rule summarised by its instances.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleStatus {
-    /// The worst state among the rule's instances; OK when it has none.
-    pub state: AlertState,
-    /// Matched series so far.
-    pub instances: usize,
-    pub firing: usize,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleView {
-    pub name: String,
-    /// The fields of the rule spec (metric, match, condition, for, …).
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub spec: AlertRuleSpec,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub status: RuleStatus,
-}
+/// The views are declared once, in the model, for the server and the operator.
+pub use microdash_model::views::{RuleStatus, RuleView};
 
 #[derive(Serialize, ToSchema)]
 pub struct RuleList {

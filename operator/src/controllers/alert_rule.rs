@@ -90,7 +90,7 @@ impl AlertRule {
             Ok(current) => current,
             Err(e) => return Err(self.unsynced(&api, &previous, e).await),
         };
-        let in_sync = current.as_ref().and_then(|view| view.spec()).is_some_and(|spec| spec == wanted);
+        let in_sync = current.as_ref().is_some_and(|view| view.spec == wanted);
         let view = if in_sync {
             current
         } else {
@@ -155,18 +155,18 @@ impl AlertRule {
         let status = AlertRuleStatus {
             observed_generation: generation,
             conditions,
-            state: Some(view.status.state.clone()),
-            matched_series: Some(view.status.instances),
-            firing_series: Some(view.status.firing),
+            state: Some(view.status.state.to_string()),
+            matched_series: Some(view.status.instances as i64),
+            firing_series: Some(view.status.firing as i64),
             last_evaluation: last_transition.map(ms_rfc3339).or(previous.last_evaluation.clone()),
             installation: Some(target.installation.clone()),
             last_sync: previous.last_sync.clone(),
         };
         if let Some((warning, reason, note)) = state_event(
             previous.state.as_deref(),
-            &view.status.state,
-            view.status.firing,
-            view.status.instances,
+            view.status.state.as_str(),
+            view.status.firing as i64,
+            view.status.instances as i64,
             tenant,
         ) {
             ctx.event(self, warning, reason, note).await;

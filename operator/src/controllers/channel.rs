@@ -137,7 +137,7 @@ impl NotificationChannel {
         let server = &target.api;
         let current = server.get_channel(tenant, &name).await?;
         // The server shows secrets as `<set>`: compare the redacted forms.
-        let in_sync = current.as_ref().and_then(|v| v.spec()).is_some_and(|spec| spec == wanted.redacted());
+        let in_sync = current.as_ref().is_some_and(|view| view.spec == wanted.redacted());
         let changed = previous.observed_generation != generation;
         let view = if in_sync && !changed {
             current.expect("in sync means present")
