@@ -292,14 +292,7 @@ pub fn validate_object_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 253 {
         return Err("must be 1 to 253 characters long".into());
     }
-    let part_ok = |part: &str| {
-        let bytes = part.as_bytes();
-        !bytes.is_empty()
-            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-            && bytes[0] != b'-'
-            && bytes[bytes.len() - 1] != b'-'
-    };
-    if !name.split('.').all(part_ok) {
+    if !name.split('.').all(crate::is_label) {
         return Err("must contain only lowercase letters, digits, '-' and '.', and each '.'-separated part \
                     must start and end with a letter or digit"
             .into());

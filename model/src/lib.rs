@@ -89,14 +89,22 @@ pub fn validate_tenant_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 {
         return Err("must be 1 to 63 characters long".into());
     }
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = name.as_bytes()[0].is_ascii_alphanumeric() && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if !ok_chars || !ok_ends {
+    if !is_label(name) {
         return Err(
             "must contain only lowercase letters, digits and '-', and start and end with a letter or digit".into()
         );
     }
     Ok(())
+}
+
+/// A non-empty run of lowercase letters, digits and '-' that starts and ends with a letter or
+/// digit: a tenant name, and each '.'-separated part of a rule or channel name.
+pub(crate) fn is_label(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    !bytes.is_empty()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
 }
 
 /// A metric name or label key: `[a-zA-Z_][a-zA-Z0-9_.:-]*`.
