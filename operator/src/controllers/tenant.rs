@@ -150,51 +150,27 @@ impl Tenant {
         let previous = self.status.clone().unwrap_or_default();
         let generation = self.metadata.generation;
         if let Err(e) = microdash_model::validate_tenant_name(&name) {
-            let conditions = merge(
-                &previous.conditions,
-                &[Wanted::no("Ready", "InvalidName", format!("a tenant name {e}"))],
-                generation,
-                k8s_openapi::jiff::Timestamp::now(),
-            );
-            let status = TenantStatus { observed_generation: generation, conditions, ..previous };
-            update_status(&api, &name, self.status.as_ref(), &status).await?;
+            self.not_ready(&api, previous, "InvalidName", format!("a tenant name {e}")).await?;
             return Ok(Action::await_change());
         }
         let target = match ctx.server_for(self.spec.installation.as_ref()).await {
             Ok(target) => target,
             Err(Error::Installation(message)) => {
-                let conditions = merge(
-                    &previous.conditions,
-                    &[Wanted::no("Ready", "NoInstallation", message)],
-                    generation,
-                    k8s_openapi::jiff::Timestamp::now(),
-                );
-                let status = TenantStatus { observed_generation: generation, conditions, ..previous };
-                update_status(&api, &name, self.status.as_ref(), &status).await?;
+                self.not_ready(&api, previous, "NoInstallation", message).await?;
                 return Ok(Action::requeue(ctx.resync));
             }
             Err(e) => return Err(e),
         };
         let server = &target.api;
         let mut new_token = None;
-        let secrets_namespace = &self.spec.token_secret.namespace;
-        let forbidden = |previous: TenantStatus| {
-            let message = super::secrets_forbidden(secrets_namespace, "the tenant's token Secret");
-            let conditions = merge(
-                &previous.conditions,
-                &[Wanted::no("Ready", "SecretsForbidden", message)],
-                generation,
-                k8s_openapi::jiff::Timestamp::now(),
-            );
-            TenantStatus { observed_generation: generation, conditions, ..previous }
-        };
+        let forbidden = || super::secrets_forbidden(&self.spec.token_secret.namespace, "the tenant's token Secret");
         if !server.tenant_exists(&name).await? {
             // Where the token goes must be writable before a token is made for it.
             if let Err(e) = self.token_in_secret(ctx).await {
                 if !e.is_forbidden() {
                     return Err(e);
                 }
-                update_status(&api, &name, self.status.as_ref(), &forbidden(previous)).await?;
+                self.not_ready(&api, previous, "SecretsForbidden", forbidden()).await?;
                 return Ok(Action::requeue(ctx.resync));
             }
             new_token = server.create_tenant(&name, self.spec.tenant.display_name.as_deref()).await?;
@@ -204,7 +180,7 @@ impl Tenant {
         let repair = match self.ensure_token(ctx, server, new_token).await {
             Ok(repair) => repair,
             Err(e) if e.is_forbidden() => {
-                update_status(&api, &name, self.status.as_ref(), &forbidden(previous)).await?;
+                self.not_ready(&api, previous, "SecretsForbidden", forbidden()).await?;
                 return Ok(Action::requeue(ctx.resync));
             }
             Err(e) => return Err(e),
@@ -233,6 +209,19 @@ impl Tenant {
         };
         update_status(&api, &name, self.status.as_ref(), &status).await?;
         Ok(Action::requeue(ctx.resync))
+    }
+
+    /// Writes `Ready=False` with `reason` and `message`, the rest of the status as it was.
+    async fn not_ready(&self, api: &Api<Tenant>, previous: TenantStatus, reason: &str, message: String) -> Result<()> {
+        let generation = self.metadata.generation;
+        let conditions = merge(
+            &previous.conditions,
+            &[Wanted::no("Ready", reason, message)],
+            generation,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let status = TenantStatus { observed_generation: generation, conditions, ..previous };
+        update_status(api, &self.name_any(), self.status.as_ref(), &status).await
     }
 
     fn token_secret_ref(&self) -> String {
