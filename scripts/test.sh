@@ -10,6 +10,18 @@ LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 started=$(date +%s)
 
+# Disk: a cold run fills about DISK_NEED_GB (target/debug and target/release, the Go build cache,
+# the images in the engine's store, the cluster's node image); CI once ran out of space in the
+# release build. Incremental compilation is off: on a fresh clone it only adds gigabytes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+DISK_NEED_GB=24
+disk_free_gb=$(df -Pk "$ROOT" | awk 'NR == 2 { print int($4 / 1048576) }')
+echo "==> Disk: ${disk_free_gb} GB free where the project is (a cold run needs about ${DISK_NEED_GB} GB)"
+if (( disk_free_gb < DISK_NEED_GB )); then
+  echo "warning: less than ${DISK_NEED_GB} GB free; a cold run may stop with 'No space left on device'." >&2
+  echo "         Free space first (an old clone's target/, 'docker system prune', ~/.cache/go-build)." >&2
+fi
+
 ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
   prometheus prometheus-node-exporter python3-venv
 # Client libraries of the protocol tests (PyPI), in a virtualenv under .cache: the InfluxDB
@@ -124,4 +136,5 @@ schemathesis_passed=$(grep -Ec '^  (tenant|admin): exit 0,' "$LOGS/schemathesis.
 schemathesis_cases=$(sed -n 's/^  \(tenant\|admin\): exit 0, [0-9]*s, \([0-9]*\) generated.*/\2/p' "$LOGS/schemathesis.log" | awk '{s+=$1} END {print s+0}')
 total=$((cargo_passed + schemathesis_passed + ${vitest_passed:-0} + ${e2e_passed:-0} + ${stack_passed:-0} + ${cluster_passed:-0}))
 echo "cargo: ${cargo_passed} passed; schemathesis: ${schemathesis_passed} runs passed (${schemathesis_cases} cases, ${schemathesis_s} s); vitest: ${vitest_passed:-0} passed; browser: ${e2e_passed:-0} passed; containers: ${stack_passed:-0} passed (${container_s} s); cluster browser: ${cluster_passed:-0} passed; $(( $(date +%s) - started ))s"
+echo "disk: $(df -Pk "$ROOT" | awk 'NR == 2 { print int($4 / 1048576) }') GB free at the end (${disk_free_gb} GB at the start)"
 echo "${total} passed, ${cargo_failed} failed"
