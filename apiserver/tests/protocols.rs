@@ -385,3 +385,143 @@ async fn the_opentelemetry_sdk_exports_gauges_sums_and_histograms_into_the_tenan
     let r = client().post(server.url("/v1/metrics")).bearer_auth(&token).body("x").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// The `promtool` of Debian's `prometheus` package against `/prometheus`, with the token as the
+/// Basic password of the URL (promtool 2.42 sends no other header); what it prints.
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("/usr/bin/promtool")
+        .args(args)
+        .output()
+        .expect("promtool (Debian package prometheus; the test command installs it)");
+    assert!(out.status.success(), "promtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_prometheus_api_answers_promtool_and_prometheus_federates_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = create_tenant(&server, "fleet").await;
+    let other = create_tenant(&server, "neighbours").await;
+    let now = now_ms();
+    let samples = json!([
+        {"metric": "cpu.usage", "labels": {"host": "web-1", "env": "prod"}, "value": 0.5, "ts": now - 2000},
+        {"metric": "cpu.usage", "labels": {"host": "db-1", "service.name": "pg"}, "value": 0.75, "ts": now - 1000},
+        {"metric": "mem_free", "labels": {"host": "web-1"}, "value": 1024.0, "ts": now - 1000},
+    ]);
+    assert_eq!(common::ingest(&server, &token, samples).await, StatusCode::ACCEPTED);
+    let theirs = json!([{"metric": "cpu.usage", "labels": {"host": "secret-host"}, "value": 9.0, "ts": now}]);
+    assert_eq!(common::ingest(&server, &other, theirs).await, StatusCode::ACCEPTED);
+
+    // promtool reads series and label values in Prometheus' names (dots become underscores).
+    let base = server.url("/prometheus").replacen("://", &format!("://fleet:{token}@"), 1);
+    let series = promtool(&["query", "series", "--match", r#"cpu_usage{host=~"web-.*|db-1"}"#, &base]);
+    assert_eq!(
+        series.lines().collect::<Vec<_>>(),
+        [
+            r#"{__name__="cpu_usage", env="prod", host="web-1"}"#,
+            r#"{__name__="cpu_usage", host="db-1", service_name="pg"}"#
+        ],
+        "{series}"
+    );
+    let hosts = promtool(&["query", "labels", &base, "host"]);
+    assert_eq!(hosts.lines().collect::<Vec<_>>(), ["db-1", "web-1"], "the other tenant's host is not listed: {hosts}");
+    let names = promtool(&["query", "labels", &base, "__name__"]);
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["cpu_usage", "mem_free"], "{names}");
+    // The same series microdash's own API lists.
+    let own = get(&server, &token, "/api/v1/series?metric=cpu.usage").await;
+    assert_eq!(own["series"].as_array().unwrap().len(), 2, "{own}");
+
+    // The JSON API directly: `series` across metrics, `labels`, every error in Prometheus' shape
+    // with its errorType.
+    let r = client()
+        .get(server.url("/prometheus/api/v1/series"))
+        .bearer_auth(&token)
+        .query(&[("match[]", r#"{host="web-1"}"#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2, "cpu_usage and mem_free of web-1: {v}");
+    let labels = get(&server, &token, "/prometheus/api/v1/labels").await;
+    assert_eq!(labels["data"], json!(["__name__", "env", "host", "service_name"]), "{labels}");
+    for (path, token, status, error_type) in [
+        ("/prometheus/api/v1/series?match[]=rate(x[5m])", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/series", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/labels?start=yesterday", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/labels?limit=2147483648", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/series?match[]=up", "md_wrong", 401, "unauthorized"),
+        ("/prometheus/api/v1/query?query=up", token.as_str(), 404, "not_found"),
+    ] {
+        let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!((v["status"].as_str(), v["errorType"].as_str()), (Some("error"), Some(error_type)), "{path}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {v}");
+    }
+
+    // Debian's Prometheus scrapes the tenant's /prometheus/federate and stores what it answers:
+    // the same values, the labels as they were (honor_labels), nothing of the other tenant.
+    let token_file = dir.path().join("microdash-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let config = dir.path().join("prometheus.yml");
+    let host_port = server.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\n\
+             scrape_configs:\n  - job_name: microdash\n    honor_labels: true\n    metrics_path: /prometheus/federate\n\
+             \x20   params: {{'match[]': ['{{__name__=~\".+\"}}']}}\n\
+             \x20   authorization: {{credentials_file: {}}}\n\
+             \x20   static_configs: [{{targets: ['{host_port}']}}]\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let prom_port = free_port();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prometheus = Daemon(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package; the test command installs it)"),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let query = |q: &str| format!("{prom}/api/v1/query?query={}", urlencode(q));
+    let found = eventually(Duration::from_secs(60), "federated cpu_usage in Prometheus", async || {
+        let r = client().get(query("cpu_usage")).send().await.map_err(|e| e.to_string())?;
+        let v: Value = r.json().await.map_err(|e| e.to_string())?;
+        if v["data"]["result"].as_array().is_some_and(|r| r.len() == 2) { Ok(v) } else { Err(v.to_string()) }
+    })
+    .await;
+    let mut got: Vec<(String, String)> = found["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"]["host"].as_str().unwrap().to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [("db-1".to_string(), "0.75".to_string()), ("web-1".to_string(), "0.5".to_string())], "{found}");
+    let r = client().get(query(r#"{host="secret-host"}"#)).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["result"], json!([]), "the other tenant's series never reach this scrape: {v}");
+    let r = client().get(query(r#"mem_free{job="microdash"}"#)).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "1024", "{v}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

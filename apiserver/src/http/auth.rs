@@ -129,26 +129,39 @@ fn check_cookie_write(parts: &Parts) -> AppResult<()> {
     Ok(())
 }
 
+/// The secret an `Authorization` value carries, empty when it carries none: `Bearer`, or `Token`
+/// (how InfluxDB clients and Telegraf send it); or `Basic` with the token as the password, the
+/// user name unread (Grafana's and Prometheus' basic auth, and `https://any:TOKEN@host` URLs of
+/// tools that take no header, such as promtool).
+fn secret_in(value: &str) -> String {
+    if let Some(encoded) = ["Basic ", "basic "].iter().find_map(|scheme| value.strip_prefix(scheme)) {
+        use base64::Engine;
+        return base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|pair| pair.split_once(':').map(|(_, password)| password.trim().to_string()))
+            .unwrap_or_default();
+    }
+    ["Bearer ", "bearer ", "Token ", "token "]
+        .iter()
+        .find_map(|scheme| value.strip_prefix(scheme))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            // `Token` is how InfluxDB clients and Telegraf send it.
-            .map(|v| {
-                ["Bearer ", "bearer ", "Token ", "token "]
-                    .iter()
-                    .find_map(|scheme| v.strip_prefix(scheme))
-                    .unwrap_or("")
-                    .trim()
-            });
-        let principal = match bearer {
+        let bearer = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(secret_in);
+        let principal = match bearer.as_deref() {
             Some("") => {
                 state.telemetry.reject(reason::UNAUTHORIZED);
-                return Err(AppError::unauthorized("the Authorization header must be `Bearer <token>`"));
+                return Err(AppError::unauthorized(
+                    "the Authorization header must be `Bearer <token>` (or Basic with the token as the password)",
+                ));
             }
             Some(secret) => state.auth.token(secret).await?,
             None => match cookie_value(&parts.headers, SESSION_COOKIE) {
@@ -200,5 +213,23 @@ impl FromRequestParts<AppState> for Caller {
                 Err(AppError::unauthorized("invalid token or expired session"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_in;
+
+    #[test]
+    fn the_token_is_read_from_bearer_token_and_basic_passwords_only() {
+        assert_eq!(secret_in("Bearer md_abc "), "md_abc");
+        assert_eq!(secret_in("Token md_abc"), "md_abc");
+        // base64("fleet:md_abc") and base64(":md_abc"): the password is the token.
+        assert_eq!(secret_in("Basic ZmxlZXQ6bWRfYWJj"), "md_abc");
+        assert_eq!(secret_in("Basic Om1kX2FiYw=="), "md_abc");
+        // No password, not base64, another scheme: no secret (answered 401).
+        assert_eq!(secret_in("Basic ZmxlZXQ="), "");
+        assert_eq!(secret_in("Basic !!!"), "");
+        assert_eq!(secret_in("Digest md_abc"), "");
     }
 }

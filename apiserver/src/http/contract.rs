@@ -32,7 +32,7 @@ struct Traits {
 
 fn traits(path: &str, op: &Operation) -> Traits {
     let authenticated = !op.security.as_ref().is_some_and(|s| s.iter().all(is_empty_requirement));
-    let api = path.starts_with("/api/v1/");
+    let api = path.starts_with("/api/v1/") || path.starts_with("/prometheus/");
     Traits {
         authenticated,
         tenant_data: authenticated && api && !path.starts_with("/api/v1/tenants") && path != "/api/v1/session",
@@ -171,12 +171,18 @@ fn complete(path: &str, op: &mut Operation) {
             .entry(status.to_string())
             .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(describe(status)).build()));
     }
-    // Every error answer is problem+json, whatever the handler's annotation said.
+    // Every error answer is problem+json, whatever the handler's annotation said; under
+    // /prometheus/api/ it is Prometheus' own error shape (`prometheus::prometheus_errors`).
+    let (error_type, error_content) = if path.starts_with("/prometheus/api/") {
+        ("application/json", Content::new(Some(RefOr::Ref(Ref::from_schema_name("PromError")))))
+    } else {
+        (PROBLEM, problem_content())
+    };
     for (status, response) in responses.iter_mut() {
         let error = status.starts_with('4') || status.starts_with('5');
         if let (true, RefOr::T(response)) = (error, response) {
             response.content.clear();
-            response.content.insert(PROBLEM.to_string(), problem_content());
+            response.content.insert(error_type.to_string(), error_content.clone());
             if response.description.is_empty() {
                 response.description = describe(status).to_string();
             }

@@ -223,6 +223,11 @@ impl From<BytesRejection> for AppError {
     }
 }
 
+/// Marks an error answer in the shape of a peer's API (Prometheus' `{"status":"error",…}` under
+/// `/prometheus/api/`), which that API's clients read: `problem_for_every_error` leaves it alone.
+#[derive(Clone, Copy)]
+pub struct OwnErrorShape;
+
 /// Turns every error answer that is not problem+json yet (axum's own rejections of a query
 /// string, path or body, a 405, a 404 of the router) into one, keeping its status and headers
 /// (`Allow`, `Retry-After`, …); the plain text becomes the detail, and the parameter it names
@@ -237,7 +242,7 @@ pub async fn problem_for_every_error(response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/problem+json"));
-    if is_problem {
+    if is_problem || response.extensions().get::<OwnErrorShape>().is_some() {
         return response;
     }
     let (parts, body) = response.into_parts();

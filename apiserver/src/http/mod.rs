@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod params;
+pub mod prometheus;
 pub mod query;
 pub mod rules;
 pub mod session;
@@ -97,9 +98,11 @@ impl AppState {
         admin::revoke_token, admin::set_retention, admin::set_limits,
         tokens::list, tokens::create, tokens::revoke,
         ops::healthz, ops::readyz, ops::metrics,
+        prometheus::series, prometheus::labels, prometheus::label_values, prometheus::federate,
     ),
-    components(schemas(error::Problem)),
-    tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries")),
+    components(schemas(error::Problem, prometheus::PromError)),
+    tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries"),
+         (name = "prometheus", description = "Prometheus-compatible series metadata and federation (Prometheus names and answer shapes)")),
     modifiers(&BearerAuth, &Contract),
 )]
 pub struct ApiDoc;
@@ -151,8 +154,18 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/tenants/{name}/limits", axum::routing::put(admin::set_limits))
         .route("/api/v1/{*rest}", axum::routing::any(ops::api_not_found))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    // Prometheus' clients read Prometheus' error shape: the API under /prometheus/api answers it.
+    let prometheus_api = Router::new()
+        .route("/prometheus/api/v1/series", get(prometheus::series))
+        .route("/prometheus/api/v1/labels", get(prometheus::labels))
+        .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route("/prometheus/api/{*rest}", axum::routing::any(prometheus::not_served))
+        .layer(middleware::map_response(prometheus::prometheus_errors))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     Router::new()
         .merge(api)
+        .merge(prometheus_api)
+        .route("/prometheus/federate", get(prometheus::federate))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

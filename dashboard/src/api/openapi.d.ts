@@ -235,7 +235,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["series"];
+        get: operations["get_api_v1_series"];
         put?: never;
         post?: never;
         delete?: never;
@@ -476,6 +476,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/prometheus/api/v1/label/{name}/values": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["label_values"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/prometheus/api/v1/labels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["labels"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/prometheus/api/v1/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_prometheus_api_v1_series"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/prometheus/federate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["federate"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/readyz": {
         parameters: {
             query?: never;
@@ -705,6 +769,28 @@ export interface components {
             title: string;
             /** @description Always `about:blank`: the status and title say what kind of problem it is. */
             type: string;
+        };
+        /** @description Prometheus' error answer. */
+        PromError: {
+            error: string;
+            /** @description `bad_data`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`. */
+            errorType: string;
+            /** @description Always `error`. */
+            status: string;
+        };
+        /** @description `{"status":"success","data":[{…labels}]}`: each series' labels, with `__name__`. */
+        PromSeries: {
+            data: {
+                [key: string]: string;
+            }[];
+            /** @description Always `success`. */
+            status: string;
+        };
+        /** @description `{"status":"success","data":[…]}` with a list of names or values. */
+        PromStrings: {
+            data: string[];
+            /** @description Always `success`. */
+            status: string;
         };
         QueryResponse: {
             /** @description `raw`, `1m` or `5m`: where the points came from. */
@@ -2656,7 +2742,7 @@ export interface operations {
             };
         };
     };
-    series: {
+    get_api_v1_series: {
         parameters: {
             query: {
                 /** @description metric name */
@@ -4105,6 +4191,302 @@ export interface operations {
                 };
                 content: {
                     "application/openmetrics-text; version=1.0.0; charset=utf-8": unknown;
+                };
+            };
+        };
+    };
+    label_values: {
+        parameters: {
+            query?: {
+                /** @description only the values on these series */
+                "match[]"?: string[];
+                start?: string;
+                end?: string;
+                limit?: number;
+            };
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                /** @description a Prometheus label name, or `__name__` for the metric names */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromStrings"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    labels: {
+        parameters: {
+            query?: {
+                /** @description only the labels of these series */
+                "match[]"?: string[];
+                start?: string;
+                end?: string;
+                limit?: number;
+            };
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromStrings"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    get_prometheus_api_v1_series: {
+        parameters: {
+            query: {
+                /** @description series selector, repeatable: `up{job=~"node|api"}` */
+                "match[]": string[];
+                /** @description Unix seconds or RFC 3339: series with a sample at or after it */
+                start?: string;
+                /** @description accepted, not used: series are not filtered by their oldest sample */
+                end?: string;
+                /** @description at most this many series (0: no limit) */
+                limit?: number;
+            };
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromSeries"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    federate: {
+        parameters: {
+            query: {
+                /** @description series selector, repeatable; without one the answer is empty, as Prometheus' /federate */
+                "match[]": string[];
+            };
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The newest sample (at most 5 minutes old) of each selected series, in the text exposition format with timestamps */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };

@@ -1,0 +1,280 @@
+//! The Prometheus-compatible API under `/prometheus` (issue 18): the metadata endpoints a
+//! Prometheus client or Grafana asks first (`series`, `labels`, `label/{name}/values`) and the
+//! federation endpoint Prometheus scrapes (`federate`), per tenant with the same tokens as the
+//! rest of the API. Names and selectors are Prometheus' (`domain/promql.rs` maps them).
+//!
+//! Answers are Prometheus' own shapes: `{"status":"success","data":…}`, and every error of
+//! `/prometheus/api/` as `{"status":"error","errorType":…,"error":…}` (Prometheus clients read
+//! those fields, not problem+json). PromQL evaluation (`query`, `query_range`) is not served yet:
+//! those paths answer 404 `not_found` saying so, never a wrong answer.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use microdash_model::Scope;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::promql::{Selector, exposition, prometheus_labels, prometheus_name};
+use crate::domain::{Labels, now_ms};
+use crate::http::AppState;
+use crate::http::auth::{Caller, TenantCaller};
+use crate::http::error::{AppError, AppResult, OwnErrorShape};
+use crate::http::params::{MAX_TIME_MS, Params};
+
+/// Most series one request may select; past it the request is refused and asked to narrow.
+pub const MAX_SERIES: usize = 100_000;
+/// How far back `federate` looks for a series' newest sample (Prometheus' lookback delta).
+const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// `{"status":"success","data":[…]}` with a list of names or values.
+#[derive(Serialize, ToSchema)]
+pub struct PromStrings {
+    /// Always `success`.
+    pub status: &'static str,
+    pub data: Vec<String>,
+}
+
+/// `{"status":"success","data":[{…labels}]}`: each series' labels, with `__name__`.
+#[derive(Serialize, ToSchema)]
+pub struct PromSeries {
+    /// Always `success`.
+    pub status: &'static str,
+    #[schema(value_type = Vec<std::collections::HashMap<String, String>>)]
+    pub data: Vec<Labels>,
+}
+
+/// Prometheus' error answer.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PromError {
+    /// Always `error`.
+    pub status: String,
+    /// `bad_data`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`.
+    #[serde(rename = "errorType")]
+    pub error_type: String,
+    pub error: String,
+}
+
+fn selectors(params: &Params) -> AppResult<Vec<Selector>> {
+    params
+        .all("match[]")
+        .into_iter()
+        .map(|text| Selector::parse(text).map_err(|e| AppError::bad_request(e).field("match[]")))
+        .collect()
+}
+
+/// A time as Prometheus takes it: Unix seconds (with a fraction) or RFC 3339; in ms.
+fn prom_time(params: &Params, name: &str) -> AppResult<Option<i64>> {
+    let Some(text) = params.get(name) else { return Ok(None) };
+    let ms = text
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite())
+        .map(|s| (s * 1000.0).round())
+        .filter(|ms| (0.0..=MAX_TIME_MS as f64).contains(ms))
+        .map(|ms| ms as i64)
+        .or_else(|| crate::domain::sample::parse_rfc3339_ms(text).filter(|ms| (0..=MAX_TIME_MS).contains(ms)));
+    ms.map(Some).ok_or_else(|| {
+        AppError::bad_request(format!("`{name}` {text:?} must be Unix seconds or an RFC 3339 time")).field(name)
+    })
+}
+
+fn limit(params: &Params) -> AppResult<usize> {
+    match params.get("limit") {
+        None | Some("0") => Ok(MAX_SERIES),
+        Some(text) => match text.parse::<i32>() {
+            Ok(n) if n >= 0 => Ok((n as usize).min(MAX_SERIES)),
+            _ => Err(AppError::bad_request(format!(
+                "`limit` {text:?} must be a whole number 0..=2147483647 (0: no limit)"
+            ))
+            .field("limit")),
+        },
+    }
+}
+
+/// A selected series: its Prometheus labels and its newest sample.
+struct Selected {
+    labels: Labels,
+    last: Option<(i64, f64)>,
+}
+
+/// The tenant's series that any of `selectors` matches and whose newest sample is at or after
+/// `since`. Metrics are filtered by name first; series of a named metric are read once.
+async fn select(
+    state: &AppState,
+    tenant: &TenantCaller,
+    selectors: &[Selector],
+    since: Option<i64>,
+) -> AppResult<Vec<Selected>> {
+    let mut out = Vec::new();
+    for metric in state.store.metric_names(tenant.tenant_id).await? {
+        let name = prometheus_name(&metric);
+        if !selectors.iter().any(|s| s.may_select_metric(&name)) {
+            continue;
+        }
+        for info in state.store.series(tenant.tenant_id, &metric, &Labels::new()).await? {
+            if since.is_some_and(|since| info.last.is_none_or(|(ts, _)| ts < since)) {
+                continue;
+            }
+            let labels = prometheus_labels(&metric, &info.labels);
+            if selectors.iter().any(|s| s.matches(&labels)) {
+                if out.len() == MAX_SERIES {
+                    return Err(AppError::bad_request(format!(
+                        "the selectors match more than {MAX_SERIES} series; narrow them"
+                    ))
+                    .field("match[]"));
+                }
+                out.push(Selected { labels, last: info.last });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every series (`{__name__=~".+"}`), for `labels` and `label values` without `match[]`.
+fn everything() -> Vec<Selector> {
+    vec![Selector::parse(r#"{__name__=~".+"}"#).expect("a valid selector")]
+}
+
+#[utoipa::path(get, path = "/prometheus/api/v1/series", tag = "prometheus",
+    params(("match[]" = Vec<String>, Query, description = "series selector, repeatable: `up{job=~\"node|api\"}`"),
+           ("start" = Option<String>, Query, description = "Unix seconds or RFC 3339: series with a sample at or after it"),
+           ("end" = Option<String>, Query, description = "accepted, not used: series are not filtered by their oldest sample"),
+           ("limit" = Option<i32>, Query, minimum = 0, description = "at most this many series (0: no limit)")),
+    responses((status = 200, body = PromSeries), (status = 400, body = PromError)))]
+pub async fn series(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    let tenant = caller.require(Scope::Read)?;
+    let params = Params::parse(raw.as_deref())?;
+    let selectors = selectors(&params)?;
+    if selectors.is_empty() {
+        return Err(AppError::bad_request("at least one `match[]` selector is required").field("match[]"));
+    }
+    let (since, _) = (prom_time(&params, "start")?, prom_time(&params, "end")?);
+    let limit = limit(&params)?;
+    let mut data: Vec<Labels> =
+        select(&state, &tenant, &selectors, since).await?.into_iter().map(|s| s.labels).collect();
+    data.sort();
+    data.dedup();
+    data.truncate(limit);
+    Ok(axum::Json(PromSeries { status: "success", data }).into_response())
+}
+
+#[utoipa::path(get, path = "/prometheus/api/v1/labels", tag = "prometheus",
+    params(("match[]" = Option<Vec<String>>, Query, description = "only the labels of these series"),
+           ("start" = Option<String>, Query), ("end" = Option<String>, Query),
+           ("limit" = Option<i32>, Query, minimum = 0)),
+    responses((status = 200, body = PromStrings), (status = 400, body = PromError)))]
+pub async fn labels(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    let tenant = caller.require(Scope::Read)?;
+    let params = Params::parse(raw.as_deref())?;
+    let mut selectors = selectors(&params)?;
+    if selectors.is_empty() {
+        selectors = everything();
+    }
+    let (since, _) = (prom_time(&params, "start")?, prom_time(&params, "end")?);
+    let limit = limit(&params)?;
+    let names: BTreeSet<String> =
+        select(&state, &tenant, &selectors, since).await?.into_iter().flat_map(|s| s.labels.into_keys()).collect();
+    Ok(axum::Json(PromStrings { status: "success", data: names.into_iter().take(limit).collect() }).into_response())
+}
+
+#[utoipa::path(get, path = "/prometheus/api/v1/label/{name}/values", tag = "prometheus",
+    params(("name" = String, Path, description = "a Prometheus label name, or `__name__` for the metric names"),
+           ("match[]" = Option<Vec<String>>, Query, description = "only the values on these series"),
+           ("start" = Option<String>, Query), ("end" = Option<String>, Query),
+           ("limit" = Option<i32>, Query, minimum = 0)),
+    responses((status = 200, body = PromStrings), (status = 400, body = PromError)))]
+pub async fn label_values(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> AppResult<Response> {
+    let tenant = caller.require(Scope::Read)?;
+    let params = Params::parse(raw.as_deref())?;
+    let selectors = selectors(&params)?;
+    let (since, _) = (prom_time(&params, "start")?, prom_time(&params, "end")?);
+    let limit = limit(&params)?;
+    let values: BTreeSet<String> = if name == "__name__" && selectors.is_empty() && since.is_none() {
+        // The metric names alone: no series need to be read.
+        state.store.metric_names(tenant.tenant_id).await?.iter().map(|m| prometheus_name(m)).collect()
+    } else {
+        let selectors = if selectors.is_empty() { everything() } else { selectors };
+        select(&state, &tenant, &selectors, since)
+            .await?
+            .into_iter()
+            .filter_map(|mut s| s.labels.remove(&name))
+            .collect()
+    };
+    Ok(axum::Json(PromStrings { status: "success", data: values.into_iter().take(limit).collect() }).into_response())
+}
+
+#[utoipa::path(get, path = "/prometheus/federate", tag = "prometheus",
+    params(("match[]" = Vec<String>, Query, description = "series selector, repeatable; without one the answer is empty, as Prometheus' /federate")),
+    responses((status = 200, content_type = "text/plain", body = String,
+               description = "The newest sample (at most 5 minutes old) of each selected series, in the text exposition format with timestamps")))]
+pub async fn federate(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    let tenant = caller.require(Scope::Read)?;
+    let params = Params::parse(raw.as_deref())?;
+    let selectors = selectors(&params)?;
+    let since = now_ms() - LOOKBACK_MS;
+    let series: Vec<(Labels, (i64, f64))> = if selectors.is_empty() {
+        Vec::new()
+    } else {
+        select(&state, &tenant, &selectors, Some(since))
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.labels, s.last?)))
+            .collect()
+    };
+    let mut response = exposition(&series).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(response)
+}
+
+/// What is not served under `/prometheus/api/`: said plainly, in Prometheus' error shape.
+pub async fn not_served(uri: axum::http::Uri) -> AppError {
+    let path = uri.path();
+    let what = if path.ends_with("/query") || path.ends_with("/query_range") || path.ends_with("/query_exemplars") {
+        "PromQL queries are not supported yet (use GET /api/v1/query)"
+    } else {
+        "it is not part of microdash's Prometheus API"
+    };
+    AppError::not_found(format!(
+        "{path} is not served: {what}; served are /prometheus/api/v1/series, /labels, /label/{{name}}/values and /prometheus/federate"
+    ))
+}
+
+/// Every error answer of `/prometheus/api/` in Prometheus' shape (the status code is kept): the
+/// problem+json the shared machinery (authentication, the database, the handlers) answers is
+/// rewritten with its `detail` as `error`.
+pub async fn prometheus_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+    let error_type = match status {
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY => "bad_data",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => "not_found",
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "internal",
+    };
+    let body = serde_json::to_vec(&PromError { status: "error".into(), error_type: error_type.into(), error: detail })
+        .expect("serializes");
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(OwnErrorShape);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
