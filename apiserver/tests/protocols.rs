@@ -453,7 +453,12 @@ async fn the_prometheus_api_answers_promtool_and_prometheus_federates_the_tenant
         ("/prometheus/api/v1/labels?start=yesterday", token.as_str(), 400, "bad_data"),
         ("/prometheus/api/v1/labels?limit=2147483648", token.as_str(), 400, "bad_data"),
         ("/prometheus/api/v1/series?match[]=up", "md_wrong", 401, "unauthorized"),
-        ("/prometheus/api/v1/query?query=up", token.as_str(), 404, "not_found"),
+        ("/prometheus/api/v1/query_exemplars?query=up", token.as_str(), 404, "not_found"),
+        ("/prometheus/api/v1/query?query=topk(1,up)", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/query?query=up%20+%20up", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/query?query=sum(", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/query_range?query=up&start=0&end=86400&step=1", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/query_range?query=up&start=10&end=0&step=1", token.as_str(), 400, "bad_data"),
     ] {
         let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{path}");
@@ -524,4 +529,267 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// PromQL over the same samples in microdash and in Debian's Prometheus (its remote-write
+/// receiver): every served kind of expression answers the same series with the same values, at
+/// instants and over a range; promtool reads microdash as it reads Prometheus.
+#[tokio::test]
+async fn promql_answers_what_prometheus_answers_on_the_same_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = create_tenant(&server, "promql").await;
+    let other = create_tenant(&server, "bystander").await;
+    let prom_port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global: {scrape_interval: 1m}\n").unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prometheus = Daemon(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package; the test command installs it)"),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    eventually(Duration::from_secs(30), "Prometheus ready", async || {
+        match client().get(format!("{prom}/-/ready")).send().await {
+            Ok(r) if r.status().is_success() => Ok(Value::Null),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // 30 minutes of samples every 10 s, ending a minute ago, at .123 s (never on an evaluation
+    // boundary, where Prometheus 2.42's closed windows and microdash's half-open ones differ):
+    // a counter per host (c resets halfway) and a gauge per host.
+    let end = (now_ms() / 1000 - 60) * 1000;
+    let first = end - 30 * 60 * 1000 + 123;
+    let hosts = ["a", "b", "c"];
+    let mut label_sets: Vec<Vec<(String, String)>> = Vec::new();
+    let mut values: Vec<(usize, f64, i64)> = Vec::new();
+    for (h, host) in hosts.iter().enumerate() {
+        label_sets.push(vec![
+            ("__name__".into(), "http_requests_total".into()),
+            ("code".into(), if h == 2 { "500".into() } else { "200".into() }),
+            ("host".into(), host.to_string()),
+        ]);
+        label_sets.push(vec![("__name__".into(), "node_temp_celsius".into()), ("host".into(), host.to_string())]);
+        let mut counter = 0.0;
+        for i in 0..180 {
+            counter += ((i * 7 + h * 3) % 13) as f64;
+            if h == 2 && i == 90 {
+                counter = 2.0;
+            }
+            let gauge = 20.0 + ((i * (h + 2)) % 11) as f64 * 0.5;
+            let ts = first + i as i64 * 10_000;
+            values.push((h * 2, counter, ts));
+            values.push((h * 2 + 1, gauge, ts));
+        }
+    }
+    let owned: Vec<Vec<(&str, &str)>> =
+        label_sets.iter().map(|l| l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).collect();
+    let samples: Vec<OneSample<'_>> = values.iter().map(|(s, v, ts)| (owned[*s].as_slice(), *v, *ts)).collect();
+    let body = write_body(&samples);
+    let (status, answer) = write(&server, Some(&token), "application/x-protobuf", body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let r = client()
+        .post(format!("{prom}/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "Prometheus' receiver: {} {}", r.status(), r.text().await.unwrap());
+    // The other tenant has a series of the same name, which must never show.
+    let theirs = json!([{"metric": "node_temp_celsius", "labels": {"host": "a"}, "value": 999.0, "ts": end - 5000}]);
+    assert_eq!(common::ingest(&server, &other, theirs).await, StatusCode::ACCEPTED);
+
+    let ours = |path: String| {
+        let token = token.clone();
+        let url = server.url(&path);
+        async move {
+            let r = client().get(url).bearer_auth(token).send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{path}: {v}");
+            v
+        }
+    };
+    let theirs = |path: String| {
+        let url = format!("{prom}{path}");
+        async move {
+            let v: Value = client().get(url).send().await.unwrap().json().await.unwrap();
+            assert_eq!(v["status"], "success", "{path}: {v}");
+            v
+        }
+    };
+    let t = (end - 65_000) as f64 / 1000.0;
+    for query in [
+        "node_temp_celsius",
+        r#"node_temp_celsius{host=~"a|b"}"#,
+        r#"node_temp_celsius{host!="a"} offset 5m"#,
+        r#"{__name__=~"node_.*", host!~"c"}"#,
+        "rate(http_requests_total[5m])",
+        "irate(http_requests_total[1m])",
+        r#"increase(http_requests_total{host="c"}[10m])"#,
+        "delta(node_temp_celsius[2m])",
+        "sum by (code) (rate(http_requests_total[5m]))",
+        "avg without (host) (node_temp_celsius)",
+        "max(node_temp_celsius)",
+        "min by (host) (node_temp_celsius)",
+        "count(http_requests_total)",
+        "sum(increase(http_requests_total[15m]))",
+        "avg_over_time(node_temp_celsius[10m])",
+        "min_over_time(node_temp_celsius[10m])",
+        "max_over_time(node_temp_celsius[10m])",
+        "sum_over_time(node_temp_celsius[10m])",
+        "count_over_time(node_temp_celsius[10m])",
+        "last_over_time(node_temp_celsius[10m])",
+        "node_temp_celsius > 21",
+        "21 < node_temp_celsius",
+        "node_temp_celsius > bool 21",
+        "2 * node_temp_celsius - 1",
+        "-node_temp_celsius",
+        "abs(node_temp_celsius - 22)",
+        "1 + 2 * 3",
+    ] {
+        let path = format!("/api/v1/query?query={}&time={t}", urlencode(query));
+        let (a, b) = (ours(format!("/prometheus{path}")).await, theirs(path).await);
+        same_result(query, &a["data"], &b["data"]);
+    }
+    let (start, stop) = ((end - 20 * 60_000) as f64 / 1000.0, (end - 60_000) as f64 / 1000.0);
+    for query in
+        ["sum(rate(http_requests_total[2m]))", "node_temp_celsius", "max_over_time(node_temp_celsius[3m]) > 22"]
+    {
+        let path = format!("/api/v1/query_range?query={}&start={start}&end={stop}&step=60", urlencode(query));
+        let (a, b) = (ours(format!("/prometheus{path}")).await, theirs(path).await);
+        same_result(query, &a["data"], &b["data"]);
+    }
+
+    // promtool against microdash gives what microdash's own query API gives.
+    let base = server.url("/prometheus").replacen("://", &format!("://promql:{token}@"), 1);
+    let out = promtool(&[
+        "query",
+        "instant",
+        "-o",
+        "json",
+        "--time",
+        &t.to_string(),
+        &base,
+        r#"node_temp_celsius{host="b"}"#,
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let own = ours(format!(
+        "/api/v1/query?metric=node_temp_celsius&match=host=b&from={}&to={}&resolution=raw",
+        end - 65_000 - 10_000,
+        end - 65_000
+    ))
+    .await;
+    let last = own["series"][0]["points"].as_array().unwrap().last().unwrap()[1].as_f64().unwrap();
+    assert_eq!(v[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap(), last, "{out} vs {own}");
+    let out = promtool(&[
+        "query",
+        "range",
+        "-o",
+        "json",
+        "--start",
+        &start.to_string(),
+        "--end",
+        &stop.to_string(),
+        "--step",
+        "1m",
+        &base,
+        "count(node_temp_celsius)",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v[0]["values"].as_array().unwrap().iter().all(|p| p[1] == "3"),
+        "three series, never the bystander's: {out}"
+    );
+}
+
+/// Prometheus' `data` and microdash's agree: the same result type and series, values equal up
+/// to float rounding (sums in another order).
+fn same_result(query: &str, ours: &Value, theirs: &Value) {
+    assert_eq!(ours["resultType"], theirs["resultType"], "{query}");
+    let close = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_str().unwrap().parse::<f64>().unwrap(), b.as_str().unwrap().parse::<f64>().unwrap());
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    };
+    if ours["resultType"] == "scalar" {
+        assert!(close(&ours["result"][1], &theirs["result"][1]), "{query}: {ours} vs {theirs}");
+        return;
+    }
+    let sorted = |v: &Value| {
+        let mut r = v["result"].as_array().unwrap().clone();
+        r.sort_by_key(|s| s["metric"].to_string());
+        r
+    };
+    let (a, b) = (sorted(ours), sorted(theirs));
+    assert!(!b.is_empty(), "{query}: Prometheus answered nothing: {theirs}");
+    assert_eq!(a.len(), b.len(), "{query}: {ours} vs {theirs}");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["metric"], y["metric"], "{query}");
+        if let Some(points) = y["values"].as_array() {
+            let ours = x["values"].as_array().unwrap();
+            assert_eq!(ours.len(), points.len(), "{query}: {x} vs {y}");
+            for (p, q) in ours.iter().zip(points) {
+                assert_eq!(p[0], q[0], "{query}");
+                assert!(close(&p[1], &q[1]), "{query}: {p} vs {q}");
+            }
+        } else {
+            assert_eq!(x["value"][0], y["value"][0], "{query}");
+            assert!(close(&x["value"][1], &y["value"][1]), "{query}: {x} vs {y}");
+        }
+    }
+}
+
+/// Past the raw retention PromQL reads the rollups: the last sample of each minute, at its own
+/// time, never an invented point.
+#[tokio::test]
+async fn promql_past_the_raw_retention_reads_the_last_sample_of_each_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_with(dir.path(), &[("MICRODASH_RETENTION_RAW", "1h"), ("MICRODASH_RETENTION_INTERVAL", "1s")]);
+    let token = create_tenant(&server, "history").await;
+    // Ten minutes of a gauge three hours ago, every 10 s at :05, :15, … :55; its value is its index.
+    let base = (now_ms() - 3 * 3_600_000) / 60_000 * 60_000 + 5_000;
+    let samples: Vec<Value> = (0..60)
+        .map(|i| json!({"metric": "old_gauge", "labels": {"host": "a"}, "value": i, "ts": base + i * 10_000}))
+        .collect();
+    assert_eq!(common::ingest(&server, &token, json!(samples)).await, StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(30), "raw samples past the retention purged", async || {
+        let v = get(
+            &server,
+            &token,
+            &format!("/api/v1/query?metric=old_gauge&from={base}&to={}&resolution=raw", base + 600_000),
+        )
+        .await;
+        if v["series"].as_array().is_none_or(|s| s.iter().all(|s| s["points"] == json!([]))) {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    let at = |t: i64| (t as f64 / 1000.0).to_string();
+    // At 5.5 minutes: the raw sample would be index 33; the newest minute that ended is minute
+    // 4, whose last sample (index 29, at 4:55) is what is left.
+    let v =
+        get(&server, &token, &format!("/prometheus/api/v1/query?query=old_gauge&time={}", at(base + 330_000))).await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "29", "{v}");
+    let v = get(
+        &server,
+        &token,
+        &format!("/prometheus/api/v1/query?query=count_over_time(old_gauge%5B10m%5D)&time={}", at(base + 600_000)),
+    )
+    .await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "10", "one sample per minute: {v}");
 }

@@ -427,6 +427,7 @@ impl Evaluator {
                     resolution: crate::storage::Resolution::Raw,
                     agg: QueryAggregation::Last,
                     max_points: REBUILD_MAX_POINTS,
+                    last_sample_times: false,
                 })
                 .await
                 .unwrap_or_else(|err| {

@@ -3,6 +3,7 @@
 
 pub mod alerting;
 pub mod promql;
+pub mod promql_eval;
 pub mod sample;
 pub mod token;
 

@@ -13,7 +13,7 @@
 use std::fmt::Write;
 
 use promql_parser::label::{METRIC_NAME, MatchOp, Matcher};
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::{self, Expr, VectorSelector};
 
 use crate::domain::Labels;
 
@@ -38,6 +38,11 @@ impl Selector {
         if selector.offset.is_some() || selector.at.is_some() {
             return Err(format!("{text:?}: offset and @ are not allowed in a series selector"));
         }
+        Ok(Self::from_vector_selector(selector))
+    }
+
+    /// The matchers of a parsed selector (its offset and `@` are the caller's).
+    pub fn from_vector_selector(selector: VectorSelector) -> Self {
         let name = selector.name.map(|name| Matcher::new(MatchOp::Equal, METRIC_NAME, &name));
         let matchers = selector.matchers;
         let groups = if matchers.or_matchers.is_empty() { vec![matchers.matchers] } else { matchers.or_matchers };
@@ -45,7 +50,7 @@ impl Selector {
             group.extend(name.clone());
             group
         });
-        Ok(Selector { groups: groups.collect() })
+        Selector { groups: groups.collect() }
     }
 
     /// Whether a series of this (Prometheus) metric name could match: only the `__name__`

@@ -98,7 +98,8 @@ impl AppState {
         admin::revoke_token, admin::set_retention, admin::set_limits,
         tokens::list, tokens::create, tokens::revoke,
         ops::healthz, ops::readyz, ops::metrics,
-        prometheus::series, prometheus::labels, prometheus::label_values, prometheus::federate,
+        prometheus::query, prometheus::query_range, prometheus::series, prometheus::labels, prometheus::label_values,
+        prometheus::federate,
     ),
     components(schemas(error::Problem, prometheus::PromError)),
     tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries"),
@@ -156,6 +157,8 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     // Prometheus' clients read Prometheus' error shape: the API under /prometheus/api answers it.
     let prometheus_api = Router::new()
+        .route("/prometheus/api/v1/query", get(prometheus::query))
+        .route("/prometheus/api/v1/query_range", get(prometheus::query_range))
         .route("/prometheus/api/v1/series", get(prometheus::series))
         .route("/prometheus/api/v1/labels", get(prometheus::labels))
         .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))

@@ -1,12 +1,12 @@
-//! The Prometheus-compatible API under `/prometheus` (issue 18): the metadata endpoints a
-//! Prometheus client or Grafana asks first (`series`, `labels`, `label/{name}/values`) and the
-//! federation endpoint Prometheus scrapes (`federate`), per tenant with the same tokens as the
-//! rest of the API. Names and selectors are Prometheus' (`domain/promql.rs` maps them).
+//! The Prometheus-compatible API under `/prometheus` (issue 18): PromQL (`query`,
+//! `query_range`), the metadata endpoints a Prometheus client or Grafana asks first (`series`,
+//! `labels`, `label/{name}/values`) and the federation endpoint Prometheus scrapes (`federate`),
+//! per tenant with the same tokens as the rest of the API. Names and selectors are Prometheus' (`domain/promql.rs` maps them).
 //!
 //! Answers are Prometheus' own shapes: `{"status":"success","data":…}`, and every error of
 //! `/prometheus/api/` as `{"status":"error","errorType":…,"error":…}` (Prometheus clients read
-//! those fields, not problem+json). PromQL evaluation (`query`, `query_range`) is not served yet:
-//! those paths answer 404 `not_found` saying so, never a wrong answer.
+//! those fields, not problem+json). `query` and `query_range` evaluate the PromQL subset of
+//! `domain/promql_eval.rs` over raw samples; what it does not serve is refused by name.
 
 use std::collections::BTreeSet;
 
@@ -17,12 +17,14 @@ use microdash_model::Scope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::promql::{Selector, exposition, prometheus_labels, prometheus_name};
+use crate::domain::promql::{Selector, exposition, format_value, prometheus_labels, prometheus_name};
+use crate::domain::promql_eval::{self, Data, EvalError, Needed, Series, Value};
 use crate::domain::{Labels, now_ms};
 use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult, OwnErrorShape};
 use crate::http::params::{MAX_TIME_MS, Params};
+use crate::storage::{Aggregation, PointQuery, Resolution};
 
 /// Most series one request may select; past it the request is refused and asked to narrow.
 pub const MAX_SERIES: usize = 100_000;
@@ -236,16 +238,205 @@ pub async fn federate(State(state): State<AppState>, caller: Caller, RawQuery(ra
     Ok(response)
 }
 
+/// Most steps of one range query, as Prometheus allows.
+const MAX_STEPS: i64 = 11_000;
+
+/// `{"status":"success","data":{"resultType":…,"result":…}}`.
+#[derive(Serialize, ToSchema)]
+pub struct PromQueryResult {
+    /// Always `success`.
+    pub status: &'static str,
+    pub data: PromQueryData,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PromQueryData {
+    /// `vector` or `scalar` for an instant query, `matrix` for a range query.
+    #[serde(rename = "resultType")]
+    pub result_type: &'static str,
+    /// Prometheus' result: `[{"metric":{…},"value":[t,"v"]}]`, `[t,"v"]` or
+    /// `[{"metric":{…},"values":[[t,"v"],…]}]`, times in Unix seconds.
+    pub result: serde_json::Value,
+}
+
+fn eval_error(e: EvalError) -> AppError {
+    AppError::new(
+        if e.kind == "bad_data" { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY },
+        e.message,
+    )
+    .field("query")
+}
+
+/// `[t_seconds, "value"]`, a whole second written as Prometheus writes it (`1700000000`, not
+/// `1700000000.0`).
+fn point(t: i64, v: f64) -> serde_json::Value {
+    let seconds = if t % 1000 == 0 { serde_json::json!(t / 1000) } else { serde_json::json!(t as f64 / 1000.0) };
+    serde_json::json!([seconds, format_value(v)])
+}
+
+/// Where the samples of `[from, to]` are read: raw samples where they are kept
+/// (`retention_raw`), before that the last sample of each minute (the 1m rollup), before that of
+/// each 5 minutes: every point is a sample that was written, at its own time.
+fn segments(from: i64, to: i64, now: i64, config: &crate::config::Config) -> Vec<(Resolution, i64, i64)> {
+    let raw_since = now - config.retention_raw.as_millis() as i64;
+    let one_minute_since = now - config.retention_1m.as_millis() as i64;
+    let mut out = Vec::new();
+    let five = (from, to.min(one_minute_since.min(raw_since) - 1));
+    let one = (from.max(one_minute_since), to.min(raw_since - 1));
+    let raw = (from.max(raw_since), to);
+    for (resolution, (a, b)) in [(Resolution::FiveMinutes, five), (Resolution::OneMinute, one), (Resolution::Raw, raw)]
+    {
+        if a <= b {
+            out.push((resolution, a, b));
+        }
+    }
+    out
+}
+
+/// The samples each selector of the query needs from the tenant's series (see `segments`); at
+/// most `max_query_points` points in all.
+async fn fetch(state: &AppState, tenant: &TenantCaller, needs: &[Needed]) -> AppResult<Data> {
+    let metrics = state.store.metric_names(tenant.tenant_id).await?;
+    let now = now_ms();
+    let mut data = Data::new();
+    let mut total = 0usize;
+    for need in needs {
+        let mut series: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
+        for metric in &metrics {
+            if !need.selector.may_select_metric(&prometheus_name(metric)) {
+                continue;
+            }
+            for (resolution, from, to) in segments(need.from.max(0), need.to.min(MAX_TIME_MS), now, &state.config) {
+                let found = state
+                    .store
+                    .query(&PointQuery {
+                        tenant_id: tenant.tenant_id,
+                        metric: metric.clone(),
+                        matchers: Labels::new(),
+                        from,
+                        to,
+                        step: None,
+                        resolution,
+                        agg: Aggregation::Last,
+                        max_points: state.config.max_query_points,
+                        last_sample_times: true,
+                    })
+                    .await?;
+                for s in found {
+                    let labels = prometheus_labels(metric, &s.labels);
+                    if need.selector.matches(&labels) {
+                        let points = s.points.into_iter().filter(|(ts, _)| (from..=to).contains(ts));
+                        let kept = series.entry(labels).or_default();
+                        let before = kept.len();
+                        kept.extend(points);
+                        total += kept.len() - before;
+                    }
+                }
+                if total > state.config.max_query_points {
+                    return Err(AppError::bad_request(format!(
+                        "the query reads more than {} samples; narrow its selectors or its range",
+                        state.config.max_query_points
+                    ))
+                    .field("query"));
+                }
+            }
+        }
+        let series = series.into_iter().filter(|(_, points)| !points.is_empty());
+        data.insert(need.key.clone(), series.map(|(labels, points)| Series { labels, points }).collect());
+    }
+    Ok(data)
+}
+
+/// A step or duration as Prometheus takes it: seconds (with a fraction) or `30s`, `5m`, `1h`.
+fn prom_duration(params: &Params, name: &str) -> AppResult<Option<i64>> {
+    let Some(text) = params.get(name) else { return Ok(None) };
+    let ms = text
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite())
+        .map(|s| (s * 1000.0).round())
+        .filter(|ms| *ms >= 1.0 && *ms <= MAX_TIME_MS as f64)
+        .map(|ms| ms as i64)
+        .or_else(|| {
+            humantime::parse_duration(text)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .filter(|ms| (1..=MAX_TIME_MS).contains(ms))
+        });
+    ms.map(Some).ok_or_else(|| {
+        AppError::bad_request(format!("`{name}` {text:?} must be a positive duration: seconds or like 30s, 5m"))
+            .field(name)
+    })
+}
+
+#[utoipa::path(get, path = "/prometheus/api/v1/query", tag = "prometheus",
+    params(("query" = String, Query, description = "a PromQL expression (the subset in the README)"),
+           ("time" = Option<String>, Query, description = "Unix seconds or RFC 3339; default now")),
+    responses((status = 200, body = PromQueryResult), (status = 400, body = PromError), (status = 422, body = PromError)))]
+pub async fn query(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    let tenant = caller.require(Scope::Read)?;
+    let params = Params::parse(raw.as_deref())?;
+    let expr = promql_eval::parse(params.required("query")?).map_err(eval_error)?;
+    let t = prom_time(&params, "time")?.unwrap_or_else(now_ms);
+    let needs = promql_eval::needs(&expr, t, t).map_err(eval_error)?;
+    let data = fetch(&state, &tenant, &needs).await?;
+    let (result_type, result) = match promql_eval::instant(&expr, &data, t).map_err(eval_error)? {
+        Value::Scalar(v) => ("scalar", point(t, v)),
+        Value::Vector(mut vector) => {
+            vector.sort_by(|a, b| a.0.cmp(&b.0));
+            let result =
+                vector.into_iter().map(|(metric, v)| serde_json::json!({"metric": metric, "value": point(t, v)}));
+            ("vector", serde_json::Value::Array(result.collect()))
+        }
+    };
+    Ok(axum::Json(PromQueryResult { status: "success", data: PromQueryData { result_type, result } }).into_response())
+}
+
+#[utoipa::path(get, path = "/prometheus/api/v1/query_range", tag = "prometheus",
+    params(("query" = String, Query, description = "a PromQL expression (the subset in the README)"),
+           ("start" = String, Query, description = "Unix seconds or RFC 3339"),
+           ("end" = String, Query, description = "Unix seconds or RFC 3339"),
+           ("step" = String, Query, description = "seconds or a duration like 30s; at most 11000 steps")),
+    responses((status = 200, body = PromQueryResult), (status = 400, body = PromError), (status = 422, body = PromError)))]
+pub async fn query_range(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> AppResult<Response> {
+    let tenant = caller.require(Scope::Read)?;
+    let params = Params::parse(raw.as_deref())?;
+    let expr = promql_eval::parse(params.required("query")?).map_err(eval_error)?;
+    let missing = |name: &str| AppError::bad_request(format!("the `{name}` parameter is required")).field(name);
+    let start = prom_time(&params, "start")?.ok_or_else(|| missing("start"))?;
+    let end = prom_time(&params, "end")?.ok_or_else(|| missing("end"))?;
+    let step = prom_duration(&params, "step")?.ok_or_else(|| missing("step"))?;
+    if end < start {
+        return Err(AppError::bad_request("`end` must not be before `start`").field("end"));
+    }
+    if (end - start) / step >= MAX_STEPS {
+        return Err(AppError::bad_request(format!(
+            "more than {MAX_STEPS} steps per series: raise `step` (at least {} s for this range)",
+            (end - start) / MAX_STEPS / 1000 + 1
+        ))
+        .field("step"));
+    }
+    let needs = promql_eval::needs(&expr, start, end).map_err(eval_error)?;
+    let data = fetch(&state, &tenant, &needs).await?;
+    let series = promql_eval::range(&expr, &data, start, end, step).map_err(eval_error)?;
+    let result = series.into_iter().map(|(metric, points)| {
+        let values: Vec<serde_json::Value> = points.into_iter().map(|(t, v)| point(t, v)).collect();
+        serde_json::json!({"metric": metric, "values": values})
+    });
+    let data = PromQueryData { result_type: "matrix", result: serde_json::Value::Array(result.collect()) };
+    Ok(axum::Json(PromQueryResult { status: "success", data }).into_response())
+}
+
 /// What is not served under `/prometheus/api/`: said plainly, in Prometheus' error shape.
 pub async fn not_served(uri: axum::http::Uri) -> AppError {
-    let path = uri.path();
-    let what = if path.ends_with("/query") || path.ends_with("/query_range") || path.ends_with("/query_exemplars") {
-        "PromQL queries are not supported yet (use GET /api/v1/query)"
-    } else {
-        "it is not part of microdash's Prometheus API"
-    };
     AppError::not_found(format!(
-        "{path} is not served: {what}; served are /prometheus/api/v1/series, /labels, /label/{{name}}/values and /prometheus/federate"
+        "{} is not part of microdash's Prometheus API; served are /prometheus/api/v1/query, /query_range, /series, \
+         /labels, /label/{{name}}/values and /prometheus/federate",
+        uri.path()
     ))
 }
 

@@ -123,6 +123,7 @@ pub async fn query(
             resolution,
             agg,
             max_points: state.config.max_query_points,
+            last_sample_times: false,
         })
         .await?;
     Ok(Json(QueryResponse { resolution: resolution.as_str(), series }))

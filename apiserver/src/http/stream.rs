@@ -317,6 +317,7 @@ async fn backfill(
                 resolution: Resolution::Raw,
                 agg: Aggregation::Last,
                 max_points: budget,
+                last_sample_times: false,
             };
             let found = match store.query(&query).await {
                 Err(StoreError::TooManyPoints(_)) => return Ok(too_many()),

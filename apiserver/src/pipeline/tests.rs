@@ -52,6 +52,7 @@ async fn a_full_queue_refuses_at_once_and_what_it_holds_is_written_later() {
             resolution: crate::storage::Resolution::Raw,
             agg: Aggregation::Avg,
             max_points: 100,
+            last_sample_times: false,
         })
         .await
         .unwrap();

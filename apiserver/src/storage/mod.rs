@@ -142,6 +142,10 @@ pub struct PointQuery {
     pub agg: Aggregation,
     /// Refuse to read more raw rows than this.
     pub max_points: usize,
+    /// With a rollup resolution and no step: each bucket answers its last sample at that
+    /// sample's own time, a true subset of the raw samples (what PromQL reads past the raw
+    /// retention), instead of the bucket's aggregate at the bucket's start.
+    pub last_sample_times: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -251,7 +255,11 @@ pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result
                 let width = rollup.width_ms();
                 let rows = source.rollup_rows(table, id, bucket_of(query.from, width), query.to, limit).await?;
                 total += rows.len();
-                fold_summaries(rows, query.step.unwrap_or(width).max(width), query.agg)
+                if query.last_sample_times && query.step.is_none() {
+                    rows.into_iter().map(|(_, summary)| (summary.last_ts, summary.last)).collect()
+                } else {
+                    fold_summaries(rows, query.step.unwrap_or(width).max(width), query.agg)
+                }
             }
         };
         if total > query.max_points {

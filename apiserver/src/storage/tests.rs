@@ -125,6 +125,7 @@ pub async fn suite(store: DynStore) {
         resolution: Resolution::Raw,
         agg: Aggregation::Avg,
         max_points: 1000,
+        last_sample_times: false,
     };
     let result = store.query(&query).await.unwrap();
     assert_eq!(result, vec![SeriesPoints { labels: h1.clone(), points: vec![(1000, 7.0), (2000, 4.0)] }]);
@@ -210,6 +211,7 @@ pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: 
         resolution: Resolution::Raw,
         agg: Aggregation::Avg,
         max_points: 1_000_000,
+        last_sample_times: false,
     };
     for agg in
         [Aggregation::Count, Aggregation::Sum, Aggregation::Min, Aggregation::Max, Aggregation::Last, Aggregation::Avg]
@@ -548,6 +550,7 @@ pub async fn concurrent_writers_suite(store: DynStore) {
             resolution: Resolution::Raw,
             agg: Aggregation::Avg,
             max_points: 100_000,
+            last_sample_times: false,
         })
         .await
         .unwrap();

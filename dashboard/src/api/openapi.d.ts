@@ -187,7 +187,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["query"];
+        get: operations["get_api_v1_query"];
         put?: never;
         post?: never;
         delete?: never;
@@ -508,6 +508,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/prometheus/api/v1/query": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_prometheus_api_v1_query"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/prometheus/api/v1/query_range": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["query_range"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/prometheus/api/v1/series": {
         parameters: {
             query?: never;
@@ -776,6 +808,21 @@ export interface components {
             /** @description `bad_data`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`. */
             errorType: string;
             /** @description Always `error`. */
+            status: string;
+        };
+        PromQueryData: {
+            /**
+             * @description Prometheus' result: `[{"metric":{…},"value":[t,"v"]}]`, `[t,"v"]` or
+             *     `[{"metric":{…},"values":[[t,"v"],…]}]`, times in Unix seconds.
+             */
+            result: unknown;
+            /** @description `vector` or `scalar` for an instant query, `matrix` for a range query. */
+            resultType: string;
+        };
+        /** @description `{"status":"success","data":{"resultType":…,"result":…}}`. */
+        PromQueryResult: {
+            data: components["schemas"]["PromQueryData"];
+            /** @description Always `success`. */
             status: string;
         };
         /** @description `{"status":"success","data":[{…labels}]}`: each series' labels, with `__name__`. */
@@ -2241,7 +2288,7 @@ export interface operations {
             };
         };
     };
-    query: {
+    get_api_v1_query: {
         parameters: {
             query: {
                 metric: string;
@@ -4326,6 +4373,172 @@ export interface operations {
             };
             /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    get_prometheus_api_v1_query: {
+        parameters: {
+            query: {
+                /** @description a PromQL expression (the subset in the README) */
+                query: string;
+                /** @description Unix seconds or RFC 3339; default now */
+                time?: string;
+            };
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromQueryResult"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    query_range: {
+        parameters: {
+            query: {
+                /** @description a PromQL expression (the subset in the README) */
+                query: string;
+                /** @description Unix seconds or RFC 3339 */
+                start: string;
+                /** @description Unix seconds or RFC 3339 */
+                end: string;
+                /** @description seconds or a duration like 30s; at most 11000 steps */
+                step: string;
+            };
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromQueryResult"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -62,6 +62,7 @@ fn query(tenant_id: i64, resolution: Resolution) -> PointQuery {
         resolution,
         agg: Aggregation::Sum,
         max_points: 100_000,
+        last_sample_times: false,
     }
 }
 
