@@ -445,6 +445,17 @@ async fn the_prometheus_api_answers_promtool_and_prometheus_federates_the_tenant
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "success");
     assert_eq!(v["data"].as_array().unwrap().len(), 2, "cpu_usage and mem_free of web-1: {v}");
+    // The same as a form, as Grafana sends it.
+    let r = client()
+        .post(server.url("/prometheus/api/v1/series"))
+        .bearer_auth(&token)
+        .form(&[("match[]", r#"{host="web-1"}"#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), v, "POST answers as GET");
+    let r = client().post(server.url("/prometheus/api/v1/labels")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a POST without its form");
     let labels = get(&server, &token, "/prometheus/api/v1/labels").await;
     assert_eq!(labels["data"], json!(["__name__", "env", "host", "service_name"]), "{labels}");
     for (path, token, status, error_type) in [
@@ -672,6 +683,26 @@ async fn promql_answers_what_prometheus_answers_on_the_same_samples() {
         let (a, b) = (ours(format!("/prometheus{path}")).await, theirs(path).await);
         same_result(query, &a["data"], &b["data"]);
     }
+
+    // Grafana's default: the same query as a POST form answers the same.
+    let r = client()
+        .post(server.url("/prometheus/api/v1/query_range"))
+        .bearer_auth(&token)
+        .form(&[
+            ("query", "sum(rate(http_requests_total[2m]))"),
+            ("start", &start.to_string()),
+            ("end", &stop.to_string()),
+            ("step", "60"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let form: Value = r.json().await.unwrap();
+    let path = format!(
+        "/prometheus/api/v1/query_range?query={}&start={start}&end={stop}&step=60",
+        urlencode("sum(rate(http_requests_total[2m]))")
+    );
+    assert_eq!(form, ours(path).await);
 
     // promtool against microdash gives what microdash's own query API gives.
     let base = server.url("/prometheus").replacen("://", &format!("://promql:{token}@"), 1);

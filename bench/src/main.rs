@@ -3,7 +3,7 @@
 //! latency (next to Prometheus + Alertmanager), and MQTT ingest through Mosquitto + the bridge
 //! and through the embedded broker (next to Mosquitto's own drain rate), and the agent's
 //! footprint (next to node_exporter). Each section replaces its own part of
-//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent` runs one.
+//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent|live|remote-write` runs one.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
@@ -12,6 +12,7 @@ mod agent;
 mod alerts;
 mod live;
 mod mqtt;
+mod remote_write;
 mod report;
 mod storage;
 
@@ -36,6 +37,9 @@ enum Section {
     Live,
     /// The agent's CPU per collection and memory, next to prometheus-node-exporter.
     Agent,
+    /// Prometheus remote_write ingest, next to VictoriaMetrics' remote_write endpoint.
+    #[value(alias = "remote_write")]
+    RemoteWrite,
 }
 
 #[derive(Parser)]
@@ -244,6 +248,8 @@ struct Body {
     bytes: Vec<u8>,
     /// Byte offsets of the 13-digit `ts` values and their timestamps in round 0.
     ts_at: Vec<(usize, i64)>,
+    /// A remote_write body (compressed: encoded again for each round): its batch and first ts.
+    remote_write: Option<(usize, i64)>,
 }
 
 impl Body {
@@ -263,17 +269,25 @@ impl Body {
             bytes.extend_from_slice(format!(",\"labels\":{{\"host\":\"h{}\",\"dc\":\"eu-1\"}}}}", i % 100).as_bytes());
         }
         bytes.extend_from_slice(b"]}");
-        Body { bytes, ts_at }
+        Body { bytes, ts_at, remote_write: None }
+    }
+
+    /// The same samples as a remote_write request.
+    fn remote_write(batch: usize, start_ts: i64) -> Body {
+        Body { bytes: Vec::new(), ts_at: Vec::new(), remote_write: Some((batch, start_ts)) }
     }
 
     /// The same samples as VictoriaMetrics import lines.
     fn victoria(batch: usize, start_ts: i64) -> Body {
         let (bytes, ts_at) = storage::victoria_body(batch, start_ts);
-        Body { bytes, ts_at }
+        Body { bytes, ts_at, remote_write: None }
     }
 
     /// The body with every timestamp moved `shift` ms forward.
     fn shifted(&self, shift: i64) -> Vec<u8> {
+        if let Some((batch, start_ts)) = self.remote_write {
+            return remote_write::body(batch, start_ts + shift);
+        }
         let mut out = self.bytes.clone();
         for &(at, ts) in &self.ts_at {
             out[at..at + 13].copy_from_slice(format!("{:013}", ts + shift).as_bytes());
@@ -284,8 +298,19 @@ impl Body {
 
 /// Where ingest goes: microdash's bulk API, or VictoriaMetrics' import API.
 pub enum Target {
-    Microdash { base: String, token: String },
-    Victoria { base: String },
+    Microdash {
+        base: String,
+        token: String,
+    },
+    Victoria {
+        base: String,
+    },
+    /// Prometheus remote_write 1.0 (snappy protobuf) to `{base}/api/v1/write`: microdash with
+    /// its token, or VictoriaMetrics without one.
+    RemoteWrite {
+        base: String,
+        token: Option<String>,
+    },
 }
 
 impl Target {
@@ -293,6 +318,7 @@ impl Target {
         match self {
             Target::Microdash { base, .. } => format!("{base}/api/v1/metrics/bulk"),
             Target::Victoria { base } => format!("{base}/api/v1/import"),
+            Target::RemoteWrite { base, .. } => format!("{base}/api/v1/write"),
         }
     }
 
@@ -300,7 +326,23 @@ impl Target {
         match self {
             Target::Microdash { token, .. } => http.post(url).bearer_auth(token),
             Target::Victoria { .. } => http.post(url),
+            Target::RemoteWrite { token, .. } => {
+                let request = http
+                    .post(url)
+                    .header("Content-Type", "application/x-protobuf")
+                    .header("Content-Encoding", "snappy")
+                    .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+                match token {
+                    Some(token) => request.bearer_auth(token),
+                    None => request,
+                }
+            }
         }
+    }
+
+    /// VictoriaMetrics answers 204 with no body: every sample of the request was taken.
+    fn answers_204(&self) -> bool {
+        matches!(self, Target::Victoria { .. } | Target::RemoteWrite { token: None, .. })
     }
 }
 
@@ -318,8 +360,8 @@ pub struct IngestResult {
     pub accepted: u64,
     pub samples_per_sec: f64,
     pub requests: u64,
-    errors: u64,
-    peak_rss_mib: f64,
+    pub errors: u64,
+    pub peak_rss_mib: f64,
 }
 
 pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Result<IngestResult> {
@@ -338,6 +380,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
                     match target {
                         Target::Microdash { .. } => Body::new(load.batch, ts),
                         Target::Victoria { .. } => Body::victoria(load.batch, ts),
+                        Target::RemoteWrite { .. } => Body::remote_write(load.batch, ts),
                     }
                 })
                 .collect()
@@ -345,7 +388,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
         .collect();
     let deadline = Instant::now() + Duration::from_secs(load.seconds);
     let mut tasks = Vec::new();
-    let victoria = matches!(target, Target::Victoria { .. });
+    let victoria = target.answers_204();
     for bodies in prepared {
         let (http, url) = (http.clone(), target.bulk_url());
         let request = target.request(&http, url);
@@ -439,6 +482,7 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
                 .send()
                 .await?
                 .status(),
+            Target::RemoteWrite { .. } => bail!("ingest-to-queryable probes take the JSON and import paths"),
         };
         if !status.is_success() {
             bail!("probe ingest answered {status}");
@@ -471,6 +515,7 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
                         .await?;
                     storage::victoria_export_has(&text, ts)
                 }
+                Target::RemoteWrite { .. } => bail!("ingest-to-queryable probes take the JSON and import paths"),
             };
             if found {
                 break;
@@ -573,6 +618,11 @@ async fn main() -> Result<()> {
         };
         let text = agent::run(&args.server, &agent_args).await?;
         report::update(&args.out, "agent", &format!("{text}\n{stamp}"))?;
+    }
+    if wants(Section::RemoteWrite) {
+        let load = Load { connections: args.connections, batch: args.batch, seconds: args.seconds, rate: None };
+        let text = remote_write::run(&args.server, &args.victoria_metrics, load).await?;
+        report::update(&args.out, "remote_write", &format!("{text}\n{stamp}"))?;
     }
     println!("{}", std::fs::read_to_string(&args.out)?);
     eprintln!("Wrote {}", args.out.display());

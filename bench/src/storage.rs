@@ -173,13 +173,13 @@ async fn measure(
 }
 
 /// VictoriaMetrics single-node from the Debian package, on a temporary folder.
-struct Victoria {
-    child: KillOnDrop,
-    base: String,
+pub(crate) struct Victoria {
+    pub(crate) child: KillOnDrop,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
-async fn start_victoria(bin: &Path) -> Result<Victoria> {
+pub(crate) async fn start_victoria(bin: &Path) -> Result<Victoria> {
     if !bin.exists() {
         bail!("{} does not exist; install the Debian package victoria-metrics", bin.display());
     }

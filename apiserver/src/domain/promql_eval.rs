@@ -69,14 +69,25 @@ pub fn parse(query: &str) -> Result<Expr, EvalError> {
     parser::parse(query).map_err(|e| EvalError { kind: "bad_data", message: format!("invalid PromQL: {e}") })
 }
 
+/// The longest range or offset taken: 10 000 years, so times and windows never overflow.
+const MAX_DURATION_MS: u128 = 10_000 * 365 * 86_400_000;
+
+/// A range or offset in ms, refused past `MAX_DURATION_MS`.
+fn duration_ms(d: &std::time::Duration, what: &str) -> Result<i64, EvalError> {
+    match d.as_millis() {
+        ms if ms <= MAX_DURATION_MS => Ok(ms as i64),
+        _ => Err(EvalError { kind: "bad_data", message: format!("the {what} is longer than 10000 years") }),
+    }
+}
+
 fn offset_ms(vs: &VectorSelector) -> Result<i64, EvalError> {
     if vs.at.is_some() {
         return Err(unsupported("the @ modifier"));
     }
     Ok(match &vs.offset {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => duration_ms(d, "offset")?,
+        Some(Offset::Neg(d)) => -duration_ms(d, "offset")?,
     })
 }
 
@@ -127,7 +138,7 @@ fn collect(expr: &Expr, start: i64, end: i64, out: &mut BTreeMap<String, Needed>
             let kind = function(call.func.name)?;
             match (kind, call.args.args.first().map(|a| a.as_ref())) {
                 (Function::Range(_), Some(Expr::MatrixSelector(ms))) => {
-                    add_need(&ms.vs, ms.range.as_millis() as i64, start, end, out)
+                    add_need(&ms.vs, duration_ms(&ms.range, "range")?, start, end, out)
                 }
                 (Function::Instant(_), Some(arg)) => collect(arg, start, end, out),
                 _ => Err(EvalError { kind: "bad_data", message: format!("{}: unexpected arguments", call.func.name) }),
@@ -322,7 +333,7 @@ fn eval_call(call: &Call, data: &Data, t: i64) -> Result<Value, EvalError> {
             }
         },
         (Function::Range(f), Some(Expr::MatrixSelector(ms))) => {
-            let range = ms.range.as_millis() as i64;
+            let range = duration_ms(&ms.range, "range")?;
             let end = t - offset_ms(&ms.vs)?;
             let start = end - range;
             let series = data.get(&ms.vs.to_string()).map(Vec::as_slice).unwrap_or_default();
@@ -678,6 +689,8 @@ mod tests {
             ("rate(temp[5m])[10m:1m]", "subquery"),
             ("temp @ 100", "@"),
             ("temp[5m]", "range selector"),
+            ("rate(temp[1000000000y])", "10000 years"),
+            ("temp offset 1000000000y", "10000 years"),
             (r#""text""#, "string"),
         ] {
             let expr = match parse(query) {

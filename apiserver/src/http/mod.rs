@@ -98,7 +98,8 @@ impl AppState {
         admin::revoke_token, admin::set_retention, admin::set_limits,
         tokens::list, tokens::create, tokens::revoke,
         ops::healthz, ops::readyz, ops::metrics,
-        prometheus::query, prometheus::query_range, prometheus::series, prometheus::labels, prometheus::label_values,
+        prometheus::query, prometheus::query_form, prometheus::query_range, prometheus::query_range_form,
+        prometheus::series, prometheus::series_form, prometheus::labels, prometheus::labels_form, prometheus::label_values,
         prometheus::federate,
     ),
     components(schemas(error::Problem, prometheus::PromError)),
@@ -157,10 +158,10 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     // Prometheus' clients read Prometheus' error shape: the API under /prometheus/api answers it.
     let prometheus_api = Router::new()
-        .route("/prometheus/api/v1/query", get(prometheus::query))
-        .route("/prometheus/api/v1/query_range", get(prometheus::query_range))
-        .route("/prometheus/api/v1/series", get(prometheus::series))
-        .route("/prometheus/api/v1/labels", get(prometheus::labels))
+        .route("/prometheus/api/v1/query", get(prometheus::query).post(prometheus::query_form))
+        .route("/prometheus/api/v1/query_range", get(prometheus::query_range).post(prometheus::query_range_form))
+        .route("/prometheus/api/v1/series", get(prometheus::series).post(prometheus::series_form))
+        .route("/prometheus/api/v1/labels", get(prometheus::labels).post(prometheus::labels_form))
         .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
         .route("/prometheus/api/{*rest}", axum::routing::any(prometheus::not_served))
         .layer(middleware::map_response(prometheus::prometheus_errors))

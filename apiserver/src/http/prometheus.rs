@@ -10,7 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use microdash_model::Scope;
@@ -57,6 +58,71 @@ pub struct PromError {
     #[serde(rename = "errorType")]
     pub error_type: String,
     pub error: String,
+}
+
+/// A POST's `application/x-www-form-urlencoded` body, read as bytes (its own type, so the
+/// OpenAPI document takes the form schema its operation declares).
+pub struct FormBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for FormBody {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(FormBody).map_err(IntoResponse::into_response)
+    }
+}
+
+/// The parameters of a POST: its query string and its form body, as Prometheus merges them.
+fn form_params(raw: Option<&str>, body: &Bytes) -> AppResult<Params> {
+    let form =
+        std::str::from_utf8(body).map_err(|_| AppError::bad_request("the form body is not UTF-8").field("body"))?;
+    if form.trim().is_empty() {
+        return Err(AppError::bad_request(
+            "a POST carries its parameters as an application/x-www-form-urlencoded body; this one is empty (or use GET)",
+        )
+        .field("body"));
+    }
+    let joined = [raw.unwrap_or(""), form.trim()].into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join("&");
+    Params::parse(Some(&joined))
+}
+
+/// The form of `POST …/query`.
+#[derive(Deserialize, ToSchema)]
+pub struct QueryForm {
+    /// A PromQL expression.
+    pub query: String,
+    /// Unix seconds or RFC 3339; default now.
+    pub time: Option<String>,
+}
+
+/// The form of `POST …/query_range`.
+#[derive(Deserialize, ToSchema)]
+pub struct QueryRangeForm {
+    pub query: String,
+    pub start: String,
+    pub end: String,
+    /// Seconds or a duration like `30s`.
+    pub step: String,
+}
+
+/// The form of `POST …/series`.
+#[derive(Deserialize, ToSchema)]
+pub struct SeriesForm {
+    /// One series selector (a form may repeat `match[]`).
+    #[serde(rename = "match[]")]
+    pub matches: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+/// The form of `POST …/labels`.
+#[derive(Deserialize, ToSchema)]
+pub struct LabelsForm {
+    /// Only the labels of the series this selector matches.
+    #[serde(rename = "match[]")]
+    pub matches: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
 }
 
 fn selectors(params: &Params) -> AppResult<Vec<Selector>> {
@@ -147,8 +213,24 @@ fn everything() -> Vec<Selector> {
            ("limit" = Option<i32>, Query, minimum = 0, description = "at most this many series (0: no limit)")),
     responses((status = 200, body = PromSeries), (status = 400, body = PromError)))]
 pub async fn series(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    series_of(state, caller, Params::parse(raw.as_deref())?).await
+}
+
+#[utoipa::path(post, path = "/prometheus/api/v1/series", tag = "prometheus",
+    request_body(content = SeriesForm, content_type = "application/x-www-form-urlencoded",
+                 description = "the GET's parameters as a form (how Grafana sends long selectors)"),
+    responses((status = 200, body = PromSeries), (status = 400, body = PromError)))]
+pub async fn series_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    FormBody(body): FormBody,
+) -> AppResult<Response> {
+    series_of(state, caller, form_params(raw.as_deref(), &body)?).await
+}
+
+async fn series_of(state: AppState, caller: Caller, params: Params) -> AppResult<Response> {
     let tenant = caller.require(Scope::Read)?;
-    let params = Params::parse(raw.as_deref())?;
     let selectors = selectors(&params)?;
     if selectors.is_empty() {
         return Err(AppError::bad_request("at least one `match[]` selector is required").field("match[]"));
@@ -169,8 +251,24 @@ pub async fn series(State(state): State<AppState>, caller: Caller, RawQuery(raw)
            ("limit" = Option<i32>, Query, minimum = 0)),
     responses((status = 200, body = PromStrings), (status = 400, body = PromError)))]
 pub async fn labels(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    labels_of(state, caller, Params::parse(raw.as_deref())?).await
+}
+
+#[utoipa::path(post, path = "/prometheus/api/v1/labels", tag = "prometheus",
+    request_body(content = LabelsForm, content_type = "application/x-www-form-urlencoded",
+                 description = "the GET's parameters as a form"),
+    responses((status = 200, body = PromStrings), (status = 400, body = PromError)))]
+pub async fn labels_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    FormBody(body): FormBody,
+) -> AppResult<Response> {
+    labels_of(state, caller, form_params(raw.as_deref(), &body)?).await
+}
+
+async fn labels_of(state: AppState, caller: Caller, params: Params) -> AppResult<Response> {
     let tenant = caller.require(Scope::Read)?;
-    let params = Params::parse(raw.as_deref())?;
     let mut selectors = selectors(&params)?;
     if selectors.is_empty() {
         selectors = everything();
@@ -374,8 +472,24 @@ fn prom_duration(params: &Params, name: &str) -> AppResult<Option<i64>> {
            ("time" = Option<String>, Query, description = "Unix seconds or RFC 3339; default now")),
     responses((status = 200, body = PromQueryResult), (status = 400, body = PromError), (status = 422, body = PromError)))]
 pub async fn query(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> AppResult<Response> {
+    query_of(state, caller, Params::parse(raw.as_deref())?).await
+}
+
+#[utoipa::path(post, path = "/prometheus/api/v1/query", tag = "prometheus",
+    request_body(content = QueryForm, content_type = "application/x-www-form-urlencoded",
+                 description = "the GET's parameters as a form (Grafana's default)"),
+    responses((status = 200, body = PromQueryResult), (status = 400, body = PromError), (status = 422, body = PromError)))]
+pub async fn query_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    FormBody(body): FormBody,
+) -> AppResult<Response> {
+    query_of(state, caller, form_params(raw.as_deref(), &body)?).await
+}
+
+async fn query_of(state: AppState, caller: Caller, params: Params) -> AppResult<Response> {
     let tenant = caller.require(Scope::Read)?;
-    let params = Params::parse(raw.as_deref())?;
     let expr = promql_eval::parse(params.required("query")?).map_err(eval_error)?;
     let t = prom_time(&params, "time")?.unwrap_or_else(now_ms);
     let needs = promql_eval::needs(&expr, t, t).map_err(eval_error)?;
@@ -403,8 +517,24 @@ pub async fn query_range(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> AppResult<Response> {
+    query_range_of(state, caller, Params::parse(raw.as_deref())?).await
+}
+
+#[utoipa::path(post, path = "/prometheus/api/v1/query_range", tag = "prometheus",
+    request_body(content = QueryRangeForm, content_type = "application/x-www-form-urlencoded",
+                 description = "the GET's parameters as a form (Grafana's default)"),
+    responses((status = 200, body = PromQueryResult), (status = 400, body = PromError), (status = 422, body = PromError)))]
+pub async fn query_range_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    FormBody(body): FormBody,
+) -> AppResult<Response> {
+    query_range_of(state, caller, form_params(raw.as_deref(), &body)?).await
+}
+
+async fn query_range_of(state: AppState, caller: Caller, params: Params) -> AppResult<Response> {
     let tenant = caller.require(Scope::Read)?;
-    let params = Params::parse(raw.as_deref())?;
     let expr = promql_eval::parse(params.required("query")?).map_err(eval_error)?;
     let missing = |name: &str| AppError::bad_request(format!("the `{name}` parameter is required")).field(name);
     let start = prom_time(&params, "start")?.ok_or_else(|| missing("start"))?;

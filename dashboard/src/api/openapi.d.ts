@@ -501,7 +501,7 @@ export interface paths {
         };
         get: operations["labels"];
         put?: never;
-        post?: never;
+        post: operations["labels_form"];
         delete?: never;
         options?: never;
         head?: never;
@@ -517,7 +517,7 @@ export interface paths {
         };
         get: operations["get_prometheus_api_v1_query"];
         put?: never;
-        post?: never;
+        post: operations["query_form"];
         delete?: never;
         options?: never;
         head?: never;
@@ -533,7 +533,7 @@ export interface paths {
         };
         get: operations["query_range"];
         put?: never;
-        post?: never;
+        post: operations["query_range_form"];
         delete?: never;
         options?: never;
         head?: never;
@@ -549,7 +549,7 @@ export interface paths {
         };
         get: operations["get_prometheus_api_v1_series"];
         put?: never;
-        post?: never;
+        post: operations["series_form"];
         delete?: never;
         options?: never;
         head?: never;
@@ -737,6 +737,13 @@ export interface components {
             accepted: number;
             duplicates: number;
         };
+        /** @description The form of `POST …/labels`. */
+        LabelsForm: {
+            end?: string | null;
+            /** @description Only the labels of the series this selector matches. */
+            "match[]"?: string | null;
+            start?: string | null;
+        };
         LastDelivery: {
             /** Format: int64 */
             at: number;
@@ -839,6 +846,21 @@ export interface components {
             /** @description Always `success`. */
             status: string;
         };
+        /** @description The form of `POST …/query`. */
+        QueryForm: {
+            /** @description A PromQL expression. */
+            query: string;
+            /** @description Unix seconds or RFC 3339; default now. */
+            time?: string | null;
+        };
+        /** @description The form of `POST …/query_range`. */
+        QueryRangeForm: {
+            end: string;
+            query: string;
+            start: string;
+            /** @description Seconds or a duration like `30s`. */
+            step: string;
+        };
         QueryResponse: {
             /** @description `raw`, `1m` or `5m`: where the points came from. */
             resolution: string;
@@ -889,6 +911,13 @@ export interface components {
             ts?: number | string | null;
             /** @description A finite number */
             value: number;
+        };
+        /** @description The form of `POST …/series`. */
+        SeriesForm: {
+            end?: string | null;
+            /** @description One series selector (a form may repeat `match[]`). */
+            "match[]": string;
+            start?: string | null;
         };
         /** @description A series of a metric and its latest point. */
         SeriesInfo: {
@@ -4391,6 +4420,96 @@ export interface operations {
             };
         };
     };
+    labels_form: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description the GET's parameters as a form */
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["LabelsForm"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromStrings"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
     get_prometheus_api_v1_query: {
         parameters: {
             query: {
@@ -4445,6 +4564,105 @@ export interface operations {
             };
             /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    query_form: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description the GET's parameters as a form (Grafana's default) */
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["QueryForm"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromQueryResult"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4557,6 +4775,105 @@ export interface operations {
             };
         };
     };
+    query_range_form: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description the GET's parameters as a form (Grafana's default) */
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["QueryRangeForm"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromQueryResult"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
     get_prometheus_api_v1_series: {
         parameters: {
             query: {
@@ -4615,6 +4932,96 @@ export interface operations {
             };
             /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+        };
+    };
+    series_form: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description the GET's parameters as a form (how Grafana sends long selectors) */
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["SeriesForm"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromSeries"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromError"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
