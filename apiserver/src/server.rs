@@ -150,6 +150,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let retention = tokio::spawn(crate::retention::run_forever(store.clone(), std::sync::Arc::new(config.clone())));
     let mut state = AppState::new(store.clone(), writer, config, telemetry, hub);
     state.alerting = Arc::new(alerting);
+    // Exporters run beside the alert engine (role all or worker).
+    if state.config.role != Role::Api {
+        let outbound = state.config.outbound_policy().expect("checked when the configuration was read");
+        state.exporters = crate::exporters::Exporters::start(store.clone(), Arc::new(outbound));
+    }
     // Revocations and deletions made anywhere reach this process within a second.
     let auth_watcher = state.auth.start_watcher();
     let trimmer = state.fairness.start_trimmer();

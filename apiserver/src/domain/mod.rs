@@ -2,6 +2,7 @@
 //! rules, no I/O: storage and the alert engine both build on it.
 
 pub mod alerting;
+pub mod exporter;
 pub mod promql;
 pub mod promql_eval;
 pub mod sample;

@@ -310,6 +310,8 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
         ("/api/v1/stream", "get", "match", matchers),
         ("/api/v1/stream", "get", "last_event_id", json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})),
         ("/api/v1/alerts/history", "get", "limit", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+        ("/api/v1/exporters/{name}", "put", "name", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
+        ("/api/v1/exporters/{name}", "delete", "name", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
         (
             "/api/v1/dashboards/{name}",
             "put",

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod contract;
 pub mod dashboards;
 pub mod error;
+pub mod exporters;
 pub mod ingest;
 pub mod ops;
 pub mod params;
@@ -54,6 +55,8 @@ pub struct AppState {
     /// Turns true when the server stops, so endless responses (SSE) end and shutdown completes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub alerting: Arc<crate::alerting::Alerting>,
+    /// The tenants' exporters, where this process runs them.
+    pub exporters: crate::exporters::Exporters,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             intake,
             shutdown: tokio::sync::watch::channel(false).0,
             alerting: Arc::new(crate::alerting::Alerting::default()),
+            exporters: crate::exporters::Exporters::disabled(),
         }
     }
 }
@@ -90,6 +94,7 @@ impl AppState {
         stream::stream,
         session::login, session::whoami, session::logout,
         dashboards::list, dashboards::put, dashboards::delete,
+        exporters::list, exporters::put, exporters::delete,
         rules::list, rules::create, rules::get_one, rules::put, rules::delete,
         channels::list, channels::create, channels::get_one, channels::put, channels::delete, channels::test,
         channels::deliveries,
@@ -104,6 +109,7 @@ impl AppState {
     ),
     components(schemas(error::Problem, prometheus::PromError)),
     tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries"),
+         (name = "exporters", description = "Pushes of a tenant's newest samples to an OTLP/HTTP receiver"),
          (name = "prometheus", description = "Prometheus-compatible series metadata and federation (Prometheus names and answer shapes)")),
     modifiers(&BearerAuth, &Contract),
 )]
@@ -137,6 +143,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/session", post(session::login).get(session::whoami).delete(session::logout))
         .route("/api/v1/dashboards", get(dashboards::list))
         .route("/api/v1/dashboards/{name}", axum::routing::put(dashboards::put).delete(dashboards::delete))
+        .route("/api/v1/exporters", get(exporters::list))
+        .route("/api/v1/exporters/{name}", axum::routing::put(exporters::put).delete(exporters::delete))
         .route("/api/v1/rules", get(rules::list).post(rules::create))
         .route("/api/v1/rules/{name}", get(rules::get_one).put(rules::put).delete(rules::delete))
         .route("/api/v1/channels", get(channels::list).post(channels::create))

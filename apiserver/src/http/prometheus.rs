@@ -25,6 +25,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult, OwnErrorShape};
 use crate::http::params::{MAX_TIME_MS, Params};
+use crate::series_select::{self, SelectError};
 use crate::storage::{Aggregation, PointQuery, Resolution};
 
 /// Most series one request may select; past it the request is refused and asked to narrow.
@@ -168,37 +169,21 @@ struct Selected {
     last: Option<(i64, f64)>,
 }
 
-/// The tenant's series that any of `selectors` matches and whose newest sample is at or after
-/// `since`. Metrics are filtered by name first; series of a named metric are read once.
+/// The tenant's series that any of `selectors` matches, in Prometheus' names (`series_select`).
 async fn select(
     state: &AppState,
     tenant: &TenantCaller,
     selectors: &[Selector],
     since: Option<i64>,
 ) -> AppResult<Vec<Selected>> {
-    let mut out = Vec::new();
-    for metric in state.store.metric_names(tenant.tenant_id).await? {
-        let name = prometheus_name(&metric);
-        if !selectors.iter().any(|s| s.may_select_metric(&name)) {
-            continue;
+    match series_select::matching(&state.store, tenant.tenant_id, selectors, since, MAX_SERIES).await {
+        Ok(found) => Ok(found.into_iter().map(|m| Selected { labels: m.prometheus, last: m.last }).collect()),
+        Err(SelectError::TooMany(max)) => {
+            Err(AppError::bad_request(format!("the selectors match more than {max} series; narrow them"))
+                .field("match[]"))
         }
-        for info in state.store.series(tenant.tenant_id, &metric, &Labels::new()).await? {
-            if since.is_some_and(|since| info.last.is_none_or(|(ts, _)| ts < since)) {
-                continue;
-            }
-            let labels = prometheus_labels(&metric, &info.labels);
-            if selectors.iter().any(|s| s.matches(&labels)) {
-                if out.len() == MAX_SERIES {
-                    return Err(AppError::bad_request(format!(
-                        "the selectors match more than {MAX_SERIES} series; narrow them"
-                    ))
-                    .field("match[]"));
-                }
-                out.push(Selected { labels, last: info.last });
-            }
-        }
+        Err(SelectError::Store(e)) => Err(e.into()),
     }
-    Ok(out)
 }
 
 /// Every series (`{__name__=~".+"}`), for `labels` and `label values` without `match[]`.

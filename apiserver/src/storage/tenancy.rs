@@ -99,6 +99,15 @@ pub trait TenancyStore: Send + Sync {
     /// `(metric, labels JSON)` of every series of the tenant, for the series cap.
     async fn series_keys(&self, tenant_id: i64) -> Result<Vec<(String, String)>>;
 
+    /// The tenant's exporters, `(name, spec JSON)` by name.
+    async fn list_exporters(&self, tenant_id: i64) -> Result<Vec<(String, String)>>;
+    /// Every live tenant's exporters: `(tenant id, tenant name, exporter name, spec JSON)`.
+    async fn all_exporters(&self) -> Result<Vec<(i64, String, String, String)>>;
+    /// Creates or replaces an exporter; answers whether it was created.
+    async fn put_exporter(&self, tenant_id: i64, name: &str, spec: &str, now: i64) -> Result<bool>;
+    /// Deletes an exporter; answers whether there was one.
+    async fn delete_exporter(&self, tenant_id: i64, name: &str) -> Result<bool>;
+
     /// Auth events after `after`, oldest first.
     async fn auth_events_after(&self, after: i64) -> Result<Vec<AuthEvent>>;
     /// The newest auth event id (0 when none).
@@ -168,7 +177,7 @@ macro_rules! sql_tenancy_store {
                         .await?;
                     // Small tables, gone in this transaction: nothing may act for the tenant
                     // any more (tokens take their sessions along).
-                    for table in ["tokens", "alert_rules", "notification_channels", "dashboards"] {
+                    for table in ["tokens", "alert_rules", "notification_channels", "dashboards", "exporters"] {
                         sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE tenant_id = ?")))
                             .bind(id)
                             .execute(&mut *tx)
@@ -394,6 +403,56 @@ macro_rules! sql_tenancy_store {
                     let id: Option<i64> =
                         sqlx::query_scalar("SELECT MAX(id) FROM auth_events").fetch_one(&self.pool).await?;
                     Ok(id.unwrap_or(0))
+                }
+
+                async fn list_exporters(&self, tenant_id: i64) -> Result<Vec<(String, String)>> {
+                    let rows = sqlx::query(&$sql("SELECT name, spec FROM exporters WHERE tenant_id = ? ORDER BY name"))
+                        .bind(tenant_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("spec")?))).collect()
+                }
+
+                async fn all_exporters(&self) -> Result<Vec<(i64, String, String, String)>> {
+                    let rows = sqlx::query(
+                        "SELECT e.tenant_id, t.name AS tenant, e.name, e.spec FROM exporters e \
+                         JOIN tenants t ON t.id = e.tenant_id WHERE t.deleted_at IS NULL ORDER BY e.tenant_id, e.name",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("tenant")?, r.try_get("name")?, r.try_get("spec")?)))
+                        .collect()
+                }
+
+                async fn put_exporter(&self, tenant_id: i64, name: &str, spec: &str, now: i64) -> Result<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let exists = sqlx::query_scalar::<_, i64>(&$sql(
+                        "SELECT tenant_id FROM exporters WHERE tenant_id = ? AND name = ?",
+                    ))
+                    .bind(tenant_id)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                    let sql = if exists {
+                        "UPDATE exporters SET spec = ?, updated_at = ? WHERE tenant_id = ? AND name = ?"
+                    } else {
+                        "INSERT INTO exporters (spec, updated_at, tenant_id, name) VALUES (?, ?, ?, ?)"
+                    };
+                    sqlx::query(&$sql(sql)).bind(spec).bind(now).bind(tenant_id).bind(name).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(!exists)
+                }
+
+                async fn delete_exporter(&self, tenant_id: i64, name: &str) -> Result<bool> {
+                    Ok(sqlx::query(&$sql("DELETE FROM exporters WHERE tenant_id = ? AND name = ?"))
+                        .bind(tenant_id)
+                        .bind(name)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected()
+                        > 0)
                 }
 
                 async fn prune_auth_events(&self, before: i64) -> Result<u64> {

@@ -148,6 +148,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/exporters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_exporters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exporters/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["put_api_v1_exporters_by_name"];
+        post?: never;
+        delete: operations["delete_api_v1_exporters_by_name"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/metrics": {
         parameters: {
             query?: never;
@@ -732,6 +764,58 @@ export interface components {
             state: string;
             /** @description pending, delivered or failed. */
             status: string;
+        };
+        ExporterList: {
+            exporters: components["schemas"]["ExporterView"][];
+        };
+        /** @description What a tenant admin configures (`PUT /api/v1/exporters/{name}`). */
+        ExporterSpec: {
+            /** @description The receiver's OTLP/HTTP metrics URL, e.g. `https://collector:4318/v1/metrics`. */
+            endpoint: string;
+            /** @description Headers sent with every push (the receiver's credentials); never shown back. */
+            headers?: {
+                [key: string]: string;
+            };
+            /** @description How often the new samples are pushed: `1s` to `1h`; default `30s`. */
+            interval?: string;
+            /** @description Prometheus series selectors of what is pushed (`cpu_usage{host=~"web-.*"}`); default all. */
+            match?: string[];
+        };
+        /** @description How an exporter is doing, as this process saw it since it started. */
+        ExporterStatus: {
+            /**
+             * Format: int64
+             * @description Pushes given up: refused by the receiver with a 4xx, or dropped from a full queue.
+             */
+            dropped_batches: number;
+            /** @description The last failure in a few words (`HTTP 503`, `could not connect`, `refused: …`). */
+            last_error?: string | null;
+            /** Format: int64 */
+            last_error_at?: number | null;
+            /**
+             * Format: int64
+             * @description Unix ms of the last push the receiver took.
+             */
+            last_success_at?: number | null;
+            /** @description Pushes waiting for the receiver. */
+            pending_batches: number;
+            /**
+             * Format: int64
+             * @description Pushes the receiver took, and their samples.
+             */
+            pushed_batches: number;
+            /** Format: int64 */
+            pushed_samples: number;
+        };
+        /** @description An exporter as the API shows it: its header values are never shown. */
+        ExporterView: {
+            endpoint: string;
+            /** @description The names of the headers sent (their values are secrets and never shown). */
+            headers: string[];
+            interval: string;
+            match: string[];
+            name: string;
+            status?: null | components["schemas"]["ExporterStatus"];
         };
         IngestResponse: {
             accepted: number;
@@ -1981,6 +2065,261 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_api_v1_exporters: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExporterList"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_api_v1_exporters_by_name: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                /** @description lowercase letters, digits and '-' */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExporterSpec"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExporterView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExporterView"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The tenant has 10 exporters already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_api_v1_exporters_by_name: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
             204: {
                 headers: {
                     [name: string]: unknown;

@@ -123,6 +123,22 @@ pub async fn tenancy_suite(store: DynStore, url: &str) {
     let token_id = store.list_tokens(doomed.id).await.unwrap()[0].token_id;
     store.create_session(&session, token_id, i64::MAX).await.unwrap();
     assert!(!rows_of(url, doomed.id, &doomed_series).await.is_empty());
+    // Exporters: created, replaced, listed by name, deleted; a tenant's deletion takes its own.
+    assert!(store.put_exporter(keep.id, "b", r#"{"endpoint":"http://b"}"#, 1).await.unwrap());
+    assert!(store.put_exporter(keep.id, "a", r#"{"endpoint":"http://a"}"#, 1).await.unwrap());
+    assert!(!store.put_exporter(keep.id, "a", r#"{"endpoint":"http://a2"}"#, 2).await.unwrap(), "replaced");
+    assert!(store.put_exporter(doomed.id, "a", r#"{"endpoint":"http://d"}"#, 1).await.unwrap());
+    let kept: Vec<(String, String)> = store.list_exporters(keep.id).await.unwrap();
+    assert_eq!(
+        kept,
+        [
+            ("a".to_string(), r#"{"endpoint":"http://a2"}"#.to_string()),
+            ("b".into(), r#"{"endpoint":"http://b"}"#.into())
+        ]
+    );
+    assert!(store.delete_exporter(keep.id, "b").await.unwrap());
+    assert!(!store.delete_exporter(keep.id, "b").await.unwrap());
+    assert_eq!(store.all_exporters().await.unwrap().len(), 2);
 
     // Deleting hides the tenant at once and revokes its tokens.
     let before = store.last_auth_event().await.unwrap();
@@ -133,6 +149,10 @@ pub async fn tenancy_suite(store: DynStore, url: &str) {
     assert!(store.find_token(&token.hash()).await.unwrap().is_none());
     assert!(store.find_session(&session).await.unwrap().is_none(), "its dashboard sessions end");
     assert!(store.list_tokens(doomed.id).await.unwrap().is_empty());
+    assert!(store.list_exporters(doomed.id).await.unwrap().is_empty(), "its exporters stop");
+    let all: Vec<(i64, String, String)> =
+        store.all_exporters().await.unwrap().into_iter().map(|(id, tenant, name, _)| (id, tenant, name)).collect();
+    assert_eq!(all, [(keep.id, "keep".to_string(), "a".to_string())]);
     assert_eq!(store.deleted_tenants().await.unwrap(), vec![doomed.id]);
     let events = store.auth_events_after(before).await.unwrap();
     assert_eq!(

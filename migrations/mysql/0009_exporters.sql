@@ -1,0 +1,10 @@
+-- Exporters (issue 18): a tenant's pushes of its latest samples to an OTLP/HTTP receiver. The
+-- spec is the JSON the API took (endpoint, headers, interval, match).
+CREATE TABLE exporters (
+    tenant_id  BIGINT       NOT NULL,
+    name       VARCHAR(63)  COLLATE utf8mb4_bin NOT NULL,
+    spec       MEDIUMTEXT   NOT NULL,
+    updated_at BIGINT       NOT NULL,
+    PRIMARY KEY (tenant_id, name),
+    FOREIGN KEY (tenant_id) REFERENCES tenants(id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
