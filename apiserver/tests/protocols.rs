@@ -456,6 +456,8 @@ async fn the_prometheus_api_answers_promtool_and_prometheus_federates_the_tenant
     assert_eq!(r.json::<Value>().await.unwrap(), v, "POST answers as GET");
     let r = client().post(server.url("/prometheus/api/v1/labels")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a POST without its form");
+    let metadata = get(&server, &token, "/prometheus/api/v1/metadata?metric=cpu_usage").await;
+    assert_eq!(metadata, json!({"status": "success", "data": {}}), "no metadata is kept");
     let labels = get(&server, &token, "/prometheus/api/v1/labels").await;
     assert_eq!(labels["data"], json!(["__name__", "env", "host", "service_name"]), "{labels}");
     for (path, token, status, error_type) in [

@@ -105,7 +105,7 @@ impl AppState {
         ops::healthz, ops::readyz, ops::metrics,
         prometheus::query, prometheus::query_form, prometheus::query_range, prometheus::query_range_form,
         prometheus::series, prometheus::series_form, prometheus::labels, prometheus::labels_form, prometheus::label_values,
-        prometheus::federate,
+        prometheus::metadata, prometheus::federate,
     ),
     components(schemas(error::Problem, prometheus::PromError)),
     tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries"),
@@ -170,6 +170,7 @@ pub fn app(state: AppState) -> Router {
         .route("/prometheus/api/v1/query_range", get(prometheus::query_range).post(prometheus::query_range_form))
         .route("/prometheus/api/v1/series", get(prometheus::series).post(prometheus::series_form))
         .route("/prometheus/api/v1/labels", get(prometheus::labels).post(prometheus::labels_form))
+        .route("/prometheus/api/v1/metadata", get(prometheus::metadata))
         .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
         .route("/prometheus/api/{*rest}", axum::routing::any(prometheus::not_served))
         .layer(middleware::map_response(prometheus::prometheus_errors))

@@ -321,6 +321,25 @@ pub async fn federate(State(state): State<AppState>, caller: Caller, RawQuery(ra
     Ok(response)
 }
 
+/// `{"status":"success","data":{}}`: metric metadata (type, help, unit).
+#[derive(Serialize, ToSchema)]
+pub struct PromMetadata {
+    /// Always `success`.
+    pub status: &'static str,
+    /// Metric name → its metadata; always empty: microdash keeps no metadata (remote_write's and
+    /// OTLP's are not stored).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Prometheus' `metric` and `limit` are accepted and change nothing: there is no metadata.
+#[utoipa::path(get, path = "/prometheus/api/v1/metadata", tag = "prometheus",
+    responses((status = 200, body = PromMetadata)))]
+pub async fn metadata(caller: Caller) -> AppResult<Response> {
+    caller.require(Scope::Read)?;
+    Ok(axum::Json(PromMetadata { status: "success", data: serde_json::Map::new() }).into_response())
+}
+
 /// Most steps of one range query, as Prometheus allows.
 const MAX_STEPS: i64 = 11_000;
 
