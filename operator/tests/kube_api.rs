@@ -57,6 +57,21 @@ where
     .await
 }
 
+/// Waits until the condition has this reason (a transient one may come first).
+async fn until_reason<K>(api: &Api<K>, name: &str, type_: &str, want: &str) -> Value
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    eventually(WAIT, &format!("{name}: condition {type_} reason {want}"), || async {
+        let status = status_of(api, name).await;
+        match condition(&status, type_) {
+            Some((_, reason, _)) if reason == want => Ok(status),
+            _ => Err(status.to_string()),
+        }
+    })
+    .await
+}
+
 async fn post_sample(server: &Microdash, tenant: &str, value: f64) {
     let r = server
         .as_tenant(Method::POST, "/api/v1/metrics", tenant)
@@ -203,7 +218,9 @@ async fn an_invalid_rule_reports_the_servers_reason_and_never_breaks_the_others(
     // And one for a tenant that has no Tenant resource (`default` exists in the server).
     rules.create(&PostParams::default(), &rule("orphan", "default", 1.0)).await.unwrap();
 
-    let status = until_condition(&rules, "bad-for", "Accepted", "False").await;
+    // Until the Tenant controller has made the tenant on the server the rules say TenantNotReady;
+    // then the server's own reason.
+    let status = until_reason(&rules, "bad-for", "Accepted", "Invalid").await;
     let (_, reason, message) = condition(&status, "Accepted").unwrap();
     assert_eq!(reason, "Invalid");
     assert!(message.contains("for") && message.contains("5 minutes"), "{message}");

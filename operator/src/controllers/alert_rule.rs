@@ -112,23 +112,32 @@ impl AlertRule {
                     Some(view)
                 }
                 Ok(Err(refusal)) => {
-                    let reason = if refusal.status == 404 { "TenantNotFound" } else { "Invalid" };
+                    // Bound but unknown to the server: its Tenant is not created there yet (the Tenant
+                    // controller works beside this one); the watch on Tenants brings it back.
+                    let (reason, detail) = if refusal.status == 404 {
+                        (
+                            "TenantNotReady",
+                            format!("tenant {tenant} is not on the server yet (its Tenant is not Ready); retrying"),
+                        )
+                    } else {
+                        ("Invalid", refusal.detail.clone())
+                    };
                     let conditions = merge(
                         &previous.conditions,
                         &[
-                            Wanted::no("Accepted", reason, &refusal.detail),
+                            Wanted::no("Accepted", reason, &detail),
                             Wanted::no("Synced", reason, "the server refused the spec"),
                         ],
                         generation,
                         k8s_openapi::jiff::Timestamp::now(),
                     );
-                    if !crate::conditions::is_false_with(&previous.conditions, "Accepted", &refusal.detail) {
-                        ctx.event(self, true, reason, refusal.detail.clone()).await;
+                    if !crate::conditions::is_false_with(&previous.conditions, "Accepted", &detail) {
+                        ctx.event(self, true, reason, detail.clone()).await;
                     }
                     let status = AlertRuleStatus { observed_generation: generation, conditions, ..previous.clone() };
                     update_status(&api, &self.name_any(), self.status.as_ref(), &status).await?;
                     // A missing tenant may appear; a bad spec waits for an edit.
-                    return Ok(if reason == "TenantNotFound" {
+                    return Ok(if reason == "TenantNotReady" {
                         Action::requeue(ctx.resync)
                     } else {
                         Action::await_change()

@@ -149,9 +149,18 @@ impl NotificationChannel {
                     view
                 }
                 Err(refusal) => {
-                    let reason = if refusal.status == 404 { "TenantNotFound" } else { "Invalid" };
-                    self.refused(ctx, &api, previous, reason, refusal.detail).await?;
-                    return Ok(if reason == "TenantNotFound" {
+                    // Bound but unknown to the server: its Tenant is not created there yet (the Tenant
+                    // controller works beside this one); the watch on Tenants brings it back.
+                    let (reason, detail) = if refusal.status == 404 {
+                        (
+                            "TenantNotReady",
+                            format!("tenant {tenant} is not on the server yet (its Tenant is not Ready); retrying"),
+                        )
+                    } else {
+                        ("Invalid", refusal.detail.clone())
+                    };
+                    self.refused(ctx, &api, previous, reason, detail).await?;
+                    return Ok(if reason == "TenantNotReady" {
                         Action::requeue(ctx.resync)
                     } else {
                         Action::await_change()
