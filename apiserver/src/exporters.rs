@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 
 use crate::domain::exporter::{Checked, ExporterSpec, Point, otlp_request};
 use crate::domain::now_ms;
+use crate::domain::promql::LOOKBACK_MS;
 use crate::outbound::OutboundPolicy;
 use crate::series_select::{self, SelectError};
 use crate::storage::{DynStore, labels_key};
@@ -179,9 +180,9 @@ async fn run(
     status: Arc<Mutex<ExporterStatus>>,
 ) {
     let interval = target.checked.interval;
-    // The newest sample pushed per series; a first push takes what is at most 5 minutes old.
+    // The newest sample pushed per series; a first push takes what is within the lookback.
     let mut pushed_until: HashMap<String, i64> = HashMap::new();
-    let since_start = now_ms() - 5 * 60 * 1000;
+    let since_start = now_ms() - LOOKBACK_MS;
     let mut queue: VecDeque<(Vec<u8>, u64)> = VecDeque::new();
     let mut next_collect = Instant::now();
     let mut retry_at = Instant::now();

@@ -17,6 +17,10 @@ use promql_parser::parser::{self, Expr, VectorSelector};
 
 use crate::domain::Labels;
 
+/// How far back a selector looks for a series' newest sample (Prometheus' lookback delta): what
+/// PromQL's selectors, `/federate` and an exporter's first push take.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
 /// The Prometheus name of a microdash metric name or label key: `.` and `-` become `_`.
 pub fn prometheus_name(name: &str) -> String {
     name.replace(['.', '-'], "_")

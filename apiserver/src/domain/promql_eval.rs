@@ -20,10 +20,7 @@ use promql_parser::label::METRIC_NAME;
 use promql_parser::parser::{self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, Offset, VectorSelector};
 
 use crate::domain::Labels;
-use crate::domain::promql::Selector;
-
-/// How far back a selector looks for a series' latest sample (Prometheus' default).
-pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+use crate::domain::promql::{LOOKBACK_MS, Selector};
 
 /// A series fetched for a selector: Prometheus labels (with `__name__`), points in time order.
 #[derive(Debug, Clone, PartialEq)]

@@ -66,17 +66,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Js
     Ok(Json(ExporterList { exporters }))
 }
 
-/// An exporter's name: a DNS label (lowercase letters, digits, `-`; at most 63).
+/// An exporter's name follows the tenant names' rule (a DNS label), as the contract's pattern says.
 fn check_name(name: &str) -> AppResult<()> {
-    let ok = (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::bad_request("exporter names are lowercase letters, digits and '-', at most 63").field("name"))
-    }
+    microdash_model::validate_tenant_name(name)
+        .map_err(|why| AppError::bad_request(format!("an exporter name {why}")).field("name"))
 }
 
 #[utoipa::path(put, path = "/api/v1/exporters/{name}", tag = "exporters", request_body = ExporterSpec,

@@ -18,7 +18,7 @@ use microdash_model::Scope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::promql::{Selector, exposition, format_value, prometheus_labels, prometheus_name};
+use crate::domain::promql::{LOOKBACK_MS, Selector, exposition, format_value, prometheus_labels, prometheus_name};
 use crate::domain::promql_eval::{self, Data, EvalError, Needed, Series, Value};
 use crate::domain::{Labels, now_ms};
 use crate::http::AppState;
@@ -30,8 +30,6 @@ use crate::storage::{Aggregation, PointQuery, Resolution};
 
 /// Most series one request may select; past it the request is refused and asked to narrow.
 pub const MAX_SERIES: usize = 100_000;
-/// How far back `federate` looks for a series' newest sample (Prometheus' lookback delta).
-const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// `{"status":"success","data":[…]}` with a list of names or values.
 #[derive(Serialize, ToSchema)]
@@ -404,11 +402,12 @@ async fn fetch(state: &AppState, tenant: &TenantCaller, needs: &[Needed]) -> App
     let mut total = 0usize;
     for need in needs {
         let mut series: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
+        let segments = segments(need.from.max(0), need.to.min(MAX_TIME_MS), now, &state.config);
         for metric in &metrics {
             if !need.selector.may_select_metric(&prometheus_name(metric)) {
                 continue;
             }
-            for (resolution, from, to) in segments(need.from.max(0), need.to.min(MAX_TIME_MS), now, &state.config) {
+            for &(resolution, from, to) in &segments {
                 let found = state
                     .store
                     .query(&PointQuery {
