@@ -23,6 +23,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
+    /// Compact the raw samples of every closed 2 h window into compressed chunks now, and give
+    /// the freed space back (a running server does this every retention interval).
+    Compact(DbArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -191,6 +194,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(db) => {
             open_store(db).await?;
             eprintln!("Migrations applied.");
+            Ok(())
+        }
+        Command::Compact(db) => {
+            let store = open_store(db).await?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template("{spinner} tenants {pos}/{len} · {msg} · {elapsed}")
+                    .expect("a valid template"),
+            );
+            let started = std::time::Instant::now();
+            let total =
+                crate::retention::compact_with_progress(&store, crate::domain::now_ms(), |(done, of), total| {
+                    bar.set_length(of as u64);
+                    bar.set_position(done as u64);
+                    bar.set_message(format!("{} samples into {} chunks", total.samples, total.chunks));
+                    bar.tick();
+                })
+                .await?;
+            bar.finish_and_clear();
+            store.reclaim_space().await?;
+            store.close().await;
+            eprintln!(
+                "Compacted {} raw samples into {} chunks in {:.1} s.",
+                total.samples,
+                total.chunks,
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Tenant(TenantCommand::Create { name, display_name, db }) => {

@@ -1,10 +1,12 @@
-//! The retention job: deletes raw samples and rollup buckets older than the server's (or the
-//! tenant's) retention, in small chunks with pauses, so ingest never waits long behind it.
+//! The retention job: deletes raw samples, chunks and rollup buckets older than the server's (or
+//! the tenant's) retention, in small chunks with pauses, so ingest never waits long behind it;
+//! then compacts the raw samples of closed windows into chunks (docs/storage.md).
 
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::now_ms;
+use crate::storage::chunk_store::{COMPACT_ROWS, Compacted, compact_before};
 use crate::storage::{DynStore, Resolution, Retention};
 
 const CHUNK: i64 = 10_000;
@@ -33,9 +35,53 @@ pub async fn run_once(store: &DynStore, config: &Config) -> crate::storage::Resu
                 // Let the writer in between chunks.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            // Chunks go whole, once their newest sample (or bucket) is past the retention.
+            loop {
+                let n = store.purge_chunks(tenant.id, resolution, before, CHUNK).await?;
+                deleted += n;
+                if n < CHUNK as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
     Ok(deleted)
+}
+
+/// Compacts the raw samples of every tenant's closed windows into chunks (storage/chunk_store.rs);
+/// returns the samples moved.
+pub async fn compact_once(store: &DynStore, now: i64) -> crate::storage::Result<Compacted> {
+    compact_with_progress(store, now, |_, _| {}).await
+}
+
+/// `compact_once`, telling `progress` the tenants done so far and their count after each
+/// transaction, and the running total.
+pub async fn compact_with_progress(
+    store: &DynStore,
+    now: i64,
+    mut progress: impl FnMut((usize, usize), Compacted),
+) -> crate::storage::Result<Compacted> {
+    let before = compact_before(now);
+    let mut total = Compacted::default();
+    let tenants = store.list_tenants().await?;
+    for (done_tenants, tenant) in tenants.iter().enumerate() {
+        loop {
+            let done = store.compact(tenant.id, before, COMPACT_ROWS).await?;
+            total.samples += done.samples;
+            total.buckets += done.buckets;
+            total.chunks += done.chunks;
+            progress((done_tenants, tenants.len()), total);
+            if !done.more {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    if total.samples + total.buckets > 0 {
+        store.reclaim_space().await?;
+    }
+    Ok(total)
 }
 
 pub async fn run_forever(store: DynStore, config: std::sync::Arc<Config>) {
@@ -47,6 +93,16 @@ pub async fn run_forever(store: DynStore, config: std::sync::Arc<Config>) {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "Retention: old points deleted."),
             Err(err) => tracing::warn!(%err, "Retention pass failed; will retry."),
+        }
+        match compact_once(&store, now_ms()).await {
+            Ok(done) if done.samples + done.buckets == 0 => {}
+            Ok(done) => tracing::info!(
+                samples = done.samples,
+                buckets = done.buckets,
+                chunks = done.chunks,
+                "Compaction: raw samples and rollup buckets moved into chunks."
+            ),
+            Err(err) => tracing::warn!(%err, "Compaction pass failed; will retry."),
         }
     }
 }

@@ -200,6 +200,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         writer_task.abort();
     }
     let _ = writer_task.await;
+    store.close().await;
     tracing::info!("Stopped.");
     Ok(())
 }

@@ -969,3 +969,66 @@ async fn cookie_writes_need_the_same_origin_and_json_and_pages_carry_safety_head
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
+
+/// Storage engine (docs/storage.md): a running server compacts closed windows into chunks by
+/// itself, answers the same from them, reopens a chunk for a late overwrite, and a clean stop
+/// leaves no write-ahead log behind; `microdash compact` does the same on demand.
+#[tokio::test]
+async fn closed_windows_become_chunks_and_answer_the_same() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(dir.path(), &[("MICRODASH_RETENTION_INTERVAL", "200ms")]);
+    let t = server.token.clone();
+    // 2000 samples in a window that closed two days ago, at 10 s.
+    let window = 2 * 3_600_000;
+    let start = (chrono_like_now_ms() - 2 * 86_400_000) / window * window;
+    let samples: Vec<Value> = (0..2000)
+        .map(|i| json!({"metric":"disk.used","value": (i % 97) as f64 / 8.0,"ts": start + i * 3_600 + i % 5,"labels":{"host":"a"}}))
+        .collect();
+    let (status, _) = post(&server, &t, "/api/v1/metrics/bulk", json!({ "samples": samples }).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let range = format!("/api/v1/query?metric=disk.used&from={start}&to={}&resolution=raw", start + window);
+    let rolled = format!("/api/v1/query?metric=disk.used&from={start}&to={}&resolution=1m", start + window);
+    let (_, before) = get(&server, &t, &range).await;
+    let (_, before_1m) = get(&server, &t, &rolled).await;
+    assert_eq!(points(&before), 2000);
+
+    let db = format!("sqlite://{}", dir.path().join("microdash.db").display());
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count("SELECT COUNT(*) FROM chunks").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the server did not compact the closed window within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count("SELECT COUNT(*) FROM samples").await, 0, "the raw rows moved into the chunk");
+    assert_eq!(count("SELECT COUNT(*) FROM rollup_1m").await, 0, "and so did the 1m buckets");
+    assert_eq!(get(&server, &t, &range).await.1, before);
+    assert_eq!(get(&server, &t, &rolled).await.1, before_1m);
+
+    // A late overwrite lands in the compacted window: the chunk is reopened, the value and the
+    // 1m bucket change, and the window is compacted again.
+    let late = json!({"metric":"disk.used","value": 1000.0,"ts": start + 3_601,"labels":{"host":"a"}});
+    assert_eq!(post(&server, &t, "/api/v1/metrics", late.to_string()).await.0, StatusCode::ACCEPTED);
+    let (_, after) = get(&server, &t, &range).await;
+    assert_eq!(points(&after), 2000);
+    assert_eq!(after["series"][0]["points"][1], json!([start + 3_601, 1000.0]));
+    let (_, after_1m) = get(&server, &t, &format!("{rolled}&agg=max")).await;
+    assert_eq!(after_1m["series"][0]["points"][0][1], json!(1000.0));
+
+    // A clean stop checkpoints and truncates SQLite's log.
+    assert!(server.terminate(Duration::from_secs(10)));
+    let wal = dir.path().join("microdash.db-wal");
+    assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0, "a clean stop leaves no write-ahead log");
+    let (ok, _, stderr) = cli(dir.path(), &["compact"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("Compacted"), "{stderr}");
+    assert_eq!(count("SELECT COUNT(*) FROM samples").await, 0);
+    server.restart();
+    assert_eq!(get(&server, &server.token.clone(), &range).await.1, after);
+}

@@ -3,15 +3,17 @@
 //! latency (next to Prometheus + Alertmanager), and MQTT ingest through Mosquitto + the bridge
 //! and through the embedded broker (next to Mosquitto's own drain rate), and the agent's
 //! footprint (next to node_exporter). Each section replaces its own part of
-//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent|live|remote-write` runs one.
+//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent|live|remote-write|disk|query` runs one.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
 
 mod agent;
 mod alerts;
+mod disk;
 mod live;
 mod mqtt;
+mod query;
 mod remote_write;
 mod report;
 mod storage;
@@ -40,6 +42,10 @@ enum Section {
     /// Prometheus remote_write ingest, next to VictoriaMetrics' remote_write endpoint.
     #[value(alias = "remote_write")]
     RemoteWrite,
+    /// Bytes per sample on disk after a day of agent-like data, next to VictoriaMetrics.
+    Disk,
+    /// 30-day and 1-day range queries over 100 series, next to VictoriaMetrics.
+    Query,
 }
 
 #[derive(Parser)]
@@ -623,6 +629,14 @@ async fn main() -> Result<()> {
         let load = Load { connections: args.connections, batch: args.batch, seconds: args.seconds, rate: None };
         let text = remote_write::run(&args.server, &args.victoria_metrics, load).await?;
         report::update(&args.out, "remote_write", &format!("{text}\n{stamp}"))?;
+    }
+    if wants(Section::Disk) {
+        let text = disk::run(&args.server, &args.victoria_metrics).await?;
+        report::update(&args.out, "disk", &format!("{text}\n{stamp}"))?;
+    }
+    if wants(Section::Query) {
+        let text = query::run(&args.server, &args.victoria_metrics).await?;
+        report::update(&args.out, "query", &format!("{text}\n{stamp}"))?;
     }
     println!("{}", std::fs::read_to_string(&args.out)?);
     eprintln!("Wrote {}", args.out.display());

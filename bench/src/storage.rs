@@ -176,7 +176,7 @@ async fn measure(
 pub(crate) struct Victoria {
     pub(crate) child: KillOnDrop,
     pub(crate) base: String,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 pub(crate) async fn start_victoria(bin: &Path) -> Result<Victoria> {
@@ -194,7 +194,7 @@ pub(crate) async fn start_victoria(bin: &Path) -> Result<Victoria> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .context("starting victoria-metrics")?;
-    let vm = Victoria { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    let vm = Victoria { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), dir };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

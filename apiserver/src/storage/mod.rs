@@ -4,6 +4,8 @@
 //! same way; the backends only fetch rows.
 
 pub mod alerts;
+pub mod chunk;
+pub mod chunk_store;
 pub mod mysql;
 pub mod postgres;
 mod sql_alerts;
@@ -163,10 +165,13 @@ pub struct SessionRecord {
 }
 
 #[async_trait]
-pub trait Store: alerts::AlertStore + tenancy::TenancyStore + Send + Sync + 'static {
+pub trait Store: alerts::AlertStore + tenancy::TenancyStore + chunk_store::ChunkStore + Send + Sync + 'static {
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
+    /// At a clean stop, after the last write: leaves the database tidy (SQLite: its
+    /// write-ahead log checkpointed into the file and truncated) and closes the connections.
+    async fn close(&self) {}
 
     async fn create_tenant(&self, name: &str, display_name: Option<&str>) -> Result<TenantRecord>;
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>>;
@@ -217,8 +222,10 @@ pub type DynStore = Arc<dyn Store>;
 pub trait PointRows: Sync {
     /// `(id, labels JSON)` of a metric's series.
     async fn series_rows(&self, tenant_id: i64, metric: &str) -> Result<Vec<(i64, String)>>;
-    /// Raw `(ts, value)` of a series in `[from, to]` in time order, at most `limit`.
-    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, f64)>>;
+    /// Raw `(ts, value)` of a series in `[from, to]` in time order, at most `limit`, and the
+    /// data of the chunks that may hold points in that range, read in one statement (one
+    /// snapshot: compaction moving rows between the two never hides or doubles a sample).
+    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)>;
     /// Buckets of `table` (`rollup_1m` or `rollup_5m`) starting in `[from, to]`, in time order.
     async fn rollup_rows(
         &self,
@@ -243,7 +250,12 @@ pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result
         let limit = (query.max_points.saturating_sub(total) + 1) as i64;
         let points = match query.resolution {
             Resolution::Raw => {
-                let points = source.raw_rows(id, query.from, query.to, limit).await?;
+                let (rows, chunks) = source.raw_rows(id, query.from, query.to, limit).await?;
+                let points = if chunks.is_empty() {
+                    rows
+                } else {
+                    chunk::merge(chunk_store::chunk_points(&chunks, query.from, query.to)?, rows)
+                };
                 total += points.len();
                 match query.step {
                     Some(step) => aggregate(&points, step, query.agg),

@@ -11,11 +11,12 @@ use sha2::{Digest, Sha256};
 use sqlx::mysql::{MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
+use super::chunk::window_of;
+use super::chunk_store::{ChunkStore, UnionRow, split_union};
 use super::{
-    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, RollupRow, SeriesCache, SeriesInfo,
-    SeriesPoints, SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch,
-    WriteOutcome, bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas,
-    split_duplicates, summary_of,
+    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
+    SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
+    bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
 };
 use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
@@ -251,16 +252,24 @@ impl PointRows for MySqlStore {
             .await?)
     }
 
-    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, f64)>> {
-        Ok(sqlx::query_as(
-            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
+        let rows: Vec<UnionRow> = sqlx::query_as(
+            "SELECT ts, value, NULL AS data FROM \
+               (SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?) r \
+             UNION ALL \
+             SELECT start_ts, NULL, data FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts <= ? AND end_ts >= ?",
         )
         .bind(series)
         .bind(from)
         .bind(to)
         .bind(limit)
+        .bind(series)
+        .bind(window_of(from))
+        .bind(to)
+        .bind(from)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(split_union(rows))
     }
 
     async fn rollup_rows(
@@ -271,14 +280,7 @@ impl PointRows for MySqlStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Summary)>> {
-        let rows: Vec<RollupRow> = sqlx::query_as(&format!("SELECT bucket, count, sum, min, max, last, last_ts FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ? ORDER BY bucket LIMIT ?"))
-            .bind(series)
-            .bind(from)
-            .bind(to)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(summary_of).collect())
+        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit).await
     }
 }
 
@@ -453,6 +455,7 @@ impl Store for MySqlStore {
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         // INSERT IGNORE keeps the first of two equal keys: keep only the last beforehand.
         last_wins(&mut rows);
+        reopen_chunks(&mut tx, &rows, now).await?;
         let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
         let mut dirty: HashSet<(i64, i64)> = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -490,7 +493,7 @@ impl Store for MySqlStore {
 
     async fn series(&self, tenant_id: i64, metric: &str, matchers: &Labels) -> Result<Vec<SeriesInfo>> {
         let rows = sqlx::query(
-            "SELECT s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
+            "SELECT s.id, s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
                     (SELECT value FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS value \
              FROM series s WHERE s.tenant_id = ? AND s.metric = ? ORDER BY s.labels",
         )
@@ -506,7 +509,11 @@ impl Store for MySqlStore {
             }
             let ts: Option<i64> = row.try_get("ts")?;
             let value: Option<f64> = row.try_get("value")?;
-            out.push(SeriesInfo { labels, last: ts.zip(value) });
+            let last = match ts.zip(value) {
+                Some(last) => Some(last),
+                None => self.last_chunk_point(row.try_get("id")?).await?,
+            };
+            out.push(SeriesInfo { labels, last });
         }
         Ok(out)
     }
@@ -567,4 +574,16 @@ super::tenancy::sql_tenancy_store! {
     sql: crate::storage::sql_alerts::question_marks,
     chunk: crate::storage::tenancy::chunk_by_limit,
     series_keys: "SELECT CAST(metric AS CHAR CHARACTER SET utf8mb4), labels FROM series WHERE tenant_id = ?",
+}
+
+super::chunk_store::sql_chunk_store! {
+    store: MySqlStore,
+    db: sqlx::MySql,
+    sql: crate::storage::sql_alerts::question_marks,
+    chunk: crate::storage::tenancy::chunk_by_limit,
+    lock: " FOR UPDATE",
+    insert_ignore: "INSERT IGNORE",
+    on_conflict_nothing: "",
+    nulls: ("NULL", "NULL", "NULL"),
+    reclaim: "",
 }

@@ -9,11 +9,12 @@ use microdash_model::Scope;
 use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
+use super::chunk::window_of;
+use super::chunk_store::{ChunkStore, UnionRow, split_union};
 use super::{
-    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, RollupRow, SeriesCache, SeriesInfo,
-    SeriesPoints, SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch,
-    WriteOutcome, bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas,
-    split_duplicates, summary_of,
+    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
+    SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
+    bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
 };
 use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
@@ -229,16 +230,22 @@ impl PointRows for PostgresStore {
             .await?)
     }
 
-    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, f64)>> {
-        Ok(sqlx::query_as(
-            "SELECT ts, value FROM samples WHERE series_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4",
+    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
+        let rows: Vec<UnionRow> = sqlx::query_as(
+            "SELECT ts, value, NULL::bytea AS data FROM \
+               (SELECT ts, value FROM samples WHERE series_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4) r \
+             UNION ALL \
+             SELECT start_ts, NULL::float8, data FROM chunks \
+             WHERE series_id = $1 AND start_ts >= $5 AND start_ts <= $3 AND end_ts >= $2",
         )
         .bind(series)
         .bind(from)
         .bind(to)
         .bind(limit)
+        .bind(window_of(from))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(split_union(rows))
     }
 
     async fn rollup_rows(
@@ -249,14 +256,7 @@ impl PointRows for PostgresStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Summary)>> {
-        let rows: Vec<RollupRow> = sqlx::query_as(&format!("SELECT bucket, count, sum, min, max, last, last_ts FROM {table} WHERE series_id = $1 AND bucket >= $2 AND bucket <= $3 ORDER BY bucket LIMIT $4"))
-            .bind(series)
-            .bind(from)
-            .bind(to)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(summary_of).collect())
+        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit).await
     }
 }
 
@@ -445,6 +445,7 @@ impl Store for PostgresStore {
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         // PostgreSQL refuses to upsert one row twice in a statement: keep the last of each.
         last_wins(&mut rows);
+        reopen_chunks(&mut tx, &rows, now).await?;
         let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
         let mut dirty: HashSet<(i64, i64)> = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -484,7 +485,7 @@ impl Store for PostgresStore {
 
     async fn series(&self, tenant_id: i64, metric: &str, matchers: &Labels) -> Result<Vec<SeriesInfo>> {
         let rows = sqlx::query(
-            "SELECT s.labels, l.ts, l.value FROM series s \
+            "SELECT s.id, s.labels, l.ts, l.value FROM series s \
              LEFT JOIN LATERAL (SELECT ts, value FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) l ON true \
              WHERE s.tenant_id = $1 AND s.metric = $2 ORDER BY s.labels",
         )
@@ -500,7 +501,11 @@ impl Store for PostgresStore {
             }
             let ts: Option<i64> = row.try_get("ts")?;
             let value: Option<f64> = row.try_get("value")?;
-            out.push(SeriesInfo { labels, last: ts.zip(value) });
+            let last = match ts.zip(value) {
+                Some(last) => Some(last),
+                None => self.last_chunk_point(row.try_get("id")?).await?,
+            };
+            out.push(SeriesInfo { labels, last });
         }
         Ok(out)
     }
@@ -559,4 +564,16 @@ super::tenancy::sql_tenancy_store! {
     sql: crate::storage::sql_alerts::numbered,
     chunk: crate::storage::tenancy::chunk_by_subquery,
     series_keys: "SELECT metric, labels FROM series WHERE tenant_id = ?",
+}
+
+super::chunk_store::sql_chunk_store! {
+    store: PostgresStore,
+    db: sqlx::Postgres,
+    sql: crate::storage::sql_alerts::numbered,
+    chunk: crate::storage::tenancy::chunk_by_subquery,
+    lock: " FOR UPDATE",
+    insert_ignore: "INSERT",
+    on_conflict_nothing: " ON CONFLICT (series_id, ts) DO NOTHING",
+    nulls: ("NULL::bigint", "NULL::float8", "NULL::bytea"),
+    reclaim: "",
 }

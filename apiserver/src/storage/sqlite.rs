@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use microdash_model::Scope;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
+use super::chunk::window_of;
+use super::chunk_store::{ChunkStore, UnionRow, split_union};
 use super::{
-    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, RollupRow, SeriesCache, SeriesInfo,
-    SeriesPoints, SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch,
-    WriteOutcome, bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas,
-    split_duplicates, summary_of,
+    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
+    SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
+    bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
 };
 use crate::domain::token::parse_scopes;
 use crate::domain::{Labels, Principal, TokenHash};
@@ -49,6 +50,10 @@ impl SqliteStore {
         create_private(parsed.get_filename(), url).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = parsed
             .create_if_missing(true)
+            // Takes effect on a new file only (sqlx sets it before the journal mode, as SQLite
+            // requires): compaction frees most of the pages raw samples took, and
+            // `reclaim_space` returns them to the disk.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(if synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
             .busy_timeout(Duration::from_secs(10))
@@ -388,16 +393,21 @@ impl PointRows for SqliteStore {
             .await?)
     }
 
-    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, f64)>> {
-        Ok(sqlx::query_as(
-            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
+        let rows: Vec<UnionRow> = sqlx::query_as(
+            "SELECT ts, value, NULL AS data FROM \
+               (SELECT ts, value FROM samples WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts LIMIT ?4) \
+             UNION ALL \
+             SELECT start_ts, NULL, data FROM chunks WHERE series_id = ?1 AND start_ts >= ?5 AND start_ts <= ?3 AND end_ts >= ?2",
         )
         .bind(series)
         .bind(from)
         .bind(to)
         .bind(limit)
+        .bind(window_of(from))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(split_union(rows))
     }
 
     async fn rollup_rows(
@@ -408,14 +418,7 @@ impl PointRows for SqliteStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Summary)>> {
-        let rows: Vec<RollupRow> = sqlx::query_as(&format!("SELECT bucket, count, sum, min, max, last, last_ts FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ? ORDER BY bucket LIMIT ?"))
-            .bind(series)
-            .bind(from)
-            .bind(to)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(summary_of).collect())
+        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit).await
     }
 }
 
@@ -424,6 +427,14 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
         self.rebuild_with_autoincrement().await
+    }
+
+    async fn close(&self) {
+        let _gate = self.write_gate.lock().await;
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::warn!(%err, "Final WAL checkpoint failed; SQLite replays the log on the next start.");
+        }
+        self.pool.close().await;
     }
 
     async fn ping(&self) -> Result<()> {
@@ -591,6 +602,7 @@ impl Store for SqliteStore {
         let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         last_wins(&mut rows);
+        reopen_chunks(&mut tx, &rows, now).await?;
         // New rows go in with DO NOTHING, so a chunk that inserted every row is known to be all
         // new and merges into the rollups incrementally. A chunk that hit existing rows is
         // written again as an upsert (last write wins) and its buckets are recomputed.
@@ -634,7 +646,7 @@ impl Store for SqliteStore {
 
     async fn series(&self, tenant_id: i64, metric: &str, matchers: &Labels) -> Result<Vec<SeriesInfo>> {
         let rows = sqlx::query(
-            "SELECT s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
+            "SELECT s.id, s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
                     (SELECT value FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS value \
              FROM series s WHERE s.tenant_id = ? AND s.metric = ? ORDER BY s.labels",
         )
@@ -651,7 +663,11 @@ impl Store for SqliteStore {
             }
             let ts: Option<i64> = row.try_get("ts")?;
             let value: Option<f64> = row.try_get("value")?;
-            out.push(SeriesInfo { labels, last: ts.zip(value) });
+            let last = match ts.zip(value) {
+                Some(last) => Some(last),
+                None => self.last_chunk_point(row.try_get("id")?).await?,
+            };
+            out.push(SeriesInfo { labels, last });
         }
         Ok(out)
     }
@@ -710,4 +726,16 @@ super::tenancy::sql_tenancy_store! {
     sql: crate::storage::sql_alerts::question_marks,
     chunk: crate::storage::tenancy::chunk_by_subquery,
     series_keys: "SELECT metric, labels FROM series WHERE tenant_id = ?",
+}
+
+super::chunk_store::sql_chunk_store! {
+    store: SqliteStore,
+    db: sqlx::Sqlite,
+    sql: crate::storage::sql_alerts::question_marks,
+    chunk: crate::storage::tenancy::chunk_by_subquery,
+    lock: "",
+    insert_ignore: "INSERT",
+    on_conflict_nothing: " ON CONFLICT (series_id, ts) DO NOTHING",
+    nulls: ("NULL", "NULL", "NULL"),
+    reclaim: "PRAGMA incremental_vacuum",
 }

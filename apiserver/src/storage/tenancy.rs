@@ -212,6 +212,13 @@ macro_rules! sql_tenancy_store {
                             return Ok(n);
                         }
                     }
+                    for resolution in [Resolution::Raw, Resolution::OneMinute, Resolution::FiveMinutes] {
+                        let n = crate::storage::chunk_store::ChunkStore::purge_chunks(self, tenant_id, resolution, i64::MAX, limit)
+                            .await?;
+                        if n > 0 {
+                            return Ok(n);
+                        }
+                    }
                     for (table, key) in OWNED {
                         let _gate = self.purge_gate().await;
                         let n = sqlx::query(&$sql(&$chunk(table, key, "tenant_id = ?")))

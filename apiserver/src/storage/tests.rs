@@ -188,6 +188,221 @@ pub async fn suite(store: DynStore) {
     assert!(!store.delete_tenant("team-a").await.unwrap());
 }
 
+/// Compaction, reads across chunks and raw rows, retention by whole chunks, the series' last
+/// point from a chunk, and a tenant's deletion taking its chunks along: on every backend.
+pub async fn chunk_suite(store: DynStore) {
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("chunky", None).await.unwrap();
+    let hour = 3_600_000;
+    let now = 50 * hour;
+    // Two series over 5 h at 10 s: windows [0, 2h), [2h, 4h), [4h, 6h).
+    let samples: Vec<Sample> = (0..1800i64)
+        .flat_map(|i| {
+            let ts = i * 10_000 + i % 7;
+            [s("cpu", "a", ts, (i % 100) as f64 / 4.0, None), s("cpu", "b", ts, 1e6 + i as f64 * 1.5, None)]
+        })
+        .collect();
+    store.write(&[WriteBatch { tenant_id: tenant.id, samples: &samples }], now, 0).await.unwrap();
+    let query = |from: i64, to: i64, resolution: Resolution| PointQuery {
+        tenant_id: tenant.id,
+        metric: "cpu".into(),
+        matchers: Labels::new(),
+        from,
+        to,
+        step: None,
+        resolution,
+        agg: Aggregation::Avg,
+        max_points: 100_000,
+        last_sample_times: false,
+    };
+    let before = store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap();
+    let rollups = store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap();
+    let last = store.series(tenant.id, "cpu", &Labels::new()).await.unwrap();
+    // Only closed windows (before 4 h here) are compacted: the last one stays raw.
+    let done = store.compact(tenant.id, 4 * hour, 100_000).await.unwrap();
+    // Per series and window: a chunk of samples, one of 1m and one of 5m buckets.
+    assert_eq!(
+        done,
+        chunk_store::Compacted { samples: 2 * 1440, buckets: 2 * (240 + 48), chunks: 2 * 2 * 3, more: false }
+    );
+    assert_eq!(store.compact(tenant.id, 4 * hour, 100_000).await.unwrap(), Default::default(), "nothing left to move");
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap(), before);
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap(), rollups);
+    // A range inside one chunk, and one across a chunk's edge into raw rows.
+    let inner = store.query(&query(hour, hour + 60_000, Resolution::Raw)).await.unwrap();
+    assert_eq!(inner[0].points.len(), 6);
+    assert_eq!(inner[0].points, before[0].points[360..366].to_vec());
+    let edge = store.query(&query(4 * hour - 30_000, 4 * hour + 30_000, Resolution::Raw)).await.unwrap();
+    assert_eq!(edge[1].points, before[1].points[1437..1443].to_vec());
+    assert_eq!(store.series(tenant.id, "cpu", &Labels::new()).await.unwrap(), last);
+
+    // Everything compacted: the series' last point now comes from a chunk.
+    store.compact(tenant.id, 6 * hour, 100_000).await.unwrap();
+    assert_eq!(store.series(tenant.id, "cpu", &Labels::new()).await.unwrap(), last);
+
+    // An overwrite and a new sample in a compacted window reopen its chunk: the value changes,
+    // the rollup stays exact, and the window compacts again.
+    let late = [s("cpu", "a", 600_000 + 60 % 7, 99.0, None), s("cpu", "a", 600_005, 7.0, None)];
+    store.write(&[WriteBatch { tenant_id: tenant.id, samples: &late }], now, 0).await.unwrap();
+    let after = store.query(&query(600_000, 600_010, Resolution::Raw)).await.unwrap();
+    assert_eq!(after[0].points, vec![(600_004, 99.0), (600_005, 7.0)]);
+    for agg in [Aggregation::Count, Aggregation::Sum, Aggregation::Last] {
+        let raw = store
+            .query(&PointQuery { step: Some(60_000), agg, ..query(0, 2 * hour - 1, Resolution::Raw) })
+            .await
+            .unwrap();
+        let rolled = store.query(&PointQuery { agg, ..query(0, 2 * hour - 1, Resolution::OneMinute) }).await.unwrap();
+        assert_eq!(raw, rolled, "{agg:?}");
+    }
+    let again = store.compact(tenant.id, 6 * hour, 100_000).await.unwrap();
+    assert_eq!((again.samples, again.buckets, again.chunks), (721, 120 + 24, 3), "the reopened window");
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap()[1], rollups[1]);
+
+    // A small limit cuts windows in the middle; what is moved later merges into their chunks.
+    let late: Vec<Sample> = (0..50).map(|i| s("cpu", "b", 3 * hour + i * 10_000 + 1, i as f64, None)).collect();
+    store.write(&[WriteBatch { tenant_id: tenant.id, samples: &late }], now, 0).await.unwrap();
+    let expected = store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap();
+    let expected_5m = store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap();
+    let mut passes = 0;
+    while store.compact(tenant.id, 6 * hour, 7).await.unwrap().more {
+        passes += 1;
+    }
+    assert!(passes > 100, "{passes} passes of at most 7 rows");
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap(), expected);
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap(), expected_5m);
+
+    // Retention drops whole chunks: those whose newest sample is older than the cut.
+    let dropped = store.purge_chunks(tenant.id, Resolution::Raw, 2 * hour + 1, 1000).await.unwrap();
+    assert_eq!(dropped, 2, "the first window of each series");
+    // The 1m buckets of that window stay (their retention is longer) until theirs comes.
+    assert_eq!(store.query(&query(0, 2 * hour - 1, Resolution::OneMinute)).await.unwrap()[0].points.len(), 120);
+    assert_eq!(store.purge_chunks(tenant.id, Resolution::OneMinute, 2 * hour, 1000).await.unwrap(), 2);
+    assert!(
+        store.query(&query(0, 2 * hour - 1, Resolution::OneMinute)).await.unwrap().iter().all(|s| s.points.is_empty())
+    );
+    let kept = store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap();
+    assert!(kept.iter().all(|s| s.points.first().unwrap().0 >= 2 * hour), "{:?}", kept[0].points.first());
+    assert_eq!(kept[0].points.len(), 1800 - 720);
+
+    assert!(store.delete_tenant("chunky").await.unwrap());
+    let again = store.create_tenant("chunky", None).await.unwrap();
+    assert!(
+        store
+            .query(&PointQuery { tenant_id: again.id, ..query(0, 6 * hour, Resolution::Raw) })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for resolution in [Resolution::Raw, Resolution::OneMinute, Resolution::FiveMinutes] {
+        assert_eq!(
+            store.purge_chunks(tenant.id, resolution, i64::MAX, 1000).await.unwrap(),
+            0,
+            "the deletion took them"
+        );
+    }
+}
+
+/// Writers reopening and overwriting compacted windows while compaction runs beside them, in
+/// small transactions: no sample lost or doubled, no deadlock, rollups still exact.
+pub async fn compaction_beside_writers_suite(store: DynStore) {
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("racing", None).await.unwrap();
+    let now = 10 * 3_600_000;
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut model = std::collections::BTreeMap::new();
+                let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ (w + 1);
+                for round in 0..30 {
+                    let batch: Vec<Sample> = (0..40)
+                        .map(|_| {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            // 3 windows, a coarse grid: overwrites and reopened chunks.
+                            let ts = (seed % 1440) as i64 * 15_000;
+                            let value = (seed >> 32) as f64 % 100.0 + round as f64;
+                            model.insert(ts, value);
+                            s("race", &format!("w{w}"), ts, value, None)
+                        })
+                        .collect();
+                    store.write(&[WriteBatch { tenant_id: tenant.id, samples: &batch }], now, 0).await?;
+                }
+                Ok::<_, StoreError>(model)
+            })
+        })
+        .collect();
+    let compactor = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut moved = 0;
+            for _ in 0..400 {
+                moved += store.compact(tenant.id, chunk::window_of(now), 50).await?.samples;
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, StoreError>(moved)
+        })
+    };
+    let mut models = Vec::new();
+    for writer in writers {
+        models.push(writer.await.unwrap().expect("a writer failed beside compaction"));
+    }
+    assert!(compactor.await.unwrap().expect("compaction failed beside writers") > 0);
+    while store.compact(tenant.id, chunk::window_of(now), 10_000).await.unwrap().more {}
+    let base = PointQuery {
+        tenant_id: tenant.id,
+        metric: "race".into(),
+        matchers: Labels::new(),
+        from: 0,
+        to: 6 * 3_600_000,
+        step: None,
+        resolution: Resolution::Raw,
+        agg: Aggregation::Sum,
+        max_points: 1_000_000,
+        last_sample_times: false,
+    };
+    let raw = store.query(&base).await.unwrap();
+    assert_eq!(raw.len(), 4);
+    for (series, model) in raw.iter().zip(&models) {
+        let expected: Vec<(i64, f64)> = model.iter().map(|(&ts, &v)| (ts, v)).collect();
+        assert_eq!(series.points, expected, "{:?}", series.labels);
+    }
+    for resolution in [Resolution::OneMinute, Resolution::FiveMinutes] {
+        for agg in [Aggregation::Count, Aggregation::Sum, Aggregation::Max, Aggregation::Last] {
+            let from_raw =
+                store.query(&PointQuery { step: Some(resolution.width_ms()), agg, ..base.clone() }).await.unwrap();
+            let rolled = store.query(&PointQuery { resolution, agg, ..base.clone() }).await.unwrap();
+            assert_eq!(from_raw, rolled, "{agg:?} at {resolution:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_compacts_beside_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    compaction_beside_writers_suite(
+        open(&format!("sqlite://{}", dir.path().join("w.db").display()), false).await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_compacts_beside_writers() {
+    compaction_beside_writers_suite(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn mariadb_compacts_beside_writers() {
+    compaction_beside_writers_suite(fresh_mysql().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_chunk_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    chunk_suite(open(&format!("sqlite://{}", dir.path().join("c.db").display()), false).await.unwrap()).await;
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_storage_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,23 +411,50 @@ async fn sqlite_passes_the_storage_suite() {
 }
 
 /// Rollups must equal an aggregation of the final raw samples, whatever order the samples
-/// arrived in, late ones and overwrites of the same (series, ts) included.
-pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: &[Vec<Sample>]) {
+/// arrived in, late ones and overwrites of the same (series, ts) included; and the raw points
+/// must be the last value written per (series, ts). With `compact`, the tenant's closed windows
+/// are compacted after every batch, at most that many samples per transaction (so windows are
+/// cut in the middle too), and every later batch writes into compacted windows.
+pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: &[Vec<Sample>], compact: Option<i64>) {
+    // With compaction the writer's clock is past every window of the batches.
+    let now = if compact.is_some() { 10 * 3_600_000 } else { 0 };
+    let mut model: std::collections::BTreeMap<(String, i64), f64> = Default::default();
+    let mut compacted = 0;
     for batch in batches {
-        store.write(&[WriteBatch { tenant_id, samples: batch }], 0, 0).await.unwrap();
+        store.write(&[WriteBatch { tenant_id, samples: batch }], now, 0).await.unwrap();
+        for sample in batch {
+            model.insert((sample.labels["host"].clone(), sample.ts), sample.value);
+        }
+        if let Some(limit) = compact {
+            loop {
+                let done = store.compact(tenant_id, chunk::window_of(now), limit).await.unwrap();
+                compacted += done.samples;
+                if !done.more {
+                    break;
+                }
+            }
+        }
     }
+    assert_eq!(compact.is_some(), compacted > 0, "compaction ran when asked, and only then");
     let base = PointQuery {
         tenant_id,
         metric: "m".into(),
         matchers: Labels::new(),
         from: 0,
-        to: 3_600_000,
+        to: 6 * 3_600_000,
         step: None,
         resolution: Resolution::Raw,
         agg: Aggregation::Avg,
         max_points: 1_000_000,
         last_sample_times: false,
     };
+    let raw = store.query(&base).await.unwrap();
+    let got: std::collections::BTreeMap<(String, i64), f64> = raw
+        .iter()
+        .flat_map(|series| series.points.iter().map(|&(ts, v)| ((series.labels["host"].clone(), ts), v)))
+        .collect();
+    assert_eq!(got, model, "raw points are the last value written per (series, ts)");
+    assert_eq!(raw.iter().map(|s| s.points.len()).sum::<usize>(), model.len(), "no point twice");
     for agg in
         [Aggregation::Count, Aggregation::Sum, Aggregation::Min, Aggregation::Max, Aggregation::Last, Aggregation::Avg]
     {
@@ -225,31 +467,31 @@ pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: 
     }
 }
 
-fn arb_batches() -> impl proptest::strategy::Strategy<Value = Vec<Vec<Sample>>> {
+fn arb_batches() -> impl proptest::strategy::Strategy<Value = (Vec<Vec<Sample>>, Option<i64>)> {
     use proptest::prelude::*;
-    // Few series, timestamps over 20 minutes on a coarse grid so overwrites happen often,
-    // integer values so sums are exact in any order.
-    let sample = (0..3u8, 0..1200i64, -50..50i32).prop_map(|(host, sec, v)| Sample {
+    // Few series, timestamps over 5 hours (three chunk windows) on a coarse grid so overwrites
+    // happen often, integer values so sums are exact in any order.
+    let sample = (0..3u8, 0..1200i64, -50..50i32).prop_map(|(host, slot, v)| Sample {
         metric: "m".into(),
         labels: Labels::from([("host".to_string(), format!("h{host}"))]),
-        ts: sec * 1000,
+        ts: slot * 15_000,
         value: v as f64,
         dedupe_id: None,
     });
-    proptest::collection::vec(proptest::collection::vec(sample, 1..60), 1..8)
+    (proptest::collection::vec(proptest::collection::vec(sample, 1..60), 1..8), proptest::option::of(1i64..40))
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
     #[test]
-    fn sqlite_rollups_equal_aggregated_raw(batches in arb_batches()) {
+    fn sqlite_rollups_equal_aggregated_raw((batches, compact) in arb_batches()) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let store = open(&format!("sqlite://{}", dir.path().join("r.db").display()), false).await.unwrap();
             store.migrate().await.unwrap();
             let tenant = store.create_tenant("t", None).await.unwrap();
-            check_rollups_match_raw(&store, tenant.id, &batches).await;
+            check_rollups_match_raw(&store, tenant.id, &batches, compact).await;
         });
     }
 }
@@ -309,15 +551,25 @@ async fn postgres_passes_the_storage_suite() {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
     #[test]
-    fn postgres_rollups_equal_aggregated_raw(batches in arb_batches()) {
+    fn postgres_rollups_equal_aggregated_raw((batches, compact) in arb_batches()) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let store = fresh_postgres().await;
             store.migrate().await.unwrap();
             let tenant = store.create_tenant("t", None).await.unwrap();
-            check_rollups_match_raw(&store, tenant.id, &batches).await;
+            check_rollups_match_raw(&store, tenant.id, &batches, compact).await;
         });
     }
+}
+
+#[tokio::test]
+async fn postgres_passes_the_chunk_suite() {
+    chunk_suite(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn mariadb_passes_the_chunk_suite() {
+    chunk_suite(fresh_mysql().await).await;
 }
 
 #[tokio::test]
@@ -328,13 +580,13 @@ async fn mariadb_passes_the_storage_suite() {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
     #[test]
-    fn mariadb_rollups_equal_aggregated_raw(batches in arb_batches()) {
+    fn mariadb_rollups_equal_aggregated_raw((batches, compact) in arb_batches()) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let store = fresh_mysql().await;
             store.migrate().await.unwrap();
             let tenant = store.create_tenant("t", None).await.unwrap();
-            check_rollups_match_raw(&store, tenant.id, &batches).await;
+            check_rollups_match_raw(&store, tenant.id, &batches, compact).await;
         });
     }
 }

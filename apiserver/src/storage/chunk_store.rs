@@ -1,0 +1,519 @@
+//! Compressed chunks in the SQL backends (docs/storage.md): compaction moves the raw samples of
+//! closed 2 h windows into `chunks` rows (storage/chunk.rs), reads merge chunks with raw rows,
+//! retention drops whole chunks, and a write into a compacted window first moves that window's
+//! chunk back to raw rows, so overwrites and rollups stay exact. The SQL is written once, in
+//! `sql_chunk_store!`, for the three backends.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::chunk::{self, window_of};
+use super::{Resolution, Result, StoreError, Summary};
+
+/// Samples at most in one chunk row: a series sampled every second fills a 2 h window with
+/// 7200, and a denser one gets several chunks per window.
+pub const MAX_CHUNK_SAMPLES: usize = 8192;
+
+/// A window is compacted once it closed this long ago: samples that arrive later than that
+/// reopen its chunk (correct, but slower). It is also the clock skew tolerated between the
+/// processes of a distributed setup (a writer checks for chunks only in windows its own clock
+/// says are closed).
+pub const COMPACT_AFTER_MS: i64 = 10 * 60_000;
+
+/// Raw rows moved per compaction transaction.
+pub const COMPACT_ROWS: i64 = 20_000;
+
+/// Windows (by start) before which raw samples are compacted at `now`.
+pub fn compact_before(now: i64) -> i64 {
+    window_of(now - COMPACT_AFTER_MS)
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// Raw rows moved into chunks.
+    pub samples: u64,
+    /// Rollup rows (1m and 5m) moved into rollup chunks.
+    pub buckets: u64,
+    /// Chunk rows written.
+    pub chunks: u64,
+    /// A read hit the limit: there may be more to move.
+    pub more: bool,
+}
+
+/// The chunk table of a resolution.
+pub fn chunk_table(resolution: Resolution) -> &'static str {
+    match resolution {
+        Resolution::Raw => "chunks",
+        Resolution::OneMinute => "rollup_1m_chunks",
+        Resolution::FiveMinutes => "rollup_5m_chunks",
+    }
+}
+
+/// The rollup rows of a compacted window: `(series, bucket, count, sum, min, max, last, last_ts)`.
+pub type SeriesRollupRow = (i64, i64, i64, f64, f64, f64, f64, i64);
+
+/// A rollup read's union of rows and chunks (`bucket, …, NULL` / `start_ts, NULL…, data`).
+pub type RollupUnionRow =
+    (i64, Option<i64>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<i64>, Option<Vec<u8>>);
+
+/// Rollup buckets in `[from, to]` from a union read, in time order. A bucket found both as a row
+/// and in a chunk (a write into a compacted window by a process whose clock said it was still
+/// open) is the merge of the two.
+pub fn split_rollup_union(rows: Vec<RollupUnionRow>, from: i64, to: i64) -> Result<Vec<(i64, Summary)>> {
+    let mut buckets: Vec<(i64, Summary)> = Vec::with_capacity(rows.len());
+    let mut from_chunks: Vec<(i64, Summary)> = Vec::new();
+    for row in rows {
+        match row {
+            (_, _, _, _, _, _, _, Some(data)) => from_chunks.extend(
+                chunk::decode_summaries(&data).map_err(corrupt)?.into_iter().filter(|(b, _)| *b >= from && *b <= to),
+            ),
+            (bucket, Some(count), Some(sum), Some(min), Some(max), Some(last), Some(last_ts), None) => {
+                buckets.push((bucket, Summary { count, sum, min, max, last, last_ts }))
+            }
+            _ => {}
+        }
+    }
+    if from_chunks.is_empty() {
+        return Ok(buckets);
+    }
+    from_chunks.extend(buckets);
+    from_chunks.sort_by_key(|(b, _)| *b);
+    let mut out: Vec<(i64, Summary)> = Vec::with_capacity(from_chunks.len());
+    for (bucket, summary) in from_chunks {
+        match out.last_mut() {
+            Some((b, acc)) if *b == bucket => acc.merge(&summary),
+            _ => out.push((bucket, summary)),
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+pub trait ChunkStore: Send + Sync {
+    /// Moves at most `limit` raw samples, and as many rows of each rollup, of a tenant older than
+    /// `before` (a window start) into chunks, in one transaction that excludes the tenant's
+    /// writers. Loop while it says `more`.
+    async fn compact(&self, tenant_id: i64, before: i64, limit: i64) -> Result<Compacted>;
+    /// Deletes at most `limit` chunks of a tenant and resolution whose newest sample (or bucket)
+    /// is older than `before`.
+    async fn purge_chunks(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64>;
+    /// The newest sample kept in a chunk of the series.
+    async fn last_chunk_point(&self, series: i64) -> Result<Option<(i64, f64)>>;
+    /// Gives the space that compaction freed back to the file system where the backend keeps
+    /// it otherwise (SQLite's free pages); a no-op elsewhere.
+    async fn reclaim_space(&self) -> Result<()>;
+}
+
+pub(crate) fn corrupt(err: chunk::CorruptChunk) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(Box::new(err)))
+}
+
+/// Decodes the chunks a read returned and keeps their points in `[from, to]`, in time order.
+pub fn chunk_points(chunks: &[Vec<u8>], from: i64, to: i64) -> Result<Vec<(i64, f64)>> {
+    let mut out = Vec::new();
+    for data in chunks {
+        let points = chunk::decode(data).map_err(corrupt)?;
+        out.extend(points.into_iter().filter(|&(ts, _)| ts >= from && ts <= to));
+    }
+    out.sort_by_key(|&(ts, _)| ts);
+    Ok(out)
+}
+
+/// Raw rows `(series, ts, value)` (ordered by series, then time) grouped by series and window.
+pub fn group_by_window(rows: Vec<(i64, i64, f64)>) -> BTreeMap<(i64, i64), Vec<(i64, f64)>> {
+    let mut groups: BTreeMap<(i64, i64), Vec<(i64, f64)>> = BTreeMap::new();
+    for (series, ts, value) in rows {
+        groups.entry((series, window_of(ts))).or_default().push((ts, value));
+    }
+    groups
+}
+
+/// The (window start → series) pairs of rows that fall in windows closed at `now`, which may
+/// hold a chunk to reopen before the rows are written.
+pub fn closed_windows(rows: &[(i64, i64, f64)], now: i64) -> BTreeMap<i64, Vec<i64>> {
+    let current = window_of(now);
+    let mut out: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for &(series, ts, _) in rows {
+        let window = window_of(ts);
+        if window < current {
+            out.entry(window).or_default().push(series);
+        }
+    }
+    for series in out.values_mut() {
+        series.sort_unstable();
+        series.dedup();
+    }
+    out
+}
+
+/// A point read's union of raw rows `(ts, value, NULL)` and chunks `(start_ts, NULL, data)`,
+/// split into raw points (in time order) and chunk data.
+pub type UnionRow = (i64, Option<f64>, Option<Vec<u8>>);
+
+pub fn split_union(rows: Vec<UnionRow>) -> (Vec<(i64, f64)>, Vec<Vec<u8>>) {
+    let mut points = Vec::with_capacity(rows.len());
+    let mut chunks = Vec::new();
+    for (ts, value, data) in rows {
+        match (value, data) {
+            (_, Some(data)) => chunks.push(data),
+            (Some(value), None) => points.push((ts, value)),
+            (None, None) => {}
+        }
+    }
+    if !points.is_sorted_by_key(|&(ts, _)| ts) {
+        points.sort_by_key(|&(ts, _)| ts);
+    }
+    (points, chunks)
+}
+
+/// The chunk rows `(start_ts, end_ts, count, data)` of merged points, at most
+/// `MAX_CHUNK_SAMPLES` each.
+pub fn split_chunks(points: &[(i64, f64)]) -> Vec<(i64, i64, i64, Vec<u8>)> {
+    points
+        .chunks(MAX_CHUNK_SAMPLES)
+        .map(|part| (part[0].0, part[part.len() - 1].0, part.len() as i64, chunk::encode(part)))
+        .collect()
+}
+
+/// Implements `ChunkStore` for `$store` (which has `pool`, `begin_write` and `purge_gate`) and
+/// defines `reopen_chunks` for its writer. `lock`: the row-lock suffix of a `SELECT` (`" FOR
+/// UPDATE"`, or `""` on SQLite, whose writers are serialized by the write gate);
+/// `insert_ignore`: the `INSERT` that skips rows already there; `on_conflict_nothing`: its tail;
+/// `nulls`: typed NULLs (integer, float, blob) for a UNION; `reclaim`: the statement that
+/// returns free space to the file system, or `""`.
+macro_rules! sql_chunk_store {
+    (
+        store: $store:ty,
+        db: $db:ty,
+        sql: $sql:path,
+        chunk: $chunk:path,
+        lock: $lock:expr,
+        insert_ignore: $insert_ignore:expr,
+        on_conflict_nothing: $on_conflict_nothing:expr,
+        nulls: $nulls:expr,
+        reclaim: $reclaim:expr $(,)?
+    ) => {
+        mod sql_chunk_impl {
+            use async_trait::async_trait;
+            use sqlx::Row;
+
+            use super::*;
+            use crate::storage::chunk::{self, WINDOW_MS};
+            use crate::storage::chunk_store::{self, ChunkStore, Compacted};
+            use crate::storage::{Resolution, Result, Summary};
+
+            #[async_trait]
+            impl ChunkStore for $store {
+                async fn compact(&self, tenant_id: i64, before: i64, limit: i64) -> Result<Compacted> {
+                    let _gate = self.purge_gate().await;
+                    let mut tx = self.begin_write().await?;
+                    // The tenant's writers hold a shared lock on its row for their whole
+                    // transaction: this waits for them, and they for it.
+                    let live: Option<i64> = sqlx::query_scalar(&$sql(&format!(
+                        "SELECT id FROM tenants WHERE id = ? AND deleted_at IS NULL{}",
+                        $lock
+                    )))
+                    .bind(tenant_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if live.is_none() {
+                        return Ok(Compacted::default());
+                    }
+                    let rows: Vec<(i64, i64, f64)> = sqlx::query_as(&$sql(
+                        "SELECT series_id, ts, value FROM samples \
+                         WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND ts < ? \
+                         ORDER BY series_id, ts LIMIT ?",
+                    ))
+                    .bind(tenant_id)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut done =
+                        Compacted { samples: rows.len() as u64, more: rows.len() as i64 >= limit, ..Default::default() };
+                    for ((series, window), raw) in chunk_store::group_by_window(rows) {
+                        let old: Vec<Vec<u8>> = sqlx::query_scalar(&$sql(
+                            "SELECT data FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts < ?",
+                        ))
+                        .bind(series)
+                        .bind(window)
+                        .bind(window + WINDOW_MS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        let mut points = Vec::new();
+                        if !old.is_empty() {
+                            points = chunk_store::chunk_points(&old, i64::MIN, i64::MAX)?;
+                            sqlx::query(&$sql("DELETE FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"))
+                                .bind(series)
+                                .bind(window)
+                                .bind(window + WINDOW_MS)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        // Exactly the rows read: they are in time order, and no writer of the
+                        // tenant runs until this commits.
+                        sqlx::query(&$sql("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ?"))
+                            .bind(series)
+                            .bind(raw[0].0)
+                            .bind(raw[raw.len() - 1].0)
+                            .execute(&mut *tx)
+                            .await?;
+                        let points = chunk::merge(points, raw);
+                        for (start, end, count, data) in chunk_store::split_chunks(&points) {
+                            sqlx::query(&$sql(
+                                "INSERT INTO chunks (series_id, start_ts, end_ts, count, data) VALUES (?, ?, ?, ?, ?)",
+                            ))
+                            .bind(series)
+                            .bind(start)
+                            .bind(end)
+                            .bind(count)
+                            .bind(data)
+                            .execute(&mut *tx)
+                            .await?;
+                            done.chunks += 1;
+                        }
+                    }
+                    for table in ["rollup_1m", "rollup_5m"] {
+                        let rows: Vec<chunk_store::SeriesRollupRow> = sqlx::query_as(&$sql(&format!(
+                            "SELECT series_id, bucket, count, sum, min, max, last, last_ts FROM {table} \
+                             WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND bucket < ? \
+                             ORDER BY series_id, bucket LIMIT ?"
+                        )))
+                        .bind(tenant_id)
+                        .bind(before)
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        done.buckets += rows.len() as u64;
+                        done.more |= rows.len() as i64 >= limit;
+                        let mut groups: std::collections::BTreeMap<(i64, i64), Vec<(i64, Summary)>> = Default::default();
+                        for (series, bucket, count, sum, min, max, last, last_ts) in rows {
+                            groups
+                                .entry((series, chunk::window_of(bucket)))
+                                .or_default()
+                                .push((bucket, Summary { count, sum, min, max, last, last_ts }));
+                        }
+                        let chunks = format!("{table}_chunks");
+                        for ((series, window), buckets) in groups {
+                            let old: Vec<Vec<u8>> = sqlx::query_scalar(&$sql(&format!(
+                                "SELECT data FROM {chunks} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"
+                            )))
+                            .bind(series)
+                            .bind(window)
+                            .bind(window + WINDOW_MS)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                            let mut merged = buckets.clone();
+                            if !old.is_empty() {
+                                let mut rows: Vec<chunk_store::RollupUnionRow> = buckets
+                                    .iter()
+                                    .map(|(b, s)| {
+                                        (*b, Some(s.count), Some(s.sum), Some(s.min), Some(s.max), Some(s.last), Some(s.last_ts), None)
+                                    })
+                                    .collect();
+                                rows.extend(old.into_iter().map(|d| (0, None, None, None, None, None, None, Some(d))));
+                                merged = chunk_store::split_rollup_union(rows, i64::MIN, i64::MAX)?;
+                                sqlx::query(&$sql(&format!(
+                                    "DELETE FROM {chunks} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"
+                                )))
+                                .bind(series)
+                                .bind(window)
+                                .bind(window + WINDOW_MS)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ?")))
+                                .bind(series)
+                                .bind(buckets[0].0)
+                                .bind(buckets[buckets.len() - 1].0)
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query(&$sql(&format!(
+                                "INSERT INTO {chunks} (series_id, start_ts, end_ts, count, data) VALUES (?, ?, ?, ?, ?)"
+                            )))
+                            .bind(series)
+                            .bind(merged[0].0)
+                            .bind(merged[merged.len() - 1].0)
+                            .bind(merged.len() as i64)
+                            .bind(chunk::encode_summaries(&merged))
+                            .execute(&mut *tx)
+                            .await?;
+                            done.chunks += 1;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(done)
+                }
+
+                async fn purge_chunks(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64> {
+                    let _gate = self.purge_gate().await;
+                    Ok(sqlx::query(&$sql(&$chunk(
+                        chunk_store::chunk_table(resolution),
+                        "series_id, start_ts",
+                        "series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND end_ts < ?",
+                    )))
+                    .bind(tenant_id)
+                    .bind(before)
+                    .bind(limit)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+                }
+
+                async fn reclaim_space(&self) -> Result<()> {
+                    if !$reclaim.is_empty() {
+                        let _gate = self.purge_gate().await;
+                        sqlx::query($reclaim).execute(&self.pool).await?;
+                    }
+                    Ok(())
+                }
+
+                async fn last_chunk_point(&self, series: i64) -> Result<Option<(i64, f64)>> {
+                    let data: Option<Vec<u8>> = sqlx::query_scalar(&$sql(
+                        "SELECT data FROM chunks WHERE series_id = ? ORDER BY start_ts DESC LIMIT 1",
+                    ))
+                    .bind(series)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(match data {
+                        Some(data) => chunk::decode(&data).map_err(chunk_store::corrupt)?.last().copied(),
+                        None => None,
+                    })
+                }
+            }
+
+            /// Moves the chunks of closed windows that `rows` write into back to raw rows, in the
+            /// writer's transaction, so the write sees (and overwrites, and re-rolls-up) them as
+            /// if they had never been compacted; compaction takes the window again later.
+            pub(crate) async fn reopen_chunks(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                rows: &[(i64, i64, f64)],
+                now: i64,
+            ) -> Result<u64> {
+                let mut reopened = 0;
+                for (window, series) in chunk_store::closed_windows(rows, now) {
+                    for ids in series.chunks(500) {
+                        let sql = format!(
+                            "SELECT series_id, start_ts, data FROM chunks \
+                             WHERE start_ts >= ? AND start_ts < ? AND series_id IN ({}){}",
+                            vec!["?"; ids.len()].join(", "),
+                            $lock
+                        );
+                        let sql = $sql(&sql);
+                        let mut query = sqlx::query(&sql).bind(window).bind(window + WINDOW_MS);
+                        for id in ids {
+                            query = query.bind(*id);
+                        }
+                        let found = query.fetch_all(&mut *conn).await?;
+                        for row in found {
+                            let series: i64 = row.try_get(0)?;
+                            let start: i64 = row.try_get(1)?;
+                            let data: Vec<u8> = row.try_get(2)?;
+                            let points = chunk::decode(&data).map_err(chunk_store::corrupt)?;
+                            for part in points.chunks(1000) {
+                                let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                                    $insert_ignore,
+                                    " INTO samples (series_id, ts, value) "
+                                ));
+                                qb.push_values(part, |mut b, (ts, value)| {
+                                    b.push_bind(series).push_bind(*ts).push_bind(*value);
+                                });
+                                qb.push($on_conflict_nothing);
+                                qb.build().execute(&mut *conn).await?;
+                            }
+                            sqlx::query(&$sql("DELETE FROM chunks WHERE series_id = ? AND start_ts = ?"))
+                                .bind(series)
+                                .bind(start)
+                                .execute(&mut *conn)
+                                .await?;
+                            reopened += points.len() as u64;
+                        }
+                        for table in ["rollup_1m", "rollup_5m"] {
+                            let sql = $sql(&format!(
+                                "SELECT series_id, start_ts, data FROM {table}_chunks \
+                                 WHERE start_ts >= ? AND start_ts < ? AND series_id IN ({}){}",
+                                vec!["?"; ids.len()].join(", "),
+                                $lock
+                            ));
+                            let mut query = sqlx::query(&sql).bind(window).bind(window + WINDOW_MS);
+                            for id in ids {
+                                query = query.bind(*id);
+                            }
+                            for row in query.fetch_all(&mut *conn).await? {
+                                let series: i64 = row.try_get(0)?;
+                                let start: i64 = row.try_get(1)?;
+                                let data: Vec<u8> = row.try_get(2)?;
+                                let buckets = chunk::decode_summaries(&data).map_err(chunk_store::corrupt)?;
+                                for part in buckets.chunks(500) {
+                                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                                        "{} INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) ",
+                                        $insert_ignore
+                                    ));
+                                    qb.push_values(part, |mut b, (bucket, s)| {
+                                        b.push_bind(series)
+                                            .push_bind(*bucket)
+                                            .push_bind(s.count)
+                                            .push_bind(s.sum)
+                                            .push_bind(s.min)
+                                            .push_bind(s.max)
+                                            .push_bind(s.last)
+                                            .push_bind(s.last_ts);
+                                    });
+                                    qb.push(if $on_conflict_nothing.is_empty() {
+                                        String::new()
+                                    } else {
+                                        " ON CONFLICT (series_id, bucket) DO NOTHING".to_string()
+                                    });
+                                    qb.build().execute(&mut *conn).await?;
+                                }
+                                sqlx::query(&$sql(&format!("DELETE FROM {table}_chunks WHERE series_id = ? AND start_ts = ?")))
+                                    .bind(series)
+                                    .bind(start)
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                        }
+                    }
+                }
+                Ok(reopened)
+            }
+
+            /// Rollup buckets of `table` starting in `[from, to]`, from its rows and its chunks in
+            /// one statement (one snapshot), in time order; at most `limit` rows.
+            pub(crate) async fn rollup_rows_with_chunks(
+                pool: &sqlx::Pool<$db>,
+                table: &str,
+                series: i64,
+                from: i64,
+                to: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, Summary)>> {
+                let (null_int, null_float, null_blob) = $nulls;
+                let sql = format!(
+                    "SELECT bucket, count, sum, min, max, last, last_ts, {null_blob} AS data FROM \
+                       (SELECT bucket, count, sum, min, max, last, last_ts FROM {table} \
+                        WHERE series_id = ? AND bucket >= ? AND bucket <= ? ORDER BY bucket LIMIT ?) r \
+                     UNION ALL \
+                     SELECT start_ts, {null_int}, {null_float}, {null_float}, {null_float}, {null_float}, {null_int}, data \
+                     FROM {table}_chunks WHERE series_id = ? AND start_ts >= ? AND start_ts <= ? AND end_ts >= ?"
+                );
+                let rows: Vec<chunk_store::RollupUnionRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(series)
+                    .bind(from)
+                    .bind(to)
+                    .bind(limit)
+                    .bind(series)
+                    .bind(chunk::window_of(from))
+                    .bind(to)
+                    .bind(from)
+                    .fetch_all(pool)
+                    .await?;
+                chunk_store::split_rollup_union(rows, from, to)
+            }
+        }
+        pub(crate) use sql_chunk_impl::{reopen_chunks, rollup_rows_with_chunks};
+    };
+}
+
+pub(crate) use sql_chunk_store;

@@ -1,0 +1,278 @@
+//! Bytes per sample on disk (issue 17): a day of agent-like data (100 hosts × 10 metrics = 1000
+//! series at 10 s, 8.64 M samples: gauges with one or two decimals, byte gauges, counters of
+//! bytes and of CPU seconds, a slowly changing free-space gauge; timestamps with a few ms of
+//! jitter) into microdash on SQLite and into VictoriaMetrics, then every file of each data
+//! directory after a clean stop. microdash is measured twice: before compaction (the row
+//! store: raw rows and rollups) and after `microdash compact` (chunks and rollups), which a
+//! running server does by itself every retention interval.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{MqttMode, start_server_with, storage};
+
+const HOSTS: usize = 100;
+const METRICS: [&str; 10] = [
+    "node_cpu_percent",
+    "node_load1",
+    "node_memory_used_bytes",
+    "node_memory_available_bytes",
+    "node_network_receive_bytes_total",
+    "node_network_transmit_bytes_total",
+    "node_disk_read_bytes_total",
+    "node_filesystem_free_bytes",
+    "node_cpu_seconds_total",
+    "node_temperature_celsius",
+];
+const STEP_MS: i64 = 10_000;
+const POINTS: usize = 8640;
+
+/// A small deterministic generator (xorshift), so every run stores the same corpus.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn round(v: f64, decimals: i32) -> f64 {
+    let p = 10f64.powi(decimals);
+    (v * p).round() / p
+}
+
+/// The points of one series: `(ts, value)` for the day ending at `end`.
+fn series(metric: usize, host: usize, end: i64) -> Vec<(i64, f64)> {
+    let mut rng =
+        Rng(0x9e37_79b9_7f4a_7c15 ^ ((metric as u64) << 32 | host as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    for _ in 0..4 {
+        rng.next();
+    }
+    let start = end - POINTS as i64 * STEP_MS;
+    let mut v = match metric {
+        0 => 20.0 + rng.unit() * 30.0,
+        1 => 0.5 + rng.unit() * 2.0,
+        2 => 4e9 + (rng.unit() * 4e9).round(),
+        3 => 8e9 + (rng.unit() * 4e9).round(),
+        4..=6 => (rng.unit() * 1e12).round(),
+        7 => 2e11 + (rng.unit() * 1e11).round(),
+        8 => round(rng.unit() * 1e6, 2),
+        _ => round(40.0 + rng.unit() * 20.0, 1),
+    };
+    (0..POINTS)
+        .map(|i| {
+            let jitter = (rng.next() % 7) as i64;
+            v = match metric {
+                0 => round((v + (rng.unit() - 0.5) * 4.0).clamp(0.0, 100.0), 2),
+                1 => round((v + (rng.unit() - 0.5) * 0.2).max(0.0), 2),
+                2 | 3 => v + ((rng.unit() - 0.5) * 64.0).round() * 4096.0,
+                4 | 5 => v + (rng.unit() * 200_000.0).round(),
+                6 => v + if rng.unit() < 0.7 { 0.0 } else { (rng.unit() * 64.0).round() * 4096.0 },
+                7 => v - if rng.unit() < 0.95 { 0.0 } else { (rng.unit() * 256.0).round() * 4096.0 },
+                8 => round(v + rng.unit() * 20.0, 2),
+                _ => round((v + (rng.unit() - 0.5)).clamp(20.0, 90.0), 1),
+            };
+            (start + i as i64 * STEP_MS + jitter, v)
+        })
+        .collect()
+}
+
+/// Every file under `dir`, each named on stderr.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            eprintln!("[disk]   {} {}", meta.len(), entry.path().display());
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+pub struct DiskRow {
+    pub setup: String,
+    pub bytes: u64,
+}
+
+pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
+    let samples = (HOSTS * METRICS.len() * POINTS) as u64;
+    // The day ends at the start of the newest closed chunk window, so all of it compacts.
+    let now = microdash_testkit::now_ms();
+    let end = {
+        let aligned = now - 10 * 60_000;
+        aligned - aligned.rem_euclid(2 * 3_600_000)
+    };
+    let corpus: Vec<Vec<(i64, f64)>> =
+        (0..METRICS.len()).flat_map(|m| (0..HOSTS).map(move |h| (m, h))).map(|(m, h)| series(m, h, end)).collect();
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+
+    eprintln!("[disk] microdash (SQLite): {samples} samples");
+    // No compaction while the day comes in: the first measure is the row store as it stood.
+    let mut server = start_server_with(server_bin, MqttMode::Off, &[("MICRODASH_RETENTION_INTERVAL", "1h".into())])?;
+    let started = Instant::now();
+    // As agents send: every series' sample of one moment together, 5000 samples a request.
+    let mut body = Vec::with_capacity(5000 * 120);
+    let mut in_body = 0;
+    for i in 0..POINTS {
+        for (s, points) in corpus.iter().enumerate() {
+            let (m, h) = (s / HOSTS, s % HOSTS);
+            let (ts, v) = points[i];
+            body.extend_from_slice(if in_body == 0 { b"{\"samples\":[" as &[u8] } else { b"," });
+            body.extend_from_slice(
+                format!("{{\"metric\":\"{}\",\"value\":{v},\"ts\":{ts},\"labels\":{{\"host\":\"h{h}\"}}}}", METRICS[m])
+                    .as_bytes(),
+            );
+            in_body += 1;
+            if in_body == 5000 || (i == POINTS - 1 && s == corpus.len() - 1) {
+                body.extend_from_slice(b"]}");
+                let r = http
+                    .post(format!("{}/api/v1/metrics/bulk", server.base))
+                    .bearer_auth(&server.token)
+                    .header("content-type", "application/json")
+                    .body(std::mem::take(&mut body))
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("microdash refused a bulk request: {} {}", r.status(), r.text().await.unwrap_or_default());
+                }
+                in_body = 0;
+            }
+        }
+    }
+    let ingest_s = started.elapsed().as_secs_f64();
+    let stored = microdash_points(&http, &server.base, &server.token, end).await?;
+    if stored != POINTS {
+        bail!("microdash holds {stored} of {POINTS} points of one series");
+    }
+    let dir = server.process.dir().to_path_buf();
+    if !server.process.terminate(Duration::from_secs(60)) {
+        bail!("microdash did not stop within 60 s");
+    }
+    rows.push(DiskRow {
+        setup: "microdash, SQLite, row store (raw rows + 1m/5m rollups)".into(),
+        bytes: dir_bytes(&dir)?,
+    });
+    let compact_started = Instant::now();
+    let status = std::process::Command::new(server_bin)
+        .arg("compact")
+        .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.join("bench.db").display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running microdash compact")?;
+    if !status.success() {
+        bail!("microdash compact failed: {status}");
+    }
+    let compact_s = compact_started.elapsed().as_secs_f64();
+    server.process.restart().map_err(|e| anyhow::anyhow!("restarting microdash: {e}"))?;
+    let stored = microdash_points(&http, &server.process.base, &server.token, end).await?;
+    if stored != POINTS {
+        bail!("after compaction microdash holds {stored} of {POINTS} points of one series");
+    }
+    if !server.process.terminate(Duration::from_secs(60)) {
+        bail!("microdash did not stop within 60 s");
+    }
+    rows.push(DiskRow {
+        setup: "microdash, SQLite, compressed chunks (+ 1m/5m rollups)".into(),
+        bytes: dir_bytes(&dir)?,
+    });
+    drop(server);
+
+    eprintln!("[disk] VictoriaMetrics: {samples} samples");
+    let vm = storage::start_victoria(victoria_bin).await?;
+    for (s, points) in corpus.iter().enumerate() {
+        let (m, h) = (s / HOSTS, s % HOSTS);
+        let values: Vec<String> = points.iter().map(|p| p.1.to_string()).collect();
+        let stamps: Vec<String> = points.iter().map(|p| p.0.to_string()).collect();
+        let line = format!(
+            "{{\"metric\":{{\"__name__\":\"{}\",\"host\":\"h{h}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
+            METRICS[m],
+            values.join(","),
+            stamps.join(",")
+        );
+        let r = http.post(format!("{}/api/v1/import", vm.base)).body(line).send().await?;
+        if !r.status().is_success() {
+            bail!("VictoriaMetrics refused an import: {}", r.status());
+        }
+    }
+    http.get(format!("{}/internal/force_flush", vm.base)).send().await?;
+    let exported = http
+        .get(format!("{}/api/v1/export", vm.base))
+        .query(&[("match[]", "node_cpu_percent{host=\"h0\"}"), ("start", "0")])
+        .send()
+        .await?
+        .text()
+        .await?;
+    let got = exported
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["timestamps"].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    if got != POINTS {
+        bail!("VictoriaMetrics holds {got} of {POINTS} points of one series");
+    }
+    // A clean stop: SIGTERM, and VictoriaMetrics flushes its in-memory parts first.
+    let mut vm = vm;
+    std::process::Command::new("kill").args(["-TERM", &vm.child.0.id().to_string()]).status()?;
+    vm.child.0.wait()?;
+    rows.push(DiskRow { setup: "VictoriaMetrics (Debian), `/api/v1/import`".into(), bytes: dir_bytes(vm.dir.path())? });
+
+    let theirs = rows.last().expect("three rows").bytes as f64 / samples as f64;
+    let mut out = format!(
+        "## Bytes per sample on disk, next to VictoriaMetrics\n\n\
+         A day of agent-like data: {HOSTS} hosts × {n} metrics = {series} series at 10 s, {samples} samples (gauges \
+         with one or two decimals, byte gauges moving in pages, counters of bytes and of CPU seconds, a \
+         free-space gauge that changes now and then; timestamps with 0–6 ms of jitter), the same corpus for \
+         both. Every file of the data directory is counted after a clean stop (SIGTERM). microdash took the \
+         day through `POST /api/v1/metrics/bulk` in {ingest_s:.0} s (5000 samples a request, in time order as \
+         agents send), is measured once as it stood (raw rows and rollups), then after `microdash compact` \
+         ({compact_s:.1} s; a running server compacts each closed 2 h window by itself, 10 min after it \
+         closes). Both hold all {POINTS} points of a series afterwards (checked).\n\n\
+         | setup | bytes on disk | bytes per sample | vs VM |\n|---|---|---|---|\n",
+        n = METRICS.len(),
+        series = HOSTS * METRICS.len(),
+    );
+    for row in &rows {
+        let per = row.bytes as f64 / samples as f64;
+        out.push_str(&format!(
+            "| {} | {:.1} MiB | {per:.2} | {:.1}× |\n",
+            row.setup,
+            row.bytes as f64 / 1_048_576.0,
+            per / theirs
+        ));
+    }
+    out.push_str(
+        "\nThe chunks themselves (delta-of-delta timestamps; values as XOR or as decimal deltas, whichever is \
+         smaller per chunk: `apiserver/src/storage/chunk.rs`) are only part of microdash's figure: the 1m and \
+         5m rollups are still rows (see docs/storage.md for what comes next).\n",
+    );
+    Ok(out)
+}
+
+/// Raw points microdash returns for one series of the corpus over the day.
+async fn microdash_points(http: &reqwest::Client, base: &str, token: &str, end: i64) -> Result<usize> {
+    let from = end - POINTS as i64 * STEP_MS;
+    let body: Value = http
+        .get(format!("{base}/api/v1/query?metric=node_cpu_percent&match=host=h0&from={from}&to={end}&resolution=raw"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(body["series"][0]["points"].as_array().map_or(0, Vec::len))
+}
