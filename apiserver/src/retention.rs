@@ -50,8 +50,15 @@ pub async fn run_once(store: &DynStore, config: &Config) -> crate::storage::Resu
 }
 
 /// Compacts the raw samples of every tenant's closed windows into chunks (storage/chunk_store.rs);
-/// returns the samples moved.
-pub async fn compact_once(store: &DynStore, now: i64) -> crate::storage::Result<Compacted> {
+/// returns the samples moved. Skipped when this process wrote into closed windows since
+/// `quiet_since` (the previous pass: a backfill is under way), and stops early when that
+/// happens meanwhile; a pass after the backfill takes them.
+pub async fn compact_once(store: &DynStore, now: i64, quiet_since: i64) -> crate::storage::Result<Compacted> {
+    let last = store.last_late_write();
+    if last > 0 && last >= quiet_since {
+        tracing::debug!("Compaction waits: samples are arriving for closed windows.");
+        return Ok(Compacted::default());
+    }
     compact_with_progress(store, now, |_, _| {}).await
 }
 
@@ -65,8 +72,12 @@ pub async fn compact_with_progress(
     let before = compact_before(now);
     let mut total = Compacted::default();
     let tenants = store.list_tenants().await?;
-    for (done_tenants, tenant) in tenants.iter().enumerate() {
+    let late_writes_before = store.last_late_write();
+    'tenants: for (done_tenants, tenant) in tenants.iter().enumerate() {
         loop {
+            if store.last_late_write() != late_writes_before {
+                break 'tenants;
+            }
             let done = store.compact(tenant.id, before, COMPACT_ROWS).await?;
             total.samples += done.samples;
             total.buckets += done.buckets;
@@ -87,6 +98,8 @@ pub async fn compact_with_progress(
 pub async fn run_forever(store: DynStore, config: std::sync::Arc<Config>) {
     let mut tick = tokio::time::interval(config.retention_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass runs unless a closed window was written before it.
+    let mut quiet_since = 1;
     loop {
         tick.tick().await;
         match run_once(&store, &config).await {
@@ -94,7 +107,10 @@ pub async fn run_forever(store: DynStore, config: std::sync::Arc<Config>) {
             Ok(deleted) => tracing::info!(deleted, "Retention: old points deleted."),
             Err(err) => tracing::warn!(%err, "Retention pass failed; will retry."),
         }
-        match compact_once(&store, now_ms()).await {
+        let started = now_ms();
+        let result = compact_once(&store, started, quiet_since).await;
+        quiet_since = started;
+        match result {
             Ok(done) if done.samples + done.buckets == 0 => {}
             Ok(done) => tracing::info!(
                 samples = done.samples,

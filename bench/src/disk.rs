@@ -127,34 +127,14 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     let mut server = start_server_with(server_bin, MqttMode::Off, &[("MICRODASH_RETENTION_INTERVAL", "1h".into())])?;
     let started = Instant::now();
     // As agents send: every series' sample of one moment together, 5000 samples a request.
-    let mut body = Vec::with_capacity(5000 * 120);
-    let mut in_body = 0;
+    let mut bulk = BulkSender::new(&http, &server.base, &server.token);
     for i in 0..POINTS {
         for (s, points) in corpus.iter().enumerate() {
-            let (m, h) = (s / HOSTS, s % HOSTS);
             let (ts, v) = points[i];
-            body.extend_from_slice(if in_body == 0 { b"{\"samples\":[" as &[u8] } else { b"," });
-            body.extend_from_slice(
-                format!("{{\"metric\":\"{}\",\"value\":{v},\"ts\":{ts},\"labels\":{{\"host\":\"h{h}\"}}}}", METRICS[m])
-                    .as_bytes(),
-            );
-            in_body += 1;
-            if in_body == 5000 || (i == POINTS - 1 && s == corpus.len() - 1) {
-                body.extend_from_slice(b"]}");
-                let r = http
-                    .post(format!("{}/api/v1/metrics/bulk", server.base))
-                    .bearer_auth(&server.token)
-                    .header("content-type", "application/json")
-                    .body(std::mem::take(&mut body))
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    bail!("microdash refused a bulk request: {} {}", r.status(), r.text().await.unwrap_or_default());
-                }
-                in_body = 0;
-            }
+            bulk.push(METRICS[s / HOSTS], s % HOSTS, ts, v).await?;
         }
     }
+    bulk.flush().await?;
     let ingest_s = started.elapsed().as_secs_f64();
     let stored = microdash_points(&http, &server.base, &server.token, end).await?;
     if stored != POINTS {
@@ -169,15 +149,7 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
         bytes: dir_bytes(&dir)?,
     });
     let compact_started = Instant::now();
-    let status = std::process::Command::new(server_bin)
-        .arg("compact")
-        .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.join("bench.db").display()))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .context("running microdash compact")?;
-    if !status.success() {
-        bail!("microdash compact failed: {status}");
-    }
+    compact_offline(server_bin, &dir)?;
     let compact_s = compact_started.elapsed().as_secs_f64();
     server.process.restart().map_err(|e| anyhow::anyhow!("restarting microdash: {e}"))?;
     let stored = microdash_points(&http, &server.process.base, &server.token, end).await?;
@@ -188,27 +160,27 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
         bail!("microdash did not stop within 60 s");
     }
     rows.push(DiskRow {
-        setup: "microdash, SQLite, compressed chunks (+ 1m/5m rollups)".into(),
+        setup: "microdash, SQLite, compressed chunks (raw and 1m/5m rollups)".into(),
         bytes: dir_bytes(&dir)?,
     });
+    // What the chunks themselves take, per table (the rest: pages' free space, series, indexes).
+    let mut split = Vec::new();
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}?mode=ro", dir.join("bench.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await?;
+        for table in ["chunks", "rollup_1m_chunks", "rollup_5m_chunks"] {
+            let bytes: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT SUM(LENGTH(data)) FROM {table}")).fetch_one(&mut db).await?;
+            split.push((table, bytes.unwrap_or(0) as f64 / samples as f64));
+        }
+    }
     drop(server);
 
     eprintln!("[disk] VictoriaMetrics: {samples} samples");
     let vm = storage::start_victoria(victoria_bin).await?;
     for (s, points) in corpus.iter().enumerate() {
-        let (m, h) = (s / HOSTS, s % HOSTS);
-        let values: Vec<String> = points.iter().map(|p| p.1.to_string()).collect();
-        let stamps: Vec<String> = points.iter().map(|p| p.0.to_string()).collect();
-        let line = format!(
-            "{{\"metric\":{{\"__name__\":\"{}\",\"host\":\"h{h}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
-            METRICS[m],
-            values.join(","),
-            stamps.join(",")
-        );
-        let r = http.post(format!("{}/api/v1/import", vm.base)).body(line).send().await?;
-        if !r.status().is_success() {
-            bail!("VictoriaMetrics refused an import: {}", r.status());
-        }
+        victoria_import(&http, &vm.base, METRICS[s / HOSTS], s % HOSTS, points).await?;
     }
     http.get(format!("{}/internal/force_flush", vm.base)).send().await?;
     let exported = http
@@ -256,12 +228,98 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
             per / theirs
         ));
     }
-    out.push_str(
-        "\nThe chunks themselves (delta-of-delta timestamps; values as XOR or as decimal deltas, whichever is \
-         smaller per chunk: `apiserver/src/storage/chunk.rs`) are only part of microdash's figure: the 1m and \
-         5m rollups are still rows (see docs/storage.md for what comes next).\n",
-    );
+    out.push_str(&format!(
+        "\nOf microdash's compacted figure, the chunk data itself (delta-of-delta timestamps; values as XOR, \
+         decimal deltas or decimal delta-of-deltas, whichever is smallest per chunk: \
+         `apiserver/src/storage/chunk.rs`) takes, in bytes per sample: raw {:.2}, 1m rollups {:.2}, 5m rollups \
+         {:.2}; the rest is SQLite's pages and indexes around them, and the series. docs/storage.md says what \
+         comes next.\n",
+        split[0].1, split[1].1, split[2].1
+    ));
     Ok(out)
+}
+
+/// Samples of a corpus, posted to microdash's bulk API 5000 at a time (`{"samples":[…]}`).
+pub(crate) struct BulkSender<'a> {
+    http: &'a reqwest::Client,
+    url: String,
+    token: &'a str,
+    body: Vec<u8>,
+    samples: usize,
+}
+
+impl<'a> BulkSender<'a> {
+    pub(crate) fn new(http: &'a reqwest::Client, base: &str, token: &'a str) -> Self {
+        let url = format!("{base}/api/v1/metrics/bulk");
+        BulkSender { http, url, token, body: Vec::with_capacity(5000 * 120), samples: 0 }
+    }
+
+    /// Adds a sample of `metric{host="h<host>"}`; posts the body once it holds 5000.
+    pub(crate) async fn push(&mut self, metric: &str, host: usize, ts: i64, value: f64) -> Result<()> {
+        self.body.extend_from_slice(if self.samples == 0 { b"{\"samples\":[" as &[u8] } else { b"," });
+        let sample =
+            format!("{{\"metric\":\"{metric}\",\"value\":{value},\"ts\":{ts},\"labels\":{{\"host\":\"h{host}\"}}}}");
+        self.body.extend_from_slice(sample.as_bytes());
+        self.samples += 1;
+        if self.samples == 5000 { self.flush().await } else { Ok(()) }
+    }
+
+    /// Posts what is left.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        if self.samples == 0 {
+            return Ok(());
+        }
+        self.body.extend_from_slice(b"]}");
+        self.samples = 0;
+        let r = self
+            .http
+            .post(&self.url)
+            .bearer_auth(self.token)
+            .header("content-type", "application/json")
+            .body(std::mem::take(&mut self.body))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("microdash refused a bulk request: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        Ok(())
+    }
+}
+
+/// `microdash compact` on the SQLite database of a stopped bench server's folder.
+pub(crate) fn compact_offline(server_bin: &Path, dir: &Path) -> Result<()> {
+    let status = std::process::Command::new(server_bin)
+        .arg("compact")
+        .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.join("bench.db").display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running microdash compact")?;
+    if !status.success() {
+        bail!("microdash compact failed: {status}");
+    }
+    Ok(())
+}
+
+/// One series into VictoriaMetrics' `/api/v1/import` (a JSON line).
+pub(crate) async fn victoria_import(
+    http: &reqwest::Client,
+    base: &str,
+    metric: &str,
+    host: usize,
+    points: &[(i64, f64)],
+) -> Result<()> {
+    let values: Vec<String> = points.iter().map(|p| p.1.to_string()).collect();
+    let stamps: Vec<String> = points.iter().map(|p| p.0.to_string()).collect();
+    let line = format!(
+        "{{\"metric\":{{\"__name__\":\"{metric}\",\"host\":\"h{host}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
+        values.join(","),
+        stamps.join(",")
+    );
+    let r = http.post(format!("{base}/api/v1/import")).body(line).send().await?;
+    if !r.status().is_success() {
+        bail!("VictoriaMetrics refused an import: {}", r.status());
+    }
+    Ok(())
 }
 
 /// Raw points microdash returns for one series of the corpus over the day.

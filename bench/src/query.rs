@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::Value;
 
+use crate::disk::{BulkSender, compact_offline, victoria_import};
 use crate::{MqttMode, start_server_with, storage};
 
 const SERIES: usize = 100;
@@ -83,36 +84,13 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     eprintln!("[query] microdash (SQLite): {} samples", n * SERIES);
     let mut server = start_server_with(server_bin, MqttMode::Off, &[("MICRODASH_RETENTION_INTERVAL", "1h".into())])?;
     let ingest_started = Instant::now();
-    let mut body = Vec::with_capacity(5000 * 100);
-    let mut in_body = 0;
+    let mut bulk = BulkSender::new(&http, &server.base, &server.token);
     for i in 0..n {
         for s in 0..SERIES {
-            body.extend_from_slice(if in_body == 0 { b"{\"samples\":[" as &[u8] } else { b"," });
-            body.extend_from_slice(
-                format!(
-                    "{{\"metric\":\"node_cpu_percent\",\"value\":{},\"ts\":{},\"labels\":{{\"host\":\"h{s}\"}}}}",
-                    value(s, i),
-                    start + i as i64 * STEP_MS
-                )
-                .as_bytes(),
-            );
-            in_body += 1;
-            if in_body == 5000 || (i == n - 1 && s == SERIES - 1) {
-                body.extend_from_slice(b"]}");
-                let r = http
-                    .post(format!("{}/api/v1/metrics/bulk", server.base))
-                    .bearer_auth(&server.token)
-                    .header("content-type", "application/json")
-                    .body(std::mem::take(&mut body))
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    bail!("microdash refused a bulk request: {}", r.status());
-                }
-                in_body = 0;
-            }
+            bulk.push("node_cpu_percent", s, start + i as i64 * STEP_MS, value(s, i)).await?;
         }
     }
+    bulk.flush().await?;
     let ingest_s = ingest_started.elapsed().as_secs_f64();
     let long_url = |base: &str| {
         format!("{base}/api/v1/query?metric=node_cpu_percent&from={start}&to={}&step=3600000&agg=avg", end - 1)
@@ -135,15 +113,7 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     if !server.process.terminate(Duration::from_secs(60)) {
         bail!("microdash did not stop within 60 s");
     }
-    let status = std::process::Command::new(server_bin)
-        .arg("compact")
-        .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.join("bench.db").display()))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .context("running microdash compact")?;
-    if !status.success() {
-        bail!("microdash compact failed: {status}");
-    }
+    compact_offline(server_bin, &dir)?;
     server.process.restart().map_err(|e| anyhow::anyhow!("restarting microdash: {e}"))?;
     let (long, day) = measure(server.process.base.clone(), server.token.clone()).await?;
     rows.push(Row { setup: "microdash, SQLite, compressed chunks", long, day });
@@ -152,17 +122,8 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     eprintln!("[query] VictoriaMetrics: {} samples", n * SERIES);
     let vm = storage::start_victoria(victoria_bin).await?;
     for s in 0..SERIES {
-        let values: Vec<String> = (0..n).map(|i| value(s, i).to_string()).collect();
-        let stamps: Vec<String> = (0..n).map(|i| (start + i as i64 * STEP_MS).to_string()).collect();
-        let line = format!(
-            "{{\"metric\":{{\"__name__\":\"node_cpu_percent\",\"host\":\"h{s}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
-            values.join(","),
-            stamps.join(",")
-        );
-        let r = http.post(format!("{}/api/v1/import", vm.base)).body(line).send().await?;
-        if !r.status().is_success() {
-            bail!("VictoriaMetrics refused an import: {}", r.status());
-        }
+        let points: Vec<(i64, f64)> = (0..n).map(|i| (start + i as i64 * STEP_MS, value(s, i))).collect();
+        victoria_import(&http, &vm.base, "node_cpu_percent", s, &points).await?;
     }
     http.get(format!("{}/internal/force_flush", vm.base)).send().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;

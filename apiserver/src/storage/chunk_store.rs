@@ -24,6 +24,24 @@ pub const COMPACT_AFTER_MS: i64 = 10 * 60_000;
 /// Raw rows moved per compaction transaction.
 pub const COMPACT_ROWS: i64 = 20_000;
 
+/// When this process last wrote samples into a closed window (wall clock, ms; 0 = never). A
+/// background compaction pass is skipped when this happened since the previous pass (a
+/// backfill, an agent's spool after an outage, an import are under way): compacting a window
+/// that is still being written, only to reopen it on the next batch, is work thrown away (a day
+/// imported in time order took 7× longer with the two chasing each other).
+#[derive(Debug, Default)]
+pub struct LateWrites(std::sync::atomic::AtomicI64);
+
+impl LateWrites {
+    pub fn mark(&self) {
+        self.0.store(crate::domain::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Windows (by start) before which raw samples are compacted at `now`.
 pub fn compact_before(now: i64) -> i64 {
     window_of(now - COMPACT_AFTER_MS)
@@ -103,6 +121,8 @@ pub trait ChunkStore: Send + Sync {
     /// Gives the space that compaction freed back to the file system where the backend keeps
     /// it otherwise (SQLite's free pages); a no-op elsewhere.
     async fn reclaim_space(&self) -> Result<()>;
+    /// When this process last wrote into a closed window (`LateWrites`).
+    fn last_late_write(&self) -> i64;
 }
 
 pub(crate) fn corrupt(err: chunk::CorruptChunk) -> StoreError {
@@ -361,6 +381,10 @@ macro_rules! sql_chunk_store {
                     .rows_affected())
                 }
 
+                fn last_late_write(&self) -> i64 {
+                    self.late_writes.last()
+                }
+
                 async fn reclaim_space(&self) -> Result<()> {
                     if !$reclaim.is_empty() {
                         let _gate = self.purge_gate().await;
@@ -390,9 +414,14 @@ macro_rules! sql_chunk_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 rows: &[(i64, i64, f64)],
                 now: i64,
+                late_writes: &chunk_store::LateWrites,
             ) -> Result<u64> {
                 let mut reopened = 0;
-                for (window, series) in chunk_store::closed_windows(rows, now) {
+                let closed = chunk_store::closed_windows(rows, now);
+                if !closed.is_empty() {
+                    late_writes.mark();
+                }
+                for (window, series) in closed {
                     for ids in series.chunks(500) {
                         let sql = format!(
                             "SELECT series_id, start_ts, data FROM chunks \

@@ -26,6 +26,8 @@ const ROWS_PER_INSERT: usize = 2000;
 pub struct MySqlStore {
     pool: MySqlPool,
     series_ids: SeriesCache,
+    /// When this process last wrote into a closed window (see `ChunkStore::backfilling`).
+    late_writes: super::chunk_store::LateWrites,
 }
 
 fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -159,7 +161,7 @@ impl MySqlStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool, series_ids: SeriesCache::default() })
+        Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default() })
     }
 
     async fn resolve_series(
@@ -455,7 +457,7 @@ impl Store for MySqlStore {
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         // INSERT IGNORE keeps the first of two equal keys: keep only the last beforehand.
         last_wins(&mut rows);
-        reopen_chunks(&mut tx, &rows, now).await?;
+        reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
         let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
         let mut dirty: HashSet<(i64, i64)> = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_INSERT) {

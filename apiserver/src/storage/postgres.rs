@@ -24,6 +24,8 @@ const ROWS_PER_INSERT: usize = 5000;
 pub struct PostgresStore {
     pool: PgPool,
     series_ids: SeriesCache,
+    /// When this process last wrote into a closed window (see `ChunkStore::backfilling`).
+    late_writes: super::chunk_store::LateWrites,
 }
 
 fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -174,7 +176,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool, series_ids: SeriesCache::default() })
+        Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default() })
     }
 
     async fn resolve_series(
@@ -445,7 +447,7 @@ impl Store for PostgresStore {
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         // PostgreSQL refuses to upsert one row twice in a statement: keep the last of each.
         last_wins(&mut rows);
-        reopen_chunks(&mut tx, &rows, now).await?;
+        reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
         let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
         let mut dirty: HashSet<(i64, i64)> = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_INSERT) {

@@ -26,6 +26,8 @@ const ROWS_PER_INSERT: usize = 2000;
 pub struct SqliteStore {
     pool: SqlitePool,
     series_ids: SeriesCache,
+    /// When this process last wrote into a closed window (see `ChunkStore::backfilling`).
+    late_writes: super::chunk_store::LateWrites,
     /// Taken by the writer and by every purge chunk (retention, deleted tenants), first come
     /// first served: SQLite has one write lock, and its busy handler lets a waiting writer
     /// lose to a purge that grabs the lock again right after each chunk (a group commit of
@@ -64,7 +66,12 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
         tokio::spawn(checkpoint_forever(pool.clone()));
-        Ok(Self { pool, series_ids: SeriesCache::default(), write_gate: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            pool,
+            series_ids: SeriesCache::default(),
+            late_writes: Default::default(),
+            write_gate: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Rebuilds `tenants`, `tokens` and `series` with `AUTOINCREMENT` where they lack it (the
@@ -602,7 +609,7 @@ impl Store for SqliteStore {
         let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
         let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
         last_wins(&mut rows);
-        reopen_chunks(&mut tx, &rows, now).await?;
+        reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
         // New rows go in with DO NOTHING, so a chunk that inserted every row is known to be all
         // new and merges into the rollups incrementally. A chunk that hit existing rows is
         // written again as an upsert (last write wins) and its buckets are recomputed.
