@@ -215,8 +215,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.reclaim_space().await?;
             store.close().await;
             eprintln!(
-                "Compacted {} raw samples into {} chunks in {:.1} s.",
+                "Compacted {} raw samples and {} rollup buckets into {} chunks in {:.1} s.",
                 total.samples,
+                total.buckets,
                 total.chunks,
                 started.elapsed().as_secs_f64()
             );

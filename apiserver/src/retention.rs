@@ -26,27 +26,30 @@ pub async fn run_once(store: &DynStore, config: &Config) -> crate::storage::Resu
     for tenant in store.list_tenants().await? {
         for (resolution, keep_ms) in effective(config, &tenant.retention) {
             let before = now_ms() - keep_ms;
-            loop {
-                let n = store.purge(tenant.id, resolution, before, CHUNK).await?;
-                deleted += n;
-                if n < CHUNK as u64 {
-                    break;
-                }
-                // Let the writer in between chunks.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            deleted += in_chunks(|| store.purge(tenant.id, resolution, before, CHUNK)).await?;
             // Chunks go whole, once their newest sample (or bucket) is past the retention.
-            loop {
-                let n = store.purge_chunks(tenant.id, resolution, before, CHUNK).await?;
-                deleted += n;
-                if n < CHUNK as u64 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            deleted += in_chunks(|| store.purge_chunks(tenant.id, resolution, before, CHUNK)).await?;
         }
     }
     Ok(deleted)
+}
+
+/// Runs `purge` (which deletes at most `CHUNK` rows) until it deletes fewer, pausing between
+/// calls to let the writer in; returns the rows deleted.
+async fn in_chunks<F, Fut>(mut purge: F) -> crate::storage::Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::storage::Result<u64>>,
+{
+    let mut deleted = 0;
+    loop {
+        let n = purge().await?;
+        deleted += n;
+        if n < CHUNK as u64 {
+            return Ok(deleted);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Compacts the raw samples of every tenant's closed windows into chunks (storage/chunk_store.rs);
@@ -59,7 +62,11 @@ pub async fn compact_once(store: &DynStore, now: i64, quiet_since: i64) -> crate
         tracing::debug!("Compaction waits: samples are arriving for closed windows.");
         return Ok(Compacted::default());
     }
-    compact_with_progress(store, now, |_, _| {}).await
+    let done = compact_with_progress(store, now, |_, _| {}).await?;
+    if done.samples + done.buckets > 0 {
+        store.reclaim_space().await?;
+    }
+    Ok(done)
 }
 
 /// `compact_once`, telling `progress` the tenants done so far and their count after each
@@ -88,9 +95,6 @@ pub async fn compact_with_progress(
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-    if total.samples + total.buckets > 0 {
-        store.reclaim_space().await?;
     }
     Ok(total)
 }

@@ -80,31 +80,46 @@ pub type RollupUnionRow =
 /// open) is the merge of the two.
 pub fn split_rollup_union(rows: Vec<RollupUnionRow>, from: i64, to: i64) -> Result<Vec<(i64, Summary)>> {
     let mut buckets: Vec<(i64, Summary)> = Vec::with_capacity(rows.len());
-    let mut from_chunks: Vec<(i64, Summary)> = Vec::new();
+    let mut chunks = Vec::new();
     for row in rows {
         match row {
-            (_, _, _, _, _, _, _, Some(data)) => from_chunks.extend(
-                chunk::decode_summaries(&data).map_err(corrupt)?.into_iter().filter(|(b, _)| *b >= from && *b <= to),
-            ),
+            (_, _, _, _, _, _, _, Some(data)) => chunks.push(data),
             (bucket, Some(count), Some(sum), Some(min), Some(max), Some(last), Some(last_ts), None) => {
                 buckets.push((bucket, Summary { count, sum, min, max, last, last_ts }))
             }
             _ => {}
         }
     }
-    if from_chunks.is_empty() {
+    if chunks.is_empty() {
         return Ok(buckets);
     }
-    from_chunks.extend(buckets);
-    from_chunks.sort_by_key(|(b, _)| *b);
-    let mut out: Vec<(i64, Summary)> = Vec::with_capacity(from_chunks.len());
-    for (bucket, summary) in from_chunks {
+    Ok(merge_summaries(chunk_summaries(&chunks, from, to)?, buckets))
+}
+
+/// Decodes rollup chunks and keeps their buckets in `[from, to]`, in time order.
+pub fn chunk_summaries(chunks: &[Vec<u8>], from: i64, to: i64) -> Result<Vec<(i64, Summary)>> {
+    let mut out = Vec::new();
+    for data in chunks {
+        let buckets = chunk::decode_summaries(data).map_err(corrupt)?;
+        out.extend(buckets.into_iter().filter(|(b, _)| *b >= from && *b <= to));
+    }
+    out.sort_by_key(|(b, _)| *b);
+    Ok(out)
+}
+
+/// Two lists of buckets (each in time order) as one; a bucket in both is their merge.
+pub fn merge_summaries(a: Vec<(i64, Summary)>, b: Vec<(i64, Summary)>) -> Vec<(i64, Summary)> {
+    let mut all = a;
+    all.extend(b);
+    all.sort_by_key(|(bucket, _)| *bucket);
+    let mut out: Vec<(i64, Summary)> = Vec::with_capacity(all.len());
+    for (bucket, summary) in all {
         match out.last_mut() {
             Some((b, acc)) if *b == bucket => acc.merge(&summary),
             _ => out.push((bucket, summary)),
         }
     }
-    Ok(out)
+    out
 }
 
 #[async_trait]
@@ -118,6 +133,14 @@ pub trait ChunkStore: Send + Sync {
     async fn purge_chunks(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64>;
     /// The newest sample kept in a chunk of the series.
     async fn last_chunk_point(&self, series: i64) -> Result<Option<(i64, f64)>>;
+    /// A series' newest point: `newest_row` (from its raw rows) if there is one, else the newest
+    /// sample of its chunks.
+    async fn last_point(&self, series: i64, newest_row: Option<(i64, f64)>) -> Result<Option<(i64, f64)>> {
+        match newest_row {
+            Some(point) => Ok(Some(point)),
+            None => self.last_chunk_point(series).await,
+        }
+    }
     /// Gives the space that compaction freed back to the file system where the backend keeps
     /// it otherwise (SQLite's free pages); a no-op elsewhere.
     async fn reclaim_space(&self) -> Result<()>;
@@ -199,7 +222,8 @@ pub fn split_chunks(points: &[(i64, f64)]) -> Vec<(i64, i64, i64, Vec<u8>)> {
 /// Implements `ChunkStore` for `$store` (which has `pool`, `begin_write` and `purge_gate`) and
 /// defines `reopen_chunks` for its writer. `lock`: the row-lock suffix of a `SELECT` (`" FOR
 /// UPDATE"`, or `""` on SQLite, whose writers are serialized by the write gate);
-/// `insert_ignore`: the `INSERT` that skips rows already there; `on_conflict_nothing`: its tail;
+/// `insert_ignore`: the `INSERT` that skips rows already there; `on_conflict_nothing`: its tail
+/// (without a conflict target: it serves `samples` and the rollup tables);
 /// `nulls`: typed NULLs (integer, float, blob) for a UNION; `reclaim`: the statement that
 /// returns free space to the file system, or `""`.
 macro_rules! sql_chunk_store {
@@ -222,6 +246,51 @@ macro_rules! sql_chunk_store {
             use crate::storage::chunk::{self, WINDOW_MS};
             use crate::storage::chunk_store::{self, ChunkStore, Compacted};
             use crate::storage::{Resolution, Result, Summary};
+
+            /// Takes the chunks of `table` in one window of a series out (read, then deleted).
+            async fn take_window_chunks(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                series: i64,
+                window: i64,
+            ) -> Result<Vec<Vec<u8>>> {
+                let old: Vec<Vec<u8>> = sqlx::query_scalar(&$sql(&format!(
+                    "SELECT data FROM {table} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"
+                )))
+                .bind(series)
+                .bind(window)
+                .bind(window + WINDOW_MS)
+                .fetch_all(&mut *conn)
+                .await?;
+                if !old.is_empty() {
+                    sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?")))
+                        .bind(series)
+                        .bind(window)
+                        .bind(window + WINDOW_MS)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(old)
+            }
+
+            async fn insert_chunk(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                series: i64,
+                (start, end, count, data): (i64, i64, i64, Vec<u8>),
+            ) -> Result<()> {
+                sqlx::query(&$sql(&format!(
+                    "INSERT INTO {table} (series_id, start_ts, end_ts, count, data) VALUES (?, ?, ?, ?, ?)"
+                )))
+                .bind(series)
+                .bind(start)
+                .bind(end)
+                .bind(count)
+                .bind(data)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
 
             #[async_trait]
             impl ChunkStore for $store {
@@ -253,24 +322,7 @@ macro_rules! sql_chunk_store {
                     let mut done =
                         Compacted { samples: rows.len() as u64, more: rows.len() as i64 >= limit, ..Default::default() };
                     for ((series, window), raw) in chunk_store::group_by_window(rows) {
-                        let old: Vec<Vec<u8>> = sqlx::query_scalar(&$sql(
-                            "SELECT data FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts < ?",
-                        ))
-                        .bind(series)
-                        .bind(window)
-                        .bind(window + WINDOW_MS)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        let mut points = Vec::new();
-                        if !old.is_empty() {
-                            points = chunk_store::chunk_points(&old, i64::MIN, i64::MAX)?;
-                            sqlx::query(&$sql("DELETE FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"))
-                                .bind(series)
-                                .bind(window)
-                                .bind(window + WINDOW_MS)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
+                        let old = take_window_chunks(&mut *tx, "chunks", series, window).await?;
                         // Exactly the rows read: they are in time order, and no writer of the
                         // tenant runs until this commits.
                         sqlx::query(&$sql("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ?"))
@@ -279,18 +331,9 @@ macro_rules! sql_chunk_store {
                             .bind(raw[raw.len() - 1].0)
                             .execute(&mut *tx)
                             .await?;
-                        let points = chunk::merge(points, raw);
-                        for (start, end, count, data) in chunk_store::split_chunks(&points) {
-                            sqlx::query(&$sql(
-                                "INSERT INTO chunks (series_id, start_ts, end_ts, count, data) VALUES (?, ?, ?, ?, ?)",
-                            ))
-                            .bind(series)
-                            .bind(start)
-                            .bind(end)
-                            .bind(count)
-                            .bind(data)
-                            .execute(&mut *tx)
-                            .await?;
+                        let points = chunk::merge(chunk_store::chunk_points(&old, i64::MIN, i64::MAX)?, raw);
+                        for row in chunk_store::split_chunks(&points) {
+                            insert_chunk(&mut *tx, "chunks", series, row).await?;
                             done.chunks += 1;
                         }
                     }
@@ -316,49 +359,16 @@ macro_rules! sql_chunk_store {
                         }
                         let chunks = format!("{table}_chunks");
                         for ((series, window), buckets) in groups {
-                            let old: Vec<Vec<u8>> = sqlx::query_scalar(&$sql(&format!(
-                                "SELECT data FROM {chunks} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"
-                            )))
-                            .bind(series)
-                            .bind(window)
-                            .bind(window + WINDOW_MS)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                            let mut merged = buckets.clone();
-                            if !old.is_empty() {
-                                let mut rows: Vec<chunk_store::RollupUnionRow> = buckets
-                                    .iter()
-                                    .map(|(b, s)| {
-                                        (*b, Some(s.count), Some(s.sum), Some(s.min), Some(s.max), Some(s.last), Some(s.last_ts), None)
-                                    })
-                                    .collect();
-                                rows.extend(old.into_iter().map(|d| (0, None, None, None, None, None, None, Some(d))));
-                                merged = chunk_store::split_rollup_union(rows, i64::MIN, i64::MAX)?;
-                                sqlx::query(&$sql(&format!(
-                                    "DELETE FROM {chunks} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"
-                                )))
-                                .bind(series)
-                                .bind(window)
-                                .bind(window + WINDOW_MS)
-                                .execute(&mut *tx)
-                                .await?;
-                            }
+                            let old = take_window_chunks(&mut *tx, &chunks, series, window).await?;
                             sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ?")))
                                 .bind(series)
                                 .bind(buckets[0].0)
                                 .bind(buckets[buckets.len() - 1].0)
                                 .execute(&mut *tx)
                                 .await?;
-                            sqlx::query(&$sql(&format!(
-                                "INSERT INTO {chunks} (series_id, start_ts, end_ts, count, data) VALUES (?, ?, ?, ?, ?)"
-                            )))
-                            .bind(series)
-                            .bind(merged[0].0)
-                            .bind(merged[merged.len() - 1].0)
-                            .bind(merged.len() as i64)
-                            .bind(chunk::encode_summaries(&merged))
-                            .execute(&mut *tx)
-                            .await?;
+                            let merged = chunk_store::merge_summaries(chunk_store::chunk_summaries(&old, i64::MIN, i64::MAX)?, buckets);
+                            let row = (merged[0].0, merged[merged.len() - 1].0, merged.len() as i64, chunk::encode_summaries(&merged));
+                            insert_chunk(&mut *tx, &chunks, series, row).await?;
                             done.chunks += 1;
                         }
                     }
@@ -407,60 +417,27 @@ macro_rules! sql_chunk_store {
                 }
             }
 
-            /// Moves the chunks of closed windows that `rows` write into back to raw rows, in the
-            /// writer's transaction, so the write sees (and overwrites, and re-rolls-up) them as
-            /// if they had never been compacted; compaction takes the window again later.
+            /// Moves the chunks (raw, 1m, 5m) of closed windows that `rows` write into back to
+            /// rows, in the writer's transaction, so the write sees (and overwrites, and
+            /// re-rolls-up) them as if they had never been compacted; compaction takes the
+            /// window again later.
             pub(crate) async fn reopen_chunks(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 rows: &[(i64, i64, f64)],
                 now: i64,
                 late_writes: &chunk_store::LateWrites,
-            ) -> Result<u64> {
-                let mut reopened = 0;
+            ) -> Result<()> {
                 let closed = chunk_store::closed_windows(rows, now);
                 if !closed.is_empty() {
                     late_writes.mark();
                 }
                 for (window, series) in closed {
                     for ids in series.chunks(500) {
-                        let sql = format!(
-                            "SELECT series_id, start_ts, data FROM chunks \
-                             WHERE start_ts >= ? AND start_ts < ? AND series_id IN ({}){}",
-                            vec!["?"; ids.len()].join(", "),
-                            $lock
-                        );
-                        let sql = $sql(&sql);
-                        let mut query = sqlx::query(&sql).bind(window).bind(window + WINDOW_MS);
-                        for id in ids {
-                            query = query.bind(*id);
-                        }
-                        let found = query.fetch_all(&mut *conn).await?;
-                        for row in found {
-                            let series: i64 = row.try_get(0)?;
-                            let start: i64 = row.try_get(1)?;
-                            let data: Vec<u8> = row.try_get(2)?;
-                            let points = chunk::decode(&data).map_err(chunk_store::corrupt)?;
-                            for part in points.chunks(1000) {
-                                let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
-                                    $insert_ignore,
-                                    " INTO samples (series_id, ts, value) "
-                                ));
-                                qb.push_values(part, |mut b, (ts, value)| {
-                                    b.push_bind(series).push_bind(*ts).push_bind(*value);
-                                });
-                                qb.push($on_conflict_nothing);
-                                qb.build().execute(&mut *conn).await?;
-                            }
-                            sqlx::query(&$sql("DELETE FROM chunks WHERE series_id = ? AND start_ts = ?"))
-                                .bind(series)
-                                .bind(start)
-                                .execute(&mut *conn)
-                                .await?;
-                            reopened += points.len() as u64;
-                        }
-                        for table in ["rollup_1m", "rollup_5m"] {
+                        for (table, rows_table) in
+                            [("chunks", "samples"), ("rollup_1m_chunks", "rollup_1m"), ("rollup_5m_chunks", "rollup_5m")]
+                        {
                             let sql = $sql(&format!(
-                                "SELECT series_id, start_ts, data FROM {table}_chunks \
+                                "SELECT series_id, start_ts, data FROM {table} \
                                  WHERE start_ts >= ? AND start_ts < ? AND series_id IN ({}){}",
                                 vec!["?"; ids.len()].join(", "),
                                 $lock
@@ -473,30 +450,41 @@ macro_rules! sql_chunk_store {
                                 let series: i64 = row.try_get(0)?;
                                 let start: i64 = row.try_get(1)?;
                                 let data: Vec<u8> = row.try_get(2)?;
-                                let buckets = chunk::decode_summaries(&data).map_err(chunk_store::corrupt)?;
-                                for part in buckets.chunks(500) {
-                                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                                        "{} INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) ",
-                                        $insert_ignore
-                                    ));
-                                    qb.push_values(part, |mut b, (bucket, s)| {
-                                        b.push_bind(series)
-                                            .push_bind(*bucket)
-                                            .push_bind(s.count)
-                                            .push_bind(s.sum)
-                                            .push_bind(s.min)
-                                            .push_bind(s.max)
-                                            .push_bind(s.last)
-                                            .push_bind(s.last_ts);
-                                    });
-                                    qb.push(if $on_conflict_nothing.is_empty() {
-                                        String::new()
-                                    } else {
-                                        " ON CONFLICT (series_id, bucket) DO NOTHING".to_string()
-                                    });
-                                    qb.build().execute(&mut *conn).await?;
+                                if table == "chunks" {
+                                    let points = chunk::decode(&data).map_err(chunk_store::corrupt)?;
+                                    for part in points.chunks(1000) {
+                                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                                            "{} INTO samples (series_id, ts, value) ",
+                                            $insert_ignore
+                                        ));
+                                        qb.push_values(part, |mut b, (ts, value)| {
+                                            b.push_bind(series).push_bind(*ts).push_bind(*value);
+                                        });
+                                        qb.push($on_conflict_nothing);
+                                        qb.build().execute(&mut *conn).await?;
+                                    }
+                                } else {
+                                    let buckets = chunk::decode_summaries(&data).map_err(chunk_store::corrupt)?;
+                                    for part in buckets.chunks(500) {
+                                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                                            "{} INTO {rows_table} (series_id, bucket, count, sum, min, max, last, last_ts) ",
+                                            $insert_ignore
+                                        ));
+                                        qb.push_values(part, |mut b, (bucket, s)| {
+                                            b.push_bind(series)
+                                                .push_bind(*bucket)
+                                                .push_bind(s.count)
+                                                .push_bind(s.sum)
+                                                .push_bind(s.min)
+                                                .push_bind(s.max)
+                                                .push_bind(s.last)
+                                                .push_bind(s.last_ts);
+                                        });
+                                        qb.push($on_conflict_nothing);
+                                        qb.build().execute(&mut *conn).await?;
+                                    }
                                 }
-                                sqlx::query(&$sql(&format!("DELETE FROM {table}_chunks WHERE series_id = ? AND start_ts = ?")))
+                                sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND start_ts = ?")))
                                     .bind(series)
                                     .bind(start)
                                     .execute(&mut *conn)
@@ -505,7 +493,38 @@ macro_rules! sql_chunk_store {
                         }
                     }
                 }
-                Ok(reopened)
+                Ok(())
+            }
+
+            /// Raw `(ts, value)` of a series in `[from, to]` (at most `limit`) and the chunks that
+            /// may hold points there, in one statement (one snapshot).
+            pub(crate) async fn raw_rows_with_chunks(
+                pool: &sqlx::Pool<$db>,
+                series: i64,
+                from: i64,
+                to: i64,
+                limit: i64,
+            ) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
+                let (_, null_float, null_blob) = $nulls;
+                let sql = format!(
+                    "SELECT ts, value, {null_blob} AS data FROM \
+                       (SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?) r \
+                     UNION ALL \
+                     SELECT start_ts, {null_float}, data FROM chunks \
+                     WHERE series_id = ? AND start_ts >= ? AND start_ts <= ? AND end_ts >= ?"
+                );
+                let rows: Vec<chunk_store::UnionRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(series)
+                    .bind(from)
+                    .bind(to)
+                    .bind(limit)
+                    .bind(series)
+                    .bind(chunk::window_of(from))
+                    .bind(to)
+                    .bind(from)
+                    .fetch_all(pool)
+                    .await?;
+                Ok(chunk_store::split_union(rows))
             }
 
             /// Rollup buckets of `table` starting in `[from, to]`, from its rows and its chunks in
@@ -541,7 +560,7 @@ macro_rules! sql_chunk_store {
                 chunk_store::split_rollup_union(rows, from, to)
             }
         }
-        pub(crate) use sql_chunk_impl::{reopen_chunks, rollup_rows_with_chunks};
+        pub(crate) use sql_chunk_impl::{raw_rows_with_chunks, reopen_chunks, rollup_rows_with_chunks};
     };
 }
 

@@ -282,13 +282,6 @@ pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result
     Ok(out)
 }
 
-/// Rollup rows as the adapters select them: bucket, count, sum, min, max, last, last_ts.
-pub type RollupRow = (i64, i64, f64, f64, f64, f64, i64);
-
-pub fn summary_of((bucket, count, sum, min, max, last, last_ts): RollupRow) -> (i64, Summary) {
-    (bucket, Summary { count, sum, min, max, last, last_ts })
-}
-
 /// Opens the store for a database URL.
 pub async fn open(url: &str, sqlite_synchronous_full: bool) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {

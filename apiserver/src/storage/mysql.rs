@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::mysql::{MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
-use super::chunk::window_of;
-use super::chunk_store::{ChunkStore, UnionRow, split_union};
+use super::chunk_store::ChunkStore;
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
     SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
@@ -26,7 +25,7 @@ const ROWS_PER_INSERT: usize = 2000;
 pub struct MySqlStore {
     pool: MySqlPool,
     series_ids: SeriesCache,
-    /// When this process last wrote into a closed window (see `ChunkStore::backfilling`).
+    /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
     late_writes: super::chunk_store::LateWrites,
 }
 
@@ -255,23 +254,7 @@ impl PointRows for MySqlStore {
     }
 
     async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
-        let rows: Vec<UnionRow> = sqlx::query_as(
-            "SELECT ts, value, NULL AS data FROM \
-               (SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?) r \
-             UNION ALL \
-             SELECT start_ts, NULL, data FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts <= ? AND end_ts >= ?",
-        )
-        .bind(series)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .bind(series)
-        .bind(window_of(from))
-        .bind(to)
-        .bind(from)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(split_union(rows))
+        raw_rows_with_chunks(&self.pool, series, from, to, limit).await
     }
 
     async fn rollup_rows(
@@ -511,10 +494,7 @@ impl Store for MySqlStore {
             }
             let ts: Option<i64> = row.try_get("ts")?;
             let value: Option<f64> = row.try_get("value")?;
-            let last = match ts.zip(value) {
-                Some(last) => Some(last),
-                None => self.last_chunk_point(row.try_get("id")?).await?,
-            };
+            let last = self.last_point(row.try_get("id")?, ts.zip(value)).await?;
             out.push(SeriesInfo { labels, last });
         }
         Ok(out)

@@ -9,8 +9,7 @@ use microdash_model::Scope;
 use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
-use super::chunk::window_of;
-use super::chunk_store::{ChunkStore, UnionRow, split_union};
+use super::chunk_store::ChunkStore;
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
     SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
@@ -24,7 +23,7 @@ const ROWS_PER_INSERT: usize = 5000;
 pub struct PostgresStore {
     pool: PgPool,
     series_ids: SeriesCache,
-    /// When this process last wrote into a closed window (see `ChunkStore::backfilling`).
+    /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
     late_writes: super::chunk_store::LateWrites,
 }
 
@@ -233,21 +232,7 @@ impl PointRows for PostgresStore {
     }
 
     async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
-        let rows: Vec<UnionRow> = sqlx::query_as(
-            "SELECT ts, value, NULL::bytea AS data FROM \
-               (SELECT ts, value FROM samples WHERE series_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4) r \
-             UNION ALL \
-             SELECT start_ts, NULL::float8, data FROM chunks \
-             WHERE series_id = $1 AND start_ts >= $5 AND start_ts <= $3 AND end_ts >= $2",
-        )
-        .bind(series)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .bind(window_of(from))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(split_union(rows))
+        raw_rows_with_chunks(&self.pool, series, from, to, limit).await
     }
 
     async fn rollup_rows(
@@ -503,10 +488,7 @@ impl Store for PostgresStore {
             }
             let ts: Option<i64> = row.try_get("ts")?;
             let value: Option<f64> = row.try_get("value")?;
-            let last = match ts.zip(value) {
-                Some(last) => Some(last),
-                None => self.last_chunk_point(row.try_get("id")?).await?,
-            };
+            let last = self.last_point(row.try_get("id")?, ts.zip(value)).await?;
             out.push(SeriesInfo { labels, last });
         }
         Ok(out)
@@ -575,7 +557,7 @@ super::chunk_store::sql_chunk_store! {
     chunk: crate::storage::tenancy::chunk_by_subquery,
     lock: " FOR UPDATE",
     insert_ignore: "INSERT",
-    on_conflict_nothing: " ON CONFLICT (series_id, ts) DO NOTHING",
+    on_conflict_nothing: " ON CONFLICT DO NOTHING",
     nulls: ("NULL::bigint", "NULL::float8", "NULL::bytea"),
     reclaim: "",
 }

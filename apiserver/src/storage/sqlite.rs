@@ -10,8 +10,7 @@ use microdash_model::Scope;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
-use super::chunk::window_of;
-use super::chunk_store::{ChunkStore, UnionRow, split_union};
+use super::chunk_store::ChunkStore;
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
     SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
@@ -26,7 +25,7 @@ const ROWS_PER_INSERT: usize = 2000;
 pub struct SqliteStore {
     pool: SqlitePool,
     series_ids: SeriesCache,
-    /// When this process last wrote into a closed window (see `ChunkStore::backfilling`).
+    /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
     late_writes: super::chunk_store::LateWrites,
     /// Taken by the writer and by every purge chunk (retention, deleted tenants), first come
     /// first served: SQLite has one write lock, and its busy handler lets a waiting writer
@@ -401,20 +400,7 @@ impl PointRows for SqliteStore {
     }
 
     async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
-        let rows: Vec<UnionRow> = sqlx::query_as(
-            "SELECT ts, value, NULL AS data FROM \
-               (SELECT ts, value FROM samples WHERE series_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts LIMIT ?4) \
-             UNION ALL \
-             SELECT start_ts, NULL, data FROM chunks WHERE series_id = ?1 AND start_ts >= ?5 AND start_ts <= ?3 AND end_ts >= ?2",
-        )
-        .bind(series)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .bind(window_of(from))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(split_union(rows))
+        raw_rows_with_chunks(&self.pool, series, from, to, limit).await
     }
 
     async fn rollup_rows(
@@ -670,10 +656,7 @@ impl Store for SqliteStore {
             }
             let ts: Option<i64> = row.try_get("ts")?;
             let value: Option<f64> = row.try_get("value")?;
-            let last = match ts.zip(value) {
-                Some(last) => Some(last),
-                None => self.last_chunk_point(row.try_get("id")?).await?,
-            };
+            let last = self.last_point(row.try_get("id")?, ts.zip(value)).await?;
             out.push(SeriesInfo { labels, last });
         }
         Ok(out)
@@ -742,7 +725,7 @@ super::chunk_store::sql_chunk_store! {
     chunk: crate::storage::tenancy::chunk_by_subquery,
     lock: "",
     insert_ignore: "INSERT",
-    on_conflict_nothing: " ON CONFLICT (series_id, ts) DO NOTHING",
+    on_conflict_nothing: " ON CONFLICT DO NOTHING",
     nulls: ("NULL", "NULL", "NULL"),
     reclaim: "PRAGMA incremental_vacuum",
 }
