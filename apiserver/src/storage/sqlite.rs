@@ -415,6 +415,9 @@ impl PointRows for SqliteStore {
     }
 }
 
+/// How long a clean stop waits for borrowed connections to come back.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
@@ -424,10 +427,16 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         let _gate = self.write_gate.lock().await;
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
-            tracing::warn!(%err, "Final WAL checkpoint failed; SQLite replays the log on the next start.");
+        // The last connection to close checkpoints the log into the database and deletes it.
+        // An explicit `wal_checkpoint(TRUNCATE)` is not used: it waits `busy_timeout` (10 s) for
+        // any reader, and a statement left unfinished by a task cancelled at shutdown is one;
+        // closing the connections finalizes such statements instead.
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close()).await.is_err() {
+            tracing::warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "Database connections were still in use at shutdown; SQLite replays its log on the next start."
+            );
         }
-        self.pool.close().await;
     }
 
     async fn ping(&self) -> Result<()> {
