@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ConfigLayer};
 use crate::domain::token::parse_scopes;
 use crate::storage;
+use crate::storage::chunk_store::{Compacted, compact_before};
 use crate::tenants;
 
 #[derive(Parser)]
@@ -21,8 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (API, dashboard, ingest pipeline).
     Serve(Box<ServeArgs>),
-    /// Apply database migrations and exit.
-    Migrate(DbArgs),
+    /// Apply database migrations, then convert the samples that an older version kept as rows
+    /// into compressed chunks (resumable: run it again after an interruption), and exit.
+    Migrate(MigrateArgs),
     /// Compact the raw samples of every closed 2 h window into compressed chunks now, and give
     /// the freed space back (a running server does this every retention interval).
     Compact(DbArgs),
@@ -64,6 +66,15 @@ pub struct ServeArgs {
     pub check_config: bool,
     #[command(flatten)]
     pub layer: ConfigLayer,
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Apply the schema only; a running server (or `microdash compact`) converts the rows later.
+    #[arg(long)]
+    pub schema_only: bool,
 }
 
 /// What the database commands need: where the database is.
@@ -171,6 +182,44 @@ async fn open_store(db: DbArgs) -> anyhow::Result<storage::DynStore> {
     Ok(store)
 }
 
+/// Moves the rows of every closed window into chunks (`retention::compact_with_progress`) with a
+/// progress bar, or a line per tenth of the work when stderr is not a terminal (a container's
+/// log), then gives the freed space back. Every step is its own transaction: an interrupted run
+/// loses nothing, and the next one carries on from there.
+async fn compact_all(store: &storage::DynStore, announce: bool) -> anyhow::Result<Compacted> {
+    let now = crate::domain::now_ms();
+    let todo = store.rows_before(compact_before(now)).await?;
+    if todo == 0 {
+        return Ok(Compacted::default());
+    }
+    if announce {
+        eprintln!(
+            "{todo} samples and rollup buckets of closed windows are rows; converting them into chunks. Each step \
+             is committed: an interrupted run loses nothing, and running it again resumes."
+        );
+    }
+    let bar = indicatif::ProgressBar::new(todo).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:32} {percent:>3}% · {pos}/{len} rows · {msg} · {elapsed}, eta {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let mut next_tenth = 1;
+    let total = crate::retention::compact_with_progress(store, now, |_, total| {
+        let moved = (total.samples + total.buckets).min(todo);
+        bar.set_position(moved);
+        bar.set_message(format!("{} chunks", total.chunks));
+        if bar.is_hidden() && moved * 10 / todo >= next_tenth {
+            next_tenth = moved * 10 / todo + 1;
+            eprintln!("Converting: {}% ({moved} of {todo} rows, {} chunks so far)", moved * 100 / todo, total.chunks);
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    store.reclaim_space().await?;
+    Ok(total)
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
@@ -191,28 +240,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Migrate(db) => {
-            open_store(db).await?;
+        Command::Migrate(MigrateArgs { db, schema_only }) => {
+            let store = open_store(db).await?;
             eprintln!("Migrations applied.");
+            if !schema_only {
+                let started = std::time::Instant::now();
+                let total = compact_all(&store, true).await?;
+                if total.samples + total.buckets > 0 {
+                    eprintln!(
+                        "Converted {} raw samples and {} rollup buckets into {} chunks in {:.1} s.",
+                        total.samples,
+                        total.buckets,
+                        total.chunks,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                let spinner = indicatif::ProgressBar::new_spinner().with_message(
+                    "Checking that freed space goes back to the disk (an SQLite file from an older version is \
+                     rewritten once, which needs free space of its size)",
+                );
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                let rewritten = store.enable_reclaim().await?;
+                spinner.finish_and_clear();
+                if rewritten {
+                    eprintln!("Rewrote the database file: the space compaction frees now goes back to the disk.");
+                }
+            }
+            store.close().await;
             Ok(())
         }
         Command::Compact(db) => {
             let store = open_store(db).await?;
-            let bar = indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template("{spinner} tenants {pos}/{len} · {msg} · {elapsed}")
-                    .expect("a valid template"),
-            );
             let started = std::time::Instant::now();
-            let total =
-                crate::retention::compact_with_progress(&store, crate::domain::now_ms(), |(done, of), total| {
-                    bar.set_length(of as u64);
-                    bar.set_position(done as u64);
-                    bar.set_message(format!("{} samples into {} chunks", total.samples, total.chunks));
-                    bar.tick();
-                })
-                .await?;
-            bar.finish_and_clear();
-            store.reclaim_space().await?;
+            let total = compact_all(&store, false).await?;
             store.close().await;
             eprintln!(
                 "Compacted {} raw samples and {} rollup buckets into {} chunks in {:.1} s.",

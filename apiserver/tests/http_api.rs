@@ -1032,3 +1032,104 @@ async fn closed_windows_become_chunks_and_answer_the_same() {
     server.restart();
     assert_eq!(get(&server, &server.token.clone(), &range).await.1, after);
 }
+
+/// A database written by a version that kept every sample as a row (here: a server that has
+/// not compacted yet) is converted by `microdash migrate`; killed with -9 halfway, the next run
+/// carries on, and every answer is the same as before, at every resolution.
+#[tokio::test]
+async fn migrate_converts_rows_into_chunks_and_resumes_after_kill_9() {
+    use sqlx::Connection;
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("microdash.db").display());
+    {
+        // A file from before chunks: created without incremental auto-vacuum, which a file that
+        // already has a table keeps.
+        let options: sqlx::sqlite::SqliteConnectOptions = db.parse().unwrap();
+        let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true)).await.unwrap();
+        sqlx::query("PRAGMA auto_vacuum = NONE").execute(&mut conn).await.unwrap();
+        sqlx::query("CREATE TABLE legacy_note (text TEXT)").execute(&mut conn).await.unwrap();
+    }
+    // The first pass runs at start, on an empty database; the next would come in an hour.
+    let mut server = Server::start_with(dir.path(), &[("MICRODASH_RETENTION_INTERVAL", "1h")]);
+    let t = server.token.clone();
+    // 10 series × 3 days at 20 s, in windows that closed days ago: 129 600 samples, which take
+    // several steps of 20 000 rows.
+    let day = 86_400_000;
+    let start = (chrono_like_now_ms() - 5 * day) / day * day;
+    let samples: Vec<Value> = (0..12_960i64)
+        .flat_map(|i| {
+            (0..10).map(move |host| {
+                json!({"metric":"load","value": ((i * 7 + host * 13) % 101) as f64 / 4.0,"ts": start + i * 20_000,
+                       "labels":{"host": format!("h{host}")}})
+            })
+        })
+        .collect();
+    for batch in samples.chunks(5000) {
+        let (status, body) = post(&server, &t, "/api/v1/metrics/bulk", json!({ "samples": batch }).to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let queries: Vec<String> = ["raw", "1m", "5m"]
+        .iter()
+        .map(|r| format!("/api/v1/query?metric=load&from={start}&to={}&resolution={r}", start + 3 * day))
+        .collect();
+    let mut before = Vec::new();
+    for q in &queries {
+        before.push(get(&server, &t, q).await.1);
+    }
+    assert_eq!(points(&before[0]), 129_600);
+    assert!(server.terminate(Duration::from_secs(10)));
+    let file_size = || std::fs::metadata(dir.path().join("microdash.db")).unwrap().len();
+    let size_as_rows = file_size();
+
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    };
+    let rows =
+        "SELECT (SELECT COUNT(*) FROM samples) + (SELECT COUNT(*) FROM rollup_1m) + (SELECT COUNT(*) FROM rollup_5m)";
+    let all_rows = count(rows).await;
+    assert_eq!(all_rows, 129_600 + 43_200 + 8_640);
+
+    // First run: killed as soon as it reports progress (stderr is a pipe: plain lines, not a bar).
+    let mut first = std::process::Command::new(common::bin())
+        .args(["migrate", "--database-url", &db])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = Vec::new();
+    for line in std::io::BufReader::new(first.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        said.push(line.clone());
+        if line.starts_with("Converting: ") {
+            first.kill().unwrap();
+            break;
+        }
+    }
+    first.wait().unwrap();
+    let said = said.join("\n");
+    assert!(said.contains("181440 samples and rollup buckets") && said.contains("running it again resumes"), "{said}");
+    let left = count(rows).await;
+    assert!(left > 0 && left < all_rows, "killed halfway: {left} of {all_rows} rows left\n{said}");
+    assert!(count("SELECT COUNT(*) FROM chunks").await > 0);
+
+    // Second run: converts what is left, and says so.
+    let (ok, _, stderr) = cli(dir.path(), &["migrate"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains(&format!("{left} samples and rollup buckets")) && stderr.contains("Converted"), "{stderr}");
+    assert_eq!(count(rows).await, 0, "every closed window is in chunks");
+    assert_eq!(count("SELECT SUM(count) FROM chunks").await, 129_600, "no sample lost or doubled");
+    assert!(stderr.contains("Rewrote the database file"), "{stderr}");
+    assert_eq!(count("PRAGMA auto_vacuum").await, 2, "incremental from now on");
+    assert!(file_size() * 4 < size_as_rows, "the file shrank: {} → {} bytes", size_as_rows, file_size());
+    let (ok, _, stderr) = cli(dir.path(), &["migrate"]);
+    assert!(ok && !stderr.contains("Converted"), "a third run has nothing to do: {stderr}");
+
+    server.restart();
+    for (q, expected) in queries.iter().zip(&before) {
+        assert_eq!(&get(&server, &server.token.clone(), q).await.1, expected, "{q}");
+    }
+}

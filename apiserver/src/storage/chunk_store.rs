@@ -146,6 +146,9 @@ pub trait ChunkStore: Send + Sync {
     async fn reclaim_space(&self) -> Result<()>;
     /// When this process last wrote into a closed window (`LateWrites`).
     fn last_late_write(&self) -> i64;
+    /// How many raw samples and rollup buckets of live tenants, older than `before`, are still
+    /// rows: what compaction up to `before` has left to move (a full count; for progress).
+    async fn rows_before(&self, before: i64) -> Result<u64>;
 }
 
 pub(crate) fn corrupt(err: chunk::CorruptChunk) -> StoreError {
@@ -393,6 +396,21 @@ macro_rules! sql_chunk_store {
 
                 fn last_late_write(&self) -> i64 {
                     self.late_writes.last()
+                }
+
+                async fn rows_before(&self, before: i64) -> Result<u64> {
+                    let mut total = 0;
+                    for (table, ts) in [("samples", "ts"), ("rollup_1m", "bucket"), ("rollup_5m", "bucket")] {
+                        let n: i64 = sqlx::query_scalar(&$sql(&format!(
+                            "SELECT COUNT(*) FROM {table} WHERE {ts} < ? AND series_id IN \
+                             (SELECT s.id FROM series s JOIN tenants t ON t.id = s.tenant_id WHERE t.deleted_at IS NULL)"
+                        )))
+                        .bind(before)
+                        .fetch_one(&self.pool)
+                        .await?;
+                        total += n.max(0) as u64;
+                    }
+                    Ok(total)
                 }
 
                 async fn reclaim_space(&self) -> Result<()> {

@@ -172,6 +172,12 @@ pub trait Store: alerts::AlertStore + tenancy::TenancyStore + chunk_store::Chunk
     /// At a clean stop, after the last write: leaves the database tidy (SQLite: its
     /// write-ahead log checkpointed into the file and truncated) and closes the connections.
     async fn close(&self) {}
+    /// Once, from `microdash migrate`: makes the space that compaction frees go back to the file
+    /// system where the database was created without that (an SQLite file from before chunks,
+    /// with `auto_vacuum = NONE`, is rewritten by `VACUUM`). True when it rewrote something.
+    async fn enable_reclaim(&self) -> Result<bool> {
+        Ok(false)
+    }
 
     async fn create_tenant(&self, name: &str, display_name: Option<&str>) -> Result<TenantRecord>;
     async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>>;

@@ -439,6 +439,19 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn enable_reclaim(&self) -> Result<bool> {
+        let _gate = self.write_gate.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *conn).await?;
+        if mode == 2 {
+            return Ok(false);
+        }
+        // The mode of a file that has tables changes only with a VACUUM on the same connection.
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL").execute(&mut *conn).await?;
+        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        Ok(true)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
