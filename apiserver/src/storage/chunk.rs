@@ -22,9 +22,18 @@
 /// whose timestamps fall in one window share a chunk.
 pub const WINDOW_MS: i64 = 2 * 3_600_000;
 
+/// Width of a 5m rollup chunk's window: a day (288 buckets). A 2 h window would hold 24, and a
+/// month's query would read 360 small chunks per series instead of 30.
+pub const DAY_WINDOW_MS: i64 = 86_400_000;
+
 /// Start of the window holding `ts`.
 pub fn window_of(ts: i64) -> i64 {
-    ts - ts.rem_euclid(WINDOW_MS)
+    window_in(ts, WINDOW_MS)
+}
+
+/// Start of the window of width `span` holding `ts`.
+pub fn window_in(ts: i64, span: i64) -> i64 {
+    ts - ts.rem_euclid(span)
 }
 
 use super::Summary;

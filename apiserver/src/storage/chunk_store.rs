@@ -47,6 +47,18 @@ pub fn compact_before(now: i64) -> i64 {
     window_of(now - COMPACT_AFTER_MS)
 }
 
+/// The window width of a chunk table (or of the row table it is made from): a day for the 5m
+/// rollup, 2 h otherwise.
+pub fn table_window(table: &str) -> i64 {
+    if table.starts_with("rollup_5m") { chunk::DAY_WINDOW_MS } else { chunk::WINDOW_MS }
+}
+
+/// The compaction cut of `table` for a pass whose cut is `before` (a 2 h window start): the
+/// start of the day holding it for the 5m rollup, whose chunks close with their day.
+pub fn table_cut(table: &str, before: i64) -> i64 {
+    chunk::window_in(before, table_window(table))
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
     /// Raw rows moved into chunks.
@@ -243,10 +255,9 @@ macro_rules! sql_chunk_store {
     ) => {
         mod sql_chunk_impl {
             use async_trait::async_trait;
-            use sqlx::Row;
 
             use super::*;
-            use crate::storage::chunk::{self, WINDOW_MS};
+            use crate::storage::chunk;
             use crate::storage::chunk_store::{self, ChunkStore, Compacted};
             use crate::storage::{Resolution, Result, Summary};
 
@@ -262,14 +273,14 @@ macro_rules! sql_chunk_store {
                 )))
                 .bind(series)
                 .bind(window)
-                .bind(window + WINDOW_MS)
+                .bind(window + chunk_store::table_window(table))
                 .fetch_all(&mut *conn)
                 .await?;
                 if !old.is_empty() {
                     sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND start_ts >= ? AND start_ts < ?")))
                         .bind(series)
                         .bind(window)
-                        .bind(window + WINDOW_MS)
+                        .bind(window + chunk_store::table_window(table))
                         .execute(&mut *conn)
                         .await?;
                 }
@@ -347,7 +358,7 @@ macro_rules! sql_chunk_store {
                              ORDER BY series_id, bucket LIMIT ?"
                         )))
                         .bind(tenant_id)
-                        .bind(before)
+                        .bind(chunk_store::table_cut(table, before))
                         .bind(limit)
                         .fetch_all(&mut *tx)
                         .await?;
@@ -356,7 +367,7 @@ macro_rules! sql_chunk_store {
                         let mut groups: std::collections::BTreeMap<(i64, i64), Vec<(i64, Summary)>> = Default::default();
                         for (series, bucket, count, sum, min, max, last, last_ts) in rows {
                             groups
-                                .entry((series, chunk::window_of(bucket)))
+                                .entry((series, chunk::window_in(bucket, chunk_store::table_window(table))))
                                 .or_default()
                                 .push((bucket, Summary { count, sum, min, max, last, last_ts }));
                         }
@@ -405,7 +416,7 @@ macro_rules! sql_chunk_store {
                             "SELECT COUNT(*) FROM {table} WHERE {ts} < ? AND series_id IN \
                              (SELECT s.id FROM series s JOIN tenants t ON t.id = s.tenant_id WHERE t.deleted_at IS NULL)"
                         )))
-                        .bind(before)
+                        .bind(chunk_store::table_cut(table, before))
                         .fetch_one(&self.pool)
                         .await?;
                         total += n.max(0) as u64;
@@ -454,20 +465,35 @@ macro_rules! sql_chunk_store {
                         for (table, rows_table) in
                             [("chunks", "samples"), ("rollup_1m_chunks", "rollup_1m"), ("rollup_5m_chunks", "rollup_5m")]
                         {
+                            // The chunks' keys, read without locks, then each chunk locked by its
+                            // exact key: a locked range would also lock the gap up to the next
+                            // series' chunk in MariaDB, and writers of neighbouring series
+                            // deadlocked on those gaps. Compaction cannot add a chunk meanwhile
+                            // (the tenant's row is shared-locked); another writer may have taken
+                            // one out, which the locked read then does not find.
                             let sql = $sql(&format!(
-                                "SELECT series_id, start_ts, data FROM {table} \
-                                 WHERE start_ts >= ? AND start_ts < ? AND series_id IN ({}){}",
+                                "SELECT series_id, start_ts FROM {table} \
+                                 WHERE start_ts >= ? AND start_ts < ? AND series_id IN ({})",
                                 vec!["?"; ids.len()].join(", "),
-                                $lock
                             ));
-                            let mut query = sqlx::query(&sql).bind(window).bind(window + WINDOW_MS);
+                            // A 2 h window lies in one day: the day's 5m chunk, if it exists,
+                            // is reopened with it.
+                            let span = chunk_store::table_window(table);
+                            let start = chunk::window_in(window, span);
+                            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(start).bind(start + span);
                             for id in ids {
                                 query = query.bind(*id);
                             }
-                            for row in query.fetch_all(&mut *conn).await? {
-                                let series: i64 = row.try_get(0)?;
-                                let start: i64 = row.try_get(1)?;
-                                let data: Vec<u8> = row.try_get(2)?;
+                            for (series, start) in query.fetch_all(&mut *conn).await? {
+                                let data: Option<Vec<u8>> = sqlx::query_scalar(&$sql(&format!(
+                                    "SELECT data FROM {table} WHERE series_id = ? AND start_ts = ?{}",
+                                    $lock
+                                )))
+                                .bind(series)
+                                .bind(start)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                                let Some(data) = data else { continue };
                                 if table == "chunks" {
                                     let points = chunk::decode(&data).map_err(chunk_store::corrupt)?;
                                     for part in points.chunks(1000) {
@@ -570,7 +596,7 @@ macro_rules! sql_chunk_store {
                     .bind(to)
                     .bind(limit)
                     .bind(series)
-                    .bind(chunk::window_of(from))
+                    .bind(chunk::window_in(from, chunk_store::table_window(table)))
                     .bind(to)
                     .bind(from)
                     .fetch_all(pool)

@@ -220,11 +220,9 @@ pub async fn chunk_suite(store: DynStore) {
     let last = store.series(tenant.id, "cpu", &Labels::new()).await.unwrap();
     // Only closed windows (before 4 h here) are compacted: the last one stays raw.
     let done = store.compact(tenant.id, 4 * hour, 100_000).await.unwrap();
-    // Per series and window: a chunk of samples, one of 1m and one of 5m buckets.
-    assert_eq!(
-        done,
-        chunk_store::Compacted { samples: 2 * 1440, buckets: 2 * (240 + 48), chunks: 2 * 2 * 3, more: false }
-    );
+    // Per series and window: a chunk of samples and one of 1m buckets; the 5m buckets wait for
+    // their day to close.
+    assert_eq!(done, chunk_store::Compacted { samples: 2 * 1440, buckets: 2 * 240, chunks: 2 * 2 * 2, more: false });
     assert_eq!(store.compact(tenant.id, 4 * hour, 100_000).await.unwrap(), Default::default(), "nothing left to move");
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap(), before);
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap(), rollups);
@@ -236,8 +234,11 @@ pub async fn chunk_suite(store: DynStore) {
     assert_eq!(edge[1].points, before[1].points[1437..1443].to_vec());
     assert_eq!(store.series(tenant.id, "cpu", &Labels::new()).await.unwrap(), last);
 
-    // Everything compacted: the series' last point now comes from a chunk.
-    store.compact(tenant.id, 6 * hour, 100_000).await.unwrap();
+    // The day closed: everything compacted, the 5m buckets of the day in one chunk per series;
+    // the series' last point now comes from a chunk.
+    let done = store.compact(tenant.id, 24 * hour, 100_000).await.unwrap();
+    assert_eq!(done, chunk_store::Compacted { samples: 2 * 360, buckets: 2 * (60 + 60), chunks: 2 * 3, more: false });
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap()[0].points.len(), 60);
     assert_eq!(store.series(tenant.id, "cpu", &Labels::new()).await.unwrap(), last);
 
     // An overwrite and a new sample in a compacted window reopen its chunk: the value changes,
@@ -254,8 +255,8 @@ pub async fn chunk_suite(store: DynStore) {
         let rolled = store.query(&PointQuery { agg, ..query(0, 2 * hour - 1, Resolution::OneMinute) }).await.unwrap();
         assert_eq!(raw, rolled, "{agg:?}");
     }
-    let again = store.compact(tenant.id, 6 * hour, 100_000).await.unwrap();
-    assert_eq!((again.samples, again.buckets, again.chunks), (721, 120 + 24, 3), "the reopened window");
+    let again = store.compact(tenant.id, 24 * hour, 100_000).await.unwrap();
+    assert_eq!((again.samples, again.buckets, again.chunks), (721, 120 + 60, 3), "the reopened window and day");
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap()[1], rollups[1]);
 
     // A small limit cuts windows in the middle; what is moved later merges into their chunks.
@@ -264,7 +265,7 @@ pub async fn chunk_suite(store: DynStore) {
     let expected = store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap();
     let expected_5m = store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap();
     let mut passes = 0;
-    while store.compact(tenant.id, 6 * hour, 7).await.unwrap().more {
+    while store.compact(tenant.id, 24 * hour, 7).await.unwrap().more {
         passes += 1;
     }
     assert!(passes > 100, "{passes} passes of at most 7 rows");
@@ -307,7 +308,8 @@ pub async fn chunk_suite(store: DynStore) {
 pub async fn compaction_beside_writers_suite(store: DynStore) {
     store.migrate().await.unwrap();
     let tenant = store.create_tenant("racing", None).await.unwrap();
-    let now = 10 * 3_600_000;
+    // After the day closed: raw, 1m and the day's 5m chunks are all compacted and reopened.
+    let now = 30 * 3_600_000;
     let writers: Vec<_> = (0..4u64)
         .map(|w| {
             let store = store.clone();
@@ -417,7 +419,9 @@ async fn sqlite_passes_the_storage_suite() {
 /// cut in the middle too), and every later batch writes into compacted windows.
 pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: &[Vec<Sample>], compact: Option<i64>) {
     // With compaction the writer's clock is past every window of the batches.
-    let now = if compact.is_some() { 10 * 3_600_000 } else { 0 };
+    // With compaction, "now" is after the day of the data closed, so the 5m rollup's day chunks
+    // are made and reopened too.
+    let now = if compact.is_some() { 30 * 3_600_000 } else { 0 };
     let mut model: std::collections::BTreeMap<(String, i64), f64> = Default::default();
     let mut compacted = 0;
     for batch in batches {
