@@ -43,6 +43,41 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The database chose this transaction as a deadlock's victim and rolled it back (InnoDB's
+    /// 1213, SQLSTATE 40001; PostgreSQL's 40P01): running it again is the remedy.
+    pub fn is_deadlock(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(err)) => {
+                matches!(err.code().as_deref(), Some("40001") | Some("40P01"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Runs a write transaction again when it was a deadlock's victim (rolled back whole, so the
+/// retry sees nothing of it), up to 5 times with a short, growing pause. InnoDB's next-key locks
+/// make such deadlocks a normal event between writers of neighbouring series (an `INSERT …
+/// SELECT` that recomputes a rollup locks the gap up to the next series' first row).
+pub(crate) async fn retry_deadlocks<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match attempt().await {
+            Err(err) if err.is_deadlock() && tries < 5 => {
+                tries += 1;
+                tracing::debug!(%err, tries, "A write transaction lost a deadlock; running it again.");
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TenantRecord {
     #[serde(skip)]

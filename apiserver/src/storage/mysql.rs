@@ -395,67 +395,7 @@ impl Store for MySqlStore {
     }
 
     async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
-        let mut tx = self.begin_write().await?;
-        let mut outcomes = Vec::with_capacity(batches.len());
-        let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
-        // A tenant deleted since its requests were accepted gets nothing written, and does not
-        // fail the other tenants' batches of this group.
-        let tenants = super::tenants_of(batches);
-        let sql = super::live_tenants_sql(tenants.len(), " LOCK IN SHARE MODE");
-        let mut alive = sqlx::query_scalar::<_, i64>(&sql);
-        for id in &tenants {
-            alive = alive.bind(*id);
-        }
-        let alive: HashSet<i64> = alive.fetch_all(&mut *tx).await?.into_iter().collect();
-        for batch in batches {
-            if !alive.contains(&batch.tenant_id) {
-                outcomes.push(WriteOutcome::gone());
-                kept.push((batch.tenant_id, Vec::new()));
-                continue;
-            }
-            let unique: Vec<&str> = batch
-                .samples
-                .iter()
-                .filter_map(|s| s.dedupe_id.as_deref())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let seen = if unique.is_empty() {
-                HashSet::new()
-            } else {
-                Self::record_dedupe(&mut tx, batch.tenant_id, &unique, now, dedupe_since).await?
-            };
-            let seen_refs: HashSet<&str> = seen.iter().map(String::as_str).collect();
-            let (keep, duplicates) = split_duplicates(batch.samples, &seen_refs);
-            outcomes.push(WriteOutcome {
-                accepted: keep.len(),
-                duplicates: duplicates.len(),
-                duplicate_indices: duplicates,
-                tenant_gone: false,
-            });
-            kept.push((batch.tenant_id, keep));
-        }
-        let (wanted, rows) = group_by_series(&kept);
-        let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
-        let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
-        // INSERT IGNORE keeps the first of two equal keys: keep only the last beforehand.
-        last_wins(&mut rows);
-        reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
-        let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
-        let mut dirty: HashSet<(i64, i64)> = HashSet::new();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let inserted = insert_samples(&mut tx, chunk, false).await?;
-            if inserted == chunk.len() as u64 {
-                new_rows.extend_from_slice(chunk);
-            } else {
-                insert_samples(&mut tx, chunk, true).await?;
-                dirty.extend(chunk.iter().map(|&(series, ts, _)| (series, bucket_of(ts, 60_000))));
-            }
-        }
-        update_rollups(&mut tx, &new_rows, &dirty).await?;
-        tx.commit().await?;
-        self.series_ids.remember(fresh);
-        Ok(outcomes)
+        super::retry_deadlocks(|| self.write_once(batches, now, dedupe_since)).await
     }
 
     async fn purge_dedupe(&self, before: i64, limit: i64) -> Result<u64> {
@@ -568,4 +508,71 @@ super::chunk_store::sql_chunk_store! {
     on_conflict_nothing: "",
     nulls: ("NULL", "NULL", "NULL"),
     reclaim: "",
+}
+
+impl MySqlStore {
+    /// One attempt of `Store::write`, in one transaction (rolled back whole on any error).
+    async fn write_once(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
+        let mut tx = self.begin_write().await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
+        // A tenant deleted since its requests were accepted gets nothing written, and does not
+        // fail the other tenants' batches of this group.
+        let tenants = super::tenants_of(batches);
+        let sql = super::live_tenants_sql(tenants.len(), " LOCK IN SHARE MODE");
+        let mut alive = sqlx::query_scalar::<_, i64>(&sql);
+        for id in &tenants {
+            alive = alive.bind(*id);
+        }
+        let alive: HashSet<i64> = alive.fetch_all(&mut *tx).await?.into_iter().collect();
+        for batch in batches {
+            if !alive.contains(&batch.tenant_id) {
+                outcomes.push(WriteOutcome::gone());
+                kept.push((batch.tenant_id, Vec::new()));
+                continue;
+            }
+            let unique: Vec<&str> = batch
+                .samples
+                .iter()
+                .filter_map(|s| s.dedupe_id.as_deref())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let seen = if unique.is_empty() {
+                HashSet::new()
+            } else {
+                Self::record_dedupe(&mut tx, batch.tenant_id, &unique, now, dedupe_since).await?
+            };
+            let seen_refs: HashSet<&str> = seen.iter().map(String::as_str).collect();
+            let (keep, duplicates) = split_duplicates(batch.samples, &seen_refs);
+            outcomes.push(WriteOutcome {
+                accepted: keep.len(),
+                duplicates: duplicates.len(),
+                duplicate_indices: duplicates,
+                tenant_gone: false,
+            });
+            kept.push((batch.tenant_id, keep));
+        }
+        let (wanted, rows) = group_by_series(&kept);
+        let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
+        let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
+        // INSERT IGNORE keeps the first of two equal keys: keep only the last beforehand.
+        last_wins(&mut rows);
+        reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
+        let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
+        let mut dirty: HashSet<(i64, i64)> = HashSet::new();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let inserted = insert_samples(&mut tx, chunk, false).await?;
+            if inserted == chunk.len() as u64 {
+                new_rows.extend_from_slice(chunk);
+            } else {
+                insert_samples(&mut tx, chunk, true).await?;
+                dirty.extend(chunk.iter().map(|&(series, ts, _)| (series, bucket_of(ts, 60_000))));
+            }
+        }
+        update_rollups(&mut tx, &new_rows, &dirty).await?;
+        tx.commit().await?;
+        self.series_ids.remember(fresh);
+        Ok(outcomes)
+    }
 }
