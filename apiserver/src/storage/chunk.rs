@@ -267,29 +267,57 @@ pub fn encode_summaries(buckets: &[(i64, Summary)]) -> Vec<u8> {
     out
 }
 
+/// The columns of a rollup chunk a reader needs besides bucket starts and counts, which always
+/// come: a month's average decodes 2 of the 5 columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub sum: bool,
+    pub min: bool,
+    pub max: bool,
+    /// `last` and `last_ts`.
+    pub last: bool,
+}
+
+impl Columns {
+    pub const ALL: Columns = Columns { sum: true, min: true, max: true, last: true };
+}
+
 /// Decodes what `encode_summaries` made.
-pub fn decode_summaries(mut data: &[u8]) -> Result<Vec<(i64, Summary)>, CorruptChunk> {
-    let mut columns = Vec::with_capacity(5);
-    for _ in 0..5 {
+pub fn decode_summaries(data: &[u8]) -> Result<Vec<(i64, Summary)>, CorruptChunk> {
+    decode_summary_columns(data, Columns::ALL)
+}
+
+/// Decodes the `wanted` columns of what `encode_summaries` made; the fields of the others are
+/// 0 (a reader that did not want them does not look at them, and merging two buckets combines
+/// each field on its own).
+pub fn decode_summary_columns(mut data: &[u8], wanted: Columns) -> Result<Vec<(i64, Summary)>, CorruptChunk> {
+    let want = [true, wanted.sum, wanted.min, wanted.max, wanted.last];
+    let mut columns: [Option<Vec<(i64, f64)>>; 5] = Default::default();
+    for (column, wanted) in columns.iter_mut().zip(want) {
         let (len, used) = get_varint(data).ok_or(CorruptChunk("bad column length"))?;
         let end = used.checked_add(len as usize).filter(|&e| e <= data.len()).ok_or(CorruptChunk("truncated"))?;
-        columns.push(decode(&data[used..end])?);
+        if wanted {
+            *column = Some(decode(&data[used..end])?);
+        }
         data = &data[end..];
     }
-    let n = columns[0].len();
-    if columns.iter().any(|c| c.len() != n) {
+    let [Some(counts), sum, min, max, last] = columns else { unreachable!("the count column is always decoded") };
+    let n = counts.len();
+    if [&sum, &min, &max, &last].iter().any(|c| c.as_ref().is_some_and(|c| c.len() != n)) {
         return Err(CorruptChunk("columns of different lengths"));
     }
-    Ok((0..n)
-        .map(|i| {
-            let (bucket, count) = columns[0][i];
+    let value = |column: &Option<Vec<(i64, f64)>>, i: usize| column.as_ref().map_or(0.0, |c| c[i].1);
+    Ok(counts
+        .iter()
+        .enumerate()
+        .map(|(i, &(bucket, count))| {
             let summary = Summary {
                 count: count as i64,
-                sum: columns[1][i].1,
-                min: columns[2][i].1,
-                max: columns[3][i].1,
-                last: columns[4][i].1,
-                last_ts: columns[4][i].0,
+                sum: value(&sum, i),
+                min: value(&min, i),
+                max: value(&max, i),
+                last: value(&last, i),
+                last_ts: last.as_ref().map_or(0, |c| c[i].0),
             };
             (bucket, summary)
         })
@@ -564,6 +592,22 @@ mod tests {
         assert!(data.len() < 120 * 12, "{} bytes for 120 buckets", data.len());
         assert!(decode_summaries(&data[..data.len() - 1]).is_err());
         assert!(decode_summaries(&encode_summaries(&[])).unwrap().is_empty());
+        // Only some columns: those fields and the counts as in the full decode, the rest 0.
+        let none = Columns { sum: false, min: false, max: false, last: false };
+        for wanted in
+            [none, Columns { sum: true, ..none }, Columns { max: true, ..none }, Columns { last: true, ..none }]
+        {
+            let some = decode_summary_columns(&data, wanted).unwrap();
+            assert_eq!(some.len(), buckets.len());
+            for ((b, s), (bucket, full)) in some.iter().zip(&buckets) {
+                assert_eq!((b, s.count), (bucket, full.count));
+                assert_eq!(s.sum, if wanted.sum { full.sum } else { 0.0 });
+                assert_eq!(s.min, 0.0);
+                assert_eq!(s.max, if wanted.max { full.max } else { 0.0 });
+                assert_eq!((s.last, s.last_ts), if wanted.last { (full.last, full.last_ts) } else { (0.0, 0) });
+            }
+        }
+        assert!(decode_summary_columns(&data[..data.len() - 1], none).is_err(), "a cut chunk is refused all the same");
     }
 
     #[test]

@@ -90,7 +90,12 @@ pub type RollupUnionRow =
 /// Rollup buckets in `[from, to]` from a union read, in time order. A bucket found both as a row
 /// and in a chunk (a write into a compacted window by a process whose clock said it was still
 /// open) is the merge of the two.
-pub fn split_rollup_union(rows: Vec<RollupUnionRow>, from: i64, to: i64) -> Result<Vec<(i64, Summary)>> {
+pub fn split_rollup_union(
+    rows: Vec<RollupUnionRow>,
+    from: i64,
+    to: i64,
+    wanted: chunk::Columns,
+) -> Result<Vec<(i64, Summary)>> {
     let mut buckets: Vec<(i64, Summary)> = Vec::with_capacity(rows.len());
     let mut chunks = Vec::new();
     for row in rows {
@@ -105,14 +110,15 @@ pub fn split_rollup_union(rows: Vec<RollupUnionRow>, from: i64, to: i64) -> Resu
     if chunks.is_empty() {
         return Ok(buckets);
     }
-    Ok(merge_summaries(chunk_summaries(&chunks, from, to)?, buckets))
+    Ok(merge_summaries(chunk_summaries(&chunks, from, to, wanted)?, buckets))
 }
 
-/// Decodes rollup chunks and keeps their buckets in `[from, to]`, in time order.
-pub fn chunk_summaries(chunks: &[Vec<u8>], from: i64, to: i64) -> Result<Vec<(i64, Summary)>> {
+/// Decodes the `wanted` columns of rollup chunks and keeps their buckets in `[from, to]`, in
+/// time order.
+pub fn chunk_summaries(chunks: &[Vec<u8>], from: i64, to: i64, wanted: chunk::Columns) -> Result<Vec<(i64, Summary)>> {
     let mut out = Vec::new();
     for data in chunks {
-        let buckets = chunk::decode_summaries(data).map_err(corrupt)?;
+        let buckets = chunk::decode_summary_columns(data, wanted).map_err(corrupt)?;
         out.extend(buckets.into_iter().filter(|(b, _)| *b >= from && *b <= to));
     }
     out.sort_by_key(|(b, _)| *b);
@@ -380,7 +386,7 @@ macro_rules! sql_chunk_store {
                                 .bind(buckets[buckets.len() - 1].0)
                                 .execute(&mut *tx)
                                 .await?;
-                            let merged = chunk_store::merge_summaries(chunk_store::chunk_summaries(&old, i64::MIN, i64::MAX)?, buckets);
+                            let merged = chunk_store::merge_summaries(chunk_store::chunk_summaries(&old, i64::MIN, i64::MAX, chunk::Columns::ALL)?, buckets);
                             let row = (merged[0].0, merged[merged.len() - 1].0, merged.len() as i64, chunk::encode_summaries(&merged));
                             insert_chunk(&mut *tx, &chunks, series, row).await?;
                             done.chunks += 1;
@@ -580,6 +586,7 @@ macro_rules! sql_chunk_store {
                 from: i64,
                 to: i64,
                 limit: i64,
+                wanted: chunk::Columns,
             ) -> Result<Vec<(i64, Summary)>> {
                 let (null_int, null_float, null_blob) = $nulls;
                 let sql = format!(
@@ -601,7 +608,7 @@ macro_rules! sql_chunk_store {
                     .bind(from)
                     .fetch_all(pool)
                     .await?;
-                chunk_store::split_rollup_union(rows, from, to)
+                chunk_store::split_rollup_union(rows, from, to, wanted)
             }
         }
         pub(crate) use sql_chunk_impl::{raw_rows_with_chunks, reopen_chunks, rollup_rows_with_chunks};

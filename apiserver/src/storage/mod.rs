@@ -164,6 +164,20 @@ pub enum Aggregation {
     Last,
 }
 
+impl Aggregation {
+    /// The rollup fields `Summary::result` reads for this aggregation (and `count`).
+    pub fn columns(self) -> chunk::Columns {
+        let none = chunk::Columns { sum: false, min: false, max: false, last: false };
+        match self {
+            Aggregation::Avg | Aggregation::Sum => chunk::Columns { sum: true, ..none },
+            Aggregation::Min => chunk::Columns { min: true, ..none },
+            Aggregation::Max => chunk::Columns { max: true, ..none },
+            Aggregation::Count => none,
+            Aggregation::Last => chunk::Columns { last: true, ..none },
+        }
+    }
+}
+
 /// A query for points of one metric.
 #[derive(Debug, Clone)]
 pub struct PointQuery {
@@ -267,7 +281,8 @@ pub trait PointRows: Sync {
     /// data of the chunks that may hold points in that range, read in one statement (one
     /// snapshot: compaction moving rows between the two never hides or doubles a sample).
     async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)>;
-    /// Buckets of `table` (`rollup_1m` or `rollup_5m`) starting in `[from, to]`, in time order.
+    /// Buckets of `table` (`rollup_1m` or `rollup_5m`) starting in `[from, to]`, in time order;
+    /// of the buckets kept in chunks only the `wanted` fields are filled in.
     async fn rollup_rows(
         &self,
         table: &str,
@@ -275,52 +290,83 @@ pub trait PointRows: Sync {
         from: i64,
         to: i64,
         limit: i64,
+        wanted: chunk::Columns,
     ) -> Result<Vec<(i64, Summary)>>;
 }
 
+/// How many series a query reads at once: the database works on the next ones (SQLite: on its
+/// connections' threads) while one is decoded and folded here.
+const SERIES_IN_FLIGHT: usize = 4;
+
 pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result<Vec<SeriesPoints>> {
-    let mut out = Vec::new();
-    let mut total = 0usize;
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut wanted = Vec::new();
     for (id, labels) in source.series_rows(query.tenant_id, &query.metric).await? {
         let labels: Labels =
             serde_json::from_str(&labels).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
-        if !labels_match(&labels, &query.matchers) {
-            continue;
+        if labels_match(&labels, &query.matchers) {
+            wanted.push((id, labels));
         }
-        // One row past what is left tells that the limit was crossed.
-        let limit = (query.max_points.saturating_sub(total) + 1) as i64;
-        let points = match query.resolution {
-            Resolution::Raw => {
-                let (rows, chunks) = source.raw_rows(id, query.from, query.to, limit).await?;
-                let points = if chunks.is_empty() {
-                    rows
-                } else {
-                    chunk::merge(chunk_store::chunk_points(&chunks, query.from, query.to)?, rows)
-                };
-                total += points.len();
-                match query.step {
-                    Some(step) => aggregate(&points, step, query.agg),
-                    None => points,
-                }
-            }
-            rollup => {
-                let table = if rollup == Resolution::OneMinute { "rollup_1m" } else { "rollup_5m" };
-                let width = rollup.width_ms();
-                let rows = source.rollup_rows(table, id, bucket_of(query.from, width), query.to, limit).await?;
-                total += rows.len();
-                if query.last_sample_times && query.step.is_none() {
-                    rows.into_iter().map(|(_, summary)| (summary.last_ts, summary.last)).collect()
-                } else {
-                    fold_summaries(rows, query.step.unwrap_or(width).max(width), query.agg)
-                }
-            }
-        };
+    }
+    // One row past the budget tells that it was crossed. The running total is checked in series
+    // order, so at most `SERIES_IN_FLIGHT` series are read past it.
+    let limit = (query.max_points + 1) as i64;
+    let mut reads = futures_util::stream::iter(wanted)
+        .map(|(id, labels)| async move {
+            let (read, points) = series_points(source, query, id, limit).await?;
+            Ok::<_, StoreError>((read, SeriesPoints { labels, points }))
+        })
+        .buffered(SERIES_IN_FLIGHT);
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    while let Some((read, series)) = reads.try_next().await? {
+        total += read;
         if total > query.max_points {
-            return Err(StoreError::TooManyPoints(total));
+            return Err(StoreError::TooManyPoints(query.max_points + 1));
         }
-        out.push(SeriesPoints { labels, points });
+        out.push(series);
     }
     Ok(out)
+}
+
+/// One series' answer to `query`, and how many points or buckets were read for it.
+async fn series_points(
+    source: &impl PointRows,
+    query: &PointQuery,
+    id: i64,
+    limit: i64,
+) -> Result<(usize, Vec<(i64, f64)>)> {
+    Ok(match query.resolution {
+        Resolution::Raw => {
+            let (rows, chunks) = source.raw_rows(id, query.from, query.to, limit).await?;
+            let points = if chunks.is_empty() {
+                rows
+            } else {
+                chunk::merge(chunk_store::chunk_points(&chunks, query.from, query.to)?, rows)
+            };
+            let read = points.len();
+            match query.step {
+                Some(step) => (read, aggregate(&points, step, query.agg)),
+                None => (read, points),
+            }
+        }
+        rollup => {
+            let table = if rollup == Resolution::OneMinute { "rollup_1m" } else { "rollup_5m" };
+            let width = rollup.width_ms();
+            let wanted = if query.last_sample_times && query.step.is_none() {
+                chunk::Columns { sum: false, min: false, max: false, last: true }
+            } else {
+                query.agg.columns()
+            };
+            let rows = source.rollup_rows(table, id, bucket_of(query.from, width), query.to, limit, wanted).await?;
+            let read = rows.len();
+            if query.last_sample_times && query.step.is_none() {
+                (read, rows.into_iter().map(|(_, summary)| (summary.last_ts, summary.last)).collect())
+            } else {
+                (read, fold_summaries(rows, query.step.unwrap_or(width).max(width), query.agg))
+            }
+        }
+    })
 }
 
 /// Opens the store for a database URL.

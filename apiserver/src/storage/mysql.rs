@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::mysql::{MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
+use super::chunk::Columns;
 use super::chunk_store::ChunkStore;
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
@@ -264,8 +265,9 @@ impl PointRows for MySqlStore {
         from: i64,
         to: i64,
         limit: i64,
+        wanted: Columns,
     ) -> Result<Vec<(i64, Summary)>> {
-        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit).await
+        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await
     }
 }
 

@@ -9,6 +9,7 @@ use microdash_model::Scope;
 use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
+use super::chunk::Columns;
 use super::chunk_store::ChunkStore;
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
@@ -242,8 +243,9 @@ impl PointRows for PostgresStore {
         from: i64,
         to: i64,
         limit: i64,
+        wanted: Columns,
     ) -> Result<Vec<(i64, Summary)>> {
-        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit).await
+        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await
     }
 }
 

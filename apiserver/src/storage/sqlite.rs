@@ -10,6 +10,7 @@ use microdash_model::Scope;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
+use super::chunk::Columns;
 use super::chunk_store::ChunkStore;
 use super::{
     CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
@@ -410,8 +411,9 @@ impl PointRows for SqliteStore {
         from: i64,
         to: i64,
         limit: i64,
+        wanted: Columns,
     ) -> Result<Vec<(i64, Summary)>> {
-        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit).await
+        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await
     }
 }
 
