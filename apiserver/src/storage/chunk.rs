@@ -280,6 +280,8 @@ pub struct Columns {
 
 impl Columns {
     pub const ALL: Columns = Columns { sum: true, min: true, max: true, last: true };
+    /// Bucket starts and counts only.
+    pub const NONE: Columns = Columns { sum: false, min: false, max: false, last: false };
 }
 
 /// Decodes what `encode_summaries` made.
@@ -593,7 +595,7 @@ mod tests {
         assert!(decode_summaries(&data[..data.len() - 1]).is_err());
         assert!(decode_summaries(&encode_summaries(&[])).unwrap().is_empty());
         // Only some columns: those fields and the counts as in the full decode, the rest 0.
-        let none = Columns { sum: false, min: false, max: false, last: false };
+        let none = Columns::NONE;
         for wanted in
             [none, Columns { sum: true, ..none }, Columns { max: true, ..none }, Columns { last: true, ..none }]
         {

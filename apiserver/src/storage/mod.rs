@@ -167,7 +167,7 @@ pub enum Aggregation {
 impl Aggregation {
     /// The rollup fields `Summary::result` reads for this aggregation (and `count`).
     pub fn columns(self) -> chunk::Columns {
-        let none = chunk::Columns { sum: false, min: false, max: false, last: false };
+        let none = chunk::Columns::NONE;
         match self {
             Aggregation::Avg | Aggregation::Sum => chunk::Columns { sum: true, ..none },
             Aggregation::Min => chunk::Columns { min: true, ..none },
@@ -218,8 +218,8 @@ pub trait Store: alerts::AlertStore + tenancy::TenancyStore + chunk_store::Chunk
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
-    /// At a clean stop, after the last write: leaves the database tidy (SQLite: its
-    /// write-ahead log checkpointed into the file and truncated) and closes the connections.
+    /// At a clean stop, after the last write: closes the connections, leaving the database tidy
+    /// (SQLite: its last connection checkpoints the write-ahead log into the file and deletes it).
     async fn close(&self) {}
     /// Once, from `microdash migrate`: makes the space that compaction frees go back to the file
     /// system where the database was created without that (an SQLite file from before chunks,
@@ -353,14 +353,12 @@ async fn series_points(
         rollup => {
             let table = if rollup == Resolution::OneMinute { "rollup_1m" } else { "rollup_5m" };
             let width = rollup.width_ms();
-            let wanted = if query.last_sample_times && query.step.is_none() {
-                chunk::Columns { sum: false, min: false, max: false, last: true }
-            } else {
-                query.agg.columns()
-            };
+            // Each bucket answers its last sample at its own time (`PointQuery::last_sample_times`).
+            let last_samples = query.last_sample_times && query.step.is_none();
+            let wanted = if last_samples { Aggregation::Last.columns() } else { query.agg.columns() };
             let rows = source.rollup_rows(table, id, bucket_of(query.from, width), query.to, limit, wanted).await?;
             let read = rows.len();
-            if query.last_sample_times && query.step.is_none() {
+            if last_samples {
                 (read, rows.into_iter().map(|(_, summary)| (summary.last_ts, summary.last)).collect())
             } else {
                 (read, fold_summaries(rows, query.step.unwrap_or(width).max(width), query.agg))
