@@ -25,9 +25,10 @@ fi
 ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
   prometheus prometheus-node-exporter python3-venv
 # Client libraries of the protocol tests (PyPI), in a virtualenv under .cache: the InfluxDB
-# client writes line protocol, the OpenTelemetry SDK exports OTLP/HTTP (apiserver/tests/protocols.rs).
+# client writes line protocol, the OpenTelemetry SDK exports OTLP/HTTP (apiserver/tests/protocols.rs);
+# the MCP SDK is the client of the MCP server's tests (apiserver/tests/mcp.rs).
 CLIENTS_VENV="$ROOT/.cache/clients-venv"
-CLIENTS=(influxdb-client==1.50.0 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2)
+CLIENTS=(influxdb-client==1.50.0 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2 mcp==2.3.0)
 if [[ "$(cat "$CLIENTS_VENV/.installed" 2>/dev/null)" != "${CLIENTS[*]}" ]]; then
   echo "==> Installing the protocol tests' client libraries into $CLIENTS_VENV"
   rm -rf "$CLIENTS_VENV"
@@ -36,6 +37,9 @@ if [[ "$(cat "$CLIENTS_VENV/.installed" 2>/dev/null)" != "${CLIENTS[*]}" ]]; the
   echo "${CLIENTS[*]}" > "$CLIENTS_VENV/.installed"
 fi
 export MICRODASH_TEST_PYTHON="$CLIENTS_VENV/bin/python"
+# The MCP conformance suite (npm), run against /mcp by apiserver/tests/mcp.rs.
+npm_ci_cached "$ROOT/tests/mcp-conformance"
+export MICRODASH_TEST_MCP_CONFORMANCE="$ROOT/tests/mcp-conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 # A Docker engine (Debian's docker.io, started when none answers): the container step at the end
 # runs the Compose stack for real, and the compose tests render docker-compose.yml with its client.
 scripts/docker-engine.sh start

@@ -1,4 +1,4 @@
-//! The `microdash` command line: `serve`, `migrate`, `tenant`, `token`, `apply`.
+//! The `microdash` command line: `serve`, `migrate`, `compact`, `tenant`, `token`, `mcp`, `apply`.
 
 use std::path::PathBuf;
 
@@ -44,6 +44,9 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Run the MCP server over stdio (for assistants and tools that start an MCP server as a
+    /// subprocess): its tools call a running microdash server with one tenant token.
+    Mcp(McpArgs),
     /// Create or update alert rules and notification channels from YAML (the CRD format:
     /// `kind: AlertRule|NotificationChannel`, `metadata.name`, `spec.tenant`), several
     /// documents separated by `---`. A running server picks changes up within seconds.
@@ -66,6 +69,16 @@ pub struct ServeArgs {
     pub check_config: bool,
     #[command(flatten)]
     pub layer: ConfigLayer,
+}
+
+#[derive(Args)]
+pub struct McpArgs {
+    /// The running server's base URL.
+    #[arg(long, env = "MICRODASH_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: url::Url,
+    /// A tenant token: `read` for the read tools, plus `admin` for rules and channels.
+    #[arg(long, env = "MICRODASH_TOKEN", hide_env_values = true)]
+    pub token: String,
 }
 
 #[derive(Args)]
@@ -230,6 +243,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             crate::server::serve(config).await
+        }
+        Command::Mcp(McpArgs { url, token }) => {
+            // Standard output carries the protocol: logs go to standard error, warnings only
+            // unless MICRODASH_LOG says otherwise.
+            let filter = tracing_subscriber::EnvFilter::try_from_env("MICRODASH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+            let mut base = url;
+            if !base.path().ends_with('/') {
+                base.set_path(&format!("{}/", base.path()));
+            }
+            crate::mcp::serve_stdio(crate::mcp::Remote::new(base, token)?).await
         }
         Command::Health { url, timeout } => {
             let client = reqwest::Client::builder().timeout(timeout).build()?;

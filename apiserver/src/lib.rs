@@ -14,6 +14,7 @@ pub mod http;
 pub mod ingest;
 pub mod limits;
 pub mod live;
+pub mod mcp;
 pub mod mqtt;
 pub mod outbound;
 pub mod pipeline;

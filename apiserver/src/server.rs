@@ -12,7 +12,7 @@ use crate::alerting::engine::{AlertEngine, Ownership};
 use crate::alerting::outbox::{self, Notifier, OutboxConfig};
 use crate::config::{Config, Role};
 use crate::domain::now_ms;
-use crate::http::{AppState, app};
+use crate::http::{AppState, app_with};
 use crate::live::LiveHub;
 use crate::pipeline::{CommitListener, Writer, WriterConfig};
 use crate::storage::{self, DynStore};
@@ -176,7 +176,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(listen = %local, "Listening. Dashboard: http://{shown}/  API: http://{shown}/api/v1  OpenAPI: http://{shown}/openapi.json");
     let stop = state.shutdown.clone();
-    axum::serve(listener, app(state))
+    axum::serve(listener, app_with(state, crate::mcp::routes))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("Shutdown requested: finishing requests, closing live streams.");

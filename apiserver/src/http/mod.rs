@@ -131,6 +131,14 @@ impl utoipa::Modify for BearerAuth {
 }
 
 pub fn app(state: AppState) -> Router {
+    app_with(state, |_, _| Router::new())
+}
+
+/// The router plus `extra` routes that themselves call the API: `extra` gets the API router
+/// (every route, its errors as problems, not counted again as requests) and adds its own routes
+/// under the same layers. The server mounts the MCP endpoint this way (`mcp::routes`), so `http`
+/// does not know of `mcp`.
+pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router<AppState>) -> Router {
     let api = Router::new()
         .route("/api/v1/metrics", post(ingest::ingest_one).get(query::metrics))
         .route("/api/v1/metrics/bulk", post(ingest::ingest_bulk))
@@ -175,7 +183,7 @@ pub fn app(state: AppState) -> Router {
         .route("/prometheus/api/{*rest}", axum::routing::any(prometheus::not_served))
         .layer(middleware::map_response(prometheus::prometheus_errors))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .merge(prometheus_api)
         .route("/prometheus/federate", get(prometheus::federate))
@@ -183,7 +191,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .fallback(assets::serve)
+        .fallback(assets::serve);
+    let api = routes.clone().layer(middleware::map_response(error::problem_for_every_error)).with_state(state.clone());
+    routes
+        .merge(extra(api, &state))
         .layer(middleware::map_response(error::problem_for_every_error))
         .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
