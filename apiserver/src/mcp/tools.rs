@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::backend::{Answer, Backend};
 use crate::domain::now_ms;
 use crate::http::params::parse_time;
+use crate::storage::Aggregation;
 
 /// A query's points per series when the caller names no step and no budget.
 const DEFAULT_MAX_POINTS: u32 = 120;
@@ -73,30 +74,6 @@ pub struct LabelValuesArgs {
 }
 
 #[derive(Deserialize, JsonSchema, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum QueryAggregation {
-    Avg,
-    Min,
-    Max,
-    Sum,
-    Count,
-    Last,
-}
-
-impl QueryAggregation {
-    fn as_str(self) -> &'static str {
-        match self {
-            QueryAggregation::Avg => "avg",
-            QueryAggregation::Min => "min",
-            QueryAggregation::Max => "max",
-            QueryAggregation::Sum => "sum",
-            QueryAggregation::Count => "count",
-            QueryAggregation::Last => "last",
-        }
-    }
-}
-
-#[derive(Deserialize, JsonSchema, Clone, Copy)]
 pub enum QueryResolution {
     #[serde(rename = "auto")]
     Auto,
@@ -140,7 +117,7 @@ pub struct QueryArgs {
     pub step: Option<String>,
     /// How the samples of a bucket are combined (default `avg`).
     #[serde(default)]
-    pub agg: Option<QueryAggregation>,
+    pub agg: Option<Aggregation>,
     /// Where points come from: `auto` (default; raw samples for recent short ranges, 1-minute or
     /// 5-minute rollups for longer ones), or one of them explicitly.
     #[serde(default)]
@@ -534,7 +511,10 @@ fn query_path(a: QueryArgs) -> Result<String, CallToolResult> {
             ("from", from_param),
             ("to", to_param),
             ("step", step),
-            ("agg", a.agg.map(|g| g.as_str().to_string())),
+            (
+                "agg",
+                a.agg.map(|g| serde_json::to_value(g).expect("serializes").as_str().unwrap_or_default().to_string())
+            ),
             ("resolution", a.resolution.map(|r| r.as_str().to_string())),
         ])
     ))

@@ -153,7 +153,7 @@ pub struct SeriesInfo {
 }
 
 /// How points in one time bucket are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregation {
     Avg,
