@@ -31,7 +31,7 @@ pub struct MySqlStore {
 }
 
 fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+    StoreError::corrupt(e)
 }
 
 fn principal_from_row(row: &MySqlRow) -> Result<Principal> {

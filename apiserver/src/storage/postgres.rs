@@ -29,7 +29,7 @@ pub struct PostgresStore {
 }
 
 fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+    StoreError::corrupt(e)
 }
 
 fn principal_from_row(row: &PgRow) -> Result<Principal> {

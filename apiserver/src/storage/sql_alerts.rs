@@ -10,7 +10,7 @@ use crate::domain::alerting::AlertState;
 use crate::storage::{Result, StoreError};
 
 pub(crate) fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+    StoreError::corrupt(e)
 }
 
 pub(crate) fn state_of(text: &str) -> Result<AlertState> {

@@ -49,7 +49,7 @@ impl SqliteStore {
     /// process, which is what a 2xx promises.
     pub async fn open(url: &str, synchronous_full: bool) -> Result<Self> {
         let parsed = SqliteConnectOptions::from_str(url)?;
-        create_private(parsed.get_filename(), url).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        create_private(parsed.get_filename(), url).map_err(|e| StoreError::from(sqlx::Error::Io(e)))?;
         let options = parsed
             .create_if_missing(true)
             // Takes effect on a new file only (sqlx sets it before the journal mode, as SQLite
@@ -113,7 +113,7 @@ impl SqliteStore {
                     .replacen(&format!("CREATE TABLE {table}"), &format!("CREATE TABLE {table}_rebuilt"), 1)
                     .replacen("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT", 1);
                 if !create.contains(&format!("{table}_rebuilt")) {
-                    return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                    return Err(StoreError::Database(super::DatabaseError::new(format!(
                         "unexpected schema of table {table}: {sql}"
                     ))));
                 }
@@ -152,7 +152,7 @@ impl SqliteStore {
             let broken: Vec<sqlx::sqlite::SqliteRow> =
                 sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
             if !broken.is_empty() {
-                return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                return Err(StoreError::Database(super::DatabaseError::new(format!(
                     "{} rows break a foreign key after rebuilding tables; nothing was changed",
                     broken.len()
                 ))));
@@ -362,7 +362,7 @@ async fn checkpoint_forever(pool: SqlitePool) {
 
 fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal> {
     let scopes_text: String = row.try_get("scopes")?;
-    let scopes = parse_scopes(&scopes_text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+    let scopes = parse_scopes(&scopes_text).map_err(StoreError::corrupt)?;
     Ok(Principal::Tenant {
         tenant_id: row.try_get("tenant_id")?,
         tenant: row.try_get("tenant")?,
@@ -673,8 +673,8 @@ impl Store for SqliteStore {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let labels: Labels = serde_json::from_str(row.try_get::<&str, _>("labels")?)
-                .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+            let labels: Labels =
+                serde_json::from_str(row.try_get::<&str, _>("labels")?).map_err(StoreError::corrupt)?;
             if !labels_match(&labels, matchers) {
                 continue;
             }

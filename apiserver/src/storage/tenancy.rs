@@ -300,7 +300,7 @@ macro_rules! sql_tenancy_store {
                                 token_id: row.try_get("id")?,
                                 prefix: row.try_get("prefix")?,
                                 scopes: parse_scopes(&scopes)
-                                    .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?,
+                                    .map_err(StoreError::corrupt)?,
                                 created_at: row.try_get("created_at")?,
                                 expires_at: row.try_get("expires_at")?,
                                 last_used_at: row.try_get("last_used_at")?,
