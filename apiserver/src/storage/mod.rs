@@ -10,6 +10,7 @@ mod error;
 pub mod mysql;
 pub mod postgres;
 mod sql_alerts;
+mod sql_common;
 pub mod sqlite;
 pub mod tenancy;
 
@@ -644,18 +645,4 @@ pub fn last_wins(rows: &mut Vec<(i64, i64, f64)>) {
         }
     }
     *rows = out;
-}
-
-/// The distinct tenants of a group of batches.
-pub(crate) fn tenants_of(batches: &[WriteBatch<'_>]) -> Vec<i64> {
-    let mut ids: Vec<i64> = batches.iter().map(|b| b.tenant_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-/// `SELECT` of the tenants among `n` ids (`?` placeholders) that are not deleted, followed by
-/// `lock` (a shared lock on PostgreSQL and MariaDB, so a deletion waits for the write).
-pub(crate) fn live_tenants_sql(n: usize, lock: &str) -> String {
-    format!("SELECT id FROM tenants WHERE deleted_at IS NULL AND id IN ({}){lock}", vec!["?"; n.max(1)].join(", "))
 }

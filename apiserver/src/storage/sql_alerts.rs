@@ -48,6 +48,18 @@ pub(crate) fn insert_ignore(insert: &str, _key: &str) -> String {
     insert.replacen("INSERT INTO", "INSERT IGNORE INTO", 1)
 }
 
+/// `INSERT … ON CONFLICT (key) DO UPDATE SET c = excluded.c, …` (SQLite, PostgreSQL).
+pub(crate) fn on_conflict_update(insert: &str, key: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!("{insert} ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+}
+
+/// `INSERT … ON DUPLICATE KEY UPDATE c = VALUES(c), …` (MariaDB/MySQL).
+pub(crate) fn on_duplicate_key_update(insert: &str, _key: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+    format!("{insert} ON DUPLICATE KEY UPDATE {}", set.join(", "))
+}
+
 /// Implements `AlertStore` for `$store` (which has a `pool: sqlx::Pool<$db>`).
 macro_rules! sql_alert_store {
     (

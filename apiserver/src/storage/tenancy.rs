@@ -148,9 +148,11 @@ macro_rules! sql_tenancy_store {
     ) => {
         mod sql_tenancy_impl {
             use async_trait::async_trait;
+            use microdash_model::Scope;
             use sqlx::Row;
 
             use super::*;
+            use crate::domain::TokenHash;
             use crate::domain::token::parse_scopes;
             use crate::storage::tenancy::{AuthEvent, OWNED, TenancyStore, TokenIds, TokenInfo};
             use crate::storage::{Resolution, Result, Store, StoreError};
