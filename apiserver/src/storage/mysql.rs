@@ -11,7 +11,7 @@ use sqlx::mysql::{MySqlConnection, MySqlPoolOptions};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
 use super::sql_common::SqlAdapter;
-use super::{CachedSeries, Result, SeriesCache, SeriesRef, StoreError, Summary, bucket_of, labels_key, rollup_deltas};
+use super::{Result, SeriesCache, StoreError, Summary, bucket_of, rollup_deltas};
 
 pub struct MySqlStore {
     pool: MySqlPool,
@@ -98,48 +98,25 @@ impl SqlAdapter for MySqlStore {
         }
         Ok(seen)
     }
-
-    async fn resolve_series(
-        &self,
-        tx: &mut MySqlConnection,
-        wanted: &[SeriesRef<'_>],
-        now: i64,
-    ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
-        let (mut ids, missing) = self.series_ids.lookup(wanted);
-        let mut fresh = Vec::with_capacity(missing.len());
-        for i in missing {
-            let series = &wanted[i];
-            let labels = labels_key(series.labels);
-            let hash: [u8; 32] = Sha256::digest(labels.as_bytes()).into();
-            sqlx::query(
-                "INSERT IGNORE INTO series (tenant_id, metric, labels, labels_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(series.tenant_id)
-            .bind(series.metric)
-            .bind(&labels)
+    /// Labels are looked up by their SHA-256 (`labels_hash`), as long text keys cannot be indexed.
+    async fn series_id(tx: &mut MySqlConnection, tenant_id: i64, metric: &str, labels: &str, now: i64) -> Result<i64> {
+        let hash: [u8; 32] = Sha256::digest(labels.as_bytes()).into();
+        sqlx::query(
+            "INSERT IGNORE INTO series (tenant_id, metric, labels, labels_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(metric)
+        .bind(labels)
+        .bind(&hash[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels_hash = ?")
+            .bind(tenant_id)
+            .bind(metric)
             .bind(&hash[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let id: i64 =
-                sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels_hash = ?")
-                    .bind(series.tenant_id)
-                    .bind(series.metric)
-                    .bind(&hash[..])
-                    .fetch_one(&mut *tx)
-                    .await?;
-            ids[i] = id;
-            fresh.push((
-                series.hash,
-                CachedSeries {
-                    tenant_id: series.tenant_id,
-                    metric: series.metric.to_string(),
-                    labels: series.labels.clone(),
-                    id,
-                },
-            ));
-        }
-        Ok((ids, fresh))
+            .fetch_one(&mut *tx)
+            .await?)
     }
 
     async fn insert_samples(tx: &mut MySqlConnection, rows: &[(i64, i64, f64)], upsert: bool) -> Result<u64> {

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
 use super::sql_common::SqlAdapter;
-use super::{CachedSeries, Result, SeriesCache, SeriesRef, Summary, bucket_of, labels_key, rollup_deltas};
+use super::{Result, SeriesCache, Summary, bucket_of, rollup_deltas};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -109,47 +109,23 @@ impl SqlAdapter for PostgresStore {
         let fresh: HashSet<&str> = fresh.iter().map(String::as_str).collect();
         Ok(ids.iter().filter(|id| !fresh.contains(**id)).map(|id| id.to_string()).collect())
     }
-
-    async fn resolve_series(
-        &self,
-        tx: &mut PgConnection,
-        wanted: &[SeriesRef<'_>],
-        now: i64,
-    ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
-        let (mut ids, missing) = self.series_ids.lookup(wanted);
-        let mut fresh = Vec::with_capacity(missing.len());
-        for i in missing {
-            let series = &wanted[i];
-            let labels = labels_key(series.labels);
-            sqlx::query(
-                "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
-            )
-            .bind(series.tenant_id)
-            .bind(series.metric)
-            .bind(&labels)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let id: i64 =
-                sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = $1 AND metric = $2 AND labels = $3")
-                    .bind(series.tenant_id)
-                    .bind(series.metric)
-                    .bind(&labels)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            ids[i] = id;
-            fresh.push((
-                series.hash,
-                CachedSeries {
-                    tenant_id: series.tenant_id,
-                    metric: series.metric.to_string(),
-                    labels: series.labels.clone(),
-                    id,
-                },
-            ));
-        }
-        Ok((ids, fresh))
+    async fn series_id(tx: &mut PgConnection, tenant_id: i64, metric: &str, labels: &str, now: i64) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(metric)
+        .bind(labels)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = $1 AND metric = $2 AND labels = $3")
+            .bind(tenant_id)
+            .bind(metric)
+            .bind(labels)
+            .fetch_one(&mut *tx)
+            .await?)
     }
 
     async fn insert_samples(tx: &mut PgConnection, rows: &[(i64, i64, f64)], upsert: bool) -> Result<u64> {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::{CachedSeries, Result, SeriesRef, WriteBatch};
+use super::{CachedSeries, Result, SeriesCache, SeriesRef, WriteBatch, labels_key};
 
 /// The backend-specific steps `sql_common_store!` builds `Store` from.
 #[async_trait]
@@ -44,14 +44,9 @@ pub(crate) trait SqlAdapter: Send + Sync {
         now: i64,
         since: i64,
     ) -> Result<HashSet<String>>;
-    /// Series ids of `wanted` (by position), from the cache or the database, and the newly
-    /// resolved entries to cache once the transaction commits.
-    async fn resolve_series(
-        &self,
-        conn: &mut Conn<Self>,
-        wanted: &[SeriesRef<'_>],
-        now: i64,
-    ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)>;
+    /// The id of a series, inserted unless it exists (`resolve_series` asks only for those not
+    /// in the cache).
+    async fn series_id(conn: &mut Conn<Self>, tenant_id: i64, metric: &str, labels: &str, now: i64) -> Result<i64>;
     /// Inserts `(series, ts, value)` rows: skipping existing keys, or (`upsert`) overwriting
     /// their values. Returns the rows the database counts as affected.
     async fn insert_samples(conn: &mut Conn<Self>, rows: &[(i64, i64, f64)], upsert: bool) -> Result<u64>;
@@ -73,6 +68,33 @@ pub(crate) type Conn<S> = <<S as SqlAdapter>::Db as sqlx::Database>::Connection;
 pub(crate) const SERIES_WITH_LAST: &str = "SELECT s.id, s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
             (SELECT value FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS value \
      FROM series s WHERE s.tenant_id = ? AND s.metric = ? ORDER BY s.labels";
+
+/// Series ids of `wanted` (by position), from the cache or the database, and the newly resolved
+/// entries to cache once the transaction commits.
+pub(crate) async fn resolve_series<S: SqlAdapter>(
+    cache: &SeriesCache,
+    conn: &mut Conn<S>,
+    wanted: &[SeriesRef<'_>],
+    now: i64,
+) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
+    let (mut ids, missing) = cache.lookup(wanted);
+    let mut fresh = Vec::with_capacity(missing.len());
+    for i in missing {
+        let series = &wanted[i];
+        let id = S::series_id(&mut *conn, series.tenant_id, series.metric, &labels_key(series.labels), now).await?;
+        ids[i] = id;
+        fresh.push((
+            series.hash,
+            CachedSeries {
+                tenant_id: series.tenant_id,
+                metric: series.metric.to_string(),
+                labels: series.labels.clone(),
+                id,
+            },
+        ));
+    }
+    Ok((ids, fresh))
+}
 
 /// The distinct tenants of a group of batches.
 pub(crate) fn tenants_of(batches: &[WriteBatch<'_>]) -> Vec<i64> {
@@ -210,7 +232,9 @@ macro_rules! sql_common_store {
                         kept.push((batch.tenant_id, keep));
                     }
                     let (wanted, rows) = group_by_series(&kept);
-                    let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
+                    let (ids, fresh) =
+                        crate::storage::sql_common::resolve_series::<Self>(&self.series_ids, &mut tx, &wanted, now)
+                            .await?;
                     let mut rows: Vec<(i64, i64, f64)> =
                         rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
                     // One statement never writes a row twice: PostgreSQL refuses to upsert a row

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, Sq
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use super::sql_common::SqlAdapter;
-use super::{CachedSeries, Result, SeriesCache, SeriesRef, StoreError, Summary, bucket_of, labels_key, rollup_deltas};
+use super::{Result, SeriesCache, StoreError, Summary, bucket_of, rollup_deltas};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -241,48 +241,29 @@ impl SqlAdapter for SqliteStore {
         }
         Ok(ids.iter().filter(|id| !fresh.contains(**id)).map(|id| id.to_string()).collect())
     }
-
-    /// Series ids of `wanted` (by position), from the cache or the database. Returns the ids and
-    /// the newly resolved entries to cache once the transaction commits.
-    async fn resolve_series(
-        &self,
+    async fn series_id(
         tx: &mut sqlx::SqliteConnection,
-        wanted: &[SeriesRef<'_>],
+        tenant_id: i64,
+        metric: &str,
+        labels: &str,
         now: i64,
-    ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
-        let (mut ids, missing) = self.series_ids.lookup(wanted);
-        let mut fresh = Vec::with_capacity(missing.len());
-        for i in missing {
-            let series = &wanted[i];
-            let labels = labels_key(series.labels);
-            sqlx::query(
-                "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
-            )
-            .bind(series.tenant_id)
-            .bind(series.metric)
-            .bind(&labels)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels = ?")
-                .bind(series.tenant_id)
-                .bind(series.metric)
-                .bind(&labels)
-                .fetch_one(&mut *tx)
-                .await?;
-            ids[i] = id;
-            fresh.push((
-                series.hash,
-                CachedSeries {
-                    tenant_id: series.tenant_id,
-                    metric: series.metric.to_string(),
-                    labels: series.labels.clone(),
-                    id,
-                },
-            ));
-        }
-        Ok((ids, fresh))
+    ) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(metric)
+        .bind(labels)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels = ?")
+            .bind(tenant_id)
+            .bind(metric)
+            .bind(labels)
+            .fetch_one(&mut *tx)
+            .await?)
     }
 
     async fn insert_samples(tx: &mut sqlx::SqliteConnection, rows: &[(i64, i64, f64)], upsert: bool) -> Result<u64> {
