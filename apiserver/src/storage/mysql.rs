@@ -3,11 +3,10 @@
 //! `INSERT IGNORE`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use sqlx::mysql::{MySqlConnection, MySqlPoolOptions};
+use sqlx::mysql::MySqlConnection;
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
 use super::sql_common::SqlAdapter;
@@ -21,23 +20,8 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-    /// A transaction that will write.
-    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::MySql>> {
-        self.pool.begin().await
-    }
-
-    /// Purge chunks need no gate here: row locks keep them out of the writer's way.
-    pub(crate) async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        None
-    }
-
     pub async fn open(url: &str) -> Result<Self> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(16)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool = super::sql_common::server_pool().connect(url).await?;
         Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default() })
     }
 }
@@ -47,6 +31,10 @@ impl SqlAdapter for MySqlStore {
     type Db = sqlx::MySql;
 
     const ROWS_PER_INSERT: usize = 2000;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pool
+    }
 
     async fn migrate_schema(&self) -> Result<()> {
         sqlx::migrate!("../migrations/mysql").run(&self.pool).await?;

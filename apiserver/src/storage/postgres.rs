@@ -2,10 +2,9 @@
 //! statement carries thousands of rows with three binds.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{PgPool, Row};
 
 use super::sql_common::SqlAdapter;
@@ -44,23 +43,8 @@ struct RollupColumns {
 }
 
 impl PostgresStore {
-    /// A transaction that will write.
-    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.pool.begin().await
-    }
-
-    /// Purge chunks need no gate here: row locks keep them out of the writer's way.
-    pub(crate) async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        None
-    }
-
     pub async fn open(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool = super::sql_common::server_pool().connect(url).await?;
         Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default() })
     }
 }
@@ -70,6 +54,10 @@ impl SqlAdapter for PostgresStore {
     type Db = sqlx::Postgres;
 
     const ROWS_PER_INSERT: usize = 5000;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pool
+    }
 
     async fn migrate_schema(&self) -> Result<()> {
         sqlx::migrate!("../migrations/postgres").run(&self.pool).await?;

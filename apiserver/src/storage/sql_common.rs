@@ -25,6 +25,17 @@ pub(crate) trait SqlAdapter: Send + Sync {
     /// Rows per multi-row statement of the writer (samples; the rollups take a third of it).
     const ROWS_PER_INSERT: usize;
 
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+    /// A transaction that will write.
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, Self::Db>> {
+        self.pool().begin().await
+    }
+    /// What the writer and every purge or compaction chunk take first: nothing where row locks
+    /// keep them out of each other's way.
+    async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
+    }
+
     /// Applies this backend's migrations (`Store::migrate`).
     async fn migrate_schema(&self) -> Result<()>;
     /// `Store::close`: nothing unless the backend has something to tidy up.
@@ -62,6 +73,15 @@ pub(crate) trait SqlAdapter: Send + Sync {
 
 /// The connection type of an adapter's database.
 pub(crate) type Conn<S> = <<S as SqlAdapter>::Db as sqlx::Database>::Connection;
+
+/// The pool of a server backend (PostgreSQL, MariaDB): up to 16 connections, one kept open,
+/// 10 s to get one.
+pub(crate) fn server_pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(16)
+        .min_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+}
 
 /// A metric's series with the newest raw sample of each, by two correlated subqueries (SQLite,
 /// MariaDB; PostgreSQL uses a lateral join).

@@ -25,14 +25,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// A transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write lock at the start,
-    /// waiting (busy timeout) for another writer to finish; a plain `BEGIN` that reads first
-    /// fails at once with "database is locked" when it must upgrade to a write lock that another
-    /// connection took meanwhile (seen under concurrent rule PUTs from the operator).
-    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
     /// Opens (creating if needed) the database file. `synchronous_full` fsyncs every commit,
     /// which also survives power loss; the default (NORMAL with WAL) survives a crash of the
     /// process, which is what a 2xx promises.
@@ -156,11 +148,6 @@ impl SqliteStore {
         }
         result
     }
-
-    /// The gate a purge chunk takes (see `write_gate`).
-    pub(crate) async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        Some(self.write_gate.lock().await)
-    }
 }
 
 /// How long a clean stop waits for borrowed connections to come back.
@@ -172,6 +159,23 @@ impl SqlAdapter for SqliteStore {
 
     /// 3 binds a row, well under SQLite's 32766 variable limit.
     const ROWS_PER_INSERT: usize = 2000;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pool
+    }
+
+    /// A transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write lock at the start,
+    /// waiting (busy timeout) for another writer to finish; a plain `BEGIN` that reads first
+    /// fails at once with "database is locked" when it must upgrade to a write lock that another
+    /// connection took meanwhile (seen under concurrent rule PUTs from the operator).
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// The gate of the writer and of every purge or compaction chunk (see `write_gate`).
+    async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.write_gate.lock().await)
+    }
 
     async fn migrate_schema(&self) -> Result<()> {
         sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
