@@ -9,12 +9,8 @@
 use crate::domain::alerting::AlertState;
 use crate::storage::{Result, StoreError};
 
-pub(crate) fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::corrupt(e)
-}
-
 pub(crate) fn state_of(text: &str) -> Result<AlertState> {
-    AlertState::parse(text).ok_or_else(|| decode_err(std::io::Error::other(format!("unknown alert state {text:?}"))))
+    AlertState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown alert state {text:?}")))
 }
 
 /// `?` placeholders as they are (SQLite, MariaDB).
@@ -81,18 +77,18 @@ macro_rules! sql_alert_store {
                 AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
                 NotificationRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
             };
-            use crate::storage::sql_alerts::{decode_err, state_of};
+            use crate::storage::sql_alerts::state_of;
             use crate::storage::{Result, StoreError, labels_key};
 
             type Conn = <$db as sqlx::Database>::Connection;
 
             fn text(row: &$row, column: &str) -> Result<String> {
                 $text_opt(row, column)?
-                    .ok_or_else(|| decode_err(std::io::Error::other(format!("{column} is NULL"))))
+                    .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
             }
 
             fn labels_of(row: &$row) -> Result<Labels> {
-                serde_json::from_str(&text(row, "labels")?).map_err(decode_err)
+                serde_json::from_str(&text(row, "labels")?).map_err(StoreError::corrupt)
             }
 
             fn spec_of(row: &$row) -> Result<SpecRecord> {
