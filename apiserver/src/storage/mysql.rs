@@ -10,7 +10,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
 use super::sql_common::SqlAdapter;
-use super::{Result, SeriesCache, StoreError, Summary, bucket_of, rollup_deltas};
+use super::{Result, SeriesCache, StoreError, Summary};
 
 pub struct MySqlStore {
     pool: MySqlPool,
@@ -122,76 +122,68 @@ impl SqlAdapter for MySqlStore {
         Ok(qb.build().execute(&mut *tx).await?.rows_affected())
     }
 
-    /// Rows merge in with `ON DUPLICATE KEY UPDATE`; dirty buckets are recomputed by `INSERT … SELECT`.
-    async fn update_rollups(
-        tx: &mut MySqlConnection,
-        new_rows: &[(i64, i64, f64)],
-        dirty: &HashSet<(i64, i64)>,
-    ) -> Result<()> {
-        let dirty_5m: HashSet<(i64, i64)> = dirty.iter().map(|&(s, b)| (s, bucket_of(b, 300_000))).collect();
-        for (table, width, skip) in [("rollup_1m", 60_000i64, dirty), ("rollup_5m", 300_000, &dirty_5m)] {
-            let deltas: Vec<((i64, i64), Summary)> =
-                rollup_deltas(new_rows, width).into_iter().filter(|(key, _)| !skip.contains(key)).collect();
-            for chunk in deltas.chunks(Self::ROWS_PER_INSERT / 3) {
-                let mut qb = QueryBuilder::new(format!(
-                    "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) "
-                ));
-                qb.push_values(chunk, |mut row, ((series, bucket), s)| {
-                    row.push_bind(series)
-                        .push_bind(bucket)
-                        .push_bind(s.count)
-                        .push_bind(s.sum)
-                        .push_bind(s.min)
-                        .push_bind(s.max)
-                        .push_bind(s.last)
-                        .push_bind(s.last_ts);
-                });
-                // Assignments run left to right and see earlier ones: `last` before `last_ts`.
-                qb.push(
-                    " ON DUPLICATE KEY UPDATE count = count + VALUES(count), sum = sum + VALUES(sum), \
-                 min = LEAST(min, VALUES(min)), max = GREATEST(max, VALUES(max)), \
-                 last = IF(VALUES(last_ts) >= last_ts, VALUES(last), last), \
-                 last_ts = GREATEST(last_ts, VALUES(last_ts))",
-                );
-                qb.build().execute(&mut *tx).await?;
-            }
-            let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
-                ("samples", "value", "COUNT(*)", "SUM(value)", "MIN(value)", "MAX(value)", "ts", "ts")
-            } else {
-                (
-                    "rollup_1m",
-                    "last",
-                    "CAST(SUM(count) AS SIGNED)",
-                    "SUM(sum)",
-                    "MIN(min)",
-                    "MAX(max)",
-                    "last_ts",
-                    "bucket",
-                )
-            };
-            let recompute = format!(
-                "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
-             SELECT ?, ?, {count}, {sum}, {min}, {max}, \
-                    (SELECT {value} FROM {source} WHERE series_id = ? AND {key} >= ? AND {key} < ? ORDER BY {ts} DESC LIMIT 1), \
-                    MAX({ts}) \
-             FROM {source} WHERE series_id = ? AND {key} >= ? AND {key} < ? \
-             ON DUPLICATE KEY UPDATE count = VALUES(count), sum = VALUES(sum), min = VALUES(min), \
-             max = VALUES(max), last = VALUES(last), last_ts = VALUES(last_ts)"
+    /// Multi-row `VALUES` with `ON DUPLICATE KEY UPDATE`.
+    async fn merge_rollups(tx: &mut MySqlConnection, table: &str, deltas: &[((i64, i64), Summary)]) -> Result<()> {
+        for chunk in deltas.chunks(Self::ROWS_PER_INSERT / 3) {
+            let mut qb = QueryBuilder::new(format!(
+                "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) "
+            ));
+            qb.push_values(chunk, |mut row, ((series, bucket), s)| {
+                row.push_bind(series)
+                    .push_bind(bucket)
+                    .push_bind(s.count)
+                    .push_bind(s.sum)
+                    .push_bind(s.min)
+                    .push_bind(s.max)
+                    .push_bind(s.last)
+                    .push_bind(s.last_ts);
+            });
+            // Assignments run left to right and see earlier ones: `last` before `last_ts`.
+            qb.push(
+                " ON DUPLICATE KEY UPDATE count = count + VALUES(count), sum = sum + VALUES(sum), \
+             min = LEAST(min, VALUES(min)), max = GREATEST(max, VALUES(max)), \
+             last = IF(VALUES(last_ts) >= last_ts, VALUES(last), last), \
+             last_ts = GREATEST(last_ts, VALUES(last_ts))",
             );
-            for &(series, bucket) in skip {
-                let end = bucket + width;
-                sqlx::query(&recompute)
-                    .bind(series)
-                    .bind(bucket)
-                    .bind(series)
-                    .bind(bucket)
-                    .bind(end)
-                    .bind(series)
-                    .bind(bucket)
-                    .bind(end)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            qb.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// `INSERT … SELECT` from the finer rows (`?` binds each value in place).
+    async fn recompute_rollups(
+        tx: &mut MySqlConnection,
+        table: &str,
+        width: i64,
+        buckets: &HashSet<(i64, i64)>,
+    ) -> Result<()> {
+        let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
+            ("samples", "value", "COUNT(*)", "SUM(value)", "MIN(value)", "MAX(value)", "ts", "ts")
+        } else {
+            ("rollup_1m", "last", "CAST(SUM(count) AS SIGNED)", "SUM(sum)", "MIN(min)", "MAX(max)", "last_ts", "bucket")
+        };
+        let recompute = format!(
+            "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
+         SELECT ?, ?, {count}, {sum}, {min}, {max}, \
+                (SELECT {value} FROM {source} WHERE series_id = ? AND {key} >= ? AND {key} < ? ORDER BY {ts} DESC LIMIT 1), \
+                MAX({ts}) \
+         FROM {source} WHERE series_id = ? AND {key} >= ? AND {key} < ? \
+         ON DUPLICATE KEY UPDATE count = VALUES(count), sum = VALUES(sum), min = VALUES(min), \
+         max = VALUES(max), last = VALUES(last), last_ts = VALUES(last_ts)"
+        );
+        for &(series, bucket) in buckets {
+            let end = bucket + width;
+            sqlx::query(&recompute)
+                .bind(series)
+                .bind(bucket)
+                .bind(series)
+                .bind(bucket)
+                .bind(end)
+                .bind(series)
+                .bind(bucket)
+                .bind(end)
+                .execute(&mut *tx)
+                .await?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{PgPool, Row};
 
 use super::sql_common::SqlAdapter;
-use super::{Result, SeriesCache, Summary, bucket_of, rollup_deltas};
+use super::{Result, SeriesCache, Summary};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -129,67 +129,65 @@ impl SqlAdapter for PostgresStore {
         Ok(sqlx::query(&sql).bind(series).bind(ts).bind(values).execute(&mut *tx).await?.rows_affected())
     }
 
-    /// The deltas go in as columns (`UNNEST`), one statement a table; dirty buckets are recomputed
-    /// by `INSERT … SELECT`.
-    async fn update_rollups(
+    /// The deltas go in as columns (`UNNEST`), one statement a table.
+    async fn merge_rollups(tx: &mut PgConnection, table: &str, deltas: &[((i64, i64), Summary)]) -> Result<()> {
+        let mut cols = RollupColumns::default();
+        for ((series, bucket), s) in deltas {
+            cols.series.push(*series);
+            cols.bucket.push(*bucket);
+            cols.count.push(s.count);
+            cols.sum.push(s.sum);
+            cols.min.push(s.min);
+            cols.max.push(s.max);
+            cols.last.push(s.last);
+            cols.last_ts.push(s.last_ts);
+        }
+        let sql = format!(
+            "INSERT INTO {table} AS r (series_id, bucket, count, sum, min, max, last, last_ts) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[], \
+                                  $6::float8[], $7::float8[], $8::bigint[]) \
+             ON CONFLICT (series_id, bucket) DO UPDATE SET count = r.count + excluded.count, \
+             sum = r.sum + excluded.sum, min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max), \
+             last = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last ELSE r.last END, \
+             last_ts = GREATEST(r.last_ts, excluded.last_ts)"
+        );
+        sqlx::query(&sql)
+            .bind(cols.series)
+            .bind(cols.bucket)
+            .bind(cols.count)
+            .bind(cols.sum)
+            .bind(cols.min)
+            .bind(cols.max)
+            .bind(cols.last)
+            .bind(cols.last_ts)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// `INSERT … SELECT` from the finer rows.
+    async fn recompute_rollups(
         tx: &mut PgConnection,
-        new_rows: &[(i64, i64, f64)],
-        dirty: &HashSet<(i64, i64)>,
+        table: &str,
+        width: i64,
+        buckets: &HashSet<(i64, i64)>,
     ) -> Result<()> {
-        let dirty_5m: HashSet<(i64, i64)> = dirty.iter().map(|&(s, b)| (s, bucket_of(b, 300_000))).collect();
-        for (table, width, skip) in [("rollup_1m", 60_000i64, dirty), ("rollup_5m", 300_000, &dirty_5m)] {
-            let deltas: Vec<((i64, i64), Summary)> =
-                rollup_deltas(new_rows, width).into_iter().filter(|(key, _)| !skip.contains(key)).collect();
-            if !deltas.is_empty() {
-                let mut cols = RollupColumns::default();
-                for ((series, bucket), s) in &deltas {
-                    cols.series.push(*series);
-                    cols.bucket.push(*bucket);
-                    cols.count.push(s.count);
-                    cols.sum.push(s.sum);
-                    cols.min.push(s.min);
-                    cols.max.push(s.max);
-                    cols.last.push(s.last);
-                    cols.last_ts.push(s.last_ts);
-                }
-                let sql = format!(
-                    "INSERT INTO {table} AS r (series_id, bucket, count, sum, min, max, last, last_ts) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[], \
-                                      $6::float8[], $7::float8[], $8::bigint[]) \
-                 ON CONFLICT (series_id, bucket) DO UPDATE SET count = r.count + excluded.count, \
-                 sum = r.sum + excluded.sum, min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max), \
-                 last = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last ELSE r.last END, \
-                 last_ts = GREATEST(r.last_ts, excluded.last_ts)"
-                );
-                sqlx::query(&sql)
-                    .bind(cols.series)
-                    .bind(cols.bucket)
-                    .bind(cols.count)
-                    .bind(cols.sum)
-                    .bind(cols.min)
-                    .bind(cols.max)
-                    .bind(cols.last)
-                    .bind(cols.last_ts)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
-                ("samples", "value", "count(*)", "sum(value)", "min(value)", "max(value)", "ts", "ts")
-            } else {
-                ("rollup_1m", "last", "sum(count)::bigint", "sum(sum)", "min(min)", "max(max)", "last_ts", "bucket")
-            };
-            let recompute = format!(
-                "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
-             SELECT $1::bigint, $2::bigint, {count}, {sum}, {min}, {max}, \
-                    (SELECT {value} FROM {source} WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 ORDER BY {ts} DESC LIMIT 1), \
-                    max({ts}) \
-             FROM {source} WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 \
-             ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
-             min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
-            );
-            for &(series, bucket) in skip {
-                sqlx::query(&recompute).bind(series).bind(bucket).bind(bucket + width).execute(&mut *tx).await?;
-            }
+        let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
+            ("samples", "value", "count(*)", "sum(value)", "min(value)", "max(value)", "ts", "ts")
+        } else {
+            ("rollup_1m", "last", "sum(count)::bigint", "sum(sum)", "min(min)", "max(max)", "last_ts", "bucket")
+        };
+        let recompute = format!(
+            "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
+         SELECT $1::bigint, $2::bigint, {count}, {sum}, {min}, {max}, \
+                (SELECT {value} FROM {source} WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 ORDER BY {ts} DESC LIMIT 1), \
+                max({ts}) \
+         FROM {source} WHERE series_id = $1 AND {key} >= $2 AND {key} < $3 \
+         ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
+         min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
+        );
+        for &(series, bucket) in buckets {
+            sqlx::query(&recompute).bind(series).bind(bucket).bind(bucket + width).execute(&mut *tx).await?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::{CachedSeries, Result, SeriesCache, SeriesRef, WriteBatch, labels_key};
+use super::{CachedSeries, Result, SeriesCache, SeriesRef, Summary, WriteBatch, bucket_of, labels_key, rollup_deltas};
 
 /// The backend-specific steps `sql_common_store!` builds `Store` from.
 #[async_trait]
@@ -61,13 +61,16 @@ pub(crate) trait SqlAdapter: Send + Sync {
     /// Inserts `(series, ts, value)` rows: skipping existing keys, or (`upsert`) overwriting
     /// their values. Returns the rows the database counts as affected.
     async fn insert_samples(conn: &mut Conn<Self>, rows: &[(i64, i64, f64)], upsert: bool) -> Result<u64>;
-    /// Brings the 1m and 5m rollups up to date with this transaction's samples: `new_rows`
-    /// merge in; buckets in `dirty` (1m buckets where a sample was overwritten) are recomputed
-    /// from raw, and the 5m buckets holding them from the 1m rollup.
-    async fn update_rollups(
+    /// Merges per-bucket summaries of new samples into `table`'s buckets (count and sum add up,
+    /// min and max widen, the newer `last` wins); `deltas` is not empty.
+    async fn merge_rollups(conn: &mut Conn<Self>, table: &str, deltas: &[((i64, i64), Summary)]) -> Result<()>;
+    /// Recomputes `buckets` (series, bucket start) of `table` (buckets of `width` ms) whole: the
+    /// 1m rollup from raw samples, the 5m rollup from the 1m rollup.
+    async fn recompute_rollups(
         conn: &mut Conn<Self>,
-        new_rows: &[(i64, i64, f64)],
-        dirty: &HashSet<(i64, i64)>,
+        table: &str,
+        width: i64,
+        buckets: &HashSet<(i64, i64)>,
     ) -> Result<()>;
 }
 
@@ -114,6 +117,28 @@ pub(crate) async fn resolve_series<S: SqlAdapter>(
         ));
     }
     Ok((ids, fresh))
+}
+
+/// Brings the 1m and 5m rollups up to date with a transaction's samples: `new_rows` merge in;
+/// buckets in `dirty` (1m buckets where a sample was overwritten) are recomputed from raw, and
+/// the 5m buckets holding them from the 1m rollup.
+pub(crate) async fn update_rollups<S: SqlAdapter>(
+    conn: &mut Conn<S>,
+    new_rows: &[(i64, i64, f64)],
+    dirty: &HashSet<(i64, i64)>,
+) -> Result<()> {
+    let dirty_5m: HashSet<(i64, i64)> = dirty.iter().map(|&(s, b)| (s, bucket_of(b, 300_000))).collect();
+    for (table, width, recompute) in [("rollup_1m", 60_000, dirty), ("rollup_5m", 300_000, &dirty_5m)] {
+        let deltas: Vec<((i64, i64), Summary)> =
+            rollup_deltas(new_rows, width).into_iter().filter(|(key, _)| !recompute.contains(key)).collect();
+        if !deltas.is_empty() {
+            S::merge_rollups(&mut *conn, table, &deltas).await?;
+        }
+        if !recompute.is_empty() {
+            S::recompute_rollups(&mut *conn, table, width, recompute).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The distinct tenants of a group of batches.
@@ -276,7 +301,7 @@ macro_rules! sql_common_store {
                             dirty.extend(chunk.iter().map(|&(series, ts, _)| (series, bucket_of(ts, 60_000))));
                         }
                     }
-                    Self::update_rollups(&mut tx, &new_rows, &dirty).await?;
+                    crate::storage::sql_common::update_rollups::<Self>(&mut tx, &new_rows, &dirty).await?;
                     tx.commit().await?;
                     self.series_ids.remember(fresh);
                     Ok(outcomes)

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, Sq
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
 use super::sql_common::SqlAdapter;
-use super::{Result, SeriesCache, StoreError, Summary, bucket_of, rollup_deltas};
+use super::{Result, SeriesCache, StoreError, Summary};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -283,55 +283,61 @@ impl SqlAdapter for SqliteStore {
         Ok(qb.build().execute(&mut *tx).await?.rows_affected())
     }
 
-    async fn update_rollups(
+    /// Multi-row `VALUES` upserts that add to the bucket (`excluded`).
+    async fn merge_rollups(
         tx: &mut sqlx::SqliteConnection,
-        new_rows: &[(i64, i64, f64)],
-        dirty: &HashSet<(i64, i64)>,
+        table: &str,
+        deltas: &[((i64, i64), Summary)],
     ) -> Result<()> {
-        let dirty_5m: HashSet<(i64, i64)> = dirty.iter().map(|&(s, b)| (s, bucket_of(b, 300_000))).collect();
-        for (table, width, skip) in [("rollup_1m", 60_000, dirty), ("rollup_5m", 300_000, &dirty_5m)] {
-            let deltas: Vec<((i64, i64), Summary)> =
-                rollup_deltas(new_rows, width).into_iter().filter(|(key, _)| !skip.contains(key)).collect();
-            for chunk in deltas.chunks(Self::ROWS_PER_INSERT / 3) {
-                let mut qb = QueryBuilder::new(format!(
-                    "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) "
-                ));
-                qb.push_values(chunk, |mut row, ((series, bucket), s)| {
-                    row.push_bind(series)
-                        .push_bind(bucket)
-                        .push_bind(s.count)
-                        .push_bind(s.sum)
-                        .push_bind(s.min)
-                        .push_bind(s.max)
-                        .push_bind(s.last)
-                        .push_bind(s.last_ts);
-                });
-                qb.push(format!(
-                    " ON CONFLICT (series_id, bucket) DO UPDATE SET count = {table}.count + excluded.count, \
-                 sum = {table}.sum + excluded.sum, min = min({table}.min, excluded.min), \
-                 max = max({table}.max, excluded.max), \
-                 last = CASE WHEN excluded.last_ts >= {table}.last_ts THEN excluded.last ELSE {table}.last END, \
-                 last_ts = max({table}.last_ts, excluded.last_ts)"
-                ));
-                qb.build().execute(&mut *tx).await?;
-            }
-            let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
-                ("samples", "value", "count(*)", "sum(value)", "min(value)", "max(value)", "ts", "ts")
-            } else {
-                ("rollup_1m", "last", "sum(count)", "sum(sum)", "min(min)", "max(max)", "last_ts", "bucket")
-            };
-            let recompute = format!(
-                "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
-             SELECT ?1, ?2, {count}, {sum}, {min}, {max}, \
-                    (SELECT {value} FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 ORDER BY {ts} DESC LIMIT 1), \
-                    max({ts}) \
-             FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
-             ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
-             min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
-            );
-            for &(series, bucket) in skip {
-                sqlx::query(&recompute).bind(series).bind(bucket).bind(bucket + width).execute(&mut *tx).await?;
-            }
+        for chunk in deltas.chunks(Self::ROWS_PER_INSERT / 3) {
+            let mut qb = QueryBuilder::new(format!(
+                "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) "
+            ));
+            qb.push_values(chunk, |mut row, ((series, bucket), s)| {
+                row.push_bind(series)
+                    .push_bind(bucket)
+                    .push_bind(s.count)
+                    .push_bind(s.sum)
+                    .push_bind(s.min)
+                    .push_bind(s.max)
+                    .push_bind(s.last)
+                    .push_bind(s.last_ts);
+            });
+            qb.push(format!(
+                " ON CONFLICT (series_id, bucket) DO UPDATE SET count = {table}.count + excluded.count, \
+             sum = {table}.sum + excluded.sum, min = min({table}.min, excluded.min), \
+             max = max({table}.max, excluded.max), \
+             last = CASE WHEN excluded.last_ts >= {table}.last_ts THEN excluded.last ELSE {table}.last END, \
+             last_ts = max({table}.last_ts, excluded.last_ts)"
+            ));
+            qb.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// `INSERT … SELECT` from the finer rows; `?1` etc. bind each value once.
+    async fn recompute_rollups(
+        tx: &mut sqlx::SqliteConnection,
+        table: &str,
+        width: i64,
+        buckets: &HashSet<(i64, i64)>,
+    ) -> Result<()> {
+        let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
+            ("samples", "value", "count(*)", "sum(value)", "min(value)", "max(value)", "ts", "ts")
+        } else {
+            ("rollup_1m", "last", "sum(count)", "sum(sum)", "min(min)", "max(max)", "last_ts", "bucket")
+        };
+        let recompute = format!(
+            "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
+         SELECT ?1, ?2, {count}, {sum}, {min}, {max}, \
+                (SELECT {value} FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 ORDER BY {ts} DESC LIMIT 1), \
+                max({ts}) \
+         FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
+         ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
+         min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
+        );
+        for &(series, bucket) in buckets {
+            sqlx::query(&recompute).bind(series).bind(bucket).bind(bucket + width).execute(&mut *tx).await?;
         }
         Ok(())
     }
