@@ -76,8 +76,7 @@ pub async fn put_channel(
 ) -> Result<bool, SpecError> {
     check_name(name)?;
     if let Some(previous) = store.get_spec(SpecKind::Channel, tenant_id, name).await? {
-        let previous: NotificationChannelSpec =
-            serde_json::from_str(&previous.spec).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+        let previous: NotificationChannelSpec = serde_json::from_str(&previous.spec).map_err(StoreError::corrupt)?;
         spec.keep_secrets_from(&previous);
     }
     if spec.webhook.as_ref().and_then(|w| w.hmac_secret.as_deref()) == Some(SECRET_PLACEHOLDER) {

@@ -265,3 +265,24 @@ pub async fn problem_for_every_error(response: Response) -> Response {
     }
     problem
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::DatabaseError;
+
+    #[test]
+    fn storage_failures_are_503_with_a_retry_and_say_nothing_of_the_database() {
+        for err in [
+            StoreError::Database(DatabaseError::new("connection refused")),
+            StoreError::corrupt("expected value at line 1 column 1"),
+            StoreError::Migrate("checksum mismatch".into()),
+        ] {
+            let app = AppError::from(err);
+            assert_eq!(app.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(app.retry_after_secs, Some(5));
+            assert_eq!(app.detail, "the database is unavailable; retry later");
+        }
+        assert_eq!(AppError::from(StoreError::Conflict("tenant \"a\"".into())).status, StatusCode::CONFLICT);
+    }
+}

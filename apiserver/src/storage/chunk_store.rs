@@ -170,7 +170,7 @@ pub trait ChunkStore: Send + Sync {
 }
 
 pub(crate) fn corrupt(err: chunk::CorruptChunk) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(Box::new(err)))
+    StoreError::corrupt(err)
 }
 
 /// Decodes the chunks a read returned and keeps their points in `[from, to]`, in time order.

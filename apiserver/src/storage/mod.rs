@@ -6,9 +6,11 @@
 pub mod alerts;
 pub mod chunk;
 pub mod chunk_store;
+mod error;
 pub mod mysql;
 pub mod postgres;
 mod sql_alerts;
+mod sql_common;
 pub mod sqlite;
 pub mod tenancy;
 
@@ -20,6 +22,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use alerts::AlertStore;
+pub use error::{DatabaseError, StoreError};
 pub use tenancy::{AuthEvent, TenancyStore, TokenIds, TokenInfo};
 
 use crate::domain::{Labels, Principal, Sample, TokenHash};
@@ -27,34 +30,7 @@ use crate::domain::{Labels, Principal, Sample, TokenHash};
 #[cfg(test)]
 mod tests;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} already exists")]
-    Conflict(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("too many points ({0}); narrow the time range or pass a step")]
-    TooManyPoints(usize),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-impl StoreError {
-    /// The database chose this transaction as a deadlock's victim and rolled it back (InnoDB's
-    /// 1213, SQLSTATE 40001; PostgreSQL's 40P01): running it again is the remedy.
-    pub fn is_deadlock(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(err)) => {
-                matches!(err.code().as_deref(), Some("40001") | Some("40P01"))
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Runs a write transaction again when it was a deadlock's victim (rolled back whole, so the
 /// retry sees nothing of it), up to 5 times with a short, growing pause. InnoDB's next-key locks
@@ -302,8 +278,7 @@ pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result
     use futures_util::{StreamExt, TryStreamExt};
     let mut wanted = Vec::new();
     for (id, labels) in source.series_rows(query.tenant_id, &query.metric).await? {
-        let labels: Labels =
-            serde_json::from_str(&labels).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+        let labels: Labels = serde_json::from_str(&labels).map_err(StoreError::corrupt)?;
         if labels_match(&labels, &query.matchers) {
             wanted.push((id, labels));
         }
@@ -670,18 +645,4 @@ pub fn last_wins(rows: &mut Vec<(i64, i64, f64)>) {
         }
     }
     *rows = out;
-}
-
-/// The distinct tenants of a group of batches.
-pub(crate) fn tenants_of(batches: &[WriteBatch<'_>]) -> Vec<i64> {
-    let mut ids: Vec<i64> = batches.iter().map(|b| b.tenant_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-/// `SELECT` of the tenants among `n` ids (`?` placeholders) that are not deleted, followed by
-/// `lock` (a shared lock on PostgreSQL and MariaDB, so a deletion waits for the write).
-pub(crate) fn live_tenants_sql(n: usize, lock: &str) -> String {
-    format!("SELECT id FROM tenants WHERE deleted_at IS NULL AND id IN ({}){lock}", vec!["?"; n.max(1)].join(", "))
 }

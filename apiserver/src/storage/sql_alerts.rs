@@ -9,12 +9,8 @@
 use crate::domain::alerting::AlertState;
 use crate::storage::{Result, StoreError};
 
-pub(crate) fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(Box::new(e)))
-}
-
 pub(crate) fn state_of(text: &str) -> Result<AlertState> {
-    AlertState::parse(text).ok_or_else(|| decode_err(std::io::Error::other(format!("unknown alert state {text:?}"))))
+    AlertState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown alert state {text:?}")))
 }
 
 /// `?` placeholders as they are (SQLite, MariaDB).
@@ -48,6 +44,18 @@ pub(crate) fn insert_ignore(insert: &str, _key: &str) -> String {
     insert.replacen("INSERT INTO", "INSERT IGNORE INTO", 1)
 }
 
+/// `INSERT … ON CONFLICT (key) DO UPDATE SET c = excluded.c, …` (SQLite, PostgreSQL).
+pub(crate) fn on_conflict_update(insert: &str, key: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!("{insert} ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+}
+
+/// `INSERT … ON DUPLICATE KEY UPDATE c = VALUES(c), …` (MariaDB/MySQL).
+pub(crate) fn on_duplicate_key_update(insert: &str, _key: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+    format!("{insert} ON DUPLICATE KEY UPDATE {}", set.join(", "))
+}
+
 /// Implements `AlertStore` for `$store` (which has a `pool: sqlx::Pool<$db>`).
 macro_rules! sql_alert_store {
     (
@@ -69,18 +77,18 @@ macro_rules! sql_alert_store {
                 AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
                 NotificationRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
             };
-            use crate::storage::sql_alerts::{decode_err, state_of};
+            use crate::storage::sql_alerts::state_of;
             use crate::storage::{Result, StoreError, labels_key};
 
             type Conn = <$db as sqlx::Database>::Connection;
 
             fn text(row: &$row, column: &str) -> Result<String> {
                 $text_opt(row, column)?
-                    .ok_or_else(|| decode_err(std::io::Error::other(format!("{column} is NULL"))))
+                    .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
             }
 
             fn labels_of(row: &$row) -> Result<Labels> {
-                serde_json::from_str(&text(row, "labels")?).map_err(decode_err)
+                serde_json::from_str(&text(row, "labels")?).map_err(StoreError::corrupt)
             }
 
             fn spec_of(row: &$row) -> Result<SpecRecord> {

@@ -6,22 +6,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use microdash_model::Scope;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, SqlitePool};
 
-use super::chunk::Columns;
-use super::chunk_store::ChunkStore;
-use super::{
-    CachedSeries, PointQuery, PointRows, Resolution, Result, Retention, SeriesCache, SeriesInfo, SeriesPoints,
-    SeriesRef, SessionRecord, Store, StoreError, Summary, TenantLimits, TenantRecord, WriteBatch, WriteOutcome,
-    bucket_of, group_by_series, labels_key, labels_match, last_wins, query_points, rollup_deltas, split_duplicates,
-};
-use crate::domain::token::parse_scopes;
-use crate::domain::{Labels, Principal, TokenHash};
-
-/// Rows per multi-row INSERT: 3 binds each, well under SQLite's 32766 variable limit.
-const ROWS_PER_INSERT: usize = 2000;
+use super::sql_common::SqlAdapter;
+use super::{Result, SeriesCache, StoreError, Summary};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -36,20 +25,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// A transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write lock at the start,
-    /// waiting (busy timeout) for another writer to finish; a plain `BEGIN` that reads first
-    /// fails at once with "database is locked" when it must upgrade to a write lock that another
-    /// connection took meanwhile (seen under concurrent rule PUTs from the operator).
-    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
     /// Opens (creating if needed) the database file. `synchronous_full` fsyncs every commit,
     /// which also survives power loss; the default (NORMAL with WAL) survives a crash of the
     /// process, which is what a 2xx promises.
     pub async fn open(url: &str, synchronous_full: bool) -> Result<Self> {
         let parsed = SqliteConnectOptions::from_str(url)?;
-        create_private(parsed.get_filename(), url).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        create_private(parsed.get_filename(), url).map_err(|e| StoreError::from(sqlx::Error::Io(e)))?;
         let options = parsed
             .create_if_missing(true)
             // Takes effect on a new file only (sqlx sets it before the journal mode, as SQLite
@@ -113,7 +94,7 @@ impl SqliteStore {
                     .replacen(&format!("CREATE TABLE {table}"), &format!("CREATE TABLE {table}_rebuilt"), 1)
                     .replacen("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT", 1);
                 if !create.contains(&format!("{table}_rebuilt")) {
-                    return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                    return Err(StoreError::Database(super::DatabaseError::new(format!(
                         "unexpected schema of table {table}: {sql}"
                     ))));
                 }
@@ -152,7 +133,7 @@ impl SqliteStore {
             let broken: Vec<sqlx::sqlite::SqliteRow> =
                 sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
             if !broken.is_empty() {
-                return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                return Err(StoreError::Database(super::DatabaseError::new(format!(
                     "{} rows break a foreign key after rebuilding tables; nothing was changed",
                     broken.len()
                 ))));
@@ -167,53 +148,77 @@ impl SqliteStore {
         }
         result
     }
+}
 
-    /// The gate a purge chunk takes (see `write_gate`).
-    pub(crate) async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+/// How long a clean stop waits for borrowed connections to come back.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[async_trait]
+impl SqlAdapter for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    /// 3 binds a row, well under SQLite's 32766 variable limit.
+    const ROWS_PER_INSERT: usize = 2000;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pool
+    }
+
+    /// A transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write lock at the start,
+    /// waiting (busy timeout) for another writer to finish; a plain `BEGIN` that reads first
+    /// fails at once with "database is locked" when it must upgrade to a write lock that another
+    /// connection took meanwhile (seen under concurrent rule PUTs from the operator).
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// The gate of the writer and of every purge or compaction chunk (see `write_gate`).
+    async fn purge_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         Some(self.write_gate.lock().await)
     }
 
-    /// Series ids of `wanted` (by position), from the cache or the database. Returns the ids and
-    /// the newly resolved entries to cache once the transaction commits.
-    async fn resolve_series(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        wanted: &[SeriesRef<'_>],
-        now: i64,
-    ) -> Result<(Vec<i64>, Vec<(u64, CachedSeries)>)> {
-        let (mut ids, missing) = self.series_ids.lookup(wanted);
-        let mut fresh = Vec::with_capacity(missing.len());
-        for i in missing {
-            let series = &wanted[i];
-            let labels = labels_key(series.labels);
-            sqlx::query(
-                "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
-            )
-            .bind(series.tenant_id)
-            .bind(series.metric)
-            .bind(&labels)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels = ?")
-                .bind(series.tenant_id)
-                .bind(series.metric)
-                .bind(&labels)
-                .fetch_one(&mut *tx)
-                .await?;
-            ids[i] = id;
-            fresh.push((
-                series.hash,
-                CachedSeries {
-                    tenant_id: series.tenant_id,
-                    metric: series.metric.to_string(),
-                    labels: series.labels.clone(),
-                    id,
-                },
-            ));
+    async fn migrate_schema(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
+        self.rebuild_with_autoincrement().await
+    }
+
+    async fn close_pool(&self) {
+        let _gate = self.write_gate.lock().await;
+        // The last connection to close checkpoints the log into the database and deletes it.
+        // An explicit `wal_checkpoint(TRUNCATE)` is not used: it waits `busy_timeout` (10 s) for
+        // any reader, and a statement left unfinished by a task cancelled at shutdown is one;
+        // closing the connections finalizes such statements instead.
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close()).await.is_err() {
+            tracing::warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "Database connections were still in use at shutdown; SQLite replays its log on the next start."
+            );
         }
-        Ok((ids, fresh))
+    }
+
+    async fn reclaim_on_migrate(&self) -> Result<bool> {
+        let _gate = self.write_gate.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *conn).await?;
+        if mode == 2 {
+            return Ok(false);
+        }
+        // The mode of a file that has tables changes only with a VACUUM on the same connection.
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL").execute(&mut *conn).await?;
+        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        Ok(true)
+    }
+
+    async fn insert_tenant(&self, name: &str, display_name: Option<&str>, now: i64) -> Result<Option<i64>> {
+        let result = sqlx::query(
+            "INSERT INTO tenants (name, display_name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(display_name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((result.rows_affected() > 0).then_some(result.last_insert_rowid()))
     }
 
     /// Returns the dedupe ids of `ids` that were already seen since `since`, recording the rest.
@@ -225,7 +230,7 @@ impl SqliteStore {
         since: i64,
     ) -> Result<HashSet<String>> {
         let mut fresh: HashSet<String> = HashSet::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_INSERT) {
+        for chunk in ids.chunks(Self::ROWS_PER_INSERT) {
             let mut qb = QueryBuilder::new("INSERT INTO dedupe (tenant_id, dedupe_id, seen_at) ");
             qb.push_values(chunk, |mut row, id| {
                 row.push_bind(tenant_id).push_bind(*id).push_bind(now);
@@ -240,30 +245,51 @@ impl SqliteStore {
         }
         Ok(ids.iter().filter(|id| !fresh.contains(**id)).map(|id| id.to_string()).collect())
     }
-}
+    async fn series_id(
+        tx: &mut sqlx::SqliteConnection,
+        tenant_id: i64,
+        metric: &str,
+        labels: &str,
+        now: i64,
+    ) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO series (tenant_id, metric, labels, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, metric, labels) DO NOTHING",
+        )
+        .bind(tenant_id)
+        .bind(metric)
+        .bind(labels)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND metric = ? AND labels = ?")
+            .bind(tenant_id)
+            .bind(metric)
+            .bind(labels)
+            .fetch_one(&mut *tx)
+            .await?)
+    }
 
-async fn insert_samples(tx: &mut sqlx::SqliteConnection, rows: &[(i64, i64, f64)], on_conflict: &str) -> Result<u64> {
-    let mut qb = QueryBuilder::new("INSERT INTO samples (series_id, ts, value) ");
-    qb.push_values(rows, |mut row, (series, ts, value)| {
-        row.push_bind(series).push_bind(ts).push_bind(value);
-    });
-    qb.push(on_conflict);
-    Ok(qb.build().execute(&mut *tx).await?.rows_affected())
-}
+    async fn insert_samples(tx: &mut sqlx::SqliteConnection, rows: &[(i64, i64, f64)], upsert: bool) -> Result<u64> {
+        let mut qb = QueryBuilder::new("INSERT INTO samples (series_id, ts, value) ");
+        qb.push_values(rows, |mut row, (series, ts, value)| {
+            row.push_bind(series).push_bind(ts).push_bind(value);
+        });
+        qb.push(if upsert {
+            " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
+        } else {
+            " ON CONFLICT (series_id, ts) DO NOTHING"
+        });
+        Ok(qb.build().execute(&mut *tx).await?.rows_affected())
+    }
 
-/// Brings the 1m and 5m rollups up to date with this transaction's samples: `new_rows` merge
-/// in; buckets in `dirty` (1m buckets where a sample was overwritten) are recomputed from raw,
-/// and the 5m buckets holding them from the 1m rollup.
-async fn update_rollups(
-    tx: &mut sqlx::SqliteConnection,
-    new_rows: &[(i64, i64, f64)],
-    dirty: &HashSet<(i64, i64)>,
-) -> Result<()> {
-    let dirty_5m: HashSet<(i64, i64)> = dirty.iter().map(|&(s, b)| (s, bucket_of(b, 300_000))).collect();
-    for (table, width, skip) in [("rollup_1m", 60_000, dirty), ("rollup_5m", 300_000, &dirty_5m)] {
-        let deltas: Vec<((i64, i64), Summary)> =
-            rollup_deltas(new_rows, width).into_iter().filter(|(key, _)| !skip.contains(key)).collect();
-        for chunk in deltas.chunks(ROWS_PER_INSERT / 3) {
+    /// Multi-row `VALUES` upserts that add to the bucket (`excluded`).
+    async fn merge_rollups(
+        tx: &mut sqlx::SqliteConnection,
+        table: &str,
+        deltas: &[((i64, i64), Summary)],
+    ) -> Result<()> {
+        for chunk in deltas.chunks(Self::ROWS_PER_INSERT / 3) {
             let mut qb = QueryBuilder::new(format!(
                 "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) "
             ));
@@ -279,13 +305,23 @@ async fn update_rollups(
             });
             qb.push(format!(
                 " ON CONFLICT (series_id, bucket) DO UPDATE SET count = {table}.count + excluded.count, \
-                 sum = {table}.sum + excluded.sum, min = min({table}.min, excluded.min), \
-                 max = max({table}.max, excluded.max), \
-                 last = CASE WHEN excluded.last_ts >= {table}.last_ts THEN excluded.last ELSE {table}.last END, \
-                 last_ts = max({table}.last_ts, excluded.last_ts)"
+             sum = {table}.sum + excluded.sum, min = min({table}.min, excluded.min), \
+             max = max({table}.max, excluded.max), \
+             last = CASE WHEN excluded.last_ts >= {table}.last_ts THEN excluded.last ELSE {table}.last END, \
+             last_ts = max({table}.last_ts, excluded.last_ts)"
             ));
             qb.build().execute(&mut *tx).await?;
         }
+        Ok(())
+    }
+
+    /// `INSERT … SELECT` from the finer rows; `?1` etc. bind each value once.
+    async fn recompute_rollups(
+        tx: &mut sqlx::SqliteConnection,
+        table: &str,
+        width: i64,
+        buckets: &HashSet<(i64, i64)>,
+    ) -> Result<()> {
         let (source, value, count, sum, min, max, ts, key) = if width == 60_000 {
             ("samples", "value", "count(*)", "sum(value)", "min(value)", "max(value)", "ts", "ts")
         } else {
@@ -293,18 +329,18 @@ async fn update_rollups(
         };
         let recompute = format!(
             "INSERT INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) \
-             SELECT ?1, ?2, {count}, {sum}, {min}, {max}, \
-                    (SELECT {value} FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 ORDER BY {ts} DESC LIMIT 1), \
-                    max({ts}) \
-             FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
-             ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
-             min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
+         SELECT ?1, ?2, {count}, {sum}, {min}, {max}, \
+                (SELECT {value} FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 ORDER BY {ts} DESC LIMIT 1), \
+                max({ts}) \
+         FROM {source} WHERE series_id = ?1 AND {key} >= ?2 AND {key} < ?3 \
+         ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, \
+         min = excluded.min, max = excluded.max, last = excluded.last, last_ts = excluded.last_ts"
         );
-        for &(series, bucket) in skip {
+        for &(series, bucket) in buckets {
             sqlx::query(&recompute).bind(series).bind(bucket).bind(bucket + width).execute(&mut *tx).await?;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Creates the database file readable by its owner only (0600) when it does not exist yet:
@@ -360,367 +396,6 @@ async fn checkpoint_forever(pool: SqlitePool) {
     }
 }
 
-fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal> {
-    let scopes_text: String = row.try_get("scopes")?;
-    let scopes = parse_scopes(&scopes_text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
-    Ok(Principal::Tenant {
-        tenant_id: row.try_get("tenant_id")?,
-        tenant: row.try_get("tenant")?,
-        token_id: row.try_get("token_id")?,
-        scopes,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
-fn tenant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TenantRecord> {
-    Ok(TenantRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        display_name: row.try_get("display_name")?,
-        created_at: row.try_get("created_at")?,
-        retention: Retention {
-            raw_ms: row.try_get("retention_raw_ms")?,
-            m1_ms: row.try_get("retention_1m_ms")?,
-            m5_ms: row.try_get("retention_5m_ms")?,
-        },
-        limits: TenantLimits {
-            samples_per_second: row.try_get("limit_samples_per_second")?,
-            series: row.try_get("limit_series")?,
-        },
-    })
-}
-
-#[async_trait]
-impl PointRows for SqliteStore {
-    async fn series_rows(&self, tenant_id: i64, metric: &str) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = ? AND metric = ? ORDER BY labels")
-            .bind(tenant_id)
-            .bind(metric)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn raw_rows(&self, series: i64, from: i64, to: i64, limit: i64) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
-        raw_rows_with_chunks(&self.pool, series, from, to, limit).await
-    }
-
-    async fn rollup_rows(
-        &self,
-        table: &str,
-        series: i64,
-        from: i64,
-        to: i64,
-        limit: i64,
-        wanted: Columns,
-    ) -> Result<Vec<(i64, Summary)>> {
-        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await
-    }
-}
-
-/// How long a clean stop waits for borrowed connections to come back.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
-        self.rebuild_with_autoincrement().await
-    }
-
-    async fn close(&self) {
-        let _gate = self.write_gate.lock().await;
-        // The last connection to close checkpoints the log into the database and deletes it.
-        // An explicit `wal_checkpoint(TRUNCATE)` is not used: it waits `busy_timeout` (10 s) for
-        // any reader, and a statement left unfinished by a task cancelled at shutdown is one;
-        // closing the connections finalizes such statements instead.
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close()).await.is_err() {
-            tracing::warn!(
-                timeout = ?CLOSE_TIMEOUT,
-                "Database connections were still in use at shutdown; SQLite replays its log on the next start."
-            );
-        }
-    }
-
-    async fn enable_reclaim(&self) -> Result<bool> {
-        let _gate = self.write_gate.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *conn).await?;
-        if mode == 2 {
-            return Ok(false);
-        }
-        // The mode of a file that has tables changes only with a VACUUM on the same connection.
-        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL").execute(&mut *conn).await?;
-        sqlx::query("VACUUM").execute(&mut *conn).await?;
-        Ok(true)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn create_tenant(&self, name: &str, display_name: Option<&str>) -> Result<TenantRecord> {
-        let now = crate::domain::now_ms();
-        let result = sqlx::query(
-            "INSERT INTO tenants (name, display_name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(display_name)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("tenant {name:?}")));
-        }
-        Ok(TenantRecord {
-            id: result.last_insert_rowid(),
-            name: name.to_string(),
-            display_name: display_name.map(str::to_string),
-            created_at: now,
-            retention: Retention::default(),
-            limits: TenantLimits::default(),
-        })
-    }
-
-    async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE name = ? AND deleted_at IS NULL")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(tenant_from_row).transpose()
-    }
-
-    async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM tenants WHERE deleted_at IS NULL ORDER BY name").fetch_all(&self.pool).await?;
-        rows.iter().map(tenant_from_row).collect()
-    }
-
-    fn forget_tenant(&self, tenant_id: i64) {
-        self.series_ids.forget_tenant(tenant_id);
-    }
-
-    async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE tenants SET retention_raw_ms = ?, retention_1m_ms = ?, retention_5m_ms = ? WHERE name = ?",
-        )
-        .bind(retention.raw_ms)
-        .bind(retention.m1_ms)
-        .bind(retention.m5_ms)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn purge(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64> {
-        let _gate = self.write_gate.lock().await;
-        let (table, column) = match resolution {
-            Resolution::Raw => ("samples", "ts"),
-            Resolution::OneMinute => ("rollup_1m", "bucket"),
-            Resolution::FiveMinutes => ("rollup_5m", "bucket"),
-        };
-        let sql = format!(
-            "DELETE FROM {table} WHERE (series_id, {column}) IN \
-             (SELECT series_id, {column} FROM {table} \
-              WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND {column} < ? LIMIT ?)"
-        );
-        Ok(sqlx::query(&sql).bind(tenant_id).bind(before).bind(limit).execute(&self.pool).await?.rows_affected())
-    }
-
-    async fn find_token(&self, hash: &TokenHash) -> Result<Option<Principal>> {
-        let row = sqlx::query(
-            "SELECT t.id AS token_id, t.tenant_id, t.scopes, t.expires_at, n.name AS tenant, t.hash \
-             FROM tokens t JOIN tenants n ON n.id = t.tenant_id AND n.deleted_at IS NULL WHERE t.hash = ?",
-        )
-        .bind(&hash.0[..])
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: Vec<u8> = row.try_get("hash")?;
-        let stored = TokenHash(stored.try_into().unwrap_or([0; 32]));
-        if !stored.matches(hash) {
-            return Ok(None);
-        }
-        principal_from_row(&row).map(Some)
-    }
-
-    async fn create_session(&self, hash: &TokenHash, token_id: i64, expires_at: i64) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
-            .bind(crate::domain::now_ms())
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("INSERT INTO sessions (hash, token_id, expires_at) VALUES (?, ?, ?)")
-            .bind(&hash.0[..])
-            .bind(token_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn find_session(&self, hash: &TokenHash) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query(
-            "SELECT s.expires_at AS session_expires_at, t.expires_at, t.id AS token_id, t.tenant_id, t.scopes, n.name AS tenant \
-             FROM sessions s JOIN tokens t ON t.id = s.token_id JOIN tenants n ON n.id = t.tenant_id AND n.deleted_at IS NULL \
-             WHERE s.hash = ?",
-        )
-        .bind(&hash.0[..])
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(SessionRecord { principal: principal_from_row(&row)?, expires_at: row.try_get("session_expires_at")? }))
-    }
-
-    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE hash = ?").bind(&hash.0[..]).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn write(&self, batches: &[WriteBatch<'_>], now: i64, dedupe_since: i64) -> Result<Vec<WriteOutcome>> {
-        let _gate = self.write_gate.lock().await;
-        let mut tx = self.begin_write().await?;
-        let mut outcomes = Vec::with_capacity(batches.len());
-        let mut kept: Vec<(i64, Vec<&crate::domain::Sample>)> = Vec::with_capacity(batches.len());
-        // A tenant deleted since its requests were accepted gets nothing written, and does not
-        // fail the other tenants' batches of this group.
-        let tenants = super::tenants_of(batches);
-        let sql = super::live_tenants_sql(tenants.len(), "");
-        let mut alive = sqlx::query_scalar::<_, i64>(&sql);
-        for id in &tenants {
-            alive = alive.bind(*id);
-        }
-        let alive: HashSet<i64> = alive.fetch_all(&mut *tx).await?.into_iter().collect();
-        for batch in batches {
-            if !alive.contains(&batch.tenant_id) {
-                outcomes.push(WriteOutcome::gone());
-                kept.push((batch.tenant_id, Vec::new()));
-                continue;
-            }
-            let ids: Vec<&str> = batch.samples.iter().filter_map(|s| s.dedupe_id.as_deref()).collect();
-            let seen = if ids.is_empty() {
-                HashSet::new()
-            } else {
-                let unique: Vec<&str> = ids.iter().copied().collect::<HashSet<_>>().into_iter().collect();
-                Self::record_dedupe(&mut tx, batch.tenant_id, &unique, now, dedupe_since).await?
-            };
-            let seen_refs: HashSet<&str> = seen.iter().map(String::as_str).collect();
-            let (keep, duplicates) = split_duplicates(batch.samples, &seen_refs);
-            outcomes.push(WriteOutcome {
-                accepted: keep.len(),
-                duplicates: duplicates.len(),
-                duplicate_indices: duplicates,
-                tenant_gone: false,
-            });
-            kept.push((batch.tenant_id, keep));
-        }
-
-        let (wanted, rows) = group_by_series(&kept);
-        let (ids, fresh) = self.resolve_series(&mut tx, &wanted, now).await?;
-        let mut rows: Vec<(i64, i64, f64)> = rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
-        last_wins(&mut rows);
-        reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
-        // New rows go in with DO NOTHING, so a chunk that inserted every row is known to be all
-        // new and merges into the rollups incrementally. A chunk that hit existing rows is
-        // written again as an upsert (last write wins) and its buckets are recomputed.
-        let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
-        let mut dirty: HashSet<(i64, i64)> = HashSet::new();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let inserted = insert_samples(&mut tx, chunk, " ON CONFLICT (series_id, ts) DO NOTHING").await?;
-            if inserted == chunk.len() as u64 {
-                new_rows.extend_from_slice(chunk);
-            } else {
-                insert_samples(&mut tx, chunk, " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value")
-                    .await?;
-                dirty.extend(chunk.iter().map(|&(series, ts, _)| (series, bucket_of(ts, 60_000))));
-            }
-        }
-        update_rollups(&mut tx, &new_rows, &dirty).await?;
-        tx.commit().await?;
-
-        self.series_ids.remember(fresh);
-        Ok(outcomes)
-    }
-
-    async fn purge_dedupe(&self, before: i64, limit: i64) -> Result<u64> {
-        let result = sqlx::query(
-            "DELETE FROM dedupe WHERE (tenant_id, dedupe_id) IN \
-             (SELECT tenant_id, dedupe_id FROM dedupe WHERE seen_at < ? LIMIT ?)",
-        )
-        .bind(before)
-        .bind(limit)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected())
-    }
-
-    async fn metric_names(&self, tenant_id: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT DISTINCT metric FROM series WHERE tenant_id = ? ORDER BY metric")
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn series(&self, tenant_id: i64, metric: &str, matchers: &Labels) -> Result<Vec<SeriesInfo>> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.labels, (SELECT ts FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS ts, \
-                    (SELECT value FROM samples WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS value \
-             FROM series s WHERE s.tenant_id = ? AND s.metric = ? ORDER BY s.labels",
-        )
-        .bind(tenant_id)
-        .bind(metric)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let labels: Labels = serde_json::from_str(row.try_get::<&str, _>("labels")?)
-                .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
-            if !labels_match(&labels, matchers) {
-                continue;
-            }
-            let ts: Option<i64> = row.try_get("ts")?;
-            let value: Option<f64> = row.try_get("value")?;
-            let last = self.last_point(row.try_get("id")?, ts.zip(value)).await?;
-            out.push(SeriesInfo { labels, last });
-        }
-        Ok(out)
-    }
-
-    async fn query(&self, query: &PointQuery) -> Result<Vec<SeriesPoints>> {
-        query_points(self, query).await
-    }
-
-    async fn list_dashboards(&self, tenant_id: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT body FROM dashboards WHERE tenant_id = ? ORDER BY name")
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn put_dashboard(&self, tenant_id: i64, name: &str, body: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO dashboards (tenant_id, name, body, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-        )
-        .bind(tenant_id)
-        .bind(name)
-        .bind(body)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_dashboard(&self, tenant_id: i64, name: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM dashboards WHERE tenant_id = ? AND name = ?")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-}
-
 fn text_column(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<String>> {
     Ok(row.try_get(column)?)
 }
@@ -752,4 +427,15 @@ super::chunk_store::sql_chunk_store! {
     on_conflict_nothing: " ON CONFLICT DO NOTHING",
     nulls: ("NULL", "NULL", "NULL"),
     reclaim: "PRAGMA incremental_vacuum",
+}
+
+super::sql_common::sql_common_store! {
+    store: SqliteStore,
+    db: sqlx::Sqlite,
+    sql: crate::storage::sql_alerts::question_marks,
+    chunk: crate::storage::tenancy::chunk_by_subquery,
+    upsert: crate::storage::sql_alerts::on_conflict_update,
+    share_lock: "",
+    metric_names: "SELECT DISTINCT metric FROM series WHERE tenant_id = ? ORDER BY metric",
+    series_with_last: crate::storage::sql_common::SERIES_WITH_LAST,
 }

@@ -148,9 +148,11 @@ macro_rules! sql_tenancy_store {
     ) => {
         mod sql_tenancy_impl {
             use async_trait::async_trait;
+            use microdash_model::Scope;
             use sqlx::Row;
 
             use super::*;
+            use crate::domain::TokenHash;
             use crate::domain::token::parse_scopes;
             use crate::storage::tenancy::{AuthEvent, OWNED, TenancyStore, TokenIds, TokenInfo};
             use crate::storage::{Resolution, Result, Store, StoreError};
@@ -300,7 +302,7 @@ macro_rules! sql_tenancy_store {
                                 token_id: row.try_get("id")?,
                                 prefix: row.try_get("prefix")?,
                                 scopes: parse_scopes(&scopes)
-                                    .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?,
+                                    .map_err(StoreError::corrupt)?,
                                 created_at: row.try_get("created_at")?,
                                 expires_at: row.try_get("expires_at")?,
                                 last_used_at: row.try_get("last_used_at")?,
