@@ -23,7 +23,7 @@ if (( disk_free_gb < DISK_NEED_GB )); then
 fi
 
 ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
-  prometheus prometheus-node-exporter python3-venv
+  prometheus prometheus-node-exporter python3-venv nginx-light haproxy
 # Client libraries of the protocol tests (PyPI), in a virtualenv under .cache: the InfluxDB
 # client writes line protocol, the OpenTelemetry SDK exports OTLP/HTTP (apiserver/tests/protocols.rs);
 # the MCP SDK is the client of the MCP server's tests (apiserver/tests/mcp.rs).

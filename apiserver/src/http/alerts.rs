@@ -2,13 +2,12 @@
 //! and a live stream of transitions (SSE) for the dashboard.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::stream::{self, Stream, StreamExt};
+use axum::response::sse::{Event, Sse};
+use futures_util::stream::{self, StreamExt};
 use microdash_model::{AlertRuleSpec, Scope};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -139,10 +138,7 @@ pub async fn history(
     responses((status = 200, content_type = "text/event-stream",
         description = "`event: transition`, `data:` a transition of the tenant's alerts, as in /alerts/history"),
         (status = 404, body = crate::http::error::Problem, description = "this process does not evaluate alerts")))]
-pub async fn stream(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+pub async fn stream(State(state): State<AppState>, caller: Caller) -> AppResult<impl axum::response::IntoResponse> {
     let tenant = caller.require(Scope::Read)?;
     let engine = state
         .alerting
@@ -192,6 +188,5 @@ pub async fn stream(
             _ = revoked => {}
         }
     };
-    Ok(Sse::new(retry.chain(live).take_until(stopped))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+    Ok(crate::http::stream::through_proxies(Sse::new(retry.chain(live).take_until(stopped))))
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use microdash_model::Scope;
@@ -97,7 +98,7 @@ pub async fn stream(
     caller: Caller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> AppResult<impl IntoResponse> {
     let tenant = caller.require(Scope::Read)?;
     let params = Params::parse(raw.as_deref())?;
     // The same rule as /query: a name no sample can have is a mistake, not an empty stream.
@@ -150,8 +151,28 @@ pub async fn stream(
             _ = revoked => {}
         }
     };
-    Ok(Sse::new(retry.chain(events).take_until(stopped))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+    Ok(through_proxies(Sse::new(retry.chain(events).take_until(stopped))))
+}
+
+/// How often an idle stream sends a comment: well inside the idle timeouts of the proxies in
+/// front of it (nginx's `proxy_read_timeout` 60 s, haproxy's `timeout server` 50 s in Debian's
+/// configuration, most load balancers 60 s), so none of them closes a quiet stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// An event stream as proxies should pass it: each event at once, never buffered, cached or
+/// transformed. nginx buffers proxied answers by default and reads `X-Accel-Buffering: no` as
+/// "not this one"; `no-transform` keeps compressing proxies from holding events back.
+pub fn through_proxies<S>(sse: Sse<S>) -> impl IntoResponse
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    (
+        [
+            (axum::http::HeaderName::from_static("x-accel-buffering"), "no"),
+            (axum::http::header::CACHE_CONTROL, "no-cache, no-transform"),
+        ],
+        sse.keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")),
+    )
 }
 
 /// One of the tenant's `max_streams_per_tenant` streams, or 429 naming the limit.

@@ -1,6 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
-import { parseSample, useLiveStore } from './live'
+import {
+  FAILED_ATTEMPTS_BEFORE_POLLING,
+  POLL_MS,
+  PROBE_MS,
+  READY_TIMEOUT_MS,
+  parseSample,
+  useLiveStore,
+} from './live'
 import { setUnauthorizedHandler } from '@/api/client'
 import { FakeEventSource, mockFetch } from '@/test/fakes'
 import type { LiveSample } from '@/api/types'
@@ -253,5 +260,98 @@ describe('live store', () => {
     live.start()
     expect(FakeEventSource.latest().url).toBe('/api/v1/stream?metric=cpu')
     expect(live.subscriberCount()).toBe(1)
+  })
+
+  describe('when the stream does not get through (a proxy cuts or buffers it)', () => {
+    it('falls back to polling after three connections end before any event, and reloads every 10 s', async () => {
+      vi.useFakeTimers()
+      mockFetch({ 'GET /api/v1/session': { body: { tenant: 'default', scopes: [] } } })
+      const live = useLiveStore()
+      const reload = vi.fn()
+      live.subscribe({ metrics: ['cpu'] }, () => {}, reload)
+      live.start()
+      await vi.advanceTimersByTimeAsync(0)
+      // The proxy answers, then cuts each connection before anything came through.
+      FakeEventSource.latest().open()
+      FakeEventSource.latest().fail(false)
+      expect(live.state).toBe('reconnecting')
+      FakeEventSource.latest().fail(false)
+      expect(live.state).toBe('reconnecting')
+      FakeEventSource.latest().fail(false)
+      expect(live.state).toBe('polling')
+      expect(FakeEventSource.latest().closed).toBe(true)
+      await vi.advanceTimersByTimeAsync(0)
+      expect(reload).toHaveBeenCalledTimes(1)
+      // (the reload runs just after each tick of the interval)
+      await vi.advanceTimersByTimeAsync(POLL_MS + 1)
+      expect(reload).toHaveBeenCalledTimes(2)
+      await vi.advanceTimersByTimeAsync(POLL_MS)
+      expect(reload).toHaveBeenCalledTimes(3)
+      // No new stream while polling, even when a page subscribes, until the probe.
+      live.subscribe({ metrics: ['mem'] }, () => {})
+      await vi.advanceTimersByTimeAsync(0)
+      expect(FakeEventSource.instances).toHaveLength(1)
+    })
+
+    it('counts a new stream that brings no `ready` within 5 s as failed (a buffering proxy)', async () => {
+      vi.useFakeTimers()
+      mockFetch({ 'GET /api/v1/session': { body: { tenant: 'default', scopes: [] } } })
+      const live = useLiveStore()
+      live.subscribe({}, () => {}, () => {})
+      live.start()
+      for (let attempt = 1; attempt <= FAILED_ATTEMPTS_BEFORE_POLLING; attempt++) {
+        await vi.advanceTimersByTimeAsync(0)
+        expect(FakeEventSource.instances).toHaveLength(attempt)
+        const es = FakeEventSource.latest()
+        es.open() // headers pass the proxy; the events stay in its buffer
+        expect(live.state).toBe('live')
+        await vi.advanceTimersByTimeAsync(READY_TIMEOUT_MS)
+        expect(es.closed).toBe(true)
+        // The retry waits its back-off (1 s, then 2 s) and checks the session.
+        await vi.advanceTimersByTimeAsync(attempt < FAILED_ATTEMPTS_BEFORE_POLLING ? 1000 * 2 ** (attempt - 1) : 0)
+      }
+      expect(live.state).toBe('polling')
+    })
+
+    it('a probe that gets through brings live back and reloads once more', async () => {
+      vi.useFakeTimers()
+      const live = useLiveStore()
+      const reload = vi.fn()
+      live.subscribe({ metrics: ['cpu'] }, () => {}, reload)
+      live.start()
+      await vi.advanceTimersByTimeAsync(0)
+      for (let i = 0; i < FAILED_ATTEMPTS_BEFORE_POLLING; i++) FakeEventSource.latest().fail(false)
+      expect(live.state).toBe('polling')
+      await vi.advanceTimersByTimeAsync(PROBE_MS)
+      expect(FakeEventSource.instances).toHaveLength(2)
+      const probe = FakeEventSource.latest()
+      // A fresh stream: no resume id, and not `live` on headers alone.
+      expect(probe.url).toBe('/api/v1/stream?metric=cpu')
+      probe.open()
+      expect(live.state).toBe('polling')
+      const reloadsBefore = reload.mock.calls.length
+      probe.emit('ready', {}, '42')
+      expect(live.state).toBe('live')
+      await vi.advanceTimersByTimeAsync(1000)
+      expect(reload).toHaveBeenCalledTimes(reloadsBefore + 1)
+      // No more polling.
+      await vi.advanceTimersByTimeAsync(POLL_MS * 3)
+      expect(reload).toHaveBeenCalledTimes(reloadsBefore + 1)
+    })
+
+    it('does not poll when connections bring events between drops', async () => {
+      const live = useLiveStore()
+      live.subscribe({}, () => {})
+      live.start()
+      const es = FakeEventSource.latest()
+      for (let i = 0; i < 5; i++) {
+        es.open()
+        es.sample({ metric: 'cpu', ts: 1, value: i }, String(i + 1))
+        es.fail(false)
+      }
+      expect(live.state).toBe('reconnecting')
+      es.open()
+      expect(live.state).toBe('live')
+    })
   })
 })

@@ -9,6 +9,11 @@
  * passes the last id it saw as `last_event_id`. The server then sends what was missed first;
  * when it cannot (the gap is too large, or this client fell behind), it sends `event: reset`
  * and subscribers reload their data through the query API.
+ *
+ * When the stream cannot stay open (a proxy that cuts it, or buffers it so nothing arrives:
+ * three connections in a row end, or a new one brings no `ready` within 5 s, before any event),
+ * the store falls back to polling: state `polling`, every subscriber reloads through the query
+ * API every 10 s, and once a minute a new stream is tried; its first event brings back `live`.
  */
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
@@ -16,7 +21,7 @@ import { api, notifyUnauthorized, streamUrl } from '@/api/client'
 import type { Labels, LiveSample } from '@/api/types'
 import { matchesLabels } from '@/lib/labels'
 
-export type LiveState = 'live' | 'reconnecting' | 'offline'
+export type LiveState = 'live' | 'reconnecting' | 'polling' | 'offline'
 
 export interface LiveFilter {
   /** Metric names; empty or absent means every metric of the tenant. */
@@ -39,6 +44,16 @@ const MAX_RETRY_MS = 30_000
 const IDLE_OPEN_MS = 300
 /** Resets that arrive closer together than this cause one reload, not one each. */
 const RESET_COALESCE_MS = 1000
+/** A new stream (no id to resume from) sends `ready` at once; nothing by then = held back. */
+export const READY_TIMEOUT_MS = 5000
+/** Connections in a row that end (or bring nothing) before any event: then poll instead. */
+export const FAILED_ATTEMPTS_BEFORE_POLLING = 3
+/** How often subscribers reload while polling. */
+export const POLL_MS = 10_000
+/** How often a stream is tried again while polling. */
+export const PROBE_MS = 60_000
+/** A connection open this long has not failed, even if it brought no event (a quiet metric). */
+const STABLE_MS = 60_000
 
 export function parseSample(data: string): LiveSample | null {
   try {
@@ -78,6 +93,14 @@ export const useLiveStore = defineStore('live', () => {
   let lastResetAt = -Infinity
   /** Resets delivered to subscribers (for the header and tests). */
   const resets = ref(0)
+  /** Connections in a row that failed before bringing any event. */
+  let failedAttempts = 0
+  /** Whether the current connection brought an event yet, and when it was opened. */
+  let gotEvent = false
+  let openedAt = 0
+  let readyTimer: ReturnType<typeof setTimeout> | null = null
+  let pollTimer: ReturnType<typeof setInterval> | null = null
+  let probeTimer: ReturnType<typeof setTimeout> | null = null
 
   /**
    * `handler` gets every matching sample; `onReset`, when the stream could not deliver
@@ -168,8 +191,9 @@ export const useLiveStore = defineStore('live', () => {
   }
 
   function reconcile(): void {
-    // While backing off after a refused connection, the retry opens the wanted URL itself.
-    if (!enabled || retryTimer) return
+    // While backing off after a refused connection, the retry opens the wanted URL itself;
+    // while polling, the next probe does.
+    if (!enabled || retryTimer || state.value === 'polling') return
     const wanted = wantedUrl()
     if (source && url.value === wanted) return
     open(wanted)
@@ -177,23 +201,36 @@ export const useLiveStore = defineStore('live', () => {
 
   function open(target: string): void {
     close()
-    if (state.value !== 'live') state.value = 'reconnecting'
+    const polling = state.value === 'polling'
+    if (state.value !== 'live' && !polling) state.value = 'reconnecting'
     const es = new EventSource(withLastEventId(target, lastEventId), { withCredentials: false })
     source = es
     url.value = target
+    gotEvent = false
+    openedAt = Date.now()
+    if (lastEventId === null) {
+      // A new stream answers `ready` at once; a proxy that buffers it holds that back too.
+      readyTimer = setTimeout(() => {
+        readyTimer = null
+        if (source === es && !gotEvent) attemptFailed()
+      }, READY_TIMEOUT_MS)
+    }
     es.onopen = () => {
       if (source !== es) return
       retryDelay = MIN_RETRY_MS
-      state.value = 'live'
+      // While polling, only an event proves that the stream gets through.
+      if (state.value !== 'polling') state.value = 'live'
     }
     const onSample = (ev: MessageEvent) => {
       if (source !== es) return
+      eventArrived()
       if (ev.lastEventId) lastEventId = ev.lastEventId
       const sample = parseSample(ev.data as string)
       if (sample) dispatch(sample)
     }
     const onReset = (ev: MessageEvent) => {
       if (source !== es) return
+      eventArrived()
       if (ev.lastEventId) lastEventId = ev.lastEventId
       reset()
     }
@@ -201,11 +238,19 @@ export const useLiveStore = defineStore('live', () => {
     es.addEventListener('reset', onReset as EventListener)
     // Where a new stream starts: resuming from it loses nothing even before the first sample.
     es.addEventListener('ready', ((ev: MessageEvent) => {
-      if (source === es && ev.lastEventId) lastEventId = ev.lastEventId
+      if (source !== es) return
+      eventArrived()
+      if (ev.lastEventId) lastEventId = ev.lastEventId
     }) as EventListener)
     es.onmessage = onSample
     es.onerror = () => {
       if (source !== es) return
+      if (!gotEvent && Date.now() - openedAt < STABLE_MS) {
+        attemptFailed()
+        return
+      }
+      gotEvent = false
+      openedAt = Date.now()
       state.value = 'reconnecting'
       // CONNECTING: the browser retries by itself and sends Last-Event-ID.
       // CLOSED: it gave up (an HTTP error such as 401); retry ourselves after checking the session.
@@ -214,6 +259,71 @@ export const useLiveStore = defineStore('live', () => {
         scheduleRetry()
       }
     }
+  }
+
+  /** The current connection brought an event: the stream gets through. */
+  function eventArrived(): void {
+    if (gotEvent) return
+    gotEvent = true
+    failedAttempts = 0
+    if (readyTimer) clearTimeout(readyTimer)
+    readyTimer = null
+    if (state.value === 'polling') {
+      // A probe got through: live again, and everything reloads once (polling data is older).
+      clearPolling()
+      state.value = 'live'
+      reset()
+    } else {
+      state.value = 'live'
+    }
+  }
+
+  /** The current connection ended, or brought nothing in time, before any event. */
+  function attemptFailed(): void {
+    if (state.value === 'polling') {
+      // A probe that did not get through: try again later.
+      close()
+      probeTimer ??= setTimeout(probe, PROBE_MS)
+      return
+    }
+    failedAttempts++
+    if (failedAttempts >= FAILED_ATTEMPTS_BEFORE_POLLING) return startPolling()
+    state.value = 'reconnecting'
+    const es = source
+    // The browser retries a dropped connection by itself; a closed or silent one is reopened.
+    if (es && es.readyState !== EventSource.CONNECTING) {
+      close()
+      scheduleRetry()
+    } else {
+      gotEvent = false
+      openedAt = Date.now()
+    }
+  }
+
+  function startPolling(): void {
+    close()
+    if (retryTimer) clearTimeout(retryTimer)
+    retryTimer = null
+    state.value = 'polling'
+    // A stream opened later starts afresh (with `ready`): the reloads cover what it missed.
+    lastEventId = null
+    reset()
+    pollTimer = setInterval(reset, POLL_MS)
+    probeTimer = setTimeout(probe, PROBE_MS)
+  }
+
+  function probe(): void {
+    probeTimer = null
+    if (!enabled || state.value !== 'polling') return
+    open(wantedUrl())
+  }
+
+  function clearPolling(): void {
+    if (pollTimer) clearInterval(pollTimer)
+    pollTimer = null
+    if (probeTimer) clearTimeout(probeTimer)
+    probeTimer = null
+    failedAttempts = 0
   }
 
   function scheduleRetry(): void {
@@ -235,6 +345,8 @@ export const useLiveStore = defineStore('live', () => {
   }
 
   function close(): void {
+    if (readyTimer) clearTimeout(readyTimer)
+    readyTimer = null
     if (source) {
       source.onopen = source.onerror = source.onmessage = null
       source.close()
@@ -267,6 +379,7 @@ export const useLiveStore = defineStore('live', () => {
     if (retryTimer) clearTimeout(retryTimer)
     retryTimer = null
     retryDelay = MIN_RETRY_MS
+    clearPolling()
     close()
     state.value = 'offline'
   }
