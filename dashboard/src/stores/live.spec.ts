@@ -272,12 +272,15 @@ describe('live store', () => {
       live.start()
       await vi.advanceTimersByTimeAsync(0)
       // The proxy answers, then cuts each connection before anything came through.
-      FakeEventSource.latest().open()
-      FakeEventSource.latest().fail(false)
+      const es = FakeEventSource.latest()
+      es.open()
+      es.fail(false)
       expect(live.state).toBe('reconnecting')
-      FakeEventSource.latest().fail(false)
+      es.open()
+      es.fail(false)
       expect(live.state).toBe('reconnecting')
-      FakeEventSource.latest().fail(false)
+      es.open()
+      es.fail(false)
       expect(live.state).toBe('polling')
       expect(FakeEventSource.latest().closed).toBe(true)
       await vi.advanceTimersByTimeAsync(0)
@@ -320,7 +323,10 @@ describe('live store', () => {
       live.subscribe({ metrics: ['cpu'] }, () => {}, reload)
       live.start()
       await vi.advanceTimersByTimeAsync(0)
-      for (let i = 0; i < FAILED_ATTEMPTS_BEFORE_POLLING; i++) FakeEventSource.latest().fail(false)
+      for (let i = 0; i < FAILED_ATTEMPTS_BEFORE_POLLING; i++) {
+        FakeEventSource.latest().open()
+        FakeEventSource.latest().fail(false)
+      }
       expect(live.state).toBe('polling')
       await vi.advanceTimersByTimeAsync(PROBE_MS)
       expect(FakeEventSource.instances).toHaveLength(2)
@@ -337,6 +343,26 @@ describe('live store', () => {
       // No more polling.
       await vi.advanceTimersByTimeAsync(POLL_MS * 3)
       expect(reload).toHaveBeenCalledTimes(reloadsBefore + 1)
+    })
+
+    it('keeps reconnecting, never polling, while the server is down (connections fail to connect)', async () => {
+      vi.useFakeTimers()
+      const live = useLiveStore()
+      live.subscribe({}, () => {}, () => {})
+      live.start()
+      await vi.advanceTimersByTimeAsync(0)
+      const es = FakeEventSource.latest()
+      es.open()
+      es.emit('ready', {}, '7')
+      expect(live.state).toBe('live')
+      // A restart: the browser's retries are refused for a while, then it gets through again.
+      for (let i = 0; i < 10; i++) {
+        es.fail(false)
+        await vi.advanceTimersByTimeAsync(1000)
+      }
+      expect(live.state).toBe('reconnecting')
+      es.open()
+      expect(live.state).toBe('live')
     })
 
     it('does not poll when connections bring events between drops', async () => {

@@ -11,7 +11,8 @@
  * and subscribers reload their data through the query API.
  *
  * When the stream cannot stay open (a proxy that cuts it, or buffers it so nothing arrives:
- * three connections in a row end, or a new one brings no `ready` within 5 s, before any event),
+ * three connections in a row are answered and then end before any event, or a new one brings
+ * no `ready` within 5 s without any error), 
  * the store falls back to polling: state `polling`, every subscriber reloads through the query
  * API every 10 s, and once a minute a new stream is tried; its first event brings back `live`.
  */
@@ -95,8 +96,14 @@ export const useLiveStore = defineStore('live', () => {
   const resets = ref(0)
   /** Connections in a row that failed before bringing any event. */
   let failedAttempts = 0
-  /** Whether the current connection brought an event yet, and when it was opened. */
+  /**
+   * The current attempt: whether it was answered (`onopen`), brought an event, or failed to
+   * connect at all, and when it began. A server that is down fails to connect: that is
+   * reconnecting, never a reason to poll.
+   */
+  let connected = false
   let gotEvent = false
+  let errored = false
   let openedAt = 0
   let readyTimer: ReturnType<typeof setTimeout> | null = null
   let pollTimer: ReturnType<typeof setInterval> | null = null
@@ -206,17 +213,18 @@ export const useLiveStore = defineStore('live', () => {
     const es = new EventSource(withLastEventId(target, lastEventId), { withCredentials: false })
     source = es
     url.value = target
-    gotEvent = false
-    openedAt = Date.now()
+    newAttempt()
     if (lastEventId === null) {
-      // A new stream answers `ready` at once; a proxy that buffers it holds that back too.
+      // A new stream answers `ready` at once; a proxy that buffers it holds that (and even the
+      // answer's headers) back, without any error.
       readyTimer = setTimeout(() => {
         readyTimer = null
-        if (source === es && !gotEvent) attemptFailed()
+        if (source === es && !gotEvent && !errored) attemptFailed()
       }, READY_TIMEOUT_MS)
     }
     es.onopen = () => {
       if (source !== es) return
+      connected = true
       retryDelay = MIN_RETRY_MS
       // While polling, only an event proves that the stream gets through.
       if (state.value !== 'polling') state.value = 'live'
@@ -245,12 +253,13 @@ export const useLiveStore = defineStore('live', () => {
     es.onmessage = onSample
     es.onerror = () => {
       if (source !== es) return
-      if (!gotEvent && Date.now() - openedAt < STABLE_MS) {
+      // Answered, then ended before any event (and soon): something between cuts the stream.
+      if (connected && !gotEvent && Date.now() - openedAt < STABLE_MS) {
         attemptFailed()
         return
       }
-      gotEvent = false
-      openedAt = Date.now()
+      newAttempt()
+      errored = true
       state.value = 'reconnecting'
       // CONNECTING: the browser retries by itself and sends Last-Event-ID.
       // CLOSED: it gave up (an HTTP error such as 401); retry ourselves after checking the session.
@@ -295,9 +304,15 @@ export const useLiveStore = defineStore('live', () => {
       close()
       scheduleRetry()
     } else {
-      gotEvent = false
-      openedAt = Date.now()
+      newAttempt()
     }
+  }
+
+  function newAttempt(): void {
+    connected = false
+    gotEvent = false
+    errored = false
+    openedAt = Date.now()
   }
 
   function startPolling(): void {
