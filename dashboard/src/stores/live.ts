@@ -219,7 +219,7 @@ export const useLiveStore = defineStore('live', () => {
       // answer's headers) back, without any error.
       readyTimer = setTimeout(() => {
         readyTimer = null
-        if (source === es && !gotEvent && !errored) attemptFailed()
+        if (source === es && !gotEvent && !errored) attemptFailed(true)
       }, READY_TIMEOUT_MS)
     }
     es.onopen = () => {
@@ -255,7 +255,7 @@ export const useLiveStore = defineStore('live', () => {
       if (source !== es) return
       // Answered, then ended before any event (and soon): something between cuts the stream.
       if (connected && !gotEvent && Date.now() - openedAt < STABLE_MS) {
-        attemptFailed()
+        attemptFailed(false)
         return
       }
       newAttempt()
@@ -287,8 +287,11 @@ export const useLiveStore = defineStore('live', () => {
     }
   }
 
-  /** The current connection ended, or brought nothing in time, before any event. */
-  function attemptFailed(): void {
+  /**
+   * The current connection ended, or brought nothing in time (`held`: it is still pending, e.g.
+   * a proxy holds even its headers back), before any event.
+   */
+  function attemptFailed(held: boolean): void {
     if (state.value === 'polling') {
       // A probe that did not get through: try again later.
       close()
@@ -299,8 +302,8 @@ export const useLiveStore = defineStore('live', () => {
     if (failedAttempts >= FAILED_ATTEMPTS_BEFORE_POLLING) return startPolling()
     state.value = 'reconnecting'
     const es = source
-    // The browser retries a dropped connection by itself; a closed or silent one is reopened.
-    if (es && es.readyState !== EventSource.CONNECTING) {
+    // The browser retries a dropped connection by itself; a closed or held one is reopened.
+    if (held || (es && es.readyState !== EventSource.CONNECTING)) {
       close()
       scheduleRetry()
     } else {
