@@ -9,15 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::mosquitto::make_certificates;
 use common::webhook::Receiver;
-use common::{ADMIN_TOKEN, Server, cli, client};
+use common::{ADMIN_TOKEN, Server, cli, client, free_port};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// A port nobody listens on (yet).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 // ---------------------------------------------------------------------------------------
 // A real SMTP server: aiosmtpd through scripts/services/smtp.py, one message per file.

@@ -8,26 +8,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, client, create_tenant, now_ms};
+use common::{Daemon, Server, client, create_tenant, free_port, now_ms};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// A child process killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn get(server: &Server, token: &str, path: &str) -> Value {
     let r = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();

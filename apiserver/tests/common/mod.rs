@@ -12,6 +12,21 @@ pub mod webhook;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// A child process (Prometheus, nginx, haproxy, …) killed when dropped.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nobody listens on (yet).
+pub fn free_port() -> u16 {
+    mosquitto::free_port()
+}
+
 /// The real `microdash serve` of the test kit, with the defaults of the server's own tests.
 pub struct Server(microdash_testkit::Server);
 
