@@ -20,7 +20,10 @@ source scripts/lib.sh
 LOGS="$ROOT/.cache/test-logs"
 DIR="$ROOT/.cache/compose-test"
 PROJECT=microdash-test
-HTTP_PORTS=58080-58081 EMBEDDED_PORT=58090 MQTT_PORT=58883
+# Published on the host below Linux's ephemeral range (32768-60999): a port in it may be held by
+# any client or test server at that moment (a cold run once failed with "bind: address already
+# in use" on 58080, taken by a test server's random port).
+HTTP_PORTS=28080-28081 EMBEDDED_PORT=28090 MQTT_PORT=28883
 mkdir -p "$LOGS" "$DIR"
 
 step() { echo "==> $*"; }
