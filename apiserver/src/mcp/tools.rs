@@ -122,7 +122,7 @@ pub struct QueryArgs {
     /// 5-minute rollups for longer ones), or one of them explicitly.
     #[serde(default)]
     pub resolution: Option<QueryResolution>,
-    /// Most points per series when `step` is omitted (default 120, at most 2000).
+    /// Most points per series when `step` is omitted (default 120, 2 to 2000).
     #[serde(default)]
     pub max_points: Option<u32>,
 }
@@ -358,19 +358,19 @@ fn unreachable_error(message: String) -> CallToolResult {
 
 /// Runs a tool. `None`: no tool of that name.
 pub async fn call(backend: &Backend, name: &str, args: JsonObject) -> Option<CallToolResult> {
-    Some(match run(backend, name, args).await? {
-        Ok(result) | Err(result) => result,
-    })
+    if !TOOLS.iter().any(|t| t.tool.name == name) {
+        return None;
+    }
+    Some(run(backend, name, args).await.unwrap_or_else(|tool_error| tool_error))
 }
-
-type Outcome = Option<Result<CallToolResult, CallToolResult>>;
 
 async fn get(backend: &Backend, path: &str) -> Result<Answer, CallToolResult> {
     backend.call(Method::GET, path, None).await.map_err(unreachable_error)
 }
 
-async fn run(backend: &Backend, name: &str, args: JsonObject) -> Outcome {
-    let outcome = async {
+/// Runs one of `TOOLS` (a test checks that each has its arm); `Err` is a tool error.
+async fn run(backend: &Backend, name: &str, args: JsonObject) -> Result<CallToolResult, CallToolResult> {
+    {
         match name {
             "list_metrics" => {
                 arguments::<NoArgs>(name, args)?;
@@ -461,13 +461,9 @@ async fn run(backend: &Backend, name: &str, args: JsonObject) -> Outcome {
                 let answer = backend.call(Method::POST, &path, None).await.map_err(unreachable_error)?;
                 Ok(result(answer, &format!("Sent a test notification through {:?}.", a.name)))
             }
-            _ => Err(CallToolResult::error(Vec::new())),
+            other => unreachable!("the tool {other:?} is listed in TOOLS but has no arm in `run`"),
         }
-    };
-    if !TOOLS.iter().any(|t| t.tool.name == name) {
-        return None;
     }
-    Some(outcome.await)
 }
 
 /// The HTTP query of `query_range`: times resolved once (so the answer is the HTTP API's for
@@ -475,10 +471,11 @@ async fn run(backend: &Backend, name: &str, args: JsonObject) -> Outcome {
 /// that do not parse are passed on as they are: the API refuses them with its own message.
 fn query_path(a: QueryArgs) -> Result<String, CallToolResult> {
     let max_points = a.max_points.unwrap_or(DEFAULT_MAX_POINTS);
-    if !(1..=MAX_POINTS).contains(&max_points) {
+    // Two points at least: a range touches two step-aligned buckets whatever the step.
+    if !(2..=MAX_POINTS).contains(&max_points) {
         return Err(CallToolResult::structured_error(json!({
             "type": "about:blank", "title": "Unprocessable Entity", "status": 422,
-            "detail": format!("maxPoints must be between 1 and {MAX_POINTS}"), "field": "maxPoints",
+            "detail": format!("maxPoints must be between 2 and {MAX_POINTS}"), "field": "maxPoints",
         })));
     }
     let now = now_ms();
@@ -498,7 +495,7 @@ fn query_path(a: QueryArgs) -> Result<String, CallToolResult> {
         (None, Some(from), Some(to)) if to >= from => {
             // Buckets are aligned to the step and both ends are inclusive: a range of n steps
             // can touch n + 2 buckets.
-            let per_point = ((to - from) as u64).div_ceil(u64::from(max_points.saturating_sub(2).max(1)));
+            let per_point = ((to - from) as u64).div_ceil(u64::from((max_points - 2).max(1)));
             Some((per_point.div_ceil(1000).max(1) * 1000).to_string())
         }
         (None, _, _) => None,
@@ -610,5 +607,45 @@ fn explain_instance(spec: Option<&AlertRuleSpec>, alert: &Value) -> String {
         "NODATA" => format!("NODATA{since}: the series stopped reporting."),
         "RESOLVED" => format!("RESOLVED{since}: {comparison}."),
         _ => format!("OK{since}: {comparison}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed tool has its arm in `run` (a router without routes answers 404 to any call).
+    #[tokio::test]
+    async fn every_listed_tool_runs() {
+        let backend = Backend::in_process(axum::Router::new(), &axum::http::HeaderMap::new());
+        for entry in TOOLS.iter() {
+            let name = entry.tool.name.as_ref();
+            assert!(call(&backend, name, JsonObject::new()).await.is_some(), "{name}");
+        }
+        assert!(call(&backend, "no_such_tool", JsonObject::new()).await.is_none());
+    }
+
+    #[test]
+    fn the_point_budget_holds_for_step_aligned_inclusive_buckets() {
+        for (span, max_points) in [(7_200_000_i64, 120_u32), (86_400_000, 60), (59_000, 3), (1_000, 2), (3_600_000, 2)]
+        {
+            let args = QueryArgs {
+                metric: "m".into(),
+                matchers: BTreeMap::new(),
+                from: Some("1700000000000".into()),
+                to: Some((1_700_000_000_000 + span).to_string()),
+                step: None,
+                agg: None,
+                resolution: None,
+                max_points: Some(max_points),
+            };
+            let path = query_path(args).unwrap_or_else(|_| panic!("a valid query"));
+            let step: i64 = path.split("step=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+            assert_eq!(step % 1000, 0, "whole seconds: {path}");
+            let from = 1_700_000_000_000 / step;
+            let to = (1_700_000_000_000 + span) / step;
+            // Buckets from..=to, both ends inclusive: at most max_points of them.
+            assert!(to - from < i64::from(max_points), "{span} ms in {max_points} points: {path}");
+        }
     }
 }
