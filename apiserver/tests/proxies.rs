@@ -144,6 +144,26 @@ async fn the_stream_passes_nginx_and_haproxy_at_once_and_outlives_their_idle_tim
     assert_eq!(direct.headers()["x-accel-buffering"], "no");
     assert_eq!(direct.headers()["cache-control"], "no-cache, no-transform");
     drop(direct);
+    // Every event stream gets them: the alert transitions' and the MCP endpoint's too.
+    let alerts = client().get(server.url("/api/v1/alerts/stream")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(alerts.status(), StatusCode::OK);
+    assert_eq!(alerts.headers()["x-accel-buffering"], "no");
+    drop(alerts);
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let mcp = client()
+        .post(server.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mcp.status(), StatusCode::OK);
+    assert!(mcp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert_eq!(mcp.headers()["x-accel-buffering"], "no");
+    assert_eq!(mcp.headers()["cache-control"], "no-cache, no-transform");
+    drop(mcp);
 
     let mut via_nginx = Events::open(nginx_port, &token).await;
     let mut via_haproxy = Events::open(haproxy_port, &token).await;

@@ -2,12 +2,13 @@
 //! and a live stream of transitions (SSE) for the dashboard.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, Sse};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, Stream, StreamExt};
 use microdash_model::{AlertRuleSpec, Scope};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -138,7 +139,10 @@ pub async fn history(
     responses((status = 200, content_type = "text/event-stream",
         description = "`event: transition`, `data:` a transition of the tenant's alerts, as in /alerts/history"),
         (status = 404, body = crate::http::error::Problem, description = "this process does not evaluate alerts")))]
-pub async fn stream(State(state): State<AppState>, caller: Caller) -> AppResult<impl axum::response::IntoResponse> {
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let tenant = caller.require(Scope::Read)?;
     let engine = state
         .alerting
@@ -188,5 +192,5 @@ pub async fn stream(State(state): State<AppState>, caller: Caller) -> AppResult<
             _ = revoked => {}
         }
     };
-    Ok(crate::http::stream::through_proxies(Sse::new(retry.chain(live).take_until(stopped))))
+    Ok(Sse::new(retry.chain(live).take_until(stopped)).keep_alive(crate::http::stream::keep_alive()))
 }

@@ -197,6 +197,7 @@ pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router
         .merge(extra(api, &state))
         .layer(middleware::map_response(error::problem_for_every_error))
         .layer(middleware::map_response(security_headers))
+        .layer(middleware::map_response(event_streams_through_proxies))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }
@@ -218,6 +219,25 @@ async fn security_headers(mut response: Response) -> Response {
         (header::REFERRER_POLICY, "no-referrer"),
     ] {
         headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Every event stream (the live streams, the MCP endpoint's) as proxies should pass it: each
+/// event at once, never buffered, cached or transformed. nginx buffers proxied answers by
+/// default and reads `X-Accel-Buffering: no` as "not this one"; `no-transform` keeps compressing
+/// proxies from holding events back.
+async fn event_streams_through_proxies(mut response: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let is_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_stream {
+        let headers = response.headers_mut();
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     }
     response
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use microdash_model::Scope;
@@ -98,7 +97,7 @@ pub async fn stream(
     caller: Caller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> AppResult<impl IntoResponse> {
+) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let tenant = caller.require(Scope::Read)?;
     let params = Params::parse(raw.as_deref())?;
     // The same rule as /query: a name no sample can have is a mistake, not an empty stream.
@@ -151,7 +150,7 @@ pub async fn stream(
             _ = revoked => {}
         }
     };
-    Ok(through_proxies(Sse::new(retry.chain(events).take_until(stopped))))
+    Ok(Sse::new(retry.chain(events).take_until(stopped)).keep_alive(keep_alive()))
 }
 
 /// How often an idle stream sends a comment: well inside the idle timeouts of the proxies in
@@ -159,20 +158,10 @@ pub async fn stream(
 /// configuration, most load balancers 60 s), so none of them closes a quiet stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// An event stream as proxies should pass it: each event at once, never buffered, cached or
-/// transformed. nginx buffers proxied answers by default and reads `X-Accel-Buffering: no` as
-/// "not this one"; `no-transform` keeps compressing proxies from holding events back.
-pub fn through_proxies<S>(sse: Sse<S>) -> impl IntoResponse
-where
-    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
-{
-    (
-        [
-            (axum::http::HeaderName::from_static("x-accel-buffering"), "no"),
-            (axum::http::header::CACHE_CONTROL, "no-cache, no-transform"),
-        ],
-        sse.keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")),
-    )
+/// The keep-alive comment of every event stream of the API (the proxy headers are added to
+/// every event stream by `http::event_streams_through_proxies`).
+pub fn keep_alive() -> KeepAlive {
+    KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")
 }
 
 /// One of the tenant's `max_streams_per_tenant` streams, or 429 naming the limit.
