@@ -23,25 +23,20 @@ const DEFAULT_MAX_POINTS: u32 = 120;
 /// The most points per series a caller may ask for: answers stay small enough for a context.
 const MAX_POINTS: u32 = 2000;
 
-/// What `encode` leaves as it is: RFC 3986's unreserved characters.
+/// What `encode` leaves as it is in a path segment: RFC 3986's unreserved characters.
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 fn encode(text: &str) -> String {
     utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
-/// `?k=v&…` of the pairs whose value is present.
+/// `?k=v&…` of the pairs whose value is present, form-encoded as the API's `Params` reads it.
 fn query_string(pairs: &[(&str, Option<String>)]) -> String {
-    let mut out = String::new();
-    for (key, value) in pairs {
-        if let Some(value) = value {
-            out.push(if out.is_empty() { '?' } else { '&' });
-            out.push_str(&encode(key));
-            out.push('=');
-            out.push_str(&encode(value));
-        }
+    let present: Vec<(&str, &str)> = pairs.iter().filter_map(|(k, v)| Some((*k, v.as_deref()?))).collect();
+    if present.is_empty() {
+        return String::new();
     }
-    out
+    format!("?{}", serde_urlencoded::to_string(present).expect("string pairs encode"))
 }
 
 /// `k=v,k2=v2`, as the HTTP API's `match` parameter reads it.
@@ -528,7 +523,8 @@ async fn explain_rule(backend: &Backend, name: &str) -> Result<CallToolResult, C
     if !alerts.is_success() {
         return Ok(result(alerts, ""));
     }
-    let history = get(backend, &format!("/api/v1/alerts/history?rule={}&limit=10", encode(name))).await?;
+    let history_query = query_string(&[("rule", Some(name.to_string())), ("limit", Some("10".to_string()))]);
+    let history = get(backend, &format!("/api/v1/alerts/history{history_query}")).await?;
     if !history.is_success() {
         return Ok(result(history, ""));
     }
