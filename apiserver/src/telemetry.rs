@@ -85,6 +85,8 @@ pub struct Telemetry {
     pub alert_engine_active: Gauge,
     /// Rules this process evaluates.
     pub alert_rules: Gauge,
+    /// Rule instances (rule × matched series) this process evaluates.
+    pub alert_instances: Gauge,
     /// Alert state transitions persisted, by the state entered.
     pub alert_transitions: Family<StateLabels, Counter>,
     /// Notification delivery attempts, by outcome (delivered, retry, failed).
@@ -189,6 +191,12 @@ impl Telemetry {
         );
         let alert_rules = Gauge::default();
         registry.register("alert_rules", "Alert rules this process evaluates", alert_rules.clone());
+        let alert_instances = Gauge::default();
+        registry.register(
+            "alert_instances",
+            "Alert rule instances (rule and matched series) this process evaluates",
+            alert_instances.clone(),
+        );
         let alert_transitions = Family::<StateLabels, Counter>::default();
         registry.register(
             "alert_transitions",
@@ -230,6 +238,7 @@ impl Telemetry {
             mqtt_bridge_connection_errors,
             alert_engine_active,
             alert_rules,
+            alert_instances,
             alert_transitions,
             notification_attempts,
             limit_refusals,

@@ -21,9 +21,11 @@ use serde_json::{Value, json};
 use crate::{KillOnDrop, Server, free_port};
 
 #[derive(Clone, Default)]
-struct Shared {
+pub(crate) struct Shared {
     /// breach id → when its notification arrived, per system.
-    microdash: Arc<Mutex<HashMap<String, Instant>>>,
+    pub(crate) microdash: Arc<Mutex<HashMap<String, Instant>>>,
+    /// rule → when its first FIRING notification arrived (microdash).
+    pub(crate) rules: Arc<Mutex<HashMap<String, Instant>>>,
     alertmanager: Arc<Mutex<HashMap<String, Instant>>>,
     /// breach id → exporter value.
     gauges: Arc<Mutex<HashMap<String, f64>>>,
@@ -33,9 +35,13 @@ async fn from_microdash(State(s): State<Shared>, body: Bytes) -> &'static str {
     let now = Instant::now();
     if let Ok(v) = serde_json::from_slice::<Value>(&body)
         && v["state"] == "FIRING"
-        && let Some(id) = v["labels"]["breach"].as_str()
     {
-        s.microdash.lock().unwrap().entry(id.to_string()).or_insert(now);
+        if let Some(id) = v["labels"]["breach"].as_str() {
+            s.microdash.lock().unwrap().entry(id.to_string()).or_insert(now);
+        }
+        if let Some(rule) = v["rule"].as_str() {
+            s.rules.lock().unwrap().entry(rule.to_string()).or_insert(now);
+        }
     }
     "ok"
 }
@@ -63,7 +69,7 @@ async fn exporter(State(s): State<Shared>) -> String {
     out
 }
 
-async fn start_receiver(shared: Shared) -> Result<SocketAddr> {
+pub(crate) async fn start_receiver(shared: Shared) -> Result<SocketAddr> {
     let app = axum::Router::new()
         .route("/microdash", post(from_microdash))
         .route("/alertmanager", post(from_alertmanager))
@@ -77,7 +83,7 @@ async fn start_receiver(shared: Shared) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn setup_microdash(server: &Server, receiver: SocketAddr) -> Result<()> {
+pub(crate) async fn setup_microdash(server: &Server, receiver: SocketAddr) -> Result<()> {
     let http = reqwest::Client::new();
     let channel =
         json!({"name": "bench", "webhook": {"url": format!("http://{receiver}/microdash")}, "sendResolved": false});
@@ -93,7 +99,7 @@ async fn setup_microdash(server: &Server, receiver: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-async fn post_sample(http: &reqwest::Client, server: &Server, id: &str, value: f64) -> Result<()> {
+pub(crate) async fn post_sample(http: &reqwest::Client, server: &Server, id: &str, value: f64) -> Result<()> {
     let body = json!({"metric": "bench.breach", "value": value, "labels": {"breach": id}});
     let r = http.post(format!("{}/api/v1/metrics", server.base)).bearer_auth(&server.token).json(&body).send().await?;
     if r.status().as_u16() != 202 {
@@ -107,6 +113,12 @@ pub async fn microdash_sequential(server: &Server, breaches: usize) -> Result<Ve
     let shared = Shared::default();
     let receiver = start_receiver(shared.clone()).await?;
     setup_microdash(server, receiver).await?;
+    probe_breaches(server, &shared, breaches).await
+}
+
+/// Breaches of the `bench-breach` rule one after another (after `setup_microdash`): breach →
+/// webhook in ms, sorted.
+pub(crate) async fn probe_breaches(server: &Server, shared: &Shared, breaches: usize) -> Result<Vec<f64>> {
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(breaches);
     for i in 0..breaches {

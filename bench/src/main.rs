@@ -3,12 +3,13 @@
 //! latency (next to Prometheus + Alertmanager), and MQTT ingest through Mosquitto + the bridge
 //! and through the embedded broker (next to Mosquitto's own drain rate), and the agent's
 //! footprint (next to node_exporter). Each section replaces its own part of
-//! `docs/benchmarks.md`; `--only storage|alerts|mqtt|agent|live|remote-write|disk|query` runs one.
+//! `docs/benchmarks.md`; `--only storage|alerts|alert-scale|mqtt|agent|live|remote-write|disk|query` runs one.
 //!
 //! Client and server share this machine's cores; the client pre-builds every body so its own
 //! work per request is a memcpy and the HTTP exchange.
 
 mod agent;
+mod alert_scale;
 mod alerts;
 mod disk;
 mod live;
@@ -35,6 +36,9 @@ enum Section {
     Storage,
     Mqtt,
     Alerts,
+    /// Alerting with 10 000 and 100 000 rules: rule writes, loading, breach → webhook, memory.
+    #[value(alias = "alert_scale")]
+    AlertScale,
     /// Ingest → SSE received, and in Chromium first chart painted and ingest → point painted.
     Live,
     /// The agent's CPU per collection and memory, next to prometheus-node-exporter.
@@ -93,6 +97,15 @@ struct Args {
     /// peer's 15 s scrape and evaluation cycles).
     #[arg(long, default_value_t = 60)]
     peer_spread: u64,
+    /// Rule counts of the alert-scale section.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
+    alert_scale_rules: Vec<usize>,
+    /// Breaches per alert-scale measurement.
+    #[arg(long, default_value_t = 100)]
+    alert_scale_probes: usize,
+    /// Rules written through the API in the alert-scale burst.
+    #[arg(long, default_value_t = 10_000)]
+    alert_scale_burst: usize,
     /// PostgreSQL admin URL: a fresh database is created on it (unset = not measured).
     #[arg(long, env = "MICRODASH_TEST_POSTGRES_URL")]
     postgres_url: Option<String>,
@@ -590,6 +603,16 @@ async fn main() -> Result<()> {
         let server = start_server(&args.server, MqttMode::Off)?;
         let text = alerting_section(&server, &args).await?;
         report::update(&args.out, "alerts", &format!("{text}\n{stamp}"))?;
+    }
+    if wants(Section::AlertScale) {
+        let scale_args = alert_scale::ScaleArgs {
+            rule_counts: args.alert_scale_rules.clone(),
+            probes: args.alert_scale_probes,
+            load_rate: 100_000.0,
+            burst: args.alert_scale_burst,
+        };
+        let text = alert_scale::run(&args.server, &scale_args).await?;
+        report::update(&args.out, "alert_scale", &format!("{text}\n{stamp}"))?;
     }
     if wants(Section::Mqtt) {
         eprintln!("MQTT ingest: {} …", args.server.display());

@@ -6,10 +6,11 @@
 //!
 //! Nothing here is a test double: it runs the real binary.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a server may take to report its address.
@@ -98,6 +99,8 @@ impl Serve {
             .map_err(|e| format!("starting {}: {e}", self.bin.display()))?;
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = mpsc::channel();
+        let kept: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let keep = kept.clone();
         // Reads the log to its end, so a full pipe never blocks the server's logging.
         std::thread::spawn(move || {
             let echo = std::env::var("MICRODASH_TEST_LOGS").is_ok();
@@ -121,6 +124,11 @@ impl Serve {
                 if echo {
                     eprintln!("microdash: {line}");
                 }
+                let mut keep = keep.lock().expect("log poisoned");
+                if keep.len() == LOG_LINES_KEPT {
+                    keep.pop_front();
+                }
+                keep.push_back(line);
             }
         });
         let deadline = Instant::now() + START_TIMEOUT;
@@ -149,7 +157,7 @@ impl Serve {
         // Only the process that created tenant `default` has its token file.
         let token =
             std::fs::read_to_string(self.dir.join("default-tenant.token")).unwrap_or_default().trim().to_string();
-        Ok(Server { child, base: format!("http://{http}"), mqtt, token, serve: self.clone() })
+        Ok(Server { child, base: format!("http://{http}"), mqtt, token, serve: self.clone(), log: kept })
     }
 }
 
@@ -169,7 +177,12 @@ pub struct Server {
     /// The token of tenant `default` (all scopes); empty unless this process created it.
     pub token: String,
     serve: Serve,
+    /// The newest `LOG_LINES_KEPT` lines of its log.
+    log: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// Log lines a `Server` keeps for `log()`.
+const LOG_LINES_KEPT: usize = 5000;
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
@@ -178,6 +191,11 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The newest lines of the server's log (JSON, one per line), joined by newlines.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log poisoned").iter().map(String::as_str).collect::<Vec<_>>().join("\n")
     }
 
     /// The data folder.

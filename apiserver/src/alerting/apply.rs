@@ -26,8 +26,8 @@ struct Parsed {
 
 /// Reads, checks and upserts every document; returns one line per document applied.
 pub async fn apply(store: &DynStore, text: &str) -> anyhow::Result<Vec<String>> {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| anyhow::anyhow!("the file is not valid YAML: {e}"))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
+        .map_err(|e| anyhow::anyhow!("the file is not valid YAML: {e}"))?;
     let mut parsed = Vec::new();
     let mut problems = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
@@ -41,9 +41,18 @@ pub async fn apply(store: &DynStore, text: &str) -> anyhow::Result<Vec<String>> 
     }
     // Tenants must exist: apply does not create them (that hands out tokens).
     let mut tenant_ids = Vec::with_capacity(parsed.len());
+    let mut known: std::collections::HashMap<&str, Option<i64>> = std::collections::HashMap::new();
     for p in &parsed {
-        match store.get_tenant(&p.tenant).await? {
-            Some(t) => tenant_ids.push(t.id),
+        let id = match known.get(p.tenant.as_str()) {
+            Some(id) => *id,
+            None => {
+                let id = store.get_tenant(&p.tenant).await?.map(|t| t.id);
+                known.insert(&p.tenant, id);
+                id
+            }
+        };
+        match id {
+            Some(id) => tenant_ids.push(id),
             None => {
                 problems.push(format!(
                     "{} {}: spec.tenant: tenant {:?} does not exist (create it with `microdash tenant create {}`)",
@@ -79,6 +88,22 @@ pub async fn apply(store: &DynStore, text: &str) -> anyhow::Result<Vec<String>> 
         applied.push(format!("{}/{} (tenant {}) {verb}", p.kind.to_lowercase(), p.name, p.tenant));
     }
     Ok(applied)
+}
+
+/// Documents `apply` takes from one file: a fleet's rules (500 hosts × 20 rules is 10 000
+/// documents) and more. YAML's own safety limits (aliases, nesting, anchors) stay as the parser
+/// sets them; only the counts that grow with the number of documents are raised with it.
+pub const MAX_DOCUMENTS: usize = 1_000_000;
+
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: MAX_DOCUMENTS * 64,
+            max_events: MAX_DOCUMENTS * 128,
+            max_total_scalar_bytes: 1 << 30,
+        },
+    }
 }
 
 fn parse_doc(doc: Value) -> Result<Parsed, String> {
@@ -168,6 +193,20 @@ spec:
         store.migrate().await.unwrap();
         store.create_tenant("default", None).await.unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_file_of_more_documents_than_the_yaml_parsers_default_budget_applies() {
+        let (_dir, store) = store().await;
+        let mut yaml = String::new();
+        for i in 0..3000 {
+            yaml.push_str(&format!(
+                "---\napiVersion: microdash.io/v1alpha1\nkind: AlertRule\nmetadata: {{name: r{i}}}\n\
+                 spec: {{tenant: default, metric: m, match: {{host: h{i}}}, condition: {{aggregation: last, op: '>', threshold: 1}}}}\n"
+            ));
+        }
+        assert_eq!(apply(&store, &yaml).await.unwrap().len(), 3000);
+        assert_eq!(store.list_specs(SpecKind::Rule, None).await.unwrap().len(), 3000);
     }
 
     #[tokio::test]

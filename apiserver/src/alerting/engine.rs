@@ -2,11 +2,16 @@
 //! evaluator task, which keeps each rule's windows in memory, steps each instance's state
 //! machine on every sample and every second, and persists transitions with their
 //! notifications in one transaction.
+//!
+//! Rule changes are applied one rule at a time, never by reloading everything: a write through
+//! the API names its rule, a change made elsewhere (`microdash apply`, another process) is found
+//! by comparing the stored rules' versions with the loaded ones. Changed rules wait in a set and
+//! are loaded a few dozen at a time, between the samples (which always go first), so a burst of
+//! ten thousand rule writes never holds back the evaluation of samples already committed.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use microdash_model::{AlertRuleSpec, NotificationChannelSpec};
 use serde::Serialize;
@@ -19,8 +24,10 @@ use crate::domain::alerting::{
 };
 use crate::domain::{Labels, Sample, now_ms};
 use crate::pipeline::CommitListener;
-use crate::storage::alerts::{NewNotification, SpecKind, TransitionWrite};
-use crate::storage::{Aggregation as QueryAggregation, DynStore, PointQuery, labels_key, labels_match};
+use crate::storage::alerts::{InstanceRecord, NewNotification, SpecKind, TransitionWrite};
+use crate::storage::{
+    Aggregation as QueryAggregation, DynStore, PointQuery, SeriesInfo, SeriesPoints, labels_key, labels_match,
+};
 use crate::telemetry::{StateLabels, Telemetry};
 
 /// How often time-based transitions (`for`, `keepFiringFor`, no-data, repeats) are checked.
@@ -32,6 +39,11 @@ const RELOAD_CHECK_EVERY_TICKS: u32 = 2;
 const REBUILD_MAX_POINTS: usize = 500_000;
 /// The lease that makes one worker of a distributed installation the evaluator.
 const LEASE: &str = "alert-engine";
+/// Rules loaded in one step between samples: small enough that a sample waiting behind a step
+/// waits tens of milliseconds, large enough that a burst of rule writes is loaded in seconds.
+const LOAD_BATCH: usize = 32;
+/// From this many rules to load on, progress is logged (at most once a second).
+const LOG_PROGRESS_FROM: usize = 1000;
 
 /// Who evaluates. One process (embedded mode): always this one. Several workers sharing a
 /// Redis queue: the one holding the `alert-engine` lease in the database, renewed every tick;
@@ -59,19 +71,29 @@ pub struct AlertEvent {
 }
 
 enum Event {
-    Samples { tenant_id: i64, samples: Vec<Sample>, at: i64 },
-    Reload,
+    Samples {
+        tenant_id: i64,
+        samples: Vec<Sample>,
+        at: i64,
+    },
+    /// One rule was written or deleted.
+    Rule(RuleKey),
+    /// Some channel was written or deleted.
+    Channels,
+    /// Compare everything stored with what is loaded.
+    Sync,
 }
+
+/// tenant → metrics some rule evaluates (or will, once loaded).
+type Watched = Arc<RwLock<HashMap<i64, HashSet<String>>>>;
 
 /// What the rest of the server holds: the listener side, and ways to reach the evaluator.
 pub struct AlertEngine {
     tx: mpsc::UnboundedSender<Event>,
-    /// tenant → metrics some rule evaluates; read on the writer's path, so it must be cheap.
-    watched: Arc<RwLock<HashMap<i64, HashSet<String>>>>,
-    /// Reloads asked for or running: while any is, every sample is handed over, so a sample
-    /// right after a rule change is never dropped by a stale `watched` (it is queued behind
-    /// the reload and evaluated with the new rules).
-    reloading: Arc<AtomicUsize>,
+    /// Read on the writer's path, so it must be cheap. A rule's metric is added before the rule
+    /// is loaded (and before its windows are refilled from storage), so no committed sample of
+    /// it falls between the refill and the evaluation.
+    watched: Watched,
     /// Latest aggregate per instance id, for the alerts API (the database has the value of
     /// the last transition only).
     values: Arc<Mutex<HashMap<i64, f64>>>,
@@ -80,11 +102,6 @@ pub struct AlertEngine {
 
 impl CommitListener for AlertEngine {
     fn committed(&self, tenant_id: i64, samples: &[&Sample]) {
-        if self.reloading.load(Ordering::Acquire) > 0 {
-            let all: Vec<Sample> = samples.iter().map(|s| (*s).clone()).collect();
-            let _ = self.tx.send(Event::Samples { tenant_id, samples: all, at: now_ms() });
-            return;
-        }
         let watched = self.watched.read().expect("watched poisoned");
         let Some(metrics) = watched.get(&tenant_id) else { return };
         let relevant: Vec<Sample> =
@@ -107,18 +124,20 @@ impl AlertEngine {
         let (tx, rx) = mpsc::unbounded_channel();
         let watched = Arc::new(RwLock::new(HashMap::new()));
         let values = Arc::new(Mutex::new(HashMap::new()));
-        // The first load counts as a reload in progress.
-        let reloading = Arc::new(AtomicUsize::new(1));
         let (events, _) = broadcast::channel(1024);
         let evaluator = Evaluator {
             store,
             outbox,
             watched: watched.clone(),
-            reloading: reloading.clone(),
             values: values.clone(),
             events: events.clone(),
             rules: HashMap::new(),
-            by_metric: HashMap::new(),
+            index: RuleIndex::default(),
+            pending: BTreeSet::new(),
+            staged: HashMap::new(),
+            sync_wanted: false,
+            retry_after: 0,
+            progress: None,
             channels: HashMap::new(),
             tenants: HashMap::new(),
             fingerprint: String::new(),
@@ -128,13 +147,25 @@ impl AlertEngine {
             renewed_at: 0,
         };
         let task = tokio::spawn(evaluator.run(rx));
-        (Arc::new(AlertEngine { tx, watched, reloading, values, events }), task)
+        (Arc::new(AlertEngine { tx, watched, values, events }), task)
     }
 
-    /// Rules or channels changed: reload them now.
+    /// A rule was written (`metric` is its metric) or deleted (`None`): load that rule alone.
+    pub fn rule_changed(&self, tenant_id: i64, name: &str, metric: Option<&str>) {
+        if let Some(metric) = metric {
+            self.watched.write().expect("watched poisoned").entry(tenant_id).or_default().insert(metric.to_string());
+        }
+        let _ = self.tx.send(Event::Rule((tenant_id, name.to_string())));
+    }
+
+    /// A channel was written or deleted.
+    pub fn channels_changed(&self) {
+        let _ = self.tx.send(Event::Channels);
+    }
+
+    /// Compare every stored rule and channel with the loaded ones and load what differs.
     pub fn reload(&self) {
-        self.reloading.fetch_add(1, Ordering::AcqRel);
-        let _ = self.tx.send(Event::Reload);
+        let _ = self.tx.send(Event::Sync);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
@@ -169,16 +200,207 @@ struct RuleRuntime {
 
 type RuleKey = (i64, String);
 
+/// The names of the loaded rules by tenant and metric, and within a metric by the value of each
+/// rule's first label matcher: a sample is checked only against the rules that can match it
+/// (ten thousand rules on `cpu.usage`, one per host, cost a sample one lookup, not ten thousand
+/// label comparisons).
+#[derive(Default)]
+struct RuleIndex(HashMap<i64, HashMap<String, MetricRules>>);
+
+#[derive(Default)]
+struct MetricRules {
+    /// Rules without matchers: every series of the metric.
+    unfiltered: BTreeSet<String>,
+    /// label → value → rules whose first matcher is `label = value`.
+    by_label: HashMap<String, HashMap<String, BTreeSet<String>>>,
+}
+
+impl RuleIndex {
+    fn insert(&mut self, tenant_id: i64, name: &str, spec: &AlertRuleSpec) {
+        let rules = self.0.entry(tenant_id).or_default().entry(spec.metric.clone()).or_default();
+        match spec.matchers.iter().next() {
+            Some((label, value)) => rules
+                .by_label
+                .entry(label.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(name.to_string()),
+            None => rules.unfiltered.insert(name.to_string()),
+        };
+    }
+
+    fn remove(&mut self, tenant_id: i64, name: &str, spec: &AlertRuleSpec) {
+        let Some(metrics) = self.0.get_mut(&tenant_id) else { return };
+        let Some(rules) = metrics.get_mut(&spec.metric) else { return };
+        match spec.matchers.iter().next() {
+            Some((label, value)) => {
+                if let Some(values) = rules.by_label.get_mut(label) {
+                    if let Some(names) = values.get_mut(value) {
+                        names.remove(name);
+                        if names.is_empty() {
+                            values.remove(value);
+                        }
+                    }
+                    if values.is_empty() {
+                        rules.by_label.remove(label);
+                    }
+                }
+            }
+            None => {
+                rules.unfiltered.remove(name);
+            }
+        }
+        if rules.unfiltered.is_empty() && rules.by_label.is_empty() {
+            metrics.remove(&spec.metric);
+        }
+        if metrics.is_empty() {
+            self.0.remove(&tenant_id);
+        }
+    }
+
+    /// Names of the rules that may match `sample` (their other matchers still to be checked).
+    fn candidates<'a>(&'a self, tenant_id: i64, sample: &Sample, out: &mut Vec<&'a str>) {
+        let Some(rules) = self.0.get(&tenant_id).and_then(|metrics| metrics.get(sample.metric.as_str())) else {
+            return;
+        };
+        out.extend(rules.unfiltered.iter().map(String::as_str));
+        for (label, values) in &rules.by_label {
+            if let Some(names) = sample.labels.get(label).and_then(|value| values.get(value)) {
+                out.extend(names.iter().map(String::as_str));
+            }
+        }
+    }
+
+    fn metrics(&self) -> HashMap<i64, HashSet<String>> {
+        self.0.iter().map(|(tenant, metrics)| (*tenant, metrics.keys().cloned().collect())).collect()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A rule found changed by a sync, read with the others in one query, waiting to be loaded.
+struct Staged {
+    updated_at: i64,
+    spec: AlertRuleSpec,
+    /// Its stored instances, when the sync read every instance at once (a start).
+    instances: Option<Vec<InstanceRecord>>,
+}
+
+/// A large load under way (a start, a takeover, a big apply), for the progress log.
+struct Progress {
+    total: usize,
+    done: usize,
+    started: Instant,
+    logged: Instant,
+}
+
+/// The series of one metric and their recent points, read once for all the rules on that metric
+/// in one load step, and handed to each rule by its matchers.
+struct Refill {
+    series: Vec<SeriesInfo>,
+    /// Recent points by canonical label JSON; `None` when they could not be read in one query
+    /// (too many): each rule then reads its own.
+    points: Option<HashMap<String, Vec<(i64, f64)>>>,
+    /// label → value → positions in `series`, for the labels the rules match on first.
+    by_label: HashMap<String, HashMap<String, Vec<usize>>>,
+}
+
+impl Refill {
+    async fn read(
+        store: &DynStore,
+        tenant_id: i64,
+        metric: &str,
+        specs: &[&AlertRuleSpec],
+        now: i64,
+    ) -> crate::storage::Result<Self> {
+        // The matchers every rule of the group shares narrow both reads.
+        let mut common = specs.first().map(|s| s.matchers.clone()).unwrap_or_default();
+        common.retain(|k, v| specs.iter().all(|s| s.matchers.get(k) == Some(v)));
+        let series = store.series(tenant_id, metric, &common).await?;
+        let window_ms = specs.iter().map(|s| s.window().as_millis() as i64).max().unwrap_or(0);
+        let points = if window_ms > 0 {
+            match store.query(&refill_query(tenant_id, metric, &common, window_ms, now)).await {
+                Ok(points) => Some(points.into_iter().map(|sp| (labels_key(&sp.labels), sp.points)).collect()),
+                Err(err) => {
+                    tracing::debug!(%err, %metric, "The rules' windows are refilled one rule at a time.");
+                    None
+                }
+            }
+        } else {
+            Some(HashMap::new())
+        };
+        let mut refill = Refill { series, points, by_label: HashMap::new() };
+        for spec in specs {
+            if let Some((label, _)) = spec.matchers.iter().next()
+                && !refill.by_label.contains_key(label)
+            {
+                let mut values: HashMap<String, Vec<usize>> = HashMap::new();
+                for (i, info) in refill.series.iter().enumerate() {
+                    if let Some(value) = info.labels.get(label) {
+                        values.entry(value.clone()).or_default().push(i);
+                    }
+                }
+                refill.by_label.insert(label.clone(), values);
+            }
+        }
+        Ok(refill)
+    }
+
+    /// The series `matchers` select.
+    fn matching(&self, matchers: &crate::domain::Labels) -> Vec<&SeriesInfo> {
+        let positions: Box<dyn Iterator<Item = usize>> = match matchers.iter().next() {
+            Some((label, value)) => {
+                Box::new(self.by_label.get(label).and_then(|values| values.get(value)).into_iter().flatten().copied())
+            }
+            None => Box::new(0..self.series.len()),
+        };
+        positions.map(|i| &self.series[i]).filter(|info| labels_match(&info.labels, matchers)).collect()
+    }
+}
+
+fn refill_query(
+    tenant_id: i64,
+    metric: &str,
+    matchers: &crate::domain::Labels,
+    window_ms: i64,
+    now: i64,
+) -> PointQuery {
+    PointQuery {
+        tenant_id,
+        metric: metric.to_string(),
+        matchers: matchers.clone(),
+        from: now - window_ms,
+        to: now + 24 * 3600 * 1000,
+        step: None,
+        // Windows are rebuilt from raw samples; a window older than raw retention simply
+        // starts empty.
+        resolution: crate::storage::Resolution::Raw,
+        agg: QueryAggregation::Last,
+        max_points: REBUILD_MAX_POINTS,
+        last_sample_times: false,
+    }
+}
+
 struct Evaluator {
     store: DynStore,
     outbox: Arc<Notify>,
-    watched: Arc<RwLock<HashMap<i64, HashSet<String>>>>,
-    reloading: Arc<AtomicUsize>,
+    watched: Watched,
     values: Arc<Mutex<HashMap<i64, f64>>>,
     events: broadcast::Sender<AlertEvent>,
     rules: HashMap<RuleKey, RuleRuntime>,
-    /// (tenant, metric) → names of the rules on it.
-    by_metric: HashMap<(i64, String), Vec<String>>,
+    index: RuleIndex,
+    /// Rules written, deleted or found changed, not loaded yet.
+    pending: BTreeSet<RuleKey>,
+    /// Pending rules whose spec a sync already read.
+    staged: HashMap<RuleKey, Staged>,
+    /// Compare everything stored with what is loaded before loading more.
+    sync_wanted: bool,
+    /// After a failed load, no new attempt before this time (ms).
+    retry_after: i64,
+    progress: Option<Progress>,
     channels: HashMap<RuleKey, NotificationChannelSpec>,
     tenants: HashMap<i64, String>,
     fingerprint: String,
@@ -202,34 +424,21 @@ impl Evaluator {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
         if self.active {
             self.telemetry.alert_engine_active.set(1);
-            // Until the first load succeeds nothing can be evaluated; keep trying.
-            while let Err(err) = self.reload(now_ms()).await {
-                tracing::warn!(%err, "Loading alert rules failed; retrying.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            self.sync_wanted = true;
         } else {
             self.keep_lease(now_ms()).await;
         }
-        self.reloading.fetch_sub(1, Ordering::AcqRel);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u32;
         loop {
+            let load = self.active && (self.sync_wanted || !self.pending.is_empty()) && now_ms() >= self.retry_after;
             tokio::select! {
+                // Samples first, then time, then loading rules: one batch at a time, so queued
+                // samples never wait for more than one batch.
                 biased;
                 event = rx.recv() => match event {
-                    Some(Event::Samples { tenant_id, samples, at }) => {
-                        if self.active {
-                            self.on_samples(tenant_id, &samples, at).await;
-                        }
-                    }
-                    Some(Event::Reload) => {
-                        if self.active && let Err(err) = self.reload(now_ms()).await {
-                            tracing::warn!(%err, "Reloading alert rules failed; will retry.");
-                            self.fingerprint.clear();
-                        }
-                        self.reloading.fetch_sub(1, Ordering::AcqRel);
-                    }
+                    Some(event) => self.handle(event).await,
                     None => break,
                 },
                 _ = tick.tick() => {
@@ -242,21 +451,14 @@ impl Evaluator {
                     }
                     if ticks.is_multiple_of(RELOAD_CHECK_EVERY_TICKS) {
                         match self.store.specs_fingerprint().await {
-                            Ok(f) if f != self.fingerprint => {
-                                // Samples committed while this runs are queued behind it (they may
-                                // also be in the refilled windows: a repeated timestamp replaces).
-                                self.reloading.fetch_add(1, Ordering::AcqRel);
-                                if let Err(err) = self.reload(now_ms()).await {
-                                    tracing::warn!(%err, "Reloading alert rules failed; will retry.");
-                                }
-                                self.reloading.fetch_sub(1, Ordering::AcqRel);
-                            }
+                            Ok(f) if f != self.fingerprint => self.sync_wanted = true,
                             Ok(_) => {}
                             Err(err) => tracing::warn!(%err, "Checking for rule changes failed."),
                         }
                     }
                     self.on_tick(now_ms()).await;
                 }
+                () = std::future::ready(()), if load => self.load_step(now_ms()).await,
             }
         }
         if let (true, Ownership::Lease { owner, .. }) = (self.active, &self.ownership)
@@ -265,6 +467,30 @@ impl Evaluator {
             tracing::warn!(%err, "Could not release the alert engine lease; another worker takes over when it expires.");
         }
         tracing::info!("Alert engine stopped.");
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Samples { tenant_id, samples, at } => {
+                if self.active {
+                    self.on_samples(tenant_id, &samples, at).await;
+                }
+            }
+            Event::Rule(key) => {
+                // A spec a sync read earlier may be stale now: read it again.
+                self.staged.remove(&key);
+                self.pending.insert(key);
+            }
+            Event::Channels => {
+                if self.active
+                    && let Err(err) = self.load_channels().await
+                {
+                    tracing::warn!(%err, "Reloading notification channels failed; will retry.");
+                    self.sync_wanted = true;
+                }
+            }
+            Event::Sync => self.sync_wanted = true,
+        }
     }
 
     /// Takes or renews the evaluator lease; starts or stops evaluating when that changes.
@@ -276,16 +502,11 @@ impl Evaluator {
                 self.renewed_at = now;
                 if !self.active {
                     // Whatever another worker did meanwhile is in the database: start afresh.
-                    self.rules.clear();
-                    self.fingerprint.clear();
-                    match self.reload(now).await {
-                        Ok(()) => {
-                            self.active = true;
-                            self.telemetry.alert_engine_active.set(1);
-                            tracing::info!(%owner, rules = self.rules.len(), "This worker now evaluates the alert rules.");
-                        }
-                        Err(err) => tracing::warn!(%err, "Loading alert rules failed; will retry."),
-                    }
+                    self.forget_rules();
+                    self.sync_wanted = true;
+                    self.active = true;
+                    self.telemetry.alert_engine_active.set(1);
+                    tracing::info!(%owner, "This worker now evaluates the alert rules; loading them.");
                 }
             }
             Ok(false) => {
@@ -304,79 +525,243 @@ impl Evaluator {
         }
     }
 
+    fn forget_rules(&mut self) {
+        self.rules.clear();
+        self.index.clear();
+        self.pending.clear();
+        self.staged.clear();
+        self.progress = None;
+        self.fingerprint.clear();
+    }
+
     fn step_down(&mut self) {
         self.active = false;
         self.telemetry.alert_engine_active.set(0);
         self.telemetry.alert_rules.set(0);
-        self.rules.clear();
-        self.by_metric.clear();
-        self.fingerprint.clear();
+        self.telemetry.alert_instances.set(0);
+        self.forget_rules();
         self.watched.write().expect("watched poisoned").clear();
     }
 
-    /// Loads rules, channels and tenants; keeps the runtime of unchanged rules, rebuilds the rest.
-    async fn reload(&mut self, now: i64) -> crate::storage::Result<()> {
-        let fingerprint = self.store.specs_fingerprint().await?;
-        self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
-        self.channels.clear();
+    /// One step of loading: a sync when one is wanted, then one batch of pending rules.
+    async fn load_step(&mut self, now: i64) {
+        if self.sync_wanted {
+            match self.sync().await {
+                Ok(()) => self.sync_wanted = false,
+                Err(err) => {
+                    tracing::warn!(%err, "Reading the alert rules failed; will retry.");
+                    self.retry_after = now + 1000;
+                    return;
+                }
+            }
+        }
+        let batch: Vec<RuleKey> = self.pending.iter().take(LOAD_BATCH).cloned().collect();
+        for key in &batch {
+            self.pending.remove(key);
+        }
+        if let Err(err) = self.load_rules(&batch, now).await {
+            tracing::warn!(%err, rules = batch.len(), "Loading alert rules failed; will retry.");
+            self.pending.extend(batch);
+            self.retry_after = now + 1000;
+            return;
+        }
+        if let Some(progress) = &mut self.progress {
+            progress.done += batch.len();
+            if self.pending.is_empty() {
+                let instances: usize = self.rules.values().map(|r| r.instances.len()).sum();
+                tracing::info!(
+                    rules = self.rules.len(),
+                    instances,
+                    seconds = format!("{:.1}", progress.started.elapsed().as_secs_f64()),
+                    "Alert rules loaded."
+                );
+            } else if progress.logged.elapsed() >= Duration::from_secs(1) {
+                progress.logged = Instant::now();
+                tracing::info!(
+                    "Loading alert rules: {} of {} ({} %).",
+                    progress.done.min(progress.total),
+                    progress.total,
+                    100 * progress.done.min(progress.total) / progress.total.max(1)
+                );
+            }
+        }
+        if self.pending.is_empty() {
+            self.progress = None;
+            // Metrics of deleted rules stop being watched once nothing is left to load (while
+            // rules are pending, their metrics must stay).
+            *self.watched.write().expect("watched poisoned") = self.index.metrics();
+            self.telemetry.alert_rules.set(self.rules.len() as i64);
+        }
+    }
+
+    async fn load_channels(&mut self) -> crate::storage::Result<()> {
+        let mut channels = HashMap::new();
         for record in self.store.list_specs(SpecKind::Channel, None).await? {
             match serde_json::from_str::<NotificationChannelSpec>(&record.spec) {
                 Ok(spec) => {
-                    self.channels.insert((record.tenant_id, record.name), spec);
+                    channels.insert((record.tenant_id, record.name), spec);
                 }
                 Err(err) => tracing::error!(%err, channel = %record.name, "A stored channel is unreadable; skipped."),
             }
         }
+        self.channels = channels;
+        Ok(())
+    }
+
+    /// Compares the stored rules with the loaded ones: changed and new rules become pending
+    /// (their metrics watched at once), deleted ones are dropped; channels and tenant names are
+    /// read again.
+    async fn sync(&mut self) -> crate::storage::Result<()> {
+        let fingerprint = self.store.specs_fingerprint().await?;
+        self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
+        self.load_channels().await?;
         let records = self.store.list_specs(SpecKind::Rule, None).await?;
-        let mut stored_instances: HashMap<RuleKey, Vec<_>> = HashMap::new();
-        let mut seen: HashSet<RuleKey> = HashSet::new();
-        let mut fresh_rules = Vec::new();
+        let mut seen: HashSet<RuleKey> = HashSet::with_capacity(records.len());
+        let mut watched = Vec::new();
         for record in records {
             let key = (record.tenant_id, record.name.clone());
             seen.insert(key.clone());
-            if self.rules.get(&key).is_some_and(|r| r.updated_at == record.updated_at) {
+            let loaded = self.rules.get(&key).map(|r| r.updated_at);
+            let staged = self.staged.get(&key).map(|s| s.updated_at);
+            if loaded == Some(record.updated_at) || staged == Some(record.updated_at) {
                 continue;
             }
             match serde_json::from_str::<AlertRuleSpec>(&record.spec) {
-                Ok(spec) => fresh_rules.push((key, record.updated_at, spec)),
+                Ok(spec) => {
+                    watched.push((record.tenant_id, spec.metric.clone()));
+                    self.staged.insert(key.clone(), Staged { updated_at: record.updated_at, spec, instances: None });
+                    self.pending.insert(key);
+                }
                 Err(err) => tracing::error!(%err, rule = %record.name, "A stored rule is unreadable; skipped."),
             }
         }
-        self.rules.retain(|key, _| seen.contains(key));
-        if !fresh_rules.is_empty() {
+        {
+            let mut w = self.watched.write().expect("watched poisoned");
+            for (tenant_id, metric) in watched {
+                w.entry(tenant_id).or_default().insert(metric);
+            }
+        }
+        let gone: Vec<RuleKey> = self.rules.keys().filter(|key| !seen.contains(*key)).cloned().collect();
+        for key in gone {
+            self.remove_rule(&key);
+        }
+        // Many rules to load (a start): their instances in one read instead of one per rule.
+        if self.staged.len() >= LOG_PROGRESS_FROM {
+            let mut stored: HashMap<RuleKey, Vec<InstanceRecord>> = HashMap::new();
             for record in self.store.list_instances(None).await? {
-                stored_instances.entry((record.tenant_id, record.rule.clone())).or_default().push(record);
+                stored.entry((record.tenant_id, record.rule.clone())).or_default().push(record);
             }
-            let last_notified = self.store.last_notifications().await?;
-            for (key, updated_at, spec) in fresh_rules {
-                let rule = self
-                    .build_rule(key.clone(), updated_at, spec, stored_instances.remove(&key), &last_notified, now)
-                    .await?;
-                self.rules.insert(key, rule);
+            for (key, staged) in self.staged.iter_mut() {
+                if !self.rules.contains_key(key) {
+                    staged.instances = Some(stored.remove(key).unwrap_or_default());
+                }
             }
         }
-        self.by_metric.clear();
-        let mut watched: HashMap<i64, HashSet<String>> = HashMap::new();
-        for ((tenant_id, name), rule) in &self.rules {
-            self.by_metric.entry((*tenant_id, rule.spec.metric.clone())).or_default().push(name.clone());
-            watched.entry(*tenant_id).or_default().insert(rule.spec.metric.clone());
+        if self.pending.len() >= LOG_PROGRESS_FROM && self.progress.is_none() {
+            tracing::info!(rules = self.pending.len(), "Loading alert rules.");
+            self.progress =
+                Some(Progress { total: self.pending.len(), done: 0, started: Instant::now(), logged: Instant::now() });
         }
-        *self.watched.write().expect("watched poisoned") = watched;
         self.fingerprint = fingerprint;
+        Ok(())
+    }
+
+    fn remove_rule(&mut self, key: &RuleKey) {
+        if let Some(rule) = self.rules.remove(key) {
+            self.index.remove(key.0, &key.1, &rule.spec);
+        }
+    }
+
+    /// Loads (or drops) the given rules: their specs, stored instances, and windows refilled
+    /// from storage, one read per metric for all of them.
+    async fn load_rules(&mut self, keys: &[RuleKey], now: i64) -> crate::storage::Result<()> {
+        let mut fresh: Vec<(RuleKey, i64, AlertRuleSpec, Option<Vec<InstanceRecord>>)> = Vec::new();
+        for key in keys {
+            if let Some(staged) = self.staged.remove(key) {
+                fresh.push((key.clone(), staged.updated_at, staged.spec, staged.instances));
+                continue;
+            }
+            let Some(record) = self.store.get_spec(SpecKind::Rule, key.0, &key.1).await? else {
+                self.remove_rule(key);
+                continue;
+            };
+            if self.rules.get(key).is_some_and(|r| r.updated_at == record.updated_at) {
+                continue;
+            }
+            match serde_json::from_str::<AlertRuleSpec>(&record.spec) {
+                Ok(spec) => fresh.push((key.clone(), record.updated_at, spec, None)),
+                Err(err) => {
+                    tracing::error!(%err, rule = %key.1, "A stored rule is unreadable; skipped.");
+                    self.remove_rule(key);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        if fresh.iter().any(|(key, ..)| !self.tenants.contains_key(&key.0)) {
+            self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
+        }
+        // Watched before the windows are refilled: a sample committed after the refill's read
+        // is then handed over, so none falls in between.
+        {
+            let mut w = self.watched.write().expect("watched poisoned");
+            for (key, _, spec, _) in &fresh {
+                w.entry(key.0).or_default().insert(spec.metric.clone());
+            }
+        }
+        let mut stored = Vec::with_capacity(fresh.len());
+        for (key, _, _, instances) in &mut fresh {
+            stored.push(match instances.take() {
+                Some(instances) => instances,
+                // A rule loaded before keeps its instances in the database too: read them, as
+                // for a rule never loaded.
+                None => self.store.list_rule_instances(key.0, &key.1).await?,
+            });
+        }
+        let mut last_notified: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+        if stored.iter().any(|s| !s.is_empty()) {
+            for (instance_id, channel, at) in self.store.last_notifications().await? {
+                last_notified.entry(instance_id).or_default().push((channel, at));
+            }
+        }
+        let mut groups: HashMap<(i64, String), Vec<usize>> = HashMap::new();
+        for (i, (key, _, spec, _)) in fresh.iter().enumerate() {
+            groups.entry((key.0, spec.metric.clone())).or_default().push(i);
+        }
+        let mut built = Vec::with_capacity(fresh.len());
+        for ((tenant_id, metric), members) in groups {
+            let specs: Vec<&AlertRuleSpec> = members.iter().map(|&i| &fresh[i].2).collect();
+            let refill = Refill::read(&self.store, tenant_id, &metric, &specs, now).await?;
+            for i in members {
+                let (key, updated_at, spec, _) = &fresh[i];
+                let instances = std::mem::take(&mut stored[i]);
+                let rule = self
+                    .build_rule(key.clone(), *updated_at, spec.clone(), instances, &last_notified, &refill, now)
+                    .await?;
+                built.push((key.clone(), rule));
+            }
+        }
+        for (key, rule) in built {
+            self.remove_rule(&key);
+            self.index.insert(key.0, &key.1, &rule.spec);
+            self.rules.insert(key, rule);
+        }
         self.telemetry.alert_rules.set(self.rules.len() as i64);
-        tracing::debug!(rules = self.rules.len(), channels = self.channels.len(), "Alert rules loaded.");
         Ok(())
     }
 
     /// A rule's runtime: its stored instances (dropping those whose series no longer match),
     /// and windows refilled from the samples stored within the window.
+    #[allow(clippy::too_many_arguments)]
     async fn build_rule(
         &self,
         (tenant_id, name): RuleKey,
         updated_at: i64,
         spec: AlertRuleSpec,
-        stored: Option<Vec<crate::storage::alerts::InstanceRecord>>,
-        last_notified: &[(i64, String, i64)],
+        stored: Vec<InstanceRecord>,
+        last_notified: &HashMap<i64, Vec<(String, i64)>>,
+        refill: &Refill,
         now: i64,
     ) -> crate::storage::Result<RuleRuntime> {
         let window_ms = spec.window().as_millis() as i64;
@@ -389,16 +774,12 @@ impl Evaluator {
             instances: HashMap::new(),
             spec,
         };
-        for record in stored.unwrap_or_default() {
+        for record in stored {
             if !labels_match(&record.labels, &rule.spec.matchers) {
                 self.store.delete_instance(record.id).await?;
                 continue;
             }
-            let notified = last_notified
-                .iter()
-                .filter(|(id, _, _)| *id == record.id)
-                .map(|(_, channel, at)| (channel.clone(), *at))
-                .collect();
+            let notified = last_notified.get(&record.id).cloned().unwrap_or_default().into_iter().collect();
             rule.instances.insert(
                 labels_key(&record.labels),
                 InstanceRuntime {
@@ -411,33 +792,9 @@ impl Evaluator {
                 },
             );
         }
+        let series = refill.matching(&rule.spec.matchers);
         // Newest sample per series: the `last` value and when the series was last seen.
-        let series = self.store.series(tenant_id, &rule.spec.metric, &rule.spec.matchers).await?;
-        let points = if window_ms > 0 {
-            self.store
-                .query(&PointQuery {
-                    tenant_id,
-                    metric: rule.spec.metric.clone(),
-                    matchers: rule.spec.matchers.clone(),
-                    from: now - window_ms,
-                    to: now + 24 * 3600 * 1000,
-                    step: None,
-                    // Windows are rebuilt from raw samples; a window older than raw retention
-                    // simply starts empty.
-                    resolution: crate::storage::Resolution::Raw,
-                    agg: QueryAggregation::Last,
-                    max_points: REBUILD_MAX_POINTS,
-                    last_sample_times: false,
-                })
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::warn!(%err, rule = %name, "Could not refill the rule's windows; they fill from new samples.");
-                    Vec::new()
-                })
-        } else {
-            Vec::new()
-        };
-        for info in series {
+        for info in &series {
             let Some((ts, value)) = info.last else { continue };
             let key = labels_key(&info.labels);
             if let Some(existing) = rule.instances.get_mut(&key) {
@@ -465,10 +822,34 @@ impl Evaluator {
                 );
             }
         }
-        for sp in points {
-            if let Some(inst) = rule.instances.get_mut(&labels_key(&sp.labels)) {
-                for (ts, value) in sp.points {
-                    inst.window.push(ts, value);
+        if window_ms > 0 {
+            let from = now - window_ms;
+            let read: Vec<(String, Vec<(i64, f64)>)> = match &refill.points {
+                Some(points) => series
+                    .iter()
+                    .filter_map(|info| {
+                        let key = labels_key(&info.labels);
+                        points.get(&key).map(|p| (key, p.clone()))
+                    })
+                    .collect(),
+                None => {
+                    let query = refill_query(tenant_id, &rule.spec.metric, &rule.spec.matchers, window_ms, now);
+                    match self.store.query(&query).await {
+                        Ok(read) => {
+                            read.into_iter().map(|sp: SeriesPoints| (labels_key(&sp.labels), sp.points)).collect()
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, rule = %name, "Could not refill the rule's windows; they fill from new samples.");
+                            Vec::new()
+                        }
+                    }
+                }
+            };
+            for (key, points) in read {
+                if let Some(inst) = rule.instances.get_mut(&key) {
+                    for (ts, value) in points.into_iter().filter(|(ts, _)| *ts >= from) {
+                        inst.window.push(ts, value);
+                    }
                 }
             }
         }
@@ -477,12 +858,11 @@ impl Evaluator {
 
     async fn on_samples(&mut self, tenant_id: i64, samples: &[Sample], at: i64) {
         let mut work: Vec<(RuleKey, &Sample)> = Vec::new();
+        let mut names = Vec::new();
         for sample in samples {
-            if let Some(names) = self.by_metric.get(&(tenant_id, sample.metric.clone())) {
-                for name in names {
-                    work.push(((tenant_id, name.clone()), sample));
-                }
-            }
+            names.clear();
+            self.index.candidates(tenant_id, sample, &mut names);
+            work.extend(names.iter().map(|name| ((tenant_id, name.to_string()), sample)));
         }
         for (key, sample) in work {
             let Some(rule) = self.rules.get(&key) else { continue };
@@ -541,6 +921,7 @@ impl Evaluator {
     async fn on_tick(&mut self, now: i64) {
         let mut transitions = Vec::new();
         let mut repeats = Vec::new();
+        self.telemetry.alert_instances.set(self.rules.values().map(|r| r.instances.len() as i64).sum());
         for (key, rule) in self.rules.iter_mut() {
             let (window_ms, policy) = (rule.window_ms, rule.policy);
             for (instance_key, inst) in rule.instances.iter_mut() {

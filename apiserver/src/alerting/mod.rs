@@ -34,10 +34,18 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    /// Tells the engine that rules or channels changed (other processes notice by polling).
-    pub fn reload(&self) {
+    /// Tells the engine that one rule was written (`metric`: its metric) or deleted (`None`).
+    /// Other processes notice by polling.
+    pub fn rule_changed(&self, tenant_id: i64, name: &str, metric: Option<&str>) {
         if let Some(engine) = &self.engine {
-            engine.reload();
+            engine.rule_changed(tenant_id, name, metric);
+        }
+    }
+
+    /// Tells the engine that a notification channel was written or deleted.
+    pub fn channels_changed(&self) {
+        if let Some(engine) = &self.engine {
+            engine.channels_changed();
         }
     }
 }

@@ -95,7 +95,7 @@ pub async fn create(
     })?;
     let spec: NotificationChannelSpec = parse_spec(doc)?;
     service::put_channel(&state.store, tenant.tenant_id, &name, spec, true).await?;
-    state.alerting.reload();
+    state.alerting.channels_changed();
     let record = load(&state, tenant.tenant_id, &name).await?;
     Ok((StatusCode::CREATED, Json(view(&state, record).await?)))
 }
@@ -113,7 +113,7 @@ pub async fn put(
     name_in_body_matches(&name, body_name.as_deref())?;
     let spec: NotificationChannelSpec = parse_spec(doc)?;
     let created = service::put_channel(&state.store, tenant.tenant_id, &name, spec, false).await?;
-    state.alerting.reload();
+    state.alerting.channels_changed();
     let record = load(&state, tenant.tenant_id, &name).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(view(&state, record).await?)))
@@ -123,7 +123,7 @@ pub async fn put(
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AppResult<StatusCode> {
     let tenant = caller.require(Scope::Admin)?;
     if state.store.delete_spec(SpecKind::Channel, tenant.tenant_id, &name).await? {
-        state.alerting.reload();
+        state.alerting.channels_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found(format!("channel {name:?} not found")))

@@ -141,8 +141,9 @@ pub async fn create(
         AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "`name` is required beside the spec fields").field("name")
     })?;
     let spec: AlertRuleSpec = parse_spec(doc)?;
+    let metric = spec.metric.clone();
     service::put_rule(&state.store, tenant.tenant_id, &name, spec, true).await?;
-    state.alerting.reload();
+    state.alerting.rule_changed(tenant.tenant_id, &name, Some(&metric));
     Ok((StatusCode::CREATED, Json(load_view(&state, tenant.tenant_id, &name).await?)))
 }
 
@@ -158,8 +159,9 @@ pub async fn put(
     let (body_name, doc) = split_body(&body, &tenant)?;
     name_in_body_matches(&name, body_name.as_deref())?;
     let spec: AlertRuleSpec = parse_spec(doc)?;
+    let metric = spec.metric.clone();
     let created = service::put_rule(&state.store, tenant.tenant_id, &name, spec, false).await?;
-    state.alerting.reload();
+    state.alerting.rule_changed(tenant.tenant_id, &name, Some(&metric));
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(load_view(&state, tenant.tenant_id, &name).await?)))
 }
@@ -168,7 +170,7 @@ pub async fn put(
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AppResult<StatusCode> {
     let tenant = caller.require(Scope::Admin)?;
     if state.store.delete_spec(SpecKind::Rule, tenant.tenant_id, &name).await? {
-        state.alerting.reload();
+        state.alerting.rule_changed(tenant.tenant_id, &name, None);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found(format!("rule {name:?} not found")))

@@ -181,6 +181,8 @@ pub trait AlertStore: Send + Sync + 'static {
         instance: &Instance,
     ) -> Result<InstanceRecord>;
     async fn list_instances(&self, tenant_id: Option<i64>) -> Result<Vec<InstanceRecord>>;
+    /// The instances of one rule (the engine loading a rule it did not hold).
+    async fn list_rule_instances(&self, tenant_id: i64, rule: &str) -> Result<Vec<InstanceRecord>>;
     async fn delete_instance(&self, id: i64) -> Result<()>;
     /// The instance's new state, the transition and its notifications, in one transaction.
     async fn record_transition(&self, write: TransitionWrite<'_>) -> Result<i64>;

@@ -347,6 +347,17 @@ macro_rules! sql_alert_store {
                     rows.iter().map(instance_of).collect()
                 }
 
+                async fn list_rule_instances(&self, tenant_id: i64, rule: &str) -> Result<Vec<InstanceRecord>> {
+                    let rows = sqlx::query(&$sql(&format!(
+                        "SELECT {INSTANCE_COLUMNS} FROM alert_instances WHERE tenant_id = ? AND rule = ? ORDER BY labels"
+                    )))
+                    .bind(tenant_id)
+                    .bind(rule)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter().map(instance_of).collect()
+                }
+
                 async fn delete_instance(&self, id: i64) -> Result<()> {
                     sqlx::query(&$sql("DELETE FROM alert_instances WHERE id = ?")).bind(id).execute(&self.pool).await?;
                     Ok(())
