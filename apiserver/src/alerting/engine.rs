@@ -20,11 +20,11 @@ use utoipa::ToSchema;
 
 use super::payload::{About, Payload, transition_key};
 use crate::domain::alerting::{
-    AlertState, Instance, Notify as NotifyKind, Observation, Policy, Transition, Window, repeat_due,
+    AlertState, Instance, Notify as NotifyKind, Observation, Policy, Transition, Window, repeat_due, silence_matches,
 };
 use crate::domain::{Labels, Sample, now_ms};
 use crate::pipeline::CommitListener;
-use crate::storage::alerts::{InstanceRecord, NewNotification, SpecKind, TransitionWrite};
+use crate::storage::alerts::{InstanceRecord, NewNotification, SilenceRecord, SpecKind, TransitionWrite};
 use crate::storage::{
     Aggregation as QueryAggregation, DynStore, PointQuery, SeriesInfo, SeriesPoints, labels_key, labels_match,
 };
@@ -80,6 +80,8 @@ enum Event {
     Rule(RuleKey),
     /// Some channel was written or deleted.
     Channels,
+    /// A silence was created or expired.
+    Silences,
     /// Compare everything stored with what is loaded.
     Sync,
 }
@@ -139,6 +141,7 @@ impl AlertEngine {
             retry_after: 0,
             progress: None,
             channels: HashMap::new(),
+            silences: HashMap::new(),
             tenants: HashMap::new(),
             fingerprint: String::new(),
             active: matches!(ownership, Ownership::Always),
@@ -161,6 +164,11 @@ impl AlertEngine {
     /// A channel was written or deleted.
     pub fn channels_changed(&self) {
         let _ = self.tx.send(Event::Channels);
+    }
+
+    /// A silence was created or expired.
+    pub fn silences_changed(&self) {
+        let _ = self.tx.send(Event::Silences);
     }
 
     /// Compare every stored rule and channel with the loaded ones and load what differs.
@@ -402,6 +410,8 @@ struct Evaluator {
     retry_after: i64,
     progress: Option<Progress>,
     channels: HashMap<RuleKey, NotificationChannelSpec>,
+    /// Silences not ended yet, by tenant.
+    silences: HashMap<i64, Vec<SilenceRecord>>,
     tenants: HashMap<i64, String>,
     fingerprint: String,
     ownership: Ownership,
@@ -410,6 +420,21 @@ struct Evaluator {
     /// When the lease was last renewed.
     renewed_at: i64,
     telemetry: Telemetry,
+}
+
+/// The id of a silence of the tenant that holds back notifications of `rule` on `series` at `at`.
+fn silenced_by<'a>(
+    silences: &'a HashMap<i64, Vec<SilenceRecord>>,
+    tenant_id: i64,
+    (rule, rule_labels): (&str, &crate::domain::Labels),
+    series: &crate::domain::Labels,
+    at: i64,
+) -> Option<&'a str> {
+    silences
+        .get(&tenant_id)?
+        .iter()
+        .find(|s| s.starts_at <= at && at < s.ends_at && silence_matches(&s.matchers, rule, rule_labels, series))
+        .map(|s| s.id.as_str())
 }
 
 fn policy_of(spec: &AlertRuleSpec) -> Policy {
@@ -489,8 +514,25 @@ impl Evaluator {
                     self.sync_wanted = true;
                 }
             }
+            Event::Silences => {
+                if self.active
+                    && let Err(err) = self.load_silences().await
+                {
+                    tracing::warn!(%err, "Reloading silences failed; will retry.");
+                    self.sync_wanted = true;
+                }
+            }
             Event::Sync => self.sync_wanted = true,
         }
+    }
+
+    async fn load_silences(&mut self) -> crate::storage::Result<()> {
+        let mut silences: HashMap<i64, Vec<SilenceRecord>> = HashMap::new();
+        for silence in self.store.list_silences(None, now_ms()).await? {
+            silences.entry(silence.tenant_id).or_default().push(silence);
+        }
+        self.silences = silences;
+        Ok(())
     }
 
     /// Takes or renews the evaluator lease; starts or stops evaluating when that changes.
@@ -615,6 +657,7 @@ impl Evaluator {
         let fingerprint = self.store.specs_fingerprint().await?;
         self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
         self.load_channels().await?;
+        self.load_silences().await?;
         let records = self.store.list_specs(SpecKind::Rule, None).await?;
         let mut seen: HashSet<RuleKey> = HashSet::with_capacity(records.len());
         let mut watched = Vec::new();
@@ -921,6 +964,7 @@ impl Evaluator {
     async fn on_tick(&mut self, now: i64) {
         let mut transitions = Vec::new();
         let mut repeats = Vec::new();
+        let mut resumes = Vec::new();
         self.telemetry.alert_instances.set(self.rules.values().map(|r| r.instances.len() as i64).sum());
         for (key, rule) in self.rules.iter_mut() {
             let (window_ms, policy) = (rule.window_ms, rule.policy);
@@ -936,8 +980,18 @@ impl Evaluator {
                 let before = inst.instance.clone();
                 if let Some(t) = inst.instance.step(now, Observation::Tick { current }, &policy) {
                     transitions.push((key.clone(), instance_key.clone(), t, before));
-                } else {
+                } else if silenced_by(&self.silences, key.0, (&rule.name, &rule.spec.labels), &inst.labels, now)
+                    .is_none()
+                {
                     for channel in &rule.spec.channels {
+                        // A problem whose notification was held back (a silence that has ended
+                        // since) is sent now, under the key its transition would have had.
+                        let problem = matches!(inst.instance.state, AlertState::Firing | AlertState::NoData);
+                        let last = inst.last_notified.get(channel).copied();
+                        if problem && inst.instance.active_since.is_some_and(|since| last.is_none_or(|l| l < since)) {
+                            resumes.push((key.clone(), instance_key.clone(), channel.clone()));
+                            continue;
+                        }
                         let interval = self
                             .channels
                             .get(&(key.0, channel.clone()))
@@ -954,7 +1008,10 @@ impl Evaluator {
             self.persist(&key, &instance_key, t, before).await;
         }
         for (key, instance_key, channel) in repeats {
-            self.repeat(&key, &instance_key, &channel, now).await;
+            self.repeat(&key, &instance_key, &channel, now, true).await;
+        }
+        for (key, instance_key, channel) in resumes {
+            self.repeat(&key, &instance_key, &channel, now, false).await;
         }
     }
 
@@ -987,7 +1044,12 @@ impl Evaluator {
         let Some(inst) = rule.instances.get(instance_key) else { return };
         let seq = inst.seq + 1;
         let mut notifications = Vec::new();
-        if let Some(kind) = t.notify() {
+        // A silenced transition is recorded, not sent (its FIRING is sent once the silence ends
+        // while it still fires: `on_tick`).
+        let silenced = silenced_by(&self.silences, key.0, (&rule.name, &rule.spec.labels), &inst.labels, t.at);
+        if let Some(kind) = t.notify()
+            && silenced.is_none()
+        {
             for channel in &rule.spec.channels {
                 let send_resolved = self
                     .channels
@@ -1028,7 +1090,7 @@ impl Evaluator {
         match self.store.record_transition(write).await {
             Ok(id) => {
                 self.telemetry.alert_transitions.get_or_create(&StateLabels { state: t.to.as_str() }).inc();
-                tracing::info!(rule = %rule.name, from = %t.from, to = %t.to, value = ?t.value, notifications = notifications.len(), "Alert transition.");
+                tracing::info!(rule = %rule.name, from = %t.from, to = %t.to, value = ?t.value, notifications = notifications.len(), silenced_by = silenced.unwrap_or(""), "Alert transition.");
                 let event = AlertEvent {
                     tenant_id: key.0,
                     id,
@@ -1059,11 +1121,15 @@ impl Evaluator {
         }
     }
 
-    async fn repeat(&mut self, key: &RuleKey, instance_key: &str, channel: &str, now: i64) {
+    /// Queues a notification of the instance's current state: a repeat of a firing alert, or
+    /// (`repeat` false) the held-back notification of its last transition, under that
+    /// transition's key.
+    async fn repeat(&mut self, key: &RuleKey, instance_key: &str, channel: &str, now: i64, repeat: bool) {
         let Some(rule) = self.rules.get(key) else { return };
         let Some(inst) = rule.instances.get(instance_key) else { return };
-        let idempotency_key = format!("{}-repeat-{now}", transition_key(key.0, inst.id, inst.seq, channel));
-        let payload = Payload::build(&self.about(rule, inst, now, None, true), channel, idempotency_key.clone());
+        let transition = transition_key(key.0, inst.id, inst.seq, channel);
+        let idempotency_key = if repeat { format!("{transition}-repeat-{now}") } else { transition };
+        let payload = Payload::build(&self.about(rule, inst, now, None, repeat), channel, idempotency_key.clone());
         let notification = NewNotification {
             tenant_id: key.0,
             channel: channel.to_string(),

@@ -42,6 +42,13 @@ impl Alerting {
         }
     }
 
+    /// Tells the engine that a silence was created or expired.
+    pub fn silences_changed(&self) {
+        if let Some(engine) = &self.engine {
+            engine.silences_changed();
+        }
+    }
+
     /// Tells the engine that a notification channel was written or deleted.
     pub fn channels_changed(&self) {
         if let Some(engine) = &self.engine {

@@ -13,7 +13,7 @@
 //!   no sample for `noData.after`: any ──▶ NODATA; data back ──▶ FIRING/PENDING or RESOLVED
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use microdash_model::{Aggregation, NoDataState};
 
@@ -219,6 +219,24 @@ impl Instance {
 pub fn repeat_due(state: AlertState, last_notified: Option<i64>, interval_ms: Option<i64>, now: i64) -> bool {
     matches!(state, AlertState::Firing | AlertState::NoData)
         && matches!((last_notified, interval_ms), (Some(last), Some(every)) if every > 0 && now - last >= every)
+}
+
+/// Whether a silence's `matchers` select an alert of rule `rule` on a series: every matcher
+/// equals the alert's label of that name. An alert's labels are the series' labels with the
+/// rule's `labels` over them, and `alertname`, the rule's name (as in Alertmanager).
+pub fn silence_matches(
+    matchers: &BTreeMap<String, String>,
+    rule: &str,
+    rule_labels: &BTreeMap<String, String>,
+    series_labels: &BTreeMap<String, String>,
+) -> bool {
+    matchers.iter().all(|(name, value)| {
+        if name == "alertname" {
+            value == rule
+        } else {
+            rule_labels.get(name).or_else(|| series_labels.get(name)) == Some(value)
+        }
+    })
 }
 
 /// The recent samples of one series, in time order, as far back as the condition's window.

@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::Labels;
-use crate::domain::alerting::AlertState;
+use crate::domain::alerting::{AlertState, silence_matches};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult};
@@ -37,6 +37,9 @@ pub struct AlertView {
     /// When the current problem began, while FIRING or NODATA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_since: Option<i64>,
+    /// Ids of the active silences that hold back its notifications (`/api/v1/silences`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silenced_by: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,18 +50,28 @@ pub struct AlertList {
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerting", responses((status = 200, body = AlertList)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Json<AlertList>> {
     let tenant = caller.require(Scope::Read)?;
-    let severities: HashMap<String, String> = state
+    // Each rule's severity and labels (the labels count for silences).
+    let rules: HashMap<String, (String, Labels)> = state
         .store
         .list_specs(SpecKind::Rule, Some(tenant.tenant_id))
         .await?
         .into_iter()
         .map(|r| {
-            let severity = serde_json::from_str::<AlertRuleSpec>(&r.spec)
-                .map(|s| s.severity().to_string())
-                .unwrap_or_else(|_| "warning".into());
-            (r.name, severity)
+            let (severity, labels) = serde_json::from_str::<AlertRuleSpec>(&r.spec)
+                .map(|s| (s.severity().to_string(), s.labels))
+                .unwrap_or_else(|_| ("warning".into(), Labels::new()));
+            (r.name, (severity, labels))
         })
         .collect();
+    let now = crate::domain::now_ms();
+    let silences: Vec<_> = state
+        .store
+        .list_silences(Some(tenant.tenant_id), now)
+        .await?
+        .into_iter()
+        .filter(|s| s.starts_at <= now)
+        .collect();
+    let no_labels = Labels::new();
     let engine = state.alerting.engine.as_ref();
     let alerts = state
         .store
@@ -67,7 +80,15 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Js
         .into_iter()
         .map(|r| AlertView {
             value: engine.and_then(|e| e.current_value(r.id)).or(r.instance.value),
-            severity: severities.get(&r.rule).cloned().unwrap_or_else(|| "warning".into()),
+            severity: rules.get(&r.rule).map(|(s, _)| s.clone()).unwrap_or_else(|| "warning".into()),
+            silenced_by: silences
+                .iter()
+                .filter(|s| {
+                    let rule_labels = rules.get(&r.rule).map(|(_, l)| l).unwrap_or(&no_labels);
+                    silence_matches(&s.matchers, &r.rule, rule_labels, &r.labels)
+                })
+                .map(|s| s.id.clone())
+                .collect(),
             rule: r.rule,
             labels: r.labels,
             state: r.instance.state,

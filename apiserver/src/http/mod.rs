@@ -16,6 +16,7 @@ pub mod prometheus;
 pub mod query;
 pub mod rules;
 pub mod session;
+pub mod silences;
 pub mod stream;
 pub mod tokens;
 
@@ -99,6 +100,7 @@ impl AppState {
         channels::list, channels::create, channels::get_one, channels::put, channels::delete, channels::test,
         channels::deliveries,
         alerts::list, alerts::history, alerts::stream,
+        silences::create, silences::list, silences::expire,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::list_tokens,
         admin::revoke_token, admin::set_retention, admin::set_limits,
         tokens::list, tokens::create, tokens::revoke,
@@ -162,6 +164,8 @@ pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/history", get(alerts::history))
         .route("/api/v1/alerts/stream", get(alerts::stream))
+        .route("/api/v1/silences", get(silences::list).post(silences::create))
+        .route("/api/v1/silences/{id}", axum::routing::delete(silences::expire))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))

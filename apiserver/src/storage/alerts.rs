@@ -151,6 +151,21 @@ pub struct TransitionRecord {
     pub at: i64,
 }
 
+/// A silence: while `starts_at <= t < ends_at`, notifications of the tenant's alert instances
+/// whose labels (with `alertname`) equal every matcher are not sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceRecord {
+    pub tenant_id: i64,
+    /// Random, 32 hex digits.
+    pub id: String,
+    pub matchers: Labels,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub comment: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
 #[async_trait]
 pub trait AlertStore: Send + Sync + 'static {
     /// Stores a rule or channel; with `create_only`, an existing one is a `Conflict`.
@@ -169,8 +184,14 @@ pub trait AlertStore: Send + Sync + 'static {
     async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>>;
     /// Deletes a spec; a rule takes its instances along (its history stays).
     async fn delete_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<bool>;
-    /// Changes whenever any rule or channel changes, so other processes notice edits.
+    /// Changes whenever any rule, channel or silence changes, so other processes notice edits.
     async fn specs_fingerprint(&self) -> Result<String>;
+
+    async fn create_silence(&self, silence: &SilenceRecord) -> Result<()>;
+    /// Silences of one tenant (or all) that end after `ended_after`, newest first.
+    async fn list_silences(&self, tenant_id: Option<i64>, ended_after: i64) -> Result<Vec<SilenceRecord>>;
+    /// Ends a silence at `now`; false when the tenant has no such silence or it already ended.
+    async fn expire_silence(&self, tenant_id: i64, id: &str, now: i64) -> Result<bool>;
 
     /// Inserts an instance, or returns the one stored for the same tenant, rule and labels.
     async fn upsert_instance(

@@ -75,7 +75,7 @@ macro_rules! sql_alert_store {
             use crate::domain::Labels;
             use crate::storage::alerts::{
                 AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
-                NotificationRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
+                NotificationRecord, SilenceRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
             };
             use crate::storage::sql_alerts::state_of;
             use crate::storage::{Result, StoreError, labels_key};
@@ -98,6 +98,19 @@ macro_rules! sql_alert_store {
                     spec: text(row, "spec")?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            fn silence_of(row: &$row) -> Result<SilenceRecord> {
+                Ok(SilenceRecord {
+                    tenant_id: row.try_get("tenant_id")?,
+                    id: text(row, "id")?,
+                    matchers: serde_json::from_str(&text(row, "matchers")?).map_err(StoreError::corrupt)?,
+                    starts_at: row.try_get("starts_at")?,
+                    ends_at: row.try_get("ends_at")?,
+                    comment: text(row, "comment")?,
+                    created_by: text(row, "created_by")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
@@ -286,17 +299,66 @@ macro_rules! sql_alert_store {
                         "SELECT CAST((SELECT COUNT(*) FROM alert_rules) AS CHAR(20)) AS rc, \
                                 CAST((SELECT COALESCE(MAX(updated_at), 0) FROM alert_rules) AS CHAR(20)) AS ru, \
                                 CAST((SELECT COUNT(*) FROM notification_channels) AS CHAR(20)) AS cc, \
-                                CAST((SELECT COALESCE(MAX(updated_at), 0) FROM notification_channels) AS CHAR(20)) AS cu",
+                                CAST((SELECT COALESCE(MAX(updated_at), 0) FROM notification_channels) AS CHAR(20)) AS cu, \
+                                CAST((SELECT COUNT(*) FROM silences) AS CHAR(20)) AS sc, \
+                                CAST((SELECT COALESCE(MAX(updated_at), 0) FROM silences) AS CHAR(20)) AS su",
                     )
                     .fetch_one(&self.pool)
                     .await?;
                     Ok(format!(
-                        "{}/{}/{}/{}",
+                        "{}/{}/{}/{}/{}/{}",
                         text(&row, "rc")?.trim(),
                         text(&row, "ru")?.trim(),
                         text(&row, "cc")?.trim(),
-                        text(&row, "cu")?.trim()
+                        text(&row, "cu")?.trim(),
+                        text(&row, "sc")?.trim(),
+                        text(&row, "su")?.trim()
                     ))
+                }
+
+                async fn create_silence(&self, s: &SilenceRecord) -> Result<()> {
+                    let matchers = serde_json::to_string(&s.matchers).expect("labels serialize");
+                    sqlx::query(&$sql(
+                        "INSERT INTO silences (tenant_id, id, matchers, starts_at, ends_at, comment, created_by, \
+                         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(s.tenant_id)
+                    .bind(&s.id)
+                    .bind(matchers)
+                    .bind(s.starts_at)
+                    .bind(s.ends_at)
+                    .bind(&s.comment)
+                    .bind(&s.created_by)
+                    .bind(s.created_at)
+                    .bind(s.created_at)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn list_silences(&self, tenant_id: Option<i64>, ended_after: i64) -> Result<Vec<SilenceRecord>> {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT tenant_id, id, matchers, starts_at, ends_at, comment, created_by, created_at FROM silences",
+                    );
+                    tenant_filter(&mut qb, tenant_id);
+                    qb.push(" AND ends_at > ").push_bind(ended_after).push(" ORDER BY created_at DESC, id");
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(silence_of).collect()
+                }
+
+                async fn expire_silence(&self, tenant_id: i64, id: &str, now: i64) -> Result<bool> {
+                    let done = sqlx::query(&$sql(
+                        "UPDATE silences SET ends_at = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND ends_at > ?",
+                    ))
+                    .bind(now)
+                    .bind(now)
+                    .bind(tenant_id)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    Ok(done > 0)
                 }
 
                 async fn upsert_instance(

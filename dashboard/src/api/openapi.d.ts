@@ -294,6 +294,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/silences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_silences"];
+        put?: never;
+        post: operations["post_api_v1_silences"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/silences/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["expire"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stream": {
         parameters: {
             query?: never;
@@ -675,6 +707,8 @@ export interface components {
             labels: components["schemas"]["BTreeMap"];
             rule: string;
             severity: string;
+            /** @description Ids of the active silences that hold back its notifications (`/api/v1/silences`). */
+            silencedBy?: string[];
             /**
              * Format: int64
              * @description When the current state was entered.
@@ -1049,6 +1083,38 @@ export interface components {
             scopes: string[];
             tenant: string;
         };
+        SilenceInput: {
+            comment: string;
+            createdBy: string;
+            endsAt: components["schemas"]["TimeInput"];
+            /** @description Label equality matchers, at least one; `alertname` matches the rule's name. */
+            matchers: {
+                [key: string]: string;
+            };
+            startsAt?: null | components["schemas"]["TimeInput"];
+        };
+        SilenceList: {
+            silences: components["schemas"]["SilenceView"][];
+        };
+        SilenceView: {
+            comment: string;
+            /** Format: int64 */
+            createdAt: number;
+            createdBy: string;
+            /** Format: int64 */
+            endsAt: number;
+            id: string;
+            matchers: {
+                [key: string]: string;
+            };
+            /**
+             * Format: int64
+             * @description Unix ms.
+             */
+            startsAt: number;
+            /** @description `pending` (starts later), `active` or `expired`. */
+            status: string;
+        };
         /**
          * @description Intake limits of one tenant (`PUT /api/v1/tenants/{name}/limits`); `None` = the server's
          *     default: `tenant_rate_limit` samples/s, no cap on series.
@@ -1086,6 +1152,8 @@ export interface components {
             idempotencyKey: string;
             ok: boolean;
         };
+        /** @description A time as the API takes it: Unix ms, or a string (RFC 3339, `now`, `now+2h`, `now-5m`). */
+        TimeInput: number | string;
         /** @description A token as the admin sees it: never its secret nor its hash. */
         TokenInfo: {
             /**
@@ -3397,6 +3465,239 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_api_v1_silences: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SilenceList"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    post_api_v1_silences: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SilenceInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SilenceView"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    expire: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description expired now */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
             503: {

@@ -368,3 +368,20 @@ fn windows_prune_by_time_and_keep_late_samples_in_order() {
     w.prune(100_000, 1000);
     assert!(w.is_empty());
 }
+
+#[test]
+fn a_silence_matches_on_alertname_and_the_alerts_labels_with_the_rules_labels_over_the_series() {
+    let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let series = labels(&[("host", "web-1"), ("team", "series-team")]);
+    let rule_labels = labels(&[("team", "a")]);
+    let matches = |m: &[(&str, &str)]| silence_matches(&labels(m), "high-cpu", &rule_labels, &series);
+    assert!(matches(&[("alertname", "high-cpu"), ("host", "web-1")]));
+    assert!(matches(&[("host", "web-1")]), "without alertname: every rule of the host");
+    assert!(matches(&[("team", "a")]), "the rule's label wins over the series'");
+    assert!(!matches(&[("team", "series-team")]));
+    assert!(!matches(&[("alertname", "high-mem"), ("host", "web-1")]));
+    assert!(!matches(&[("host", "web-2")]));
+    assert!(!matches(&[("zone", "")]), "a label the alert lacks is not an empty one");
+}

@@ -1,0 +1,181 @@
+//! Silences (issue 23) against the real binary on each database and a real webhook receiver: a
+//! silence holds back the notifications of the alerts it matches (their transitions are still
+//! recorded, and the alert list says which silence holds them), and when it is expired while
+//! the alert still fires, the held-back notification goes out, once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::webhook::Receiver;
+use common::{Server, client};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn send(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client().request(method, server.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn sample(server: &Server, value: f64, host: &str) {
+    let body = json!({"metric": "cpu.usage", "value": value, "labels": {"host": host}});
+    let (status, answer) = send(server, &server.token, reqwest::Method::POST, "/api/v1/metrics", Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+}
+
+/// FIRING notifications received for `host`.
+fn firing(receiver: &Receiver, host: &str) -> usize {
+    receiver.with_hooks(|hooks| {
+        hooks.iter().filter(|h| h.json()["state"] == "FIRING" && h.json()["labels"]["host"] == host).count()
+    })
+}
+
+async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them(kind: &str) {
+    let receiver = Receiver::start(0, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = match kind {
+        "sqlite" => None,
+        other => Some(common::fresh_database_url(other).await),
+    };
+    let env: Vec<(&str, &str)> = url.iter().map(|u| ("MICRODASH_DATABASE_URL", u.as_str())).collect();
+    let server = Server::start_with(dir.path(), &env);
+    let t = server.token.clone();
+    let post = reqwest::Method::POST;
+    let channel = json!({"name": "ops", "webhook": {"url": receiver.url()}, "sendResolved": true});
+    assert_eq!(send(&server, &t, post.clone(), "/api/v1/channels", Some(channel)).await.0, StatusCode::CREATED);
+    let rule = json!({"name": "high-cpu", "metric": "cpu.usage", "for": "0s", "channels": ["ops"],
+                      "labels": {"team": "a"},
+                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+    assert_eq!(send(&server, &t, post.clone(), "/api/v1/rules", Some(rule)).await.0, StatusCode::CREATED);
+
+    // Bad silences are refused naming the field; nothing is stored.
+    let refused = [
+        (json!({"matchers": {}, "endsAt": "now+1h", "comment": "c", "createdBy": "me"}), "matchers"),
+        (json!({"matchers": {"host": ""}, "endsAt": "now+1h", "comment": "c", "createdBy": "me"}), "matchers"),
+        (json!({"matchers": {"host": "web-1"}, "endsAt": "now-1h", "comment": "c", "createdBy": "me"}), "endsAt"),
+        (json!({"matchers": {"host": "web-1"}, "endsAt": "tomorrow", "comment": "c", "createdBy": "me"}), "endsAt"),
+        (json!({"matchers": {"host": "web-1"}, "endsAt": "now+1h", "comment": " ", "createdBy": "me"}), "comment"),
+        (json!({"matchers": {"host": "web-1"}, "endsAt": "now+1h", "createdBy": "me"}), "comment"),
+        (json!({"matchers": {"host": "web-1"}, "endsAt": "now+1h", "comment": "c", "createdBy": "me", "x": 1}), "x"),
+    ];
+    for (body, field) in refused {
+        let (status, problem) = send(&server, &t, post.clone(), "/api/v1/silences", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {problem}");
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+    }
+
+    // Maintenance of web-1 for two hours.
+    let silence = json!({"matchers": {"alertname": "high-cpu", "host": "web-1"}, "endsAt": "now+2h",
+                         "comment": "replacing a disk", "createdBy": "ops@example.com"});
+    let (status, created) = send(&server, &t, post.clone(), "/api/v1/silences", Some(silence)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(created["status"], "active");
+    assert_eq!(created["createdBy"], "ops@example.com");
+    let ends = created["endsAt"].as_i64().unwrap() - created["startsAt"].as_i64().unwrap();
+    assert!((2 * 3600 * 1000 - 5000..=2 * 3600 * 1000).contains(&ends), "now+2h: {created}");
+    let (_, listed) = send(&server, &t, reqwest::Method::GET, "/api/v1/silences", None).await;
+    assert_eq!(listed["silences"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["silences"][0]["id"], id.as_str());
+
+    sample(&server, 10.0, "web-1").await;
+    sample(&server, 10.0, "web-2").await;
+    sample(&server, 99.0, "web-1").await;
+    sample(&server, 99.0, "web-2").await;
+    until("web-2's FIRING arrives", Duration::from_secs(15), || firing(&receiver, "web-2") == 1).await;
+    // Two ticks past web-2: web-1 would have been sent along.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(firing(&receiver, "web-1"), 0, "the silence holds web-1 back");
+
+    // The transition is recorded, and the alert list names the silence.
+    let (_, history) = send(&server, &t, reqwest::Method::GET, "/api/v1/alerts/history?rule=high-cpu", None).await;
+    assert!(
+        history["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|tr| tr["labels"]["host"] == "web-1" && tr["to"] == "FIRING"),
+        "{history}"
+    );
+    let (_, alerts) = send(&server, &t, reqwest::Method::GET, "/api/v1/alerts", None).await;
+    let of =
+        |host: &str| alerts["alerts"].as_array().unwrap().iter().find(|a| a["labels"]["host"] == host).unwrap().clone();
+    assert_eq!(of("web-1")["state"], "FIRING");
+    assert_eq!(of("web-1")["silencedBy"], json!([id]));
+    assert!(of("web-2").get("silencedBy").is_none(), "{alerts}");
+
+    // Another tenant neither sees nor expires it.
+    let other = common::create_tenant(&server, "other").await;
+    let (_, theirs) = send(&server, &other, reqwest::Method::GET, "/api/v1/silences", None).await;
+    assert_eq!(theirs["silences"], json!([]));
+    let path = format!("/api/v1/silences/{id}");
+    assert_eq!(send(&server, &other, reqwest::Method::DELETE, &path, None).await.0, StatusCode::NOT_FOUND);
+
+    // Expired while web-1 still fires: its FIRING goes out now, once.
+    assert_eq!(send(&server, &t, reqwest::Method::DELETE, &path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        send(&server, &t, reqwest::Method::DELETE, &path, None).await.0,
+        StatusCode::NOT_FOUND,
+        "already expired"
+    );
+    until("web-1's held-back FIRING arrives after the expiry", Duration::from_secs(15), || {
+        firing(&receiver, "web-1") == 1
+    })
+    .await;
+    let (_, listed) = send(&server, &t, reqwest::Method::GET, "/api/v1/silences", None).await;
+    assert_eq!(listed["silences"][0]["status"], "expired");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(firing(&receiver, "web-1"), 1, "sent once");
+    assert_eq!(firing(&receiver, "web-2"), 1, "sent once");
+    let (_, alerts) = send(&server, &t, reqwest::Method::GET, "/api/v1/alerts", None).await;
+    assert!(alerts["alerts"].as_array().unwrap().iter().all(|a| a.get("silencedBy").is_none()), "{alerts}");
+
+    // A silence that starts later holds nothing back yet; resolving after the expiry is sent.
+    let later = json!({"matchers": {"host": "web-1"}, "startsAt": "now+1h", "endsAt": "now+2h",
+                       "comment": "next window", "createdBy": "ops"});
+    let (status, pending) = send(&server, &t, post.clone(), "/api/v1/silences", Some(later)).await;
+    assert_eq!(status, StatusCode::CREATED, "{pending}");
+    assert_eq!(pending["status"], "pending");
+    sample(&server, 10.0, "web-1").await;
+    until("web-1's RESOLVED arrives", Duration::from_secs(15), || {
+        receiver
+            .with_hooks(|h| h.iter().any(|h| h.json()["state"] == "RESOLVED" && h.json()["labels"]["host"] == "web-1"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them_on_sqlite() {
+    a_silence_holds_back_notifications_and_its_expiry_resumes_them("sqlite").await;
+}
+
+#[tokio::test]
+async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them_on_postgres() {
+    a_silence_holds_back_notifications_and_its_expiry_resumes_them("postgres").await;
+}
+
+#[tokio::test]
+async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them_on_mariadb() {
+    a_silence_holds_back_notifications_and_its_expiry_resumes_them("mysql").await;
+}
