@@ -281,7 +281,7 @@ pub async fn compute(store: &DynStore, record: &StatusPageRecord, now: i64) -> R
         if line.last().is_some_and(|&(_, s)| s != current) {
             line.push((now, current));
         }
-        incidents.extend(incidents_of(&component.name, &line, window_start));
+        incidents.extend(incidents_of(&component.name, &line));
         out.push(PublicComponent {
             name: component.name.clone(),
             status: current,
@@ -373,9 +373,9 @@ pub fn days(line: &[(i64, ComponentStatus)], window_start: i64, now: i64, create
         .collect()
 }
 
-/// The times the component was not operational. One that was already going on at
-/// `window_start` starts there.
-pub fn incidents_of(component: &str, line: &[(i64, ComponentStatus)], _window_start: i64) -> Vec<Incident> {
+/// The times the component was not operational. One that was already going on at the start of
+/// the timeline (the 90 days' first midnight) starts there.
+pub fn incidents_of(component: &str, line: &[(i64, ComponentStatus)]) -> Vec<Incident> {
     let mut out: Vec<Incident> = Vec::new();
     let mut open: Option<Incident> = None;
     for &(at, status) in line {
@@ -763,7 +763,7 @@ mod tests {
                 (3 * DAY_MS, ComponentStatus::Operational),
             ]
         );
-        let incidents = incidents_of("API", &line, start);
+        let incidents = incidents_of("API", &line);
         assert_eq!(incidents.len(), 1);
         assert_eq!(incidents[0].status, ComponentStatus::Down);
         assert_eq!((incidents[0].started_at, incidents[0].resolved_at), (DAY_MS + 20, Some(3 * DAY_MS)));
@@ -781,7 +781,7 @@ mod tests {
     #[test]
     fn an_ongoing_incident_has_no_resolution_and_text_is_escaped() {
         let line = vec![(0, ComponentStatus::Operational), (5, ComponentStatus::Degraded)];
-        let incidents = incidents_of("x", &line, 0);
+        let incidents = incidents_of("x", &line);
         assert_eq!(incidents[0].resolved_at, None);
         assert_eq!(escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
         let svg = render_badge("<db>", ComponentStatus::Down);
