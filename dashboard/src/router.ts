@@ -24,6 +24,12 @@ const routes: RouteRecordRaw[] = [
     component: () => import('@/views/ChannelsView.vue'),
     meta: { title: 'Notification channels' },
   },
+  {
+    path: '/status-pages',
+    name: 'status-pages',
+    component: () => import('@/views/StatusPagesView.vue'),
+    meta: { title: 'Status pages' },
+  },
   { path: '/send', name: 'send-data', component: () => import('@/views/SendDataView.vue'), meta: { title: 'Send data' } },
   { path: '/tokens', name: 'tokens', component: () => import('@/views/TokensView.vue'), meta: { title: 'Tokens' } },
   { path: '/:path(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue'), meta: { title: 'Not found' } },

@@ -118,6 +118,7 @@ pub async fn delete_tenant(
         return Err(AppError::not_found(format!("tenant {name:?} not found")));
     };
     state.auth.tenant_deleted(id);
+    state.status_pages.forget_tenant(id);
     tracing::info!(tenant = %name, "Tenant deleted; removing its data in the background.");
     tokio::spawn(purge_in_background(state.store.clone(), name, id));
     Ok(StatusCode::NO_CONTENT)

@@ -198,6 +198,13 @@ fn body_required(body: &mut RequestBody) {
 /// A tenant's name, as `tenants::validate_tenant_name` accepts it.
 pub const TENANT_NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 
+/// Text a person reads (a status page's title, a component's name), as
+/// `status_pages::check_text` accepts it: no control characters, and not blank
+/// (`status_pages::is_blank` lists the blank characters).
+pub const TEXT_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*\
+    [^\\x00-\\x1f\\x7f-\\x9f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]\
+    [^\\x00-\\x1f\\x7f-\\x9f]*$";
+
 /// A metric name or label key, as `microdash_model::is_valid_name` accepts it.
 pub const NAME_PATTERN: &str = "^[a-zA-Z_][a-zA-Z0-9_.:-]*$";
 /// `match=k=v,k2=v2`: comma-separated `key=value` pairs (empty pieces are skipped).
@@ -312,6 +319,28 @@ fn strict_schemas() -> Vec<(&'static str, &'static str, &'static str, serde_json
         ("/api/v1/alerts/history", "get", "limit", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
         ("/api/v1/exporters/{name}", "put", "name", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
         ("/api/v1/exporters/{name}", "delete", "name", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
+        ("/api/v1/status-pages/{slug}", "get", "slug", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
+        ("/api/v1/status-pages/{slug}", "put", "slug", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
+        ("/api/v1/status-pages/{slug}", "delete", "slug", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
+        ("/status/{slug}.json", "get", "slug", json!({"type": "string", "pattern": TENANT_NAME_PATTERN})),
+        (
+            "#StatusPageInput",
+            "",
+            "",
+            json!({
+            "type": "object", "additionalProperties": false, "required": ["title", "components"],
+            "properties": {
+                "title": {"type": "string", "maxLength": 100, "pattern": TEXT_PATTERN},
+                "components": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+                    "type": "object", "additionalProperties": false, "required": ["name", "rule"],
+                    "properties": {
+                        "name": {"type": "string", "maxLength": 60, "pattern": TEXT_PATTERN},
+                        "rule": {"type": "string", "minLength": 1, "description": "An alert rule of the tenant (else 422)"}}}},
+                "slug": {"type": "string", "description": "Optional; the path's slug"},
+                "publicUrl": {"type": "string", "description": "Read-only, ignored"},
+                "createdAt": {"type": "integer", "description": "Read-only, ignored"},
+                "updatedAt": {"type": "integer", "description": "Read-only, ignored"}}}),
+        ),
         (
             "/api/v1/dashboards/{name}",
             "put",

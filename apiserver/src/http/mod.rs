@@ -17,6 +17,8 @@ pub mod query;
 pub mod rules;
 pub mod session;
 pub mod silences;
+pub mod status_pages;
+pub mod status_public;
 pub mod stream;
 pub mod tokens;
 
@@ -58,6 +60,8 @@ pub struct AppState {
     pub alerting: Arc<crate::alerting::Alerting>,
     /// The tenants' exporters, where this process runs them.
     pub exporters: crate::exporters::Exporters,
+    /// The public status pages' cache and bounds.
+    pub status_pages: Arc<status_public::PublicPages>,
 }
 
 impl AppState {
@@ -81,6 +85,7 @@ impl AppState {
             shutdown: tokio::sync::watch::channel(false).0,
             alerting: Arc::new(crate::alerting::Alerting::default()),
             exporters: crate::exporters::Exporters::disabled(),
+            status_pages: Arc::new(status_public::PublicPages::default()),
         }
     }
 }
@@ -96,6 +101,8 @@ impl AppState {
         session::login, session::whoami, session::logout,
         dashboards::list, dashboards::put, dashboards::delete,
         exporters::list, exporters::put, exporters::delete,
+        status_pages::list, status_pages::get_one, status_pages::put, status_pages::delete,
+        status_public::public_json,
         rules::list, rules::create, rules::get_one, rules::put, rules::delete,
         channels::list, channels::create, channels::get_one, channels::put, channels::delete, channels::test,
         channels::deliveries,
@@ -112,6 +119,7 @@ impl AppState {
     components(schemas(error::Problem, prometheus::PromError)),
     tags((name = "alerting", description = "Alert rules, notification channels, alert states and deliveries"),
          (name = "exporters", description = "Pushes of a tenant's newest samples to an OTLP/HTTP receiver"),
+         (name = "status pages", description = "Public status pages: a tenant's chosen components, their status from alert rules, read without a token"),
          (name = "prometheus", description = "Prometheus-compatible series metadata and federation (Prometheus names and answer shapes)")),
     modifiers(&BearerAuth, &Contract),
 )]
@@ -155,6 +163,11 @@ pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router
         .route("/api/v1/dashboards/{name}", axum::routing::put(dashboards::put).delete(dashboards::delete))
         .route("/api/v1/exporters", get(exporters::list))
         .route("/api/v1/exporters/{name}", axum::routing::put(exporters::put).delete(exporters::delete))
+        .route("/api/v1/status-pages", get(status_pages::list))
+        .route(
+            "/api/v1/status-pages/{slug}",
+            get(status_pages::get_one).put(status_pages::put).delete(status_pages::delete),
+        )
         .route("/api/v1/rules", get(rules::list).post(rules::create))
         .route("/api/v1/rules/{name}", get(rules::get_one).put(rules::put).delete(rules::delete))
         .route("/api/v1/channels", get(channels::list).post(channels::create))
@@ -195,6 +208,11 @@ pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        // The public status pages: no token (status_public.rs).
+        .route("/status/{slug}", get(status_public::page))
+        .route("/status/{slug}/badge/{file}", get(status_public::badge))
+        .route("/status/{slug}/stream", get(status_public::stream))
+        .route("/status-page.js", get(status_public::script))
         .fallback(assets::serve);
     let api = routes.clone().layer(middleware::map_response(error::problem_for_every_error)).with_state(state.clone());
     routes

@@ -12,6 +12,7 @@ pub mod postgres;
 mod sql_alerts;
 mod sql_common;
 pub mod sqlite;
+pub mod status_pages;
 pub mod tenancy;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,7 @@ use utoipa::ToSchema;
 
 pub use alerts::AlertStore;
 pub use error::{DatabaseError, StoreError};
+pub use status_pages::StatusPageStore;
 pub use tenancy::{AuthEvent, TenancyStore, TokenIds, TokenInfo};
 
 use crate::domain::{Labels, Principal, Sample, TokenHash};
@@ -190,7 +192,15 @@ pub struct SessionRecord {
 }
 
 #[async_trait]
-pub trait Store: alerts::AlertStore + tenancy::TenancyStore + chunk_store::ChunkStore + Send + Sync + 'static {
+pub trait Store:
+    alerts::AlertStore
+    + tenancy::TenancyStore
+    + chunk_store::ChunkStore
+    + status_pages::StatusPageStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Applies pending migrations of this backend.
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

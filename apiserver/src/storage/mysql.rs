@@ -204,6 +204,13 @@ super::sql_alerts::sql_alert_store! {
     insert_ignore: crate::storage::sql_alerts::insert_ignore,
 }
 
+super::status_pages::sql_status_page_store! {
+    store: MySqlStore,
+    row: sqlx::mysql::MySqlRow,
+    sql: crate::storage::sql_alerts::question_marks,
+    insert_ignore: crate::storage::sql_alerts::insert_ignore,
+}
+
 super::tenancy::sql_tenancy_store! {
     store: MySqlStore,
     db: sqlx::MySql,

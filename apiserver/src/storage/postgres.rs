@@ -206,6 +206,13 @@ super::sql_alerts::sql_alert_store! {
     insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
 }
 
+super::status_pages::sql_status_page_store! {
+    store: PostgresStore,
+    row: PgRow,
+    sql: crate::storage::sql_alerts::numbered,
+    insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
+}
+
 super::tenancy::sql_tenancy_store! {
     store: PostgresStore,
     db: sqlx::Postgres,

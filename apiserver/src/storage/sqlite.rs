@@ -409,6 +409,13 @@ super::sql_alerts::sql_alert_store! {
     insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
 }
 
+super::status_pages::sql_status_page_store! {
+    store: SqliteStore,
+    row: sqlx::sqlite::SqliteRow,
+    sql: crate::storage::sql_alerts::question_marks,
+    insert_ignore: crate::storage::sql_alerts::on_conflict_do_nothing,
+}
+
 super::tenancy::sql_tenancy_store! {
     store: SqliteStore,
     db: sqlx::Sqlite,

@@ -179,7 +179,15 @@ macro_rules! sql_tenancy_store {
                         .await?;
                     // Small tables, gone in this transaction: nothing may act for the tenant
                     // any more (tokens take their sessions along).
-                    for table in ["tokens", "alert_rules", "notification_channels", "silences", "dashboards", "exporters"] {
+                    for table in [
+                        "tokens",
+                        "alert_rules",
+                        "notification_channels",
+                        "silences",
+                        "dashboards",
+                        "exporters",
+                        "status_pages",
+                    ] {
                         sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE tenant_id = ?")))
                             .bind(id)
                             .execute(&mut *tx)

@@ -20,6 +20,8 @@ import type {
   QueryResult,
   Session,
   SeriesList,
+  StatusPage,
+  StatusPageInput,
 } from './types'
 
 export class ApiError extends Error {
@@ -207,6 +209,17 @@ export const api = {
   },
   deleteRule(name: string): Promise<void> {
     return request<void>('DELETE', `/api/v1/rules/${enc(name)}`)
+  },
+
+  async statusPages(): Promise<StatusPage[]> {
+    return (await request<{ pages: StatusPage[] }>('GET', '/api/v1/status-pages')).pages
+  },
+  /** Creates or replaces the page `slug`; a 422 or 409 names the field in `field`. */
+  saveStatusPage(slug: string, page: StatusPageInput): Promise<StatusPage> {
+    return request<StatusPage>('PUT', `/api/v1/status-pages/${enc(slug)}`, { body: page })
+  },
+  deleteStatusPage(slug: string): Promise<void> {
+    return request<void>('DELETE', `/api/v1/status-pages/${enc(slug)}`)
   },
 
   async channels(): Promise<Channel[]> {

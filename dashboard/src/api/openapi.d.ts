@@ -326,6 +326,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/status-pages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_status_pages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/status-pages/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_api_v1_status_pages_by_slug"];
+        put: operations["put_api_v1_status_pages_by_slug"];
+        post?: never;
+        delete: operations["delete_api_v1_status_pages_by_slug"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stream": {
         parameters: {
             query?: never;
@@ -669,6 +701,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/status/{slug}.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["public_json"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/metrics": {
         parameters: {
             query?: never;
@@ -755,6 +803,18 @@ export interface components {
             /** Format: int64 */
             updatedAt: number;
         };
+        /** @description A component as the tenant chose it (the stored JSON). */
+        ComponentSpec: {
+            /** @description Shown on the page, 1 to 60 characters, unique within the page. */
+            name: string;
+            /** @description The alert rule (of the page's tenant) whose instances give the status; never shown publicly. */
+            rule: string;
+        };
+        /**
+         * @description A component's status on a public page.
+         * @enum {string}
+         */
+        ComponentStatus: "operational" | "degraded" | "down";
         CreateTenant: {
             displayName?: string | null;
             name: string;
@@ -787,6 +847,12 @@ export interface components {
         };
         DashboardList: {
             dashboards: Record<string, never>[];
+        };
+        /** @description One UTC day of a component's history. */
+        DayStatus: {
+            /** @description `YYYY-MM-DD` (UTC). */
+            date: string;
+            status?: null | components["schemas"]["ComponentStatus"];
         };
         DeliveryList: {
             deliveries: components["schemas"]["DeliveryView"][];
@@ -867,6 +933,22 @@ export interface components {
             match: string[];
             name: string;
             status?: null | components["schemas"]["ExporterStatus"];
+        };
+        /** @description A time a component was not operational. */
+        Incident: {
+            component: string;
+            /**
+             * Format: int64
+             * @description Unix milliseconds; null while it lasts.
+             */
+            resolved_at?: number | null;
+            /**
+             * Format: int64
+             * @description Unix milliseconds.
+             */
+            started_at: number;
+            /** @description The worst status during the incident. */
+            status: components["schemas"]["ComponentStatus"];
         };
         IngestResponse: {
             accepted: number;
@@ -991,6 +1073,21 @@ export interface components {
             /** @description Always `success`. */
             status: string;
         };
+        PublicComponent: {
+            /** @description The last 90 UTC days, oldest first; the last is today. */
+            history: components["schemas"]["DayStatus"][];
+            name: string;
+            status: components["schemas"]["ComponentStatus"];
+        };
+        /** @description `GET /status/{slug}.json`: everything the public page shows. */
+        PublicPage: {
+            components: components["schemas"]["PublicComponent"][];
+            /** @description Of the last 90 days, newest first, at most 20. */
+            incidents: components["schemas"]["Incident"][];
+            /** @description The worst status of the components. */
+            status: components["schemas"]["ComponentStatus"];
+            title: string;
+        };
         /** @description The form of `POST …/query`. */
         QueryForm: {
             /** @description A PromQL expression. */
@@ -1114,6 +1211,40 @@ export interface components {
             startsAt: number;
             /** @description `pending` (starts later), `active` or `expired`. */
             status: string;
+        };
+        StatusPageInput: {
+            components: {
+                name: string;
+                /** @description An alert rule of the tenant (else 422) */
+                rule: string;
+            }[];
+            /** @description Read-only, ignored */
+            createdAt?: number;
+            /** @description Read-only, ignored */
+            publicUrl?: string;
+            /** @description Optional; the path's slug */
+            slug?: string;
+            title: string;
+            /** @description Read-only, ignored */
+            updatedAt?: number;
+        };
+        StatusPageList: {
+            pages: components["schemas"]["StatusPageView"][];
+        };
+        /** @description A status page as its tenant sees it. */
+        StatusPageView: {
+            components: components["schemas"]["ComponentSpec"][];
+            /**
+             * Format: int64
+             * @description Unix milliseconds.
+             */
+            createdAt: number;
+            /** @description Where the public sees it (a path on this server). */
+            publicUrl: string;
+            slug: string;
+            title: string;
+            /** Format: int64 */
+            updatedAt: number;
         };
         /**
          * @description Intake limits of one tenant (`PUT /api/v1/tenants/{name}/limits`); `None` = the server's
@@ -3710,6 +3841,331 @@ export interface operations {
             };
         };
     };
+    get_api_v1_status_pages: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatusPageList"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_api_v1_status_pages_by_slug: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                /** @description lowercase letters, digits and '-' */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatusPageView"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_api_v1_status_pages_by_slug: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                /** @description lowercase letters, digits and '-'; unique across tenants */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StatusPageInput"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatusPageView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatusPageView"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Another tenant has this slug, or the tenant has 10 pages already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_api_v1_status_pages_by_slug: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     get_api_v1_stream: {
         parameters: {
             query?: {
@@ -5862,6 +6318,54 @@ export interface operations {
                 content?: never;
             };
             /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    public_json: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The page's slug: lowercase letters, digits and '-' */
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The public status page (no token needed) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PublicPage"];
+                };
+            };
+            /** @description Not modified (If-None-Match) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     [name: string]: unknown;

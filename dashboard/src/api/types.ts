@@ -21,6 +21,18 @@ export type OwnTokens = Schemas['OwnTokens']
 /** A token just made: the secret is shown this once. */
 export type CreatedToken = Schemas['CreatedToken']
 
+/** A public status page as its tenant edits it (`/api/v1/status-pages`). */
+export type StatusPage = Schemas['StatusPageView']
+
+/** What a status page is made of: a name the public sees and the alert rule behind it. */
+export type StatusComponent = Schemas['ComponentSpec']
+
+/** What `PUT /api/v1/status-pages/{slug}` takes. */
+export interface StatusPageInput {
+  title: string
+  components: StatusComponent[]
+}
+
 /** A point as the server sends it: `[ts_ms, value]`. */
 export type Point = [number, number]
 
