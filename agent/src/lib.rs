@@ -4,7 +4,11 @@
 pub mod collector;
 pub mod config;
 pub mod error;
+pub mod filter;
+#[cfg(target_os = "linux")]
+pub mod node;
 pub mod sample;
+pub mod scrape;
 pub mod service;
 pub mod shipper;
 pub mod sink;
