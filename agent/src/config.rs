@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::filter::{DEFAULT_DISK_EXCLUDE, DEFAULT_FS_EXCLUDE, Filters, NameFilter};
+use crate::kube::KubeConfig;
 use crate::scrape::Target;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -126,6 +127,25 @@ pub struct Cli {
     /// the file's `scrape` list. The environment variable takes a comma-separated list.
     #[arg(long = "scrape", env = "MICRODASH_AGENT_SCRAPE", value_name = "URL", value_delimiter = ',')]
     pub scrape: Vec<String>,
+
+    /// On Kubernetes: the node whose annotated pods (`prometheus.io/scrape: "true"`) are
+    /// discovered through the API server and scraped; the DaemonSet sets it from
+    /// `spec.nodeName`.
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_NODE", value_name = "NAME")]
+    pub kube_node: Option<String>,
+
+    /// The Kubernetes API server [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT].
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_API", value_name = "URL")]
+    pub kube_api: Option<String>,
+
+    /// Bearer token for the API server, read again at every pod listing
+    /// [default: /var/run/secrets/kubernetes.io/serviceaccount/token].
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_TOKEN_FILE", value_name = "FILE")]
+    pub kube_token_file: Option<PathBuf>,
+
+    /// CA certificate(s) of the API server [default: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt].
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_CA_FILE", value_name = "FILE")]
+    pub kube_ca_file: Option<PathBuf>,
 }
 
 /// The `--config` file. Keys are the flag names.
@@ -153,6 +173,10 @@ pub struct FileConfig {
     pub fs_exclude: Option<String>,
     /// Scrape targets' URLs.
     pub scrape: Option<Vec<String>>,
+    pub kube_node: Option<String>,
+    pub kube_api: Option<String>,
+    pub kube_token_file: Option<PathBuf>,
+    pub kube_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +236,8 @@ pub struct Config {
     pub filters: Filters,
     /// Static scrape targets (`--scrape`, the file's `scrape`).
     pub scrape: Vec<Target>,
+    /// Pod discovery (`--kube-node`).
+    pub kube: Option<KubeConfig>,
     pub once: bool,
     /// `--health`: check a running agent's heartbeat and exit.
     pub health: bool,
@@ -236,6 +262,15 @@ impl Config {
             (false, _) => cli.scrape.iter().map(|url| Target::parse("--scrape", url)).collect::<Result<Vec<_>>>()?,
             (true, Some(urls)) => urls.iter().map(|url| Target::parse("scrape", url)).collect::<Result<Vec<_>>>()?,
             (true, None) => Vec::new(),
+        };
+        let kube = match cli.kube_node.clone().or(file.kube_node.clone()).filter(|n| !n.is_empty()) {
+            Some(node) => Some(KubeConfig::resolve(
+                node,
+                cli.kube_api.clone().or(file.kube_api.clone()),
+                cli.kube_token_file.clone().or(file.kube_token_file.clone()),
+                cli.kube_ca_file.clone().or(file.kube_ca_file.clone()),
+            )?),
+            None => None,
         };
         let interval = match (cli.interval, file.interval) {
             (Some(d), _) => d,
@@ -325,6 +360,7 @@ impl Config {
             ca_file,
             filters,
             scrape,
+            kube,
             once: cli.once,
             health: cli.health,
         })

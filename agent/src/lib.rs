@@ -5,6 +5,7 @@ pub mod collector;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod kube;
 #[cfg(target_os = "linux")]
 pub mod node;
 pub mod sample;

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use crate::collector::Collector;
 use crate::config::{Config, Transport};
 use crate::error::{Error, Result};
+use crate::kube::Discovery;
 use crate::sample::{Batch, BatchSeq, now_ms};
 use crate::scrape::{Scraper, Target};
 use crate::shipper::{Shipper, ShipperOptions, Stats, stopped};
@@ -70,15 +71,22 @@ pub fn collect_once(config: &Config) -> Result<Batch> {
     let ts = now_ms();
     let seq = BatchSeq::starting_after(None).next(ts);
     let samples = collector.collect(seq, ts as i64);
-    if config.scrape.is_empty() {
+    if config.scrape.is_empty() && config.kube.is_none() {
         return Ok(Batch::new(seq, samples));
     }
     let scraper = Scraper::new(scrape_timeout(config.interval))?;
+    let mut discovery = config.kube.clone().map(Discovery::new).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::config(format!("starting the async runtime: {e}")))?;
-    let scraped = runtime.block_on(scraper.scrape_all(&config.scrape));
+    let scraped = runtime.block_on(async {
+        let mut targets = config.scrape.clone();
+        if let Some(discovery) = &mut discovery {
+            targets.extend_from_slice(discovery.targets().await);
+        }
+        scraper.scrape_all(&targets).await
+    });
     Ok(Batch::new(seq, collector.append_scraped(seq, ts as i64, samples, scraped)))
 }
 
@@ -90,7 +98,10 @@ pub fn scrape_timeout(interval: Duration) -> Duration {
 /// The scrape targets of a collection loop and the client that fetches them.
 pub struct Scraping {
     pub scraper: Scraper,
+    /// `--scrape`.
     pub targets: Vec<Target>,
+    /// `--kube-node`: the node's annotated pods.
+    pub discovery: Option<Discovery>,
 }
 
 /// Runs the agent until `stop` turns true; unsent batches are in the spool when it returns.
@@ -122,7 +133,11 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
 
     let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
     let heartbeat = Some(config.spool_dir.clone());
-    let scraping = Scraping { scraper: Scraper::new(scrape_timeout(config.interval))?, targets: config.scrape.clone() };
+    let scraping = Scraping {
+        scraper: Scraper::new(scrape_timeout(config.interval))?,
+        targets: config.scrape.clone(),
+        discovery: config.kube.clone().map(Discovery::new).transpose()?,
+    };
     let collecting =
         tokio::spawn(collect_loop(collector, scraping, seq, config.interval, batch_tx, stop.clone(), heartbeat));
     let shipper = Shipper::new(sink, spool, ShipperOptions::default());
@@ -137,7 +152,7 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
 /// over, so the shipper can spool it.
 pub async fn collect_loop(
     mut collector: Collector,
-    scraping: Scraping,
+    mut scraping: Scraping,
     mut seq: BatchSeq,
     interval: Duration,
     batches: mpsc::Sender<Batch>,
@@ -159,7 +174,11 @@ pub async fn collect_loop(
             let samples = collector.collect(batch_seq, ts as i64);
             (collector, samples)
         });
-        let (joined, scraped) = tokio::join!(reading, scraping.scraper.scrape_all(&scraping.targets));
+        let mut targets = scraping.targets.clone();
+        if let Some(discovery) = &mut scraping.discovery {
+            targets.extend_from_slice(discovery.targets().await);
+        }
+        let (joined, scraped) = tokio::join!(reading, scraping.scraper.scrape_all(&targets));
         let samples;
         (collector, samples) = match joined {
             Ok((collector, samples)) => {
