@@ -69,8 +69,10 @@ pub fn documented(metric: &str) -> Option<&'static (&'static str, &'static str, 
 pub struct Collector {
     host: String,
     system: System,
-    /// `None` with `--root`: the host's interfaces come from `<proc-root>/1/net/dev`.
+    /// `None` on Linux: the interfaces come from `net_dev`.
     networks: Option<Networks>,
+    /// `<proc-root>/net/dev`, or with `--root` `<proc-root>/1/net/dev`.
+    net_dev: PathBuf,
     disks: DiskSource,
     proc_root: PathBuf,
     last_cpu_refresh: Instant,
@@ -122,7 +124,10 @@ impl Collector {
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
                 .with_memory(MemoryRefreshKind::everything()),
         );
-        let networks = root.is_none().then(Networks::new_with_refreshed_list);
+        // On Linux the counters come from `net/dev` directly (one file, where sysinfo reads
+        // several sysfs files per interface); with `--root`, the host init's.
+        let networks = (root.is_none() && !cfg!(target_os = "linux")).then(Networks::new_with_refreshed_list);
+        let net_dev = proc_root.join(if root.is_some() { "1/net/dev" } else { "net/dev" });
         let disks = match root {
             None => DiskSource::Local(Disks::new_with_refreshed_list_specifics(disk_refresh_kind())),
             #[cfg(target_os = "linux")]
@@ -136,6 +141,7 @@ impl Collector {
             host: host.into(),
             system,
             networks,
+            net_dev,
             disks,
             proc_root,
             last_cpu_refresh: Instant::now(),
@@ -227,12 +233,10 @@ impl Collector {
                     .map(|(iface, data)| (iface.clone(), data.total_received(), data.total_transmitted()))
                     .collect()
             }
-            None => std::fs::read_to_string(self.proc_root.join("1/net/dev"))
-                .map(|text| parse_net_dev(&text))
-                .unwrap_or_else(|error| {
-                    tracing::debug!(%error, "Cannot read the host's network counters.");
-                    Vec::new()
-                }),
+            None => std::fs::read_to_string(&self.net_dev).map(|text| parse_net_dev(&text)).unwrap_or_else(|error| {
+                tracing::debug!(%error, "Cannot read the host's network counters.");
+                Vec::new()
+            }),
         };
         totals.sort();
         totals

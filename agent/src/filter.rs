@@ -1,13 +1,13 @@
 //! Which devices, interfaces and mount points the per-device families report: include and
 //! exclude regexes per kind, set by `disk-include`/`disk-exclude`, `net-…` and `fs-…`.
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use crate::error::{Error, Result};
 
 /// node_exporter's `--collector.diskstats.device-exclude` default: partitions, loop, RAM and
 /// floppy devices; whole disks, device-mapper and md devices stay.
-pub const DEFAULT_DISK_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+pub const DEFAULT_DISK_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme[0-9]+n[0-9]+p)[0-9]+$";
 /// Mount points under kernel and container-runtime trees (node_exporter's default, plus
 /// kubelet's and containerd's pod mounts).
 pub const DEFAULT_FS_EXCLUDE: &str = r"^/(dev|proc|sys|run/credentials/.+|var/lib/docker/.+|var/lib/containers/storage/.+|var/lib/kubelet/.+|run/containerd/.+)($|/)";

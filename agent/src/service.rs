@@ -97,7 +97,9 @@ pub fn scrape_timeout(interval: Duration) -> Duration {
 
 /// The scrape targets of a collection loop and the client that fetches them.
 pub struct Scraping {
-    pub scraper: Scraper,
+    /// `None` without targets or discovery: an HTTP client (its TLS roots) costs the agent
+    /// about a MiB of memory.
+    pub scraper: Option<Scraper>,
     /// `--scrape`.
     pub targets: Vec<Target>,
     /// `--kube-node`: the node's annotated pods.
@@ -134,7 +136,9 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
     let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
     let heartbeat = Some(config.spool_dir.clone());
     let scraping = Scraping {
-        scraper: Scraper::new(scrape_timeout(config.interval))?,
+        scraper: (!config.scrape.is_empty() || config.kube.is_some())
+            .then(|| Scraper::new(scrape_timeout(config.interval)))
+            .transpose()?,
         targets: config.scrape.clone(),
         discovery: config.kube.clone().map(Discovery::new).transpose()?,
     };
@@ -178,7 +182,13 @@ pub async fn collect_loop(
         if let Some(discovery) = &mut scraping.discovery {
             targets.extend_from_slice(discovery.targets().await);
         }
-        let (joined, scraped) = tokio::join!(reading, scraping.scraper.scrape_all(&targets));
+        let scrapes = async {
+            match &scraping.scraper {
+                Some(scraper) => scraper.scrape_all(&targets).await,
+                None => Vec::new(),
+            }
+        };
+        let (joined, scraped) = tokio::join!(reading, scrapes);
         let samples;
         (collector, samples) = match joined {
             Ok((collector, samples)) => {

@@ -160,7 +160,7 @@ fn cpu_memory_kernel_counters_disks_and_interfaces_match_proc() {
     assert_eq!(c.get("meminfo.MemTotal_bytes", &[]), mem_total * 1024.0);
 
     // Block devices: those of /proc/diskstats less the default exclusion, with I/O between reads.
-    let exclude = regex::Regex::new(DEFAULT_DISK_EXCLUDE).unwrap();
+    let exclude = regex_lite::Regex::new(DEFAULT_DISK_EXCLUDE).unwrap();
     let (d0, d1) = (diskstats(&disks_0), diskstats(&disks_1));
     let expected: BTreeSet<String> = d0.keys().filter(|d| !exclude.is_match(d)).cloned().collect();
     assert!(!expected.is_empty(), "this machine has a disk: {disks_0}");
@@ -236,7 +236,7 @@ fn filesystems_match_df_with_inodes_and_read_only_state() {
     let c = Collection::take();
     let mounts = c.label_values("fs.size_bytes", "mount");
     assert!(mounts.contains("/"), "{mounts:?}");
-    let exclude = regex::Regex::new(DEFAULT_FS_EXCLUDE).unwrap();
+    let exclude = regex_lite::Regex::new(DEFAULT_FS_EXCLUDE).unwrap();
     assert!(!mounts.iter().any(|m| exclude.is_match(m)), "{mounts:?}");
     let table = read("/proc/self/mounts");
     for mount in &mounts {
