@@ -31,16 +31,54 @@ pub const METRICS: &[(&str, &str, &[&str])] = &[
     ("net.tx_bytes", "bytes, cumulative", &["iface"]),
     ("uptime.seconds", "seconds", &[]),
     ("process.count", "processes", &[]),
+    // Agent v2, read from procfs and sysfs (crate::node); `_total` marks a counter.
+    ("cpu.seconds_total", "seconds, counter", &["cpu", "mode"]),
+    ("cpu.context_switches_total", "switches, counter", &[]),
+    ("cpu.interrupts_total", "interrupts, counter", &[]),
+    ("process.forks_total", "forks, counter", &[]),
+    ("process.running", "processes", &[]),
+    ("process.blocked", "processes", &[]),
+    ("boot.time_seconds", "Unix seconds", &[]),
+    ("meminfo.*", "bytes (`_bytes`) or a count", &[]),
+    ("vmstat.*", "pages or events, counter", &[]),
+    ("fs.size_bytes", "bytes", &["device", "fstype", "mount"]),
+    ("fs.free_bytes", "bytes", &["device", "fstype", "mount"]),
+    ("fs.avail_bytes", "bytes", &["device", "fstype", "mount"]),
+    ("fs.files", "inodes", &["device", "fstype", "mount"]),
+    ("fs.files_free", "inodes", &["device", "fstype", "mount"]),
+    ("fs.readonly", "0 or 1", &["device", "fstype", "mount"]),
+    ("disk.*", "see the README, counters end in _total", &["device"]),
+    ("net.receive_*", "bytes, packets or events, counter", &["device"]),
+    ("net.transmit_*", "bytes, packets or events, counter", &["device"]),
+    ("pressure.*", "seconds, counter", &[]),
+    ("filefd.allocated", "file handles", &[]),
+    ("filefd.maximum", "file handles", &[]),
+    ("entropy.available_bits", "bits", &[]),
+    ("sockstat.*", "sockets (`_mem_bytes`: bytes)", &[]),
+    ("hwmon.temp_celsius", "degrees Celsius", &["chip", "sensor"]),
+    ("thermal.zone_celsius", "degrees Celsius", &["type", "zone"]),
 ];
+
+/// The `METRICS` entry documenting `metric`: its exact name, or a family written `prefix*`.
+pub fn documented(metric: &str) -> Option<&'static (&'static str, &'static str, &'static [&'static str])> {
+    METRICS.iter().find(|(name, _, _)| *name == metric).or_else(|| {
+        METRICS.iter().find(|(name, _, _)| name.strip_suffix('*').is_some_and(|prefix| metric.starts_with(prefix)))
+    })
+}
 
 pub struct Collector {
     host: String,
     system: System,
-    /// `None` with `--root`: the host's interfaces come from `<proc-root>/1/net/dev`.
+    /// `None` on Linux: the interfaces come from `net_dev`.
     networks: Option<Networks>,
+    /// `<proc-root>/net/dev`, or with `--root` `<proc-root>/1/net/dev`.
+    net_dev: PathBuf,
     disks: DiskSource,
     proc_root: PathBuf,
     last_cpu_refresh: Instant,
+    /// The procfs/sysfs families (Linux).
+    #[cfg(target_os = "linux")]
+    node: crate::node::NodeCollector,
 }
 
 /// Where filesystem usage comes from.
@@ -70,13 +108,26 @@ struct DiskIo {
 
 impl Collector {
     /// `root`: see `--root`. Takes the first CPU reading so the first collection has a usage.
-    pub fn new(host: impl Into<String>, proc_root: impl Into<PathBuf>, root: Option<PathBuf>) -> crate::Result<Self> {
+    pub fn new(
+        host: impl Into<String>,
+        proc_root: impl Into<PathBuf>,
+        root: Option<PathBuf>,
+        filters: crate::filter::Filters,
+    ) -> crate::Result<Self> {
+        let proc_root = proc_root.into();
+        #[cfg(target_os = "linux")]
+        let node = crate::node::NodeCollector::new(&proc_root, root.as_deref(), filters);
+        #[cfg(not(target_os = "linux"))]
+        let _ = filters;
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
                 .with_memory(MemoryRefreshKind::everything()),
         );
-        let networks = root.is_none().then(Networks::new_with_refreshed_list);
+        // On Linux the counters come from `net/dev` directly (one file, where sysinfo reads
+        // several sysfs files per interface); with `--root`, the host init's.
+        let networks = (root.is_none() && !cfg!(target_os = "linux")).then(Networks::new_with_refreshed_list);
+        let net_dev = proc_root.join(if root.is_some() { "1/net/dev" } else { "net/dev" });
         let disks = match root {
             None => DiskSource::Local(Disks::new_with_refreshed_list_specifics(disk_refresh_kind())),
             #[cfg(target_os = "linux")]
@@ -90,14 +141,32 @@ impl Collector {
             host: host.into(),
             system,
             networks,
+            net_dev,
             disks,
-            proc_root: proc_root.into(),
+            proc_root,
             last_cpu_refresh: Instant::now(),
+            #[cfg(target_os = "linux")]
+            node,
         })
     }
 
     /// One collection. Blocking (file system reads, and on the first call a short wait so
     /// CPU usage covers at least sysinfo's minimum interval): run it off the async runtime.
+    /// Appends a collection's scraped samples after its host samples.
+    pub fn append_scraped(
+        &self,
+        seq: u64,
+        ts_ms: i64,
+        samples: Vec<Sample>,
+        scraped: Vec<crate::scrape::Scraped>,
+    ) -> Vec<Sample> {
+        let mut out = SampleWriter::continuing(&self.host, seq, ts_ms, samples);
+        for sample in scraped {
+            out.push_scraped(sample);
+        }
+        out.samples
+    }
+
     pub fn collect(&mut self, seq: u64, ts_ms: i64) -> Vec<Sample> {
         let since = self.last_cpu_refresh.elapsed();
         if since < MINIMUM_CPU_UPDATE_INTERVAL {
@@ -146,6 +215,8 @@ impl Collector {
         if let Some(count) = process_count {
             out.push("process.count", count as f64, &[]);
         }
+        #[cfg(target_os = "linux")]
+        self.node.collect(&mut out);
         out.samples
     }
 
@@ -162,12 +233,10 @@ impl Collector {
                     .map(|(iface, data)| (iface.clone(), data.total_received(), data.total_transmitted()))
                     .collect()
             }
-            None => std::fs::read_to_string(self.proc_root.join("1/net/dev"))
-                .map(|text| parse_net_dev(&text))
-                .unwrap_or_else(|error| {
-                    tracing::debug!(%error, "Cannot read the host's network counters.");
-                    Vec::new()
-                }),
+            None => std::fs::read_to_string(&self.net_dev).map(|text| parse_net_dev(&text)).unwrap_or_else(|error| {
+                tracing::debug!(%error, "Cannot read the host's network counters.");
+                Vec::new()
+            }),
         };
         totals.sort();
         totals
@@ -320,19 +389,32 @@ pub fn is_pseudo_filesystem(fs_type: &str) -> bool {
 }
 
 /// Writes samples with the shared timestamp, the `host` label and batch-stable dedupe ids.
-struct SampleWriter<'a> {
+pub(crate) struct SampleWriter<'a> {
     host: &'a str,
     seq: u64,
     ts_ms: i64,
-    samples: Vec<Sample>,
+    pub(crate) samples: Vec<Sample>,
 }
 
 impl<'a> SampleWriter<'a> {
-    fn new(host: &'a str, seq: u64, ts_ms: i64) -> Self {
-        Self { host, seq, ts_ms, samples: Vec::with_capacity(64) }
+    pub(crate) fn new(host: &'a str, seq: u64, ts_ms: i64) -> Self {
+        Self { host, seq, ts_ms, samples: Vec::with_capacity(512) }
     }
 
-    fn push(&mut self, metric: &str, value: f64, labels: &[(&str, &str)]) {
+    /// Goes on numbering after `samples`, the same collection's.
+    pub(crate) fn continuing(host: &'a str, seq: u64, ts_ms: i64, samples: Vec<Sample>) -> Self {
+        Self { host, seq, ts_ms, samples }
+    }
+
+    /// A scraped sample, whose labels are already a map; `host` is the agent's.
+    pub(crate) fn push_scraped(&mut self, scraped: crate::scrape::Scraped) {
+        let mut labels = scraped.labels;
+        labels.insert("host".to_owned(), self.host.to_owned());
+        let dedupe_id = format!("{}-{}-{}", self.host, self.seq, self.samples.len());
+        self.samples.push(Sample { metric: scraped.metric, value: scraped.value, ts: self.ts_ms, labels, dedupe_id });
+    }
+
+    pub(crate) fn push(&mut self, metric: &str, value: f64, labels: &[(&str, &str)]) {
         if !value.is_finite() {
             return;
         }
@@ -512,7 +594,7 @@ mod tests {
     use crate::sample::is_valid_name;
 
     fn collect_once() -> Vec<Sample> {
-        let mut collector = Collector::new("test-host", "/proc", None).unwrap();
+        let mut collector = Collector::new("test-host", "/proc", None, Default::default()).unwrap();
         collector.collect(42, 1_764_104_400_000)
     }
 
@@ -522,10 +604,8 @@ mod tests {
         assert!(!samples.is_empty());
         for sample in &samples {
             assert!(is_valid_name(&sample.metric), "{}", sample.metric);
-            let (_, _, labels) = METRICS
-                .iter()
-                .find(|(name, _, _)| *name == sample.metric)
-                .unwrap_or_else(|| panic!("{} is not in METRICS", sample.metric));
+            let (_, _, labels) =
+                documented(&sample.metric).unwrap_or_else(|| panic!("{} is not in METRICS", sample.metric));
             assert_eq!(sample.labels["host"], "test-host");
             let mut keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
             keys.retain(|k| *k != "host");
@@ -581,7 +661,7 @@ mod tests {
 
     #[test]
     fn a_second_collection_reuses_the_collector() {
-        let mut collector = Collector::new("h", "/proc", None).unwrap();
+        let mut collector = Collector::new("h", "/proc", None, Default::default()).unwrap();
         let first = collector.collect(1, 1);
         let second = collector.collect(2, 2);
         assert_eq!(first.len(), second.len());

@@ -10,6 +10,9 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::filter::{DEFAULT_DISK_EXCLUDE, DEFAULT_FS_EXCLUDE, Filters, NameFilter};
+use crate::kube::KubeConfig;
+use crate::scrape::Target;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_DIR: &str = "./data/agent-spool";
@@ -92,6 +95,57 @@ pub struct Cli {
     /// built-in public roots (a private CA or a self-signed broker).
     #[arg(long, env = "MICRODASH_AGENT_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+
+    /// Regex: only block devices matching it get `disk.*` samples [default: all].
+    #[arg(long, env = "MICRODASH_AGENT_DISK_INCLUDE", value_name = "REGEX")]
+    pub disk_include: Option<String>,
+
+    /// Regex: block devices matching it get no `disk.*` samples [default: partitions, loop,
+    /// ram and floppy devices, as node_exporter].
+    #[arg(long, env = "MICRODASH_AGENT_DISK_EXCLUDE", value_name = "REGEX")]
+    pub disk_exclude: Option<String>,
+
+    /// Regex: only network interfaces matching it get `net.*` samples [default: all].
+    #[arg(long, env = "MICRODASH_AGENT_NET_INCLUDE", value_name = "REGEX")]
+    pub net_include: Option<String>,
+
+    /// Regex: network interfaces matching it get no `net.*` samples [default: none].
+    #[arg(long, env = "MICRODASH_AGENT_NET_EXCLUDE", value_name = "REGEX")]
+    pub net_exclude: Option<String>,
+
+    /// Regex: only mount points matching it get `fs.*` samples [default: all].
+    #[arg(long, env = "MICRODASH_AGENT_FS_INCLUDE", value_name = "REGEX")]
+    pub fs_include: Option<String>,
+
+    /// Regex: mount points matching it get no `fs.*` samples [default: /dev, /proc, /sys and
+    /// container runtimes' trees].
+    #[arg(long, env = "MICRODASH_AGENT_FS_EXCLUDE", value_name = "REGEX")]
+    pub fs_exclude: Option<String>,
+
+    /// A Prometheus or OpenMetrics endpoint to scrape at every collection; repeatable. Its
+    /// samples join the batch with `instance` = the target's host:port. Given here, it replaces
+    /// the file's `scrape` list. The environment variable takes a comma-separated list.
+    #[arg(long = "scrape", env = "MICRODASH_AGENT_SCRAPE", value_name = "URL", value_delimiter = ',')]
+    pub scrape: Vec<String>,
+
+    /// On Kubernetes: the node whose annotated pods (`prometheus.io/scrape: "true"`) are
+    /// discovered through the API server and scraped; the DaemonSet sets it from
+    /// `spec.nodeName`.
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_NODE", value_name = "NAME")]
+    pub kube_node: Option<String>,
+
+    /// The Kubernetes API server [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT].
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_API", value_name = "URL")]
+    pub kube_api: Option<String>,
+
+    /// Bearer token for the API server, read again at every pod listing
+    /// [default: /var/run/secrets/kubernetes.io/serviceaccount/token].
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_TOKEN_FILE", value_name = "FILE")]
+    pub kube_token_file: Option<PathBuf>,
+
+    /// CA certificate(s) of the API server [default: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt].
+    #[arg(long, env = "MICRODASH_AGENT_KUBE_CA_FILE", value_name = "FILE")]
+    pub kube_ca_file: Option<PathBuf>,
 }
 
 /// The `--config` file. Keys are the flag names.
@@ -111,6 +165,18 @@ pub struct FileConfig {
     pub proc_root: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub disk_include: Option<String>,
+    pub disk_exclude: Option<String>,
+    pub net_include: Option<String>,
+    pub net_exclude: Option<String>,
+    pub fs_include: Option<String>,
+    pub fs_exclude: Option<String>,
+    /// Scrape targets' URLs.
+    pub scrape: Option<Vec<String>>,
+    pub kube_node: Option<String>,
+    pub kube_api: Option<String>,
+    pub kube_token_file: Option<PathBuf>,
+    pub kube_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +232,12 @@ pub struct Config {
     pub root: Option<PathBuf>,
     /// Trust only these CAs for https:// and mqtts://; `None` = the built-in public roots.
     pub ca_file: Option<PathBuf>,
+    /// Devices, interfaces and mount points of the per-device families.
+    pub filters: Filters,
+    /// Static scrape targets (`--scrape`, the file's `scrape`).
+    pub scrape: Vec<Target>,
+    /// Pod discovery (`--kube-node`).
+    pub kube: Option<KubeConfig>,
     pub once: bool,
     /// `--health`: check a running agent's heartbeat and exit.
     pub health: bool,
@@ -185,6 +257,21 @@ impl Config {
     /// Merges flags/env (already merged by clap) over the file over the defaults, and checks
     /// the result. `hostname` supplies the default host label.
     pub fn resolve(cli: Cli, file: FileConfig, hostname: impl FnOnce() -> Option<String>) -> Result<Self> {
+        let filters = resolve_filters(&cli, &file)?;
+        let scrape = match (cli.scrape.is_empty(), &file.scrape) {
+            (false, _) => cli.scrape.iter().map(|url| Target::parse("--scrape", url)).collect::<Result<Vec<_>>>()?,
+            (true, Some(urls)) => urls.iter().map(|url| Target::parse("scrape", url)).collect::<Result<Vec<_>>>()?,
+            (true, None) => Vec::new(),
+        };
+        let kube = match cli.kube_node.clone().or(file.kube_node.clone()).filter(|n| !n.is_empty()) {
+            Some(node) => Some(KubeConfig::resolve(
+                node,
+                cli.kube_api.clone().or(file.kube_api.clone()),
+                cli.kube_token_file.clone().or(file.kube_token_file.clone()),
+                cli.kube_ca_file.clone().or(file.kube_ca_file.clone()),
+            )?),
+            None => None,
+        };
         let interval = match (cli.interval, file.interval) {
             (Some(d), _) => d,
             (None, Some(text)) => {
@@ -271,10 +358,42 @@ impl Config {
             proc_root: cli.proc_root.or(file.proc_root).unwrap_or_else(|| DEFAULT_PROC_ROOT.into()),
             root: cli.root.or(file.root),
             ca_file,
+            filters,
+            scrape,
+            kube,
             once: cli.once,
             health: cli.health,
         })
     }
+}
+
+/// Flag (or variable) over file key over default, for each of the six filter regexes; an
+/// empty string turns a default off (`disk-exclude: ""` reports partitions too).
+fn resolve_filters(cli: &Cli, file: &FileConfig) -> Result<Filters> {
+    fn pick<'a>(flag: &'a Option<String>, key: &'a Option<String>, default: Option<&'a str>) -> Option<&'a str> {
+        flag.as_deref().or(key.as_deref()).or(default).filter(|p| !p.is_empty())
+    }
+    let filter = |name: &str, include: Option<&str>, exclude: Option<&str>| -> Result<NameFilter> {
+        let (include_key, exclude_key) = (format!("{name}-include"), format!("{name}-exclude"));
+        NameFilter::new(include.map(|p| (include_key.as_str(), p)), exclude.map(|p| (exclude_key.as_str(), p)))
+    };
+    Ok(Filters {
+        disk: filter(
+            "disk",
+            pick(&cli.disk_include, &file.disk_include, None),
+            pick(&cli.disk_exclude, &file.disk_exclude, Some(DEFAULT_DISK_EXCLUDE)),
+        )?,
+        net: filter(
+            "net",
+            pick(&cli.net_include, &file.net_include, None),
+            pick(&cli.net_exclude, &file.net_exclude, None),
+        )?,
+        fs: filter(
+            "fs",
+            pick(&cli.fs_include, &file.fs_include, None),
+            pick(&cli.fs_exclude, &file.fs_exclude, Some(DEFAULT_FS_EXCLUDE)),
+        )?,
+    })
 }
 
 /// The hostname; with `--root`, the host's (`<root>/etc/hostname`), since a container's own
@@ -459,6 +578,47 @@ mod tests {
         // No file there: the hostname the agent itself sees.
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(default_host_label(Some(empty.path())), default_host_label(None));
+    }
+
+    #[test]
+    fn device_filters_come_from_flags_or_file_and_a_bad_regex_names_its_key() {
+        let yaml = "disk-include: ^nvme\nnet-exclude: ^(veth|cni)\nfs-exclude: \"\"\n";
+        let cli = Cli { once: true, disk_exclude: Some("n1$".into()), ..Cli::default() };
+        let filters = Config::resolve(cli, file(yaml), host).unwrap().filters;
+        assert!(filters.disk.allows("nvme0n2") && !filters.disk.allows("nvme0n1") && !filters.disk.allows("sda"));
+        assert!(filters.net.allows("eth0") && !filters.net.allows("veth12ab"));
+        assert!(filters.fs.allows("/proc"), "an empty regex turns the default off");
+        let defaults = Config::resolve(Cli { once: true, ..Cli::default() }, FileConfig::default(), host).unwrap();
+        assert!(!defaults.filters.disk.allows("sda1") && !defaults.filters.fs.allows("/proc"));
+
+        let err = Config::resolve(Cli { once: true, ..Cli::default() }, file("net-include: \"eth(\"\n"), host)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("net-include") && err.contains("eth("), "{err}");
+    }
+
+    #[test]
+    fn scrape_targets_repeat_as_flags_or_list_in_the_file() {
+        let cli = Cli::try_parse_from([
+            "microdash-agent",
+            "--once",
+            "--scrape",
+            "http://127.0.0.1:9100/metrics",
+            "--scrape",
+            "http://[::1]:8080/metrics",
+        ])
+        .unwrap();
+        let config = Config::resolve(cli, file("scrape: [http://ignored:1/metrics]\n"), host).unwrap();
+        let instances: Vec<String> = config.scrape.iter().map(Target::instance).collect();
+        assert_eq!(instances, ["127.0.0.1:9100", "[::1]:8080"], "flags replace the file's list");
+        let config =
+            Config::resolve(Cli { once: true, ..Cli::default() }, file("scrape:\n  - http://a:9100/metrics\n"), host)
+                .unwrap();
+        assert_eq!(config.scrape[0].url.as_str(), "http://a:9100/metrics");
+        let err = Config::resolve(Cli { once: true, ..Cli::default() }, file("scrape: [ftp://a/metrics]\n"), host)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scrape") && err.contains("ftp://a/metrics"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,12 @@
 pub mod collector;
 pub mod config;
 pub mod error;
+pub mod filter;
+pub mod kube;
+#[cfg(target_os = "linux")]
+pub mod node;
 pub mod sample;
+pub mod scrape;
 pub mod service;
 pub mod shipper;
 pub mod sink;

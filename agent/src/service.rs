@@ -11,7 +11,9 @@ use tracing::{debug, info, warn};
 use crate::collector::Collector;
 use crate::config::{Config, Transport};
 use crate::error::{Error, Result};
+use crate::kube::Discovery;
 use crate::sample::{Batch, BatchSeq, now_ms};
+use crate::scrape::{Scraper, Target};
 use crate::shipper::{Shipper, ShipperOptions, Stats, stopped};
 use crate::sink::{HttpSink, MqttSink, Sink};
 use crate::spool::Spool;
@@ -62,12 +64,46 @@ pub fn check_health(config: &Config) -> std::result::Result<String, String> {
     Ok(format!("healthy: the last collection was {} ms ago", age.as_millis()))
 }
 
-/// `--once`: one collection as a bulk request body.
+/// `--once`: one collection as a bulk request body, the scrape targets' samples included.
 pub fn collect_once(config: &Config) -> Result<Batch> {
-    let mut collector = Collector::new(&config.host_label, &config.proc_root, config.root.clone())?;
+    let mut collector =
+        Collector::new(&config.host_label, &config.proc_root, config.root.clone(), config.filters.clone())?;
     let ts = now_ms();
     let seq = BatchSeq::starting_after(None).next(ts);
-    Ok(Batch::new(seq, collector.collect(seq, ts as i64)))
+    let samples = collector.collect(seq, ts as i64);
+    if config.scrape.is_empty() && config.kube.is_none() {
+        return Ok(Batch::new(seq, samples));
+    }
+    let scraper = Scraper::new(scrape_timeout(config.interval))?;
+    let mut discovery = config.kube.clone().map(Discovery::new).transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::config(format!("starting the async runtime: {e}")))?;
+    let scraped = runtime.block_on(async {
+        let mut targets = config.scrape.clone();
+        if let Some(discovery) = &mut discovery {
+            targets.extend_from_slice(discovery.targets().await);
+        }
+        scraper.scrape_all(&targets).await
+    });
+    Ok(Batch::new(seq, collector.append_scraped(seq, ts as i64, samples, scraped)))
+}
+
+/// A scrape must end before the next collection: at most the interval, and 10 s.
+pub fn scrape_timeout(interval: Duration) -> Duration {
+    interval.min(Duration::from_secs(10))
+}
+
+/// The scrape targets of a collection loop and the client that fetches them.
+pub struct Scraping {
+    /// `None` without targets or discovery: an HTTP client (its TLS roots) costs the agent
+    /// about a MiB of memory.
+    pub scraper: Option<Scraper>,
+    /// `--scrape`.
+    pub targets: Vec<Target>,
+    /// `--kube-node`: the node's annotated pods.
+    pub discovery: Option<Discovery>,
 }
 
 /// Runs the agent until `stop` turns true; unsent batches are in the spool when it returns.
@@ -88,7 +124,7 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
     };
     let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
     let seq = BatchSeq::starting_after(spool.newest());
-    let collector = Collector::new(&config.host_label, &config.proc_root, config.root.clone())?;
+    let collector = Collector::new(&config.host_label, &config.proc_root, config.root.clone(), config.filters.clone())?;
     info!(
         host = %config.host_label,
         endpoint = %sink.endpoint(),
@@ -99,7 +135,15 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
 
     let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
     let heartbeat = Some(config.spool_dir.clone());
-    let collecting = tokio::spawn(collect_loop(collector, seq, config.interval, batch_tx, stop.clone(), heartbeat));
+    let scraping = Scraping {
+        scraper: (!config.scrape.is_empty() || config.kube.is_some())
+            .then(|| Scraper::new(scrape_timeout(config.interval)))
+            .transpose()?,
+        targets: config.scrape.clone(),
+        discovery: config.kube.clone().map(Discovery::new).transpose()?,
+    };
+    let collecting =
+        tokio::spawn(collect_loop(collector, scraping, seq, config.interval, batch_tx, stop.clone(), heartbeat));
     let shipper = Shipper::new(sink, spool, ShipperOptions::default());
     let stats = shipper.run(batch_rx, stop).await;
     if let Err(error) = collecting.await {
@@ -112,6 +156,7 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
 /// over, so the shipper can spool it.
 pub async fn collect_loop(
     mut collector: Collector,
+    mut scraping: Scraping,
     mut seq: BatchSeq,
     interval: Duration,
     batches: mpsc::Sender<Batch>,
@@ -128,14 +173,32 @@ pub async fn collect_loop(
         }
         let ts = now_ms();
         let batch_seq = seq.next(ts);
-        let joined = tokio::task::spawn_blocking(move || {
+        // The host is read on a blocking thread while the targets are scraped.
+        let reading = tokio::task::spawn_blocking(move || {
             let samples = collector.collect(batch_seq, ts as i64);
             (collector, samples)
-        })
-        .await;
+        });
+        let mut targets = scraping.targets.clone();
+        if let Some(discovery) = &mut scraping.discovery {
+            targets.extend_from_slice(discovery.targets().await);
+        }
+        let scrapes = async {
+            match &scraping.scraper {
+                Some(scraper) => scraper.scrape_all(&targets).await,
+                None => Vec::new(),
+            }
+        };
+        let (joined, scraped) = tokio::join!(reading, scrapes);
         let samples;
         (collector, samples) = match joined {
-            Ok(done) => done,
+            Ok((collector, samples)) => {
+                let samples = if scraped.is_empty() {
+                    samples
+                } else {
+                    collector.append_scraped(batch_seq, ts as i64, samples, scraped)
+                };
+                (collector, samples)
+            }
             Err(error) => {
                 warn!(%error, "Collection failed; stopping the collector.");
                 break;

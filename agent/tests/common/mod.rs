@@ -281,3 +281,35 @@ pub fn unique_host(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// Debian's node_exporter on a free loopback port, killed on drop.
+pub struct NodeExporter {
+    child: Child,
+    pub port: u16,
+}
+
+impl NodeExporter {
+    pub fn start() -> NodeExporter {
+        let port = mosquitto::free_port();
+        let child = Command::new("/usr/bin/prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "/usr/bin/prometheus-node-exporter (Debian's prometheus-node-exporter; scripts/test.sh installs it)",
+            );
+        NodeExporter { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.port)
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,6 +5,7 @@
 import { computed, onBeforeUnmount, ref, shallowRef } from 'vue'
 import { api } from '@/api/client'
 import type { Labels, LiveSample } from '@/api/types'
+import { summarizeHost, type HostSummary } from '@/lib/hostSummary'
 import { labelsKey } from '@/lib/labels'
 import { mapLimit } from '@/lib/pool'
 import { useLiveStore } from '@/stores/live'
@@ -21,12 +22,17 @@ export interface HostRow {
   labels: Labels
   ts: number | null
   value: number | null
+  /** The value before, for the rates of counters (`*_total`). */
+  prevTs: number | null
+  prevValue: number | null
 }
 
 export interface HostGroup {
   host: string
   rows: HostRow[]
   lastTs: number | null
+  /** CPU by mode, disk I/O, network errors, filesystem fill; null without agent metrics. */
+  summary: HostSummary | null
 }
 
 export function useHostOverview() {
@@ -47,8 +53,12 @@ export function useHostOverview() {
   function upsert(metric: string, labels: Labels, ts: number | null, value: number | null): void {
     const key = rowKey(metric, labels)
     const row = rows.get(key)
-    if (!row) rows.set(key, { key, metric, labels, ts, value })
+    if (!row) rows.set(key, { key, metric, labels, ts, value, prevTs: null, prevValue: null })
     else if (ts !== null && (row.ts === null || ts >= row.ts)) {
+      if (row.ts !== null && ts > row.ts) {
+        row.prevTs = row.ts
+        row.prevValue = row.value
+      }
       row.ts = ts
       row.value = value
     }
@@ -114,6 +124,7 @@ export function useHostOverview() {
         host,
         rows: list.sort((a, b) => a.metric.localeCompare(b.metric) || a.key.localeCompare(b.key)),
         lastTs: list.reduce<number | null>((m, r) => (r.ts !== null && (m === null || r.ts > m) ? r.ts : m), null),
+        summary: summarizeHost(list),
       }))
   })
 
