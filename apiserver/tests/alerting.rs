@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::mosquitto::make_certificates;
 use common::webhook::Receiver;
-use common::{ADMIN_TOKEN, Server, cli, client, free_port};
+use common::{ADMIN_TOKEN, Server, cli, client, free_port, send};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -105,23 +105,6 @@ impl Smtp {
 
 // ---------------------------------------------------------------------------------------
 // HTTP helpers.
-
-async fn send(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = client().request(method, server.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
 
 async fn post(server: &Server, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
     send(server, token, reqwest::Method::POST, path, Some(body)).await

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::webhook::Receiver;
-use common::{Server, cli, client};
+use common::{Server, cli, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -20,20 +20,9 @@ const BURST: usize = 10_000;
 /// reconciling many objects does.
 const WRITERS: usize = 8;
 
-async fn send(server: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = client().request(method, server.url(path)).bearer_auth(&server.token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn sample(server: &Server, metric: &str, value: f64, host: &str) {
     let body = json!({"metric": metric, "value": value, "labels": {"host": host}});
-    let (status, answer) = send(server, reqwest::Method::POST, "/api/v1/metrics", Some(body)).await;
+    let (status, answer) = send(server, &server.token, reqwest::Method::POST, "/api/v1/metrics", Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 }
 
@@ -72,11 +61,17 @@ async fn breach_during_a_burst(kind: &str) {
     let env: Vec<(&str, &str)> = url.iter().map(|u| ("MICRODASH_DATABASE_URL", u.as_str())).collect();
     let server = Arc::new(Server::start_with(dir.path(), &env));
     let channel = json!({"name": "ops", "webhook": {"url": receiver.url()}});
-    assert_eq!(send(&server, reqwest::Method::POST, "/api/v1/channels", Some(channel)).await.0, StatusCode::CREATED);
+    assert_eq!(
+        send(&server, &server.token, reqwest::Method::POST, "/api/v1/channels", Some(channel)).await.0,
+        StatusCode::CREATED
+    );
     let canary = json!({"name": "canary", "metric": "canary.temp",
                         "condition": {"aggregation": "last", "op": ">", "threshold": 50}, "for": "0s",
                         "channels": ["ops"]});
-    assert_eq!(send(&server, reqwest::Method::POST, "/api/v1/rules", Some(canary)).await.0, StatusCode::CREATED);
+    assert_eq!(
+        send(&server, &server.token, reqwest::Method::POST, "/api/v1/rules", Some(canary)).await.0,
+        StatusCode::CREATED
+    );
     sample(&server, "canary.temp", 20.0, "probe").await;
 
     // The burst: BURST rules written by WRITERS clients at once.
@@ -87,7 +82,8 @@ async fn breach_during_a_burst(kind: &str) {
         writers.push(tokio::spawn(async move {
             for i in (w..BURST).step_by(WRITERS) {
                 let path = format!("/api/v1/rules/fleet-{i}");
-                let (status, body) = send(&server, reqwest::Method::PUT, &path, Some(fleet_rule(i))).await;
+                let (status, body) =
+                    send(&server, &server.token, reqwest::Method::PUT, &path, Some(fleet_rule(i))).await;
                 assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
                 written.fetch_add(1, Ordering::Relaxed);
             }
@@ -127,9 +123,9 @@ async fn breach_during_a_burst(kind: &str) {
     assert_eq!(firing_sorted, ["canary", "fleet-0", &format!("fleet-{}", BURST - 1)], "each breach once, nothing else");
 
     // A deleted rule stops being evaluated.
-    let (status, _) = send(&server, reqwest::Method::DELETE, "/api/v1/rules/fleet-7", None).await;
+    let (status, _) = send(&server, &server.token, reqwest::Method::DELETE, "/api/v1/rules/fleet-7", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = send(&server, reqwest::Method::DELETE, "/api/v1/rules/fleet-8", None).await;
+    let (status, _) = send(&server, &server.token, reqwest::Method::DELETE, "/api/v1/rules/fleet-8", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     sample(&server, "fleet.cpu", 97.0, "h7").await;
     sample(&server, "fleet.cpu", 97.0, "h9").await;
@@ -165,7 +161,10 @@ async fn ten_thousand_rules_applied_from_a_file_are_loaded_and_evaluated() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let channel = json!({"name": "ops", "webhook": {"url": receiver.url()}});
-    assert_eq!(send(&server, reqwest::Method::POST, "/api/v1/channels", Some(channel)).await.0, StatusCode::CREATED);
+    assert_eq!(
+        send(&server, &server.token, reqwest::Method::POST, "/api/v1/channels", Some(channel)).await.0,
+        StatusCode::CREATED
+    );
     let mut yaml = String::new();
     for i in 0..BURST {
         yaml.push_str(&format!(

@@ -8,26 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::webhook::Receiver;
-use common::{Server, client};
+use common::{Server, send};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-async fn send(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = client().request(method, server.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
+use serde_json::json;
 
 async fn sample(server: &Server, value: f64, host: &str) {
     let body = json!({"metric": "cpu.usage", "value": value, "labels": {"host": host}});

@@ -7,26 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Server, client, create_tenant};
+use common::{ADMIN_TOKEN, Server, client, create_tenant, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn send(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = client().request(method, server.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
 
 async fn put_page(server: &Server, token: &str, slug: &str, body: Value) -> (StatusCode, Value) {
     send(server, token, reqwest::Method::PUT, &format!("/api/v1/status-pages/{slug}"), Some(body)).await

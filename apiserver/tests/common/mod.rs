@@ -167,3 +167,22 @@ pub async fn fresh_database_url(kind: &str) -> String {
     let base = url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&url);
     format!("{base}/{name}")
 }
+
+/// A request with `token` and an optional JSON body; the status and the answer (JSON, or the
+/// text as a JSON string).
+pub async fn send(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = client().request(method, server.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
