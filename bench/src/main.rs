@@ -221,8 +221,11 @@ fn start_server_with(bin: &Path, mqtt: MqttMode, env: &[(&str, String)]) -> Resu
     let dir = tempfile::tempdir()?;
     let mut serve = microdash_testkit::Serve::new(bin, dir.path())
         .env("MICRODASH_DATABASE_URL", format!("sqlite://{}", dir.path().join("bench.db").display()))
-        .log("warn,microdash::server=info,microdash::mqtt=info")
-        .env("MICRODASH_TENANT_RATE_LIMIT", "0");
+        .log("warn,microdash::server=info,microdash::mqtt=info,microdash::alerting::engine=info")
+        .env("MICRODASH_TENANT_RATE_LIMIT", "0")
+        // The bench's webhook receivers listen on loopback, which webhooks may not reach by
+        // default (the outbound policy).
+        .env("MICRODASH_OUTBOUND_ALLOW", "127.0.0.0/8,::1");
     match &mqtt {
         MqttMode::Off => {}
         MqttMode::Embedded => serve = serve.with_mqtt(),
