@@ -93,9 +93,9 @@ async fn load_view(state: &AppState, tenant_id: i64, name: &str) -> AppResult<Ru
         .get_spec(SpecKind::Rule, tenant_id, name)
         .await?
         .ok_or_else(|| AppError::not_found(format!("rule {name:?} not found")))?;
-    let instances = state.store.list_instances(Some(tenant_id)).await?;
-    let mine: Vec<&InstanceRecord> = instances.iter().filter(|i| i.rule == name).collect();
-    view(record, &mine)
+    // This rule's instances only: a write in a burst must not read the whole tenant's.
+    let instances = state.store.list_rule_instances(tenant_id, name).await?;
+    view(record, &instances.iter().collect::<Vec<_>>())
 }
 
 #[utoipa::path(get, path = "/api/v1/rules", tag = "alerting", responses((status = 200, body = RuleList)))]
