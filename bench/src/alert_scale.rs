@@ -102,8 +102,8 @@ fn latency_cells(sorted: &[f64]) -> String {
     }
     format!(
         "{:.1} / {:.1} ms (max {:.1}, {} breaches)",
-        pct(sorted, 50.0),
-        pct(sorted, 99.0),
+        pct(sorted, 0.50),
+        pct(sorted, 0.99),
         sorted[sorted.len() - 1],
         sorted.len()
     )

@@ -666,7 +666,10 @@ impl Evaluator {
             seen.insert(key.clone());
             let loaded = self.rules.get(&key).map(|r| r.updated_at);
             let staged = self.staged.get(&key).map(|s| s.updated_at);
-            if loaded == Some(record.updated_at) || staged == Some(record.updated_at) {
+            // Already pending without a staged spec (announced by the API): it is read when
+            // its batch loads; parsing it here as well is wasted work during a burst.
+            let announced = staged.is_none() && self.pending.contains(&key);
+            if loaded == Some(record.updated_at) || staged == Some(record.updated_at) || announced {
                 continue;
             }
             match serde_json::from_str::<AlertRuleSpec>(&record.spec) {
@@ -688,8 +691,10 @@ impl Evaluator {
         for key in gone {
             self.remove_rule(&key);
         }
-        // Many rules to load (a start): their instances in one read instead of one per rule.
-        if self.staged.len() >= LOG_PROGRESS_FROM {
+        // A start or takeover (nothing loaded yet) with many rules: their instances in one read
+        // instead of one per rule. Not while rules are loaded: during a burst that read of every
+        // instance held the evaluator for seconds.
+        if self.rules.is_empty() && self.staged.len() >= LOAD_BATCH {
             let mut stored: HashMap<RuleKey, Vec<InstanceRecord>> = HashMap::new();
             for record in self.store.list_instances(None).await? {
                 stored.entry((record.tenant_id, record.rule.clone())).or_default().push(record);
