@@ -54,12 +54,7 @@ async fn notified(receiver: &Receiver, rule: &str, since: Instant, timeout: Dura
 async fn breach_during_a_burst(kind: &str) {
     let receiver = Receiver::start(0, 200).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = match kind {
-        "sqlite" => None,
-        other => Some(common::fresh_database_url(other).await),
-    };
-    let env: Vec<(&str, &str)> = url.iter().map(|u| ("MICRODASH_DATABASE_URL", u.as_str())).collect();
-    let server = Arc::new(Server::start_with(dir.path(), &env));
+    let server = Arc::new(Server::on_database(kind, dir.path(), &[]).await);
     let channel = json!({"name": "ops", "webhook": {"url": receiver.url()}});
     assert_eq!(
         send(&server, &server.token, reqwest::Method::POST, "/api/v1/channels", Some(channel)).await.0,

@@ -36,12 +36,7 @@ async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
 async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them(kind: &str) {
     let receiver = Receiver::start(0, 200).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = match kind {
-        "sqlite" => None,
-        other => Some(common::fresh_database_url(other).await),
-    };
-    let env: Vec<(&str, &str)> = url.iter().map(|u| ("MICRODASH_DATABASE_URL", u.as_str())).collect();
-    let server = Server::start_with(dir.path(), &env);
+    let server = Server::on_database(kind, dir.path(), &[]).await;
     let t = server.token.clone();
     let post = reqwest::Method::POST;
     let channel = json!({"name": "ops", "webhook": {"url": receiver.url()}, "sendResolved": true});

@@ -52,6 +52,25 @@ pub struct AlertRuleSpec {
     /// Texts for people, with `{{ $value }}` and `{{ $labels.NAME }}` placeholders.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// While an alert of this rule fires, it mutes the alerts of the tenant's other rules that
+    /// `match` and share its values of the `equal` labels (Alertmanager's inhibition): a host-down
+    /// alert silences that host's CPU and disk alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibits: Option<InhibitSpec>,
+}
+
+/// Which alerts a firing alert of the rule mutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InhibitSpec {
+    /// Label equality matchers on the muted alerts' labels (`alertname` is a rule's name);
+    /// omitted = every other rule's alerts.
+    #[serde(default, rename = "match", skip_serializing_if = "BTreeMap::is_empty")]
+    pub matchers: BTreeMap<String, String>,
+    /// Labels whose values the muted alert must share with the firing one, e.g. `[host]`;
+    /// omitted = every matching alert of the tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equal: Vec<String>,
 }
 
 /// `aggregation` of the samples within `window`, compared with `threshold` by `op`.
@@ -179,7 +198,23 @@ pub struct NotificationChannelSpec {
     /// Notify again while an alert keeps firing, this often (default `4h`; `0s` = never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_interval: Option<String>,
+    /// Group notifications by these alert labels (`alertname` is the rule's name; `...` = every
+    /// label): one notification lists a group's alerts, as Alertmanager's `group_by`. Omitted =
+    /// one notification per alert transition, at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// With `groupBy`: how long a new group waits for more alerts before its first notification
+    /// (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<String>,
+    /// With `groupBy`: how long after a group's notification the next one about alerts added to
+    /// or resolved in the group may follow (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<String>,
 }
+
+/// The most labels a channel may group by.
+pub const MAX_GROUP_BY: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -313,6 +348,24 @@ fn check_labels(errors: &mut ValidationErrors, field: &str, labels: &BTreeMap<St
     }
 }
 
+/// Label names: valid, unique, at most [`MAX_GROUP_BY`]; `...` (every label) alone when allowed.
+fn check_label_names(errors: &mut ValidationErrors, field: &str, names: &[String], all_allowed: bool) {
+    if names.len() > MAX_GROUP_BY {
+        errors.add(field, format!("at most {MAX_GROUP_BY} labels"));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if all_allowed && name == "..." {
+            if names.len() > 1 {
+                errors.add(format!("{field}[{i}]"), "`...` (every label) stands alone");
+            }
+        } else if !is_valid_name(name) || name.len() > 100 {
+            errors.add(format!("{field}[{i}]"), format!("{name:?}: a label name matches [a-zA-Z_][a-zA-Z0-9_.:-]*"));
+        } else if names[..i].contains(name) {
+            errors.add(format!("{field}[{i}]"), format!("{name:?} is listed twice"));
+        }
+    }
+}
+
 impl AlertRuleSpec {
     /// Checks every field; the errors name each offending field.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
@@ -370,6 +423,10 @@ impl AlertRuleSpec {
         }
         check_labels(&mut errors, "labels", &self.labels);
         check_labels(&mut errors, "annotations", &self.annotations);
+        if let Some(inhibits) = &self.inhibits {
+            check_labels(&mut errors, "inhibits.match", &inhibits.matchers);
+            check_label_names(&mut errors, "inhibits.equal", &inhibits.equal, false);
+        }
         for (key, text) in &self.annotations {
             if let Err(e) = template::parse(text) {
                 errors.add(format!("annotations.{key}"), e);
@@ -463,7 +520,38 @@ impl NotificationChannelSpec {
             }
         }
         errors.duration("repeatInterval", self.repeat_interval.as_deref());
+        check_label_names(&mut errors, "groupBy", &self.group_by, true);
+        if self.group_by.is_empty() {
+            for (field, value) in [("groupWait", &self.group_wait), ("groupInterval", &self.group_interval)] {
+                if value.is_some() {
+                    errors.add(field, "only applies with `groupBy`; name the labels to group by");
+                }
+            }
+        }
+        if let Some(wait) = errors.duration("groupWait", self.group_wait.as_deref())
+            && wait > Duration::from_secs(3600)
+        {
+            errors.add("groupWait", "at most 1h");
+        }
+        if let Some(interval) = errors.duration("groupInterval", self.group_interval.as_deref())
+            && interval < Duration::from_secs(1)
+        {
+            errors.add("groupInterval", "must be at least 1s");
+        }
         errors.into_result()
+    }
+
+    /// Whether notifications are grouped (`groupBy` set).
+    pub fn grouped(&self) -> bool {
+        !self.group_by.is_empty()
+    }
+    /// `groupWait`, default 30 s. Call after `validate`.
+    pub fn group_wait(&self) -> Duration {
+        self.group_wait.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or(Duration::from_secs(30))
+    }
+    /// `groupInterval`, default 5 min. Call after `validate`.
+    pub fn group_interval(&self) -> Duration {
+        self.group_interval.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or(Duration::from_secs(300))
     }
 
     pub fn send_resolved(&self) -> bool {
@@ -554,6 +642,7 @@ mod tests {
             channels: vec!["ops-webhook".into(), "ops-mail".into()],
             labels: BTreeMap::from([("team".into(), "a".into())]),
             annotations: BTreeMap::from([("summary".into(), "CPU {{ $value }}% on {{ $labels.host }}".into())]),
+            inhibits: None,
         }
     }
 
@@ -665,7 +754,52 @@ mod tests {
             email: None,
             send_resolved: Some(true),
             repeat_interval: Some("4h".into()),
+            group_by: Vec::new(),
+            group_wait: None,
+            group_interval: None,
         }
+    }
+
+    #[test]
+    fn grouping_reads_defaults_and_names_each_mistake() {
+        let grouped: NotificationChannelSpec = serde_json::from_str(
+            r#"{"webhook":{"url":"https://hooks.example.com/x"},"groupBy":["alertname","host"],"groupWait":"10s"}"#,
+        )
+        .unwrap();
+        grouped.validate().unwrap();
+        assert!(grouped.grouped() && !webhook().grouped());
+        assert_eq!(grouped.group_wait(), Duration::from_secs(10));
+        assert_eq!(grouped.group_interval(), Duration::from_secs(300));
+        let all = NotificationChannelSpec { group_by: vec!["...".into()], ..webhook() };
+        all.validate().unwrap();
+        let bad = NotificationChannelSpec {
+            group_by: vec!["host".into(), "host".into(), "bad label".into(), "...".into()],
+            group_wait: Some("2h".into()),
+            group_interval: Some("0s".into()),
+            ..webhook()
+        };
+        assert_eq!(
+            fields(bad.validate().unwrap_err()),
+            ["groupBy[1]", "groupBy[2]", "groupBy[3]", "groupWait", "groupInterval"]
+        );
+        let ungrouped = NotificationChannelSpec { group_wait: Some("10s".into()), ..webhook() };
+        assert_eq!(fields(ungrouped.validate().unwrap_err()), ["groupWait"]);
+    }
+
+    #[test]
+    fn an_inhibiting_rule_reads_and_names_each_mistake() {
+        let json = r#"{"metric":"up","condition":{"aggregation":"last","op":"<","threshold":1},
+            "inhibits":{"match":{"severity":"warning"},"equal":["host"]}}"#;
+        let spec: AlertRuleSpec = serde_json::from_str(json).unwrap();
+        spec.validate().unwrap();
+        let inhibits = spec.inhibits.as_ref().unwrap();
+        assert_eq!(inhibits.equal, ["host"]);
+        assert_eq!(inhibits.matchers["severity"], "warning");
+        let bad = AlertRuleSpec {
+            inhibits: Some(InhibitSpec { matchers: BTreeMap::new(), equal: vec!["...".into(), "x y".into()] }),
+            ..rule()
+        };
+        assert_eq!(fields(bad.validate().unwrap_err()), ["inhibits.equal[0]", "inhibits.equal[1]"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod template;
 pub mod views;
 
 pub use alerting::{
-    Aggregation, AlertRuleSpec, ComparisonOp, Condition, EmailSpec, FieldError, NoDataSpec, NoDataState,
+    Aggregation, AlertRuleSpec, ComparisonOp, Condition, EmailSpec, FieldError, InhibitSpec, NoDataSpec, NoDataState,
     NotificationChannelSpec, SECRET_PLACEHOLDER, SmtpSpec, SmtpTls, ValidationErrors, WebhookSpec,
 };
 pub use duration::{format_duration, parse_duration};

@@ -45,8 +45,27 @@ pub fn text_body(p: &Payload) -> String {
             out.push_str(&format!("  {k} = {v}\n"));
         }
     }
+    if !p.alerts.is_empty() {
+        out.push_str(&format!("Alerts ({}):\n", p.alerts.len()));
+        for line in alert_lines(p) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     out.push_str(&format!("\nTenant {} · channel {} · key {}\n", p.tenant, p.channel, p.idempotency_key));
     out
+}
+
+/// One line per alert of a grouped notification: `[FIRING] high-cpu host=web-1 = 93.5`.
+fn alert_lines(p: &Payload) -> Vec<String> {
+    p.alerts
+        .iter()
+        .map(|a| {
+            let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let value = a.value.map(microdash_model::template::format_value).unwrap_or_else(|| "no data".into());
+            let summary = a.annotations.get("summary").map(|s| format!(" · {s}")).unwrap_or_default();
+            format!("[{}] {} {} = {value}{summary}", a.state, a.rule, labels.join(", "))
+        })
+        .collect()
 }
 
 fn escape(text: &str) -> String {
@@ -90,6 +109,13 @@ pub fn html_body(p: &Payload) -> String {
     html.push_str("<table cellpadding=\"4\" style=\"border-collapse:collapse\">");
     for (k, v) in rows {
         html.push_str(&format!("<tr><td style=\"color:#64748b\">{}</td><td>{}</td></tr>", escape(k), escape(&v)));
+    }
+    if !p.alerts.is_empty() {
+        html.push_str("</table><ul>");
+        for line in alert_lines(p) {
+            html.push_str(&format!("<li>{}</li>", escape(&line)));
+        }
+        html.push_str("</ul><table>");
     }
     html.push_str(&format!(
         "</table><p style=\"color:#64748b;font-size:12px\">Tenant {} · channel {} · key {}</p></body></html>",

@@ -9,7 +9,7 @@
 //! are loaded a few dozen at a time, between the samples (which always go first), so a burst of
 //! ten thousand rule writes never holds back the evaluation of samples already committed.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,13 +18,16 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc};
 use utoipa::ToSchema;
 
-use super::payload::{About, Payload, transition_key};
+use super::payload::{About, Payload, opaque_key, transition_key};
 use crate::domain::alerting::{
-    AlertState, Instance, Notify as NotifyKind, Observation, Policy, Transition, Window, repeat_due, silence_matches,
+    AlertState, Inhibitor, Instance, Notify as NotifyKind, Observation, Policy, Transition, Window, alert_label,
+    inhibited_by, repeat_due, silence_matches,
 };
 use crate::domain::{Labels, Sample, now_ms};
 use crate::pipeline::CommitListener;
-use crate::storage::alerts::{InstanceRecord, NewNotification, SilenceRecord, SpecKind, TransitionWrite};
+use crate::storage::alerts::{
+    AlertGroupRecord, InstanceRecord, NewNotification, SilenceRecord, SpecKind, TransitionWrite,
+};
 use crate::storage::{
     Aggregation as QueryAggregation, DynStore, PointQuery, SeriesInfo, SeriesPoints, labels_key, labels_match,
 };
@@ -42,6 +45,10 @@ const LEASE: &str = "alert-engine";
 /// Rules loaded in one step between samples: small enough that a sample waiting behind a step
 /// waits tens of milliseconds, large enough that a burst of rule writes is loaded in seconds.
 const LOAD_BATCH: usize = 32;
+/// Rules of one metric loaded in one step when a sync read their specs and instances (a start or
+/// takeover): everything a step needs is in memory but one refill read per metric, so a larger
+/// step costs little more than a small one, and the rules of a metric share that read.
+const STAGED_BATCH: usize = 256;
 /// From this many rules to load on, progress is logged (at most once a second).
 const LOG_PROGRESS_FROM: usize = 1000;
 
@@ -137,11 +144,16 @@ impl AlertEngine {
             index: RuleIndex::default(),
             pending: BTreeSet::new(),
             staged: HashMap::new(),
+            load_order: std::collections::VecDeque::new(),
             sync_wanted: false,
             retry_after: 0,
             progress: None,
             channels: HashMap::new(),
             silences: HashMap::new(),
+            inhibitors: HashMap::new(),
+            inhibiting: BTreeSet::new(),
+            groups: HashMap::new(),
+            groups_loaded: false,
             tenants: HashMap::new(),
             fingerprint: String::new(),
             active: matches!(ownership, Ownership::Always),
@@ -404,6 +416,8 @@ struct Evaluator {
     pending: BTreeSet<RuleKey>,
     /// Pending rules whose spec a sync already read.
     staged: HashMap<RuleKey, Staged>,
+    /// Staged rules by tenant and metric, the order they load in (a step loads rules of one metric).
+    load_order: std::collections::VecDeque<RuleKey>,
     /// Compare everything stored with what is loaded before loading more.
     sync_wanted: bool,
     /// After a failed load, no new attempt before this time (ms).
@@ -412,6 +426,14 @@ struct Evaluator {
     channels: HashMap<RuleKey, NotificationChannelSpec>,
     /// Silences not ended yet, by tenant.
     silences: HashMap<i64, Vec<SilenceRecord>>,
+    /// The rules with `inhibits` of each tenant and what of theirs fires now.
+    inhibitors: HashMap<i64, Vec<Inhibitor>>,
+    /// The loaded rules with `inhibits`.
+    inhibiting: BTreeSet<RuleKey>,
+    /// The alert groups of grouping channels (`groupBy`).
+    groups: HashMap<GroupKey, Group>,
+    /// Whether `groups` holds what the database says the groups' last notifications were.
+    groups_loaded: bool,
     tenants: HashMap<i64, String>,
     fingerprint: String,
     ownership: Ownership,
@@ -422,19 +444,109 @@ struct Evaluator {
     telemetry: Telemetry,
 }
 
-/// The id of a silence of the tenant that holds back notifications of `rule` on `series` at `at`.
-fn silenced_by<'a>(
+/// Why an alert's notifications are held back: a silence (its id) or a firing rule that
+/// inhibits it (the rule's name).
+#[derive(Debug, Clone, Copy)]
+enum Muted<'a> {
+    Silence(&'a str),
+    Inhibited(&'a str),
+}
+
+impl std::fmt::Display for Muted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Muted::Silence(id) => write!(f, "silence {id}"),
+            Muted::Inhibited(rule) => write!(f, "rule {rule}"),
+        }
+    }
+}
+
+/// What holds back notifications of `rule`'s alert on `series` at `at`, if anything.
+fn muted_by<'a>(
     silences: &'a HashMap<i64, Vec<SilenceRecord>>,
+    inhibitors: &'a HashMap<i64, Vec<Inhibitor>>,
     tenant_id: i64,
     (rule, rule_labels): (&str, &crate::domain::Labels),
     series: &crate::domain::Labels,
     at: i64,
-) -> Option<&'a str> {
-    silences
-        .get(&tenant_id)?
+) -> Option<Muted<'a>> {
+    let silenced = silences.get(&tenant_id).and_then(|silences| {
+        silences
+            .iter()
+            .find(|s| s.starts_at <= at && at < s.ends_at && silence_matches(&s.matchers, rule, rule_labels, series))
+    });
+    if let Some(silence) = silenced {
+        return Some(Muted::Silence(&silence.id));
+    }
+    inhibitors.get(&tenant_id).and_then(|i| inhibited_by(i, rule, rule_labels, series)).map(Muted::Inhibited)
+}
+
+/// (tenant, channel, the group's labels as canonical JSON).
+type GroupKey = (i64, String, String);
+
+/// An alert group of a grouping channel: the alerts whose `groupBy` labels have these values.
+struct Group {
+    labels: Labels,
+    /// When the group is looked at next: `groupWait` after it formed, then every `groupInterval`.
+    next_flush: i64,
+    /// Instances seen firing since the last flush: one that stops before the next flush is
+    /// listed there as resolved.
+    seen_firing: BTreeSet<i64>,
+    /// What the group's last notification said (none sent yet: `None`).
+    last: Option<Flushed>,
+}
+
+struct Flushed {
+    seq: i64,
+    at: i64,
+    firing: BTreeSet<i64>,
+    resolved: BTreeSet<i64>,
+}
+
+impl Group {
+    /// Whether the receiver was told, or is about to be, that the instance fires.
+    fn knows(&self, id: i64) -> bool {
+        self.seen_firing.contains(&id) || self.last.as_ref().is_some_and(|l| l.firing.contains(&id))
+    }
+}
+
+/// The labels a channel groups an alert by: those of `group_by` it has (`alertname` = the
+/// rule's name), or all of them for `...`.
+fn group_labels(group_by: &[String], rule: &str, rule_labels: &Labels, series: &Labels) -> Labels {
+    if group_by.iter().any(|l| l == "...") {
+        let mut all = series.clone();
+        all.extend(rule_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all.insert("alertname".into(), rule.to_string());
+        return all;
+    }
+    group_by
         .iter()
-        .find(|s| s.starts_at <= at && at < s.ends_at && silence_matches(&s.matchers, rule, rule_labels, series))
-        .map(|s| s.id.as_str())
+        .filter_map(|name| alert_label(name, rule, rule_labels, series).map(|v| (name.clone(), v.to_string())))
+        .collect::<BTreeMap<_, _>>()
+}
+
+/// Whether a group's notification is due now, as Alertmanager's dedup stage decides: new firing
+/// alerts, everything resolved, newly resolved alerts (with `sendResolved`), or `repeatInterval`
+/// passed since the last one. Returns the reason, `true` for a repeat.
+fn group_update_due(
+    last: Option<&Flushed>,
+    firing: &BTreeSet<i64>,
+    resolved: &BTreeSet<i64>,
+    send_resolved: bool,
+    repeat_ms: Option<i64>,
+    now: i64,
+) -> Option<bool> {
+    let Some(last) = last else { return (!firing.is_empty()).then_some(false) };
+    if !firing.is_subset(&last.firing) {
+        return Some(false);
+    }
+    if firing.is_empty() {
+        return (!last.firing.is_empty()).then_some(false);
+    }
+    if send_resolved && !resolved.is_subset(&last.resolved) {
+        return Some(false);
+    }
+    repeat_ms.is_some_and(|every| now - last.at >= every).then_some(true)
 }
 
 fn policy_of(spec: &AlertRuleSpec) -> Policy {
@@ -570,8 +682,13 @@ impl Evaluator {
     fn forget_rules(&mut self) {
         self.rules.clear();
         self.index.clear();
+        self.inhibiting.clear();
+        self.inhibitors.clear();
+        self.groups.clear();
+        self.groups_loaded = false;
         self.pending.clear();
         self.staged.clear();
+        self.load_order.clear();
         self.progress = None;
         self.fingerprint.clear();
     }
@@ -597,10 +714,7 @@ impl Evaluator {
                 }
             }
         }
-        let batch: Vec<RuleKey> = self.pending.iter().take(LOAD_BATCH).cloned().collect();
-        for key in &batch {
-            self.pending.remove(key);
-        }
+        let batch = self.next_batch();
         if let Err(err) = self.load_rules(&batch, now).await {
             tracing::warn!(%err, rules = batch.len(), "Loading alert rules failed; will retry.");
             self.pending.extend(batch);
@@ -636,6 +750,35 @@ impl Evaluator {
         }
     }
 
+    /// The rules to load in the next step: staged rules of one metric, in their load order, or
+    /// else the first pending ones. They leave `pending`.
+    fn next_batch(&mut self) -> Vec<RuleKey> {
+        let mut batch = Vec::new();
+        let mut metric: Option<(i64, &str)> = None;
+        while let Some(key) = self.load_order.front() {
+            let Some(staged) = self.staged.get(key).filter(|_| self.pending.contains(key)) else {
+                self.load_order.pop_front();
+                continue;
+            };
+            let this = (key.0, staged.spec.metric.as_str());
+            // Rules whose instances are still to be read (one query each) load a few at a time.
+            let limit = if staged.instances.is_some() { STAGED_BATCH } else { LOAD_BATCH };
+            if batch.len() >= limit || metric.is_some_and(|m| m != this) {
+                break;
+            }
+            metric = Some(this);
+            batch.push(key.clone());
+            self.load_order.pop_front();
+        }
+        if batch.is_empty() {
+            batch = self.pending.iter().take(LOAD_BATCH).cloned().collect();
+        }
+        for key in &batch {
+            self.pending.remove(key);
+        }
+        batch
+    }
+
     async fn load_channels(&mut self) -> crate::storage::Result<()> {
         let mut channels = HashMap::new();
         for record in self.store.list_specs(SpecKind::Channel, None).await? {
@@ -658,9 +801,13 @@ impl Evaluator {
         self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
         self.load_channels().await?;
         self.load_silences().await?;
+        if !self.groups_loaded {
+            self.load_groups(now_ms()).await?;
+        }
         let records = self.store.list_specs(SpecKind::Rule, None).await?;
         let mut seen: HashSet<RuleKey> = HashSet::with_capacity(records.len());
         let mut watched = Vec::new();
+        let mut newly_staged: Vec<(i64, String, String)> = Vec::new();
         for record in records {
             let key = (record.tenant_id, record.name.clone());
             seen.insert(key.clone());
@@ -675,6 +822,7 @@ impl Evaluator {
             match serde_json::from_str::<AlertRuleSpec>(&record.spec) {
                 Ok(spec) => {
                     watched.push((record.tenant_id, spec.metric.clone()));
+                    newly_staged.push((record.tenant_id, spec.metric.clone(), record.name.clone()));
                     self.staged.insert(key.clone(), Staged { updated_at: record.updated_at, spec, instances: None });
                     self.pending.insert(key);
                 }
@@ -687,6 +835,8 @@ impl Evaluator {
                 w.entry(tenant_id).or_default().insert(metric);
             }
         }
+        newly_staged.sort_unstable();
+        self.load_order.extend(newly_staged.into_iter().map(|(tenant_id, _, name)| (tenant_id, name)));
         let gone: Vec<RuleKey> = self.rules.keys().filter(|key| !seen.contains(*key)).cloned().collect();
         for key in gone {
             self.remove_rule(&key);
@@ -717,6 +867,9 @@ impl Evaluator {
     fn remove_rule(&mut self, key: &RuleKey) {
         if let Some(rule) = self.rules.remove(key) {
             self.index.remove(key.0, &key.1, &rule.spec);
+        }
+        if self.inhibiting.remove(key) {
+            self.refresh_inhibitors(key.0);
         }
     }
 
@@ -790,10 +943,18 @@ impl Evaluator {
                 built.push((key.clone(), rule));
             }
         }
+        let mut inhibitors_changed = BTreeSet::new();
         for (key, rule) in built {
             self.remove_rule(&key);
             self.index.insert(key.0, &key.1, &rule.spec);
+            if rule.spec.inhibits.is_some() {
+                self.inhibiting.insert(key.clone());
+                inhibitors_changed.insert(key.0);
+            }
             self.rules.insert(key, rule);
+        }
+        for tenant_id in inhibitors_changed {
+            self.refresh_inhibitors(tenant_id);
         }
         self.telemetry.alert_rules.set(self.rules.len() as i64);
         Ok(())
@@ -985,10 +1146,21 @@ impl Evaluator {
                 let before = inst.instance.clone();
                 if let Some(t) = inst.instance.step(now, Observation::Tick { current }, &policy) {
                     transitions.push((key.clone(), instance_key.clone(), t, before));
-                } else if silenced_by(&self.silences, key.0, (&rule.name, &rule.spec.labels), &inst.labels, now)
-                    .is_none()
+                } else if muted_by(
+                    &self.silences,
+                    &self.inhibitors,
+                    key.0,
+                    (&rule.name, &rule.spec.labels),
+                    &inst.labels,
+                    now,
+                )
+                .is_none()
                 {
                     for channel in &rule.spec.channels {
+                        // A grouping channel's repeats and held-back alerts go with its groups.
+                        if self.channels.get(&(key.0, channel.clone())).is_some_and(|c| c.grouped()) {
+                            continue;
+                        }
                         // A problem whose notification was held back (a silence that has ended
                         // since) is sent now, under the key its transition would have had.
                         let problem = matches!(inst.instance.state, AlertState::Firing | AlertState::NoData);
@@ -1017,6 +1189,213 @@ impl Evaluator {
         }
         for (key, instance_key, channel) in resumes {
             self.repeat(&key, &instance_key, &channel, now, false).await;
+        }
+        self.flush_groups(now).await;
+    }
+
+    /// Brings the grouping channels' groups up to date with the alerts, and sends each group
+    /// whose time has come the notification it needs, if any: one notification listing the
+    /// group's firing alerts and the ones resolved since the last, written with the group's new
+    /// state in one transaction (the outbox then delivers it exactly once).
+    async fn flush_groups(&mut self, now: i64) {
+        if self.groups.is_empty() && !self.channels.values().any(NotificationChannelSpec::grouped) {
+            return;
+        }
+        // The alerts of each group now: (rule, instance, firing).
+        let mut members: HashMap<GroupKey, Vec<(RuleKey, String, bool)>> = HashMap::new();
+        for (key, rule) in &self.rules {
+            for channel in &rule.spec.channels {
+                let Some(spec) = self.channels.get(&(key.0, channel.clone())).filter(|c| c.grouped()) else {
+                    continue;
+                };
+                for (instance_key, inst) in &rule.instances {
+                    let problem = matches!(inst.instance.state, AlertState::Firing | AlertState::NoData);
+                    let firing = problem
+                        && muted_by(
+                            &self.silences,
+                            &self.inhibitors,
+                            key.0,
+                            (&rule.name, &rule.spec.labels),
+                            &inst.labels,
+                            now,
+                        )
+                        .is_none();
+                    let labels = group_labels(&spec.group_by, &rule.name, &rule.spec.labels, &inst.labels);
+                    let group_key = (key.0, channel.clone(), labels_key(&labels));
+                    if firing {
+                        let group = self.groups.entry(group_key.clone()).or_insert_with(|| Group {
+                            labels,
+                            next_flush: now + spec.group_wait().as_millis() as i64,
+                            seen_firing: BTreeSet::new(),
+                            last: None,
+                        });
+                        group.seen_firing.insert(inst.id);
+                    } else if problem || !self.groups.get(&group_key).is_some_and(|g| g.knows(inst.id)) {
+                        // Muted, or never told: not part of the group's news.
+                        continue;
+                    }
+                    members.entry(group_key).or_default().push((key.clone(), instance_key.clone(), firing));
+                }
+            }
+        }
+        let due: Vec<GroupKey> =
+            self.groups.iter().filter(|(_, g)| g.next_flush <= now).map(|(k, _)| k.clone()).collect();
+        for group_key in due {
+            let Some(spec) = self.channels.get(&(group_key.0, group_key.1.clone())).filter(|c| c.grouped()).cloned()
+            else {
+                // The channel is gone or no longer groups.
+                self.groups.remove(&group_key);
+                continue;
+            };
+            let alerts = members.remove(&group_key).unwrap_or_default();
+            let ids = |firing: bool| -> BTreeSet<i64> {
+                alerts
+                    .iter()
+                    .filter(|(.., f)| *f == firing)
+                    .filter_map(|(key, instance_key, _)| Some(self.rules.get(key)?.instances.get(instance_key)?.id))
+                    .collect()
+            };
+            let (firing, resolved) = (ids(true), ids(false));
+            let group = self.groups.get(&group_key).expect("due groups exist");
+            let repeat_ms = spec.repeat_interval().map(|d| d.as_millis() as i64);
+            let Some(repeat) =
+                group_update_due(group.last.as_ref(), &firing, &resolved, spec.send_resolved(), repeat_ms, now)
+            else {
+                let group = self.groups.get_mut(&group_key).expect("due groups exist");
+                if group.last.is_none() && firing.is_empty() {
+                    // Fired and resolved before anyone was told.
+                    self.groups.remove(&group_key);
+                } else {
+                    group.next_flush = now + spec.group_interval().as_millis() as i64;
+                    group.seen_firing = firing;
+                }
+                continue;
+            };
+            let seq = group.last.as_ref().map_or(0, |l| l.seq) + 1;
+            let done = firing.is_empty();
+            let tenant = self.tenants.get(&group_key.0).cloned().unwrap_or_default();
+            // Firing alerts first, then the resolved ones (left out without `sendResolved`).
+            let mut listed: Vec<Payload> = Vec::new();
+            for want_firing in [true, false] {
+                for (key, instance_key, f) in &alerts {
+                    if *f != want_firing || (!f && !spec.send_resolved()) {
+                        continue;
+                    }
+                    let Some(rule) = self.rules.get(key) else { continue };
+                    let Some(inst) = rule.instances.get(instance_key) else { continue };
+                    let mut alert =
+                        Payload::build(&self.about(rule, inst, now, None, false), &group_key.1, String::new());
+                    if !f {
+                        alert.state = AlertState::Resolved.as_str().to_string();
+                        alert.ends_at = Some(super::payload::rfc3339(inst.instance.since));
+                    }
+                    listed.push(alert);
+                }
+            }
+            let notification = (!listed.is_empty()).then(|| {
+                let idempotency_key =
+                    opaque_key(&format!("group\0{}\0{}\0{}\0{seq}", group_key.0, group_key.1, group_key.2));
+                let payload = Payload::group(
+                    &tenant,
+                    &group_key.1,
+                    group.labels.clone(),
+                    listed,
+                    idempotency_key.clone(),
+                    now,
+                    repeat,
+                );
+                NewNotification {
+                    tenant_id: group_key.0,
+                    channel: group_key.1.clone(),
+                    instance_id: None,
+                    rule: (!payload.rule.is_empty()).then(|| payload.rule.clone()),
+                    state: payload.state.clone(),
+                    idempotency_key,
+                    payload: serde_json::to_string(&payload).expect("payloads serialize"),
+                    created_at: now,
+                }
+            });
+            let record = AlertGroupRecord {
+                tenant_id: group_key.0,
+                channel: group_key.1.clone(),
+                labels: group.labels.clone(),
+                seq,
+                flushed_at: now,
+                firing: firing.iter().copied().collect(),
+                resolved: resolved.iter().copied().collect(),
+            };
+            match self.store.flush_alert_group(&record, notification.as_ref(), done).await {
+                Ok(()) => {
+                    tracing::info!(channel = %group_key.1, group = %group_key.2, firing = firing.len(),
+                        resolved = resolved.len(), sent = notification.is_some(), repeat, "Alert group notification.");
+                    if notification.is_some() {
+                        self.outbox.notify_one();
+                    }
+                    if done {
+                        self.groups.remove(&group_key);
+                    } else {
+                        let group = self.groups.get_mut(&group_key).expect("due groups exist");
+                        group.next_flush = now + spec.group_interval().as_millis() as i64;
+                        group.seen_firing = firing.clone();
+                        group.last = Some(Flushed { seq, at: now, firing, resolved });
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%err, channel = %group_key.1, "Recording an alert group's notification failed; will retry.");
+                    if let Some(group) = self.groups.get_mut(&group_key) {
+                        group.next_flush = now + 1000;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what the groups' last notifications were (a start or takeover).
+    async fn load_groups(&mut self, now: i64) -> crate::storage::Result<()> {
+        self.groups.clear();
+        for record in self.store.list_alert_groups(None).await? {
+            let Some(spec) = self.channels.get(&(record.tenant_id, record.channel.clone())).filter(|c| c.grouped())
+            else {
+                continue;
+            };
+            let next_flush = (record.flushed_at + spec.group_interval().as_millis() as i64).max(now);
+            self.groups.insert(
+                (record.tenant_id, record.channel, labels_key(&record.labels)),
+                Group {
+                    labels: record.labels,
+                    next_flush,
+                    seen_firing: BTreeSet::new(),
+                    last: Some(Flushed {
+                        seq: record.seq,
+                        at: record.flushed_at,
+                        firing: record.firing.into_iter().collect(),
+                        resolved: record.resolved.into_iter().collect(),
+                    }),
+                },
+            );
+        }
+        self.groups_loaded = true;
+        Ok(())
+    }
+
+    /// Rebuilds the tenant's inhibitors from its rules with `inhibits` and their alerts.
+    fn refresh_inhibitors(&mut self, tenant_id: i64) {
+        let mut inhibitors = Vec::new();
+        for key in self.inhibiting.range((tenant_id, String::new())..).take_while(|k| k.0 == tenant_id) {
+            let Some(rule) = self.rules.get(key) else { continue };
+            let Some(spec) = &rule.spec.inhibits else { continue };
+            let mut inhibitor = Inhibitor::new(&rule.name, spec);
+            for inst in rule.instances.values() {
+                if matches!(inst.instance.state, AlertState::Firing | AlertState::NoData) {
+                    inhibitor.add_firing(&rule.spec.labels, &inst.labels);
+                }
+            }
+            inhibitors.push(inhibitor);
+        }
+        if inhibitors.is_empty() {
+            self.inhibitors.remove(&tenant_id);
+        } else {
+            self.inhibitors.insert(tenant_id, inhibitors);
         }
     }
 
@@ -1049,18 +1428,20 @@ impl Evaluator {
         let Some(inst) = rule.instances.get(instance_key) else { return };
         let seq = inst.seq + 1;
         let mut notifications = Vec::new();
-        // A silenced transition is recorded, not sent (its FIRING is sent once the silence ends
-        // while it still fires: `on_tick`).
-        let silenced = silenced_by(&self.silences, key.0, (&rule.name, &rule.spec.labels), &inst.labels, t.at);
+        // A silenced or inhibited transition is recorded, not sent (its FIRING is sent once the
+        // silence ends or the inhibiting alert resolves while it still fires: `on_tick`).
+        let muted =
+            muted_by(&self.silences, &self.inhibitors, key.0, (&rule.name, &rule.spec.labels), &inst.labels, t.at);
         if let Some(kind) = t.notify()
-            && silenced.is_none()
+            && muted.is_none()
         {
             for channel in &rule.spec.channels {
-                let send_resolved = self
-                    .channels
-                    .get(&(key.0, channel.clone()))
-                    .map(NotificationChannelSpec::send_resolved)
-                    .unwrap_or(true);
+                let spec = self.channels.get(&(key.0, channel.clone()));
+                // A grouping channel hears of it with its group (`flush_groups`).
+                if spec.is_some_and(|c| c.grouped()) {
+                    continue;
+                }
+                let send_resolved = spec.map(NotificationChannelSpec::send_resolved).unwrap_or(true);
                 if kind == NotifyKind::Resolved && !send_resolved {
                     continue;
                 }
@@ -1095,7 +1476,7 @@ impl Evaluator {
         match self.store.record_transition(write).await {
             Ok(id) => {
                 self.telemetry.alert_transitions.get_or_create(&StateLabels { state: t.to.as_str() }).inc();
-                tracing::info!(rule = %rule.name, from = %t.from, to = %t.to, value = ?t.value, notifications = notifications.len(), silenced_by = silenced.unwrap_or(""), "Alert transition.");
+                tracing::info!(rule = %rule.name, from = %t.from, to = %t.to, value = ?t.value, notifications = notifications.len(), muted_by = %muted.map(|m| m.to_string()).unwrap_or_default(), "Alert transition.");
                 let event = AlertEvent {
                     tenant_id: key.0,
                     id,
@@ -1114,6 +1495,9 @@ impl Evaluator {
                 }
                 if !notifications.is_empty() {
                     self.outbox.notify_one();
+                }
+                if self.inhibiting.contains(key) {
+                    self.refresh_inhibitors(key.0);
                 }
                 let _ = self.events.send(event);
             }
@@ -1154,5 +1538,57 @@ impl Evaluator {
             }
             Err(err) => tracing::warn!(%err, rule = %key.1, "Queueing a repeat notification failed; will retry."),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[i64]) -> BTreeSet<i64> {
+        list.iter().copied().collect()
+    }
+
+    fn flushed(firing: &[i64], resolved: &[i64], at: i64) -> Flushed {
+        Flushed { seq: 1, at, firing: ids(firing), resolved: ids(resolved) }
+    }
+
+    #[test]
+    fn a_group_is_notified_as_alertmanager_decides() {
+        let due = |last: Option<&Flushed>, firing: &[i64], resolved: &[i64], send_resolved: bool, now: i64| {
+            group_update_due(last, &ids(firing), &ids(resolved), send_resolved, Some(60_000), now)
+        };
+        // Never notified: only when something fires.
+        assert_eq!(due(None, &[1, 2], &[], true, 0), Some(false));
+        assert_eq!(due(None, &[], &[3], true, 0), None, "fired and resolved before anyone was told");
+        let last = flushed(&[1, 2], &[], 0);
+        // A new firing alert.
+        assert_eq!(due(Some(&last), &[1, 2, 3], &[], true, 1000), Some(false));
+        // Nothing changed; one of them stopped (and is not news without sendResolved).
+        assert_eq!(due(Some(&last), &[1, 2], &[], true, 1000), None);
+        assert_eq!(due(Some(&last), &[1], &[2], false, 1000), None);
+        assert_eq!(due(Some(&last), &[1], &[2], true, 1000), Some(false));
+        // All resolved: told regardless of sendResolved (it ends the group).
+        assert_eq!(due(Some(&last), &[], &[1, 2], false, 1000), Some(false));
+        // Already told about that resolution.
+        assert_eq!(due(Some(&flushed(&[1], &[2], 0)), &[1], &[2], true, 1000), None);
+        // The repeat interval.
+        assert_eq!(due(Some(&last), &[1, 2], &[], true, 60_000), Some(true));
+        assert_eq!(group_update_due(Some(&last), &ids(&[1, 2]), &ids(&[]), true, None, i64::MAX), None);
+    }
+
+    #[test]
+    fn an_alert_is_grouped_by_the_labels_it_has() {
+        let series = Labels::from([("host".to_string(), "web-1".to_string()), ("dc".to_string(), "eu".to_string())]);
+        let rule_labels = Labels::from([("team".to_string(), "a".to_string())]);
+        let by = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            group_labels(&names, "high-cpu", &rule_labels, &series)
+        };
+        assert_eq!(
+            by(&["alertname", "team", "missing"]),
+            Labels::from([("alertname".to_string(), "high-cpu".to_string()), ("team".to_string(), "a".to_string())])
+        );
+        assert_eq!(by(&["..."]).len(), 4, "every label and alertname");
     }
 }

@@ -46,6 +46,34 @@ pub struct Payload {
     pub at_ms: i64,
     /// True for a reminder sent after `repeatInterval` while still firing.
     pub repeat: bool,
+    /// A grouped channel's notification (`groupBy`): the group's label values. The fields above
+    /// then describe the group: `state` FIRING while any alert fires, `rule`, `severity`,
+    /// `metric`, `condition` and `annotations` when every alert shares them (empty otherwise),
+    /// `labels` the labels every alert shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_labels: Option<BTreeMap<String, String>>,
+    /// A grouped notification's alerts, each once: the firing ones, then the resolved ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<GroupedAlert>,
+}
+
+/// One alert of a grouped notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupedAlert {
+    pub rule: String,
+    /// FIRING, NODATA or RESOLVED.
+    pub state: String,
+    pub severity: String,
+    pub metric: String,
+    pub condition: String,
+    pub value: Option<f64>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
 }
 
 pub fn rfc3339(ms: i64) -> String {
@@ -107,6 +135,66 @@ impl Payload {
             at: rfc3339(about.at),
             at_ms: about.at,
             repeat: about.repeat,
+            group_labels: None,
+            alerts: Vec::new(),
+        }
+    }
+
+    /// A grouped channel's notification listing `alerts` (each built as for a single alert).
+    pub fn group(
+        tenant: &str,
+        channel: &str,
+        group_labels: BTreeMap<String, String>,
+        alerts: Vec<Payload>,
+        idempotency_key: String,
+        at: i64,
+        repeat: bool,
+    ) -> Payload {
+        fn shared<T: Clone + PartialEq>(alerts: &[Payload], field: impl Fn(&Payload) -> &T) -> Option<T> {
+            let first = field(alerts.first()?);
+            alerts.iter().all(|a| field(a) == first).then(|| first.clone())
+        }
+        let firing = alerts.iter().any(|a| a.state != "RESOLVED");
+        let mut labels = alerts.first().map(|a| a.labels.clone()).unwrap_or_default();
+        labels.retain(|k, v| alerts.iter().all(|a| a.labels.get(k) == Some(v)));
+        let mut annotations = alerts.first().map(|a| a.annotations.clone()).unwrap_or_default();
+        annotations.retain(|k, v| alerts.iter().all(|a| a.annotations.get(k) == Some(v)));
+        let starts_at = alerts.iter().filter_map(|a| a.starts_at.clone()).min();
+        Payload {
+            version: PAYLOAD_VERSION,
+            idempotency_key,
+            tenant: tenant.to_string(),
+            rule: shared(&alerts, |a| &a.rule).unwrap_or_default(),
+            channel: channel.to_string(),
+            state: if firing { "FIRING" } else { "RESOLVED" }.to_string(),
+            previous_state: None,
+            severity: shared(&alerts, |a| &a.severity).unwrap_or_default(),
+            metric: shared(&alerts, |a| &a.metric).unwrap_or_default(),
+            condition: shared(&alerts, |a| &a.condition).unwrap_or_default(),
+            value: None,
+            labels,
+            annotations,
+            starts_at,
+            ends_at: (!firing).then(|| rfc3339(at)),
+            at: rfc3339(at),
+            at_ms: at,
+            repeat,
+            group_labels: Some(group_labels),
+            alerts: alerts
+                .into_iter()
+                .map(|a| GroupedAlert {
+                    rule: a.rule,
+                    state: a.state,
+                    severity: a.severity,
+                    metric: a.metric,
+                    condition: a.condition,
+                    value: a.value,
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    starts_at: a.starts_at,
+                    ends_at: a.ends_at,
+                })
+                .collect(),
         }
     }
 
@@ -134,16 +222,26 @@ impl Payload {
             at: rfc3339(now),
             at_ms: now,
             repeat: false,
+            group_labels: None,
+            alerts: Vec::new(),
         }
     }
 
     /// One line for subjects and logs: `[FIRING] high-cpu (critical) host=web-1`.
+    /// A group's: `[FIRING:3] high-cpu (critical) team=a`, its shared labels.
     pub fn headline(&self) -> String {
         let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let repeat = if self.repeat { " (repeat)" } else { "" };
-        format!("[{}] {} ({}){repeat} {}", self.state, self.rule, self.severity, labels.join(", "))
-            .trim_end()
-            .to_string()
+        let state = match self.group_labels {
+            Some(_) => {
+                let firing = self.alerts.iter().filter(|a| a.state != "RESOLVED").count();
+                format!("{}:{}", self.state, if firing > 0 { firing } else { self.alerts.len() })
+            }
+            None => self.state.clone(),
+        };
+        let rule = if self.rule.is_empty() { format!("{} alerts", self.alerts.len()) } else { self.rule.clone() };
+        let severity = if self.severity.is_empty() { String::new() } else { format!(" ({})", self.severity) };
+        format!("[{state}] {rule}{severity}{repeat} {}", labels.join(", ")).trim_end().to_string()
     }
 }
 
@@ -205,5 +303,58 @@ mod tests {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["previousState"], "PENDING");
         assert_eq!(json["atMs"], 1_764_104_400_000i64);
+    }
+
+    #[test]
+    fn a_group_payload_lists_its_alerts_and_what_they_share() {
+        let spec = spec();
+        let alert = |host: &str, state: AlertState, at: i64| {
+            let labels = Labels::from([("host".to_string(), host.to_string())]);
+            let about = About {
+                tenant: "default",
+                rule: "high-cpu",
+                spec: &spec,
+                series_labels: &labels,
+                state,
+                previous: None,
+                value: Some(95.0),
+                active_since: Some(at),
+                at,
+                repeat: false,
+            };
+            Payload::build(&about, "team", String::new())
+        };
+        let group_labels = BTreeMap::from([("alertname".to_string(), "high-cpu".to_string())]);
+        let alerts = vec![
+            alert("web-1", AlertState::Firing, 2_000),
+            alert("web-2", AlertState::Firing, 1_000),
+            alert("web-3", AlertState::Resolved, 3_000),
+        ];
+        let p = Payload::group("default", "team", group_labels.clone(), alerts, "md-k".into(), 5_000, false);
+        assert_eq!(p.state, "FIRING");
+        assert_eq!((p.rule.as_str(), p.severity.as_str()), ("high-cpu", "critical"));
+        assert_eq!(p.labels, BTreeMap::from([("team".to_string(), "a".to_string())]), "only what all share");
+        assert!(p.annotations.is_empty(), "the summaries differ per host");
+        assert_eq!(p.starts_at.as_deref(), Some(rfc3339(1_000).as_str()), "the earliest");
+        assert_eq!(p.alerts.len(), 3);
+        assert_eq!(p.alerts[2].state, "RESOLVED");
+        assert_eq!(p.headline(), "[FIRING:2] high-cpu (critical) team=a");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["groupLabels"]["alertname"], "high-cpu");
+        assert_eq!(json["alerts"][0]["labels"]["host"], "web-1");
+        let resolved = Payload::group(
+            "default",
+            "team",
+            group_labels,
+            vec![alert("web-3", AlertState::Resolved, 3_000)],
+            "md-k2".into(),
+            6_000,
+            false,
+        );
+        assert_eq!((resolved.state.as_str(), resolved.ends_at.is_some()), ("RESOLVED", true));
+        assert_eq!(resolved.headline(), "[RESOLVED:1] high-cpu (critical) host=web-3, team=a");
+        // A single alert's payload has neither.
+        let single = serde_json::to_value(alert("web-1", AlertState::Firing, 1)).unwrap();
+        assert!(single.get("alerts").is_none() && single.get("groupLabels").is_none());
     }
 }

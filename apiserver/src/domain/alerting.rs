@@ -13,9 +13,9 @@
 //!   no sample for `noData.after`: any ──▶ NODATA; data back ──▶ FIRING/PENDING or RESOLVED
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use microdash_model::{Aggregation, NoDataState};
+use microdash_model::{Aggregation, InhibitSpec, NoDataState};
 
 /// The states, shared with the operator through the model (the server's views name them).
 pub use microdash_model::AlertState;
@@ -230,13 +230,79 @@ pub fn silence_matches(
     rule_labels: &BTreeMap<String, String>,
     series_labels: &BTreeMap<String, String>,
 ) -> bool {
-    matchers.iter().all(|(name, value)| {
-        if name == "alertname" {
-            value == rule
-        } else {
-            rule_labels.get(name).or_else(|| series_labels.get(name)) == Some(value)
-        }
-    })
+    matchers.iter().all(|(name, value)| alert_label(name, rule, rule_labels, series_labels) == Some(value.as_str()))
+}
+
+/// An alert's label `name`: `alertname` is the rule's name, the rule's labels go over the series'.
+pub fn alert_label<'a>(
+    name: &str,
+    rule: &'a str,
+    rule_labels: &'a BTreeMap<String, String>,
+    series_labels: &'a BTreeMap<String, String>,
+) -> Option<&'a str> {
+    if name == "alertname" {
+        Some(rule)
+    } else {
+        rule_labels.get(name).or_else(|| series_labels.get(name)).map(String::as_str)
+    }
+}
+
+/// The values of `names` among an alert's labels; an absent label counts as empty, as in
+/// Alertmanager's `equal`.
+pub fn alert_label_values(
+    names: &[String],
+    rule: &str,
+    rule_labels: &BTreeMap<String, String>,
+    series_labels: &BTreeMap<String, String>,
+) -> Vec<String> {
+    names.iter().map(|n| alert_label(n, rule, rule_labels, series_labels).unwrap_or_default().to_string()).collect()
+}
+
+/// A rule with `inhibits` and the `equal` label values of its alerts that fire now: while one of
+/// them fires, the tenant's other rules' alerts that match and share those values are muted.
+#[derive(Debug, Clone)]
+pub struct Inhibitor {
+    pub rule: String,
+    pub spec: InhibitSpec,
+    firing: HashSet<Vec<String>>,
+}
+
+impl Inhibitor {
+    pub fn new(rule: &str, spec: &InhibitSpec) -> Self {
+        Inhibitor { rule: rule.to_string(), spec: spec.clone(), firing: HashSet::new() }
+    }
+
+    /// An alert of the rule that is a problem (FIRING or NODATA) now.
+    pub fn add_firing(&mut self, rule_labels: &BTreeMap<String, String>, series_labels: &BTreeMap<String, String>) {
+        self.firing.insert(alert_label_values(&self.spec.equal, &self.rule, rule_labels, series_labels));
+    }
+
+    pub fn is_firing(&self) -> bool {
+        !self.firing.is_empty()
+    }
+
+    /// Whether it mutes an alert of `rule` (never its own rule's alerts).
+    pub fn mutes(
+        &self,
+        rule: &str,
+        rule_labels: &BTreeMap<String, String>,
+        series_labels: &BTreeMap<String, String>,
+    ) -> bool {
+        rule != self.rule
+            && !self.firing.is_empty()
+            && silence_matches(&self.spec.matchers, rule, rule_labels, series_labels)
+            && self.firing.contains(&alert_label_values(&self.spec.equal, rule, rule_labels, series_labels))
+    }
+}
+
+/// The first of `inhibitors` that mutes an alert of `rule` on `series_labels`, by rule name.
+pub fn inhibited_by<'a>(
+    inhibitors: &'a [Inhibitor],
+    rule: &str,
+    rule_labels: &BTreeMap<String, String>,
+    series_labels: &BTreeMap<String, String>,
+) -> Option<&'a str> {
+    inhibitors.iter().find(|i| i.mutes(rule, rule_labels, series_labels)).map(|i| i.rule.as_str())
 }
 
 /// The recent samples of one series, in time order, as far back as the condition's window.

@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::Labels;
-use crate::domain::alerting::{AlertState, silence_matches};
+use crate::domain::alerting::{AlertState, Inhibitor, inhibited_by, silence_matches};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{AppError, AppResult};
@@ -40,6 +40,9 @@ pub struct AlertView {
     /// Ids of the active silences that hold back its notifications (`/api/v1/silences`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub silenced_by: Vec<String>,
+    /// The rule whose firing alert mutes this one (`inhibits`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -50,16 +53,23 @@ pub struct AlertList {
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerting", responses((status = 200, body = AlertList)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Json<AlertList>> {
     let tenant = caller.require(Scope::Read)?;
-    // Each rule's severity and labels (the labels count for silences).
+    // Each rule's severity and labels (the labels count for silences), and its inhibition.
+    let mut inhibitors: Vec<Inhibitor> = Vec::new();
     let rules: HashMap<String, (String, Labels)> = state
         .store
         .list_specs(SpecKind::Rule, Some(tenant.tenant_id))
         .await?
         .into_iter()
         .map(|r| {
-            let (severity, labels) = serde_json::from_str::<AlertRuleSpec>(&r.spec)
-                .map(|s| (s.severity().to_string(), s.labels))
-                .unwrap_or_else(|_| ("warning".into(), Labels::new()));
+            let (severity, labels) = match serde_json::from_str::<AlertRuleSpec>(&r.spec) {
+                Ok(spec) => {
+                    if let Some(inhibits) = &spec.inhibits {
+                        inhibitors.push(Inhibitor::new(&r.name, inhibits));
+                    }
+                    (spec.severity().to_string(), spec.labels)
+                }
+                Err(_) => ("warning".into(), Labels::new()),
+            };
             (r.name, (severity, labels))
         })
         .collect();
@@ -73,12 +83,23 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Js
         .collect();
     let no_labels = Labels::new();
     let engine = state.alerting.engine.as_ref();
-    let alerts = state
-        .store
-        .list_instances(Some(tenant.tenant_id))
-        .await?
+    let instances = state.store.list_instances(Some(tenant.tenant_id)).await?;
+    for inhibitor in &mut inhibitors {
+        let rule_labels = rules.get(&inhibitor.rule).map(|(_, l)| l).unwrap_or(&no_labels);
+        let rule = inhibitor.rule.clone();
+        for r in instances.iter().filter(|r| r.rule == rule) {
+            if matches!(r.instance.state, AlertState::Firing | AlertState::NoData) {
+                inhibitor.add_firing(rule_labels, &r.labels);
+            }
+        }
+    }
+    let alerts = instances
         .into_iter()
         .map(|r| AlertView {
+            inhibited_by: {
+                let rule_labels = rules.get(&r.rule).map(|(_, l)| l).unwrap_or(&no_labels);
+                inhibited_by(&inhibitors, &r.rule, rule_labels, &r.labels).map(str::to_string)
+            },
             value: engine.and_then(|e| e.current_value(r.id)).or(r.instance.value),
             severity: rules.get(&r.rule).map(|(s, _)| s.clone()).unwrap_or_else(|| "warning".into()),
             silenced_by: silences

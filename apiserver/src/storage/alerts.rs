@@ -166,6 +166,21 @@ pub struct SilenceRecord {
     pub created_at: i64,
 }
 
+/// What a group's last notification told a grouping channel: the instances it listed as firing
+/// and as resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertGroupRecord {
+    pub tenant_id: i64,
+    pub channel: String,
+    /// The group's label values (those of the channel's `groupBy`).
+    pub labels: Labels,
+    /// Notifications the group has had.
+    pub seq: i64,
+    pub flushed_at: i64,
+    pub firing: Vec<i64>,
+    pub resolved: Vec<i64>,
+}
+
 #[async_trait]
 pub trait AlertStore: Send + Sync + 'static {
     /// Stores a rule or channel; with `create_only`, an existing one is a `Conflict`.
@@ -218,6 +233,16 @@ pub trait AlertStore: Send + Sync + 'static {
 
     /// Queues notifications; returns how many were new (a known key is skipped).
     async fn insert_notifications(&self, notifications: &[NewNotification]) -> Result<u64>;
+    /// Every alert group's last notification state (of one tenant or all).
+    async fn list_alert_groups(&self, tenant_id: Option<i64>) -> Result<Vec<AlertGroupRecord>>;
+    /// Records a group's flush in one transaction: its notification (if one is sent) and what it
+    /// said; `done` (nothing firing any more, the receiver told) forgets the group instead.
+    async fn flush_alert_group(
+        &self,
+        group: &AlertGroupRecord,
+        notification: Option<&NewNotification>,
+        done: bool,
+    ) -> Result<()>;
     /// Pending notifications due at `now`, oldest first.
     async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRecord>>;
     /// Takes a due notification for one attempt by moving `next_attempt_at` to `lease_until`;

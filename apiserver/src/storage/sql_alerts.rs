@@ -74,7 +74,7 @@ macro_rules! sql_alert_store {
             use crate::domain::alerting::Instance;
             use crate::domain::Labels;
             use crate::storage::alerts::{
-                AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
+                AlertGroupRecord, AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
                 NotificationRecord, SilenceRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
             };
             use crate::storage::sql_alerts::state_of;
@@ -283,6 +283,12 @@ macro_rules! sql_alert_store {
                     .rows_affected();
                     if kind == SpecKind::Rule {
                         sqlx::query(&$sql("DELETE FROM alert_instances WHERE tenant_id = ? AND rule = ?"))
+                            .bind(tenant_id)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        sqlx::query(&$sql("DELETE FROM alert_groups WHERE tenant_id = ? AND channel = ?"))
                             .bind(tenant_id)
                             .bind(name)
                             .execute(&mut *tx)
@@ -507,6 +513,68 @@ macro_rules! sql_alert_store {
                     let n = insert_notifications(&mut tx, notifications).await?;
                     tx.commit().await?;
                     Ok(n)
+                }
+
+                async fn list_alert_groups(&self, tenant_id: Option<i64>) -> Result<Vec<AlertGroupRecord>> {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT tenant_id, channel, labels, seq, flushed_at, firing, resolved FROM alert_groups",
+                    );
+                    tenant_filter(&mut qb, tenant_id);
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter()
+                        .map(|row| {
+                            let ids = |column: &str| -> Result<Vec<i64>> {
+                                serde_json::from_str(&text(row, column)?).map_err(StoreError::corrupt)
+                            };
+                            Ok(AlertGroupRecord {
+                                tenant_id: row.try_get("tenant_id")?,
+                                channel: text(row, "channel")?,
+                                labels: labels_of(row)?,
+                                seq: row.try_get("seq")?,
+                                flushed_at: row.try_get("flushed_at")?,
+                                firing: ids("firing")?,
+                                resolved: ids("resolved")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn flush_alert_group(
+                    &self,
+                    g: &AlertGroupRecord,
+                    notification: Option<&NewNotification>,
+                    done: bool,
+                ) -> Result<()> {
+                    let labels = labels_key(&g.labels);
+                    let hash = labels_hash(&labels);
+                    let mut tx = self.begin_write().await?;
+                    if let Some(n) = notification {
+                        insert_notifications(&mut tx, std::slice::from_ref(n)).await?;
+                    }
+                    sqlx::query(&$sql("DELETE FROM alert_groups WHERE tenant_id = ? AND channel = ? AND group_hash = ?"))
+                        .bind(g.tenant_id)
+                        .bind(&g.channel)
+                        .bind(&hash)
+                        .execute(&mut *tx)
+                        .await?;
+                    if !done {
+                        sqlx::query(&$sql(
+                            "INSERT INTO alert_groups (tenant_id, channel, group_hash, labels, seq, flushed_at, \
+                             firing, resolved) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        ))
+                        .bind(g.tenant_id)
+                        .bind(&g.channel)
+                        .bind(&hash)
+                        .bind(&labels)
+                        .bind(g.seq)
+                        .bind(g.flushed_at)
+                        .bind(serde_json::to_string(&g.firing).expect("ids serialize"))
+                        .bind(serde_json::to_string(&g.resolved).expect("ids serialize"))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<NotificationRecord>> {

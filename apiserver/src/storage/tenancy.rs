@@ -184,6 +184,7 @@ macro_rules! sql_tenancy_store {
                         "alert_rules",
                         "notification_channels",
                         "silences",
+                        "alert_groups",
                         "dashboards",
                         "exporters",
                         "status_pages",

@@ -75,6 +75,18 @@ impl Server {
         Server(serve(dir, env).with_mqtt().start().unwrap_or_else(|e| panic!("{e}")))
     }
 
+    /// Starts the server on a fresh database of `kind`: `sqlite` (embedded, in `dir`),
+    /// `postgres` or `mysql` (MariaDB), with extra `MICRODASH_*` variables.
+    pub async fn on_database(kind: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
+        let url = match kind {
+            "sqlite" => None,
+            other => Some(fresh_database_url(other).await),
+        };
+        let mut all: Vec<(&str, &str)> = url.iter().map(|u| ("MICRODASH_DATABASE_URL", u.as_str())).collect();
+        all.extend_from_slice(env);
+        Self::start_with(dir, &all)
+    }
+
     /// Starts again on the same data folder and ports (SIGKILL first).
     pub fn restart(&mut self) {
         self.0.restart().unwrap_or_else(|e| panic!("{e}"));

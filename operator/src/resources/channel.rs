@@ -41,6 +41,16 @@ pub struct NotificationChannelResourceSpec {
     /// Notify again while an alert keeps firing, this often (default `4h`; `0s` = never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_interval: Option<String>,
+    /// Group notifications by these alert labels (`alertname` is the rule's name; `...` = every
+    /// label); omitted = one notification per alert transition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// With `groupBy`: a new group's wait for more alerts before its first notification (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<String>,
+    /// With `groupBy`: the least time between two notifications of a group (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<String>,
 }
 
 #[derive(KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +154,9 @@ impl NotificationChannelResourceSpec {
             }),
             send_resolved: self.send_resolved,
             repeat_interval: self.repeat_interval.clone(),
+            group_by: self.group_by.clone(),
+            group_wait: self.group_wait.clone(),
+            group_interval: self.group_interval.clone(),
         }
     }
 }

@@ -385,3 +385,37 @@ fn a_silence_matches_on_alertname_and_the_alerts_labels_with_the_rules_labels_ov
     assert!(!matches(&[("host", "web-2")]));
     assert!(!matches(&[("zone", "")]), "a label the alert lacks is not an empty one");
 }
+
+#[test]
+fn an_inhibitor_mutes_other_rules_alerts_that_share_its_equal_labels_while_it_fires() {
+    use std::collections::BTreeMap;
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let spec =
+        microdash_model::InhibitSpec { matchers: labels(&[("severity", "warning")]), equal: vec!["host".into()] };
+    let mut down = Inhibitor::new("host-down", &spec);
+    let warning = labels(&[("severity", "warning")]);
+    let web1 = labels(&[("host", "web-1")]);
+    let web2 = labels(&[("host", "web-2")]);
+    // Not firing: mutes nothing.
+    assert!(!down.mutes("high-cpu", &warning, &web1));
+    down.add_firing(&BTreeMap::new(), &web1);
+    assert!(down.is_firing());
+    assert!(down.mutes("high-cpu", &warning, &web1));
+    // Another host, another severity, or its own rule: not muted.
+    assert!(!down.mutes("high-cpu", &warning, &web2));
+    assert!(!down.mutes("high-cpu", &labels(&[("severity", "critical")]), &web1));
+    assert!(!down.mutes("host-down", &warning, &web1));
+    let all = [down];
+    assert_eq!(inhibited_by(&all, "disk-full", &warning, &web1), Some("host-down"));
+    assert_eq!(inhibited_by(&all, "disk-full", &warning, &web2), None);
+    // An absent `equal` label counts as empty on both sides.
+    let mut any = Inhibitor::new(
+        "maintenance",
+        &microdash_model::InhibitSpec { matchers: BTreeMap::new(), equal: vec!["dc".into()] },
+    );
+    any.add_firing(&BTreeMap::new(), &web1);
+    assert!(any.mutes("high-cpu", &warning, &web2));
+    assert!(!any.mutes("high-cpu", &warning, &labels(&[("dc", "eu")])));
+}
