@@ -752,6 +752,8 @@ export interface components {
              * @description When the current problem began, while FIRING or NODATA.
              */
             activeSince?: number | null;
+            /** @description The rule whose firing alert mutes this one (`inhibits`), if any. */
+            inhibitedBy?: string | null;
             labels: components["schemas"]["BTreeMap"];
             rule: string;
             severity: string;

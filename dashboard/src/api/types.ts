@@ -129,6 +129,8 @@ export interface RuleSpec {
   channels?: string[]
   labels?: Labels
   annotations?: Record<string, string>
+  /** While an alert of this rule fires, it mutes other rules' alerts that match and share `equal`. */
+  inhibits?: { match?: Labels; equal?: string[] }
 }
 
 export interface AlertRule extends RuleSpec {
@@ -150,6 +152,10 @@ export interface ChannelSpec {
   }
   sendResolved?: boolean
   repeatInterval?: string
+  /** One notification per group of alerts sharing these labels' values (`alertname`, `...`). */
+  groupBy?: string[]
+  groupWait?: string
+  groupInterval?: string
 }
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'failed'

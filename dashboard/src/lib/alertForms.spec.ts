@@ -83,6 +83,30 @@ describe('channel forms', () => {
   })
 })
 
+describe('grouping and inhibition', () => {
+  it('a channel groups by labels with its wait and interval, and checks them', () => {
+    const form = { ...emptyChannelForm(), name: 'team', url: 'https://x/y', groupBy: 'alertname, host', groupWait: '10s' }
+    expect(checkChannelForm(form)).toEqual({})
+    const spec = formToChannel(form)
+    expect(spec.groupBy).toEqual(['alertname', 'host'])
+    expect([spec.groupWait, spec.groupInterval]).toEqual(['10s', '5m'])
+    expect(channelToForm(spec).groupBy).toBe('alertname, host')
+    expect(formToChannel({ ...form, groupBy: ' ' }).groupBy).toBeUndefined()
+    expect(Object.keys(checkChannelForm({ ...form, groupBy: 'bad label', groupWait: 'soon' })).sort()).toEqual(['groupBy', 'groupWait'])
+  })
+
+  it('a rule inhibits matching alerts with equal labels, and round-trips', () => {
+    const form = { ...emptyRuleForm(), name: 'host-down', metric: 'up', aggregation: 'last' as const, window: '', op: '<' as const,
+      threshold: '1', inhibitsEnabled: true, inhibitsMatch: 'severity=warning', inhibitsEqual: 'host, dc' }
+    expect(checkRuleForm(form)).toEqual({})
+    const spec = formToRule(form)
+    expect(spec.inhibits).toEqual({ match: { severity: 'warning' }, equal: ['host', 'dc'] })
+    expect(ruleToForm(spec)).toMatchObject({ inhibitsEnabled: true, inhibitsMatch: 'severity=warning', inhibitsEqual: 'host, dc' })
+    expect(formToRule({ ...form, inhibitsEnabled: false }).inhibits).toBeUndefined()
+    expect(Object.keys(checkRuleForm({ ...form, inhibitsEqual: 'a b' }))).toEqual(['inhibits.equal'])
+  })
+})
+
 describe('server errors', () => {
   it('land on their fields, nested ones on their parent', () => {
     const e = new ApiError(422, 'Unprocessable Entity', 'condition.window: …', 'condition.window', [

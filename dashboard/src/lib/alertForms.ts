@@ -82,6 +82,10 @@ export interface RuleForm {
   labels: string
   summary: string
   description: string
+  /** Inhibition: `severity=warning, …` of the alerts it mutes, and the shared labels `host, …`. */
+  inhibitsEnabled: boolean
+  inhibitsMatch: string
+  inhibitsEqual: string
 }
 
 export function emptyRuleForm(): RuleForm {
@@ -103,6 +107,9 @@ export function emptyRuleForm(): RuleForm {
     labels: '',
     summary: '',
     description: '',
+    inhibitsEnabled: false,
+    inhibitsMatch: '',
+    inhibitsEqual: '',
   }
 }
 
@@ -126,8 +133,21 @@ export function ruleToForm(rule: AlertRule | RuleSpec): RuleForm {
     labels: formatPairs(rule.labels),
     summary: rule.annotations?.summary ?? '',
     description: rule.annotations?.description ?? '',
+    inhibitsEnabled: !!rule.inhibits,
+    inhibitsMatch: formatPairs(rule.inhibits?.match),
+    inhibitsEqual: (rule.inhibits?.equal ?? []).join(', '),
   }
 }
+
+/** `host, dc` → `['host', 'dc']`. */
+export function parseList(text: string): string[] {
+  return text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
+}
+
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_.:-]*$/
 
 /** The checks the browser can make before a round trip; the server's word is final. */
 export function checkRuleForm(f: RuleForm): FieldErrors {
@@ -142,6 +162,10 @@ export function checkRuleForm(f: RuleForm): FieldErrors {
   if (!isDuration(f.keepFiringFor)) e.keepFiringFor = 'a duration such as 0s, 5m'
   if (f.noDataEnabled && !isDuration(f.noDataAfter)) e['noData.after'] = 'a duration such as 5m'
   if (parsePairs(f.labels) === null) e.labels = 'write key=value pairs separated by commas'
+  if (f.inhibitsEnabled) {
+    if (parsePairs(f.inhibitsMatch) === null) e['inhibits.match'] = 'write key=value pairs separated by commas'
+    if (!parseList(f.inhibitsEqual).every((l) => LABEL_NAME.test(l))) e['inhibits.equal'] = 'label names separated by commas'
+  }
   return e
 }
 
@@ -165,6 +189,14 @@ export function formToRule(f: RuleForm): RuleSpec {
   const labels = parsePairs(f.labels)
   if (labels && Object.keys(labels).length) spec.labels = labels
   if (Object.keys(annotations).length) spec.annotations = annotations
+  if (f.inhibitsEnabled) {
+    const inhibits: NonNullable<RuleSpec['inhibits']> = {}
+    const match = parsePairs(f.inhibitsMatch)
+    if (match && Object.keys(match).length) inhibits.match = match
+    const equal = parseList(f.inhibitsEqual)
+    if (equal.length) inhibits.equal = equal
+    spec.inhibits = inhibits
+  }
   return spec
 }
 
@@ -183,6 +215,10 @@ export interface ChannelForm {
   password: string
   sendResolved: boolean
   repeatInterval: string
+  /** Grouping: `alertname, host` (empty = one notification per alert), wait and interval. */
+  groupBy: string
+  groupWait: string
+  groupInterval: string
 }
 
 export function emptyChannelForm(): ChannelForm {
@@ -201,6 +237,9 @@ export function emptyChannelForm(): ChannelForm {
     password: '',
     sendResolved: true,
     repeatInterval: '4h',
+    groupBy: '',
+    groupWait: '30s',
+    groupInterval: '5m',
   }
 }
 
@@ -209,6 +248,9 @@ export function channelToForm(c: Channel | ChannelSpec): ChannelForm {
   f.name = c.name
   f.sendResolved = c.sendResolved ?? true
   f.repeatInterval = c.repeatInterval ?? '4h'
+  f.groupBy = (c.groupBy ?? []).join(', ')
+  f.groupWait = c.groupWait ?? '30s'
+  f.groupInterval = c.groupInterval ?? '5m'
   if (c.webhook) {
     f.kind = 'webhook'
     f.url = c.webhook.url
@@ -240,11 +282,21 @@ export function checkChannelForm(f: ChannelForm): FieldErrors {
     if (f.port.trim() && !(Number(f.port) >= 1 && Number(f.port) <= 65535)) e['email.smtp.port'] = '1 to 65535'
   }
   if (!isDuration(f.repeatInterval)) e.repeatInterval = 'a duration such as 4h, or 0s for never'
+  const groupBy = parseList(f.groupBy)
+  if (!groupBy.every((l) => l === '...' || LABEL_NAME.test(l))) e.groupBy = 'label names separated by commas, or ...'
+  if (groupBy.length && !isDuration(f.groupWait)) e.groupWait = 'a duration such as 30s'
+  if (groupBy.length && !isDuration(f.groupInterval)) e.groupInterval = 'a duration such as 5m'
   return e
 }
 
 export function formToChannel(f: ChannelForm): ChannelSpec {
   const spec: ChannelSpec = { name: f.name.trim(), sendResolved: f.sendResolved, repeatInterval: f.repeatInterval.trim() }
+  const groupBy = parseList(f.groupBy)
+  if (groupBy.length) {
+    spec.groupBy = groupBy
+    spec.groupWait = f.groupWait.trim()
+    spec.groupInterval = f.groupInterval.trim()
+  }
   if (f.kind === 'webhook') {
     spec.webhook = { url: f.url.trim() }
     if (f.hmacSecret) spec.webhook.hmacSecret = f.hmacSecret
