@@ -170,6 +170,84 @@ describe('SilencesView', () => {
     expect(wrapper.find('[data-testid="state-empty"]').exists()).toBe(false)
   })
 
+  it('opens the form from a firing alert, prefilled with alertname and the alert’s labels, and creates the silence', async () => {
+    let silences: unknown[] = []
+    const posted: unknown[] = []
+    mockFetch({
+      'GET /api/v1/alerts': {
+        body: {
+          alerts: [
+            { rule: 'high-cpu', labels: { host: 'web-1', region: 'eu' }, state: 'FIRING', severity: 'critical', value: 97, since: NOW - MIN },
+            { rule: 'db-down', labels: { host: 'db-1' }, state: 'OK', severity: 'warning', value: 1, since: NOW - HOUR },
+          ],
+        },
+      },
+      'GET /api/v1/alerts/history': { body: { transitions: [] } },
+      'GET /api/v1/rules': { body: RULES },
+      'GET /api/v1/channels': { body: { channels: [] } },
+      'GET /api/v1/silences': () => ({ body: { silences } }),
+      'POST /api/v1/silences': (_url, init) => {
+        const body = JSON.parse(String(init.body)) as { matchers: Record<string, string>; comment: string; createdBy: string }
+        posted.push(body)
+        const created = silence('new-one', { matchers: body.matchers, startsAt: NOW, endsAt: NOW + 2 * HOUR, comment: body.comment, createdBy: body.createdBy })
+        silences = [created]
+        return { status: 201, body: created }
+      },
+    })
+    loggedIn(['read', 'admin'])
+    const { wrapper, router } = await mountAt('/alerts')
+
+    // Only the firing alert offers it.
+    const actions = wrapper.findAll('[data-testid="alert-silence"]')
+    expect(actions).toHaveLength(1)
+    await actions[0]!.trigger('click')
+    await flushPromises()
+    expect(router.currentRoute.value.name).toBe('silences')
+
+    const form = wrapper.get('[data-testid="silence-form"]')
+    const rows = () =>
+      form.findAll('[data-testid="matcher-row"]').map((r) => [
+        (r.get('[data-testid="matcher-name"]').element as HTMLInputElement).value,
+        (r.get('[data-testid="matcher-value"]').element as HTMLInputElement).value,
+      ])
+    // alertname first, then the series' labels and the rule's `labels` (they count for silences).
+    expect(rows()).toEqual([
+      ['alertname', 'high-cpu'],
+      ['host', 'web-1'],
+      ['region', 'eu'],
+      ['team', 'infra'],
+    ])
+    // The rule names are offered for alertname.
+    expect(form.get('[data-testid="matcher-value"]').attributes('list')).toBe('silence-rule-names')
+    expect(form.findAll('datalist option').map((o) => o.attributes('value'))).toEqual(['db-down', 'high-cpu'])
+
+    // The user drops what is too narrow: the team and the region.
+    await form.findAll('[data-testid="matcher-remove"]')[3]!.trigger('click')
+    await form.findAll('[data-testid="matcher-remove"]')[2]!.trigger('click')
+    expect(rows()).toEqual([
+      ['alertname', 'high-cpu'],
+      ['host', 'web-1'],
+    ])
+    await form.get('[data-testid="duration-4h"]').setValue(true)
+    await form.get('[data-testid="silence-comment"]').setValue('replacing a disk')
+    await form.get('[data-testid="silence-author"]').setValue('ann')
+    await form.trigger('submit')
+    await flushPromises()
+
+    expect(posted).toEqual([{ matchers: { alertname: 'high-cpu', host: 'web-1' }, endsAt: 'now+4h', comment: 'replacing a disk', createdBy: 'ann' }])
+    expect(wrapper.find('[data-testid="silence-form"]').exists()).toBe(false)
+    expect(wrapper.find('[data-testid="silence-created"]').exists()).toBe(true)
+    // The address no longer reopens the form.
+    expect(router.currentRoute.value.fullPath).toBe('/silences')
+    expect(wrapper.findAll('[data-testid="silence-row"]')).toHaveLength(1)
+
+    // The next form remembers the author (the session has no user name).
+    await wrapper.get('[data-testid="new-silence"]').trigger('click')
+    expect((wrapper.get('[data-testid="silence-author"]').element as HTMLInputElement).value).toBe('ann')
+    expect(wrapper.findAll('[data-testid="matcher-row"]')).toHaveLength(1)
+    expect((wrapper.get('[data-testid="matcher-name"]').element as HTMLInputElement).value).toBe('alertname')
+  })
+
   it('puts a 422’s field error at its field, keeps the submit disabled while saving, and checks the matchers itself', async () => {
     const bodies: Record<string, unknown>[] = []
     const fetch = mockFetch({
