@@ -23,6 +23,8 @@ describe('silences', () => {
     expect(silenceStatus(s, 1000)).toBe('active')
     expect(silenceStatus(s, 2000)).toBe('expired')
     expect(silenceStatus({ ...s, status: 'expired' }, 1500)).toBe('expired')
+    // Just created by the server, seen on a browser clock a little behind: active, not pending.
+    expect(silenceStatus({ ...s, status: 'active' }, 900)).toBe('active')
     expect(silenceTiming({ ...s, status: 'expired', endsAt: 1500 }, 1500 + HOUR)).toBe('ended 1h ago')
   })
 

@@ -32,10 +32,12 @@ export function formatDuration(ms: number): string {
 
 /**
  * The status at `now`: the server's, moved on when a start or end passed while the page was
- * open (a silence the server called expired stays expired, e.g. one expired early).
+ * open, never back (a silence the server called active stays so on a browser clock a little
+ * behind the server's; one it called expired, e.g. expired early, stays expired).
  */
 export function silenceStatus(s: Silence, now: number): SilenceStatus {
   if (s.status === 'expired' || now >= s.endsAt) return 'expired'
+  if (s.status === 'active') return 'active'
   return now < s.startsAt ? 'pending' : 'active'
 }
 

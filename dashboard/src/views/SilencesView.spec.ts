@@ -189,7 +189,8 @@ describe('SilencesView', () => {
       'POST /api/v1/silences': (_url, init) => {
         const body = JSON.parse(String(init.body)) as { matchers: Record<string, string>; comment: string; createdBy: string }
         posted.push(body)
-        const created = silence('new-one', { matchers: body.matchers, startsAt: NOW, endsAt: NOW + 2 * HOUR, comment: body.comment, createdBy: body.createdBy })
+        const at = Date.now()
+        const created = silence('new-one', { matchers: body.matchers, startsAt: at, endsAt: at + 4 * HOUR, createdAt: at, comment: body.comment, createdBy: body.createdBy })
         silences = [created]
         return { status: 201, body: created }
       },
@@ -231,6 +232,8 @@ describe('SilencesView', () => {
     await form.get('[data-testid="duration-4h"]').setValue(true)
     await form.get('[data-testid="silence-comment"]').setValue('replacing a disk')
     await form.get('[data-testid="silence-author"]').setValue('ann')
+    // Minutes pass while the form is filled in (the page's clock ticks only every 15 s).
+    vi.setSystemTime(NOW + 5 * MIN)
     await form.trigger('submit')
     await flushPromises()
 
@@ -239,7 +242,9 @@ describe('SilencesView', () => {
     expect(wrapper.find('[data-testid="silence-created"]').exists()).toBe(true)
     // The address no longer reopens the form.
     expect(router.currentRoute.value.fullPath).toBe('/silences')
-    expect(wrapper.findAll('[data-testid="silence-row"]')).toHaveLength(1)
+    const row = wrapper.get('[data-testid="silence-row"]')
+    expect(row.attributes('data-status')).toBe('active')
+    expect(row.get('[data-testid="silence-timing"]').text()).toBe('ends in 4h')
 
     // The next form remembers the author (the session has no user name).
     await wrapper.get('[data-testid="new-silence"]').trigger('click')
