@@ -24,6 +24,7 @@ const routes: RouteRecordRaw[] = [
     component: () => import('@/views/ChannelsView.vue'),
     meta: { title: 'Notification channels' },
   },
+  { path: '/silences', name: 'silences', component: () => import('@/views/SilencesView.vue'), meta: { title: 'Silences' } },
   {
     path: '/status-pages',
     name: 'status-pages',

@@ -20,6 +20,8 @@ import type {
   QueryResult,
   Session,
   SeriesList,
+  Silence,
+  SilenceInput,
   StatusPage,
   StatusPageInput,
 } from './types'
@@ -220,6 +222,18 @@ export const api = {
   },
   deleteStatusPage(slug: string): Promise<void> {
     return request<void>('DELETE', `/api/v1/status-pages/${enc(slug)}`)
+  },
+
+  async silences(): Promise<Silence[]> {
+    return (await request<{ silences: Silence[] }>('GET', '/api/v1/silences')).silences
+  },
+  /** A 422 names the offending field (`matchers`, `endsAt`, `comment`, `createdBy`) in `field`. */
+  createSilence(input: SilenceInput): Promise<Silence> {
+    return request<Silence>('POST', '/api/v1/silences', { body: input })
+  },
+  /** Ends a pending or active silence now; 404 when it is unknown or already over. */
+  expireSilence(id: string): Promise<void> {
+    return request<void>('DELETE', `/api/v1/silences/${enc(id)}`)
   },
 
   async channels(): Promise<Channel[]> {

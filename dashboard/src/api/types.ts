@@ -33,6 +33,15 @@ export interface StatusPageInput {
   components: StatusComponent[]
 }
 
+/** Whether a silence holds back notifications now, later, or no more. */
+export type SilenceStatus = 'pending' | 'active' | 'expired'
+
+/** A silence (`/api/v1/silences`): label equality matchers (`alertname` = the rule's name), times in Unix ms. */
+export type Silence = Omit<Schemas['SilenceView'], 'status'> & { status: SilenceStatus }
+
+/** What `POST /api/v1/silences` takes: times as Unix ms or strings such as `now+2h`. */
+export type SilenceInput = Schemas['SilenceInput']
+
 /** A point as the server sends it: `[ts_ms, value]`. */
 export type Point = [number, number]
 
