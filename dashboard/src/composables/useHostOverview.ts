@@ -9,6 +9,7 @@ import { summarizeHost, type HostSummary } from '@/lib/hostSummary'
 import { labelsKey } from '@/lib/labels'
 import { mapLimit } from '@/lib/pool'
 import { useLiveStore } from '@/stores/live'
+import { errorText } from '@/lib/format'
 
 export const NO_HOST = '(no host)'
 /** Bounds the fan-out of `/series` calls on tenants with many metrics. */
@@ -94,7 +95,7 @@ export function useHostOverview() {
       }
       version.value++
     } catch (e) {
-      error.value = e instanceof Error ? e.message : String(e)
+      error.value = errorText(e)
     } finally {
       loading.value = false
     }

@@ -2,6 +2,7 @@
 import { computed, ref, watch, type Ref } from 'vue'
 import { api } from '@/api/client'
 import type { SeriesInfo } from '@/api/types'
+import { errorText } from '@/lib/format'
 
 const names = ref<string[]>([])
 const namesLoading = ref(false)
@@ -19,7 +20,7 @@ export function useMetricNames() {
       names.value = [...(await api.metrics())].sort()
       namesFetchedAt = Date.now()
     } catch (e) {
-      namesError.value = e instanceof Error ? e.message : String(e)
+      namesError.value = errorText(e)
     } finally {
       namesLoading.value = false
     }
@@ -47,7 +48,7 @@ export function useLabelValues(metric: Ref<string>) {
         const res = await api.series(m)
         if (mine === seq) series.value = res.series
       } catch (e) {
-        if (mine === seq) error.value = e instanceof Error ? e.message : String(e)
+        if (mine === seq) error.value = errorText(e)
       } finally {
         if (mine === seq) loading.value = false
       }

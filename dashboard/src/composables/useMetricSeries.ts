@@ -21,6 +21,7 @@ import {
 } from '@/lib/series'
 import { LIVE_WINDOW_MS, resolveRange, type TimeRange } from '@/lib/timeRange'
 import { useLiveStore } from '@/stores/live'
+import { errorText } from '@/lib/format'
 
 export interface MetricSeriesParams {
   metric: string
@@ -161,7 +162,7 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
       resolution.value = res.resolution
     } catch (e) {
       if (controller.signal.aborted) return
-      error.value = e instanceof Error ? e.message : String(e)
+      error.value = errorText(e)
     } finally {
       if (!controller.signal.aborted) loading.value = false
     }

@@ -4,6 +4,7 @@
  * everything again), and map problem+json field errors onto form fields.
  */
 import { ApiError } from '@/api/client'
+import { errorText } from './format'
 import type {
   AlertRule,
   Channel,
@@ -61,7 +62,7 @@ export function fieldErrorsOf(e: unknown): FieldErrors {
     if (!Object.keys(out).length) out._form = e.detail ?? e.title
     return out
   }
-  return { _form: e instanceof Error ? e.message : String(e) }
+  return { _form: errorText(e) }
 }
 
 export interface RuleForm {

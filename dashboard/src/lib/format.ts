@@ -29,3 +29,8 @@ export function formatAgo(ts: number, now: number): string {
 export function formatTime(ts: number): string {
   return new Date(ts).toLocaleString()
 }
+
+/** The text of a caught error (an `ApiError`'s detail, an `Error`'s message, anything else). */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}

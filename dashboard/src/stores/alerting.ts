@@ -6,15 +6,12 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { ALERT_STREAM_URL, api, ApiError } from '@/api/client'
 import type { AlertInstance, AlertRule, AlertTransition, Channel, ChannelSpec, Delivery, RuleSpec } from '@/api/types'
+import { errorText } from '@/lib/format'
 
 /** How often lists refresh when the live stream is not available. */
 export const POLL_MS = 15_000
 /** Several transitions in a burst cause one refresh. */
 const REFRESH_DEBOUNCE_MS = 150
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e)
-}
 
 export const useAlertingStore = defineStore('alerting', () => {
   const alerts = ref<AlertInstance[]>([])

@@ -4,6 +4,7 @@ import { computed, ref } from 'vue'
 import { api } from '@/api/client'
 import type { Dashboard, Panel } from '@/api/types'
 import { uuid } from '@/lib/uuid'
+import { errorText } from '@/lib/format'
 
 export type NewPanel = Omit<Panel, 'id'> & { id?: string }
 
@@ -21,10 +22,6 @@ export function slugify(title: string): string {
 
 function clone<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e)
 }
 
 export const useDashboardsStore = defineStore('dashboards', () => {

@@ -3,6 +3,7 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '@/api/client'
 import type { Session } from '@/api/types'
+import { errorText } from '@/lib/format'
 
 export type SessionStatus = 'unknown' | 'checking' | 'authenticated' | 'anonymous'
 
@@ -31,7 +32,7 @@ export const useSessionStore = defineStore('session', () => {
       .getSession()
       .then(set)
       .catch((e: unknown) => {
-        checkError.value = e instanceof Error ? e.message : String(e)
+        checkError.value = errorText(e)
         set(null)
       })
       .finally(() => {
