@@ -162,3 +162,48 @@ async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them_on_postg
 async fn a_silence_holds_back_notifications_and_its_expiry_resumes_them_on_mariadb() {
     a_silence_holds_back_notifications_and_its_expiry_resumes_them("mysql").await;
 }
+
+/// What the operator's `Silence` resources use: a silence written by name over HTTP is created
+/// once and then updated in place or left unchanged; it is read and expired by that name, by
+/// its own tenant only.
+#[tokio::test]
+async fn a_silence_written_by_name_over_http_is_one_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = server.token.clone();
+    let path = "/api/v1/silences/by-name/team-a.disk-swap";
+    let put = reqwest::Method::PUT;
+    let ends = common::now_ms() + 3600 * 1000;
+    let body = json!({"matchers": {"host": "web-1"}, "endsAt": ends, "comment": "disk", "createdBy": "ops"});
+    let (status, created) = send(&server, &t, put.clone(), path, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "team-a.disk-swap");
+    let (status, again) = send(&server, &t, put.clone(), path, Some(body.clone())).await;
+    assert_eq!((status, &again), (StatusCode::OK, &created), "unchanged");
+    let mut longer = body.clone();
+    longer["endsAt"] = json!(ends + 1000);
+    longer["tenant"] = json!("default");
+    let (status, updated) = send(&server, &t, put.clone(), path, Some(longer)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!((&updated["id"], updated["endsAt"].as_i64()), (&created["id"], Some(ends + 1000)));
+    let (_, listed) = send(&server, &t, reqwest::Method::GET, "/api/v1/silences", None).await;
+    assert_eq!(listed["silences"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Refusals name the field: another tenant in the body, a name that is not one, a missing end.
+    let mut elsewhere = body.clone();
+    elsewhere["tenant"] = json!("other");
+    assert_eq!(send(&server, &t, put.clone(), path, Some(elsewhere)).await.1["field"], "tenant");
+    let bad_name = "/api/v1/silences/by-name/Disk_Swap";
+    assert_eq!(send(&server, &t, put.clone(), bad_name, Some(body.clone())).await.1["field"], "name");
+    let mut no_end = body.clone();
+    no_end.as_object_mut().unwrap().remove("endsAt");
+    assert_eq!(send(&server, &t, put.clone(), path, Some(no_end)).await.1["field"], "endsAt");
+
+    let other = common::create_tenant(&server, "other").await;
+    assert_eq!(send(&server, &other, reqwest::Method::GET, path, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(&server, &other, reqwest::Method::DELETE, path, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(&server, &t, reqwest::Method::DELETE, path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(send(&server, &t, reqwest::Method::DELETE, path, None).await.0, StatusCode::NOT_FOUND, "ended");
+    let (status, expired) = send(&server, &t, reqwest::Method::GET, path, None).await;
+    assert_eq!((status, expired["status"].as_str()), (StatusCode::OK, Some("expired")), "{expired}");
+}
