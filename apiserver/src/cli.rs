@@ -47,9 +47,11 @@ pub enum Command {
     /// Run the MCP server over stdio (for assistants and tools that start an MCP server as a
     /// subprocess): its tools call a running microdash server with one tenant token.
     Mcp(McpArgs),
-    /// Create or update alert rules and notification channels from YAML (the CRD format:
-    /// `kind: AlertRule|NotificationChannel`, `metadata.name`, `spec.tenant`), several
-    /// documents separated by `---`. A running server picks changes up within seconds.
+    /// Create or update alert rules, notification channels and silences from YAML (the CRD
+    /// format: `kind: AlertRule|NotificationChannel|Silence`, `metadata.name`, `spec.tenant`),
+    /// several documents separated by `---`. A silence's `metadata.name` is its stable name:
+    /// applying it again updates that silence; relative times (`now+2h`) are resolved at each
+    /// apply. A running server picks changes up within seconds.
     Apply {
         /// The YAML file, or `-` for standard input.
         #[arg(short = 'f', long = "filename")]

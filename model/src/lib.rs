@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 pub mod alerting;
 pub mod duration;
+pub mod silence;
 pub mod template;
+pub mod time;
 pub mod views;
 
 pub use alerting::{
@@ -15,6 +17,7 @@ pub use alerting::{
     NotificationChannelSpec, SECRET_PLACEHOLDER, SmtpSpec, SmtpTls, ValidationErrors, WebhookSpec,
 };
 pub use duration::{format_duration, parse_duration};
+pub use silence::{SilenceSpec, SilenceState, SilenceTime, SilenceView};
 pub use views::AlertState;
 
 use schemars::JsonSchema;

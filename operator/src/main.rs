@@ -1,4 +1,5 @@
-//! `microdash-operator`: reconciles MicroDash, Tenant, AlertRule and NotificationChannel resources.
+//! `microdash-operator`: reconciles MicroDash, Tenant, AlertRule, NotificationChannel and Silence
+//! resources.
 
 use clap::Parser;
 use microdash_operator::run::{Config, check_health, run};

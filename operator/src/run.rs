@@ -41,11 +41,11 @@ pub struct Config {
     /// The namespace of the lease (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
-    /// Watch rules, channels and installations in this namespace only, and manage only the
+    /// Watch rules, channels, silences and installations in this namespace only, and manage only the
     /// (cluster-wide) Tenants whose token Secret is in it.
     #[arg(long, env = "MICRODASH_OPERATOR_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// How long a deleted AlertRule, NotificationChannel or Tenant waits for a server that does
+    /// How long a deleted AlertRule, NotificationChannel, Silence or Tenant waits for a server that does
     /// not answer before it lets go (with a Warning Event `CleanupAbandoned` saying what may be
     /// left on the server). An installation that is gone or being deleted lets go at once.
     #[arg(long, env = "MICRODASH_OPERATOR_CLEANUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
@@ -59,7 +59,7 @@ pub struct Config {
     pub health: bool,
     /// Before an uninstall (the chart's pre-delete hook): stop the operator's Deployment
     /// (`--operator-deployment` in `POD_NAMESPACE`) and remove its finalizer from every
-    /// AlertRule, NotificationChannel and Tenant it watches, then exit. Deletes nothing.
+    /// AlertRule, NotificationChannel, Silence and Tenant it watches, then exit. Deletes nothing.
     #[arg(long)]
     pub release_finalizers: bool,
     /// The operator's Deployment, for `--release-finalizers`.
@@ -126,7 +126,8 @@ pub async fn controllers(ctx: Arc<Context>) {
         controllers::microdash::run(ctx.clone()),
         controllers::tenant::run(ctx.clone()),
         controllers::alert_rule::run(ctx.clone()),
-        controllers::channel::run(ctx),
+        controllers::channel::run(ctx.clone()),
+        controllers::silence::run(ctx),
     );
 }
 

@@ -1,9 +1,11 @@
 //! The microdash admin API as the operator uses it: the admin token, and for a tenant's rules,
-//! channels and alerts the `X-Microdash-Tenant` header.
+//! channels, silences and alerts the `X-Microdash-Tenant` header.
 
 use std::time::Duration;
 
-use microdash_model::{AlertRuleSpec, NotificationChannelSpec, Scope, TenantLimits, TenantRetention};
+use microdash_model::{
+    AlertRuleSpec, NotificationChannelSpec, Scope, SilenceSpec, SilenceView, TenantLimits, TenantRetention,
+};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -224,6 +226,32 @@ impl ServerApi {
 
     pub async fn delete_channel(&self, tenant: &str, name: &str) -> Result<bool> {
         self.delete_object(tenant, &format!("/api/v1/channels/{name}")).await
+    }
+
+    // --- silences, by name ---
+
+    /// `Ok(None)` when the tenant has no silence of that name (or the tenant does not exist).
+    pub async fn get_silence(&self, tenant: &str, name: &str) -> Result<Option<SilenceView>> {
+        self.get_object(tenant, &format!("/api/v1/silences/by-name/{name}")).await
+    }
+
+    /// Creates the named silence or updates it in place; relative times are resolved by the
+    /// server. A refusal carries the server's validation message.
+    pub async fn put_silence(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: &SilenceSpec,
+    ) -> Result<Result<SilenceView, Refusal>> {
+        let mut spec = spec.clone();
+        spec.tenant = None;
+        let body = serde_json::to_value(&spec).expect("serializes");
+        self.put_object(tenant, &format!("/api/v1/silences/by-name/{name}"), body).await
+    }
+
+    /// Expires the named silence now; false when there is none that has not ended.
+    pub async fn expire_silence(&self, tenant: &str, name: &str) -> Result<bool> {
+        self.delete_object(tenant, &format!("/api/v1/silences/by-name/{name}")).await
     }
 
     async fn get_object<T: DeserializeOwned>(&self, tenant: &str, path: &str) -> Result<Option<T>> {

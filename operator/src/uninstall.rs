@@ -1,6 +1,6 @@
 //! `microdash-operator --release-finalizers`: the chart's `pre-delete` hook. Once the operator is
 //! uninstalled nothing removes its finalizer `microdash.io/cleanup`, so deleting an AlertRule, a
-//! NotificationChannel or a Tenant afterwards (or the namespace holding them) would hang in
+//! NotificationChannel, a Silence or a Tenant afterwards (or the namespace holding them) would hang in
 //! Terminating. Before helm deletes the operator this stops it (scales its Deployment to zero and
 //! waits for its pods to go, so that no reconcile puts a finalizer back) and removes the finalizer
 //! from every object it watches. Nothing is deleted, in Kubernetes or in the server; an operator
@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::controllers::FINALIZER;
-use crate::resources::{AlertRule, NotificationChannel, Tenant};
+use crate::resources::{AlertRule, NotificationChannel, Silence, Tenant};
 
 /// How long the operator's pods get to end.
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -57,6 +57,7 @@ pub async fn release_finalizers(
         }
         let released = release::<AlertRule>(&client, watch_namespace).await?
             + release::<NotificationChannel>(&client, watch_namespace).await?
+            + release::<Silence>(&client, watch_namespace).await?
             + match watch_namespace {
                 None => release_tenants(&client).await?,
                 Some(_) => 0,

@@ -97,6 +97,7 @@ async fn the_rendered_chart_and_the_examples_apply_to_the_api_server() {
         "tenant.microdash.io/team-a",
         "alertrule.microdash.io/high-cpu",
         "notificationchannel.microdash.io/ops-mail",
+        "silence.microdash.io/db-1-disk-swap",
     ] {
         assert!(out.contains(object), "{object} not applied: {out}");
     }

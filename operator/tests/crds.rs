@@ -45,7 +45,7 @@ fn crd_json(kind: &str) -> serde_json::Value {
 
 #[test]
 fn every_crd_is_in_group_microdash_io_v1alpha1_with_a_status_subresource() {
-    for kind in ["MicroDash", "Tenant", "AlertRule", "NotificationChannel"] {
+    for kind in ["MicroDash", "Tenant", "AlertRule", "NotificationChannel", "Silence"] {
         let crd = crd_json(kind);
         assert_eq!(crd["spec"]["group"], "microdash.io", "{kind}");
         let version = &crd["spec"]["versions"][0];
@@ -58,6 +58,7 @@ fn every_crd_is_in_group_microdash_io_v1alpha1_with_a_status_subresource() {
     }
     assert_eq!(crd_json("Tenant")["spec"]["scope"], "Cluster");
     assert_eq!(crd_json("AlertRule")["spec"]["scope"], "Namespaced");
+    assert_eq!(crd_json("Silence")["spec"]["scope"], "Namespaced");
 }
 
 #[test]
@@ -96,4 +97,31 @@ fn the_rule_schema_carries_the_model_fields_and_cel_rules() {
     assert!(webhook["properties"].get("urlSecretRef").is_some());
     assert!(webhook["properties"].get("hmacSecretRef").is_some());
     assert!(webhook["properties"].get("hmacSecret").is_none(), "secrets are never inline in a CRD");
+}
+
+#[test]
+fn the_silence_schema_carries_the_model_fields_times_as_int_or_string_and_cel_rules() {
+    let crd = crd_json("Silence");
+    let version = &crd["spec"]["versions"][0];
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    for field in ["tenant", "matchers", "startsAt", "endsAt", "comment", "createdBy"] {
+        assert!(spec["properties"].get(field).is_some(), "Silence spec lacks {field}");
+    }
+    for time in ["startsAt", "endsAt"] {
+        assert_eq!(spec["properties"][time]["x-kubernetes-int-or-string"], true, "{time}: {spec}");
+    }
+    let rules = spec["x-kubernetes-validations"].to_string();
+    assert!(rules.contains("has(self.tenant)") && rules.contains("size(self.matchers) > 0"), "{rules}");
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["priority"].as_u64().unwrap_or(0) == 0)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Tenant", "State", "Ends", "Age"]);
+    let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in ["state", "startsAt", "endsAt", "id", "installation"] {
+        assert!(status.get(field).is_some(), "Silence status lacks {field}");
+    }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use microdash_operator::resources::{AlertRule, MicroDash, NotificationChannel, Tenant};
+use microdash_operator::resources::{AlertRule, MicroDash, NotificationChannel, Silence, Tenant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -31,6 +31,16 @@ fn rule(name: &str, tenant: &str, threshold: f64) -> AlertRule {
         "spec": {"tenant": tenant, "metric": "cpu.usage", "match": {"host": "web-1"},
                  "condition": {"aggregation": "last", "op": ">", "threshold": threshold},
                  "for": "0s", "severity": "critical", "labels": {"team": "a"}}
+    }))
+    .unwrap()
+}
+
+fn silence(name: &str, tenant: &str, ends_at: Value) -> Silence {
+    serde_json::from_value(json!({
+        "apiVersion": "microdash.io/v1alpha1", "kind": "Silence",
+        "metadata": {"name": name},
+        "spec": {"tenant": tenant, "matchers": {"alertname": format!("{name}-rule"), "host": "web-1"},
+                 "endsAt": ends_at, "comment": "replacing a disk", "createdBy": "ops@example.com"}
     }))
     .unwrap()
 }
@@ -152,6 +162,18 @@ async fn the_generated_crds_are_accepted_and_served_by_the_api_server() {
     .unwrap();
     let err = channels.create(&PostParams::default(), &both).await.unwrap_err().to_string();
     assert!(err.contains("exactly one of webhook and email"), "{err}");
+    // A silence needs its tenant and a matcher; its times are an integer or a string.
+    let silences: Api<Silence> = Api::namespaced(client.clone(), &ns);
+    let mut no_tenant = silence("no-tenant", "default", json!("now+1h"));
+    no_tenant.spec.silence.tenant = None;
+    let err = silences.create(&PostParams::default(), &no_tenant).await.unwrap_err().to_string();
+    assert!(err.contains("spec.tenant is required"), "{err}");
+    let mut everything = silence("everything", "default", json!(1_900_000_000_000i64));
+    everything.spec.silence.matchers.clear();
+    let err = silences.create(&PostParams::default(), &everything).await.unwrap_err().to_string();
+    assert!(err.contains("at least one matcher"), "{err}");
+    let in_ms = silence("in-ms", "default", json!(1_900_000_000_000i64));
+    silences.create(&PostParams { dry_run: true, ..Default::default() }, &in_ms).await.unwrap();
 }
 
 #[tokio::test]
@@ -828,4 +850,124 @@ async fn releasing_finalizers_before_uninstall_lets_deletion_finish() {
         said.iter().any(|l| l.contains("not found")) && said.iter().any(|l| l.contains("of 0 object(s)")),
         "{said:?}"
     );
+}
+
+/// The silence `ns`/`name` as the server has it (named `NAMESPACE.NAME` there).
+async fn server_silence(server: &Microdash, tenant: &str, ns: &str, name: &str) -> (u16, Value) {
+    let path = format!("/api/v1/silences/by-name/{ns}.{name}");
+    let r = server.as_tenant(Method::GET, &path, tenant).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn ms(rfc3339: &Value) -> i64 {
+    rfc3339.as_str().unwrap().parse::<k8s_openapi::jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+/// Issue 23: a `Silence` becomes a named silence in its tenant that holds back the alerts it
+/// matches; its relative end is resolved once per generation (resyncs do not move it), an
+/// expiry by hand is undone, an edit updates the same silence, and deleting the resource
+/// expires it.
+#[tokio::test]
+async fn a_silence_syncs_mutes_its_alerts_keeps_its_end_and_deleting_expires_it() {
+    let (client, ns, server) = setup("silence").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenant = bound_tenant(&client, &ns, &[]).await;
+    let silences: Api<Silence> = Api::namespaced(client.clone(), &ns);
+    silences.create(&PostParams::default(), &silence("disk-swap", &tenant, json!("now+2h"))).await.unwrap();
+
+    let status = until_condition(&silences, "disk-swap", "Synced", "True").await;
+    assert_eq!((status["state"].as_str(), status["observedGeneration"].as_i64()), (Some("active"), Some(1)));
+    let ends = ms(&status["endsAt"]);
+    let ahead = ends - ms(&status["startsAt"]);
+    assert!((2 * 3600 * 1000 - 5000..=2 * 3600 * 1000).contains(&ahead), "now+2h: {status}");
+    let (code, on_server) = server_silence(&server, &tenant, &ns, "disk-swap").await;
+    assert_eq!(code, 200, "{on_server}");
+    assert_eq!((on_server["endsAt"].as_i64(), on_server["id"].as_str()), (Some(ends), status["id"].as_str()));
+    assert_eq!(on_server["matchers"]["host"], "web-1");
+    assert_eq!(on_server["createdBy"], "ops@example.com");
+    let id = on_server["id"].as_str().unwrap().to_string();
+    let (kind, _) = until_event(&client, &ns, "disk-swap", "Synced").await;
+    assert_eq!(kind, "Normal");
+
+    // It holds back the alert it matches: the alert list names it.
+    let rule = json!({"name": "disk-swap-rule", "metric": "cpu.usage", "for": "0s",
+                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+    let r = server.as_tenant(Method::POST, "/api/v1/rules", &tenant).body(rule.to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    post_sample(&server, &tenant, 97.0).await;
+    eventually(WAIT, "the firing alert is silenced by the Silence", || async {
+        let alerts: Value =
+            server.as_tenant(Method::GET, "/api/v1/alerts", &tenant).send().await.unwrap().json().await.unwrap();
+        let silenced = alerts["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["state"] == "FIRING" && a["silencedBy"] == json!([id.as_str()])));
+        if silenced { Ok(()) } else { Err(alerts.to_string()) }
+    })
+    .await;
+
+    // Resyncs (every 500 ms here) keep the end the first sync resolved.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ms(&status_of(&silences, "disk-swap").await["endsAt"]), ends);
+    assert_eq!(server_silence(&server, &tenant, &ns, "disk-swap").await.1["endsAt"], ends);
+
+    // Expired by hand on the server: restored, the same silence.
+    let path = format!("/api/v1/silences/by-name/{ns}.disk-swap");
+    let r = server.as_tenant(Method::DELETE, &path, &tenant).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(WAIT, "the operator restores the silence", || async {
+        let (_, s) = server_silence(&server, &tenant, &ns, "disk-swap").await;
+        if s["endsAt"] == ends && s["status"] == "active" { Ok(()) } else { Err(s.to_string()) }
+    })
+    .await;
+    until_event(&client, &ns, "disk-swap", "DriftCorrected").await;
+
+    // An edit (a new generation) resolves its times again and updates the same silence.
+    silences
+        .patch("disk-swap", &PatchParams::default(), &Patch::Merge(json!({"spec": {"endsAt": "now+3h"}})))
+        .await
+        .unwrap();
+    let status = eventually(WAIT, "the edit is synced", || async {
+        let s = status_of(&silences, "disk-swap").await;
+        let synced = condition(&s, "Synced").is_some_and(|c| c.0 == "True");
+        if s["observedGeneration"] == 2 && synced { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    let longer = ms(&status["endsAt"]);
+    assert!(longer >= ends + 3600 * 1000 - 5000, "now+3h: {status}");
+    let (_, on_server) = server_silence(&server, &tenant, &ns, "disk-swap").await;
+    assert_eq!((on_server["id"].as_str(), on_server["endsAt"].as_i64()), (Some(id.as_str()), Some(longer)));
+    let listed: Value =
+        server.as_tenant(Method::GET, "/api/v1/silences", &tenant).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["silences"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Deleting the resource expires the silence (it stays listed, ended).
+    silences.delete("disk-swap", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "the Silence is gone and its silence expired", || async {
+        let gone = silences.get_opt("disk-swap").await.unwrap().is_none();
+        let (_, s) = server_silence(&server, &tenant, &ns, "disk-swap").await;
+        if gone && s["status"] == "expired" { Ok(()) } else { Err(format!("gone {gone}, {s}")) }
+    })
+    .await;
+    let alerts: Value =
+        server.as_tenant(Method::GET, "/api/v1/alerts", &tenant).send().await.unwrap().json().await.unwrap();
+    assert!(alerts["alerts"].as_array().unwrap().iter().all(|a| a.get("silencedBy").is_none()), "{alerts}");
+}
+
+/// A Silence whose end is in the past is refused by the server with the field named, and
+/// never touches other silences.
+#[tokio::test]
+async fn a_silence_the_server_refuses_says_why() {
+    let (client, ns, server) = setup("silence-bad").await;
+    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let tenant = bound_tenant(&client, &ns, &[]).await;
+    let silences: Api<Silence> = Api::namespaced(client.clone(), &ns);
+    silences.create(&PostParams::default(), &silence("past", &tenant, json!("2020-01-01T00:00:00Z"))).await.unwrap();
+    silences.create(&PostParams::default(), &silence("fine", &tenant, json!("now+1h"))).await.unwrap();
+    let status = until_reason(&silences, "past", "Accepted", "Invalid").await;
+    let (_, _, message) = condition(&status, "Accepted").unwrap();
+    assert!(message.contains("endsAt"), "{message}");
+    assert!(status.get("endsAt").is_none(), "nothing resolved for a refused generation: {status}");
+    until_condition(&silences, "fine", "Accepted", "True").await;
+    assert_eq!(server_silence(&server, &tenant, &ns, "past").await.0, 404);
+    assert_eq!(server_silence(&server, &tenant, &ns, "fine").await.0, 200);
 }

@@ -99,6 +99,7 @@ sed "s/microdash:0.1.0/microdash:$TAG/; s/imagePullPolicy: IfNotPresent/imagePul
   charts/microdash/examples/00-microdash.yaml | kubectl apply -f -
 kubectl apply -f charts/microdash/examples/10-tenant.yaml
 kubectl apply -f charts/microdash/examples/20-channels.yaml -f charts/microdash/examples/30-rules.yaml
+kubectl apply -f charts/microdash/examples/40-silences.yaml
 
 step "Everything Ready"
 kubectl wait --for=condition=Ready microdash/microdash -n "$NS" --timeout=240s || fail "MicroDash microdash not Ready"
@@ -107,11 +108,12 @@ kubectl wait --for=condition=Accepted --for=condition=Synced notificationchannel
   || kubectl wait --for=condition=Accepted notificationchannel --all -n "$NS" --timeout=120s || fail "channels not Accepted"
 kubectl wait --for=condition=Accepted alertrule --all -n "$NS" --timeout=120s || fail "rules not Accepted"
 kubectl wait --for=condition=Synced alertrule --all -n "$NS" --timeout=120s || fail "rules not Synced"
+kubectl wait --for=condition=Synced silence --all -n "$NS" --timeout=120s || fail "silences not Synced"
 kubectl -n "$NS" rollout status deployment/microdash-operator --timeout=120s || fail "operator rollout"
 kubectl -n "$NS" rollout status deployment/webhook-receiver --timeout=120s || fail "webhook receiver rollout"
 kubectl -n "$NS" rollout status daemonset/microdash-agent --timeout=180s || fail "agent DaemonSet rollout"
 kubectl wait --for=condition=Ready pod --all -n "$NS" --timeout=180s || fail "not every pod in $NS is Ready"
-kubectl get microdash,tenants,alertrules,notificationchannels -A
+kubectl get microdash,tenants,alertrules,notificationchannels,silences -A
 kubectl get pods -n "$NS" -o wide
 
 step "The agent DaemonSet is the hardened pod of deploy/agent-daemonset.yaml; its API checks"
@@ -314,14 +316,14 @@ step "helm uninstall, then deleting the namespace, leaves nothing stuck"
 kill "$pf_pid" 2>/dev/null || true; pf_pid=
 helm uninstall microdash --namespace "$NS" --wait --timeout 120s || fail "helm uninstall"
 # The chart's pre-delete hook stopped the operator and released its finalizers.
-left=$(kubectl get alertrules,notificationchannels -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.finalizers}{" "}{end}' 2>/dev/null || true)
+left=$(kubectl get alertrules,notificationchannels,silences -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.finalizers}{" "}{end}' 2>/dev/null || true)
 grep -q 'microdash.io/cleanup' <<<"$left" && fail "finalizers left after helm uninstall: $left"
 if ! kubectl delete namespace "$NS" --timeout=60s; then
   fail "namespace $NS stuck in Terminating after helm uninstall"
   kubectl get namespace "$NS" -o yaml | sed -n '/^status:/,$p'
   # What is left: resources whose finalizer only the (uninstalled) operator removes. Their
   # finalizers are dropped here so that the namespace goes and the installation can be made again.
-  for kind in alertrules notificationchannels microdashes; do
+  for kind in alertrules notificationchannels silences microdashes; do
     for name in $(kubectl get "$kind" -n "$NS" -o name 2>/dev/null); do
       echo "still in $NS: $name (finalizers $(kubectl get "$name" -n "$NS" -o jsonpath='{.metadata.finalizers}')); dropping its finalizers" >&2
       kubectl patch "$name" -n "$NS" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true

@@ -1,12 +1,18 @@
 //! `microdash apply -f FILE.yaml`: the same multi-document YAML as the CRDs (`kind:
-//! AlertRule | NotificationChannel`, `metadata.name`, `spec.tenant`), upserted straight into
-//! the database with the validation of the HTTP API. Every document is checked before the
+//! AlertRule | NotificationChannel | Silence`, `metadata.name`, `spec.tenant`), upserted straight
+//! into the database with the validation of the HTTP API. Every document is checked before the
 //! first is written, so a mistake in the last one leaves the database as it was.
+//!
+//! A `Silence`'s `metadata.name` is its stable name in the tenant: applying the document again
+//! updates that silence in place, or leaves it unchanged (see `alerting::silences`); relative
+//! times (`now+2h`) are resolved when the file is applied.
 
-use microdash_model::{AlertRuleSpec, NotificationChannelSpec};
+use microdash_model::{AlertRuleSpec, NotificationChannelSpec, SilenceSpec};
 use serde_json::Value;
 
 use super::service::{self, SpecError, parse_spec};
+use super::silences;
+use crate::domain::now_ms;
 use crate::storage::DynStore;
 
 /// The `apiVersion` documents carry; others are refused so a typo is not silently ignored.
@@ -15,6 +21,7 @@ pub const API_VERSION: &str = "microdash.io/v1alpha1";
 enum Doc {
     Rule(AlertRuleSpec),
     Channel(NotificationChannelSpec),
+    Silence(SilenceSpec),
 }
 
 struct Parsed {
@@ -62,32 +69,53 @@ pub async fn apply(store: &DynStore, text: &str) -> anyhow::Result<Vec<String>> 
             }
         }
     }
-    // Validate everything before writing anything.
-    for p in &parsed {
+    // Validate everything before writing anything. A silence's times are resolved here, once
+    // for the whole file, and compared with the silence of its name.
+    let now = now_ms();
+    let mut plans = Vec::with_capacity(parsed.len());
+    for (p, tenant_id) in parsed.iter().zip(&tenant_ids) {
         let result = match &p.doc {
-            Doc::Rule(spec) => spec.validate(),
-            Doc::Channel(spec) => spec.validate(),
+            Doc::Rule(spec) => spec.validate().map_err(SpecError::Invalid),
+            Doc::Channel(spec) => spec.validate().map_err(SpecError::Invalid),
+            Doc::Silence(spec) if *tenant_id != 0 => {
+                silences::plan(store, *tenant_id, Some(&p.name), spec, now).await.map(|plan| plans.push(plan))
+            }
+            Doc::Silence(spec) => spec.validate().map_err(SpecError::Invalid),
         };
-        if let Err(errors) = result {
-            for e in errors.0 {
-                problems.push(format!("{} {}: spec.{}: {}", p.kind, p.name, e.field, e.message));
+        match result {
+            Ok(()) => {}
+            Err(SpecError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                for e in e.errors() {
+                    let field = if e.field == "name" { "metadata.name".into() } else { format!("spec.{}", e.field) };
+                    problems.push(format!("{} {}: {field}: {}", p.kind, p.name, e.message));
+                }
             }
         }
     }
     if !problems.is_empty() {
         anyhow::bail!("nothing was applied:\n  {}", problems.join("\n  "));
     }
+    let mut plans = plans.into_iter();
     let mut applied = Vec::new();
     for (p, tenant_id) in parsed.into_iter().zip(tenant_ids) {
-        let created = match p.doc {
-            Doc::Rule(spec) => service::put_rule(store, tenant_id, &p.name, spec, false).await,
-            Doc::Channel(spec) => service::put_channel(store, tenant_id, &p.name, spec, false).await,
+        let verb = match p.doc {
+            Doc::Rule(spec) => service::put_rule(store, tenant_id, &p.name, spec, false).await.map(configured),
+            Doc::Channel(spec) => service::put_channel(store, tenant_id, &p.name, spec, false).await.map(configured),
+            Doc::Silence(_) => {
+                let plan = plans.next().expect("a plan per silence");
+                silences::write(store, &plan, now).await.map(silences::Outcome::as_str)
+            }
         }
         .map_err(|e| anyhow::anyhow!("{} {}: {e}", p.kind, p.name))?;
-        let verb = if created { "created" } else { "configured" };
         applied.push(format!("{}/{} (tenant {}) {verb}", p.kind.to_lowercase(), p.name, p.tenant));
     }
     Ok(applied)
+}
+
+/// How a rule or channel write is reported: the store tells a new one from a replaced one only.
+fn configured(created: bool) -> &'static str {
+    if created { "created" } else { "configured" }
 }
 
 /// Documents `apply` takes from one file: a fleet's rules (500 hosts × 20 rules is 10 000
@@ -116,9 +144,10 @@ fn parse_doc(doc: Value) -> Result<Parsed, String> {
     let kind = match map.remove("kind") {
         Some(Value::String(k)) if k == "AlertRule" => "AlertRule",
         Some(Value::String(k)) if k == "NotificationChannel" => "NotificationChannel",
+        Some(Value::String(k)) if k == "Silence" => "Silence",
         other => {
             return Err(format!(
-                "kind: {} is not AlertRule or NotificationChannel",
+                "kind: {} is not AlertRule, NotificationChannel or Silence",
                 other.map(|v| v.to_string()).unwrap_or_else(|| "missing".into())
             ));
         }
@@ -141,6 +170,7 @@ fn parse_doc(doc: Value) -> Result<Parsed, String> {
     };
     let doc = match kind {
         "AlertRule" => Doc::Rule(parse_spec(spec).map_err(named)?),
+        "Silence" => Doc::Silence(parse_spec(spec).map_err(named)?),
         _ => Doc::Channel(parse_spec(spec).map_err(named)?),
     };
     Ok(Parsed { kind, name, tenant, doc })
@@ -232,6 +262,54 @@ spec:
         assert!(again.iter().all(|l| l.ends_with("configured")), "{again:?}");
     }
 
+    fn silence(ends_at: &str) -> String {
+        format!(
+            "apiVersion: microdash.io/v1alpha1\nkind: Silence\nmetadata: {{name: maint, namespace: team-a}}\nspec:\n  \
+             tenant: default\n  matchers: {{alertname: high-cpu, host: web-1}}\n  endsAt: {ends_at}\n  \
+             comment: replacing a disk\n  createdBy: ops\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_silence_applied_again_is_the_same_silence() {
+        let (_dir, store) = store().await;
+        let tenant = store.get_tenant("default").await.unwrap().unwrap().id;
+        let ends = now_ms() + 3_600_000;
+        let applied = |yaml: String| {
+            let store = store.clone();
+            async move { apply(&store, &yaml).await.unwrap() }
+        };
+        assert_eq!(applied(silence(&ends.to_string())).await, ["silence/maint (tenant default) created"]);
+        assert_eq!(applied(silence(&ends.to_string())).await, ["silence/maint (tenant default) unchanged"]);
+        let first = store.get_silence_by_name(tenant, "maint").await.unwrap().unwrap();
+        assert_eq!(applied(silence(&(ends + 1000).to_string())).await, ["silence/maint (tenant default) updated"]);
+        // Relative times are resolved at each apply: the end moves, the silence stays the same.
+        assert_eq!(applied(silence("now+2h")).await, ["silence/maint (tenant default) updated"]);
+        let all = store.list_silences(Some(tenant), 0).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!((&all[0].id, all[0].starts_at), (&first.id, first.starts_at));
+        assert!(all[0].ends_at >= ends + 3_600_000 - 60_000, "now+2h");
+
+        // Every mistake is named, and nothing is written.
+        let bad = silence("yesterday").replace("host: web-1", "host: ''") + "---\n" + &silence("now-1h");
+        let err = apply(&store, &bad).await.unwrap_err().to_string();
+        assert!(err.contains("nothing was applied"), "{err}");
+        assert!(err.contains("Silence maint: spec.matchers"), "{err}");
+        assert!(err.contains("Silence maint: spec.endsAt: must be Unix milliseconds"), "{err}");
+        assert!(err.contains("Silence maint: spec.endsAt: must be after startsAt and in the future"), "{err}");
+        let err = apply(&store, &silence("now+1h").replace("name: maint", "name: Maint")).await.unwrap_err();
+        assert!(err.to_string().contains("Silence Maint: metadata.name"), "{err}");
+        let err = apply(&store, &silence("now+1h").replace("createdBy: ops", "createdBy: ops\n  author: x")).await;
+        assert!(err.unwrap_err().to_string().contains("Silence maint: spec.author"));
+        assert_eq!(store.list_silences(Some(tenant), 0).await.unwrap(), all);
+
+        // An unquoted RFC 3339 time is read as one (YAML 1.2 has no timestamp type).
+        let rfc = silence("2099-01-01T00:00:00Z").replace("name: maint", "name: later");
+        assert_eq!(applied(rfc).await, ["silence/later (tenant default) created"]);
+        let later = store.get_silence_by_name(tenant, "later").await.unwrap().unwrap();
+        assert_eq!(later.ends_at, 4_070_908_800_000);
+    }
+
     #[tokio::test]
     async fn one_bad_document_applies_nothing_and_names_every_mistake() {
         let (_dir, store) = store().await;
@@ -253,6 +331,6 @@ spec:
 
         let wrong_kind = DESIGN_EXAMPLE.replacen("kind: AlertRule", "kind: AlertRules", 1);
         let err = apply(&store, &wrong_kind).await.unwrap_err().to_string();
-        assert!(err.contains("kind: \"AlertRules\" is not AlertRule or NotificationChannel"), "{err}");
+        assert!(err.contains("kind: \"AlertRules\" is not AlertRule, NotificationChannel or Silence"), "{err}");
     }
 }

@@ -7,6 +7,7 @@
 //! - `outbox`: the delivery loop that reads due notifications and records each attempt.
 //! - `webhook`, `email`: the two channel kinds.
 //! - `service`: rule and channel management shared by the HTTP API and `microdash apply`.
+//! - `silences`: silence writes shared by the HTTP API and `microdash apply` (named ones updated in place).
 //!
 //! Distributed mode (several workers, Redis) will need exactly one owner per rule: the
 //! `alert_leases` table is there for it (owner + expiry per tenant and rule, renewed by the
@@ -20,6 +21,7 @@ pub mod outbox;
 pub mod payload;
 pub mod send_error;
 pub mod service;
+pub mod silences;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -63,10 +63,8 @@ impl SampleError {
 /// A metric name or label key: `[a-zA-Z_][a-zA-Z0-9_.:-]*` (one definition, shared with rule specs).
 pub use microdash_model::is_valid_name;
 
-/// Parses an RFC 3339 timestamp into Unix milliseconds.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
-}
+/// Parses an RFC 3339 timestamp into Unix milliseconds (one definition, shared with silences).
+pub use microdash_model::time::parse_rfc3339_ms;
 
 impl Limits {
     /// Checks a sample assembled from input. `now_ms` is the time of receipt.

@@ -107,7 +107,8 @@ impl AppState {
         channels::list, channels::create, channels::get_one, channels::put, channels::delete, channels::test,
         channels::deliveries,
         alerts::list, alerts::history, alerts::stream,
-        silences::create, silences::list, silences::expire,
+        silences::create, silences::list, silences::expire, silences::get_by_name, silences::put_by_name,
+        silences::expire_by_name,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant, admin::create_token, admin::list_tokens,
         admin::revoke_token, admin::set_retention, admin::set_limits,
         tokens::list, tokens::create, tokens::revoke,
@@ -179,6 +180,10 @@ pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/silences", get(silences::list).post(silences::create))
         .route("/api/v1/silences/{id}", axum::routing::delete(silences::expire))
+        .route(
+            "/api/v1/silences/by-name/{name}",
+            get(silences::get_by_name).put(silences::put_by_name).delete(silences::expire_by_name),
+        )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/api/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))

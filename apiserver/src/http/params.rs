@@ -1,7 +1,6 @@
 //! Query-string parameters, parsed by hand so every mistake names its parameter.
 
 use crate::domain::Labels;
-use crate::domain::sample::parse_rfc3339_ms;
 use crate::http::error::{AppError, AppResult};
 
 pub struct Params(Vec<(String, String)>);
@@ -72,23 +71,8 @@ impl Params {
     }
 }
 
-/// The latest time accepted anywhere: 9999-12-31T23:59:59.999Z, in Unix ms. With times in
-/// `0..=MAX_TIME_MS`, differences and sums of two of them never overflow an i64.
-pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
-
-/// A time in `0..=MAX_TIME_MS`: Unix ms, RFC 3339, `now`, or `now-15m` (a relative time before
-/// 1970 counts as 0, since no sample is older); `None` for anything else, without overflow.
-pub fn parse_time(text: &str, now: i64) -> Option<i64> {
-    if text == "now" {
-        return Some(now);
-    }
-    if let Some(ago) = text.strip_prefix("now-") {
-        let ago = humantime::parse_duration(ago).ok()?;
-        let ago = i64::try_from(ago.as_millis()).ok().filter(|ms| *ms <= MAX_TIME_MS)?;
-        return Some(now.saturating_sub(ago).max(0));
-    }
-    text.parse::<i64>().ok().or_else(|| parse_rfc3339_ms(text)).filter(|t| (0..=MAX_TIME_MS).contains(t))
-}
+/// Times are read as the model reads them (queries, silences, the MCP tools alike).
+pub use microdash_model::time::{MAX_TIME_MS, parse_time};
 
 #[cfg(test)]
 mod tests {

@@ -158,6 +158,9 @@ pub struct SilenceRecord {
     pub tenant_id: i64,
     /// Random, 32 hex digits.
     pub id: String,
+    /// The stable name of a silence written by name (`microdash apply`, a `Silence` resource,
+    /// `PUT /api/v1/silences/by-name/{name}`), unique per tenant; `None` for one made by POST.
+    pub name: Option<String>,
     pub matchers: Labels,
     pub starts_at: i64,
     pub ends_at: i64,
@@ -202,7 +205,13 @@ pub trait AlertStore: Send + Sync + 'static {
     /// Changes whenever any rule, channel or silence changes, so other processes notice edits.
     async fn specs_fingerprint(&self) -> Result<String>;
 
+    /// Stores a new silence; a `name` the tenant already uses is a `Conflict`.
     async fn create_silence(&self, silence: &SilenceRecord) -> Result<()>;
+    /// The tenant's silence of that name, ended or not.
+    async fn get_silence_by_name(&self, tenant_id: i64, name: &str) -> Result<Option<SilenceRecord>>;
+    /// Rewrites a silence's matchers, times, comment and author (found by tenant and id); false
+    /// when there is no such silence.
+    async fn update_silence(&self, silence: &SilenceRecord, now: i64) -> Result<bool>;
     /// Silences of one tenant (or all) that end after `ended_after`, newest first.
     async fn list_silences(&self, tenant_id: Option<i64>, ended_after: i64) -> Result<Vec<SilenceRecord>>;
     /// Ends a silence at `now`; false when the tenant has no such silence or it already ended.

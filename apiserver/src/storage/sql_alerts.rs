@@ -105,6 +105,7 @@ macro_rules! sql_alert_store {
                 Ok(SilenceRecord {
                     tenant_id: row.try_get("tenant_id")?,
                     id: text(row, "id")?,
+                    name: $text_opt(row, "name")?,
                     matchers: serde_json::from_str(&text(row, "matchers")?).map_err(StoreError::corrupt)?,
                     starts_at: row.try_get("starts_at")?,
                     ends_at: row.try_get("ends_at")?,
@@ -113,6 +114,9 @@ macro_rules! sql_alert_store {
                     created_at: row.try_get("created_at")?,
                 })
             }
+
+            const SILENCE_COLUMNS: &str =
+                "tenant_id, id, name, matchers, starts_at, ends_at, comment, created_by, created_at";
 
             const INSTANCE_COLUMNS: &str = "id, tenant_id, rule, labels, state, since, pending_since, clear_since, \
                                             active_since, value, last_seen, seq";
@@ -324,12 +328,15 @@ macro_rules! sql_alert_store {
 
                 async fn create_silence(&self, s: &SilenceRecord) -> Result<()> {
                     let matchers = serde_json::to_string(&s.matchers).expect("labels serialize");
-                    sqlx::query(&$sql(
-                        "INSERT INTO silences (tenant_id, id, matchers, starts_at, ends_at, comment, created_by, \
-                         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    ))
+                    // A name the tenant uses already skips the row (NULL names never collide).
+                    let inserted = sqlx::query(&$sql(&$ignore(
+                        "INSERT INTO silences (tenant_id, id, name, matchers, starts_at, ends_at, comment, created_by, \
+                         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "tenant_id, name",
+                    )))
                     .bind(s.tenant_id)
                     .bind(&s.id)
+                    .bind(&s.name)
                     .bind(matchers)
                     .bind(s.starts_at)
                     .bind(s.ends_at)
@@ -338,14 +345,47 @@ macro_rules! sql_alert_store {
                     .bind(s.created_at)
                     .bind(s.created_at)
                     .execute(&self.pool)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        return Err(StoreError::Conflict(format!("silence {:?}", s.name.as_deref().unwrap_or(&s.id))));
+                    }
                     Ok(())
                 }
 
+                async fn get_silence_by_name(&self, tenant_id: i64, name: &str) -> Result<Option<SilenceRecord>> {
+                    let row = sqlx::query(&$sql(&format!(
+                        "SELECT {SILENCE_COLUMNS} FROM silences WHERE tenant_id = ? AND name = ?"
+                    )))
+                    .bind(tenant_id)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.as_ref().map(silence_of).transpose()
+                }
+
+                async fn update_silence(&self, s: &SilenceRecord, now: i64) -> Result<bool> {
+                    let matchers = serde_json::to_string(&s.matchers).expect("labels serialize");
+                    let updated = sqlx::query(&$sql(
+                        "UPDATE silences SET matchers = ?, starts_at = ?, ends_at = ?, comment = ?, created_by = ?, \
+                         updated_at = ? WHERE tenant_id = ? AND id = ?",
+                    ))
+                    .bind(matchers)
+                    .bind(s.starts_at)
+                    .bind(s.ends_at)
+                    .bind(&s.comment)
+                    .bind(&s.created_by)
+                    .bind(now)
+                    .bind(s.tenant_id)
+                    .bind(&s.id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    Ok(updated > 0)
+                }
+
                 async fn list_silences(&self, tenant_id: Option<i64>, ended_after: i64) -> Result<Vec<SilenceRecord>> {
-                    let mut qb = QueryBuilder::<$db>::new(
-                        "SELECT tenant_id, id, matchers, starts_at, ends_at, comment, created_by, created_at FROM silences",
-                    );
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT {SILENCE_COLUMNS} FROM silences"));
                     tenant_filter(&mut qb, tenant_id);
                     qb.push(" AND ends_at > ").push_bind(ended_after).push(" ORDER BY created_at DESC, id");
                     let rows = qb.build().fetch_all(&self.pool).await?;

@@ -310,6 +310,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/silences/by-name/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_by_name"];
+        /**
+         * Creates the named silence, or updates it in place (same id); writing the same silence again
+         *     changes nothing. Relative times are resolved now, and an omitted `startsAt` of a silence that
+         *     has started keeps its start.
+         */
+        put: operations["put_by_name"];
+        post?: never;
+        /** Expires the named silence now (it stays listed, ended, and keeps its name). */
+        delete: operations["expire_by_name"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/silences/{id}": {
         parameters: {
             query?: never;
@@ -1182,8 +1204,15 @@ export interface components {
             scopes: string[];
             tenant: string;
         };
+        /**
+         * @description A silence as it is written: over HTTP (`POST /api/v1/silences`, `PUT
+         *     /api/v1/silences/by-name/{name}`), in a `kind: Silence` document of `microdash apply` and in
+         *     a `Silence` resource.
+         */
         SilenceInput: {
+            /** @description Why: shown beside the silenced alerts. */
             comment: string;
+            /** @description Who silences (a name or an address). */
             createdBy: string;
             endsAt: components["schemas"]["TimeInput"];
             /** @description Label equality matchers, at least one; `alertname` matches the rule's name. */
@@ -1191,10 +1220,15 @@ export interface components {
                 [key: string]: string;
             };
             startsAt?: null | components["schemas"]["TimeInput"];
+            /** @description The tenant the silence belongs to. Required in YAML and CRDs; over HTTP it comes from the token. */
+            tenant?: string | null;
         };
         SilenceList: {
             silences: components["schemas"]["SilenceView"][];
         };
+        /** @enum {string} */
+        SilenceState: "pending" | "active" | "expired";
+        /** @description A silence as the server shows it. */
         SilenceView: {
             comment: string;
             /** Format: int64 */
@@ -1207,12 +1241,17 @@ export interface components {
                 [key: string]: string;
             };
             /**
+             * @description The stable name of a silence written by name (`microdash apply`, a `Silence` resource,
+             *     `PUT /api/v1/silences/by-name/{name}`); absent for one created by `POST`.
+             */
+            name?: string | null;
+            /**
              * Format: int64
              * @description Unix ms.
              */
             startsAt: number;
             /** @description `pending` (starts later), `active` or `expired`. */
-            status: string;
+            status: components["schemas"]["SilenceState"];
         };
         StatusPageInput: {
             components: {
@@ -1285,7 +1324,7 @@ export interface components {
             idempotencyKey: string;
             ok: boolean;
         };
-        /** @description A time as the API takes it: Unix ms, or a string (RFC 3339, `now`, `now+2h`, `now-5m`). */
+        /** @description A time as a silence takes it: Unix ms, or text (RFC 3339, `now`, `now+2h`, `now-5m`). */
         TimeInput: number | string;
         /** @description A token as the admin sees it: never its secret nor its hash. */
         TokenInfo: {
@@ -3757,6 +3796,252 @@ export interface operations {
             };
             /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_by_name: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SilenceView"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_by_name: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SilenceInput"];
+            };
+        };
+        responses: {
+            /** @description updated or unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SilenceView"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SilenceView"];
+                };
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is JSON but not valid (`field` and `errors` say what is wrong) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    expire_by_name: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description expired now */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed: a parameter, header or body that cannot be read (`field` names it) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -5,6 +5,7 @@ pub mod alert_rule;
 pub mod binding;
 pub mod channel;
 pub mod microdash;
+pub mod silence;
 pub mod tenant;
 #[cfg(test)]
 pub(crate) mod verifier;

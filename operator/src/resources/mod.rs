@@ -8,11 +8,13 @@
 pub mod alert_rule;
 pub mod channel;
 pub mod microdash;
+pub mod silence;
 pub mod tenant;
 
 pub use alert_rule::{AlertRule, AlertRuleResourceSpec, AlertRuleStatus};
 pub use channel::{NotificationChannel, NotificationChannelResourceSpec, NotificationChannelStatus};
 pub use microdash::{MicroDash, MicroDashSpec, MicroDashStatus};
+pub use silence::{Silence, SilenceResourceSpec, SilenceStatus};
 pub use tenant::{Tenant, TenantResourceSpec, TenantStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,7 +27,7 @@ pub const GROUP: &str = "microdash.io";
 
 /// Every CRD of the operator, in a stable order (the order of `crds/*.yaml`).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![MicroDash::crd(), Tenant::crd(), AlertRule::crd(), NotificationChannel::crd()]
+    vec![MicroDash::crd(), Tenant::crd(), AlertRule::crd(), NotificationChannel::crd(), Silence::crd()]
 }
 
 /// The file name of a CRD under `crds/`, e.g. `alertrules.microdash.io.yaml`.

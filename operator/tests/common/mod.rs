@@ -175,15 +175,16 @@ fn context(client: &Client, namespace: &str, server: ServerSource, resync: Durat
     Context::new(client.clone(), server, metrics, resync, Some(namespace.to_string()), CLEANUP_TIMEOUT)
 }
 
-/// Like [`start_operator`] without the MicroDash controller: the Tenant, AlertRule and
-/// NotificationChannel controllers, for tests whose `MicroDash` statuses are written by hand
-/// (no pods run beside this API server) to point at real servers.
+/// Like [`start_operator`] without the MicroDash controller: the Tenant, AlertRule,
+/// NotificationChannel and Silence controllers, for tests whose `MicroDash` statuses are written
+/// by hand (no pods run beside this API server) to point at real servers.
 pub fn start_sync_controllers(client: &Client, namespace: &str, resync: Duration) -> Arc<Context> {
     use microdash_operator::controllers;
     let ctx = context(client, namespace, ServerSource::Discover, resync);
     tokio::spawn(controllers::tenant::run(ctx.clone()));
     tokio::spawn(controllers::alert_rule::run(ctx.clone()));
     tokio::spawn(controllers::channel::run(ctx.clone()));
+    tokio::spawn(controllers::silence::run(ctx.clone()));
     ctx
 }
 
