@@ -69,30 +69,11 @@ async fn token_with(server: &Server, admin_token: &str, scopes: &[&str]) -> Stri
     body["token"].as_str().unwrap().to_string()
 }
 
-fn start(kind: &str, dir: &std::path::Path, url: Option<&str>) -> Server {
-    match url {
-        Some(url) => Server::start_with(dir, &[("MICRODASH_DATABASE_URL", url)]),
-        None => {
-            assert_eq!(kind, "sqlite");
-            Server::start(dir)
-        }
-    }
-}
-
-async fn server_on(kind: &str, dir: &std::path::Path) -> Server {
-    if kind == "sqlite" {
-        start(kind, dir, None)
-    } else {
-        let url = common::fresh_database_url(kind).await;
-        start(kind, dir, Some(&url))
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 
 async fn crud_validation_scopes_and_isolation(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = server_on(kind, dir.path()).await;
+    let server = Server::on_database(kind, dir.path(), &[]).await;
     let acme = create_tenant(&server, "acme").await;
     let other = create_tenant(&server, "umbrella").await;
     for token in [&acme, &other] {
@@ -281,7 +262,7 @@ impl Events {
 
 async fn the_public_page_follows_its_rule(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = server_on(kind, dir.path()).await;
+    let server = Server::on_database(kind, dir.path(), &[]).await;
     let token = create_tenant(&server, "secret-tenant-name").await;
     for r in [rule("db-up", "secret.metric.name"), rule("hidden-rule", "other.secret.metric")] {
         let (status, body) = send(&server, &token, reqwest::Method::POST, "/api/v1/rules", Some(r)).await;

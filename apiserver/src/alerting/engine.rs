@@ -149,8 +149,7 @@ impl AlertEngine {
             retry_after: 0,
             progress: None,
             channels: HashMap::new(),
-            silences: HashMap::new(),
-            inhibitors: HashMap::new(),
+            mutes: Mutes::default(),
             inhibiting: BTreeSet::new(),
             groups: HashMap::new(),
             groups_loaded: false,
@@ -424,10 +423,8 @@ struct Evaluator {
     retry_after: i64,
     progress: Option<Progress>,
     channels: HashMap<RuleKey, NotificationChannelSpec>,
-    /// Silences not ended yet, by tenant.
-    silences: HashMap<i64, Vec<SilenceRecord>>,
-    /// The rules with `inhibits` of each tenant and what of theirs fires now.
-    inhibitors: HashMap<i64, Vec<Inhibitor>>,
+    /// What holds back notifications: silences and firing inhibitors.
+    mutes: Mutes,
     /// The loaded rules with `inhibits`.
     inhibiting: BTreeSet<RuleKey>,
     /// The alert groups of grouping channels (`groupBy`).
@@ -461,24 +458,28 @@ impl std::fmt::Display for Muted<'_> {
     }
 }
 
-/// What holds back notifications of `rule`'s alert on `series` at `at`, if anything.
-fn muted_by<'a>(
-    silences: &'a HashMap<i64, Vec<SilenceRecord>>,
-    inhibitors: &'a HashMap<i64, Vec<Inhibitor>>,
-    tenant_id: i64,
-    (rule, rule_labels): (&str, &crate::domain::Labels),
-    series: &crate::domain::Labels,
-    at: i64,
-) -> Option<Muted<'a>> {
-    let silenced = silences.get(&tenant_id).and_then(|silences| {
-        silences
-            .iter()
-            .find(|s| s.starts_at <= at && at < s.ends_at && silence_matches(&s.matchers, rule, rule_labels, series))
-    });
-    if let Some(silence) = silenced {
-        return Some(Muted::Silence(&silence.id));
+/// What can hold back an alert's notifications.
+#[derive(Default)]
+struct Mutes {
+    /// Silences not ended yet, by tenant.
+    silences: HashMap<i64, Vec<SilenceRecord>>,
+    /// The rules with `inhibits` of each tenant and what of theirs fires now.
+    inhibitors: HashMap<i64, Vec<Inhibitor>>,
+}
+
+impl Mutes {
+    /// What holds back notifications of `rule`'s alert on `series` at `at`, if anything.
+    fn of(&self, tenant_id: i64, (name, rule_labels): (&str, &Labels), series: &Labels, at: i64) -> Option<Muted<'_>> {
+        let silenced = self.silences.get(&tenant_id).and_then(|silences| {
+            silences.iter().find(|s| {
+                s.starts_at <= at && at < s.ends_at && silence_matches(&s.matchers, name, rule_labels, series)
+            })
+        });
+        if let Some(silence) = silenced {
+            return Some(Muted::Silence(&silence.id));
+        }
+        self.inhibitors.get(&tenant_id).and_then(|i| inhibited_by(i, name, rule_labels, series)).map(Muted::Inhibited)
     }
-    inhibitors.get(&tenant_id).and_then(|i| inhibited_by(i, rule, rule_labels, series)).map(Muted::Inhibited)
 }
 
 /// (tenant, channel, the group's labels as canonical JSON).
@@ -643,7 +644,7 @@ impl Evaluator {
         for silence in self.store.list_silences(None, now_ms()).await? {
             silences.entry(silence.tenant_id).or_default().push(silence);
         }
-        self.silences = silences;
+        self.mutes.silences = silences;
         Ok(())
     }
 
@@ -683,7 +684,7 @@ impl Evaluator {
         self.rules.clear();
         self.index.clear();
         self.inhibiting.clear();
-        self.inhibitors.clear();
+        self.mutes.inhibitors.clear();
         self.groups.clear();
         self.groups_loaded = false;
         self.pending.clear();
@@ -1146,16 +1147,7 @@ impl Evaluator {
                 let before = inst.instance.clone();
                 if let Some(t) = inst.instance.step(now, Observation::Tick { current }, &policy) {
                     transitions.push((key.clone(), instance_key.clone(), t, before));
-                } else if muted_by(
-                    &self.silences,
-                    &self.inhibitors,
-                    key.0,
-                    (&rule.name, &rule.spec.labels),
-                    &inst.labels,
-                    now,
-                )
-                .is_none()
-                {
+                } else if self.mutes.of(key.0, (&rule.name, &rule.spec.labels), &inst.labels, now).is_none() {
                     for channel in &rule.spec.channels {
                         // A grouping channel's repeats and held-back alerts go with its groups.
                         if self.channels.get(&(key.0, channel.clone())).is_some_and(|c| c.grouped()) {
@@ -1210,16 +1202,8 @@ impl Evaluator {
                 };
                 for (instance_key, inst) in &rule.instances {
                     let problem = matches!(inst.instance.state, AlertState::Firing | AlertState::NoData);
-                    let firing = problem
-                        && muted_by(
-                            &self.silences,
-                            &self.inhibitors,
-                            key.0,
-                            (&rule.name, &rule.spec.labels),
-                            &inst.labels,
-                            now,
-                        )
-                        .is_none();
+                    let firing =
+                        problem && self.mutes.of(key.0, (&rule.name, &rule.spec.labels), &inst.labels, now).is_none();
                     let labels = group_labels(&spec.group_by, &rule.name, &rule.spec.labels, &inst.labels);
                     let group_key = (key.0, channel.clone(), labels_key(&labels));
                     if firing {
@@ -1393,9 +1377,9 @@ impl Evaluator {
             inhibitors.push(inhibitor);
         }
         if inhibitors.is_empty() {
-            self.inhibitors.remove(&tenant_id);
+            self.mutes.inhibitors.remove(&tenant_id);
         } else {
-            self.inhibitors.insert(tenant_id, inhibitors);
+            self.mutes.inhibitors.insert(tenant_id, inhibitors);
         }
     }
 
@@ -1430,8 +1414,7 @@ impl Evaluator {
         let mut notifications = Vec::new();
         // A silenced or inhibited transition is recorded, not sent (its FIRING is sent once the
         // silence ends or the inhibiting alert resolves while it still fires: `on_tick`).
-        let muted =
-            muted_by(&self.silences, &self.inhibitors, key.0, (&rule.name, &rule.spec.labels), &inst.labels, t.at);
+        let muted = self.mutes.of(key.0, (&rule.name, &rule.spec.labels), &inst.labels, t.at);
         if let Some(kind) = t.notify()
             && muted.is_none()
         {
