@@ -1370,9 +1370,7 @@ impl Evaluator {
             let Some(spec) = &rule.spec.inhibits else { continue };
             let mut inhibitor = Inhibitor::new(&rule.name, spec);
             for inst in rule.instances.values() {
-                if matches!(inst.instance.state, AlertState::Firing | AlertState::NoData) {
-                    inhibitor.add_firing(&rule.spec.labels, &inst.labels);
-                }
+                inhibitor.observe(inst.instance.state, &rule.spec.labels, &inst.labels);
             }
             inhibitors.push(inhibitor);
         }

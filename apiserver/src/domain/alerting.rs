@@ -272,9 +272,16 @@ impl Inhibitor {
         Inhibitor { rule: rule.to_string(), spec: spec.clone(), firing: HashSet::new() }
     }
 
-    /// An alert of the rule that is a problem (FIRING or NODATA) now.
-    pub fn add_firing(&mut self, rule_labels: &BTreeMap<String, String>, series_labels: &BTreeMap<String, String>) {
-        self.firing.insert(alert_label_values(&self.spec.equal, &self.rule, rule_labels, series_labels));
+    /// Takes in an alert of the rule: it inhibits while it is a problem (FIRING or NODATA).
+    pub fn observe(
+        &mut self,
+        state: AlertState,
+        rule_labels: &BTreeMap<String, String>,
+        series_labels: &BTreeMap<String, String>,
+    ) {
+        if matches!(state, AlertState::Firing | AlertState::NoData) {
+            self.firing.insert(alert_label_values(&self.spec.equal, &self.rule, rule_labels, series_labels));
+        }
     }
 
     pub fn is_firing(&self) -> bool {

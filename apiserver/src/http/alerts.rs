@@ -88,9 +88,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> AppResult<Js
         let rule_labels = rules.get(&inhibitor.rule).map(|(_, l)| l).unwrap_or(&no_labels);
         let rule = inhibitor.rule.clone();
         for r in instances.iter().filter(|r| r.rule == rule) {
-            if matches!(r.instance.state, AlertState::Firing | AlertState::NoData) {
-                inhibitor.add_firing(rule_labels, &r.labels);
-            }
+            inhibitor.observe(r.instance.state, rule_labels, &r.labels);
         }
     }
     let alerts = instances

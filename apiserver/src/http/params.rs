@@ -79,23 +79,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_come_in_several_forms() {
-        assert_eq!(parse_time("now", 5000), Some(5000));
-        assert_eq!(parse_time("now-2s", 5000), Some(3000));
-        assert_eq!(parse_time("1234", 0), Some(1234));
-        assert_eq!(parse_time("2025-11-25T21:00:00Z", 0), Some(1_764_104_400_000));
-        assert_eq!(parse_time("later", 0), None);
-    }
-
-    #[test]
-    fn times_never_overflow() {
-        // Found by the issue: these wrapped or passed the range checks.
-        assert_eq!(parse_time("-9223372036854775807", 0), None);
-        assert_eq!(parse_time("9223372036854775807", 0), None);
-        assert_eq!(parse_time("now-100000000000y", 5000), None);
-        assert_eq!(parse_time("now-1000y", 5000), Some(0), "before 1970 is 0");
-        assert_eq!(parse_time(&MAX_TIME_MS.to_string(), 0), Some(MAX_TIME_MS));
-        assert_eq!(parse_time(&(MAX_TIME_MS + 1).to_string(), 0), None);
+    fn durations_are_positive_and_bounded() {
+        // Times themselves are tested where they are parsed (`microdash_model::time`).
         let p = Params::parse(Some("a=1&b=100000000000y&c=0&d=9223372036854775807")).unwrap();
         assert_eq!(p.duration_ms("a").unwrap(), Some(1));
         assert!(p.duration_ms("b").is_err());

@@ -400,7 +400,9 @@ fn an_inhibitor_mutes_other_rules_alerts_that_share_its_equal_labels_while_it_fi
     let web2 = labels(&[("host", "web-2")]);
     // Not firing: mutes nothing.
     assert!(!down.mutes("high-cpu", &warning, &web1));
-    down.add_firing(&BTreeMap::new(), &web1);
+    down.observe(Pending, &BTreeMap::new(), &web1);
+    assert!(!down.is_firing(), "only FIRING and NODATA inhibit");
+    down.observe(Firing, &BTreeMap::new(), &web1);
     assert!(down.is_firing());
     assert!(down.mutes("high-cpu", &warning, &web1));
     // Another host, another severity, or its own rule: not muted.
@@ -415,7 +417,7 @@ fn an_inhibitor_mutes_other_rules_alerts_that_share_its_equal_labels_while_it_fi
         "maintenance",
         &microdash_model::InhibitSpec { matchers: BTreeMap::new(), equal: vec!["dc".into()] },
     );
-    any.add_firing(&BTreeMap::new(), &web1);
+    any.observe(NoData, &BTreeMap::new(), &web1);
     assert!(any.mutes("high-cpu", &warning, &web2));
     assert!(!any.mutes("high-cpu", &warning, &labels(&[("dc", "eu")])));
 }
