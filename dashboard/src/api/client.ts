@@ -172,13 +172,14 @@ export const api = {
       signal,
     })
   },
-  query(p: QueryParams, signal?: AbortSignal): Promise<QueryResult> {
+  /** `allow401`: a 401 is the caller's to handle (a prefetch made before the session check). */
+  query(p: QueryParams, signal?: AbortSignal, opts: { allow401?: boolean } = {}): Promise<QueryResult> {
     const q = new URLSearchParams({ metric: p.metric, from: String(p.from), to: String(p.to) })
     const match = formatMatch(p.match)
     if (match) q.set('match', match)
     if (p.step) q.set('step', p.step)
     if (p.agg) q.set('agg', p.agg)
-    return request<QueryResult>('GET', '/api/v1/query', { query: q, signal })
+    return request<QueryResult>('GET', '/api/v1/query', { query: q, signal, allow401: opts.allow401 })
   },
 
   async dashboards(): Promise<Dashboard[]> {

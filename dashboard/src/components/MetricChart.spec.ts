@@ -5,6 +5,7 @@ import MetricChart from './MetricChart.vue'
 import { useLiveStore } from '@/stores/live'
 import { FakeEventSource, mockFetch } from '@/test/fakes'
 import { FakeUplot } from '@/test/uplotMock'
+import { prefetchQuery } from '@/lib/prefetch'
 
 vi.mock('uplot', async () => ({ default: (await import('@/test/uplotMock')).FakeUplot }))
 
@@ -72,6 +73,45 @@ describe('MetricChart', () => {
 
     wrapper.unmount()
     expect(live.subscriberCount()).toBe(0)
+  })
+
+  it('live mode: takes the prefetched window, then reads only the gap before its subscription', async () => {
+    const fetch = mockFetch({
+      'GET /api/v1/query': (url) =>
+        url.searchParams.get('from') === String(NOW - 15 * MIN)
+          ? { body: { resolution: 'raw', series: [{ labels: { host: 'a' }, points: [[NOW - MIN, 1]] }] } }
+          : { body: { resolution: 'raw', series: [{ labels: { host: 'a' }, points: [[NOW + 500, 2]] }] } },
+    })
+    const live = useLiveStore()
+    live.start()
+    // The router starts the query before the page's code has arrived.
+    prefetchQuery({ metric: 'cpu.usage', match: { host: 'a' }, range: { key: 'live' } })
+    vi.setSystemTime(NOW + 1000)
+    const wrapper = mount(MetricChart, {
+      props: { metric: 'cpu.usage', match: { host: 'a' }, range: { key: 'live' } },
+    })
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+
+    expect(fetch).toHaveBeenCalledTimes(2)
+    const gap = new URL(String(fetch.mock.calls[1]![0]), 'http://x').searchParams
+    expect(gap.get('from')).toBe(String(NOW))
+    expect(Number(gap.get('to'))).toBeGreaterThanOrEqual(NOW + 1000)
+    expect(chart(wrapper)).toEqual({ points: 2, lastTs: NOW + 500 })
+    wrapper.unmount()
+  })
+
+  it('makes the plot once, with the first answer, not empty before it', async () => {
+    mockFetch({
+      'GET /api/v1/query': { body: { resolution: 'raw', series: [{ labels: { host: 'a' }, points: [[NOW - MIN, 1]] }] } },
+    })
+    const wrapper = mount(MetricChart, { props: { metric: 'cpu.usage', range: { key: '1h' } } })
+    expect(wrapper.find('[data-testid="chart"]').exists()).toBe(false)
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(250)
+    expect(chart(wrapper)).toEqual({ points: 1, lastTs: NOW - MIN })
+    expect(FakeUplot.instances).toHaveLength(1)
+    wrapper.unmount()
   })
 
   it('adds a line when a new series appears on the stream', async () => {

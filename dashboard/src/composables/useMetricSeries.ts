@@ -21,6 +21,7 @@ import {
 } from '@/lib/series'
 import { LIVE_WINDOW_MS, resolveRange, type TimeRange } from '@/lib/timeRange'
 import { useLiveStore } from '@/stores/live'
+import { takePrefetched } from '@/lib/prefetch'
 import { errorText } from '@/lib/format'
 
 export interface MetricSeriesParams {
@@ -129,7 +130,9 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
       flush()
       return
     }
-    const r = resolveRange(p.range, Date.now())
+    // The router may have started this very query while the page's code was loading.
+    const prefetched = takePrefetched(p)
+    const r = prefetched?.range ?? resolveRange(p.range, Date.now())
     isLive.value = r.live
     xRange.value = [r.from, r.to]
     loading.value = true
@@ -150,11 +153,10 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
         () => void load(),
       )
     }
+    const query = (from: number, to: number) =>
+      api.query({ metric: p.metric, match: p.match, from, to, step: r.step, agg: p.agg }, controller.signal)
     try {
-      const res = await api.query(
-        { metric: p.metric, match: p.match, from: r.from, to: r.to, step: r.step, agg: p.agg },
-        controller.signal,
-      )
+      const res = prefetched ? await prefetched.result.catch(() => query(r.from, r.to)) : await query(r.from, r.to)
       if (controller.signal.aborted) return
       truncated.value = res.series.length > MAX_SERIES
       buffers = res.series.slice(0, MAX_SERIES).map((s) => bufferFromPoints(s.labels, s.points))
@@ -173,6 +175,22 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
     if (r.live) slideTimer = setInterval(scheduleFlush, SLIDE_MS)
     seriesChanged = true
     flush()
+    // A prefetched live window ends before this chart subscribed: read the samples of that gap
+    // (the same sample twice is kept once).
+    if (prefetched && r.live && !error.value) void fillGap(r.to)
+  }
+
+  async function fillGap(from: number): Promise<void> {
+    const p = params()
+    const controller = abort
+    if (!p || !controller) return
+    try {
+      const res = await api.query({ metric: p.metric, match: p.match, from, to: Date.now() + 1000 }, controller.signal)
+      if (controller.signal.aborted) return
+      for (const s of res.series) for (const [ts, value] of s.points) append({ metric: p.metric, labels: s.labels, ts, value })
+    } catch {
+      // The stream carries on; the gap stays as it was.
+    }
   }
 
   // Compare by value: callers often pass fresh object literals that mean the same query.

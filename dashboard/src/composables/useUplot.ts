@@ -36,19 +36,24 @@ export function useUplot(target: Ref<HTMLElement | null>, opts: UseUplotOptions)
     el.dataset.lastTs = last === null ? '' : String(last)
   }
 
+  /** What the plot shows: new options and new data often come in the same tick. */
+  let shown: uPlot.AlignedData | null = null
+
   function create(): void {
     const el = target.value
     if (!el) return
     plot.value?.destroy()
     const data = opts.data()
     plot.value = new uPlot({ ...opts.options(), width: width(el), height }, data, el)
+    shown = data
     mark(el, data)
   }
 
   function update(data: uPlot.AlignedData): void {
     const el = target.value
     const u = plot.value
-    if (!el || !u) return
+    if (!el || !u || data === shown) return
+    shown = data
     // A series appeared or vanished: the options describe a different set of lines.
     if (u.series.length !== data.length) return create()
     u.setData(data)
