@@ -35,7 +35,7 @@ build_dashboard() {
   local root=$1 stamp sum
   npm_ci_cached "$root/dashboard"
   stamp="$root/dashboard/dist/.microdash-src.sha256"
-  sum=$(cd "$root/dashboard" && find src index.html package-lock.json vite.config.* -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  sum=$(cd "$root/dashboard" && find src scripts index.html package.json package-lock.json vite.config.* -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
     return 0
   fi

@@ -56,15 +56,21 @@ impl Answer {
 }
 
 async fn api() -> Api {
+    api_with(|_| {}).await
+}
+
+/// `api()` with more settings.
+async fn api_with(settings: impl FnOnce(&mut ConfigLayer)) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("api.db").display());
-    let config = Config::resolve(ConfigLayer {
+    let mut layer = ConfigLayer {
         database_url: Some(url.clone()),
         data_dir: Some(dir.path().to_path_buf()),
         admin_token: Some(ADMIN.into()),
         ..Default::default()
-    })
-    .unwrap();
+    };
+    settings(&mut layer);
+    let config = Config::resolve(layer).unwrap();
     let store = microdash::storage::open(&url, false).await.unwrap();
     store.migrate().await.unwrap();
     let telemetry = Telemetry::new();
@@ -359,4 +365,69 @@ async fn the_dashboards_copy_of_the_openapi_document_is_the_servers() {
          in_process openapi` and then `npm run api-types` in dashboard/",
         path.display()
     );
+}
+
+#[tokio::test]
+async fn the_dashboard_is_sent_precompressed_by_accept_encoding() {
+    use std::io::{Read, Write};
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::create_dir(assets.path().join("assets")).unwrap();
+    let script = "console.log('first chart');\n".repeat(200);
+    let gzip = |text: &str| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap()
+    };
+    let index = "<!doctype html><title>microdash</title>".repeat(50);
+    std::fs::write(assets.path().join("index.html"), &index).unwrap();
+    std::fs::write(assets.path().join("index.html.gz"), gzip(&index)).unwrap();
+    std::fs::write(assets.path().join("assets/app.js"), &script).unwrap();
+    std::fs::write(assets.path().join("assets/app.js.gz"), gzip(&script)).unwrap();
+    // What the build makes with Brotli; its bytes are not decoded here, only chosen.
+    std::fs::write(assets.path().join("assets/app.js.br"), b"brotli bytes").unwrap();
+    let dashboard_dir = assets.path().to_path_buf();
+    let api = api_with(|layer| layer.dashboard_dir = Some(dashboard_dir)).await;
+    let get = |path: &'static str, accept: Option<&'static str>| {
+        let mut request = Request::builder().uri(path);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT_ENCODING, accept);
+        }
+        let router = api.router.clone();
+        async move {
+            let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+            let headers = response.headers().clone();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (headers, body)
+        }
+    };
+    let encoding = |headers: &HeaderMap| headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap().to_string());
+
+    // gzip only: the gzip copy, which is the file.
+    let (headers, body) = get("/assets/app.js", Some("gzip, deflate")).await;
+    assert_eq!(encoding(&headers).as_deref(), Some("gzip"));
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
+    assert_eq!(headers[header::VARY], "accept-encoding");
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+    assert_eq!(text, script);
+    // Brotli preferred when accepted; refused by weight 0; no header: the file as it is.
+    let (headers, body) = get("/assets/app.js", Some("gzip, deflate, br, zstd")).await;
+    assert_eq!((encoding(&headers).as_deref(), &body[..]), (Some("br"), &b"brotli bytes"[..]));
+    let (headers, _) = get("/assets/app.js", Some("br;q=0, gzip")).await;
+    assert_eq!(encoding(&headers).as_deref(), Some("gzip"));
+    let (headers, body) = get("/assets/app.js", None).await;
+    assert_eq!((encoding(&headers), body.len()), (None, script.len()));
+    assert_eq!(headers[header::VARY], "accept-encoding");
+    // A client-side route gets index.html, compressed too; a missing file is a 404.
+    let (headers, body) = get("/dashboards/web", Some("gzip")).await;
+    assert_eq!(
+        (encoding(&headers).as_deref(), headers[header::CACHE_CONTROL].to_str().unwrap()),
+        (Some("gzip"), "no-cache")
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+    assert_eq!(text, index);
+    let missing = api.call(Method::GET, "/assets/missing.js", None, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
