@@ -10,7 +10,8 @@
  *
  * Usage: node live-chart.cjs --base http://127.0.0.1:PORT --token T --metric M
  *          [--navigations 10] [--probes 100] [--gap-ms 300] [--out result.json]
- * Prints (and writes with --out) {"first_paint_ms":[…],"ingest_to_paint_ms":[…]}.
+ * Prints (and writes with --out) {"first_paint_ms":[…],"first_paint_detail":[{code_ms, session_ms,
+ * query_ms, code_bytes, code_sent_bytes, code_files}…],"ingest_to_paint_ms":[…]}.
  * The chart batches repaints (at most one per 200 ms), which the second figure includes.
  */
 'use strict'
@@ -50,7 +51,11 @@ async function loggedInContext(browser, args) {
 
 const chartUrl = (metric) => `/explorer?metric=${encodeURIComponent(metric)}&range=live`
 
-/** ms from the start of navigation until the chart has painted points, measured by the page. */
+/**
+ * ms from the start of navigation until the chart has painted points, measured by the page,
+ * and where that time went (the page's resource timings): when the code (JS and CSS), the
+ * session check and the first query had arrived, and the code's size as sent and unpacked.
+ */
 async function firstPaint(browser, args) {
   const context = await loggedInContext(browser, args)
   try {
@@ -64,7 +69,23 @@ async function firstPaint(browser, args) {
       null,
       { polling: 'raf', timeout: 30_000 },
     )
-    return await handle.jsonValue()
+    const painted = await handle.jsonValue()
+    const detail = await page.evaluate((paintedAt) => {
+      const before = performance.getEntriesByType('resource').filter((r) => r.responseEnd <= paintedAt)
+      const path = (r) => new URL(r.name).pathname
+      const code = before.filter((r) => /\.(js|css)$/.test(path(r)))
+      const end = (list) => (list.length ? Math.max(...list.map((r) => r.responseEnd)) : null)
+      const first = (prefix) => before.find((r) => path(r) === prefix)?.responseEnd ?? null
+      return {
+        code_ms: end(code),
+        session_ms: first('/api/v1/session'),
+        query_ms: first('/api/v1/query'),
+        code_bytes: code.reduce((n, r) => n + r.decodedBodySize, 0),
+        code_sent_bytes: code.reduce((n, r) => n + r.encodedBodySize, 0),
+        code_files: code.length,
+      }
+    }, painted)
+    return { painted, ...detail }
   } finally {
     await context.close()
   }
@@ -117,8 +138,12 @@ async function main() {
     args: CHROMIUM_ARGS,
   })
   try {
-    const result = { first_paint_ms: [], ingest_to_paint_ms: [] }
-    for (let i = 0; i < args.navigations; i++) result.first_paint_ms.push(await firstPaint(browser, args))
+    const result = { first_paint_ms: [], first_paint_detail: [], ingest_to_paint_ms: [] }
+    for (let i = 0; i < args.navigations; i++) {
+      const { painted, ...detail } = await firstPaint(browser, args)
+      result.first_paint_ms.push(painted)
+      result.first_paint_detail.push(detail)
+    }
     if (args.probes > 0) result.ingest_to_paint_ms = await ingestToPaint(browser, args)
     const text = JSON.stringify(result)
     if (args.out) fs.writeFileSync(args.out, text)
