@@ -337,3 +337,12 @@ export function mergeAligned(sets: ReadonlyArray<ReadonlyArray<ArrayLike<number 
   }
   return out
 }
+
+/** JSON with object keys sorted, so two documents that differ only in key order compare equal. */
+export function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : x,
+  )
+}

@@ -6,7 +6,7 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '@/api/client'
 import type { Dashboard, DashboardVariable, GridPos, Panel } from '@/api/types'
-import { DEFAULT_SIZE, UndoHistory, migrateDashboard, nextPosition } from '@/builder/model'
+import { DEFAULT_SIZE, UndoHistory, migrateDashboard, nextPosition, stableJson } from '@/builder/model'
 import { uuid } from '@/lib/uuid'
 import { errorText } from '@/lib/format'
 
@@ -37,7 +37,7 @@ export const useDashboardsStore = defineStore('dashboards', () => {
   const current = ref<Dashboard | null>(null)
   /** JSON of `current` as last opened or saved. */
   const savedJson = ref<string | null>(null)
-  const dirty = computed(() => current.value !== null && JSON.stringify(current.value) !== savedJson.value)
+  const dirty = computed(() => current.value !== null && stableJson(current.value) !== savedJson.value)
   const history = new UndoHistory(50)
   const undoDepth = ref(0)
   const canUndo = computed(() => undoDepth.value > 0)
@@ -69,7 +69,7 @@ export const useDashboardsStore = defineStore('dashboards', () => {
 
   function load(d: Dashboard | null): void {
     current.value = d
-    savedJson.value = d ? JSON.stringify(d) : null
+    savedJson.value = d ? stableJson(d) : null
     history.clear()
     undoDepth.value = 0
     saveError.value = null
@@ -102,11 +102,11 @@ export const useDashboardsStore = defineStore('dashboards', () => {
 
   function edit(change: (d: Dashboard) => void): void {
     if (!current.value) return
-    const before = JSON.stringify(current.value)
+    const before = clone(current.value)
     const next = clone(current.value)
     change(next)
-    if (JSON.stringify(next) === before) return
-    history.push(JSON.parse(before))
+    if (stableJson(next) === stableJson(before)) return
+    history.push(before)
     undoDepth.value = history.size
     current.value = next
   }
@@ -198,7 +198,7 @@ export const useDashboardsStore = defineStore('dashboards', () => {
       const i = list.value.findIndex((x) => x.name === d.name)
       if (i >= 0) list.value[i] = d
       else list.value.push(d)
-      savedJson.value = JSON.stringify(d)
+      savedJson.value = stableJson(d)
     } catch (e) {
       saveError.value = errorText(e)
       throw e
