@@ -23,7 +23,7 @@ export const HOST_OVERVIEW: Dashboard = {
       thresholds: [], layout: { x: 3, y: 0, w: 3, h: 4 },
     },
     {
-      id: 'cpu-gauge', type: 'gauge', title: 'CPU busy', metric: 'cpu.usage', match: { ...host, cpu: 'total' }, agg: 'avg',
+      id: 'cpu-gauge', type: 'gauge', title: 'CPU busy (gauge)', metric: 'cpu.usage', match: { ...host, cpu: 'total' }, agg: 'avg',
       unit: '%', min: 0, max: 100, thresholds: [{ value: 80, color: '#f59e0b' }, { value: 95, color: '#ef4444' }],
       layout: { x: 6, y: 0, w: 3, h: 4 },
     },

@@ -58,3 +58,16 @@ Feature: Saved dashboards
     When I reload the page
     Then the variable "host" is "web-2"
     And the panel "CPU chart" shows 2 points
+
+  Scenario: The Host overview template, and a dashboard imported from JSON
+    When I go to the list of dashboards
+    And I create the Host overview dashboard
+    Then I am on the dashboard "host-overview"
+    And the variable "host" is "web-1"
+    And the panel "CPU busy per core" shows 3 points
+    When I go to the list of dashboards
+    And I import the JSON of a dashboard "bad" whose first panel has the type "pie"
+    Then the import is refused naming "panels[0].type"
+    When I import the JSON of the Host overview named "hosts-copy"
+    Then I am on the dashboard "hosts-copy"
+    And the variable "host" is "web-1"

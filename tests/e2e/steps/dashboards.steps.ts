@@ -235,3 +235,37 @@ Then('every panel queries host {string}', async ({ page }, host: string) => {
   await expect(panels).toHaveCount(2)
   for (const p of await panels.all()) await expect(p.getByTestId('panel-query')).toContainText(`host=${host}`)
 })
+
+// ---- template and import ----
+
+When('I create the Host overview dashboard', async ({ page }) => {
+  await page.getByTestId('dashboard-template-host').click()
+})
+
+async function importJson(page: Page, doc: unknown): Promise<void> {
+  if (!(await page.getByTestId('dashboard-import').isVisible())) await page.getByTestId('dashboard-import-toggle').click()
+  await page.getByTestId('dashboard-import-text').fill(JSON.stringify(doc))
+  await page.getByTestId('dashboard-import-check').click()
+}
+
+When(
+  'I import the JSON of a dashboard {string} whose first panel has the type {string}',
+  async ({ page }, name: string, type: string) => {
+    await importJson(page, { name, title: name, panels: [{ id: 'p', type, title: 'x', metric: 'cpu.usage' }] })
+  },
+)
+
+Then('the import is refused naming {string}', async ({ page }, field: string) => {
+  await expect(page.getByTestId('dashboard-import-error')).toContainText(field)
+  await expect(page.getByTestId('dashboard-import-confirm')).toHaveCount(0)
+})
+
+When('I import the JSON of the Host overview named {string}', async ({ page }, name: string) => {
+  // What Export downloads: the saved document.
+  const res = await page.request.get('/api/v1/dashboards')
+  const body = (await res.json()) as { dashboards: { name: string }[] }
+  const doc = body.dashboards.find((d) => d.name === 'host-overview')!
+  await importJson(page, { ...doc, name })
+  await expect(page.getByTestId('dashboard-import-confirm')).toHaveText('Create')
+  await page.getByTestId('dashboard-import-confirm').click()
+})
