@@ -1,9 +1,16 @@
 /** Dashboards: create, add a panel, save, reload. */
-import type { Page } from '@playwright/test'
+import type { Locator, Page } from '@playwright/test'
 import { Then, When, expect } from '../support/fixtures'
 
 const panel = (page: Page, title: string) =>
   page.getByTestId('panel').filter({ has: page.getByTestId('panel-heading').getByText(title, { exact: true }) })
+
+/** The panel editor's metric field autocompletes; typing a whole name and leaving it picks it. */
+async function pickMetric(editor: Locator, metric: string): Promise<void> {
+  const input = editor.getByTestId('metric-input').first()
+  await input.fill(metric)
+  await input.blur()
+}
 
 When('I go to the list of dashboards', async ({ page }) => {
   await page.getByTestId('nav-dashboards').click()
@@ -27,7 +34,7 @@ When(
     await page.getByTestId('panel-add').click()
     const editor = page.getByTestId('panel-editor')
     await editor.getByTestId('panel-title').fill(title)
-    await editor.getByTestId('metric-select').selectOption(metric)
+    await pickMetric(editor, metric)
     await editor.getByTestId('panel-unit').fill(unit)
     await editor.getByTestId('panel-save').click()
     await expect(editor).toHaveCount(0)
@@ -95,7 +102,7 @@ async function cell(page: Page): Promise<{ col: number; row: number }> {
   return { col: (box.width - 10) / 12, row: 50 }
 }
 
-async function addPanel(page: Page, type: string, title: string, fill: (editor: ReturnType<Page['getByTestId']>) => Promise<void>) {
+async function addPanel(page: Page, type: string, title: string, fill: (editor: Locator) => Promise<void>) {
   await page.getByTestId('panel-add').click()
   const editor = page.getByTestId('panel-editor')
   await editor.getByTestId('panel-type').selectOption({ label: type })
@@ -108,7 +115,7 @@ async function addPanel(page: Page, type: string, title: string, fill: (editor: 
 
 When('I add a {string} panel {string} of the metric {string}', async ({ page }, type: string, title: string, metric: string) => {
   await addPanel(page, type, title, async (editor) => {
-    await editor.getByTestId('metric-select').selectOption(metric)
+    await pickMetric(editor, metric)
   })
 })
 
@@ -116,7 +123,7 @@ When(
   'I add a {string} panel {string} of the metric {string} with host {string}',
   async ({ page }, type: string, title: string, metric: string, host: string) => {
     await addPanel(page, type, title, async (editor) => {
-      await editor.getByTestId('metric-select').first().selectOption(metric)
+      await pickMetric(editor, metric)
       await editor.getByTestId('label-filter-host').first().selectOption(host)
     })
   },
@@ -141,7 +148,10 @@ Then('the stat {string} shows {int}', async ({ page }, title: string, value: num
 
 When('I drag the panel {string} {int} columns to the right with the mouse', async ({ page }, title: string, cols: number) => {
   const { col } = await cell(page)
-  const handle = (await panel(page, title).getByTestId('panel-drag').boundingBox())!
+  // hover() waits until the handle stands still (grid items glide into place).
+  const grip = panel(page, title).getByTestId('panel-drag')
+  await grip.hover()
+  const handle = (await grip.boundingBox())!
   const x = handle.x + handle.width / 2
   const y = handle.y + handle.height / 2
   await page.mouse.move(x, y)
@@ -159,7 +169,9 @@ When(
   'I resize the panel {string} by {int} columns and {int} rows with the mouse',
   async ({ page }, title: string, cols: number, rows: number) => {
     const { col, row } = await cell(page)
-    const handle = (await gridItem(page, title).locator('.vgl-item__resizer').boundingBox())!
+    const grip = gridItem(page, title).locator('.vgl-item__resizer')
+    await grip.hover()
+    const handle = (await grip.boundingBox())!
     const x = handle.x + handle.width / 2
     const y = handle.y + handle.height / 2
     await page.mouse.move(x, y)
