@@ -71,3 +71,14 @@ Feature: Saved dashboards
     When I import the JSON of the Host overview named "hosts-copy"
     Then I am on the dashboard "hosts-copy"
     And the variable "host" is "web-1"
+
+  Scenario: Undo takes back the last change, down to the saved state
+    When I create the dashboard "Undo"
+    And I add a "Stat" panel "CPU now" of the metric "cpu.usage"
+    And I add a "Gauge" panel "CPU gauge" of the metric "cpu.usage"
+    Then the dashboard shows unsaved changes
+    When I press Control+Z
+    Then the dashboard "undo" has the panels "CPU now" and nothing else
+    And the dashboard shows unsaved changes
+    When I click Undo
+    Then the dashboard has no panels and no unsaved changes

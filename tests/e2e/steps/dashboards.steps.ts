@@ -281,3 +281,27 @@ When('I import the JSON of the Host overview named {string}', async ({ page }, n
   await expect(page.getByTestId('dashboard-import-confirm')).toHaveText('Create')
   await page.getByTestId('dashboard-import-confirm').click()
 })
+
+// ---- undo ----
+
+When('I press Control+Z', async ({ page }) => {
+  // Outside text fields (they keep their own undo).
+  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur())
+  await page.keyboard.press('Control+z')
+})
+
+When('I click Undo', async ({ page }) => {
+  await page.getByTestId('dashboard-undo').click()
+})
+
+Then('the dashboard {string} has the panels {string} and nothing else', async ({ page }, name: string, title: string) => {
+  await expect(page).toHaveURL(new RegExp(`/dashboards/${name}$`))
+  await expect(page.getByTestId('panel-heading')).toHaveText([title])
+})
+
+Then('the dashboard has no panels and no unsaved changes', async ({ page }) => {
+  await expect(page.getByTestId('panel')).toHaveCount(0)
+  await expect(page.getByTestId('dashboard-dirty')).toHaveCount(0)
+  await expect(page.getByTestId('dashboard-save')).toBeDisabled()
+  await expect(page.getByTestId('dashboard-undo')).toBeDisabled()
+})
