@@ -182,6 +182,13 @@ export const api = {
     return request<QueryResult>('GET', '/api/v1/query', { query: q, signal, allow401: opts.allow401 })
   },
 
+  /** Values of a label (Prometheus-compatible API), optionally only of series matching `match` selectors. */
+  async labelValues(name: string, match: string[] = [], signal?: AbortSignal): Promise<string[]> {
+    const query = new URLSearchParams()
+    for (const m of match) query.append('match[]', m)
+    return (await request<{ data: string[] }>('GET', `/prometheus/api/v1/label/${enc(name)}/values`, { query, signal })).data
+  },
+
   async dashboards(): Promise<Dashboard[]> {
     return (await request<{ dashboards: Dashboard[] }>('GET', '/api/v1/dashboards')).dashboards
   },

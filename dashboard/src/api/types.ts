@@ -96,12 +96,60 @@ export interface Panel {
   agg: Aggregation
   unit: string
   thresholds: Threshold[]
+  /** Dashboard builder fields (absent on dashboards saved before it; see builder/model.ts). */
+  type?: WidgetType
+  /** Place on the 12-column grid. */
+  layout?: GridPos
+  /** More queries of a time series panel, drawn with the first (`metric`, `match`, `agg`). */
+  queries?: PanelQuery[]
+  /** Show uPlot's legend (time series). */
+  legend?: boolean
+  /** Markdown of a text panel. */
+  text?: string
+  /** How many series a top-N panel lists. */
+  topN?: number
+  /** Scale of a gauge. */
+  min?: number
+  max?: number
+}
+
+export const WIDGET_TYPES = ['timeseries', 'stat', 'gauge', 'topn', 'alerts', 'text'] as const
+export type WidgetType = (typeof WIDGET_TYPES)[number]
+
+export interface GridPos {
+  x: number
+  y: number
+  w: number
+  h: number
+}
+
+export interface PanelQuery {
+  metric: string
+  match: Labels
+  agg: Aggregation
+}
+
+/** A dashboard variable: `$name` in a panel's label filters becomes the chosen value. */
+export interface DashboardVariable {
+  name: string
+  /** Shown in the select bar; defaults to the name. */
+  label?: string
+  /** Values come from this metric's series (label key `key`, else `name`)… */
+  metric?: string
+  key?: string
+  /** …or are listed here. */
+  values?: string[]
+  /** Chosen when the URL names none; '' = all. */
+  default?: string
 }
 
 export interface Dashboard {
   name: string
   title: string
   panels: Panel[]
+  variables?: DashboardVariable[]
+  /** Saved time range (`key` of RangePicker, `from`/`to` for custom). */
+  range?: { key: string; from?: number; to?: number }
 }
 
 export type AlertState = Schemas['AlertState']

@@ -134,6 +134,60 @@ describe('dashboards store', () => {
     expect(store.current).toBeNull()
   })
 
+  it('opens a dashboard saved before the builder as time series in two columns, unchanged until edited', async () => {
+    server([{ name: 'old', title: 'Old', panels: [{ ...panel('A'), id: 'a' }, { ...panel('B'), id: 'b' }] }])
+    const store = useDashboardsStore()
+    await store.open('old')
+    expect(store.current!.panels.map((p) => [p.type, p.layout])).toEqual([
+      ['timeseries', { x: 0, y: 0, w: 6, h: 7 }],
+      ['timeseries', { x: 6, y: 0, w: 6, h: 7 }],
+    ])
+    expect(store.dirty).toBe(false)
+  })
+
+  it('undoes the last changes one by one; back at the saved state it is clean', async () => {
+    server([{ name: 'web', title: 'Web', panels: [] }])
+    const store = useDashboardsStore()
+    await store.open('web')
+    expect(store.canUndo).toBe(false)
+    const a = store.addPanel({ ...panel('A'), type: 'stat' })
+    expect(store.current!.panels[0]!.layout).toEqual({ x: 0, y: 0, w: 3, h: 4 })
+    store.setLayout([{ i: a, x: 6, y: 0, w: 6, h: 5 }])
+    // The same place again is no change.
+    store.setLayout([{ i: a, x: 6, y: 0, w: 6, h: 5 }])
+    store.setTitle('Web 2')
+    expect(store.canUndo).toBe(true)
+
+    store.undo()
+    expect(store.current!.title).toBe('Web')
+    expect(store.current!.panels[0]!.layout).toEqual({ x: 6, y: 0, w: 6, h: 5 })
+    store.undo()
+    expect(store.current!.panels[0]!.layout).toEqual({ x: 0, y: 0, w: 3, h: 4 })
+    expect(store.dirty).toBe(true)
+    store.undo()
+    expect(store.current!.panels).toHaveLength(0)
+    expect(store.dirty).toBe(false)
+    expect(store.canUndo).toBe(false)
+  })
+
+  it('discards the changes, and saves variables and the time range with the document', async () => {
+    const { saved } = server([{ name: 'web', title: 'Web', panels: [] }])
+    const store = useDashboardsStore()
+    await store.open('web')
+    store.setVariables([{ name: 'host', metric: 'cpu.usage' }])
+    store.setRange({ key: '24h' })
+    expect(store.dirty).toBe(true)
+    store.discard()
+    expect(store.dirty).toBe(false)
+    expect(store.current!.variables).toEqual([])
+
+    store.setVariables([{ name: 'host', metric: 'cpu.usage' }])
+    store.setRange({ key: '24h' })
+    await store.save()
+    expect(saved.get('web')).toMatchObject({ variables: [{ name: 'host', metric: 'cpu.usage' }], range: { key: '24h' } })
+    expect(store.dirty).toBe(false)
+  })
+
   it('slugifies titles into names', () => {
     expect(slugify('  Web / API — prod ')).toBe('web-api-prod')
     expect(slugify('!!!')).toMatch(/^dashboard-[0-9a-f]{8}$/)

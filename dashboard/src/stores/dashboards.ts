@@ -1,8 +1,12 @@
-/** Saved dashboards and the one being edited. Edits stay local until `save()`. */
+/**
+ * Saved dashboards and the one being edited. Edits stay local until `save()`; every edit can
+ * be undone (a bounded history of the whole document), and `dirty` compares with the saved copy.
+ */
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '@/api/client'
-import type { Dashboard, Panel } from '@/api/types'
+import type { Dashboard, DashboardVariable, GridPos, Panel } from '@/api/types'
+import { DEFAULT_SIZE, UndoHistory, migrateDashboard, nextPosition, stableJson } from '@/builder/model'
 import { uuid } from '@/lib/uuid'
 import { errorText } from '@/lib/format'
 
@@ -31,7 +35,12 @@ export const useDashboardsStore = defineStore('dashboards', () => {
   const error = ref<string | null>(null)
   /** Working copy of the open dashboard. */
   const current = ref<Dashboard | null>(null)
-  const dirty = ref(false)
+  /** JSON of `current` as last opened or saved. */
+  const savedJson = ref<string | null>(null)
+  const dirty = computed(() => current.value !== null && stableJson(current.value) !== savedJson.value)
+  const history = new UndoHistory(50)
+  const undoDepth = ref(0)
+  const canUndo = computed(() => undoDepth.value > 0)
   const saving = ref(false)
   const saveError = ref<string | null>(null)
 
@@ -54,10 +63,23 @@ export const useDashboardsStore = defineStore('dashboards', () => {
   async function open(name: string): Promise<boolean> {
     await fetchAll()
     const found = list.value.find((d) => d.name === name)
-    current.value = found ? clone({ ...found, panels: found.panels ?? [] }) : null
-    dirty.value = false
-    saveError.value = null
+    load(found ? migrateDashboard(clone({ ...found, panels: found.panels ?? [] })) : null)
     return !!found
+  }
+
+  function load(d: Dashboard | null): void {
+    current.value = d
+    savedJson.value = d ? stableJson(d) : null
+    history.clear()
+    undoDepth.value = 0
+    saveError.value = null
+  }
+
+  /** Back to the saved copy. */
+  function discard(): void {
+    if (!current.value || savedJson.value === null) return
+    const d = JSON.parse(savedJson.value) as Dashboard
+    load(d)
   }
 
   /** Create an empty dashboard on the server and return its name. */
@@ -69,16 +91,64 @@ export const useDashboardsStore = defineStore('dashboards', () => {
     return name
   }
 
+  /** Store `d` as it is under its name (import, templates), replacing any dashboard of that name. */
+  async function put(d: Dashboard): Promise<void> {
+    const doc = clone(d)
+    await api.saveDashboard(doc)
+    const i = list.value.findIndex((x) => x.name === doc.name)
+    if (i >= 0) list.value[i] = doc
+    else list.value = [...list.value, doc]
+  }
+
   function edit(change: (d: Dashboard) => void): void {
     if (!current.value) return
-    change(current.value)
-    dirty.value = true
+    const before = clone(current.value)
+    const next = clone(current.value)
+    change(next)
+    if (stableJson(next) === stableJson(before)) return
+    history.push(before)
+    undoDepth.value = history.size
+    current.value = next
+  }
+
+  /** Back to the state before the last edit. */
+  function undo(): void {
+    const prev = history.pop<Dashboard>()
+    undoDepth.value = history.size
+    if (prev) current.value = prev
   }
 
   function addPanel(panel: NewPanel): string {
     const id = panel.id ?? uuid()
-    edit((d) => d.panels.push({ ...clone(panel), id }))
+    edit((d) => {
+      const type = panel.type ?? 'timeseries'
+      const size = DEFAULT_SIZE[type]
+      d.panels.push({ ...clone(panel), id, type, layout: panel.layout ?? nextPosition(d.panels, size.w, size.h) })
+    })
     return id
+  }
+
+  /** New grid places of panels (after a drag or resize); unknown ids are ignored. */
+  function setLayout(places: ReadonlyArray<GridPos & { i: string | number }>): void {
+    edit((d) => {
+      for (const pl of places) {
+        const p = d.panels.find((x) => x.id === String(pl.i))
+        if (p) p.layout = { x: pl.x, y: pl.y, w: pl.w, h: pl.h }
+      }
+    })
+  }
+
+  function setVariables(vars: DashboardVariable[]): void {
+    edit((d) => {
+      d.variables = clone(vars)
+    })
+  }
+
+  function setRange(range: Dashboard['range']): void {
+    edit((d) => {
+      d.range = range ? clone(range) : undefined
+      if (!d.range) delete d.range
+    })
   }
 
   function updatePanel(panel: Panel): void {
@@ -128,7 +198,7 @@ export const useDashboardsStore = defineStore('dashboards', () => {
       const i = list.value.findIndex((x) => x.name === d.name)
       if (i >= 0) list.value[i] = d
       else list.value.push(d)
-      dirty.value = false
+      savedJson.value = stableJson(d)
     } catch (e) {
       saveError.value = errorText(e)
       throw e
@@ -140,10 +210,7 @@ export const useDashboardsStore = defineStore('dashboards', () => {
   async function remove(name: string): Promise<void> {
     await api.deleteDashboard(name)
     list.value = list.value.filter((d) => d.name !== name)
-    if (current.value?.name === name) {
-      current.value = null
-      dirty.value = false
-    }
+    if (current.value?.name === name) load(null)
   }
 
   return {
@@ -153,11 +220,18 @@ export const useDashboardsStore = defineStore('dashboards', () => {
     error,
     current,
     dirty,
+    canUndo,
     saving,
     saveError,
     fetchAll,
     open,
+    discard,
     create,
+    put,
+    undo,
+    setLayout,
+    setVariables,
+    setRange,
     addPanel,
     updatePanel,
     removePanel,

@@ -13,6 +13,8 @@ import { type IngestLoad, type LiveStream, STACK_MODE, StackTarget } from './sta
 import './parameters'
 
 export interface World {
+  /** Dashboards: each panel's grid place (`x,y,w,h`) and box, by title, before a reload. */
+  places?: Record<string, { layout: number[]; box: { x: number; y: number; width: number; height: number } }>
   /** Tokens by tenant name; `default` is filled from the token file. */
   tokens: Map<string, string>
   /** The last sample a step sent. */
