@@ -1,5 +1,5 @@
 //! Pod discovery against the real kube-apiserver of the test services
-//! (`MICRODASH_TEST_KUBECONFIG`): deploy/agent-pod-discovery.yaml's ClusterRole bound to a
+//! (`MICRODASH_TEST_KUBECONFIG`): deploy/agent-daemonset.yaml's pod-discovery ClusterRole bound to a
 //! service account, whose token the agent uses to list the pods of its node. Of the pods in the
 //! API, only the annotated, running one on the agent's node is scraped — its "IP" is
 //! 127.0.0.1, where Debian's node_exporter listens — and its samples carry `namespace`, `pod`
@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::NodeExporter;
 use serde_json::{Value, json};
 
-const MANIFEST: &str = include_str!("../../deploy/agent-pod-discovery.yaml");
+const MANIFEST: &str = include_str!("../../deploy/agent-daemonset.yaml");
 
 struct Kube {
     api: String,

@@ -19,6 +19,10 @@ use crate::server::ServerApi;
 /// The field manager of everything the operator writes with server-side apply.
 pub const MANAGER: &str = "microdash-operator";
 
+/// The agents' pod-discovery ClusterRole of deploy/agent-daemonset.yaml (and of the chart
+/// installed as release `microdash`).
+pub const DEFAULT_AGENT_CLUSTER_ROLE: &str = "microdash-agent-pod-discovery";
+
 /// How the operator finds the microdash server.
 #[derive(Clone, Debug)]
 pub enum ServerSource {
@@ -40,6 +44,9 @@ pub struct Context {
     /// How long a deleted object waits for an unreachable server before it lets go (and says
     /// in an Event what may be left on the server).
     pub cleanup_timeout: Duration,
+    /// The ClusterRole the agents of `MicroDash` installations are bound to for pod discovery
+    /// (get and list on pods; the chart ships it, the operator may only `bind` that one).
+    pub agent_cluster_role: String,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -51,6 +58,7 @@ impl Context {
         resync: Duration,
         watch_namespace: Option<String>,
         cleanup_timeout: Duration,
+        agent_cluster_role: String,
     ) -> Arc<Context> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
@@ -62,6 +70,7 @@ impl Context {
             resync,
             watch_namespace,
             cleanup_timeout,
+            agent_cluster_role,
             failures: Mutex::default(),
         })
     }

@@ -50,6 +50,11 @@ pub struct Config {
     /// left on the server). An installation that is gone or being deleted lets go at once.
     #[arg(long, env = "MICRODASH_OPERATOR_CLEANUP_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub cleanup_timeout: Duration,
+    /// The ClusterRole (get and list on pods) the operator binds each installation's agent
+    /// ServiceAccount to when `spec.agent.podDiscovery` is on; the chart ships it and lets the
+    /// operator `bind` only that one.
+    #[arg(long, env = "MICRODASH_OPERATOR_AGENT_CLUSTER_ROLE", default_value = crate::context::DEFAULT_AGENT_CLUSTER_ROLE)]
+    pub agent_cluster_role: String,
     /// `text` or `json`.
     #[arg(long, env = "MICRODASH_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -150,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.resync,
         config.watch_namespace.clone(),
         config.cleanup_timeout,
+        config.agent_cluster_role.clone(),
     );
 
     if !config.leader_election {

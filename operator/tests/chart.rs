@@ -10,8 +10,9 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use microdash_operator::resources::Tenant;
 use std::time::Duration;
 
@@ -106,17 +107,43 @@ async fn the_rendered_chart_and_the_examples_apply_to_the_api_server() {
 #[test]
 fn the_operator_rbac_has_no_wildcards_and_no_pod_access() {
     let rendered = helm_template("microdash", &[]);
-    let rbac: String = rendered
+    // Only the rules: the comments explain what is left out.
+    let rules = |doc: &str| -> String {
+        doc.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect()
+    };
+    let roles: Vec<&str> = rendered
         .split("\n---")
         .filter(|doc| doc.contains("kind: ClusterRole\n") || doc.contains("kind: Role\n"))
-        // Only the rules: the comments explain what is left out.
-        .flat_map(|doc| doc.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")))
         .collect();
+    let (agent, operator): (Vec<&str>, Vec<&str>) =
+        roles.into_iter().partition(|doc| doc.contains("name: microdash-agent-pod-discovery\n"));
+    let rbac: String = operator.iter().map(|doc| rules(doc)).collect();
     assert!(!rbac.is_empty());
     assert!(!rbac.contains('*'), "wildcards in RBAC:\n{rbac}");
-    for forbidden in ["pods", "exec", "escalate", "bind", "impersonate", "nodes"] {
+    for forbidden in ["pods", "exec", "escalate", "impersonate", "nodes"] {
         assert!(!rbac.contains(forbidden), "RBAC mentions {forbidden}:\n{rbac}");
     }
+    // `bind` once, of the agents' ClusterRole alone.
+    assert_eq!(rbac.matches("\"bind\"").count(), 1, "{rbac}");
+    assert!(
+        rbac.contains(
+            "resources: [\"clusterroles\"]\n    resourceNames: [\"microdash-agent-pod-discovery\"]\n    verbs: [\"bind\"]"
+        ),
+        "{rbac}"
+    );
+    // The agents' role: get and list of pods, nothing else.
+    let [agent] = agent[..] else { panic!("one agent ClusterRole: {agent:?}") };
+    let agent = rules(agent);
+    let agent_rules = &agent[agent.find("rules:").unwrap()..];
+    assert_eq!(
+        agent_rules.trim(),
+        "rules:\n  - apiGroups: [\"\"]\n    resources: [\"pods\"]\n    verbs: [\"get\", \"list\"]",
+        "{agent}"
+    );
+    // The operator is told which role it binds.
+    assert!(rendered.contains(
+        "- name: MICRODASH_OPERATOR_AGENT_CLUSTER_ROLE\n              value: \"microdash-agent-pod-discovery\""
+    ));
 }
 
 /// The documented RBAC table of README.md (between the `rbac-table` markers) as the resource
@@ -217,12 +244,59 @@ async fn the_operators_effective_permissions_are_the_documented_table() {
         assert_eq!(got, want, "the operator's permissions in {namespace} differ from README.md's table");
     }
     assert!(!effective_permissions(&user, &other_ns).contains_key("secrets"), "Secrets outside the listed namespaces");
+    let agent_role = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("  name: ").filter(|n| n.ends_with("-agent-pod-discovery")))
+        .expect("the chart renders the agents' ClusterRole")
+        .to_string();
+    let listed = run(kubectl().args(["auth", "can-i", "--list", "--as", &user]), None);
+    let bind = listed.lines().find(|l| l.starts_with("clusterroles.rbac.authorization.k8s.io")).unwrap();
+    assert!(
+        bind.contains(&format!("[{agent_role}]")) && bind.trim_end().ends_with("[bind]"),
+        "bind of one role only: {bind}"
+    );
+
+    // No escalation (issue 22 item 3): as the operator, a binding of an agent ServiceAccount to
+    // the agents' role is accepted; to any other role RBAC refuses it, as the operator neither
+    // holds that role's rights nor may bind it: `cluster-admin`, and a copy of the agents' role
+    // under another name (the same get and list of pods).
+    let copy = format!("{agent_role}-copy");
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let mut role = roles.get(&agent_role).await.unwrap();
+    role.metadata = ObjectMeta { name: Some(copy.clone()), ..Default::default() };
+    roles.create(&PostParams::default(), &role).await.unwrap();
+    let operator = client_as(&user).await;
+    let bindings: Api<ClusterRoleBinding> = Api::all(operator.clone());
+    let binding = |name: &str, role: &str| -> ClusterRoleBinding {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "md-agent", "namespace": &team_ns}]
+        }))
+        .unwrap()
+    };
+    let apply = PatchParams::apply("microdash-operator").force();
+    let allowed = format!("microdash-agent:{team_ns}:md");
+    bindings.patch(&allowed, &apply, &Patch::Apply(binding(&allowed, &agent_role))).await.unwrap();
+    for other in ["cluster-admin", copy.as_str()] {
+        let refused = format!("microdash-agent:{team_ns}:{other}");
+        let err = bindings.patch(&refused, &apply, &Patch::Apply(binding(&refused, other))).await.unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(status) if status.code == 403 && status.message.contains("attempting to grant RBAC permissions not currently held")),
+            "binding to {other}: {err}"
+        );
+    }
+    roles.delete(&copy, &Default::default()).await.unwrap();
+    // The operator may not delete a binding (nor the one it made).
+    let err = bindings.delete(&allowed, &Default::default()).await.unwrap_err();
+    assert!(matches!(&err, kube::Error::Api(status) if status.code == 403), "{err}");
+    Api::<ClusterRoleBinding>::all(client.clone()).delete(&allowed, &Default::default()).await.unwrap();
 
     // The operator acting as that ServiceAccount: a Tenant whose token goes to a listed
     // namespace is Ready; one whose token would go elsewhere says what to change, and no token
     // is made for it.
     let server = Microdash::start();
-    let operator = client_as(&user).await;
     let _team = start_operator(&operator, &team_ns, fixed(&server), Duration::from_millis(500));
     let _other = start_operator(&operator, &other_ns, fixed(&server), Duration::from_millis(500));
     let tenants: Api<Tenant> = Api::all(client.clone());

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use microdash_operator::resources::{AlertRule, MicroDash, NotificationChannel, Silence, Tenant};
@@ -728,6 +730,77 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
     }
     assert_eq!(agent_pod.containers[0].image.as_deref(), Some("microdash-agent:0.1.0"));
     assert_eq!(agent_pod.tolerations.unwrap()[0].operator.as_deref(), Some("Exists"));
+
+    // Pod discovery, on by default (issue 22 item 3): the agents run as their own ServiceAccount
+    // with its token, know their node, and that account is bound to the agents' ClusterRole of
+    // deploy/agent-daemonset.yaml, which lets it get and list pods and do nothing else.
+    assert_eq!(agent_pod.service_account_name.as_deref(), Some("md-agent"));
+    assert_eq!(agent_pod.automount_service_account_token, Some(true));
+    let env = agent_pod.containers[0].env.clone().unwrap();
+    let node = env.iter().find(|e| e.name == "MICRODASH_AGENT_KUBE_NODE").expect("the node from the downward API");
+    assert_eq!(node.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "spec.nodeName");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let account = accounts.get("md-agent").await.unwrap();
+    assert_eq!(account.metadata.owner_references.unwrap()[0].name, "md");
+    let binding_name = format!("microdash-agent:{ns}:md");
+    let binding = Api::<ClusterRoleBinding>::all(client.clone()).get(&binding_name).await.unwrap();
+    assert_eq!(binding.role_ref.name, microdash_operator::context::DEFAULT_AGENT_CLUSTER_ROLE);
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), ("md-agent", Some(ns.as_str())));
+    let manifest: Vec<Value> = serde_saphyr::from_multiple(include_str!("../../deploy/agent-daemonset.yaml")).unwrap();
+    let role = manifest.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(
+            microdash_operator::context::DEFAULT_AGENT_CLUSTER_ROLE,
+            &PatchParams::apply("kube-api-test").force(),
+            &Patch::Apply(role),
+        )
+        .await
+        .unwrap();
+    let agent_user = format!("system:serviceaccount:{ns}:md-agent");
+    for (verb, resource, allowed) in [
+        ("list", "pods", true),
+        ("get", "pods", true),
+        ("watch", "pods", false),
+        ("delete", "pods", false),
+        ("list", "secrets", false),
+        ("get", "nodes", false),
+    ] {
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {"user": &agent_user, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}")],
+                     "resourceAttributes": {"verb": verb, "resource": resource}}
+        }))
+        .unwrap();
+        let answer =
+            Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.unwrap();
+        assert_eq!(answer.status.unwrap().allowed, allowed, "{agent_user} {verb} {resource} (all namespaces)");
+    }
+
+    // podDiscovery: false takes the token away and deletes the ServiceAccount.
+    installs
+        .patch("md", &PatchParams::default(), &Patch::Merge(json!({"spec": {"agent": {"podDiscovery": false}}})))
+        .await
+        .unwrap();
+    eventually(WAIT, "the agent without token and node", || async {
+        let pod = Api::<DaemonSet>::namespaced(client.clone(), &ns)
+            .get("md-agent")
+            .await
+            .unwrap()
+            .spec
+            .template
+            .spec
+            .unwrap();
+        let env = pod.containers[0].env.clone().unwrap_or_default();
+        let account = accounts.get_opt("md-agent").await.unwrap();
+        match (pod.automount_service_account_token, pod.service_account_name.as_deref(), account) {
+            (Some(false), Some("default"), None) if env.iter().all(|e| e.name != "MICRODASH_AGENT_KUBE_NODE") => Ok(()),
+            (token, name, account) => {
+                Err(format!("token {token:?}, account {name:?}, ServiceAccount {}", account.is_some()))
+            }
+        }
+    })
+    .await;
+    Api::<ClusterRoleBinding>::all(client.clone()).delete(&binding_name, &DeleteParams::default()).await.unwrap();
 
     // Changes roll out: distributed mode adds workers and switches the api role; the token stays.
     let db_secret: Secret =

@@ -12,6 +12,8 @@ cd "$ROOT"
 CLUSTER=${CLUSTER:-microdash-ci}
 TAG=${TAG:-dev}
 NS=microdash
+# The local port of the api Service's port-forward (another microdash on this machine may hold 18080).
+API_PORT=${API_PORT:-18080}
 BASE_IMAGE=${BASE_IMAGE:-microdash-base:bookworm}
 cache="$ROOT/.cache/cluster"
 export KUBECONFIG="$cache/kubeconfig"
@@ -118,12 +120,25 @@ kubectl get pods -n "$NS" -o wide
 
 step "The agent DaemonSet is the hardened pod of deploy/agent-daemonset.yaml; its API checks"
 kubectl -n "$NS" get daemonset microdash-agent -o json | jq -e '.spec.template.spec as $p | $p.containers[0] as $c
-  | $p.hostPID == true and $p.hostNetwork == true and $p.automountServiceAccountToken == false
+  | $p.hostPID == true and $p.hostNetwork == true
+  and $p.serviceAccountName == "microdash-agent" and $p.automountServiceAccountToken == true
+  and ([$c.env[] | select(.name == "MICRODASH_AGENT_KUBE_NODE") | .valueFrom.fieldRef.fieldPath] == ["spec.nodeName"])
   and $p.securityContext.runAsUser == 65534 and $p.securityContext.runAsNonRoot == true
   and $p.securityContext.seccompProfile.type == "RuntimeDefault"
   and $c.securityContext.capabilities.drop == ["ALL"] and $c.securityContext.readOnlyRootFilesystem == true
   and $c.securityContext.allowPrivilegeEscalation == false and ($c.resources.limits.memory | length > 0)' >/dev/null \
   || fail "the agent DaemonSet is not the hardened manifest: $(kubectl -n "$NS" get daemonset microdash-agent -o jsonpath='{.spec.template.spec}')"
+# Pod discovery (issue 22 item 3): the agents' ServiceAccount may get and list pods, and nothing
+# more; the operator's binding names the chart's role.
+agent_sa=system:serviceaccount:$NS:microdash-agent
+role=$(kubectl get clusterrolebinding "microdash-agent:$NS:microdash" -o jsonpath='{.roleRef.name}' 2>/dev/null || true)
+[[ $role == microdash-agent-pod-discovery ]] || fail "ClusterRoleBinding microdash-agent:$NS:microdash binds role '$role', expected microdash-agent-pod-discovery"
+for can in "list pods -A" "get pods -n kube-system"; do
+  [[ $(kubectl auth can-i $can --as "$agent_sa" 2>/dev/null) == yes ]] || fail "the agents' ServiceAccount cannot $can"
+done
+for cannot in "watch pods -A" "list secrets -A" "delete pods -n $NS" "get nodes"; do
+  [[ $(kubectl auth can-i $cannot --as "$agent_sa" 2>/dev/null) == no ]] || fail "the agents' ServiceAccount can $cannot"
+done
 refusal=$(kubectl apply --dry-run=server -f - 2>&1 <<MD || true
 apiVersion: microdash.io/v1alpha1
 kind: MicroDash
@@ -168,9 +183,9 @@ leaders=$(kubectl -n "$NS" get lease -o name 2>/dev/null | wc -l)
 ((leaders >= 1)) || fail "no leader Lease in $NS"
 
 step "Port-forward to the api Service"
-kubectl -n "$NS" port-forward svc/microdash-api 18080:8080 >"$cache/port-forward.log" 2>&1 &
+kubectl -n "$NS" port-forward svc/microdash-api "$API_PORT":8080 >"$cache/port-forward.log" 2>&1 &
 pf_pid=$!
-api=http://127.0.0.1:18080
+api=http://127.0.0.1:$API_PORT
 for _ in $(seq 1 50); do curl -fsS "$api/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 token() { kubectl get secret microdash-tenant-team-a -n "$NS" -o jsonpath='{.data.token}' | base64 -d; }
 TOKEN=$(token)
@@ -185,6 +200,59 @@ for _ in $(seq 1 45); do
 done
 echo "mem.total series from hosts: ${hosts:-none}"
 [[ $(tr ',' '\n' <<<"$hosts" | grep -c .) -ge $nodes ]] || fail "agent metrics: hosts '$hosts', expected one per node ($nodes)"
+
+step "Pod discovery: an annotated pod's metric arrives with its namespace, pod and container"
+# A pod annotated prometheus.io/scrape|port|path, in a namespace of its own, serving a text
+# exposition with a metric no one else has; the agent of its node finds it through the API
+# (list every 30 s) and ships its samples through the spool. Fails when discovery breaks.
+scrape_ns=microdash-e2e-scrape
+kubectl create namespace "$scrape_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n "$scrape_ns" -f - >/dev/null <<POD
+apiVersion: v1
+kind: Pod
+metadata:
+  name: exporter
+  annotations:
+    prometheus.io/scrape: "true"
+    prometheus.io/port: "9464"
+    prometheus.io/path: /probe-metrics
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: probe
+      image: $TOOLS
+      imagePullPolicy: Never
+      ports: [{containerPort: 9464}]
+      command:
+        - python3
+        - -c
+        - |
+          import http.server
+          class Exposition(http.server.BaseHTTPRequestHandler):
+              def do_GET(self):
+                  if self.path != "/probe-metrics":
+                      self.send_response(404); self.end_headers(); return
+                  body = b"# TYPE e2e_pod_discovery_probe gauge\\ne2e_pod_discovery_probe{kind=\\"annotated\\"} 42\\n"
+                  self.send_response(200)
+                  self.send_header("Content-Type", "text/plain; version=0.0.4")
+                  self.end_headers()
+                  self.wfile.write(body)
+          http.server.HTTPServer(("", 9464), Exposition).serve_forever()
+POD
+kubectl wait -n "$scrape_ns" --for=condition=Ready pod/exporter --timeout=120s >/dev/null \
+  || fail "the annotated exporter pod is not Ready: $(kubectl get pod exporter -n "$scrape_ns" -o wide --no-headers 2>&1)"
+discovered=
+for _ in $(seq 1 60); do
+  discovered=$(curl -fsS "${auth[@]}" "$api/api/v1/series?metric=e2e_pod_discovery_probe" 2>/dev/null \
+    | jq -c --arg ns "$scrape_ns" '[.series[].labels | select(.namespace == $ns and .pod == "exporter" and .container == "probe" and .kind == "annotated")]' || true)
+  [[ -n $discovered && $discovered != "[]" ]] && break
+  sleep 2
+done
+echo "e2e_pod_discovery_probe series: ${discovered:-none}"
+if [[ -z $discovered || $discovered == "[]" ]]; then
+  fail "the annotated pod's metric e2e_pod_discovery_probe did not arrive with namespace=$scrape_ns, pod=exporter, container=probe (series: $(curl -fsS "${auth[@]}" "$api/api/v1/series?metric=e2e_pod_discovery_probe" 2>&1 | head -c 600); agent logs: $(kubectl -n "$NS" logs daemonset/microdash-agent --tail=20 2>&1 | grep -iE 'pod|kube' | tail -5))"
+fi
+kubectl delete namespace "$scrape_ns" --wait=false >/dev/null
 
 step "A breaching sample fires e2e-breach and the receiver gets the webhook"
 curl -fsS -X POST "$api/api/v1/metrics" "${auth[@]}" -d '{"metric":"e2e.value","value":42,"labels":{"host":"kind"}}' \
@@ -231,7 +299,7 @@ kill "$pf_pid" 2>/dev/null || true; pf_pid=
 forward_api() {
   kubectl -n "$NS" rollout status deployment/microdash-api --timeout=120s || fail "api rollout"
   kubectl wait --for=condition=Ready pod -l app.kubernetes.io/component=api -n "$NS" --timeout=120s || true
-  kubectl -n "$NS" port-forward svc/microdash-api 18080:8080 >"$cache/port-forward.log" 2>&1 &
+  kubectl -n "$NS" port-forward svc/microdash-api "$API_PORT":8080 >"$cache/port-forward.log" 2>&1 &
   pf_pid=$!
   for _ in $(seq 1 50); do curl -fsS "$api/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 }

@@ -26,3 +26,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The agents' pod-discovery ClusterRole (get and list on pods), the only role the operator may bind.
+*/}}
+{{- define "microdash.agentClusterRole" -}}
+{{ include "microdash.fullname" . }}-agent-pod-discovery
+{{- end }}

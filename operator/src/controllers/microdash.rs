@@ -1,8 +1,15 @@
 //! `MicroDash` → the objects of one installation, all owned by it (deleting the `MicroDash`
 //! deletes them through Kubernetes' garbage collection): api and worker Deployments, the api
 //! Service, a ConfigMap with the non-secret settings, the admin-token Secret, the
-//! PersistentVolumeClaim of the embedded database, and the agent DaemonSet. Status: ready
-//! replicas and conditions.
+//! PersistentVolumeClaim of the embedded database, the agent DaemonSet and, with pod discovery,
+//! the agents' ServiceAccount. Status: ready replicas and conditions.
+//!
+//! One object is not owned: the ClusterRoleBinding `microdash-agent:<namespace>:<name>` of
+//! pod discovery (a cluster-scoped object cannot have a namespaced owner). It binds the agents'
+//! ServiceAccount to the chart's read-only pods ClusterRole ([`Context::agent_cluster_role`]),
+//! which is the only role the operator may `bind`; the operator may create and patch such
+//! bindings but not delete any, so turning discovery off or deleting the installation deletes
+//! the ServiceAccount and leaves a binding whose subject no longer exists.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,10 +18,12 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    HTTPGetAction, Namespace, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -367,11 +376,55 @@ impl MicroDash {
         Ok(level.filter(|l| l == "baseline" || l == "restricted"))
     }
 
+    /// The agent is enabled with pod discovery (`spec.agent.podDiscovery`, on by default).
+    pub fn agent_discovers_pods(&self) -> bool {
+        self.spec.agent.enabled && self.spec.agent.pod_discovery
+    }
+
+    /// The agents' ServiceAccount `<name>-agent`, with pod discovery only. Its token is mounted
+    /// by the agent's pod template alone (`automountServiceAccountToken` is off on the account).
+    pub fn agent_service_account(&self) -> Option<ServiceAccount> {
+        self.agent_discovers_pods().then(|| ServiceAccount {
+            metadata: self.meta(&self.names().agent, "agent"),
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        })
+    }
+
+    /// `microdash-agent:<namespace>:<name>`: unique per installation (neither name may hold a
+    /// colon).
+    pub fn agent_binding_name(&self) -> String {
+        format!("microdash-agent:{}:{}", self.namespace().unwrap_or_default(), self.name_any())
+    }
+
+    /// The agents' ServiceAccount bound to `role` (the pods get/list ClusterRole), with pod
+    /// discovery only. Labelled, not owned (see the module's documentation).
+    pub fn agent_cluster_role_binding(&self, role: &str) -> Option<ClusterRoleBinding> {
+        let mut labels = self.labels("agent");
+        labels.insert("microdash.io/namespace".into(), self.namespace().unwrap_or_default());
+        self.agent_discovers_pods().then(|| ClusterRoleBinding {
+            metadata: ObjectMeta { name: Some(self.agent_binding_name()), labels: Some(labels), ..Default::default() },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: role.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: self.names().agent,
+                namespace: self.namespace(),
+                api_group: None,
+            }]),
+        })
+    }
+
     /// `None` when the agent is disabled. The DaemonSet of `deploy/agent-daemonset.yaml` (one
     /// source for `kubectl apply` users and the operator: hostPID and hostNetwork, user nobody,
-    /// seccomp RuntimeDefault, every capability dropped, read-only root, resources, no
-    /// service-account token), with this installation's names, labels, image, server, token,
-    /// interval, tolerations and resources.
+    /// seccomp RuntimeDefault, every capability dropped, read-only root, resources), with this
+    /// installation's names, labels, image, server, token, interval, tolerations and resources.
+    /// Pod discovery on (the default): the ServiceAccount `<name>-agent` with its token mounted
+    /// and `MICRODASH_AGENT_KUBE_NODE` from `spec.nodeName`; off: the namespace's default
+    /// ServiceAccount, no token mounted, no discovery.
     pub fn agent_daemon_set(&self) -> Option<DaemonSet> {
         let agent = &self.spec.agent;
         if !agent.enabled {
@@ -383,8 +436,17 @@ impl MicroDash {
         spec.selector = LabelSelector { match_labels: Some(self.selector("agent")), ..Default::default() };
         spec.template.metadata = Some(ObjectMeta { labels: Some(self.labels("agent")), ..Default::default() });
         let pod = spec.template.spec.as_mut().expect("the manifest has a pod spec");
-        // The namespace's default ServiceAccount; its token is not mounted either way.
-        pod.service_account_name = None;
+        let discovery = self.agent_discovers_pods();
+        if discovery {
+            pod.service_account_name = Some(self.names().agent);
+            pod.automount_service_account_token = Some(true);
+        } else {
+            // The namespace's default ServiceAccount, its token not mounted. Named rather than
+            // left out: the API server fills the deprecated `serviceAccount` from the name, and
+            // copies it back into a name that an apply leaves out.
+            pod.service_account_name = Some("default".into());
+            pod.automount_service_account_token = Some(false);
+        }
         if let Some(tolerations) = &agent.tolerations {
             pod.tolerations = Some(tolerations.clone());
         }
@@ -413,6 +475,11 @@ impl MicroDash {
             ..Default::default()
         });
         set("MICRODASH_AGENT_TOKEN", None, token);
+        let node = discovery.then(|| EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "spec.nodeName".into(), api_version: None }),
+            ..Default::default()
+        });
+        set("MICRODASH_AGENT_KUBE_NODE", None, node);
         Some(daemon_set)
     }
 
@@ -448,6 +515,27 @@ impl MicroDash {
             Some(d) => Some(apply(client, &namespace, &d).await?),
             None => remove::<Deployment>(client, &namespace, &names.worker).await.map(|_| None)?,
         };
+        // Pod discovery: the ServiceAccount and its binding before the pods that use them.
+        let discovery_forbidden =
+            match (self.agent_service_account(), self.agent_cluster_role_binding(&ctx.agent_cluster_role)) {
+                (Some(account), Some(binding)) => {
+                    apply(client, &namespace, &account).await?;
+                    match apply_binding(client, &binding).await {
+                        Ok(()) => None,
+                        Err(e) if e.is_forbidden() => Some(format!(
+                            "the operator may not bind ClusterRole {role} (pod discovery of the agents): install the \
+                         chart's RBAC, whose ClusterRole {role} allows get and list on pods and which the operator \
+                         may bind (MICRODASH_OPERATOR_AGENT_CLUSTER_ROLE), or set spec.agent.podDiscovery: false",
+                            role = ctx.agent_cluster_role
+                        )),
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => {
+                    remove::<ServiceAccount>(client, &namespace, &names.agent).await?;
+                    None
+                }
+            };
         let agent = match self.agent_daemon_set() {
             Some(d) => Some(apply(client, &namespace, &d).await?),
             None => remove::<DaemonSet>(client, &namespace, &names.agent).await.map(|_| None)?,
@@ -467,6 +555,9 @@ impl MicroDash {
         };
         let agent_condition = match (&agent, refusing_level) {
             (None, _) => Wanted::yes("AgentReady", "Disabled", "the agent is not enabled"),
+            (Some(_), None) if discovery_forbidden.is_some() => {
+                Wanted::no("AgentReady", "PodDiscoveryForbidden", discovery_forbidden.clone().unwrap_or_default())
+            }
             (Some(_), Some(level)) => Wanted::no(
                 "AgentReady",
                 "PodSecurityLevel",
@@ -585,6 +676,19 @@ where
     Ok(api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&value)).await?)
 }
 
+/// Server-side apply of the pod-discovery ClusterRoleBinding. The API server lets the operator
+/// write it because the operator may `bind` its ClusterRole (RBAC's escalation check), not
+/// because the operator holds its rights.
+async fn apply_binding(client: &Client, binding: &ClusterRoleBinding) -> Result<()> {
+    let api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let name = binding.metadata.name.clone().expect("named");
+    let mut value = serde_json::to_value(binding).expect("serializes");
+    value["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+    value["kind"] = json!("ClusterRoleBinding");
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&value)).await?;
+    Ok(())
+}
+
 async fn remove<K>(client: &Client, namespace: &str, name: &str) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -654,6 +758,7 @@ mod tests {
                 "PATCH /apis/apps/v1/namespaces/ns/deployments/md-api",
                 "PATCH /api/v1/namespaces/ns/services/md-api",
                 "DELETE /apis/apps/v1/namespaces/ns/deployments/md-worker",
+                "DELETE /api/v1/namespaces/ns/serviceaccounts/md-agent",
                 "DELETE /apis/apps/v1/namespaces/ns/daemonsets/md-agent",
                 "POST /apis/events.k8s.io/v1/namespaces/ns/events",
                 "PATCH /apis/microdash.io/v1alpha1/namespaces/ns/microdashes/md/status",
@@ -725,6 +830,140 @@ mod tests {
         }
         assert!(pod.containers[0].ports.as_ref().unwrap().iter().all(|p| p.name.as_deref() != Some("mqtt")));
         assert_eq!(md.api_role(), "api", "Redis from a Secret is distributed mode too");
+    }
+
+    fn env_of(daemon_set: &DaemonSet) -> Vec<EnvVar> {
+        daemon_set.spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap()
+    }
+
+    /// The hardening of deploy/agent-daemonset.yaml, whatever pod discovery says.
+    fn assert_hardened(daemon_set: &DaemonSet) {
+        let pod = daemon_set.spec.template.spec.as_ref().unwrap();
+        let security = pod.security_context.as_ref().unwrap();
+        assert_eq!((security.run_as_non_root, security.run_as_user), (Some(true), Some(65534)));
+        assert_eq!(security.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let container = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(container.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!((pod.host_pid, pod.host_network), (Some(true), Some(true)));
+    }
+
+    /// Issue 22 item 3: pod discovery is on by default. The agents run as `<name>-agent` with
+    /// its token mounted (the account itself does not mount it for other pods), learn their node
+    /// from the downward API, and the account is bound to the configured ClusterRole.
+    #[test]
+    fn pod_discovery_is_on_by_default_with_its_own_account_token_and_node() {
+        let md = install(
+            json!({"image": "microdash:1", "agent": {"enabled": true, "tokenSecretRef": {"name": "t", "key": "token"}}}),
+        );
+        assert!(md.spec.agent.pod_discovery);
+        let daemon_set = md.agent_daemon_set().unwrap();
+        assert_hardened(&daemon_set);
+        let pod = daemon_set.spec.template.spec.clone().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("md-agent"));
+        assert_eq!(pod.automount_service_account_token, Some(true));
+        let env = env_of(&daemon_set);
+        let node = env.iter().find(|e| e.name == "MICRODASH_AGENT_KUBE_NODE").expect("the node's name");
+        assert_eq!(node.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "spec.nodeName");
+
+        let account = md.agent_service_account().unwrap();
+        assert_eq!(account.metadata.name.as_deref(), Some("md-agent"));
+        assert_eq!(account.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(account.metadata.owner_references.unwrap()[0].uid, "uid-1", "deleted with the MicroDash");
+        assert_eq!(account.automount_service_account_token, Some(false));
+
+        let binding = md.agent_cluster_role_binding("role-x").unwrap();
+        assert_eq!(binding.metadata.name.as_deref(), Some("microdash-agent:ns:md"));
+        assert!(binding.metadata.owner_references.is_none(), "cluster-scoped: no namespaced owner");
+        assert_eq!(binding.metadata.labels.unwrap()["microdash.io/namespace"], "ns");
+        assert_eq!(
+            (binding.role_ref.api_group.as_deref(), binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()),
+            (Some("rbac.authorization.k8s.io"), "ClusterRole", "role-x")
+        );
+        let subjects = binding.subjects.unwrap();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(
+            (subjects[0].kind.as_str(), subjects[0].name.as_str(), subjects[0].namespace.as_deref()),
+            ("ServiceAccount", "md-agent", Some("ns"))
+        );
+    }
+
+    /// `podDiscovery: false`: the default ServiceAccount, no token, no node, no account and no
+    /// binding; and nothing of it without the agent.
+    #[test]
+    fn pod_discovery_off_mounts_no_token() {
+        let md = install(json!({"image": "microdash:1", "agent": {"enabled": true, "podDiscovery": false,
+            "tokenSecretRef": {"name": "t", "key": "token"}}}));
+        let daemon_set = md.agent_daemon_set().unwrap();
+        assert_hardened(&daemon_set);
+        let pod = daemon_set.spec.template.spec.clone().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("default"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert!(env_of(&daemon_set).iter().all(|e| e.name != "MICRODASH_AGENT_KUBE_NODE"));
+        assert!(md.agent_service_account().is_none());
+        assert!(md.agent_cluster_role_binding("role-x").is_none());
+
+        let disabled = install(json!({"image": "microdash:1"}));
+        assert!(disabled.spec.agent.pod_discovery, "the default stays on for when the agent is enabled");
+        assert!(disabled.agent_daemon_set().is_none());
+        assert!(disabled.agent_service_account().is_none());
+        assert!(disabled.agent_cluster_role_binding("role-x").is_none());
+    }
+
+    /// Mocked API server: with the agent, the ServiceAccount and its ClusterRoleBinding are
+    /// applied before the DaemonSet; an API server that refuses the binding (the operator may
+    /// not bind the role) leaves the rest applied and says so in `AgentReady`.
+    #[tokio::test]
+    async fn the_account_and_binding_come_before_the_daemon_set_and_a_refused_binding_is_reported() {
+        for refuse in [false, true] {
+            let (ctx, verifier) = verifier::mocked(crate::context::ServerSource::Discover);
+            let md = install(json!({"image": "microdash:1",
+                "agent": {"enabled": true, "tokenSecretRef": {"name": "t", "key": "token"}}}));
+            let stored = md.clone();
+            let calls = verifier.serve(move |call| match (call.method.as_str(), call.path.as_str()) {
+                ("GET", "/api/v1/namespaces/ns/secrets/md-admin-token") => verifier::not_found(),
+                ("GET", "/api/v1/namespaces/ns") => verifier::ok(&json!({"metadata": {"name": "ns"}})),
+                ("DELETE", _) => verifier::not_found(),
+                ("PATCH", p) if refuse && p.contains("clusterrolebindings") => {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                        "code": 403, "message": "forbidden: user may not bind"});
+                    http::Response::builder()
+                        .status(403)
+                        .body(kube::client::Body::from(serde_json::to_vec(&status).unwrap()))
+                        .unwrap()
+                }
+                (_, p) if p.ends_with("/status") => verifier::ok(&stored),
+                _ => verifier::echo(call),
+            });
+            md.apply(&ctx).await.unwrap();
+            drop(ctx);
+            let calls = calls.await.unwrap();
+            let lines: Vec<String> = calls.iter().map(verifier::Call::line).collect();
+            let at =
+                |line: &str| lines.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} in {lines:#?}"));
+            let account = at("PATCH /api/v1/namespaces/ns/serviceaccounts/md-agent");
+            let binding = at("PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/microdash-agent:ns:md");
+            let daemon_set = at("PATCH /apis/apps/v1/namespaces/ns/daemonsets/md-agent");
+            assert!(account < binding && binding < daemon_set, "{lines:#?}");
+            let body = &calls[binding].body;
+            assert_eq!(body["roleRef"]["name"], crate::context::DEFAULT_AGENT_CLUSTER_ROLE);
+            assert!(calls[binding].query.contains("fieldManager=microdash-operator"));
+            let status = calls.iter().rev().find(|c| c.path.ends_with("/status")).unwrap();
+            let agent_ready = status.body["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "AgentReady")
+                .unwrap()
+                .clone();
+            if refuse {
+                assert_eq!(agent_ready["reason"], "PodDiscoveryForbidden", "{agent_ready}");
+                assert!(agent_ready["message"].as_str().unwrap().contains("podDiscovery: false"), "{agent_ready}");
+            } else {
+                assert_eq!(agent_ready["reason"], "NodesNotReady", "{agent_ready}");
+            }
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn mocked(server: ServerSource) -> (Arc<Context>, Verifier) {
         Duration::from_secs(30),
         None,
         Duration::from_secs(60),
+        crate::context::DEFAULT_AGENT_CLUSTER_ROLE.into(),
     );
     (ctx, Verifier { handle })
 }

@@ -179,6 +179,19 @@ pub struct AgentSpec {
     pub tolerations: Option<Vec<Toleration>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scrape the pods of each agent's node annotated `prometheus.io/scrape: "true"`
+    /// (`prometheus.io/port`, `prometheus.io/path`), found through the Kubernetes API with a
+    /// `spec.nodeName` field selector; their samples carry `namespace`, `pod` and `container`.
+    /// On: the agent pods run as the ServiceAccount `<name>-agent` with its token mounted, and
+    /// the operator binds that account (ClusterRoleBinding `microdash-agent:<namespace>:<name>`)
+    /// to the chart's ClusterRole that only allows `get` and `list` on pods. Off: no token is
+    /// mounted and the ServiceAccount is deleted.
+    #[serde(default = "yes")]
+    pub pod_discovery: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn ten_seconds() -> String {
@@ -193,6 +206,7 @@ impl Default for AgentSpec {
             token_secret_ref: None,
             tolerations: None,
             resources: None,
+            pod_discovery: true,
         }
     }
 }

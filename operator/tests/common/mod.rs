@@ -172,7 +172,15 @@ pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn context(client: &Client, namespace: &str, server: ServerSource, resync: Duration) -> Arc<Context> {
     let metrics = Arc::new(Metrics::default());
-    Context::new(client.clone(), server, metrics, resync, Some(namespace.to_string()), CLEANUP_TIMEOUT)
+    Context::new(
+        client.clone(),
+        server,
+        metrics,
+        resync,
+        Some(namespace.to_string()),
+        CLEANUP_TIMEOUT,
+        microdash_operator::context::DEFAULT_AGENT_CLUSTER_ROLE.into(),
+    )
 }
 
 /// Like [`start_operator`] without the MicroDash controller: the Tenant, AlertRule,
