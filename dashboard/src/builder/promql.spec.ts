@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest'
-import { promMatrixToSeries } from '@/api/client'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { api, ApiError, promMatrixToSeries } from '@/api/client'
+import { mockFetch } from '@/test/fakes'
 import { HOST_OVERVIEW } from './hostOverview'
 import { escapePromqlString, isPromql, promqlName, promStep, substitutePromql, validateDashboard } from './model'
 
@@ -72,3 +73,37 @@ describe('Host overview template', () => {
 function isString(v: unknown): v is string {
   return typeof v === 'string'
 }
+
+describe('api.promRange', () => {
+  afterEach(() => vi.unstubAllGlobals())
+
+  it('asks query_range in seconds and returns series in ms', async () => {
+    const fetch = mockFetch({
+      'GET /prometheus/api/v1/query_range': {
+        body: { status: 'success', data: { resultType: 'matrix', result: [{ metric: { mode: 'user' }, values: [[10, '1']] }] } },
+      },
+    })
+    await expect(api.promRange('up', 1_000, 61_500, 10)).resolves.toEqual([{ labels: { mode: 'user' }, points: [[10_000, 1]] }])
+    const url = new URL(String(fetch.mock.calls[0]![0]), 'http://x')
+    expect(Object.fromEntries(url.searchParams)).toEqual({ query: 'up', start: '1.000', end: '61.500', step: '10' })
+  })
+
+  it("carries the server's message of a Prometheus error", async () => {
+    mockFetch({
+      'GET /prometheus/api/v1/query_range': {
+        status: 400,
+        contentType: 'application/json',
+        body: { status: 'error', errorType: 'bad_data', error: 'invalid PromQL: unclosed left parenthesis' },
+      },
+    })
+    const e = await api.promRange('sum(', 0, 1000, 10).catch((x: unknown) => x)
+    expect(e).toBeInstanceOf(ApiError)
+    expect((e as ApiError).status).toBe(400)
+    expect((e as ApiError).message).toBe('invalid PromQL: unclosed left parenthesis')
+  })
+
+  it('falls back to problem+json (a 401, a 422)', async () => {
+    mockFetch({ 'GET /prometheus/api/v1/query_range': { status: 422, body: { title: 'Unprocessable', detail: 'step too small' } } })
+    await expect(api.promRange('up', 0, 1000, 10)).rejects.toThrow('step too small')
+  })
+})
