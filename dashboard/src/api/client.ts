@@ -18,6 +18,7 @@ import type {
   OwnTokens,
   QueryParams,
   QueryResult,
+  Point,
   Session,
   SeriesList,
   Silence,
@@ -131,6 +132,46 @@ export function streamUrl(metrics: string[] | null, match?: Labels): string {
   return qs ? `/api/v1/stream?${qs}` : '/api/v1/stream'
 }
 
+/** A value of a Prometheus sample: numbers, or `NaN`, `+Inf`, `-Inf` (those become null: no point). */
+function promValue(v: unknown): number | null {
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN
+  return Number.isFinite(n) ? n : null
+}
+
+/**
+ * A Prometheus `matrix` (or `vector`) result as the series the charts use: labels and
+ * `[ts_ms, value]` points, the non-finite values (NaN, ±Inf) left out.
+ */
+export function promMatrixToSeries(data: unknown): QueryResult['series'] {
+  const d = data as { resultType?: unknown; result?: unknown } | null
+  if (!d || !Array.isArray(d.result)) return []
+  const out: QueryResult['series'] = []
+  for (const r of d.result as { metric?: Labels; values?: unknown[]; value?: unknown }[]) {
+    const raw = Array.isArray(r.values) ? r.values : Array.isArray(r.value) ? [r.value] : []
+    const points: Point[] = []
+    for (const p of raw) {
+      if (!Array.isArray(p)) continue
+      const ts = Number(p[0])
+      const v = promValue(p[1])
+      if (Number.isFinite(ts) && v !== null) points.push([Math.round(ts * 1000), v])
+    }
+    out.push({ labels: { ...(r.metric ?? {}) }, points })
+  }
+  return out
+}
+
+/** A Prometheus API error (`{status: "error", error}`) or any failed answer, as an ApiError. */
+async function promError(res: Response): Promise<ApiError> {
+  try {
+    const body = (await res.clone().json()) as { status?: unknown; error?: unknown; errorType?: unknown }
+    if (body && typeof body.error === 'string' && body.error)
+      return new ApiError(res.status, typeof body.errorType === 'string' ? body.errorType : 'error', body.error)
+  } catch {
+    // not the Prometheus shape
+  }
+  return toApiError(res)
+}
+
 const enc = encodeURIComponent
 
 export const api = {
@@ -180,6 +221,31 @@ export const api = {
     if (p.step) q.set('step', p.step)
     if (p.agg) q.set('agg', p.agg)
     return request<QueryResult>('GET', '/api/v1/query', { query: q, signal, allow401: opts.allow401 })
+  },
+  /**
+   * A PromQL range query (`/prometheus/api/v1/query_range`): `start`/`end` in ms, `step` in
+   * seconds. Prometheus' `{status: "error", error}` becomes an ApiError with that message.
+   */
+  async promRange(query: string, start: number, end: number, step: number, signal?: AbortSignal): Promise<QueryResult['series']> {
+    const q = new URLSearchParams({
+      query,
+      start: (start / 1000).toFixed(3),
+      end: (end / 1000).toFixed(3),
+      step: String(step),
+    })
+    const res = await fetch(`/prometheus/api/v1/query_range?${q}`, {
+      headers: { Accept: 'application/json' },
+      credentials: 'same-origin',
+      signal,
+    })
+    if (!res.ok) {
+      const err = await promError(res)
+      if (res.status === 401) onUnauthorized()
+      throw err
+    }
+    const body = (await res.json()) as { status?: unknown; error?: unknown; data?: unknown }
+    if (body.status === 'error') throw new ApiError(res.status, 'error', typeof body.error === 'string' ? body.error : 'query failed')
+    return promMatrixToSeries(body.data)
   },
 
   /** Values of a label (Prometheus-compatible API), optionally only of series matching `match` selectors. */

@@ -100,6 +100,8 @@ export interface Panel {
   type?: WidgetType
   /** Place on the 12-column grid. */
   layout?: GridPos
+  /** A PromQL expression (`/prometheus/api/v1/query_range`) used instead of metric, match and agg. */
+  promql?: string
   /** More queries of a time series panel, drawn with the first (`metric`, `match`, `agg`). */
   queries?: PanelQuery[]
   /** Show uPlot's legend (time series). */
@@ -127,6 +129,8 @@ export interface PanelQuery {
   metric: string
   match: Labels
   agg: Aggregation
+  /** A PromQL expression used instead of metric, match and agg. */
+  promql?: string
 }
 
 /** A dashboard variable: `$name` in a panel's label filters becomes the chosen value. */

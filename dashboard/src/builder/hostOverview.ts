@@ -1,11 +1,15 @@
 /**
  * The built-in "Host overview" dashboard for the agent's metrics (agent/README.md), with a
- * `$host` variable from the `host` label of `cpu.usage`. The /api/v1/query API has no rate,
- * so the counters (`*_total`) are drawn as they are sent: cumulative, a steeper line is more.
+ * `$host` variable from the `host` label of `cpu.usage`. The counters (`*_total`) are drawn as
+ * rates with PromQL (`/prometheus/api/v1/query_range`), where the agent's dotted names have
+ * underscores (`cpu.seconds_total` → `cpu_seconds_total`). The server's PromQL has no
+ * operation between two vectors (yet), so each rate is a query of its own.
  */
 import type { Dashboard } from '@/api/types'
 
 const host = { host: '$host' }
+const H = 'host="$host"'
+const rate = (metric: string, extra = '') => `rate(${metric}{${H}${extra}}[1m])`
 
 export const HOST_OVERVIEW: Dashboard = {
   name: 'host-overview',
@@ -23,13 +27,14 @@ export const HOST_OVERVIEW: Dashboard = {
       thresholds: [], layout: { x: 3, y: 0, w: 3, h: 4 },
     },
     {
-      id: 'cpu-gauge', type: 'gauge', title: 'CPU busy (gauge)', metric: 'cpu.usage', match: { ...host, cpu: 'total' }, agg: 'avg',
+      id: 'cpu-gauge', type: 'gauge', title: 'CPU busy (gauge)', metric: '', match: {}, agg: 'avg',
+      promql: `100 - avg(${rate('cpu_seconds_total', ',mode="idle"')}) * 100`,
       unit: '%', min: 0, max: 100, thresholds: [{ value: 80, color: '#f59e0b' }, { value: 95, color: '#ef4444' }],
       layout: { x: 6, y: 0, w: 3, h: 4 },
     },
     {
       id: 'notes', type: 'text', title: 'About', metric: '', match: {}, agg: 'avg', unit: '', thresholds: [],
-      text: '**Host overview** of the microdash agent\'s metrics. Pick a host above.\n\nCounters (`*_total`) are cumulative: a steeper line means more.',
+      text: '**Host overview** of the microdash agent\'s metrics. Pick a host above.\n\nCounters (`*_total`) are shown as per-second rates over 1 minute (PromQL).',
       layout: { x: 9, y: 0, w: 3, h: 4 },
     },
     {
@@ -37,8 +42,9 @@ export const HOST_OVERVIEW: Dashboard = {
       unit: '%', thresholds: [], legend: true, layout: { x: 0, y: 4, w: 6, h: 7 },
     },
     {
-      id: 'cpu-mode', type: 'timeseries', title: 'CPU time by mode (cumulative)', metric: 'cpu.seconds_total',
-      match: { ...host, cpu: '0' }, agg: 'max', unit: 's', thresholds: [], legend: true, layout: { x: 6, y: 4, w: 6, h: 7 },
+      id: 'cpu-mode', type: 'timeseries', title: 'CPU time by mode', metric: '', match: {}, agg: 'avg',
+      promql: `avg by (mode) (${rate('cpu_seconds_total', ',mode!="idle"')}) * 100`,
+      unit: '%', thresholds: [], legend: true, layout: { x: 6, y: 4, w: 6, h: 7 },
     },
     {
       id: 'memory', type: 'timeseries', title: 'Memory', metric: 'mem.used', match: { ...host }, agg: 'avg', unit: 'B',
@@ -46,26 +52,40 @@ export const HOST_OVERVIEW: Dashboard = {
       layout: { x: 0, y: 11, w: 6, h: 7 },
     },
     {
-      id: 'disk-io', type: 'timeseries', title: 'Disk I/O in flight', metric: 'disk.io_now', match: { ...host }, agg: 'max',
-      unit: '', thresholds: [], legend: true, layout: { x: 6, y: 11, w: 6, h: 7 },
+      id: 'disk-util', type: 'timeseries', title: 'Disk busy (I/O time)', metric: '', match: {}, agg: 'avg',
+      promql: `${rate('disk_io_time_seconds_total')} * 100`,
+      unit: '%', thresholds: [], legend: true, layout: { x: 6, y: 11, w: 6, h: 7 },
     },
     {
-      id: 'net-errors', type: 'timeseries', title: 'Network errors and drops (cumulative)', metric: 'net.receive_errs_total',
-      match: { ...host }, agg: 'max', unit: '', thresholds: [], legend: true,
+      id: 'net-errors', type: 'timeseries', title: 'Network errors and drops per second', metric: '', match: {}, agg: 'avg',
+      promql: `sum(${rate('net_receive_errs_total')})`,
+      unit: '/s', thresholds: [], legend: true,
       queries: [
-        { metric: 'net.transmit_errs_total', match: { ...host }, agg: 'max' },
-        { metric: 'net.receive_drop_total', match: { ...host }, agg: 'max' },
-        { metric: 'net.transmit_drop_total', match: { ...host }, agg: 'max' },
+        { metric: '', match: {}, agg: 'avg', promql: `sum(${rate('net_transmit_errs_total')})` },
+        { metric: '', match: {}, agg: 'avg', promql: `sum(${rate('net_receive_drop_total')})` },
+        { metric: '', match: {}, agg: 'avg', promql: `sum(${rate('net_transmit_drop_total')})` },
       ],
       layout: { x: 0, y: 18, w: 6, h: 7 },
     },
     {
+      id: 'disk-bytes', type: 'timeseries', title: 'Disk read and written per second', metric: '', match: {}, agg: 'avg',
+      promql: `sum by (device) (${rate('disk_read_bytes_total')})`,
+      unit: 'B/s', thresholds: [], legend: true,
+      queries: [{ metric: '', match: {}, agg: 'avg', promql: `sum by (device) (${rate('disk_written_bytes_total')})` }],
+      layout: { x: 6, y: 18, w: 6, h: 7 },
+    },
+    {
+      id: 'disk-top', type: 'topn', title: 'Busiest disks (I/O time)', metric: '', match: {}, agg: 'avg',
+      promql: `${rate('disk_io_time_seconds_total')} * 100`,
+      unit: '%', thresholds: [{ value: 80, color: '#f59e0b' }], topN: 5, layout: { x: 0, y: 25, w: 6, h: 6 },
+    },
+    {
       id: 'fs-avail', type: 'topn', title: 'Filesystems: space left', metric: 'fs.avail_bytes', match: { ...host }, agg: 'last',
-      unit: 'B', thresholds: [], topN: 10, layout: { x: 6, y: 18, w: 6, h: 7 },
+      unit: 'B', thresholds: [], topN: 10, layout: { x: 6, y: 25, w: 6, h: 6 },
     },
     {
       id: 'alerts', type: 'alerts', title: 'Alerts', metric: '', match: {}, agg: 'avg', unit: '', thresholds: [],
-      layout: { x: 0, y: 25, w: 12, h: 5 },
+      layout: { x: 0, y: 31, w: 12, h: 5 },
     },
   ],
 }

@@ -13,7 +13,7 @@ import {
   type Threshold,
   type WidgetType,
 } from '@/api/types'
-import { isRangeKey, type TimeRange } from '@/lib/timeRange'
+import { isRangeKey, pickStep, type TimeRange } from '@/lib/timeRange'
 
 export const GRID_COLS = 12
 /** Height of one grid row in px. */
@@ -109,6 +109,47 @@ export function substituteVariables(match: Labels, values: Record<string, string
     else if (values[name]) out[k] = values[name]!
   }
   return out
+}
+
+/** `value` as the inside of a PromQL string literal: backslash and double quote escaped. */
+export function escapePromqlString(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')
+}
+
+const PROMQL_VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g
+
+/**
+ * PromQL text with every `$name` (or `${name}`) of a known variable replaced by its value,
+ * escaped for a string literal. A filter `label="$name"` whose variable is chosen as '' (all)
+ * becomes `label=~".*"`; an unknown variable is left as written.
+ */
+export function substitutePromql(text: string, values: Record<string, string>): string {
+  const all = text.replace(
+    /([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))"/g,
+    (m, label: string, a?: string, b?: string) => {
+      const name = (a ?? b)!
+      return name in values && values[name] === '' ? `${label}=~".*"` : m
+    },
+  )
+  return all.replace(PROMQL_VAR, (m, a?: string, b?: string) => {
+    const name = (a ?? b)!
+    return name in values ? escapePromqlString(values[name]!) : m
+  })
+}
+
+/** Whether a query (a panel's first, or one of `queries`) is PromQL. */
+export const isPromql = (q: { promql?: string }): boolean => typeof q.promql === 'string' && q.promql.trim() !== ''
+
+/** A short name for a PromQL query: the first metric it selects, else the text. */
+export function promqlName(text: string): string {
+  const stripped = text.replace(/"(?:[^"\\]|\\.)*"/g, '""')
+  const m = /([A-Za-z_:][A-Za-z0-9_:]*)\s*[{[]/.exec(stripped)
+  return m?.[1] ?? text.trim()
+}
+
+/** The step of a PromQL range query for a window: the chart's bucket, at least 10 s. */
+export function promStep(rangeMs: number): number {
+  return Math.max(10, parseInt(pickStep(rangeMs), 10))
 }
 
 /** The value each variable has: the URL's, else its default, else its first value. */
@@ -231,7 +272,8 @@ export function validateDashboard(input: unknown): Dashboard {
     const type = (p.type ?? 'timeseries') as WidgetType
     if (p.title !== undefined && typeof p.title !== 'string') throw new ImportError(`${f}.title`, 'must be a string')
     const needsMetric = type !== 'text' && type !== 'alerts'
-    if (needsMetric && (typeof p.metric !== 'string' || !p.metric))
+    if (p.promql !== undefined && typeof p.promql !== 'string') throw new ImportError(`${f}.promql`, 'must be a string')
+    if (needsMetric && !isPromql(p as { promql?: string }) && (typeof p.metric !== 'string' || !p.metric))
       throw new ImportError(`${f}.metric`, 'must name a metric')
     checkLabels(p.match, `${f}.match`)
     if (p.agg !== undefined && !(AGGREGATIONS as readonly unknown[]).includes(p.agg))
@@ -256,6 +298,7 @@ export function validateDashboard(input: unknown): Dashboard {
     if (p.queries !== undefined) {
       if (!Array.isArray(p.queries)) throw new ImportError(`${f}.queries`, 'must be an array')
       p.queries.forEach((q: unknown, j: number) => {
+        if (isObj(q) && isPromql(q as { promql?: string })) return
         if (!isObj(q) || typeof q.metric !== 'string' || !q.metric)
           throw new ImportError(`${f}.queries[${j}].metric`, 'must name a metric')
         checkLabels(q.match, `${f}.queries[${j}].match`)

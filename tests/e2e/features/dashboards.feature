@@ -60,11 +60,14 @@ Feature: Saved dashboards
     And the panel "CPU chart" shows 2 points
 
   Scenario: The Host overview template, and a dashboard imported from JSON
+    Given the default tenant has sent 2 samples of the counter "cpu.seconds_total" with mode "user" for host "web-1" in the last minute
     When I go to the list of dashboards
     And I create the Host overview dashboard
     Then I am on the dashboard "host-overview"
     And the variable "host" is "web-1"
     And the panel "CPU busy per core" shows 3 points
+    And the panel "CPU time by mode" draws points
+    And the panel "CPU time by mode" shows its PromQL for host "web-1"
     When I go to the list of dashboards
     And I import the JSON of a dashboard "bad" whose first panel has the type "pie"
     Then the import is refused naming "panels[0].type"

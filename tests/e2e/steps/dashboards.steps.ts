@@ -72,6 +72,16 @@ Then('the panel {string} shows {int} point(s)', async ({ page }, title: string, 
   await expect(panel(page, title).getByTestId('chart')).toHaveAttribute('data-points', String(count))
 })
 
+Then('the panel {string} draws points', async ({ page }, title: string) => {
+  await expect
+    .poll(async () => Number(await panel(page, title).getByTestId('chart').getAttribute('data-points')), { timeout: 10_000 })
+    .toBeGreaterThan(0)
+})
+
+Then('the panel {string} shows its PromQL for host {string}', async ({ page }, title: string, host: string) => {
+  await expect(panel(page, title).getByTestId('panel-query')).toContainText(`rate(cpu_seconds_total{host="${host}"`)
+})
+
 Then('the list shows the dashboard {string} with {int} panel(s)', async ({ page }, name: string, count: number) => {
   const item = page.locator(`[data-testid="dashboard-item"][data-name="${name}"]`)
   await expect(item).toBeVisible()

@@ -36,6 +36,20 @@ Given(
   },
 )
 
+Given(
+  '{tenant} has sent 2 samples of the counter {string} with mode {string} for host {string} in the last minute',
+  async ({ server, world }, tenant: string, metric: string, mode: string, host: string) => {
+    // 30 s apart, +45: a rate of 1.5 per second.
+    const now = Date.now()
+    const samples: Sample[] = [
+      { metric, value: 100, ts: now - 40_000, labels: { host, cpu: '0', mode } },
+      { metric, value: 145, ts: now - 10_000, labels: { host, cpu: '0', mode } },
+    ]
+    await server.ingestBulk(tokenOf(world, tenant), samples)
+    world.lastSample = samples.at(-1) ?? null
+  },
+)
+
 // "has sent" (a precondition) and "sends" (an action) do the same: POST one sample, stamped now.
 async function sendOne(server: Target, world: World, tenant: string, metric: string, value: number, host: string) {
   await send(server, world, tenant, { metric, value, ts: Date.now(), labels: { host } })
