@@ -1,6 +1,7 @@
 Feature: Saved dashboards
-  A dashboard is a named list of panels, each a chart of one metric. Saving stores it on the
-  server, so it is there again after a reload.
+  A dashboard is a named grid of panels (time series, stat, gauge, top-N, alert list, text), each
+  with its queries, variables and a time range. Saving stores it on the server, so it is there
+  again after a reload, in the same places.
 
   Background:
     Given the default tenant has sent 3 samples of "cpu.usage" for host "web-1" in the last minute
