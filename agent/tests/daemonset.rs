@@ -46,15 +46,27 @@ fn args() -> BTreeMap<String, String> {
 fn namespace_service_account_and_daemonset_belong_together() {
     let docs = documents();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Namespace", "ServiceAccount", "DaemonSet"]);
+    assert_eq!(kinds, ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]);
     let namespace = docs[0]["metadata"]["name"].as_str().unwrap();
     assert_eq!(
         docs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "privileged",
         "host namespaces and hostPath volumes need the privileged Pod Security level"
     );
-    for doc in &docs[1..] {
+    for doc in [&docs[1], &docs[4]] {
         assert_eq!(doc["metadata"]["namespace"], namespace, "{}", doc["kind"]);
     }
+    // Pod discovery: the agent's account may get and list pods, nothing else.
+    let (role, binding) = (&docs[2], &docs[3]);
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}])
+    );
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": docs[1]["metadata"]["name"], "namespace": namespace}])
+    );
     let ds = daemonset();
     assert_eq!(ds["apiVersion"], "apps/v1");
     let selector = &ds["spec"]["selector"]["matchLabels"];
@@ -63,7 +75,8 @@ fn namespace_service_account_and_daemonset_belong_together() {
         assert_eq!(&labels[key], value, "the selector matches the pod template's labels");
     }
     assert_eq!(pod_spec()["serviceAccountName"], docs[1]["metadata"]["name"]);
-    assert_eq!(pod_spec()["automountServiceAccountToken"], false);
+    // Its token is mounted for pod discovery; the node to list is the pod's own.
+    assert_eq!(pod_spec()["automountServiceAccountToken"], true);
 }
 
 #[test]
@@ -157,6 +170,8 @@ fn the_token_comes_from_a_secret_and_the_host_label_from_the_node_name() {
     assert!(token.get("value").is_none(), "no token in the manifest");
     assert_eq!(token["valueFrom"]["secretKeyRef"]["key"], "token");
     assert_eq!(var("MICRODASH_AGENT_HOST_LABEL")["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    // Pod discovery lists the pods of the agent's own node.
+    assert_eq!(var("MICRODASH_AGENT_KUBE_NODE")["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
 }
 
 #[test]
@@ -180,8 +195,11 @@ fn the_agent_accepts_the_manifests_flags_and_variables() {
             argv.push(format!("--{}={value}", arg.get_long().unwrap()));
         }
     }
+    // What Kubernetes sets in every pod (KUBERNETES_SERVICE_HOST and _PORT), as a flag.
+    argv.push("--kube-api=https://10.96.0.1:443".to_owned());
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let config = Config::resolve(cli, FileConfig::default(), || Some("node".into())).unwrap();
+    assert_eq!(config.kube.as_ref().map(|k| k.node.as_str()), Some("stand-in"));
     assert!(matches!(config.transport, Some(Transport::Http { .. })));
     assert_eq!(config.root.as_deref(), Some(std::path::Path::new("/host/root")));
     assert_eq!(config.proc_root, std::path::Path::new("/host/proc"));
