@@ -3,7 +3,7 @@
  * through the stream) or PromQL (usePromSeries, live by polling).
  */
 import { computed } from 'vue'
-import type { Aggregation, Labels } from '@/api/types'
+import type { Aggregation, Labels, Panel } from '@/api/types'
 import type { TimeRange } from '@/lib/timeRange'
 import { useMetricSeries } from './useMetricSeries'
 import { usePromSeries } from './usePromSeries'
@@ -14,6 +14,12 @@ export interface PanelSeriesParams {
   agg?: Aggregation
   promql?: string
   range: TimeRange
+}
+
+/** A panel's main query over `range`; `null` when it has neither a metric nor PromQL. */
+export function panelQuery(panel: Panel, range: TimeRange): PanelSeriesParams | null {
+  if (!panel.metric && !panel.promql) return null
+  return { metric: panel.metric, match: panel.match, agg: panel.agg, promql: panel.promql, range }
 }
 
 export function usePanelSeries(params: () => PanelSeriesParams | null) {
