@@ -177,19 +177,14 @@ export function useMetricSeries(params: () => MetricSeriesParams | null) {
     flush()
     // A prefetched live window ends before this chart subscribed: read the samples of that gap
     // (the same sample twice is kept once).
-    if (prefetched && r.live && !error.value) void fillGap(r.to)
-  }
-
-  async function fillGap(from: number): Promise<void> {
-    const p = params()
-    const controller = abort
-    if (!p || !controller) return
-    try {
-      const res = await api.query({ metric: p.metric, match: p.match, from, to: Date.now() + 1000 }, controller.signal)
-      if (controller.signal.aborted) return
-      for (const s of res.series) for (const [ts, value] of s.points) append({ metric: p.metric, labels: s.labels, ts, value })
-    } catch {
-      // The stream carries on; the gap stays as it was.
+    if (prefetched && r.live && !error.value) {
+      query(r.to, Date.now() + 1000)
+        .then((res) => {
+          if (controller.signal.aborted) return
+          for (const s of res.series) for (const [ts, value] of s.points) append({ metric: p.metric, labels: s.labels, ts, value })
+        })
+        // The stream carries on; the gap stays as it was.
+        .catch(() => undefined)
     }
   }
 
