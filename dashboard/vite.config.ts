@@ -2,6 +2,7 @@ import { fileURLToPath, URL } from 'node:url'
 import { defineConfig } from 'vite'
 import vue from '@vitejs/plugin-vue'
 import tailwindcss from '@tailwindcss/vite'
+import { routePreload } from './scripts/routePreload'
 
 // The server to proxy API calls to during `npm run dev`.
 const apiTarget = process.env.MICRODASH_DEV_API ?? 'http://127.0.0.1:8080'
@@ -9,7 +10,13 @@ const apiTarget = process.env.MICRODASH_DEV_API ?? 'http://127.0.0.1:8080'
 export default defineConfig({
   // Served by microdash at `/` with an index.html fallback for history-mode routes.
   base: '/',
-  plugins: [vue(), tailwindcss()],
+  plugins: [
+    vue(),
+    tailwindcss(),
+    // index.html fetches the current route's chunks with the entry; the first chart's code is
+    // compiled while it streams in (scripts/routePreload.ts).
+    routePreload(fileURLToPath(new URL('./src/router.ts', import.meta.url)), ['views/ExplorerView.vue']),
+  ],
   resolve: {
     alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
   },

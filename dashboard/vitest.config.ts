@@ -6,7 +6,7 @@ export default mergeConfig(
   defineConfig({
     test: {
       environment: 'jsdom',
-      include: ['src/**/*.spec.ts'],
+      include: ['src/**/*.spec.ts', 'scripts/**/*.spec.ts'],
       restoreMocks: true,
     },
   }),

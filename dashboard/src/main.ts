@@ -1,3 +1,5 @@
+// First, for its effect: the session check and the first query start now (src/boot.ts).
+import './boot'
 import { createApp } from 'vue'
 import { createPinia } from 'pinia'
 import App from './App.vue'
@@ -23,4 +25,10 @@ setUnauthorizedHandler(() => {
   }
 })
 
-app.mount('#app')
+// Mount once the first navigation is settled (session checked, the page's code and first query
+// in): the page is rendered once, as it is, instead of a "Checking session…" page that is then
+// patched into it. Until then index.html's own placeholder says the same.
+void router
+  .isReady()
+  .catch(() => undefined)
+  .then(() => app.mount('#app'))

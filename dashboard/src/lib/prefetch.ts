@@ -34,9 +34,17 @@ function keyOf(q: QueryKey): string {
   return JSON.stringify([q.metric, match, q.agg ?? 'avg', q.range.key, q.range.from ?? null, q.range.to ?? null])
 }
 
-/** Start `q` now; a later `takePrefetched(q)` gets it. Replaces an earlier prefetch. */
+/** A second prefetch of the same query this soon keeps the first (boot.ts, then the router). */
+const PREFETCH_REUSE_MS = 2_000
+
+/**
+ * Start `q` now; a later `takePrefetched(q)` gets it. Replaces an earlier prefetch, unless that
+ * is of the same query and under 2 s old.
+ */
 export function prefetchQuery(q: QueryKey, now = Date.now()): void {
   if (!q.metric) return
+  const key = keyOf(q)
+  if (pending && pending.key === key && now - pending.at >= 0 && now - pending.at < PREFETCH_REUSE_MS) return
   const range = resolveRange(q.range, now)
   const result = api.query(
     { metric: q.metric, match: q.match, from: range.from, to: range.to, step: range.step, agg: q.agg },
@@ -45,7 +53,7 @@ export function prefetchQuery(q: QueryKey, now = Date.now()): void {
   )
   // Nobody may take it: keep an unused failure from being reported as unhandled.
   result.catch(() => undefined)
-  pending = { key: keyOf(q), at: now, range, result }
+  pending = { key, at: now, range, result }
 }
 
 /** The prefetched query for `q`, once; `null` when there is none, it is for another query, or it is too old. */

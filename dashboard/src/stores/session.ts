@@ -3,6 +3,7 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '@/api/client'
 import type { Session } from '@/api/types'
+import { takeEarlySession } from '@/lib/early'
 import { errorText } from '@/lib/format'
 
 export type SessionStatus = 'unknown' | 'checking' | 'authenticated' | 'anonymous'
@@ -28,8 +29,8 @@ export const useSessionStore = defineStore('session', () => {
     if (pendingCheck) return pendingCheck
     status.value = 'checking'
     checkError.value = null
-    pendingCheck = api
-      .getSession()
+    // The first check was started before the app was (src/boot.ts).
+    pendingCheck = (takeEarlySession() ?? api.getSession())
       .then(set)
       .catch((e: unknown) => {
         checkError.value = errorText(e)
