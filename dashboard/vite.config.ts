@@ -17,6 +17,9 @@ export default defineConfig({
     // compiled while it streams in (scripts/routePreload.ts).
     routePreload(fileURLToPath(new URL('./src/router.ts', import.meta.url)), ['views/ExplorerView.vue']),
   ],
+  // No component here uses Vue's Options API (all are <script setup>, so are the libraries'):
+  // without it Vue's runtime in the entry is ~10 KB smaller and quicker to evaluate.
+  define: { __VUE_OPTIONS_API__: 'false' },
   resolve: {
     alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
   },
