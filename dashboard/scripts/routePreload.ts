@@ -14,7 +14,9 @@
  * `eagerViews`, i.e. the explorer's chart and uPlot) with V8's explicit compile hint
  * `//# allFunctionsCalledOnLoad`: Chromium then compiles all their functions while the file
  * streams in, off the main thread, instead of each one on its first call on the main thread
- * (nearly all of them are called before the first chart is painted).
+ * (nearly all of them are called before the first chart is painted). The hint is added after
+ * the file names are hashed (minifying would drop an earlier comment), so it does not change
+ * them: a file cached from a build without it differs by that comment only.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
