@@ -454,7 +454,8 @@ async fn the_prometheus_api_answers_promtool_and_prometheus_federates_the_tenant
         ("/prometheus/api/v1/series?match[]=up", "md_wrong", 401, "unauthorized"),
         ("/prometheus/api/v1/query_exemplars?query=up", token.as_str(), 404, "not_found"),
         ("/prometheus/api/v1/query?query=topk(1,up)", token.as_str(), 400, "bad_data"),
-        ("/prometheus/api/v1/query?query=up%20+%20up", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/query?query=up%20%2B%20on(host)%20group_left(host)%20up", token.as_str(), 400, "bad_data"),
+        ("/prometheus/api/v1/query?query=cpu_usage%20%2B%20on()%20cpu_usage", token.as_str(), 422, "execution"),
         ("/prometheus/api/v1/query?query=sum(", token.as_str(), 400, "bad_data"),
         ("/prometheus/api/v1/query_range?query=up&start=0&end=86400&step=1", token.as_str(), 400, "bad_data"),
         ("/prometheus/api/v1/query_range?query=up&start=10&end=0&step=1", token.as_str(), 400, "bad_data"),
@@ -590,6 +591,36 @@ async fn promql_answers_what_prometheus_answers_on_the_same_samples() {
             values.push((h * 2 + 1, gauge, ts));
         }
     }
+    // For vector matching: two filesystems per host (bytes available and size), and an info
+    // series per host with a label to copy (`os`).
+    for (h, host) in hosts.iter().enumerate() {
+        for (m, mountpoint) in ["/", "/data"].iter().enumerate() {
+            let size = (h + 1 + m) as f64 * 50e9;
+            label_sets.push(vec![
+                ("__name__".into(), "node_filesystem_avail_bytes".into()),
+                ("host".into(), host.to_string()),
+                ("mountpoint".into(), mountpoint.to_string()),
+            ]);
+            label_sets.push(vec![
+                ("__name__".into(), "node_filesystem_size_bytes".into()),
+                ("host".into(), host.to_string()),
+                ("mountpoint".into(), mountpoint.to_string()),
+            ]);
+            let index = label_sets.len() - 2;
+            for i in 0..180 {
+                let ts = first + i as i64 * 10_000;
+                values.push((index, size * (0.2 + ((i * (h + m + 1)) % 13) as f64 * 0.05), ts));
+                values.push((index + 1, size, ts));
+            }
+        }
+        label_sets.push(vec![
+            ("__name__".into(), "node_uname_info".into()),
+            ("host".into(), host.to_string()),
+            ("os".into(), if h == 2 { "alpine".into() } else { "debian".into() }),
+        ]);
+        let index = label_sets.len() - 1;
+        values.extend((0..180).map(|i| (index, 1.0, first + i as i64 * 10_000)));
+    }
     let owned: Vec<Vec<(&str, &str)>> =
         label_sets.iter().map(|l| l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).collect();
     let samples: Vec<OneSample<'_>> = values.iter().map(|(s, v, ts)| (owned[*s].as_slice(), *v, *ts)).collect();
@@ -658,18 +689,57 @@ async fn promql_answers_what_prometheus_answers_on_the_same_samples() {
         "-node_temp_celsius",
         "abs(node_temp_celsius - 22)",
         "1 + 2 * 3",
+        // Vector matching.
+        "100 * (1 - node_filesystem_avail_bytes / node_filesystem_size_bytes)",
+        "node_filesystem_avail_bytes < node_filesystem_size_bytes * 0.5",
+        "node_filesystem_avail_bytes > bool 0.4 * node_filesystem_size_bytes",
+        r#"node_temp_celsius - on(host) node_filesystem_avail_bytes{mountpoint="/data"} / 1e9"#,
+        "rate(http_requests_total[5m]) * ignoring(code) node_temp_celsius",
+        "node_filesystem_avail_bytes * on(host) group_left(os) node_uname_info",
+        "node_temp_celsius / on(host) group_right node_filesystem_size_bytes",
+        "node_filesystem_size_bytes >= bool ignoring(mountpoint, os) group_left(os) (node_uname_info * 1e11)",
+        "sum by (host) (node_filesystem_avail_bytes) / on(host) group_left sum by (host) (node_filesystem_size_bytes)",
+        r#"node_temp_celsius and on(host) http_requests_total{code="200"}"#,
+        r#"node_temp_celsius unless on(host) http_requests_total{code="200"}"#,
+        r#"node_temp_celsius{host="a"} or node_filesystem_size_bytes"#,
+        "node_temp_celsius > 21 or ignoring(mountpoint) node_filesystem_avail_bytes",
+        r#"node_uname_info and ignoring(os) node_temp_celsius unless on(os) node_uname_info{os="alpine"}"#,
     ] {
         let path = format!("/api/v1/query?query={}&time={t}", urlencode(query));
         let (a, b) = (ours(format!("/prometheus{path}")).await, theirs(path).await);
         same_result(query, &a["data"], &b["data"]);
     }
     let (start, stop) = ((end - 20 * 60_000) as f64 / 1000.0, (end - 60_000) as f64 / 1000.0);
-    for query in
-        ["sum(rate(http_requests_total[2m]))", "node_temp_celsius", "max_over_time(node_temp_celsius[3m]) > 22"]
-    {
+    for query in [
+        "sum(rate(http_requests_total[2m]))",
+        "node_temp_celsius",
+        "max_over_time(node_temp_celsius[3m]) > 22",
+        "100 * (1 - node_filesystem_avail_bytes / node_filesystem_size_bytes)",
+        "node_filesystem_avail_bytes * on(host) group_left(os) node_uname_info",
+        "node_filesystem_avail_bytes > bool on(host, mountpoint) (node_filesystem_size_bytes / 2)",
+        "node_temp_celsius > 21 and on(host) node_filesystem_avail_bytes < 0.5 * node_filesystem_size_bytes",
+    ] {
         let path = format!("/api/v1/query_range?query={}&start={start}&end={stop}&step=60", urlencode(query));
         let (a, b) = (ours(format!("/prometheus{path}")).await, theirs(path).await);
         same_result(query, &a["data"], &b["data"]);
+    }
+
+    // What Prometheus refuses while evaluating, microdash refuses in the same words.
+    for query in [
+        "node_temp_celsius + on(host) node_filesystem_avail_bytes",
+        "node_filesystem_size_bytes / on(host) group_right node_temp_celsius",
+        "node_filesystem_avail_bytes + on(host) node_temp_celsius",
+        r#"{__name__=~"node_filesystem_.*"} * 2"#,
+    ] {
+        let path = format!("/api/v1/query?query={}&time={t}", urlencode(query));
+        let r = client().get(server.url(&format!("/prometheus{path}"))).bearer_auth(&token).send().await.unwrap();
+        let status = r.status();
+        let a: Value = r.json().await.unwrap();
+        let r = client().get(format!("{prom}{path}")).send().await.unwrap();
+        assert_eq!(status, r.status(), "{query}: {a}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!((&a["errorType"], &a["error"]), (&b["errorType"], &b["error"]), "{query}");
+        assert_eq!(b["errorType"], "execution", "{query}: {b}");
     }
 
     // Grafana's default: the same query as a POST form answers the same.

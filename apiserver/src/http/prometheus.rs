@@ -53,7 +53,7 @@ pub struct PromSeries {
 pub struct PromError {
     /// Always `error`.
     pub status: String,
-    /// `bad_data`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`.
+    /// `bad_data`, `execution`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`.
     #[serde(rename = "errorType")]
     pub error_type: String,
     pub error: String,
@@ -588,7 +588,9 @@ pub async fn prometheus_errors(response: Response) -> Response {
         .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
     let error_type = match status {
-        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY => "bad_data",
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "bad_data",
+        // Prometheus answers a query that fails while it is evaluated with 422 `execution`.
+        StatusCode::UNPROCESSABLE_ENTITY => "execution",
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => "not_found",

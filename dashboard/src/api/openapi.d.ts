@@ -1053,7 +1053,7 @@ export interface components {
         /** @description Prometheus' error answer. */
         PromError: {
             error: string;
-            /** @description `bad_data`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`. */
+            /** @description `bad_data`, `execution`, `not_found`, `unavailable`, `internal`, `unauthorized` or `forbidden`. */
             errorType: string;
             /** @description Always `error`. */
             status: string;

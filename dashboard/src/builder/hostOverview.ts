@@ -2,14 +2,25 @@
  * The built-in "Host overview" dashboard for the agent's metrics (agent/README.md), with a
  * `$host` variable from the `host` label of `cpu.usage`. The counters (`*_total`) are drawn as
  * rates with PromQL (`/prometheus/api/v1/query_range`), where the agent's dotted names have
- * underscores (`cpu.seconds_total` → `cpu_seconds_total`). The server's PromQL has no
- * operation between two vectors (yet), so each rate is a query of its own.
+ * underscores (`cpu.seconds_total` → `cpu_seconds_total`). Operations between two vectors match
+ * series on their labels as in Prometheus: the filesystem fill divides `fs_avail_bytes` by the
+ * `fs_size_bytes` of the same mount, and network errors and drops are one sum per device (a
+ * sum of four rates; one `rate({__name__=~…})` would give four series with the same labels once
+ * the names are dropped, which Prometheus refuses).
  */
 import type { Dashboard } from '@/api/types'
 
 const host = { host: '$host' }
 const H = 'host="$host"'
 const rate = (metric: string, extra = '') => `rate(${metric}{${H}${extra}}[1m])`
+
+/** Receive and transmit errors and drops of each network device of the host, per second. */
+export const NET_ERRORS_AND_DROPS = ['net_receive_errs_total', 'net_transmit_errs_total', 'net_receive_drop_total', 'net_transmit_drop_total']
+  .map((metric) => `sum by (device) (${rate(metric)})`)
+  .join(' + ')
+
+/** How full each filesystem of the host is: the share of its size no longer available, in %. */
+export const FS_FILL = `100 * (1 - fs_avail_bytes{${H}} / fs_size_bytes{${H}})`
 
 export const HOST_OVERVIEW: Dashboard = {
   name: 'host-overview',
@@ -58,13 +69,8 @@ export const HOST_OVERVIEW: Dashboard = {
     },
     {
       id: 'net-errors', type: 'timeseries', title: 'Network errors and drops per second', metric: '', match: {}, agg: 'avg',
-      promql: `sum(${rate('net_receive_errs_total')})`,
+      promql: NET_ERRORS_AND_DROPS,
       unit: '/s', thresholds: [], legend: true,
-      queries: [
-        { metric: '', match: {}, agg: 'avg', promql: `sum(${rate('net_transmit_errs_total')})` },
-        { metric: '', match: {}, agg: 'avg', promql: `sum(${rate('net_receive_drop_total')})` },
-        { metric: '', match: {}, agg: 'avg', promql: `sum(${rate('net_transmit_drop_total')})` },
-      ],
       layout: { x: 0, y: 18, w: 6, h: 7 },
     },
     {
@@ -84,8 +90,13 @@ export const HOST_OVERVIEW: Dashboard = {
       unit: 'B', thresholds: [], topN: 10, layout: { x: 6, y: 25, w: 6, h: 6 },
     },
     {
+      id: 'fs-fill', type: 'timeseries', title: 'Filesystems: fill', metric: '', match: {}, agg: 'avg',
+      promql: FS_FILL, unit: '%', thresholds: [{ value: 90, color: '#ef4444' }], legend: true,
+      layout: { x: 0, y: 31, w: 12, h: 7 },
+    },
+    {
       id: 'alerts', type: 'alerts', title: 'Alerts', metric: '', match: {}, agg: 'avg', unit: '', thresholds: [],
-      layout: { x: 0, y: 31, w: 12, h: 5 },
+      layout: { x: 0, y: 38, w: 12, h: 5 },
     },
   ],
 }

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { api, ApiError, promMatrixToSeries } from '@/api/client'
 import { mockFetch } from '@/test/fakes'
-import { HOST_OVERVIEW } from './hostOverview'
+import { FS_FILL, HOST_OVERVIEW, NET_ERRORS_AND_DROPS } from './hostOverview'
 import { escapePromqlString, isPromql, promqlName, promStep, substitutePromql, validateDashboard } from './model'
 
 describe('PromQL variables', () => {
@@ -63,9 +63,20 @@ describe('Host overview template', () => {
     expect(qs.length).toBeGreaterThan(5)
     for (const q of qs) {
       expect(q).toContain('host="$host"')
-      expect(q).toMatch(/rate\(/)
       expect(q).not.toMatch(/[a-z]\.[a-z]/)
+      // Every counter is read as a rate.
+      expect(q.match(/_total\{/g)?.length ?? 0).toBe(q.match(/rate\([a-z_]+_total\{/g)?.length ?? 0)
     }
+    expect(qs).toContain(FS_FILL)
+    expect(FS_FILL).toBe('100 * (1 - fs_avail_bytes{host="$host"} / fs_size_bytes{host="$host"})')
+    const net = HOST_OVERVIEW.panels.find((p) => p.id === 'net-errors')!
+    expect(net.promql).toBe(NET_ERRORS_AND_DROPS)
+    expect(net.queries ?? []).toEqual([])
+    expect(NET_ERRORS_AND_DROPS.split(' + ')).toEqual(
+      ['receive_errs', 'transmit_errs', 'receive_drop', 'transmit_drop'].map(
+        (c) => `sum by (device) (rate(net_${c}_total{host="$host"}[1m]))`,
+      ),
+    )
     expect(HOST_OVERVIEW.panels.find((p) => p.id === 'notes')!.text).not.toMatch(/cumulative/)
   })
 })
