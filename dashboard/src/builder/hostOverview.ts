@@ -84,8 +84,14 @@ export const HOST_OVERVIEW: Dashboard = {
       unit: 'B', thresholds: [], topN: 10, layout: { x: 6, y: 25, w: 6, h: 6 },
     },
     {
+      // systemd.units: the agent's count of units by state, where systemd runs (no data elsewhere).
+      id: 'systemd-failed', type: 'stat', title: 'Failed systemd units', metric: 'systemd.units',
+      match: { ...host, state: 'failed' }, agg: 'last', unit: '', thresholds: [{ value: 1, color: '#ef4444' }],
+      layout: { x: 0, y: 31, w: 3, h: 5 },
+    },
+    {
       id: 'alerts', type: 'alerts', title: 'Alerts', metric: '', match: {}, agg: 'avg', unit: '', thresholds: [],
-      layout: { x: 0, y: 31, w: 12, h: 5 },
+      layout: { x: 3, y: 31, w: 9, h: 5 },
     },
   ],
 }
