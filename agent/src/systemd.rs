@@ -206,7 +206,7 @@ mod bus {
             Self { config, socket, timeout, state }
         }
 
-        /// Whether a collection may talk to the bus now (so `--once` knows it needs a runtime).
+        /// Whether the next collection talks to the bus (rather than returning at once).
         pub fn may_collect(&self) -> bool {
             match &self.state {
                 State::Disabled => false,
