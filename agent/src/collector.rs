@@ -57,6 +57,12 @@ pub const METRICS: &[(&str, &str, &[&str])] = &[
     ("sockstat.*", "sockets (`_mem_bytes`: bytes)", &[]),
     ("hwmon.temp_celsius", "degrees Celsius", &["chip", "sensor"]),
     ("thermal.zone_celsius", "degrees Celsius", &["type", "zone"]),
+    // systemd over D-Bus (crate::systemd), where the system bus answers.
+    ("systemd.unit_state", "0 or 1", &["name", "state", "type"]),
+    ("systemd.units", "units", &["state"]),
+    ("systemd.system_running", "0 or 1", &[]),
+    ("systemd.system_state", "0 or 1", &["state"]),
+    ("systemd.version", "version number", &["version"]),
 ];
 
 /// The `METRICS` entry documenting `metric`: its exact name, or a family written `prefix*`.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::filter::{DEFAULT_DISK_EXCLUDE, DEFAULT_FS_EXCLUDE, Filters, NameFilter};
 use crate::kube::KubeConfig;
 use crate::scrape::Target;
+use crate::systemd::{DEFAULT_UNIT_EXCLUDE, SystemdConfig};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_DIR: &str = "./data/agent-spool";
@@ -122,6 +123,20 @@ pub struct Cli {
     #[arg(long, env = "MICRODASH_AGENT_FS_EXCLUDE", value_name = "REGEX")]
     pub fs_exclude: Option<String>,
 
+    /// systemd unit states over D-Bus where the system bus answers: true or false
+    /// [default: true].
+    #[arg(long, env = "MICRODASH_AGENT_SYSTEMD", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub systemd: Option<bool>,
+
+    /// Regex: only units matching it get `systemd.unit_state` series [default: all].
+    #[arg(long, env = "MICRODASH_AGENT_SYSTEMD_UNIT_INCLUDE", value_name = "REGEX")]
+    pub systemd_unit_include: Option<String>,
+
+    /// Regex: units matching it get no `systemd.unit_state` series [default: automounts,
+    /// devices, mounts, scopes and slices, as node_exporter].
+    #[arg(long, env = "MICRODASH_AGENT_SYSTEMD_UNIT_EXCLUDE", value_name = "REGEX")]
+    pub systemd_unit_exclude: Option<String>,
+
     /// A Prometheus or OpenMetrics endpoint to scrape at every collection; repeatable. Its
     /// samples join the batch with `instance` = the target's host:port. Given here, it replaces
     /// the file's `scrape` list. The environment variable takes a comma-separated list.
@@ -171,6 +186,9 @@ pub struct FileConfig {
     pub net_exclude: Option<String>,
     pub fs_include: Option<String>,
     pub fs_exclude: Option<String>,
+    pub systemd: Option<bool>,
+    pub systemd_unit_include: Option<String>,
+    pub systemd_unit_exclude: Option<String>,
     /// Scrape targets' URLs.
     pub scrape: Option<Vec<String>>,
     pub kube_node: Option<String>,
@@ -234,6 +252,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// Devices, interfaces and mount points of the per-device families.
     pub filters: Filters,
+    /// systemd unit states (`systemd`, `systemd-unit-include`, `systemd-unit-exclude`).
+    pub systemd: SystemdConfig,
     /// Static scrape targets (`--scrape`, the file's `scrape`).
     pub scrape: Vec<Target>,
     /// Pod discovery (`--kube-node`).
@@ -258,6 +278,7 @@ impl Config {
     /// the result. `hostname` supplies the default host label.
     pub fn resolve(cli: Cli, file: FileConfig, hostname: impl FnOnce() -> Option<String>) -> Result<Self> {
         let filters = resolve_filters(&cli, &file)?;
+        let systemd = resolve_systemd(&cli, &file)?;
         let scrape = match (cli.scrape.is_empty(), &file.scrape) {
             (false, _) => cli.scrape.iter().map(|url| Target::parse("--scrape", url)).collect::<Result<Vec<_>>>()?,
             (true, Some(urls)) => urls.iter().map(|url| Target::parse("scrape", url)).collect::<Result<Vec<_>>>()?,
@@ -359,6 +380,7 @@ impl Config {
             root: cli.root.or(file.root),
             ca_file,
             filters,
+            systemd,
             scrape,
             kube,
             once: cli.once,
@@ -392,6 +414,22 @@ fn resolve_filters(cli: &Cli, file: &FileConfig) -> Result<Filters> {
             "fs",
             pick(&cli.fs_include, &file.fs_include, None),
             pick(&cli.fs_exclude, &file.fs_exclude, Some(DEFAULT_FS_EXCLUDE)),
+        )?,
+    })
+}
+
+/// `systemd` and its unit filters, flag over file over default like the other filters.
+fn resolve_systemd(cli: &Cli, file: &FileConfig) -> Result<SystemdConfig> {
+    let pick = |flag: &Option<String>, key: &Option<String>, default: Option<&str>| {
+        flag.clone().or(key.clone()).or(default.map(str::to_owned)).filter(|p| !p.is_empty())
+    };
+    let include = pick(&cli.systemd_unit_include, &file.systemd_unit_include, None);
+    let exclude = pick(&cli.systemd_unit_exclude, &file.systemd_unit_exclude, Some(DEFAULT_UNIT_EXCLUDE));
+    Ok(SystemdConfig {
+        enabled: cli.systemd.or(file.systemd).unwrap_or(true),
+        units: NameFilter::new(
+            include.as_deref().map(|p| ("systemd-unit-include", p)),
+            exclude.as_deref().map(|p| ("systemd-unit-exclude", p)),
         )?,
     })
 }
@@ -595,6 +633,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("net-include") && err.contains("eth("), "{err}");
+    }
+
+    #[test]
+    fn systemd_switch_and_unit_filters_come_from_flags_or_file_and_a_bad_regex_names_its_key() {
+        let defaults = Config::resolve(Cli { once: true, ..Cli::default() }, FileConfig::default(), host).unwrap();
+        assert!(defaults.systemd.enabled);
+        assert!(defaults.systemd.units.allows("cron.service") && defaults.systemd.units.allows("dbus.socket"));
+        for excluded in ["-.mount", "dev-sda.device", "init.scope", "system.slice", "proc-sys-fs-binfmt_misc.automount"]
+        {
+            assert!(!defaults.systemd.units.allows(excluded), "{excluded}");
+        }
+
+        let yaml = "systemd: false\nsystemd-unit-include: \\.service$\nsystemd-unit-exclude: \"\"\n";
+        let from_file = Config::resolve(Cli { once: true, ..Cli::default() }, file(yaml), host).unwrap().systemd;
+        assert!(!from_file.enabled);
+        assert!(from_file.units.allows("cron.service") && !from_file.units.allows("cron.timer"));
+
+        let cli =
+            Cli::try_parse_from(["microdash-agent", "--once", "--systemd", "on", "--systemd-unit-exclude", "^cron"])
+                .unwrap();
+        let flags = Config::resolve(cli, file(yaml), host).unwrap().systemd;
+        assert!(flags.enabled, "the flag wins over the file");
+        assert!(!flags.units.allows("cron.service") && flags.units.allows("nginx.service"));
+        assert!(Cli::try_parse_from(["microdash-agent", "--systemd", "perhaps"]).is_err());
+
+        for (yaml, key) in [
+            ("systemd-unit-include: \"a(\"\n", "systemd-unit-include"),
+            ("systemd-unit-exclude: \"[x\"\n", "systemd-unit-exclude"),
+        ] {
+            let err = Config::resolve(Cli { once: true, ..Cli::default() }, file(yaml), host).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("configuration: {key} `")), "{err}");
+        }
+        let err = FileConfig::parse("systemd: maybe\n").unwrap_err();
+        assert!(err.contains("systemd"), "{err}");
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod service;
 pub mod shipper;
 pub mod sink;
 pub mod spool;
+pub mod systemd;
 
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ use crate::scrape::{Scraper, Target};
 use crate::shipper::{Shipper, ShipperOptions, Stats, stopped};
 use crate::sink::{HttpSink, MqttSink, Sink};
 use crate::spool::Spool;
+use crate::systemd::{self, SystemdCollector};
 
 /// Batches waiting for the shipper while it is busy with a slow send; beyond this the
 /// collector waits, and a missed tick is skipped rather than bunched.
@@ -64,30 +65,48 @@ pub fn check_health(config: &Config) -> std::result::Result<String, String> {
     Ok(format!("healthy: the last collection was {} ms ago", age.as_millis()))
 }
 
-/// `--once`: one collection as a bulk request body, the scrape targets' samples included.
+/// The systemd collector of `config`: the host's bus under `--root`.
+pub fn systemd_collector(config: &Config) -> SystemdCollector {
+    SystemdCollector::new(
+        config.systemd.clone(),
+        systemd::bus_socket(config.root.as_deref()),
+        systemd::timeout(config.interval),
+    )
+}
+
+/// `--once`: one collection as a bulk request body, the systemd units' and the scrape
+/// targets' samples included.
 pub fn collect_once(config: &Config) -> Result<Batch> {
     let mut collector =
         Collector::new(&config.host_label, &config.proc_root, config.root.clone(), config.filters.clone())?;
     let ts = now_ms();
     let seq = BatchSeq::starting_after(None).next(ts);
     let samples = collector.collect(seq, ts as i64);
-    if config.scrape.is_empty() && config.kube.is_none() {
+    let scraping = !config.scrape.is_empty() || config.kube.is_some();
+    // `enabled` rather than `may_collect()`: even without a bus, the collector says once why it is off.
+    if !scraping && !config.systemd.enabled {
         return Ok(Batch::new(seq, samples));
     }
-    let scraper = Scraper::new(scrape_timeout(config.interval))?;
+    let scraper = scraping.then(|| Scraper::new(scrape_timeout(config.interval))).transpose()?;
     let mut discovery = config.kube.clone().map(Discovery::new).transpose()?;
+    let mut systemd = systemd_collector(config);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::config(format!("starting the async runtime: {e}")))?;
-    let scraped = runtime.block_on(async {
-        let mut targets = config.scrape.clone();
-        if let Some(discovery) = &mut discovery {
-            targets.extend_from_slice(discovery.targets().await);
-        }
-        scraper.scrape_all(&targets).await
+    let (mut extra, scraped) = runtime.block_on(async {
+        let scrapes = async {
+            let Some(scraper) = &scraper else { return Vec::new() };
+            let mut targets = config.scrape.clone();
+            if let Some(discovery) = &mut discovery {
+                targets.extend_from_slice(discovery.targets().await);
+            }
+            scraper.scrape_all(&targets).await
+        };
+        tokio::join!(systemd.collect(), scrapes)
     });
-    Ok(Batch::new(seq, collector.append_scraped(seq, ts as i64, samples, scraped)))
+    extra.extend(scraped);
+    Ok(Batch::new(seq, collector.append_scraped(seq, ts as i64, samples, extra)))
 }
 
 /// A scrape must end before the next collection: at most the interval, and 10 s.
@@ -142,8 +161,17 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
         targets: config.scrape.clone(),
         discovery: config.kube.clone().map(Discovery::new).transpose()?,
     };
-    let collecting =
-        tokio::spawn(collect_loop(collector, scraping, seq, config.interval, batch_tx, stop.clone(), heartbeat));
+    let systemd = systemd_collector(&config);
+    let collecting = tokio::spawn(collect_loop(
+        collector,
+        scraping,
+        systemd,
+        seq,
+        config.interval,
+        batch_tx,
+        stop.clone(),
+        heartbeat,
+    ));
     let shipper = Shipper::new(sink, spool, ShipperOptions::default());
     let stats = shipper.run(batch_rx, stop).await;
     if let Err(error) = collecting.await {
@@ -153,10 +181,13 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
 }
 
 /// Collects at every tick until stopped; a collection in progress finishes and is handed
-/// over, so the shipper can spool it.
+/// over, so the shipper can spool it. A batch holds the host's samples, then systemd's, then
+/// the scrape targets'.
+#[allow(clippy::too_many_arguments)]
 pub async fn collect_loop(
     mut collector: Collector,
     mut scraping: Scraping,
+    mut systemd: SystemdCollector,
     mut seq: BatchSeq,
     interval: Duration,
     batches: mpsc::Sender<Batch>,
@@ -188,14 +219,15 @@ pub async fn collect_loop(
                 None => Vec::new(),
             }
         };
-        let (joined, scraped) = tokio::join!(reading, scrapes);
+        let (joined, mut extra, scraped) = tokio::join!(reading, systemd.collect(), scrapes);
+        extra.extend(scraped);
         let samples;
         (collector, samples) = match joined {
             Ok((collector, samples)) => {
-                let samples = if scraped.is_empty() {
+                let samples = if extra.is_empty() {
                     samples
                 } else {
-                    collector.append_scraped(batch_seq, ts as i64, samples, scraped)
+                    collector.append_scraped(batch_seq, ts as i64, samples, extra)
                 };
                 (collector, samples)
             }

@@ -95,8 +95,14 @@ export const HOST_OVERVIEW: Dashboard = {
       layout: { x: 0, y: 31, w: 12, h: 7 },
     },
     {
+      // systemd.units: the agent's count of units by state, where systemd runs (no data elsewhere).
+      id: 'systemd-failed', type: 'stat', title: 'Failed systemd units', metric: 'systemd.units',
+      match: { ...host, state: 'failed' }, agg: 'last', unit: '', thresholds: [{ value: 1, color: '#ef4444' }],
+      layout: { x: 0, y: 38, w: 3, h: 5 },
+    },
+    {
       id: 'alerts', type: 'alerts', title: 'Alerts', metric: '', match: {}, agg: 'avg', unit: '', thresholds: [],
-      layout: { x: 0, y: 38, w: 12, h: 5 },
+      layout: { x: 3, y: 38, w: 9, h: 5 },
     },
   ],
 }
