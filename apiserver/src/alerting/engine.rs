@@ -148,7 +148,7 @@ impl AlertEngine {
             sync_wanted: false,
             retry_after: 0,
             progress: None,
-            channels: HashMap::new(),
+            channels: Channels::default(),
             mutes: Mutes::default(),
             inhibiting: BTreeSet::new(),
             groups: HashMap::new(),
@@ -300,6 +300,28 @@ impl RuleIndex {
     }
 }
 
+/// The notification channels by tenant and name, looked up without building a key.
+#[derive(Default)]
+struct Channels(HashMap<i64, HashMap<String, NotificationChannelSpec>>);
+
+impl Channels {
+    fn get(&self, tenant_id: i64, name: &str) -> Option<&NotificationChannelSpec> {
+        self.0.get(&tenant_id)?.get(name)
+    }
+
+    /// The channel, if it groups (`groupBy`).
+    fn grouping(&self, tenant_id: i64, name: &str) -> Option<&NotificationChannelSpec> {
+        self.get(tenant_id, name).filter(|c| c.grouped())
+    }
+
+    /// Every grouping channel: (tenant, name, spec).
+    fn all_grouping(&self) -> impl Iterator<Item = (i64, &str, &NotificationChannelSpec)> {
+        self.0.iter().flat_map(|(tenant_id, channels)| {
+            channels.iter().filter(|(_, c)| c.grouped()).map(|(name, c)| (*tenant_id, name.as_str(), c))
+        })
+    }
+}
+
 /// A rule found changed by a sync, read with the others in one query, waiting to be loaded.
 struct Staged {
     updated_at: i64,
@@ -422,7 +444,7 @@ struct Evaluator {
     /// After a failed load, no new attempt before this time (ms).
     retry_after: i64,
     progress: Option<Progress>,
-    channels: HashMap<RuleKey, NotificationChannelSpec>,
+    channels: Channels,
     /// What holds back notifications: silences and firing inhibitors.
     mutes: Mutes,
     /// The loaded rules with `inhibits`.
@@ -781,11 +803,11 @@ impl Evaluator {
     }
 
     async fn load_channels(&mut self) -> crate::storage::Result<()> {
-        let mut channels = HashMap::new();
+        let mut channels = Channels::default();
         for record in self.store.list_specs(SpecKind::Channel, None).await? {
             match serde_json::from_str::<NotificationChannelSpec>(&record.spec) {
                 Ok(spec) => {
-                    channels.insert((record.tenant_id, record.name), spec);
+                    channels.0.entry(record.tenant_id).or_default().insert(record.name, spec);
                 }
                 Err(err) => tracing::error!(%err, channel = %record.name, "A stored channel is unreadable; skipped."),
             }
@@ -1149,8 +1171,9 @@ impl Evaluator {
                     transitions.push((key.clone(), instance_key.clone(), t, before));
                 } else if self.mutes.of(key.0, (&rule.name, &rule.spec.labels), &inst.labels, now).is_none() {
                     for channel in &rule.spec.channels {
+                        let spec = self.channels.get(key.0, channel);
                         // A grouping channel's repeats and held-back alerts go with its groups.
-                        if self.channels.get(&(key.0, channel.clone())).is_some_and(|c| c.grouped()) {
+                        if spec.is_some_and(|c| c.grouped()) {
                             continue;
                         }
                         // A problem whose notification was held back (a silence that has ended
@@ -1161,11 +1184,7 @@ impl Evaluator {
                             resumes.push((key.clone(), instance_key.clone(), channel.clone()));
                             continue;
                         }
-                        let interval = self
-                            .channels
-                            .get(&(key.0, channel.clone()))
-                            .map(|c| c.repeat_interval().map(|d| d.as_millis() as i64))
-                            .unwrap_or(None);
+                        let interval = spec.and_then(|c| c.repeat_interval()).map(|d| d.as_millis() as i64);
                         if repeat_due(inst.instance.state, inst.last_notified.get(channel).copied(), interval, now) {
                             repeats.push((key.clone(), instance_key.clone(), channel.clone()));
                         }
@@ -1190,14 +1209,14 @@ impl Evaluator {
     /// group's firing alerts and the ones resolved since the last, written with the group's new
     /// state in one transaction (the outbox then delivers it exactly once).
     async fn flush_groups(&mut self, now: i64) {
-        if self.groups.is_empty() && !self.channels.values().any(NotificationChannelSpec::grouped) {
+        if self.groups.is_empty() && self.channels.all_grouping().next().is_none() {
             return;
         }
         // The alerts of each group now: (rule, instance, firing).
         let mut members: HashMap<GroupKey, Vec<(RuleKey, String, bool)>> = HashMap::new();
         for (key, rule) in &self.rules {
             for channel in &rule.spec.channels {
-                let Some(spec) = self.channels.get(&(key.0, channel.clone())).filter(|c| c.grouped()) else {
+                let Some(spec) = self.channels.grouping(key.0, channel) else {
                     continue;
                 };
                 for (instance_key, inst) in &rule.instances {
@@ -1225,8 +1244,7 @@ impl Evaluator {
         let due: Vec<GroupKey> =
             self.groups.iter().filter(|(_, g)| g.next_flush <= now).map(|(k, _)| k.clone()).collect();
         for group_key in due {
-            let Some(spec) = self.channels.get(&(group_key.0, group_key.1.clone())).filter(|c| c.grouped()).cloned()
-            else {
+            let Some(spec) = self.channels.grouping(group_key.0, &group_key.1).cloned() else {
                 // The channel is gone or no longer groups.
                 self.groups.remove(&group_key);
                 continue;
@@ -1338,10 +1356,7 @@ impl Evaluator {
     async fn load_groups(&mut self, now: i64) -> crate::storage::Result<()> {
         self.groups.clear();
         for record in self.store.list_alert_groups(None).await? {
-            let Some(spec) = self.channels.get(&(record.tenant_id, record.channel.clone())).filter(|c| c.grouped())
-            else {
-                continue;
-            };
+            let Some(spec) = self.channels.grouping(record.tenant_id, &record.channel) else { continue };
             let next_flush = (record.flushed_at + spec.group_interval().as_millis() as i64).max(now);
             self.groups.insert(
                 (record.tenant_id, record.channel, labels_key(&record.labels)),
@@ -1417,7 +1432,7 @@ impl Evaluator {
             && muted.is_none()
         {
             for channel in &rule.spec.channels {
-                let spec = self.channels.get(&(key.0, channel.clone()));
+                let spec = self.channels.get(key.0, channel);
                 // A grouping channel hears of it with its group (`flush_groups`).
                 if spec.is_some_and(|c| c.grouped()) {
                     continue;
