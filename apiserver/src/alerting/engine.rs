@@ -142,6 +142,7 @@ impl AlertEngine {
             events: events.clone(),
             rules: HashMap::new(),
             index: RuleIndex::default(),
+            by_channel: ChannelRules::default(),
             pending: BTreeSet::new(),
             staged: HashMap::new(),
             load_order: std::collections::VecDeque::new(),
@@ -300,6 +301,45 @@ impl RuleIndex {
     }
 }
 
+/// The loaded rules by tenant and by each channel their spec lists, whether that channel exists
+/// or groups now or not: a tick's group work visits the rules of the grouping channels only, and
+/// a channel that starts grouping finds its rules here without anything else to update.
+#[derive(Default)]
+struct ChannelRules(HashMap<i64, HashMap<String, BTreeSet<RuleKey>>>);
+
+impl ChannelRules {
+    fn insert(&mut self, key: &RuleKey, spec: &AlertRuleSpec) {
+        let channels = self.0.entry(key.0).or_default();
+        for channel in &spec.channels {
+            channels.entry(channel.clone()).or_default().insert(key.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &RuleKey, spec: &AlertRuleSpec) {
+        let Some(channels) = self.0.get_mut(&key.0) else { return };
+        for channel in &spec.channels {
+            if let Some(rules) = channels.get_mut(channel) {
+                rules.remove(key);
+                if rules.is_empty() {
+                    channels.remove(channel);
+                }
+            }
+        }
+        if channels.is_empty() {
+            self.0.remove(&key.0);
+        }
+    }
+
+    /// The rules that list `channel` of the tenant.
+    fn of(&self, tenant_id: i64, channel: &str) -> impl Iterator<Item = &RuleKey> {
+        self.0.get(&tenant_id).and_then(|channels| channels.get(channel)).into_iter().flatten()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// The notification channels by tenant and name, looked up without building a key.
 #[derive(Default)]
 struct Channels(HashMap<i64, HashMap<String, NotificationChannelSpec>>);
@@ -433,6 +473,8 @@ struct Evaluator {
     events: broadcast::Sender<AlertEvent>,
     rules: HashMap<RuleKey, RuleRuntime>,
     index: RuleIndex,
+    /// The loaded rules by the channels they list.
+    by_channel: ChannelRules,
     /// Rules written, deleted or found changed, not loaded yet.
     pending: BTreeSet<RuleKey>,
     /// Pending rules whose spec a sync already read.
@@ -705,6 +747,7 @@ impl Evaluator {
     fn forget_rules(&mut self) {
         self.rules.clear();
         self.index.clear();
+        self.by_channel.clear();
         self.inhibiting.clear();
         self.mutes.inhibitors.clear();
         self.groups.clear();
@@ -890,6 +933,7 @@ impl Evaluator {
     fn remove_rule(&mut self, key: &RuleKey) {
         if let Some(rule) = self.rules.remove(key) {
             self.index.remove(key.0, &key.1, &rule.spec);
+            self.by_channel.remove(key, &rule.spec);
         }
         if self.inhibiting.remove(key) {
             self.refresh_inhibitors(key.0);
@@ -970,6 +1014,7 @@ impl Evaluator {
         for (key, rule) in built {
             self.remove_rule(&key);
             self.index.insert(key.0, &key.1, &rule.spec);
+            self.by_channel.insert(&key, &rule.spec);
             if rule.spec.inhibits.is_some() {
                 self.inhibiting.insert(key.clone());
                 inhibitors_changed.insert(key.0);
@@ -1212,35 +1257,7 @@ impl Evaluator {
         if self.groups.is_empty() && self.channels.all_grouping().next().is_none() {
             return;
         }
-        // The alerts of each group now: (rule, instance, firing).
-        let mut members: HashMap<GroupKey, Vec<(RuleKey, String, bool)>> = HashMap::new();
-        for (key, rule) in &self.rules {
-            for channel in &rule.spec.channels {
-                let Some(spec) = self.channels.grouping(key.0, channel) else {
-                    continue;
-                };
-                for (instance_key, inst) in &rule.instances {
-                    let problem = matches!(inst.instance.state, AlertState::Firing | AlertState::NoData);
-                    let firing =
-                        problem && self.mutes.of(key.0, (&rule.name, &rule.spec.labels), &inst.labels, now).is_none();
-                    let labels = group_labels(&spec.group_by, &rule.name, &rule.spec.labels, &inst.labels);
-                    let group_key = (key.0, channel.clone(), labels_key(&labels));
-                    if firing {
-                        let group = self.groups.entry(group_key.clone()).or_insert_with(|| Group {
-                            labels,
-                            next_flush: now + spec.group_wait().as_millis() as i64,
-                            seen_firing: BTreeSet::new(),
-                            last: None,
-                        });
-                        group.seen_firing.insert(inst.id);
-                    } else if problem || !self.groups.get(&group_key).is_some_and(|g| g.knows(inst.id)) {
-                        // Muted, or never told: not part of the group's news.
-                        continue;
-                    }
-                    members.entry(group_key).or_default().push((key.clone(), instance_key.clone(), firing));
-                }
-            }
-        }
+        let mut members = self.group_members(now);
         let due: Vec<GroupKey> =
             self.groups.iter().filter(|(_, g)| g.next_flush <= now).map(|(k, _)| k.clone()).collect();
         for group_key in due {
@@ -1350,6 +1367,39 @@ impl Evaluator {
                 }
             }
         }
+    }
+
+    /// The alerts of each group of the grouping channels now, (rule, instance, firing), with
+    /// the groups of alerts that start firing formed. Only the rules that list a grouping
+    /// channel are visited.
+    fn group_members(&mut self, now: i64) -> HashMap<GroupKey, Vec<(RuleKey, String, bool)>> {
+        let mut members: HashMap<GroupKey, Vec<(RuleKey, String, bool)>> = HashMap::new();
+        for (tenant_id, channel, spec) in self.channels.all_grouping() {
+            for key in self.by_channel.of(tenant_id, channel) {
+                let Some(rule) = self.rules.get(key) else { continue };
+                for (instance_key, inst) in &rule.instances {
+                    let problem = matches!(inst.instance.state, AlertState::Firing | AlertState::NoData);
+                    let firing =
+                        problem && self.mutes.of(key.0, (&rule.name, &rule.spec.labels), &inst.labels, now).is_none();
+                    let labels = group_labels(&spec.group_by, &rule.name, &rule.spec.labels, &inst.labels);
+                    let group_key = (key.0, channel.to_string(), labels_key(&labels));
+                    if firing {
+                        let group = self.groups.entry(group_key.clone()).or_insert_with(|| Group {
+                            labels,
+                            next_flush: now + spec.group_wait().as_millis() as i64,
+                            seen_firing: BTreeSet::new(),
+                            last: None,
+                        });
+                        group.seen_firing.insert(inst.id);
+                    } else if problem || !self.groups.get(&group_key).is_some_and(|g| g.knows(inst.id)) {
+                        // Muted, or never told: not part of the group's news.
+                        continue;
+                    }
+                    members.entry(group_key).or_default().push((key.clone(), instance_key.clone(), firing));
+                }
+            }
+        }
+        members
     }
 
     /// Reads what the groups' last notifications were (a start or takeover).
