@@ -131,36 +131,8 @@ impl AlertEngine {
         telemetry: Telemetry,
     ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let watched = Arc::new(RwLock::new(HashMap::new()));
-        let values = Arc::new(Mutex::new(HashMap::new()));
-        let (events, _) = broadcast::channel(1024);
-        let evaluator = Evaluator {
-            store,
-            outbox,
-            watched: watched.clone(),
-            values: values.clone(),
-            events: events.clone(),
-            rules: HashMap::new(),
-            index: RuleIndex::default(),
-            by_channel: ChannelRules::default(),
-            pending: BTreeSet::new(),
-            staged: HashMap::new(),
-            load_order: std::collections::VecDeque::new(),
-            sync_wanted: false,
-            retry_after: 0,
-            progress: None,
-            channels: Channels::default(),
-            mutes: Mutes::default(),
-            inhibiting: BTreeSet::new(),
-            groups: HashMap::new(),
-            groups_loaded: false,
-            tenants: HashMap::new(),
-            fingerprint: String::new(),
-            active: matches!(ownership, Ownership::Always),
-            telemetry,
-            ownership,
-            renewed_at: 0,
-        };
+        let evaluator = Evaluator::new(store, outbox, ownership, telemetry);
+        let (watched, values, events) = (evaluator.watched.clone(), evaluator.values.clone(), evaluator.events.clone());
         let task = tokio::spawn(evaluator.run(rx));
         (Arc::new(AlertEngine { tx, watched, values, events }), task)
     }
@@ -623,6 +595,36 @@ fn policy_of(spec: &AlertRuleSpec) -> Policy {
 }
 
 impl Evaluator {
+    fn new(store: DynStore, outbox: Arc<Notify>, ownership: Ownership, telemetry: Telemetry) -> Self {
+        Evaluator {
+            store,
+            outbox,
+            watched: Arc::new(RwLock::new(HashMap::new())),
+            values: Arc::new(Mutex::new(HashMap::new())),
+            events: broadcast::channel(1024).0,
+            rules: HashMap::new(),
+            index: RuleIndex::default(),
+            by_channel: ChannelRules::default(),
+            pending: BTreeSet::new(),
+            staged: HashMap::new(),
+            load_order: std::collections::VecDeque::new(),
+            sync_wanted: false,
+            retry_after: 0,
+            progress: None,
+            channels: Channels::default(),
+            mutes: Mutes::default(),
+            inhibiting: BTreeSet::new(),
+            groups: HashMap::new(),
+            groups_loaded: false,
+            tenants: HashMap::new(),
+            fingerprint: String::new(),
+            active: matches!(ownership, Ownership::Always),
+            telemetry,
+            ownership,
+            renewed_at: 0,
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
         if self.active {
             self.telemetry.alert_engine_active.set(1);
@@ -1621,6 +1623,192 @@ mod tests {
         // The repeat interval.
         assert_eq!(due(Some(&last), &[1, 2], &[], true, 60_000), Some(true));
         assert_eq!(group_update_due(Some(&last), &ids(&[1, 2]), &ids(&[]), true, None, i64::MAX), None);
+    }
+
+    /// An evaluator on a fresh SQLite database with one tenant, driven by hand (no task, no
+    /// clock): specs are written to the store and announced as the API would.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        ev: Evaluator,
+        tenant: i64,
+        /// Spec write times, increasing, so every write is a new version.
+        written: i64,
+    }
+
+    impl Harness {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("s.db").display());
+            let store = crate::storage::open(&url, false).await.unwrap();
+            store.migrate().await.unwrap();
+            let tenant = store.create_tenant("default", None).await.unwrap().id;
+            let ev = Evaluator::new(store, Arc::new(Notify::new()), Ownership::Always, Telemetry::new());
+            let mut h = Harness { _dir: dir, ev, tenant, written: 1 };
+            h.ev.sync_wanted = true;
+            h.load().await;
+            h
+        }
+
+        async fn load(&mut self) {
+            while self.ev.sync_wanted || !self.ev.pending.is_empty() {
+                self.ev.load_step(now_ms()).await;
+            }
+            self.check_index();
+        }
+
+        async fn channel(&mut self, name: &str, group_by: &[&str]) {
+            let spec = serde_json::json!({"webhook": {"url": "http://127.0.0.1:9/hook"}, "groupBy": group_by,
+                                          "groupWait": "1s", "groupInterval": "1s", "repeatInterval": "0s"});
+            self.written += 1;
+            self.ev
+                .store
+                .put_spec(SpecKind::Channel, self.tenant, name, &spec.to_string(), self.written, false)
+                .await
+                .unwrap();
+            self.ev.handle(Event::Channels).await;
+        }
+
+        async fn rule(&mut self, name: &str, channels: &[&str]) {
+            let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": channels,
+                                          "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+            self.written += 1;
+            self.ev
+                .store
+                .put_spec(SpecKind::Rule, self.tenant, name, &spec.to_string(), self.written, false)
+                .await
+                .unwrap();
+            self.ev.handle(Event::Rule((self.tenant, name.to_string()))).await;
+            self.load().await;
+        }
+
+        async fn delete_rule(&mut self, name: &str) {
+            assert!(self.ev.store.delete_spec(SpecKind::Rule, self.tenant, name).await.unwrap());
+            self.ev.handle(Event::Rule((self.tenant, name.to_string()))).await;
+            self.load().await;
+        }
+
+        /// web-1's CPU at 95: every rule on `cpu` fires.
+        async fn breach(&mut self, at: i64) {
+            let sample = Sample {
+                metric: "cpu".into(),
+                labels: Labels::from([("host".to_string(), "web-1".to_string())]),
+                ts: at,
+                value: 95.0,
+                dedupe_id: None,
+            };
+            self.ev.on_samples(self.tenant, &[sample], at).await;
+        }
+
+        /// The channel-to-rules index is what the loaded rules' specs say, exactly.
+        fn check_index(&self) {
+            let mut rebuilt = ChannelRules::default();
+            for (key, rule) in &self.ev.rules {
+                rebuilt.insert(key, &rule.spec);
+            }
+            assert_eq!(self.ev.by_channel.0, rebuilt.0, "the channel index follows the rules");
+        }
+
+        /// (channel, rule) of the firing alerts of grouping channels, found as the engine
+        /// finds them, after checking that walking every rule finds the same.
+        fn grouped(&mut self, now: i64) -> BTreeSet<(String, String)> {
+            let mut every_rule = BTreeSet::new();
+            for (key, rule) in &self.ev.rules {
+                for channel in &rule.spec.channels {
+                    if self.ev.channels.grouping(key.0, channel).is_none() {
+                        continue;
+                    }
+                    for inst in rule.instances.values() {
+                        if matches!(inst.instance.state, AlertState::Firing | AlertState::NoData) {
+                            every_rule.insert((channel.clone(), key.1.clone()));
+                        }
+                    }
+                }
+            }
+            let found: BTreeSet<(String, String)> = self
+                .ev
+                .group_members(now)
+                .into_iter()
+                .flat_map(|((_, channel, _), alerts)| {
+                    alerts.into_iter().filter(|(.., firing)| *firing).map(move |(key, ..)| (channel.clone(), key.1))
+                })
+                .collect();
+            assert_eq!(found, every_rule, "the index finds what walking every rule finds");
+            found
+        }
+
+        /// The rules named by the notifications of `channel`: grouped ones by their group's
+        /// `alertname`, the others by their rule.
+        async fn notified(&self, channel: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+            let (mut grouped, mut single) = (BTreeSet::new(), BTreeSet::new());
+            for n in self.ev.store.list_notifications(self.tenant, Some(channel), 100).await.unwrap() {
+                let payload: serde_json::Value = serde_json::from_str(&n.payload).unwrap();
+                match payload["groupLabels"]["alertname"].as_str() {
+                    Some(rule) => grouped.insert(rule.to_string()),
+                    None => single.insert(n.rule.unwrap()),
+                };
+            }
+            (grouped, single)
+        }
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        list.iter().map(|(c, r)| (c.to_string(), r.to_string())).collect()
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn groups_follow_rules_and_channels_as_they_change() {
+        let mut h = Harness::new().await;
+        let t0 = now_ms();
+        // `team` does not group yet: its rules' alerts are sent one by one.
+        h.channel("team", &[]).await;
+        h.channel("plain", &[]).await;
+        h.rule("a", &["team"]).await;
+        h.rule("b", &["team", "plain"]).await;
+        h.rule("c", &["plain"]).await;
+        h.breach(t0).await;
+        assert!(h.grouped(t0).is_empty());
+        assert_eq!(h.notified("team").await, (names(&[]), names(&["a", "b"])));
+        assert_eq!(h.notified("plain").await, (names(&[]), names(&["b", "c"])));
+
+        // `team` starts grouping after its rules were loaded: they are found.
+        h.channel("team", &["alertname"]).await;
+        assert_eq!(h.grouped(t0 + 100), pairs(&[("team", "a"), ("team", "b")]));
+        // A rule added after the channel groups.
+        h.rule("d", &["team"]).await;
+        h.breach(t0 + 200).await;
+        assert_eq!(h.grouped(t0 + 300), pairs(&[("team", "a"), ("team", "b"), ("team", "d")]));
+        h.ev.flush_groups(t0 + 2000).await;
+        assert_eq!(h.notified("team").await, (names(&["a", "b", "d"]), names(&["a", "b"])));
+
+        // A rule moved from the grouping channel to a plain one, and one deleted: neither is
+        // grouped any more.
+        h.rule("a", &["plain"]).await;
+        h.delete_rule("b").await;
+        assert_eq!(h.grouped(t0 + 3000), pairs(&[("team", "d")]));
+        h.rule("e", &["team", "plain"]).await;
+        h.breach(t0 + 3100).await;
+        assert_eq!(h.grouped(t0 + 3200), pairs(&[("team", "d"), ("team", "e")]));
+        h.ev.flush_groups(t0 + 5000).await;
+        assert_eq!(h.notified("team").await, (names(&["a", "b", "d", "e"]), names(&["a", "b"])));
+        assert_eq!(h.notified("plain").await, (names(&[]), names(&["b", "c", "e"])));
+        let groups: BTreeSet<String> = h.ev.groups.values().map(|g| g.labels["alertname"].clone()).collect();
+        assert_eq!(groups, names(&["d", "e"]), "the groups of the rules gone from the channel ended");
+
+        // `plain` starts grouping; `team` stops.
+        h.channel("plain", &["alertname"]).await;
+        h.channel("team", &[]).await;
+        assert_eq!(h.grouped(t0 + 6000), pairs(&[("plain", "a"), ("plain", "c"), ("plain", "e")]));
+
+        // A takeover forgets everything and loads it again.
+        h.ev.forget_rules();
+        h.check_index();
+        h.ev.sync_wanted = true;
+        h.load().await;
+        assert_eq!(h.grouped(t0 + 7000), pairs(&[("plain", "a"), ("plain", "c"), ("plain", "e")]));
     }
 
     #[test]
