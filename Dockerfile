@@ -43,9 +43,11 @@ COPY migrations migrations
 COPY --from=dashboard /src/dashboard/dist dashboard/dist
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p microdash -p microdash-agent -p microdash-operator \
+    cargo build --release --locked -p microdash -p microdash-operator \
+ && cargo build --profile agent --locked -p microdash-agent \
  && mkdir -p /out \
- && for bin in microdash microdash-agent microdash-operator; do objcopy --strip-debug target/release/$bin /out/$bin; done
+ && for bin in microdash microdash-operator; do objcopy --strip-debug target/release/$bin /out/$bin; done \
+ && objcopy --strip-debug target/agent/microdash-agent /out/microdash-agent
 
 # --- host-built release binaries (make images without a registry) ------------------------------
 FROM scratch AS prebuilt

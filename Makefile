@@ -20,7 +20,8 @@ compose-test:   ## the test command's container step alone: images, the Compose 
 	bash scripts/compose-test.sh
 
 build: dashboard
-	cargo build --release -p microdash -p microdash-agent
+	cargo build --release -p microdash
+	cargo build --profile agent -p microdash-agent
 
 clean-data:     ## forget the local embedded database and tokens
 	rm -rf data

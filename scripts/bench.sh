@@ -9,7 +9,9 @@ ensure_debs prometheus prometheus-alertmanager prometheus-node-exporter mosquitt
 build_dashboard "$ROOT"
 # The live section drives Debian's Chromium with Playwright from the e2e tests' node_modules.
 npm_ci_cached "$ROOT/tests/e2e"
-cargo build --release --quiet -p microdash -p microdash-agent -p microdash-bench
+cargo build --release --quiet -p microdash -p microdash-bench
+# The agent as it ships: its own profile (Cargo.toml), which the agent section measures.
+cargo build --profile agent --quiet -p microdash-agent
 # PostgreSQL, MariaDB, Redis and Mosquitto on loopback, as for the tests (the storage section
 # creates a fresh database per setup on them).
 echo "==> Starting PostgreSQL, MariaDB, Redis on loopback (data in .cache/services)"
@@ -17,4 +19,4 @@ services_env=$(scripts/services.sh start)
 eval "$services_env"
 trap 'scripts/services.sh stop' EXIT
 TARGET=${CARGO_TARGET_DIR:-target}
-"$TARGET/release/microdash-bench" --server "$TARGET/release/microdash" --agent "$TARGET/release/microdash-agent" "$@"
+"$TARGET/release/microdash-bench" --server "$TARGET/release/microdash" --agent "$TARGET/agent/microdash-agent" "$@"

@@ -99,7 +99,7 @@ fn start_node_exporter(bin: &Path) -> Result<(Process, String)> {
 
 fn start_agent(bin: &Path, server: &Server, interval: Duration) -> Result<Process> {
     if !bin.exists() {
-        bail!("{} does not exist; build it with `cargo build --release -p microdash-agent`", bin.display());
+        bail!("{} does not exist; build it with `cargo build --profile agent -p microdash-agent`", bin.display());
     }
     let dir = tempfile::tempdir()?;
     let child = Command::new(bin)
@@ -211,8 +211,8 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
     Ok(format!(
         "## Agent footprint vs prometheus-node-exporter\n\n\
-         The release `microdash-agent` runs \
-         with `--interval {interval}ms` and posts over HTTP to `{server}` on this machine (whose work is not \
+         `microdash-agent` as it ships (`{agent_profile}`, the `agent` profile of Cargo.toml: one codegen unit, \
+         fat LTO, size-optimised) runs with `--interval {interval}ms` and posts over HTTP to `{server}` on this machine (whose work is not \
          counted), while the bench scrapes \
          Debian's `prometheus-node-exporter` {version} (default collectors, `127.0.0.1`) at the same cadence, in \
          the same {window:.0} s window. CPU is each process's own user + system time from `/proc/PID/stat` \
@@ -236,6 +236,8 @@ pub async fn run(server_bin: &Path, args: &AgentArgs) -> Result<String> {
          {agent_us_per_series:.1} µs against a limit of {limit:.1} µs), RSS at most 8 MiB ({rss_verdict}: \
          {agent_rss_mib:.1} MiB).\n",
         interval = args.interval.as_millis(),
+        agent_profile =
+            args.agent.iter().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<PathBuf>().display(),
         // `release/microdash` or `debug/microdash`: the profile says what ran, the full path is local.
         server = server_bin.iter().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<PathBuf>().display(),
         window = (to - from) as f64 / 1000.0,
