@@ -13,7 +13,7 @@ use crate::config::{Config, Transport};
 use crate::error::{Error, Result};
 use crate::kube::Discovery;
 use crate::sample::{Batch, BatchSeq, now_ms};
-use crate::scrape::{Scraper, Target};
+use crate::scrape::{Scraped, Scraper, Target};
 use crate::shipper::{Shipper, ShipperOptions, Stats, stopped};
 use crate::sink::{HttpSink, MqttSink, Sink};
 use crate::spool::Spool;
@@ -82,29 +82,17 @@ pub fn collect_once(config: &Config) -> Result<Batch> {
     let ts = now_ms();
     let seq = BatchSeq::starting_after(None).next(ts);
     let samples = collector.collect(seq, ts as i64);
-    let scraping = !config.scrape.is_empty() || config.kube.is_some();
+    let mut scraping = Scraping::new(config)?;
     // `enabled` rather than `may_collect()`: even without a bus, the collector says once why it is off.
-    if !scraping && !config.systemd.enabled {
+    if scraping.scraper.is_none() && !config.systemd.enabled {
         return Ok(Batch::new(seq, samples));
     }
-    let scraper = scraping.then(|| Scraper::new(scrape_timeout(config.interval))).transpose()?;
-    let mut discovery = config.kube.clone().map(Discovery::new).transpose()?;
     let mut systemd = systemd_collector(config);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::config(format!("starting the async runtime: {e}")))?;
-    let (mut extra, scraped) = runtime.block_on(async {
-        let scrapes = async {
-            let Some(scraper) = &scraper else { return Vec::new() };
-            let mut targets = config.scrape.clone();
-            if let Some(discovery) = &mut discovery {
-                targets.extend_from_slice(discovery.targets().await);
-            }
-            scraper.scrape_all(&targets).await
-        };
-        tokio::join!(systemd.collect(), scrapes)
-    });
+    let (mut extra, scraped) = runtime.block_on(async { tokio::join!(systemd.collect(), scraping.scrape()) });
     extra.extend(scraped);
     Ok(Batch::new(seq, collector.append_scraped(seq, ts as i64, samples, extra)))
 }
@@ -123,6 +111,29 @@ pub struct Scraping {
     pub targets: Vec<Target>,
     /// `--kube-node`: the node's annotated pods.
     pub discovery: Option<Discovery>,
+}
+
+impl Scraping {
+    /// The `--scrape` targets and `--kube-node` discovery of `config`.
+    pub fn new(config: &Config) -> Result<Self> {
+        Ok(Self {
+            scraper: (!config.scrape.is_empty() || config.kube.is_some())
+                .then(|| Scraper::new(scrape_timeout(config.interval)))
+                .transpose()?,
+            targets: config.scrape.clone(),
+            discovery: config.kube.clone().map(Discovery::new).transpose()?,
+        })
+    }
+
+    /// One scrape of every target: the static ones and the pods discovery finds now.
+    pub async fn scrape(&mut self) -> Vec<Scraped> {
+        let Some(scraper) = &self.scraper else { return Vec::new() };
+        let mut targets = self.targets.clone();
+        if let Some(discovery) = &mut self.discovery {
+            targets.extend_from_slice(discovery.targets().await);
+        }
+        scraper.scrape_all(&targets).await
+    }
 }
 
 /// Runs the agent until `stop` turns true; unsent batches are in the spool when it returns.
@@ -154,13 +165,7 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<Stats> {
 
     let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
     let heartbeat = Some(config.spool_dir.clone());
-    let scraping = Scraping {
-        scraper: (!config.scrape.is_empty() || config.kube.is_some())
-            .then(|| Scraper::new(scrape_timeout(config.interval)))
-            .transpose()?,
-        targets: config.scrape.clone(),
-        discovery: config.kube.clone().map(Discovery::new).transpose()?,
-    };
+    let scraping = Scraping::new(&config)?;
     let systemd = systemd_collector(&config);
     let collecting = tokio::spawn(collect_loop(
         collector,
@@ -209,17 +214,7 @@ pub async fn collect_loop(
             let samples = collector.collect(batch_seq, ts as i64);
             (collector, samples)
         });
-        let mut targets = scraping.targets.clone();
-        if let Some(discovery) = &mut scraping.discovery {
-            targets.extend_from_slice(discovery.targets().await);
-        }
-        let scrapes = async {
-            match &scraping.scraper {
-                Some(scraper) => scraper.scrape_all(&targets).await,
-                None => Vec::new(),
-            }
-        };
-        let (joined, mut extra, scraped) = tokio::join!(reading, systemd.collect(), scrapes);
+        let (joined, mut extra, scraped) = tokio::join!(reading, systemd.collect(), scraping.scrape());
         extra.extend(scraped);
         let samples;
         (collector, samples) = match joined {
