@@ -321,6 +321,10 @@ impl Channels {
         self.0.get(&tenant_id)?.get(name)
     }
 
+    fn insert(&mut self, tenant_id: i64, name: String, spec: NotificationChannelSpec) {
+        self.0.entry(tenant_id).or_default().insert(name, spec);
+    }
+
     /// The channel, if it groups (`groupBy`).
     fn grouping(&self, tenant_id: i64, name: &str) -> Option<&NotificationChannelSpec> {
         self.get(tenant_id, name).filter(|c| c.grouped())
@@ -852,7 +856,7 @@ impl Evaluator {
         for record in self.store.list_specs(SpecKind::Channel, None).await? {
             match serde_json::from_str::<NotificationChannelSpec>(&record.spec) {
                 Ok(spec) => {
-                    channels.0.entry(record.tenant_id).or_default().insert(record.name, spec);
+                    channels.insert(record.tenant_id, record.name, spec);
                 }
                 Err(err) => tracing::error!(%err, channel = %record.name, "A stored channel is unreadable; skipped."),
             }
