@@ -107,6 +107,11 @@ pub struct ConfigLayer {
     /// SQLite `synchronous`: `normal` survives a crash of the process, `full` also power loss.
     #[arg(long, env = "MICRODASH_SQLITE_SYNC")]
     pub sqlite_sync: Option<String>,
+    /// The folder of the in-memory head's write-ahead log (embedded mode). SQLite: defaults to
+    /// `<database file>.head-wal` beside the file; PostgreSQL and MariaDB use the head only when
+    /// this is set (a local disk), else every sample is written as a row.
+    #[arg(long, env = "MICRODASH_HEAD_WAL_DIR")]
+    pub head_wal_dir: Option<PathBuf>,
     /// How long raw samples are kept (e.g. `7d`); tenants may override.
     #[arg(long, env = "MICRODASH_RETENTION_RAW", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -199,6 +204,7 @@ impl ConfigLayer {
             max_streams_per_tenant,
             max_query_points,
             sqlite_sync,
+            head_wal_dir,
             retention_raw,
             retention_1m,
             retention_5m,
@@ -269,6 +275,7 @@ pub struct Config {
     pub max_streams_per_tenant: usize,
     pub max_query_points: usize,
     pub sqlite_sync: String,
+    pub head_wal_dir: Option<PathBuf>,
     #[serde(serialize_with = "short_duration")]
     pub retention_raw: Duration,
     #[serde(serialize_with = "short_duration")]
@@ -349,6 +356,7 @@ impl Default for Config {
             max_streams_per_tenant: 100,
             max_query_points: 2_000_000,
             sqlite_sync: "normal".into(),
+            head_wal_dir: None,
             retention_raw: Duration::from_secs(7 * 86_400),
             retention_1m: Duration::from_secs(30 * 86_400),
             retention_5m: Duration::from_secs(400 * 86_400),
@@ -442,6 +450,15 @@ impl Config {
         if !matches!(sqlite_sync.as_str(), "normal" | "full") {
             return Err(ConfigError::new("sqlite_sync", format!("{sqlite_sync:?} is not one of normal, full")));
         }
+        if layer.head_wal_dir.is_some() && layer.redis_url.is_some() {
+            return Err(ConfigError::new(
+                "head_wal_dir",
+                "is for the embedded mode: with redis_url the Redis stream is the log and workers write rows; unset one of them",
+            ));
+        }
+        if layer.head_wal_dir.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(ConfigError::new("head_wal_dir", "is empty: give a folder on a local disk"));
+        }
         let log_format = layer.log_format.unwrap_or(d.log_format);
         if !matches!(log_format.as_str(), "text" | "json") {
             return Err(ConfigError::new("log_format", format!("{log_format:?} is not one of text, json")));
@@ -505,6 +522,7 @@ impl Config {
             )?,
             max_query_points: at_least("max_query_points", layer.max_query_points.unwrap_or(d.max_query_points), 1)?,
             sqlite_sync,
+            head_wal_dir: layer.head_wal_dir,
             retention_raw: layer.retention_raw.unwrap_or(d.retention_raw),
             retention_1m: layer.retention_1m.unwrap_or(d.retention_1m),
             retention_5m: layer.retention_5m.unwrap_or(d.retention_5m),

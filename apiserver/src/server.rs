@@ -115,7 +115,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let distributed = config.redis_url.is_some();
     let (writer, writer_task) = match &config.redis_url {
-        None => Writer::start(store.clone(), writer_config, telemetry.clone(), listeners),
+        None => match head_wal_dir(&config) {
+            Some(dir) => {
+                Writer::start_with_head(store.clone(), writer_config, telemetry.clone(), listeners, &dir).await?
+            }
+            None => Writer::start(store.clone(), writer_config, telemetry.clone(), listeners),
+        },
         Some(url) => {
             // Workers write; every process hears about their commits over pub/sub.
             tokio::spawn(crate::pipeline::redis::subscribe_live(url.clone(), listeners));
@@ -203,6 +208,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Where the embedded writer keeps the head's log: `head_wal_dir`, else beside an SQLite file;
+/// `None` (every sample a row) for an in-memory SQLite or a server database without the key.
+pub fn head_wal_dir(config: &Config) -> Option<std::path::PathBuf> {
+    if let Some(dir) = &config.head_wal_dir {
+        return Some(dir.clone());
+    }
+    let rest = config.database_url.strip_prefix("sqlite://").or_else(|| config.database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.contains(":memory:") || rest.contains("mode=memory") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(format!("{path}.head-wal")))
 }
 
 fn hostname() -> String {

@@ -300,29 +300,74 @@ async fn kill_9_right_after_2xx_loses_nothing() {
     kill_9_scenario(Server::start(dir.path())).await;
 }
 
+/// Fresh samples (the in-memory head and its log on SQLite), then a clean stop and start:
+/// everything is there, and no log is left behind.
+#[tokio::test]
+async fn kill_9_right_after_2xx_loses_nothing_kept_in_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let base = common::now_ms() - 600_000;
+    kill_9_scenario_at(&mut server, base).await;
+    let log = dir.path().join("microdash.db.head-wal");
+    assert!(log.exists(), "fresh samples went through the head's log");
+    assert!(server.terminate(Duration::from_secs(30)), "a clean stop: {}", server.log());
+    assert!(!log.exists(), "a clean stop writes the head out and leaves no log");
+    server.restart();
+    let query = format!("/api/v1/query?metric=burst&from={base}&to={}&resolution=raw", base + 1_000_000);
+    let (_, q) = get(&server, &server.token, &query).await;
+    assert_eq!(points(&q), 8 * 25 * 200, "the head written out at the stop is read back");
+}
+
 #[tokio::test]
 async fn kill_9_right_after_2xx_loses_nothing_on_postgres() {
-    kill_9_on("postgres").await;
+    kill_9_on("postgres", false).await;
 }
 
 #[tokio::test]
 async fn kill_9_right_after_2xx_loses_nothing_on_mariadb() {
-    kill_9_on("mysql").await;
+    kill_9_on("mysql", false).await;
 }
 
-async fn kill_9_on(kind: &str) {
+#[tokio::test]
+async fn kill_9_right_after_2xx_loses_nothing_on_postgres_with_a_head() {
+    kill_9_on("postgres", true).await;
+}
+
+#[tokio::test]
+async fn kill_9_right_after_2xx_loses_nothing_on_mariadb_with_a_head() {
+    kill_9_on("mysql", true).await;
+}
+
+async fn kill_9_on(kind: &str, head: bool) {
     let dir = tempfile::tempdir().unwrap();
     let url = common::fresh_database_url(kind).await;
-    let server = Server::start_with(dir.path(), &[("MICRODASH_DATABASE_URL", &url)]);
+    let wal = dir.path().join("head-wal");
+    let wal = wal.to_str().unwrap();
+    let mut env = vec![("MICRODASH_DATABASE_URL", url.as_str())];
+    if head {
+        env.push(("MICRODASH_HEAD_WAL_DIR", wal));
+    }
+    let mut server = Server::start_with(dir.path(), &env);
     // The same API on the other backend, then the durability scenario.
     let (status, _) = post(&server, &server.token, "/api/v1/metrics", r#"{"metric":"db","value":1,"ts":1000}"#).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (_, q) = get(&server, &server.token, "/api/v1/query?metric=db&from=0&to=2000").await;
     assert_eq!(q["series"][0]["points"], json!([[1000, 1.0]]));
-    kill_9_scenario(server).await;
+    if head {
+        kill_9_scenario_at(&mut server, common::now_ms() - 600_000).await;
+        assert!(dir.path().join("head-wal").exists());
+    } else {
+        kill_9_scenario(server).await;
+    }
 }
 
 async fn kill_9_scenario(mut server: Server) {
+    kill_9_scenario_at(&mut server, 1_000_000).await;
+}
+
+/// 8 writers × 25 requests × 200 samples from `base` on, kill -9 right after the last 2xx, a
+/// restart: every acknowledged sample is there.
+async fn kill_9_scenario_at(server: &mut Server, base: i64) {
     let token = server.token.clone();
     let http = client();
     let mut tasks = Vec::new();
@@ -332,7 +377,7 @@ async fn kill_9_scenario(mut server: Server) {
             let mut accepted = 0;
             for batch in 0..25 {
                 let samples: Vec<Value> = (0..200)
-                    .map(|i| json!({"metric":"burst","value":i,"ts":1_000_000 + (batch * 200 + i),"labels":{"w":worker.to_string()}}))
+                    .map(|i| json!({"metric":"burst","value":i,"ts":base + (batch * 200 + i),"labels":{"w":worker.to_string()}}))
                     .collect();
                 let r = http.post(&url).bearer_auth(&token).json(&json!({"samples":samples})).send().await.unwrap();
                 assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -348,7 +393,8 @@ async fn kill_9_scenario(mut server: Server) {
     server.kill9();
     assert_eq!(acknowledged, 8 * 25 * 200);
     server.restart();
-    let (_, q) = get(&server, &server.token, "/api/v1/query?metric=burst&from=0&to=2000000").await;
+    let query = format!("/api/v1/query?metric=burst&from={base}&to={}&resolution=raw", base + 1_000_000);
+    let (_, q) = get(server, &server.token, &query).await;
     assert_eq!(points(&q) as u64, acknowledged, "every acknowledged sample survived kill -9");
 }
 

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::domain::{Sample, now_ms};
-use crate::storage::{DynStore, StoreError, WriteBatch, WriteOutcome};
+use crate::storage::chunk::window_of;
+use crate::storage::chunk_store::compact_before;
+use crate::storage::head::Head;
+use crate::storage::wal::{Row, Wal};
+use crate::storage::{DatabaseError, DynStore, HeadSink, StoreError, WriteBatch, WriteOutcome};
 use crate::telemetry::Telemetry;
 
 /// A request waiting for the writer.
@@ -102,8 +106,59 @@ impl Writer {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let capacity = Arc::new(Semaphore::new(config.queue_capacity));
-        let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, listeners));
+        let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, listeners, None));
         (Self(Backend::Local { tx, capacity, queue_capacity: config.queue_capacity }), handle)
+    }
+
+    /// `start` with the in-memory head and its write-ahead log in `wal_dir`: replays the log
+    /// into the head first (the caller serves requests only after this returns), so samples
+    /// of open windows are kept in memory and made durable by one fsync'd log record per
+    /// group instead of database rows (docs/storage.md).
+    pub async fn start_with_head(
+        store: DynStore,
+        config: WriterConfig,
+        telemetry: Telemetry,
+        listeners: Vec<Arc<dyn CommitListener>>,
+        wal_dir: &std::path::Path,
+    ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        use anyhow::Context;
+        let started = Instant::now();
+        let (mut wal, replayed) = Wal::open(wal_dir)
+            .with_context(|| format!("opening the head's write-ahead log in {}", wal_dir.display()))?;
+        let head = Arc::new(Head::new());
+        if !replayed.rows.is_empty() {
+            tracing::info!(
+                segments = replayed.segments,
+                records = replayed.records,
+                samples = replayed.rows.len(),
+                "Replaying the head's write-ahead log."
+            );
+            let mut ids: Vec<i64> = replayed.rows.iter().map(|r| r.series_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            // A series created by a transaction that never committed (a crash right after the
+            // log's fsync) does not exist: its samples were never acknowledged.
+            let live = store.existing_series(&ids).await.context("replaying the head's write-ahead log")?;
+            let rows: Vec<_> = replayed.rows.into_iter().filter(|r| live.contains(&r.series_id)).collect();
+            head.apply(&rows);
+        }
+        // The replayed head becomes one fresh segment: rows of series that do not exist are
+        // gone from the log before any new series could take their ids.
+        wal.checkpoint(&head.rows()).context("checkpointing the head's write-ahead log")?;
+        tracing::info!(
+            samples = head.len(),
+            series = head.series_count(),
+            truncated_bytes = replayed.truncated,
+            ms = started.elapsed().as_millis() as u64,
+            dir = %wal_dir.display(),
+            "Head ready."
+        );
+        store.attach_head(head.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let capacity = Arc::new(Semaphore::new(config.queue_capacity));
+        let state = HeadState { head, wal };
+        let handle = tokio::spawn(run(store, config.clone(), rx, telemetry, listeners, Some(state)));
+        Ok((Self(Backend::Local { tx, capacity, queue_capacity: config.queue_capacity }), handle))
     }
 
     /// A writer that queues into Redis Streams for the workers.
@@ -175,15 +230,107 @@ impl Writer {
     }
 }
 
+/// The head and its log, owned by the writer task.
+struct HeadState {
+    head: Arc<Head>,
+    wal: Wal,
+}
+
+/// The head's side of one write: samples of windows not yet flushed at `cut` go to the log, then
+/// to the head.
+struct Sink<'a> {
+    state: &'a mut HeadState,
+    cut: i64,
+}
+
+impl HeadSink for Sink<'_> {
+    fn accepts(&self, ts: i64) -> bool {
+        window_of(ts) >= self.cut
+    }
+
+    fn log(&mut self, rows: &[Row]) -> crate::storage::Result<()> {
+        self.state
+            .wal
+            .append(rows)
+            .map_err(|e| StoreError::Database(DatabaseError::new(format!("the head's write-ahead log: {e}"))))?;
+        self.state.head.apply(rows);
+        Ok(())
+    }
+}
+
+/// Rows per flush transaction.
+const FLUSH_ROWS: usize = 50_000;
+
+/// Writes the head's samples before `before` (all of them with `i64::MAX`) to the database,
+/// then drops them from the head and checkpoints the log (a new segment with what the head
+/// still holds; older segments deleted). On failure everything stays, for the next try.
+async fn flush(store: &DynStore, state: &mut HeadState, before: i64) -> bool {
+    let started = Instant::now();
+    let rows = state.head.rows_before(before);
+    if rows.is_empty() {
+        return true;
+    }
+    let result: Result<usize, StoreError> = async {
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.series_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // Samples of a deleted tenant are dropped, not written.
+        let live = store.existing_series(&ids).await?;
+        let rows: Vec<(i64, i64, f64)> =
+            rows.iter().filter(|r| live.contains(&r.series_id)).map(|r| (r.series_id, r.ts, r.value)).collect();
+        for part in rows.chunks(FLUSH_ROWS) {
+            store.write_rows(part, now_ms()).await?;
+        }
+        Ok(rows.len())
+    }
+    .await;
+    match result {
+        Ok(written) => {
+            state.head.drop_before(before);
+            if let Err(err) = state.wal.checkpoint(&state.head.rows()) {
+                tracing::error!(%err, "Checkpointing the head's write-ahead log failed; it keeps its older segments.");
+            }
+            tracing::info!(
+                samples = written,
+                ms = started.elapsed().as_millis() as u64,
+                left_in_head = state.head.len(),
+                "Flushed closed windows of the head to the database."
+            );
+            true
+        }
+        Err(err) => {
+            tracing::warn!(%err, "Flushing the head failed; it keeps the samples and tries again.");
+            false
+        }
+    }
+}
+
+/// How often an idle writer looks for closed windows to flush.
+const FLUSH_CHECK: Duration = Duration::from_secs(10);
+
 async fn run(
     store: DynStore,
     config: WriterConfig,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     telemetry: Telemetry,
     listeners: Vec<Arc<dyn CommitListener>>,
+    mut head: Option<HeadState>,
 ) {
     let mut group: Vec<Pending> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    let mut tick = tokio::time::interval(FLUSH_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = match head.as_mut() {
+            Some(state) => tokio::select! {
+                next = rx.recv() => next,
+                _ = tick.tick() => {
+                    let _ = flush_closed(&store, state).await;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = first else { break };
         let mut samples = first.samples.len();
         group.push(first);
         // Take whatever else is already waiting: under load, groups grow by themselves and
@@ -197,9 +344,28 @@ async fn run(
                 Err(_) => break,
             }
         }
-        write_group(&store, &config, &mut group, &telemetry, &listeners).await;
+        write_group(&store, &config, &mut group, &telemetry, &listeners, head.as_mut()).await;
+    }
+    if let Some(mut state) = head {
+        // A clean stop: everything goes to the database and no log is left behind.
+        if flush(&store, &mut state, i64::MAX).await {
+            if let Err(err) = state.wal.remove() {
+                tracing::warn!(%err, "Removing the head's write-ahead log failed.");
+            }
+        } else {
+            tracing::error!(
+                "The head could not be written out at stop; its log stays and is replayed at the next start."
+            );
+        }
     }
     tracing::info!("Writer drained and stopped.");
+}
+
+/// Flushes the windows that compaction's rule calls closed (`compact_before`), if the head
+/// holds any.
+async fn flush_closed(store: &DynStore, state: &mut HeadState) -> bool {
+    let cut = compact_before(now_ms());
+    if state.head.oldest().is_some_and(|oldest| oldest < cut) { flush(store, state, cut).await } else { true }
 }
 
 /// Writes one group, retrying a failed transaction a few times before failing the requests:
@@ -210,15 +376,29 @@ async fn write_group(
     group: &mut Vec<Pending>,
     telemetry: &Telemetry,
     listeners: &[Arc<dyn CommitListener>],
+    mut head: Option<&mut HeadState>,
 ) {
     let started = Instant::now();
     let now = now_ms();
     let since = now - config.dedupe_window.as_millis() as i64;
+    // Closed windows leave the head before anything is classified against the same cut, so a
+    // late sample never lands in the database ahead of older head samples of its window.
+    let mut cut = compact_before(now);
+    if let Some(state) = head.as_deref_mut()
+        && !flush_closed(store, state).await
+    {
+        // The head still holds those windows: their samples keep going there.
+        cut = state.head.oldest().map_or(cut, |oldest| cut.min(window_of(oldest)));
+    }
     let mut attempt = 0;
     let result: Result<Vec<WriteOutcome>, StoreError> = loop {
         let batches: Vec<WriteBatch<'_>> =
             group.iter().map(|p| WriteBatch { tenant_id: p.tenant_id, samples: &p.samples }).collect();
-        match store.write(&batches, now, since).await {
+        let written = match head.as_deref_mut() {
+            Some(state) => store.write_with_head(&batches, now, since, &mut Sink { state, cut }).await,
+            None => store.write(&batches, now, since).await,
+        };
+        match written {
             Ok(outcomes) => break Ok(outcomes),
             Err(err) if attempt < 3 => {
                 attempt += 1;

@@ -92,3 +92,90 @@ async fn a_waiting_submit_holds_until_there_is_room_then_commits() {
     assert_eq!(first.await.unwrap().unwrap().accepted, 10);
     assert_eq!(waiting.await.unwrap().unwrap().accepted, 5);
 }
+
+fn raw_query(tenant_id: i64, from: i64, to: i64) -> PointQuery {
+    PointQuery {
+        tenant_id,
+        metric: "m".into(),
+        matchers: Labels::new(),
+        from,
+        to,
+        step: None,
+        resolution: crate::storage::Resolution::Raw,
+        agg: Aggregation::Avg,
+        max_points: 100_000,
+        last_sample_times: false,
+    }
+}
+
+fn recent(now: i64, n: i64, value: f64) -> Vec<Sample> {
+    (0..n)
+        .map(|i| Sample { metric: "m".into(), labels: Labels::new(), ts: now - 10_000 * i, value, dedupe_id: None })
+        .collect()
+}
+
+/// Fresh samples live in the head (no rows) and are read from it; a late sample takes the row
+/// path; an overwrite in the head keeps the 1m rollup exact; a lost process (the task aborted,
+/// the log left as it was) is replayed; a clean stop writes the head out and leaves no log.
+#[tokio::test]
+async fn the_head_serves_reads_survives_a_crash_by_its_log_and_is_written_out_at_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let wal = dir.path().join("h.db.head-wal");
+    let store = open(&url, false).await.unwrap();
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("t", None).await.unwrap();
+    let config =
+        WriterConfig { queue_capacity: 10_000, max_group_samples: 1000, dedupe_window: Duration::from_secs(60) };
+    let now = crate::domain::now_ms();
+
+    let (writer, task) =
+        Writer::start_with_head(store.clone(), config.clone(), Telemetry::new(), vec![], &wal).await.unwrap();
+    assert_eq!(writer.submit(tenant.id, recent(now, 5, 1.0)).await.unwrap().accepted, 5);
+    // An overwrite of the newest sample, and one sample days ago (a closed window).
+    writer.submit(tenant.id, recent(now, 1, 7.0)).await.unwrap();
+    let mut late = recent(now - 3 * 86_400_000, 1, 2.0);
+    late[0].dedupe_id = Some("late-1".into());
+    writer.submit(tenant.id, late.clone()).await.unwrap();
+    assert_eq!(writer.submit(tenant.id, late).await.unwrap().duplicates, 1, "dedupe ids work as before");
+
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM samples").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(rows, 1, "only the late sample is a row");
+    let points = &store.query(&raw_query(tenant.id, now - 100_000, now)).await.unwrap()[0].points;
+    assert_eq!(points.len(), 5);
+    assert_eq!(points.last(), Some(&(now, 7.0)), "the last write wins");
+    let mut minute = raw_query(tenant.id, now - 100_000, now);
+    minute.resolution = crate::storage::Resolution::OneMinute;
+    minute.agg = Aggregation::Sum;
+    minute.step = Some(3_600_000);
+    let sum: f64 = store.query(&minute).await.unwrap()[0].points.iter().map(|p| p.1).sum();
+    assert_eq!(sum, 11.0, "4 × 1.0 + 7.0: the overwritten 1.0 is not counted");
+
+    // A crash: the task is gone without writing anything out, the log stays.
+    task.abort();
+    let _ = task.await;
+    drop(writer);
+    let store = open(&url, false).await.unwrap();
+    let (writer, task) =
+        Writer::start_with_head(store.clone(), config.clone(), Telemetry::new(), vec![], &wal).await.unwrap();
+    let points = &store.query(&raw_query(tenant.id, now - 100_000, now)).await.unwrap()[0].points;
+    assert_eq!(points.len(), 5, "replayed from the log");
+    assert_eq!(points.last(), Some(&(now, 7.0)));
+
+    // A clean stop: rows in the database, no log left.
+    drop(writer);
+    task.await.unwrap();
+    assert!(!wal.exists(), "no log after a clean stop");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM samples").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(rows, 6);
+    let store = open(&url, false).await.unwrap();
+    let (writer, _task) = Writer::start_with_head(store.clone(), config, Telemetry::new(), vec![], &wal).await.unwrap();
+    // A new overwrite of a sample that is now a row: the head wins, the rollup counts it once.
+    writer.submit(tenant.id, recent(now, 1, 3.0)).await.unwrap();
+    let points = &store.query(&raw_query(tenant.id, now - 100_000, now)).await.unwrap()[0].points;
+    assert_eq!(points.len(), 5);
+    assert_eq!(points.last(), Some(&(now, 3.0)));
+    let sum: f64 = store.query(&minute).await.unwrap()[0].points.iter().map(|p| p.1).sum();
+    assert_eq!(sum, 7.0, "4 × 1.0 + 3.0");
+}

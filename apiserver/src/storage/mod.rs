@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod chunk;
 pub mod chunk_store;
 mod error;
+pub mod head;
 pub mod mysql;
 pub mod postgres;
 mod sql_alerts;
@@ -14,6 +15,7 @@ mod sql_common;
 pub mod sqlite;
 pub mod status_pages;
 pub mod tenancy;
+pub mod wal;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -252,9 +254,47 @@ pub trait Store:
     async fn list_dashboards(&self, tenant_id: i64) -> Result<Vec<String>>;
     async fn put_dashboard(&self, tenant_id: i64, name: &str, body: &str, now: i64) -> Result<()>;
     async fn delete_dashboard(&self, tenant_id: i64, name: &str) -> Result<bool>;
+
+    /// Makes the reads merge `head` (the embedded writer's). Stores without one ignore it.
+    fn attach_head(&self, _head: Arc<head::Head>) {}
+    /// The head the reads merge, if any.
+    fn head(&self) -> Option<Arc<head::Head>> {
+        None
+    }
+    /// Like `write`, but the samples `head` accepts are not written as rows: they go to
+    /// `head.log` inside the transaction, after dedupe ids and series ids are settled and
+    /// before the commit (a crash between the two leaves an unanswered request whose retry
+    /// overwrites the same samples with the same values).
+    async fn write_with_head(
+        &self,
+        batches: &[WriteBatch<'_>],
+        now: i64,
+        dedupe_since: i64,
+        _head: &mut dyn HeadSink,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write(batches, now, dedupe_since).await
+    }
+    /// Writes `(series, ts, value)` rows of existing series in one transaction, as `write` would
+    /// (overwrites win, rollups stay exact, compacted windows are reopened): the head's flush.
+    async fn write_rows(&self, rows: &[(i64, i64, f64)], now: i64) -> Result<()>;
+    /// Which of `ids` are series of live tenants (replay drops rows of a series whose creation was
+    /// rolled back).
+    async fn existing_series(&self, ids: &[i64]) -> Result<HashSet<i64>>;
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// Where a SQL store finds the head its reads merge (set once, by the embedded writer).
+pub type HeadSlot = std::sync::OnceLock<Arc<head::Head>>;
+
+/// What `Store::write_with_head` hands the rows of open windows to, inside the write's
+/// transaction and before its commit: the embedded writer's log and head.
+pub trait HeadSink: Send {
+    /// True when a sample at `ts` belongs in the head (its window is not flushed yet).
+    fn accepts(&self, ts: i64) -> bool;
+    /// Makes `rows` durable (the log, fsync'd) and applies them to the head.
+    fn log(&mut self, rows: &[wal::Row]) -> Result<()>;
+}
 
 /// The reads a point query needs. The backends differ only in SQL dialect, so the query itself
 /// (matching series, choosing raw or rollup rows, folding them by step, the point limit) is

@@ -17,12 +17,13 @@ pub struct MySqlStore {
     series_ids: SeriesCache,
     /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
     late_writes: super::chunk_store::LateWrites,
+    head: super::HeadSlot,
 }
 
 impl MySqlStore {
     pub async fn open(url: &str) -> Result<Self> {
         let pool = super::sql_common::server_pool().connect(url).await?;
-        Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default() })
+        Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default(), head: Default::default() })
     }
 }
 

@@ -15,6 +15,7 @@ pub struct PostgresStore {
     series_ids: SeriesCache,
     /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
     late_writes: super::chunk_store::LateWrites,
+    head: super::HeadSlot,
 }
 
 fn columns(rows: &[(i64, i64, f64)]) -> (Vec<i64>, Vec<i64>, Vec<f64>) {
@@ -45,7 +46,7 @@ struct RollupColumns {
 impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self> {
         let pool = super::sql_common::server_pool().connect(url).await?;
-        Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default() })
+        Ok(Self { pool, series_ids: SeriesCache::default(), late_writes: Default::default(), head: Default::default() })
     }
 }
 

@@ -233,6 +233,7 @@ macro_rules! sql_common_store {
                     batches: &[WriteBatch<'_>],
                     now: i64,
                     dedupe_since: i64,
+                    mut head: Option<&mut dyn crate::storage::HeadSink>,
                 ) -> Result<Vec<WriteOutcome>> {
                     // SQLite: the write gate (see `SqliteStore::write_gate`); nothing elsewhere.
                     let _gate = self.purge_gate().await;
@@ -276,16 +277,46 @@ macro_rules! sql_common_store {
                         });
                         kept.push((batch.tenant_id, keep));
                     }
-                    let (wanted, rows) = group_by_series(&kept);
+                    let (wanted, slots) = group_by_series(&kept);
                     let (ids, fresh) =
                         crate::storage::sql_common::resolve_series::<Self>(&self.series_ids, &mut tx, &wanted, now)
                             .await?;
-                    let mut rows: Vec<(i64, i64, f64)> =
-                        rows.into_iter().map(|(slot, ts, value)| (ids[slot], ts, value)).collect();
+                    // With a head, the samples of its windows go to its log (in request order, so
+                    // the last write wins there too) and only late ones become rows.
+                    let mut head_rows: Vec<crate::storage::wal::Row> = Vec::new();
+                    let mut rows: Vec<(i64, i64, f64)> = Vec::with_capacity(slots.len());
+                    for (slot, ts, value) in slots {
+                        match head.as_deref() {
+                            Some(sink) if sink.accepts(ts) => head_rows.push(crate::storage::wal::Row {
+                                tenant_id: wanted[slot].tenant_id,
+                                series_id: ids[slot],
+                                ts,
+                                value,
+                            }),
+                            _ => rows.push((ids[slot], ts, value)),
+                        }
+                    }
                     // One statement never writes a row twice: PostgreSQL refuses to upsert a row
                     // twice, and INSERT IGNORE keeps the first of two equal keys.
                     last_wins(&mut rows);
-                    reopen_chunks(&mut tx, &rows, now, &self.late_writes).await?;
+                    self.rows_into(&mut tx, &rows, now).await?;
+                    if let Some(sink) = head.as_deref_mut() {
+                        sink.log(&head_rows)?;
+                    }
+                    tx.commit().await?;
+                    self.series_ids.remember(fresh);
+                    Ok(outcomes)
+                }
+
+                /// Writes `(series, ts, value)` rows (one per key) in `tx`: reopening compacted
+                /// windows they land in, inserting or overwriting, and updating the rollups.
+                async fn rows_into(
+                    &self,
+                    tx: &mut <$db as sqlx::Database>::Connection,
+                    rows: &[(i64, i64, f64)],
+                    now: i64,
+                ) -> Result<()> {
+                    reopen_chunks(&mut *tx, rows, now, &self.late_writes).await?;
                     // New rows go in skipping existing keys, so a chunk that inserted every row
                     // is known to be all new and merges into the rollups incrementally. A chunk
                     // that hit existing rows is written again as an upsert (last write wins) and
@@ -293,18 +324,16 @@ macro_rules! sql_common_store {
                     let mut new_rows: Vec<(i64, i64, f64)> = Vec::with_capacity(rows.len());
                     let mut dirty: HashSet<(i64, i64)> = HashSet::new();
                     for chunk in rows.chunks(<Self as SqlAdapter>::ROWS_PER_INSERT) {
-                        let inserted = Self::insert_samples(&mut tx, chunk, false).await?;
+                        let inserted = Self::insert_samples(&mut *tx, chunk, false).await?;
                         if inserted == chunk.len() as u64 {
                             new_rows.extend_from_slice(chunk);
                         } else {
-                            Self::insert_samples(&mut tx, chunk, true).await?;
+                            Self::insert_samples(&mut *tx, chunk, true).await?;
                             dirty.extend(chunk.iter().map(|&(series, ts, _)| (series, bucket_of(ts, 60_000))));
                         }
                     }
-                    crate::storage::sql_common::update_rollups::<Self>(&mut tx, &new_rows, &dirty).await?;
-                    tx.commit().await?;
-                    self.series_ids.remember(fresh);
-                    Ok(outcomes)
+                    crate::storage::sql_common::update_rollups::<Self>(&mut *tx, &new_rows, &dirty).await?;
+                    Ok(())
                 }
             }
 
@@ -327,7 +356,11 @@ macro_rules! sql_common_store {
                     to: i64,
                     limit: i64,
                 ) -> Result<(Vec<(i64, f64)>, Vec<Vec<u8>>)> {
-                    raw_rows_with_chunks(&self.pool, series, from, to, limit).await
+                    let (rows, chunks) = raw_rows_with_chunks(&self.pool, series, from, to, limit).await?;
+                    Ok(match self.head.get() {
+                        Some(head) => (crate::storage::chunk::merge(rows, head.raw(series, from, to)), chunks),
+                        None => (rows, chunks),
+                    })
                 }
 
                 async fn rollup_rows(
@@ -339,7 +372,35 @@ macro_rules! sql_common_store {
                     limit: i64,
                     wanted: Columns,
                 ) -> Result<Vec<(i64, Summary)>> {
-                    rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await
+                    let rows = rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await?;
+                    let Some(head) = self.head.get() else { return Ok(rows) };
+                    let width = if table == "rollup_1m" { 60_000 } else { 300_000 };
+                    let fresh = head.buckets(series, width, from, to);
+                    if fresh.is_empty() {
+                        return Ok(rows);
+                    }
+                    // A bucket only the head has is its summary; one the database has too (written
+                    // before a restart, or a flush under way) is recomputed from both sides' raw
+                    // samples, the head winning at an equal timestamp, so an overwrite is counted
+                    // once.
+                    let mut merged: std::collections::BTreeMap<i64, Summary> = rows.into_iter().collect();
+                    for (bucket, summary) in fresh {
+                        let exact = if merged.contains_key(&bucket) {
+                            let end = bucket + width - 1;
+                            let (db, chunks) = raw_rows_with_chunks(&self.pool, series, bucket, end, 1_000_000).await?;
+                            let db = if chunks.is_empty() {
+                                db
+                            } else {
+                                crate::storage::chunk::merge(crate::storage::chunk_store::chunk_points(&chunks, bucket, end)?, db)
+                            };
+                            let all = crate::storage::chunk::merge(db, head.raw(series, bucket, end));
+                            crate::storage::head::summarize(&all, width).first().map(|b| b.1).unwrap_or(summary)
+                        } else {
+                            summary
+                        };
+                        merged.insert(bucket, exact);
+                    }
+                    Ok(merged.into_iter().collect())
                 }
             }
 
@@ -395,6 +456,9 @@ macro_rules! sql_common_store {
 
                 fn forget_tenant(&self, tenant_id: i64) {
                     self.series_ids.forget_tenant(tenant_id);
+                    if let Some(head) = self.head.get() {
+                        head.forget_tenant(tenant_id);
+                    }
                 }
 
                 async fn set_retention(&self, name: &str, retention: &Retention) -> Result<bool> {
@@ -494,7 +558,65 @@ macro_rules! sql_common_store {
                     now: i64,
                     dedupe_since: i64,
                 ) -> Result<Vec<WriteOutcome>> {
-                    crate::storage::retry_deadlocks(|| self.write_once(batches, now, dedupe_since)).await
+                    crate::storage::retry_deadlocks(|| self.write_once(batches, now, dedupe_since, None)).await
+                }
+
+                fn attach_head(&self, head: std::sync::Arc<crate::storage::head::Head>) {
+                    let _ = self.head.set(head);
+                }
+
+                fn head(&self) -> Option<std::sync::Arc<crate::storage::head::Head>> {
+                    self.head.get().cloned()
+                }
+
+                async fn write_with_head(
+                    &self,
+                    batches: &[WriteBatch<'_>],
+                    now: i64,
+                    dedupe_since: i64,
+                    sink: &mut dyn crate::storage::HeadSink,
+                ) -> Result<Vec<WriteOutcome>> {
+                    // `retry_deadlocks` by hand: its closure cannot lend `sink` to each attempt.
+                    let mut tries = 0u32;
+                    loop {
+                        match self.write_once(batches, now, dedupe_since, Some(&mut *sink)).await {
+                            Err(err) if err.is_deadlock() && tries < 5 => {
+                                tries += 1;
+                                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+                            }
+                            other => return other,
+                        }
+                    }
+                }
+
+                async fn write_rows(&self, rows: &[(i64, i64, f64)], now: i64) -> Result<()> {
+                    let mut rows = rows.to_vec();
+                    last_wins(&mut rows);
+                    crate::storage::retry_deadlocks(|| async {
+                        let _gate = self.purge_gate().await;
+                        let mut tx = self.begin_write().await?;
+                        self.rows_into(&mut tx, &rows, now).await?;
+                        tx.commit().await?;
+                        Ok(())
+                    })
+                    .await
+                }
+
+                async fn existing_series(&self, ids: &[i64]) -> Result<HashSet<i64>> {
+                    let mut found = HashSet::new();
+                    for part in ids.chunks(500) {
+                        let sql = $sql(&format!(
+                            "SELECT s.id FROM series s JOIN tenants t ON t.id = s.tenant_id \
+                             WHERE t.deleted_at IS NULL AND s.id IN ({})",
+                            vec!["?"; part.len()].join(", ")
+                        ));
+                        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+                        for id in part {
+                            query = query.bind(*id);
+                        }
+                        found.extend(query.fetch_all(&self.pool).await?);
+                    }
+                    Ok(found)
                 }
 
                 async fn purge_dedupe(&self, before: i64, limit: i64) -> Result<u64> {
@@ -525,7 +647,13 @@ macro_rules! sql_common_store {
                         }
                         let ts: Option<i64> = row.try_get("ts")?;
                         let value: Option<f64> = row.try_get("value")?;
-                        let last = self.last_point(row.try_get("id")?, ts.zip(value)).await?;
+                        let id: i64 = row.try_get("id")?;
+                        let mut last = self.last_point(id, ts.zip(value)).await?;
+                        if let Some(newest) = self.head.get().and_then(|head| head.last(id)) {
+                            if last.is_none_or(|(ts, _)| ts <= newest.0) {
+                                last = Some(newest);
+                            }
+                        }
                         out.push(SeriesInfo { labels, last });
                     }
                     Ok(out)

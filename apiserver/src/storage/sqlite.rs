@@ -17,6 +17,7 @@ pub struct SqliteStore {
     series_ids: SeriesCache,
     /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
     late_writes: super::chunk_store::LateWrites,
+    head: super::HeadSlot,
     /// Taken by the writer and by every purge chunk (retention, deleted tenants), first come
     /// first served: SQLite has one write lock, and its busy handler lets a waiting writer
     /// lose to a purge that grabs the lock again right after each chunk (a group commit of
@@ -51,6 +52,7 @@ impl SqliteStore {
             pool,
             series_ids: SeriesCache::default(),
             late_writes: Default::default(),
+            head: Default::default(),
             write_gate: tokio::sync::Mutex::new(()),
         })
     }

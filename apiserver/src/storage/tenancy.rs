@@ -205,6 +205,9 @@ macro_rules! sql_tenancy_store {
                         .await?;
                     tx.commit().await?;
                     self.series_ids.forget_tenant(id);
+                    if let Some(head) = self.head.get() {
+                        head.forget_tenant(id);
+                    }
                     Ok(Some(id))
                 }
 
