@@ -13,39 +13,129 @@ use super::{Summary, bucket_of};
 #[derive(Default)]
 struct SeriesHead {
     tenant_id: i64,
-    /// `(ts, value)` in time order, one per timestamp (the last write wins).
+    /// `(ts, value)` in time order, one per timestamp.
     points: Vec<(i64, f64)>,
+    /// Samples that came at or before the newest timestamp of `points`, in arrival order (a
+    /// later one wins at an equal timestamp, and any of them wins over `points`). They are
+    /// folded into `points` in batches, one sort and one merge, instead of one mid-`Vec` insert
+    /// (a memmove of the rest of the series) each: several writers sending different time
+    /// ranges of the same series, or an agent's spool after an outage, stay linear.
+    late: Vec<(i64, f64)>,
 }
 
+/// `late` is folded once it holds this many samples, or an eighth of `points` if more.
+const FOLD_AT: usize = 256;
+
 impl SeriesHead {
-    fn put(&mut self, ts: i64, value: f64) -> bool {
+    fn len(&self) -> usize {
+        self.points.len() + self.late.len()
+    }
+
+    fn put(&mut self, ts: i64, value: f64) {
         match self.points.last() {
-            Some(&(last, _)) if last < ts => {
-                self.points.push((ts, value));
-                true
-            }
-            None => {
-                self.points.push((ts, value));
-                true
-            }
-            _ => match self.points.binary_search_by_key(&ts, |p| p.0) {
-                Ok(i) => {
-                    self.points[i].1 = value;
-                    false
+            Some(&(last, _)) if last >= ts => {
+                if last == ts && self.late.is_empty() {
+                    // An overwrite of the newest sample: common (a retry), and free.
+                    self.points.last_mut().expect("not empty").1 = value;
+                    return;
                 }
-                Err(i) => {
-                    self.points.insert(i, (ts, value));
-                    true
+                self.late.push((ts, value));
+                if self.late.len() >= FOLD_AT.max(self.points.len() / 8) {
+                    self.fold();
                 }
-            },
+            }
+            _ => self.points.push((ts, value)),
         }
     }
 
-    fn range(&self, from: i64, to: i64) -> &[(i64, f64)] {
-        let start = self.points.partition_point(|p| p.0 < from);
-        let end = self.points.partition_point(|p| p.0 <= to);
-        &self.points[start..end.max(start)]
+    /// Moves `late` into `points`: one per timestamp, the latest write winning.
+    fn fold(&mut self) {
+        if self.late.is_empty() {
+            return;
+        }
+        let late = sorted_latest(std::mem::take(&mut self.late));
+        let start = self.points.partition_point(|p| p.0 < late[0].0);
+        let tail = self.points.split_off(start);
+        let merged = merge_latest(&tail, &late);
+        self.points.extend_from_slice(&merged);
     }
+
+    /// The samples in `[from, to]`, in time order, `late` merged in.
+    fn range(&self, from: i64, to: i64) -> Vec<(i64, f64)> {
+        let start = self.points.partition_point(|p| p.0 < from);
+        let end = self.points.partition_point(|p| p.0 <= to).max(start);
+        let points = &self.points[start..end];
+        if self.late.is_empty() {
+            return points.to_vec();
+        }
+        let late = sorted_latest(self.late.iter().copied().filter(|p| p.0 >= from && p.0 <= to).collect());
+        merge_latest(points, &late)
+    }
+
+    fn newest(&self) -> Option<(i64, f64)> {
+        let late = self.late.iter().copied().reduce(|a, b| if b.0 >= a.0 { b } else { a });
+        match (self.points.last().copied(), late) {
+            (Some(p), Some(l)) => Some(if l.0 >= p.0 { l } else { p }),
+            (p, l) => p.or(l),
+        }
+    }
+
+    fn oldest(&self) -> Option<i64> {
+        let late = self.late.iter().map(|p| p.0).min();
+        match (self.points.first().map(|p| p.0), late) {
+            (Some(p), Some(l)) => Some(p.min(l)),
+            (p, l) => p.or(l),
+        }
+    }
+
+    /// Drops the samples before `before`; returns how many.
+    fn drop_before(&mut self, before: i64) -> usize {
+        let had = self.len();
+        self.fold();
+        let cut = self.points.partition_point(|p| p.0 < before);
+        self.points.drain(..cut);
+        had - self.len()
+    }
+}
+
+/// Samples in arrival order → time order, one per timestamp (the last to arrive).
+fn sorted_latest(mut points: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
+    // Stable: samples of one timestamp keep their arrival order, and the last of them stays.
+    points.sort_by_key(|p| p.0);
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(points.len());
+    for p in points {
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+/// Merges two time-ordered runs of one sample per timestamp; `newer` wins at an equal timestamp.
+fn merge_latest(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut i, mut j) = (0, 0);
+    while i < older.len() && j < newer.len() {
+        match older[i].0.cmp(&newer[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(older[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(newer[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(newer[j]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&older[i..]);
+    out.extend_from_slice(&newer[j..]);
+    out
 }
 
 /// The head: series id → its samples. Reads take the lock briefly; the writer applies a group
@@ -65,18 +155,25 @@ impl Head {
     /// Applies rows in order (a later row at an equal timestamp overwrites).
     pub fn apply(&self, rows: &[Row]) {
         let mut series = self.series.write().expect("head poisoned");
-        let mut added = 0;
+        // Samples held move by one per new timestamp, and back by those a fold finds overwritten.
+        let (mut grew, mut shrank) = (0, 0);
         for row in rows {
             let entry = series.entry(row.series_id).or_default();
             entry.tenant_id = row.tenant_id;
-            if entry.put(row.ts, row.value) {
-                added += 1;
+            let before = entry.len();
+            entry.put(row.ts, row.value);
+            let after = entry.len();
+            if after >= before {
+                grew += after - before;
+            } else {
+                shrank += before - after;
             }
         }
-        self.samples.fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+        self.samples.fetch_add(grew, std::sync::atomic::Ordering::Relaxed);
+        self.samples.fetch_sub(shrank, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Samples held.
+    /// Samples held (an overwrite not yet folded in counts twice: this is for memory).
     pub fn len(&self) -> usize {
         self.samples.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -93,12 +190,12 @@ impl Head {
     /// The series' samples in `[from, to]`, in time order.
     pub fn raw(&self, series: i64, from: i64, to: i64) -> Vec<(i64, f64)> {
         let heads = self.series.read().expect("head poisoned");
-        heads.get(&series).map(|s| s.range(from, to).to_vec()).unwrap_or_default()
+        heads.get(&series).map(|s| s.range(from, to)).unwrap_or_default()
     }
 
     /// The series' newest sample.
     pub fn last(&self, series: i64) -> Option<(i64, f64)> {
-        self.series.read().expect("head poisoned").get(&series).and_then(|s| s.points.last().copied())
+        self.series.read().expect("head poisoned").get(&series).and_then(SeriesHead::newest)
     }
 
     /// The series' buckets of `width` ms starting in `[from, to]`, from its samples.
@@ -121,7 +218,7 @@ impl Head {
         let heads = self.series.read().expect("head poisoned");
         let mut out = Vec::new();
         for (&series_id, s) in heads.iter() {
-            for &(ts, value) in s.points.iter().filter(|p| keep(p.0)) {
+            for (ts, value) in s.range(i64::MIN, i64::MAX).into_iter().filter(|p| keep(p.0)) {
                 out.push(Row { tenant_id: s.tenant_id, series_id, ts, value });
             }
         }
@@ -130,7 +227,7 @@ impl Head {
 
     /// The oldest timestamp held, if any.
     pub fn oldest(&self) -> Option<i64> {
-        self.series.read().expect("head poisoned").values().filter_map(|s| s.points.first().map(|p| p.0)).min()
+        self.series.read().expect("head poisoned").values().filter_map(SeriesHead::oldest).min()
     }
 
     /// Drops every sample with `ts < before` (after they were flushed).
@@ -138,10 +235,8 @@ impl Head {
         let mut heads = self.series.write().expect("head poisoned");
         let mut dropped = 0;
         heads.retain(|_, s| {
-            let cut = s.points.partition_point(|p| p.0 < before);
-            dropped += cut;
-            s.points.drain(..cut);
-            !s.points.is_empty()
+            dropped += s.drop_before(before);
+            s.len() > 0
         });
         self.samples.fetch_sub(dropped, std::sync::atomic::Ordering::Relaxed);
     }
@@ -153,7 +248,7 @@ impl Head {
         heads.retain(|_, s| {
             let gone = s.tenant_id == tenant_id;
             if gone {
-                dropped += s.points.len();
+                dropped += s.len();
             }
             !gone
         });
@@ -166,11 +261,9 @@ impl Head {
         let mut dropped = 0;
         heads.retain(|_, s| {
             if s.tenant_id == tenant_id {
-                let cut = s.points.partition_point(|p| p.0 < before);
-                dropped += cut;
-                s.points.drain(..cut);
+                dropped += s.drop_before(before);
             }
-            !s.points.is_empty()
+            s.len() > 0
         });
         self.samples.fetch_sub(dropped, std::sync::atomic::Ordering::Relaxed);
         dropped
@@ -205,8 +298,59 @@ mod tests {
         head.apply(&[row(1, 30, 3.0), row(1, 10, 1.0), row(1, 20, 2.0), row(1, 10, 9.0), row(2, 5, 5.0)]);
         assert_eq!(head.raw(1, 0, 100), vec![(10, 9.0), (20, 2.0), (30, 3.0)]);
         assert_eq!(head.raw(1, 15, 25), vec![(20, 2.0)]);
-        assert_eq!(head.len(), 4);
+        assert_eq!(head.rows().len(), 4);
         assert_eq!(head.last(1), Some((30, 3.0)));
+    }
+
+    #[test]
+    fn interleaved_time_ranges_fold_into_one_order_with_the_last_write_winning() {
+        // Four writers, each sending its own time range of the same series, a sample at a time:
+        // three of four samples land before the newest one.
+        let head = Head::new();
+        let mut expected = std::collections::BTreeMap::new();
+        for i in 0..5_000i64 {
+            for w in 0..4i64 {
+                let ts = w * 1_000_000 + i * 10;
+                head.apply(&[row(1, ts, (ts + w) as f64)]);
+                expected.insert(ts, (ts + w) as f64);
+            }
+            if i % 1_000 == 999 {
+                // Overwrites of older samples, some still unfolded, some folded already.
+                for ts in [i * 10, 2_000_000 + (i - 500) * 10] {
+                    head.apply(&[row(1, ts, -1.0)]);
+                    expected.insert(ts, -1.0);
+                }
+            }
+            if i % 777 == 0 {
+                // Reads see the late samples before they are folded.
+                let want: Vec<_> = expected.iter().map(|(&t, &v)| (t, v)).collect();
+                assert_eq!(head.raw(1, i64::MIN, i64::MAX), want);
+                assert_eq!(head.rows().len(), want.len());
+                // An overwrite not yet folded is held twice.
+                assert!(head.len() >= want.len());
+            }
+        }
+        let want: Vec<_> = expected.iter().map(|(&t, &v)| (t, v)).collect();
+        assert_eq!(head.raw(1, i64::MIN, i64::MAX), want);
+        assert_eq!(
+            head.raw(1, 1_000_000, 1_000_050),
+            want.iter().copied().filter(|p| (1_000_000..=1_000_050).contains(&p.0)).collect::<Vec<_>>()
+        );
+        assert_eq!(head.last(1), want.last().copied());
+        assert_eq!(head.oldest(), Some(0));
+        assert_eq!(head.rows().len(), want.len());
+        head.drop_before(2_000_000);
+        assert_eq!(head.len(), want.iter().filter(|p| p.0 >= 2_000_000).count());
+        assert_eq!(head.raw(1, 0, 1_999_999), vec![]);
+    }
+
+    #[test]
+    fn the_newest_sample_is_the_last_write_at_the_newest_timestamp() {
+        let head = Head::new();
+        head.apply(&[row(1, 10, 1.0), row(1, 20, 2.0), row(1, 15, 3.0), row(1, 20, 4.0), row(1, 20, 5.0)]);
+        assert_eq!(head.last(1), Some((20, 5.0)));
+        assert_eq!(head.raw(1, 0, 100), vec![(10, 1.0), (15, 3.0), (20, 5.0)]);
+        assert_eq!(head.rows().len(), 3);
     }
 
     #[test]
