@@ -346,7 +346,7 @@ impl Default for Config {
             max_label_value_len: limits.max_label_value_len,
             max_future: Duration::from_millis(limits.max_future_ms as u64),
             queue_capacity: 1_000_000,
-            worker_batch_samples: 50_000,
+            worker_batch_samples: 10_000,
             dedupe_window: Duration::from_secs(24 * 3600),
             tenant_rate_limit: 1_000_000,
             // Four bodies of the default maximum size at once, two of them one tenant's: the
