@@ -84,6 +84,10 @@ pub struct ConfigLayer {
     /// Samples accepted but not yet committed, before ingest answers 503.
     #[arg(long, env = "MICRODASH_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// With Redis: samples a worker reads from the stream and commits in one transaction, at
+    /// most (bounds the worker's memory; a larger batch shares a commit's cost more widely).
+    #[arg(long, env = "MICRODASH_WORKER_BATCH_SAMPLES")]
+    pub worker_batch_samples: Option<usize>,
     /// How long a `dedupe_id` is remembered (e.g. `24h`).
     #[arg(long, env = "MICRODASH_DEDUPE_WINDOW", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -197,6 +201,7 @@ impl ConfigLayer {
             max_label_value_len,
             max_future,
             queue_capacity,
+            worker_batch_samples,
             dedupe_window,
             tenant_rate_limit,
             max_inflight_ingest_bytes,
@@ -267,6 +272,7 @@ pub struct Config {
     #[serde(serialize_with = "short_duration")]
     pub max_future: Duration,
     pub queue_capacity: usize,
+    pub worker_batch_samples: usize,
     #[serde(serialize_with = "short_duration")]
     pub dedupe_window: Duration,
     pub tenant_rate_limit: u32,
@@ -347,6 +353,7 @@ impl Default for Config {
             max_label_value_len: limits.max_label_value_len,
             max_future: Duration::from_millis(limits.max_future_ms as u64),
             queue_capacity: 1_000_000,
+            worker_batch_samples: 10_000,
             dedupe_window: Duration::from_secs(24 * 3600),
             tenant_rate_limit: 1_000_000,
             // Four bodies of the default maximum size at once, two of them one tenant's: the
@@ -503,6 +510,11 @@ impl Config {
             )?,
             max_future: layer.max_future.unwrap_or(d.max_future),
             queue_capacity: at_least("queue_capacity", layer.queue_capacity.unwrap_or(d.queue_capacity), 1)?,
+            worker_batch_samples: at_least(
+                "worker_batch_samples",
+                layer.worker_batch_samples.unwrap_or(d.worker_batch_samples),
+                crate::pipeline::redis::ENTRY_SAMPLES,
+            )?,
             dedupe_window: layer.dedupe_window.unwrap_or(d.dedupe_window),
             tenant_rate_limit: layer.tenant_rate_limit.unwrap_or(d.tenant_rate_limit),
             max_inflight_ingest_bytes: at_least(

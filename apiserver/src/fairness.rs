@@ -117,20 +117,9 @@ impl Fairness {
                 let idle = fairness.ingest_bytes.available_permits() == fairness.ingest_bytes_max;
                 if idle && fairness.since_trim.load(Ordering::Relaxed) >= TRIM_AFTER_BYTES {
                     fairness.since_trim.store(0, Ordering::Relaxed);
-                    trim();
+                    crate::pipeline::release_free_memory();
                 }
             }
         })
     }
 }
-
-/// Returns the allocator's free memory to the system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() {
-    // SAFETY: malloc_trim only walks glibc's own heap structures, under its own locks.
-    let released = unsafe { libc::malloc_trim(0) };
-    tracing::debug!(released, "Returned free memory to the system after an ingest burst.");
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}

@@ -133,7 +133,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     url.clone(),
                     consumer,
                     store.clone(),
-                    writer_config.clone(),
+                    WriterConfig { max_group_samples: config.worker_batch_samples, ..writer_config.clone() },
                     telemetry.clone(),
                     Vec::new(),
                 ))

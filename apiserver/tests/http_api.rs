@@ -859,6 +859,120 @@ async fn a_database_outage_fills_the_redis_queue_to_503_and_loses_nothing_accept
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
+/// Overload in the distributed mode: with no worker running, the API takes requests into
+/// the Redis stream until its backlog would pass `queue_capacity`, then sheds with 503 +
+/// Retry-After (problem+json) and adds nothing; many requests at once cannot slip past the
+/// bound. A worker started later commits every sample that was answered 202, once: its
+/// timestamps are exactly the stored ones, a retried 202'd request counts as duplicates.
+#[tokio::test]
+async fn an_overloaded_api_sheds_by_the_stream_backlog_and_every_202_is_committed() {
+    use redis::AsyncCommands;
+    // Database 5 of the test Redis belongs to this test.
+    let (redis_url, mut conn) = common::fresh_redis(5).await;
+    let db = common::fresh_database_url("postgres").await;
+    let env = |role: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("MICRODASH_DATABASE_URL", db.clone()),
+            ("MICRODASH_REDIS_URL", redis_url.clone()),
+            ("MICRODASH_ROLE", role.into()),
+            ("MICRODASH_QUEUE_CAPACITY", "1500".into()),
+            ("MICRODASH_MAX_BATCH_SAMPLES", "100".into()),
+            ("MICRODASH_WORKER_BATCH_SAMPLES", "1000".into()),
+        ]
+    };
+    // The worker applies the migrations and creates the tenant; it is stopped before any
+    // ingest, so nothing drains the stream.
+    let worker_env = env("worker");
+    let worker_dir = tempfile::tempdir().unwrap();
+    let mut worker = Server::start_with(worker_dir.path(), &str_pairs(&worker_env));
+    let token = worker.token.clone();
+    worker.kill9();
+    let api_env = env("api");
+    let api_dir = tempfile::tempdir().unwrap();
+    let mut api = Server::start_with(api_dir.path(), &str_pairs(&api_env));
+    api.token = token.clone();
+    // A count left in Redis while the stream is empty (an older version's) must not shed.
+    let _: () = conn.set("microdash:queued-samples", 1_000_000).await.unwrap();
+
+    let body = |request: usize| {
+        let samples: Vec<Value> = (0..100)
+            .map(|i| {
+                let n = request * 100 + i;
+                json!({"metric":"overload","value":1,"ts": 1_000_000 + n as i64,"dedupe_id": format!("d{n}")})
+            })
+            .collect();
+        json!({ "samples": samples }).to_string()
+    };
+    // 40 requests of 100 samples at once; room for 15 of them.
+    let answers = futures_util::future::join_all((0..40).map(|request| {
+        let (url, token, body) = (api.url("/api/v1/metrics/bulk"), token.clone(), body(request));
+        async move {
+            let r = client().post(url).bearer_auth(token).body(body).send().await.unwrap();
+            let status = r.status();
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+            (request, status, retry_after, content_type, r.json::<Value>().await.unwrap())
+        }
+    }))
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for (request, status, retry_after, content_type, answer) in answers {
+        match status {
+            StatusCode::ACCEPTED => {
+                assert_eq!(answer["accepted"], 100, "{answer}");
+                accepted.push(request);
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1), "503 without Retry-After");
+                assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+                assert_eq!(answer["status"], 503, "{answer}");
+                assert!(answer["detail"].as_str().unwrap().contains("queue is full"), "{answer}");
+                refused.push(request);
+            }
+            other => panic!("request {request}: {other} {answer}"),
+        }
+    }
+    assert_eq!(accepted.len(), 15, "exactly the requests that fit in the backlog are accepted");
+    assert_eq!(refused.len(), 25);
+    let entries: usize = conn.xlen("microdash:ingest").await.unwrap();
+    let queued: Option<i64> = conn.get("microdash:queued-samples").await.unwrap();
+    assert_eq!((entries, queued), (15, Some(1500)), "the stream holds the 202'd requests and nothing refused");
+
+    // A worker catches up: every 202'd sample is stored, and only those.
+    let worker_dir = tempfile::tempdir().unwrap();
+    let _worker = Server::start_with(worker_dir.path(), &str_pairs(&worker_env));
+    wait_for_stored(&api, "overload", 1500).await;
+    let (_, q) = get(&api, &token, "/api/v1/query?metric=overload&from=0&to=2000000&resolution=raw").await;
+    let mut stored: Vec<i64> =
+        q["series"][0]["points"].as_array().unwrap().iter().map(|p| p[0].as_i64().unwrap()).collect();
+    stored.sort_unstable();
+    let mut expected: Vec<i64> =
+        accepted.iter().flat_map(|r| (0..100).map(move |i| 1_000_000 + (r * 100 + i) as i64)).collect();
+    expected.sort_unstable();
+    assert_eq!(stored, expected, "the stored samples are exactly the accepted ones");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let entries: usize = conn.xlen("microdash:ingest").await.unwrap();
+        let queued: Option<i64> = conn.get("microdash:queued-samples").await.unwrap();
+        if (entries, queued) == (0, Some(0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "backlog left after the commit: {entries} entries, {queued:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Retried: a 202'd request is all duplicates, a refused one is taken now.
+    let (status, answer) = post(&api, &token, "/api/v1/metrics/bulk", body(accepted[0])).await;
+    assert_eq!(
+        (status, answer["accepted"].clone(), answer["duplicates"].clone()),
+        (StatusCode::ACCEPTED, json!(0), json!(100))
+    );
+    let (status, answer) = post(&api, &token, "/api/v1/metrics/bulk", body(refused[0])).await;
+    assert_eq!((status, answer["accepted"].clone()), (StatusCode::ACCEPTED, json!(100)), "{answer}");
+    wait_for_stored(&api, "overload", 1600).await;
+}
+
 /// Waits (up to 60 s) until exactly `n` raw points of `metric` are stored.
 async fn wait_for_stored(server: &Server, metric: &str, n: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -145,6 +145,11 @@ struct Args {
     /// Milliseconds between agent collections and between node_exporter scrapes.
     #[arg(long, default_value_t = 1000)]
     agent_interval_ms: u64,
+    /// Storage section: measure only the setups whose name contains one of these (case
+    /// insensitive, e.g. `redis`); their rows replace the same rows of the report, the others
+    /// and VictoriaMetrics' row stay as they were.
+    #[arg(long, value_delimiter = ',')]
+    storage_setups: Vec<String>,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -260,8 +265,17 @@ pub fn free_port() -> Result<u16> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most the process ever had resident (the kernel's high-water mark), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// A pre-built bulk body whose timestamps can be moved forward in place, so every request
@@ -376,6 +390,10 @@ pub struct Load {
     seconds: u64,
     /// Total samples/s to pace at; `None` sends as fast as answers come back.
     rate: Option<f64>,
+    /// How long before now the timestamps start (ms): two runs on one server need ranges far
+    /// apart, or the second overwrites the first's samples (refused requests move the
+    /// timestamps forward too).
+    ago_ms: i64,
 }
 
 pub struct IngestResult {
@@ -383,19 +401,24 @@ pub struct IngestResult {
     pub samples_per_sec: f64,
     pub requests: u64,
     pub errors: u64,
+    /// Of the errors, the 503 answers (overloaded) and how many of those carried Retry-After.
+    pub overloaded: u64,
+    pub overloaded_with_retry_after: u64,
     pub peak_rss_mib: f64,
 }
 
 pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Result<IngestResult> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(load.connections).build()?;
     let per_conn = 64;
-    // Fresh samples, as agents send them (microdash keeps those in its in-memory head): the
-    // connections start 3 min apart from 9 min ago, and none gets past `max_future` (10 min)
-    // within a run.
-    let start_ts = now_ms() - 540_000;
+    // `ago_ms` 540 000 sends fresh samples, as agents do (microdash keeps those in its in-memory
+    // head): the connections start 3 min apart from 9 min ago, and none gets past `max_future`
+    // (10 min) within a run. Days ago, samples take the late path (rows of closed windows).
+    let start_ts = now_ms() - load.ago_ms;
     let accepted = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let overloaded = Arc::new(AtomicU64::new(0));
+    let retry_after = Arc::new(AtomicU64::new(0));
     let span = (per_conn * load.batch / 100 + 1) as i64;
     let prepared: Vec<Vec<Body>> = (0..load.connections)
         .map(|c| {
@@ -418,6 +441,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
         let (http, url) = (http.clone(), target.bulk_url());
         let request = target.request(&http, url);
         let (accepted, requests, errors) = (accepted.clone(), requests.clone(), errors.clone());
+        let (overloaded, retry_after) = (overloaded.clone(), retry_after.clone());
         let pace = load.rate.map(|rate| Duration::from_secs_f64(load.batch as f64 * load.connections as f64 / rate));
         tasks.push(tokio::spawn(async move {
             let mut i = 0usize;
@@ -442,6 +466,12 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
                         requests.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(r) => {
+                        if r.status().as_u16() == 503 {
+                            overloaded.fetch_add(1, Ordering::Relaxed);
+                            if r.headers().contains_key("retry-after") {
+                                retry_after.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         if errors.fetch_add(1, Ordering::Relaxed) == 0 {
                             let status = r.status();
                             eprintln!("\n  first error: {status} {}", r.text().await.unwrap_or_default());
@@ -481,6 +511,8 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
         samples_per_sec: accepted.load(Ordering::Relaxed) as f64 / elapsed,
         requests: requests.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
+        overloaded: overloaded.load(Ordering::Relaxed),
+        overloaded_with_retry_after: retry_after.load(Ordering::Relaxed),
         peak_rss_mib: peak as f64 / 1024.0,
     })
 }
@@ -599,11 +631,23 @@ async fn main() -> Result<()> {
             mysql_url: args.mysql_url.clone(),
             redis_url: args.redis_url.clone(),
             victoria_metrics: args.victoria_metrics.clone(),
-            load: Load { connections: args.connections, batch: args.batch, seconds: args.seconds, rate: None },
+            load: Load {
+                connections: args.connections,
+                batch: args.batch,
+                seconds: args.seconds,
+                rate: None,
+                // Fresh samples: the in-memory head's path (the loaded run writes days ago).
+                ago_ms: 540_000,
+            },
             probes: args.probes,
+            setups: args.storage_setups.clone(),
         };
-        let text = storage::run(&args.server, &storage_args).await?;
-        report::update(&args.out, "storage", &format!("{text}\n{stamp}"))?;
+        if storage_args.setups.is_empty() {
+            let text = storage::run(&args.server, &storage_args).await?;
+            report::update(&args.out, "storage", &format!("{text}\n{stamp}"))?;
+        } else {
+            storage::run_some(&args.server, &storage_args, &args.out, &stamp).await?;
+        }
     }
     if wants(Section::Alerts) {
         let server = start_server(&args.server, MqttMode::Off)?;
@@ -655,7 +699,13 @@ async fn main() -> Result<()> {
         report::update(&args.out, "agent", &format!("{text}\n{stamp}"))?;
     }
     if wants(Section::RemoteWrite) {
-        let load = Load { connections: args.connections, batch: args.batch, seconds: args.seconds, rate: None };
+        let load = Load {
+            connections: args.connections,
+            batch: args.batch,
+            seconds: args.seconds,
+            rate: None,
+            ago_ms: 2 * 86_400_000,
+        };
         let text = remote_write::run(&args.server, &args.victoria_metrics, load).await?;
         report::update(&args.out, "remote_write", &format!("{text}\n{stamp}"))?;
     }

@@ -40,6 +40,8 @@ pub struct StorageArgs {
     pub victoria_metrics: std::path::PathBuf,
     pub load: Load,
     pub probes: usize,
+    /// Only the setups whose name contains one of these (case insensitive); empty = all.
+    pub setups: Vec<String>,
 }
 
 /// The setups measured: SQLite always; PostgreSQL and MariaDB, in-process and over Redis, when
@@ -81,7 +83,14 @@ struct Row {
     api_rate: Option<f64>,
     requests: u64,
     errors: u64,
+    /// Of the errors, 503 answers, and how many of them had Retry-After.
+    overloaded: u64,
+    overloaded_with_retry_after: u64,
     peak_rss_mib: f64,
+    /// With Redis: each process's own peak RSS over the whole setup (the kernel's high-water
+    /// mark, so the worker's drain after the load counts too), and Redis's peak `used_memory`
+    /// and stream backlog while the load ran and drained.
+    split: Option<Split>,
     idle: Vec<f64>,
     loaded: Vec<f64>,
 }
@@ -115,6 +124,38 @@ async fn flushed_redis(url: &str) -> Result<String> {
     Ok(url)
 }
 
+struct Split {
+    api_mib: f64,
+    worker_mib: f64,
+    redis_used_mib: f64,
+    peak_backlog: i64,
+}
+
+/// Samples Redis's `used_memory` and the queued-samples counter until `stop` is set.
+async fn watch_redis(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<(f64, i64)> {
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let (mut used, mut backlog) = (0u64, 0i64);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let now =
+            info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        used = used.max(now);
+        let queued: Option<i64> = redis::cmd("GET").arg("microdash:queued-samples").query_async(&mut conn).await?;
+        backlog = backlog.max(queued.unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((used as f64 / 1024.0 / 1024.0, backlog))
+}
+
+/// Samples in the Redis queue that no worker has committed yet.
+async fn queued(redis_url: &str) -> Result<i64> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let queued: Option<i64> = redis::cmd("GET").arg("microdash:queued-samples").query_async(&mut conn).await?;
+    Ok(queued.unwrap_or(0))
+}
+
 /// Waits until the Redis queue has been committed by the worker (at most 5 minutes).
 async fn drained(redis_url: &str) -> Result<()> {
     let client = redis::Client::open(redis_url)?;
@@ -144,17 +185,50 @@ async fn measure(
     eprintln!("[storage] {name}: ingest-to-queryable, idle ({} probes)", args.probes);
     let idle = ingest_to_queryable(target, args.probes).await?;
     eprintln!("[storage] {name}: sustained bulk ingest for {} s", args.load.seconds);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = redis_url.map(|url| tokio::spawn(watch_redis(url.to_string(), stop.clone())));
     let started = Instant::now();
     let ingest = sustained_ingest(target, pids, args.load).await?;
-    let (samples_per_sec, api_rate) = match redis_url {
+    // With Redis, what the worker committed while the load ran (the rest was still queued):
+    // the background load below is paced at half of that, a rate the worker held beside a
+    // busy API on this machine (after the load, it drains faster, with the cores to itself).
+    let load_elapsed = started.elapsed().as_secs_f64();
+    let (samples_per_sec, api_rate, under_load_rate) = match redis_url {
         Some(url) => {
+            let left = queued(url).await?;
             drained(url).await?;
-            (ingest.accepted as f64 / started.elapsed().as_secs_f64(), Some(ingest.samples_per_sec))
+            let committed_during = (ingest.accepted as f64 - left as f64).max(0.0) / load_elapsed;
+            let overall = ingest.accepted as f64 / started.elapsed().as_secs_f64();
+            (overall, Some(ingest.samples_per_sec), committed_during.min(overall))
         }
-        None => (ingest.samples_per_sec, None),
+        None => (ingest.samples_per_sec, None, ingest.samples_per_sec),
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let split = match watcher {
+        Some(watcher) => {
+            let (redis_used_mib, peak_backlog) = watcher.await??;
+            let mib = |pid: u32| crate::peak_rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+            let split = Split { api_mib: mib(pids[0]), worker_mib: mib(pids[1]), redis_used_mib, peak_backlog };
+            eprintln!(
+                "[storage] {name}: peak RSS api {:.0} MiB, worker {:.0} MiB; Redis used_memory peak {:.0} MiB, \
+                 backlog peak {} samples; {} requests answered 503 ({} with Retry-After)",
+                split.api_mib,
+                split.worker_mib,
+                split.redis_used_mib,
+                split.peak_backlog,
+                ingest.overloaded,
+                ingest.overloaded_with_retry_after
+            );
+            Some(split)
+        }
+        None => None,
     };
     eprintln!("[storage] {name}: ingest-to-queryable under bulk load at half that rate");
-    let background = Load { rate: Some(samples_per_sec / 2.0), batch: 1000, ..args.load };
+    eprintln!(
+        "[storage] {name}: {samples_per_sec:.0} samples/s committed overall, {under_load_rate:.0}/s while the load ran"
+    );
+    // A day after the first run's samples: none of them is overwritten.
+    let background = Load { rate: Some(under_load_rate / 2.0), batch: 1000, ago_ms: 3 * 86_400_000, ..args.load };
     let (loaded, _) =
         tokio::join!(ingest_to_queryable(target, args.probes / 2), sustained_ingest(target, pids, background));
     if let Some(url) = redis_url {
@@ -166,7 +240,10 @@ async fn measure(
         api_rate,
         requests: ingest.requests,
         errors: ingest.errors,
+        overloaded: ingest.overloaded,
+        overloaded_with_retry_after: ingest.overloaded_with_retry_after,
         peak_rss_mib: ingest.peak_rss_mib,
+        split,
         idle,
         loaded: loaded?,
     })
@@ -210,19 +287,140 @@ pub(crate) async fn start_victoria(bin: &Path) -> Result<Victoria> {
     }
 }
 
+async fn measure_backend(server_bin: &Path, args: &StorageArgs, backend: &Backend) -> Result<Row> {
+    let database_url = fresh_database(&backend.database).await?;
+    let redis_url = match (&args.redis_url, backend.redis) {
+        (Some(url), true) => Some(flushed_redis(url).await?),
+        _ => None,
+    };
+    let setup = Setup { database_url, redis_url };
+    let deployment: Deployment = start_deployment(server_bin, &setup)?;
+    let target = Target::Microdash { base: deployment.api.base.clone(), token: deployment.api.token.clone() };
+    let redis = setup.redis_url.clone();
+    measure(backend.name.to_string(), &target, &deployment.pids(), redis.as_deref(), args).await
+}
+
+/// One line of the table; `vm_rate` is VictoriaMetrics' samples/s.
+fn table_line(row: &Row, vm_rate: f64) -> String {
+    let name = match row.api_rate {
+        Some(api) => format!("{} (API took {api:.0}/s into Redis while it had room)", row.name),
+        None => row.name.clone(),
+    };
+    let failed = match row.overloaded {
+        0 => row.errors.to_string(),
+        n if n == row.errors => format!("{n} (503)"),
+        n => format!("{} ({n} of them 503)", row.errors),
+    };
+    let rss = match &row.split {
+        Some(s) => format!("{:.0} MiB (api {:.0} + worker {:.0})", s.api_mib + s.worker_mib, s.api_mib, s.worker_mib),
+        None => format!("{:.0} MiB", row.peak_rss_mib),
+    };
+    format!(
+        "| {} | {:.0} | {:.2}× | {} / {} | {} | {:.1} ms / {:.1} ms | {:.1} ms / {:.1} ms |\n",
+        name,
+        row.samples_per_sec,
+        row.samples_per_sec / vm_rate,
+        row.requests,
+        failed,
+        rss,
+        pct(&row.idle, 0.5),
+        pct(&row.idle, 0.99),
+        pct(&row.loaded, 0.5),
+        pct(&row.loaded, 0.99),
+    )
+}
+
+/// The sentence on where the memory of the Redis setups is: api, worker, Redis itself.
+const SPLIT_PREFIX: &str = "With Redis, peak RSS per process";
+
+fn split_sentence(rows: &[&Row]) -> Option<String> {
+    let parts: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let s = row.split.as_ref()?;
+            Some(format!(
+                "{}: api {:.0} MiB, worker {:.0} MiB, Redis `used_memory` at most {:.0} MiB with a backlog of at \
+                 most {} samples, {} requests answered 503 ({} with `Retry-After`)",
+                row.name,
+                s.api_mib,
+                s.worker_mib,
+                s.redis_used_mib,
+                s.peak_backlog,
+                row.overloaded,
+                row.overloaded_with_retry_after
+            ))
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{SPLIT_PREFIX} (the kernel's high-water mark over the load and the worker's drain after it): {}.\n",
+        parts.join("; ")
+    ))
+}
+
+/// Measures only the setups named in `args.setups` and puts their rows in place of the same
+/// rows of the report's storage section (VictoriaMetrics is not measured again: its row there
+/// gives the ratio).
+pub async fn run_some(server_bin: &Path, args: &StorageArgs, out: &Path, stamp: &str) -> Result<()> {
+    let wanted = |b: &Backend| args.setups.iter().any(|w| b.name.to_lowercase().contains(&w.to_lowercase()));
+    let chosen: Vec<Backend> = backends(args).into_iter().filter(wanted).collect();
+    if chosen.is_empty() {
+        bail!("no storage setup matches {:?} (are the database and Redis URLs set?)", args.setups);
+    }
+    let report = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let (begin, end) = ("<!-- section:storage -->\n", "<!-- /section:storage -->\n");
+    let (Some(b), Some(e)) = (report.find(begin), report.find(end)) else {
+        bail!("{} has no storage section to update; run the whole section", out.display());
+    };
+    let vm_rate: f64 = report[b..e]
+        .lines()
+        .find(|l| l.starts_with("| VictoriaMetrics"))
+        .and_then(|l| l.split('|').nth(2)?.trim().parse().ok())
+        .context("the storage section has no VictoriaMetrics row to compare with")?;
+    let mut rows = Vec::new();
+    for backend in &chosen {
+        rows.push(measure_backend(server_bin, args, backend).await?);
+    }
+    let mut lines: Vec<String> = report[b + begin.len()..e].lines().map(str::to_string).collect();
+    for row in &rows {
+        let line = table_line(row, vm_rate).trim_end().to_string();
+        let same =
+            |l: &String| l.starts_with(&format!("| {} |", row.name)) || l.starts_with(&format!("| {} (", row.name));
+        match lines.iter().position(same) {
+            Some(i) => lines[i] = line,
+            None => {
+                let last = lines.iter().rposition(|l| l.starts_with('|')).context("no table in the section")?;
+                lines.insert(last, line);
+            }
+        }
+    }
+    let refs: Vec<&Row> = rows.iter().collect();
+    if let Some(sentence) = split_sentence(&refs) {
+        let sentence = sentence.trim_end().to_string();
+        match lines.iter().position(|l| l.starts_with(SPLIT_PREFIX)) {
+            Some(i) => lines[i] = sentence,
+            None => {
+                let table_end = lines.iter().rposition(|l| l.starts_with('|')).unwrap_or(0);
+                lines.insert(table_end + 1, String::new());
+                lines.insert(table_end + 2, sentence);
+            }
+        }
+    }
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    let note =
+        format!("_Rows {} measured again (`--storage-setups`): {}_", names.join("; "), stamp.trim().trim_matches('_'));
+    lines.retain(|l| !l.starts_with("_Rows "));
+    lines.push(note);
+    let text = lines.join("\n");
+    crate::report::update(out, "storage", &text)
+}
+
 pub async fn run(server_bin: &Path, args: &StorageArgs) -> Result<String> {
     let mut rows = Vec::new();
     for backend in backends(args) {
-        let database_url = fresh_database(&backend.database).await?;
-        let redis_url = match (&args.redis_url, backend.redis) {
-            (Some(url), true) => Some(flushed_redis(url).await?),
-            _ => None,
-        };
-        let setup = Setup { database_url, redis_url };
-        let deployment: Deployment = start_deployment(server_bin, &setup)?;
-        let target = Target::Microdash { base: deployment.api.base.clone(), token: deployment.api.token.clone() };
-        let redis = setup.redis_url.clone();
-        rows.push(measure(backend.name.to_string(), &target, &deployment.pids(), redis.as_deref(), args).await?);
+        rows.push(measure_backend(server_bin, args, &backend).await?);
     }
     let vm = start_victoria(&args.victoria_metrics).await?;
     let vm_pid = vm.child.0.id();
@@ -248,7 +446,7 @@ pub async fn run(server_bin: &Path, args: &StorageArgs) -> Result<String> {
          series with 2 labels, timestamps moving forward so every sample is new, for {secs} s; then \
          ingest-to-queryable probes (POST one sample, then read it back until it is visible: microdash \
          `GET /api/v1/query`, VictoriaMetrics `GET /api/v1/export`), idle and under bulk load at half the \
-         measured rate. A microdash 202 means committed to the database (with Redis: durably in the stream; \
+         measured rate (with Redis, half the rate the worker committed while the load ran). A microdash 202 means committed to the database (with Redis: durably in the stream; \
          the worker then commits, and samples/s is counted until the worker has committed everything; the API \
          answers 503 once the queue holds `queue_capacity` samples, counted as failed requests). VictoriaMetrics answers 204 once the rows are in its in-memory buffers and \
          makes them searchable and durable about a second later: that is its design, not a fault.\n\n\
@@ -259,23 +457,12 @@ pub async fn run(server_bin: &Path, args: &StorageArgs) -> Result<String> {
         secs = args.load.seconds,
     );
     for row in rows.iter().chain(std::iter::once(&vm_row)) {
-        let name = match row.api_rate {
-            Some(api) => format!("{} (API took {api:.0}/s into Redis while it had room)", row.name),
-            None => row.name.clone(),
-        };
-        out.push_str(&format!(
-            "| {} | {:.0} | {:.2}× | {} / {} | {:.0} MiB | {:.1} ms / {:.1} ms | {:.1} ms / {:.1} ms |\n",
-            name,
-            row.samples_per_sec,
-            row.samples_per_sec / vm_row.samples_per_sec,
-            row.requests,
-            row.errors,
-            row.peak_rss_mib,
-            pct(&row.idle, 0.5),
-            pct(&row.idle, 0.99),
-            pct(&row.loaded, 0.5),
-            pct(&row.loaded, 0.99),
-        ));
+        out.push_str(&table_line(row, vm_row.samples_per_sec));
+    }
+    let refs: Vec<&Row> = rows.iter().collect();
+    if let Some(sentence) = split_sentence(&refs) {
+        out.push('\n');
+        out.push_str(&sentence);
     }
     out.push_str(&format!(
         "\nVictoriaMetrics: Debian package {version}. Peak RSS sums every process of the setup (api + worker with Redis). \

@@ -429,6 +429,18 @@ async fn write_group(
     }
 }
 
+/// Returns the allocator's free memory to the system (glibc keeps it otherwise): after an
+/// ingest burst (`crate::fairness`) and once a worker has drained a backlog.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heap structures, under its own locks.
+    let released = unsafe { libc::malloc_trim(0) };
+    tracing::debug!(released, "Returned free memory to the system after a burst.");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}
+
 pub mod redis;
 
 #[cfg(test)]

@@ -179,3 +179,78 @@ async fn the_head_serves_reads_survives_a_crash_by_its_log_and_is_written_out_at
     let sum: f64 = store.query(&minute).await.unwrap()[0].points.iter().map(|p| p.1).sum();
     assert_eq!(sum, 7.0, "4 × 1.0 + 3.0");
 }
+
+async fn raw_points(store: &DynStore, tenant_id: i64, to: i64) -> usize {
+    let series = store
+        .query(&PointQuery {
+            tenant_id,
+            metric: "m".into(),
+            matchers: Labels::new(),
+            from: 0,
+            to,
+            step: None,
+            resolution: crate::storage::Resolution::Raw,
+            agg: Aggregation::Avg,
+            max_points: 100_000,
+            last_sample_times: false,
+        })
+        .await
+        .unwrap();
+    series.iter().map(|s| s.points.len()).sum()
+}
+
+/// The Redis queue against the test Redis (database 4 is this test's) and a real SQLite
+/// database: a request is cut into entries of at most `ENTRY_SAMPLES`, one over the backlog's
+/// bound is refused whole (nothing added), a worker reads at most its batch of samples at a
+/// time, and committing takes exactly the committed samples off the backlog.
+#[tokio::test]
+async fn the_redis_backlog_is_exact_and_a_worker_reads_bounded_batches() {
+    use ::redis::AsyncCommands;
+    let base = std::env::var("MICRODASH_TEST_REDIS_URL").expect(
+        "MICRODASH_TEST_REDIS_URL is not set: start the test services with `eval \"$(scripts/services.sh start)\"`",
+    );
+    let url = format!("{base}/4");
+    let mut conn = redis::connect(&url).await.unwrap();
+    let _: () = ::redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&format!("sqlite://{}", dir.path().join("p.db").display()), false).await.unwrap();
+    store.migrate().await.unwrap();
+    let tenant = store.create_tenant("t", None).await.unwrap();
+    let config = WriterConfig { queue_capacity: 5000, max_group_samples: 2000, dedupe_window: Duration::from_secs(60) };
+    let producer = redis::Producer::new(&url, &config).await.unwrap();
+    let backlog = |conn: &mut ::redis::aio::ConnectionManager| {
+        let mut conn = conn.clone();
+        async move {
+            let entries: usize = conn.xlen(redis::STREAM).await.unwrap();
+            let samples: Option<i64> = conn.get(redis::QUEUED).await.unwrap();
+            (entries, samples.unwrap_or(0))
+        }
+    };
+
+    // A count left over on an empty stream (an older version's) does not refuse anything.
+    let _: () = conn.set(redis::QUEUED, 1_000_000).await.unwrap();
+    assert_eq!(producer.submit(tenant.id, samples(2500)).await.unwrap().accepted, 2500);
+    assert_eq!(backlog(&mut conn).await, (3, 2500), "2500 samples in entries of 1000, 1000 and 500");
+    assert_eq!(producer.depth(), 2500);
+    // 2501 more would pass 5000: refused whole, nothing added.
+    assert!(matches!(producer.submit(tenant.id, samples(2501)).await, Err(SubmitError::Overloaded)));
+    assert_eq!(backlog(&mut conn).await, (3, 2500));
+
+    redis::ensure_group(&mut conn).await.unwrap();
+    let mut reader = redis::Reader::new("w", 2000);
+    let first = reader.next(&mut conn, Duration::ZERO).await.unwrap();
+    assert_eq!((first.entries(), first.samples()), (2, 2000), "a batch holds at most 2000 samples");
+    let second = reader.next(&mut conn, Duration::ZERO).await.unwrap();
+    assert_eq!((second.entries(), second.samples()), (1, 500));
+    assert_eq!(reader.next(&mut conn, Duration::ZERO).await.unwrap().entries(), 0);
+
+    let telemetry = Telemetry::new();
+    redis::commit(&mut conn, &store, &config, &telemetry, &[], first).await.unwrap();
+    assert_eq!(backlog(&mut conn).await, (1, 500), "committed entries leave the stream and the backlog");
+    assert_eq!(raw_points(&store, tenant.id, 10_000).await, 2000);
+    redis::commit(&mut conn, &store, &config, &telemetry, &[], second).await.unwrap();
+    assert_eq!(backlog(&mut conn).await, (0, 0));
+    assert_eq!(raw_points(&store, tenant.id, 10_000).await, 2500);
+    let pending: ::redis::streams::StreamPendingReply = conn.xpending(redis::STREAM, redis::GROUP).await.unwrap();
+    assert_eq!(pending.count(), 0);
+}
