@@ -766,14 +766,22 @@ async fn a_microdash_creates_its_objects_rolls_out_changes_and_owns_them() {
         ("list", "secrets", false),
         ("get", "nodes", false),
     ] {
-        let review: SubjectAccessReview = serde_json::from_value(json!({
-            "spec": {"user": &agent_user, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}")],
-                     "resourceAttributes": {"verb": verb, "resource": resource}}
-        }))
-        .unwrap();
-        let answer =
-            Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.unwrap();
-        assert_eq!(answer.status.unwrap().allowed, allowed, "{agent_user} {verb} {resource} (all namespaces)");
+        // The RBAC authorizer answers from its informers' caches: the role patched just above
+        // (and the binding the operator made) reach them a moment after the writes, longer on
+        // a busy machine. So each answer is awaited; a wrong grant stays wrong and still fails.
+        let what = format!("{agent_user} {verb} {resource} (all namespaces) allowed={allowed}");
+        eventually(WAIT, &what, || async {
+            let review: SubjectAccessReview = serde_json::from_value(json!({
+                "spec": {"user": &agent_user, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}")],
+                         "resourceAttributes": {"verb": verb, "resource": resource}}
+            }))
+            .unwrap();
+            let answer =
+                Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.unwrap();
+            let got = answer.status.unwrap().allowed;
+            if got == allowed { Ok(()) } else { Err(format!("allowed={got}")) }
+        })
+        .await;
     }
 
     // podDiscovery: false takes the token away and deletes the ServiceAccount.
