@@ -181,21 +181,7 @@ async fn the_head_serves_reads_survives_a_crash_by_its_log_and_is_written_out_at
 }
 
 async fn raw_points(store: &DynStore, tenant_id: i64, to: i64) -> usize {
-    let series = store
-        .query(&PointQuery {
-            tenant_id,
-            metric: "m".into(),
-            matchers: Labels::new(),
-            from: 0,
-            to,
-            step: None,
-            resolution: crate::storage::Resolution::Raw,
-            agg: Aggregation::Avg,
-            max_points: 100_000,
-            last_sample_times: false,
-        })
-        .await
-        .unwrap();
+    let series = store.query(&raw_query(tenant_id, 0, to)).await.unwrap();
     series.iter().map(|s| s.points.len()).sum()
 }
 
