@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use super::chunk::merge;
 use super::wal::Row;
 use super::{Summary, bucket_of};
 
@@ -56,8 +57,7 @@ impl SeriesHead {
         let late = sorted_latest(std::mem::take(&mut self.late));
         let start = self.points.partition_point(|p| p.0 < late[0].0);
         let tail = self.points.split_off(start);
-        let merged = merge_latest(&tail, &late);
-        self.points.extend_from_slice(&merged);
+        self.points.extend(merge(tail, late));
     }
 
     /// The samples in `[from, to]`, in time order, `late` merged in.
@@ -69,7 +69,7 @@ impl SeriesHead {
             return points.to_vec();
         }
         let late = sorted_latest(self.late.iter().copied().filter(|p| p.0 >= from && p.0 <= to).collect());
-        merge_latest(points, &late)
+        merge(points.to_vec(), late)
     }
 
     fn newest(&self) -> Option<(i64, f64)> {
@@ -109,32 +109,6 @@ fn sorted_latest(mut points: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
             _ => out.push(p),
         }
     }
-    out
-}
-
-/// Merges two time-ordered runs of one sample per timestamp; `newer` wins at an equal timestamp.
-fn merge_latest(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
-    let mut out = Vec::with_capacity(older.len() + newer.len());
-    let (mut i, mut j) = (0, 0);
-    while i < older.len() && j < newer.len() {
-        match older[i].0.cmp(&newer[j].0) {
-            std::cmp::Ordering::Less => {
-                out.push(older[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(newer[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(newer[j]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&older[i..]);
-    out.extend_from_slice(&newer[j..]);
     out
 }
 
