@@ -440,6 +440,17 @@ pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: 
         }
     }
     assert_eq!(compact.is_some(), compacted > 0, "compaction ran when asked, and only then");
+    assert_reads_match(store, tenant_id, &model, "").await;
+}
+
+/// Raw reads are `model` (the last value written per (series, ts)), no point comes twice, and
+/// every rollup equals the raw samples aggregated at its width. `context` ends each message.
+async fn assert_reads_match(
+    store: &DynStore,
+    tenant_id: i64,
+    model: &std::collections::BTreeMap<(String, i64), f64>,
+    context: &str,
+) {
     let base = PointQuery {
         tenant_id,
         metric: "m".into(),
@@ -457,8 +468,8 @@ pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: 
         .iter()
         .flat_map(|series| series.points.iter().map(|&(ts, v)| ((series.labels["host"].clone(), ts), v)))
         .collect();
-    assert_eq!(got, model, "raw points are the last value written per (series, ts)");
-    assert_eq!(raw.iter().map(|s| s.points.len()).sum::<usize>(), model.len(), "no point twice");
+    assert_eq!(&got, model, "raw points are the last value written per (series, ts){context}");
+    assert_eq!(raw.iter().map(|s| s.points.len()).sum::<usize>(), model.len(), "no point twice{context}");
     for agg in
         [Aggregation::Count, Aggregation::Sum, Aggregation::Min, Aggregation::Max, Aggregation::Last, Aggregation::Avg]
     {
@@ -466,7 +477,7 @@ pub async fn check_rollups_match_raw(store: &DynStore, tenant_id: i64, batches: 
             let width = resolution.width_ms();
             let raw = store.query(&PointQuery { step: Some(width), agg, ..base.clone() }).await.unwrap();
             let rolled = store.query(&PointQuery { resolution, agg, ..base.clone() }).await.unwrap();
-            assert_eq!(raw, rolled, "{agg:?} at {resolution:?}");
+            assert_eq!(raw, rolled, "{agg:?} at {resolution:?}{context}");
         }
     }
 }
@@ -539,40 +550,7 @@ async fn check_rollups_match_raw_with_head(store: &DynStore, tenant_id: i64, bat
             store.write_rows(&rows, 0).await.unwrap();
             head.drop_before(i64::MAX);
         }
-        let base = PointQuery {
-            tenant_id,
-            metric: "m".into(),
-            matchers: Labels::new(),
-            from: 0,
-            to: 6 * 3_600_000,
-            step: None,
-            resolution: Resolution::Raw,
-            agg: Aggregation::Avg,
-            max_points: 1_000_000,
-            last_sample_times: false,
-        };
-        let raw = store.query(&base).await.unwrap();
-        let got: std::collections::BTreeMap<(String, i64), f64> = raw
-            .iter()
-            .flat_map(|series| series.points.iter().map(|&(ts, v)| ((series.labels["host"].clone(), ts), v)))
-            .collect();
-        assert_eq!(got, model, "raw points are the last value written per (series, ts); flushed: {flushed}");
-        assert_eq!(raw.iter().map(|s| s.points.len()).sum::<usize>(), model.len(), "no point twice");
-        for agg in [
-            Aggregation::Count,
-            Aggregation::Sum,
-            Aggregation::Min,
-            Aggregation::Max,
-            Aggregation::Last,
-            Aggregation::Avg,
-        ] {
-            for resolution in [Resolution::OneMinute, Resolution::FiveMinutes] {
-                let width = resolution.width_ms();
-                let raw = store.query(&PointQuery { step: Some(width), agg, ..base.clone() }).await.unwrap();
-                let rolled = store.query(&PointQuery { resolution, agg, ..base.clone() }).await.unwrap();
-                assert_eq!(raw, rolled, "{agg:?} at {resolution:?}, flushed: {flushed}");
-            }
-        }
+        assert_reads_match(store, tenant_id, &model, &format!(", flushed: {flushed}")).await;
     }
 }
 
