@@ -28,6 +28,25 @@ impl SpecKind {
     }
 }
 
+/// How many rules, channels and silences are stored and the newest `updated_at` of each: when
+/// it differs from an earlier one, something was written or deleted since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpecsFingerprint {
+    pub rules: i64,
+    pub rules_updated_at: i64,
+    pub channels: i64,
+    pub channels_updated_at: i64,
+    pub silences: i64,
+    pub silences_updated_at: i64,
+}
+
+/// The specs written since a time, and how many were stored at that moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecChanges {
+    pub total: i64,
+    pub records: Vec<SpecRecord>,
+}
+
 /// A stored rule or channel; `spec` is its JSON without `tenant`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecRecord {
@@ -202,8 +221,12 @@ pub trait AlertStore: Send + Sync + 'static {
     async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>>;
     /// Deletes a spec; a rule takes its instances along (its history stays).
     async fn delete_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<bool>;
+    /// Every tenant's specs written at or after `since` (Unix ms), oldest first, and how many
+    /// there are in all at the same moment: what changed since an earlier read, when `since` is
+    /// taken early enough to cover transactions that committed after a later one.
+    async fn list_specs_changed_since(&self, kind: SpecKind, since: i64) -> Result<SpecChanges>;
     /// Changes whenever any rule, channel or silence changes, so other processes notice edits.
-    async fn specs_fingerprint(&self) -> Result<String>;
+    async fn specs_fingerprint(&self) -> Result<SpecsFingerprint>;
 
     /// Stores a new silence; a `name` the tenant already uses is a `Conflict`.
     async fn create_silence(&self, silence: &SilenceRecord) -> Result<()>;

@@ -406,7 +406,7 @@ macro_rules! sql_chunk_store {
                     .bind(tenant_id)
                     .bind(before)
                     .bind(limit)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?
                     .rows_affected())
                 }
@@ -433,7 +433,7 @@ macro_rules! sql_chunk_store {
                 async fn reclaim_space(&self) -> Result<()> {
                     if !$reclaim.is_empty() {
                         let _gate = self.purge_gate().await;
-                        sqlx::query($reclaim).execute(&self.pool).await?;
+                        sqlx::query($reclaim).execute(self.writes()).await?;
                     }
                     Ok(())
                 }

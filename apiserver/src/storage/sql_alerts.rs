@@ -75,7 +75,7 @@ macro_rules! sql_alert_store {
             use crate::domain::Labels;
             use crate::storage::alerts::{
                 AlertGroupRecord, AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
-                NotificationRecord, SilenceRecord, SpecKind, SpecRecord, TransitionRecord, TransitionWrite, labels_hash,
+                NotificationRecord, SilenceRecord, SpecChanges, SpecKind, SpecRecord, SpecsFingerprint, TransitionRecord, TransitionWrite, labels_hash,
             };
             use crate::storage::sql_alerts::state_of;
             use crate::storage::{Result, StoreError, labels_key};
@@ -302,9 +302,33 @@ macro_rules! sql_alert_store {
                     Ok(deleted > 0)
                 }
 
-                async fn specs_fingerprint(&self) -> Result<String> {
+                async fn list_specs_changed_since(&self, kind: SpecKind, since: i64) -> Result<SpecChanges> {
+                    // One statement, so the count and the rows are of one moment (a second
+                    // statement could see writes the first did not).
+                    let rows = sqlx::query(&$sql(&format!(
+                        "SELECT CAST(t.total AS CHAR(20)) AS total, r.tenant_id, r.name, r.spec, r.created_at, r.updated_at \
+                         FROM (SELECT COUNT(*) AS total FROM {table}) t LEFT JOIN {table} r ON r.updated_at >= ? \
+                         ORDER BY r.updated_at",
+                        table = kind.table()
+                    )))
+                    .bind(since)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let mut changes = SpecChanges { total: 0, records: Vec::with_capacity(rows.len()) };
+                    for row in &rows {
+                        let total = text(row, "total")?;
+                        changes.total =
+                            total.trim().parse().map_err(|_| StoreError::Corrupt(format!("total is not a number: {total}")))?;
+                        if row.try_get::<Option<i64>, _>("tenant_id")?.is_some() {
+                            changes.records.push(spec_of(row)?);
+                        }
+                    }
+                    Ok(changes)
+                }
+
+                async fn specs_fingerprint(&self) -> Result<SpecsFingerprint> {
                     // COUNT and MAX come back as different integer types per backend; as text
-                    // they compare the same everywhere.
+                    // they read the same everywhere.
                     let row = sqlx::query(
                         "SELECT CAST((SELECT COUNT(*) FROM alert_rules) AS CHAR(20)) AS rc, \
                                 CAST((SELECT COALESCE(MAX(updated_at), 0) FROM alert_rules) AS CHAR(20)) AS ru, \
@@ -315,15 +339,18 @@ macro_rules! sql_alert_store {
                     )
                     .fetch_one(&self.pool)
                     .await?;
-                    Ok(format!(
-                        "{}/{}/{}/{}/{}/{}",
-                        text(&row, "rc")?.trim(),
-                        text(&row, "ru")?.trim(),
-                        text(&row, "cc")?.trim(),
-                        text(&row, "cu")?.trim(),
-                        text(&row, "sc")?.trim(),
-                        text(&row, "su")?.trim()
-                    ))
+                    let number = |column: &str| -> Result<i64> {
+                        let t = text(&row, column)?;
+                        t.trim().parse().map_err(|_| StoreError::Corrupt(format!("{column} is not a number: {t}")))
+                    };
+                    Ok(SpecsFingerprint {
+                        rules: number("rc")?,
+                        rules_updated_at: number("ru")?,
+                        channels: number("cc")?,
+                        channels_updated_at: number("cu")?,
+                        silences: number("sc")?,
+                        silences_updated_at: number("su")?,
+                    })
                 }
 
                 async fn create_silence(&self, s: &SilenceRecord) -> Result<()> {
@@ -344,7 +371,7 @@ macro_rules! sql_alert_store {
                     .bind(&s.created_by)
                     .bind(s.created_at)
                     .bind(s.created_at)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?
                     .rows_affected();
                     if inserted == 0 {
@@ -378,7 +405,7 @@ macro_rules! sql_alert_store {
                     .bind(now)
                     .bind(s.tenant_id)
                     .bind(&s.id)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?
                     .rows_affected();
                     Ok(updated > 0)
@@ -401,7 +428,7 @@ macro_rules! sql_alert_store {
                     .bind(tenant_id)
                     .bind(id)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?
                     .rows_affected();
                     Ok(done > 0)
@@ -433,7 +460,7 @@ macro_rules! sql_alert_store {
                     .bind(instance.active_since)
                     .bind(instance.value)
                     .bind(instance.last_seen)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?;
                     let row = sqlx::query(&$sql(&format!(
                         "SELECT {INSTANCE_COLUMNS} FROM alert_instances \
@@ -467,7 +494,7 @@ macro_rules! sql_alert_store {
                 }
 
                 async fn delete_instance(&self, id: i64) -> Result<()> {
-                    sqlx::query(&$sql("DELETE FROM alert_instances WHERE id = ?")).bind(id).execute(&self.pool).await?;
+                    sqlx::query(&$sql("DELETE FROM alert_instances WHERE id = ?")).bind(id).execute(self.writes()).await?;
                     Ok(())
                 }
 
@@ -637,7 +664,7 @@ macro_rules! sql_alert_store {
                     .bind(lease_until)
                     .bind(id)
                     .bind(seen_next_attempt_at)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?;
                     Ok(result.rows_affected() == 1)
                 }
@@ -734,7 +761,7 @@ macro_rules! sql_alert_store {
                     .bind(name)
                     .bind(owner)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?
                     .rows_affected();
                     if taken == 1 {
@@ -747,7 +774,7 @@ macro_rules! sql_alert_store {
                     .bind(name)
                     .bind(owner)
                     .bind(until)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?
                     .rows_affected();
                     if inserted == 1 {
@@ -768,7 +795,7 @@ macro_rules! sql_alert_store {
                     sqlx::query(&$sql("DELETE FROM alert_leases WHERE tenant_id = 0 AND rule = ? AND owner = ?"))
                         .bind(name)
                         .bind(owner)
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await?;
                     Ok(())
                 }

@@ -129,7 +129,7 @@ macro_rules! sql_status_page_store {
                     Ok(sqlx::query(&$sql("DELETE FROM status_pages WHERE tenant_id = ? AND slug = ?"))
                         .bind(tenant_id)
                         .bind(slug)
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await?
                         .rows_affected()
                         > 0)

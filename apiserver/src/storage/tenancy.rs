@@ -238,7 +238,7 @@ macro_rules! sql_tenancy_store {
                         let n = sqlx::query(&$sql(&$chunk(table, key, "tenant_id = ?")))
                             .bind(tenant_id)
                             .bind(limit)
-                            .execute(&self.pool)
+                            .execute(self.writes())
                             .await?
                             .rows_affected();
                         if n > 0 {
@@ -249,7 +249,7 @@ macro_rules! sql_tenancy_store {
                     let _gate = self.purge_gate().await;
                     sqlx::query(&$sql("DELETE FROM tenants WHERE id = ? AND deleted_at IS NOT NULL"))
                         .bind(tenant_id)
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await?;
                     Ok(0)
                 }
@@ -361,7 +361,7 @@ macro_rules! sql_tenancy_store {
                         .bind(at)
                         .bind(id)
                         .bind(at)
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await?;
                     }
                     Ok(())
@@ -375,7 +375,7 @@ macro_rules! sql_tenancy_store {
                     .bind(limits.samples_per_second)
                     .bind(limits.series)
                     .bind(name)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await?;
                     Ok(())
                 }
@@ -470,7 +470,7 @@ macro_rules! sql_tenancy_store {
                     Ok(sqlx::query(&$sql("DELETE FROM exporters WHERE tenant_id = ? AND name = ?"))
                         .bind(tenant_id)
                         .bind(name)
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await?
                         .rows_affected()
                         > 0)
@@ -479,7 +479,7 @@ macro_rules! sql_tenancy_store {
                 async fn prune_auth_events(&self, before: i64) -> Result<u64> {
                     Ok(sqlx::query(&$sql("DELETE FROM auth_events WHERE at < ?"))
                         .bind(before)
-                        .execute(&self.pool)
+                        .execute(self.writes())
                         .await?
                         .rows_affected())
                 }

@@ -684,6 +684,14 @@ pub async fn alert_suite(store: DynStore) {
     assert!(store.put_spec(SpecKind::Channel, a.id, "Hook", r#"{"webhook":{}}"#, 1500, true).await.unwrap());
     let after = store.specs_fingerprint().await.unwrap();
     assert_ne!(before, after);
+    assert_eq!((after.rules, after.rules_updated_at, after.channels), (2, 2000, 1));
+    // What changed since a time: the rules written then or later, oldest first, any tenant.
+    let changed = store.list_specs_changed_since(SpecKind::Rule, 1500).await.unwrap();
+    assert_eq!(changed.total, 2);
+    let changed: Vec<_> = changed.records.iter().map(|r| (r.tenant_id, r.name.as_str(), r.updated_at)).collect();
+    assert_eq!(changed, [(b.id, "high-cpu", 1500), (a.id, "high-cpu", 2000)]);
+    let none = store.list_specs_changed_since(SpecKind::Rule, 2001).await.unwrap();
+    assert_eq!((none.total, none.records.len()), (2, 0), "the count comes without any change");
     let rule = store.get_spec(SpecKind::Rule, a.id, "high-cpu").await.unwrap().unwrap();
     assert_eq!((rule.spec.as_str(), rule.created_at, rule.updated_at), (r#"{"metric":"cpü"}"#, 1000, 2000));
     assert!(store.get_spec(SpecKind::Rule, a.id, "HIGH-CPU").await.unwrap().is_none(), "names are case-sensitive");
