@@ -114,11 +114,24 @@ fn sorted_latest(mut points: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
 
 /// The head: series id → its samples. Reads take the lock briefly; the writer applies a group
 /// at a time.
-#[derive(Default)]
 pub struct Head {
     series: RwLock<HashMap<i64, SeriesHead>>,
     /// Samples held, for the memory gauge.
     samples: std::sync::atomic::AtomicUsize,
+    /// The oldest timestamp held (`i64::MAX`: none), kept under the write lock. The writer asks
+    /// before every group whether a window closed; scanning every series for it took 9 % of the
+    /// server's CPU with 100 000 series.
+    oldest: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self {
+            series: RwLock::default(),
+            samples: Default::default(),
+            oldest: std::sync::atomic::AtomicI64::new(i64::MAX),
+        }
+    }
 }
 
 impl Head {
@@ -131,7 +144,9 @@ impl Head {
         let mut series = self.series.write().expect("head poisoned");
         // Samples held move by one per new timestamp, and back by those a fold finds overwritten.
         let (mut grew, mut shrank) = (0, 0);
+        let mut oldest = self.oldest.load(std::sync::atomic::Ordering::Relaxed);
         for row in rows {
+            oldest = oldest.min(row.ts);
             let entry = series.entry(row.series_id).or_default();
             entry.tenant_id = row.tenant_id;
             let before = entry.len();
@@ -145,6 +160,13 @@ impl Head {
         }
         self.samples.fetch_add(grew, std::sync::atomic::Ordering::Relaxed);
         self.samples.fetch_sub(shrank, std::sync::atomic::Ordering::Relaxed);
+        self.oldest.store(oldest, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets `oldest` from what `heads` holds, after samples were dropped.
+    fn reset_oldest(&self, heads: &HashMap<i64, SeriesHead>) {
+        let oldest = heads.values().filter_map(SeriesHead::oldest).min().unwrap_or(i64::MAX);
+        self.oldest.store(oldest, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Samples held (an overwrite not yet folded in counts twice: this is for memory).
@@ -201,7 +223,7 @@ impl Head {
 
     /// The oldest timestamp held, if any.
     pub fn oldest(&self) -> Option<i64> {
-        self.series.read().expect("head poisoned").values().filter_map(SeriesHead::oldest).min()
+        Some(self.oldest.load(std::sync::atomic::Ordering::Relaxed)).filter(|&ts| ts != i64::MAX)
     }
 
     /// Drops every sample with `ts < before` (after they were flushed).
@@ -213,6 +235,7 @@ impl Head {
             s.len() > 0
         });
         self.samples.fetch_sub(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.reset_oldest(&heads);
     }
 
     /// Drops a tenant's samples (the tenant was deleted).
@@ -227,6 +250,7 @@ impl Head {
             !gone
         });
         self.samples.fetch_sub(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.reset_oldest(&heads);
     }
 
     /// Drops a tenant's samples older than `before` (raw retention).
@@ -240,6 +264,7 @@ impl Head {
             s.len() > 0
         });
         self.samples.fetch_sub(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.reset_oldest(&heads);
         dropped
     }
 }
@@ -316,6 +341,25 @@ mod tests {
         head.drop_before(2_000_000);
         assert_eq!(head.len(), want.iter().filter(|p| p.0 >= 2_000_000).count());
         assert_eq!(head.raw(1, 0, 1_999_999), vec![]);
+        assert_eq!(head.oldest(), Some(2_000_000));
+    }
+
+    #[test]
+    fn the_oldest_sample_follows_writes_flushes_purges_and_deleted_tenants() {
+        let head = Head::new();
+        assert_eq!(head.oldest(), None);
+        let of = |tenant_id: i64, series_id: i64, ts: i64| Row { tenant_id, series_id, ts, value: 1.0 };
+        head.apply(&[of(1, 10, 500), of(2, 20, 300)]);
+        head.apply(&[of(1, 11, 700), of(1, 10, 200)]);
+        assert_eq!(head.oldest(), Some(200), "a late sample lowers it");
+        head.drop_before(250);
+        assert_eq!(head.oldest(), Some(300));
+        head.purge(2, 400);
+        assert_eq!(head.oldest(), Some(500), "tenant 2's only sample was purged");
+        head.forget_tenant(1);
+        assert_eq!(head.oldest(), None);
+        head.apply(&[of(3, 30, 900)]);
+        assert_eq!(head.oldest(), Some(900));
     }
 
     #[test]
