@@ -927,12 +927,10 @@ impl Evaluator {
 
     /// Compares the stored rules with the loaded ones: changed and new rules become pending
     /// (their metrics watched at once), deleted ones are dropped; channels and tenant names are
-    /// read again.
-    /// Compares what is stored with what is loaded and stages what changed. After the first
-    /// sync, it reads only the rules written since the last one (with 100 000 rules, reading
-    /// them all on every change held the evaluator for ~0.4 s each time during a burst of rule
-    /// writes); deletions made elsewhere show as a stored count below what it knows, and then
-    /// it reads them all.
+    /// read again. After the first sync it reads only the rules written since the last one
+    /// (with 100 000 rules, reading them all on every change held the evaluator for ~0.4 s each
+    /// time during a burst of rule writes); when the stored count differs from the rules it
+    /// knows (a deletion made elsewhere), it reads them all.
     async fn sync(&mut self) -> crate::storage::Result<()> {
         let fingerprint = self.store.specs_fingerprint().await?;
         self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();

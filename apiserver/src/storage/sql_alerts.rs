@@ -87,6 +87,12 @@ macro_rules! sql_alert_store {
                     .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
             }
 
+            /// A count or time the query cast to text (their integer types differ per backend).
+            fn number(row: &$row, column: &str) -> Result<i64> {
+                let t = text(row, column)?;
+                t.trim().parse().map_err(|_| StoreError::Corrupt(format!("{column} is not a number: {t}")))
+            }
+
             fn labels_of(row: &$row) -> Result<Labels> {
                 serde_json::from_str(&text(row, "labels")?).map_err(StoreError::corrupt)
             }
@@ -316,9 +322,7 @@ macro_rules! sql_alert_store {
                     .await?;
                     let mut changes = SpecChanges { total: 0, records: Vec::with_capacity(rows.len()) };
                     for row in &rows {
-                        let total = text(row, "total")?;
-                        changes.total =
-                            total.trim().parse().map_err(|_| StoreError::Corrupt(format!("total is not a number: {total}")))?;
+                        changes.total = number(row, "total")?;
                         if row.try_get::<Option<i64>, _>("tenant_id")?.is_some() {
                             changes.records.push(spec_of(row)?);
                         }
@@ -339,17 +343,13 @@ macro_rules! sql_alert_store {
                     )
                     .fetch_one(&self.pool)
                     .await?;
-                    let number = |column: &str| -> Result<i64> {
-                        let t = text(&row, column)?;
-                        t.trim().parse().map_err(|_| StoreError::Corrupt(format!("{column} is not a number: {t}")))
-                    };
                     Ok(SpecsFingerprint {
-                        rules: number("rc")?,
-                        rules_updated_at: number("ru")?,
-                        channels: number("cc")?,
-                        channels_updated_at: number("cu")?,
-                        silences: number("sc")?,
-                        silences_updated_at: number("su")?,
+                        rules: number(&row, "rc")?,
+                        rules_updated_at: number(&row, "ru")?,
+                        channels: number(&row, "cc")?,
+                        channels_updated_at: number(&row, "cu")?,
+                        silences: number(&row, "sc")?,
+                        silences_updated_at: number(&row, "su")?,
                     })
                 }
 
