@@ -7,7 +7,9 @@
 //! the API names its rule, a change made elsewhere (`microdash apply`, another process) is found
 //! by comparing the stored rules' versions with the loaded ones. Changed rules wait in a set and
 //! are loaded a few dozen at a time, between the samples (which always go first), so a burst of
-//! ten thousand rule writes never holds back the evaluation of samples already committed.
+//! ten thousand rule writes never holds back the evaluation of samples already committed. The
+//! comparison's read of the stored rules runs on a task of its own, and its rows are applied in
+//! steps.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,8 +28,8 @@ use crate::domain::alerting::{
 use crate::domain::{Labels, Sample, now_ms};
 use crate::pipeline::CommitListener;
 use crate::storage::alerts::{
-    AlertGroupRecord, InstanceRecord, NewNotification, SilenceRecord, SpecKind, SpecRecord, SpecsFingerprint,
-    TransitionWrite,
+    AlertGroupRecord, InstanceRecord, NewInstance, NewNotification, SilenceRecord, SpecKind, SpecRecord,
+    SpecsFingerprint, TransitionWrite,
 };
 use crate::storage::{
     Aggregation as QueryAggregation, DynStore, PointQuery, SeriesInfo, SeriesPoints, labels_key, labels_match,
@@ -51,6 +53,8 @@ const LOAD_BATCH: usize = 32;
 /// still read. One that took longer, or whose clock is behind by more, is caught by the count
 /// (a new rule) but not an update.
 const SYNC_OVERLAP_MS: i64 = 10_000;
+/// Rows of a sync's read applied in one step (about 3 ms).
+const SYNC_APPLY_ROWS: usize = 4096;
 /// Instances a tick visits in one step before queued samples are served again. A tick over
 /// 100 000 instances in one go took 35–100 ms, and a breach that arrived meanwhile waited for
 /// all of it; a step of this many takes about 2 ms.
@@ -64,9 +68,11 @@ struct TickPass {
     /// Instances visited so far (the gauge is set when the pass ends).
     instances: i64,
 }
-/// Rules of one metric loaded in one step when a sync read their specs and instances (a start or
-/// takeover): everything a step needs is in memory but one refill read per metric, so a larger
-/// step costs little more than a small one, and the rules of a metric share that read.
+/// Rules of one metric loaded in one step when a sync read their specs: their instances are read
+/// and written in one statement each, and the refill reads the metric's series once for all of
+/// them (5000 series took ~25 ms at 100 000 rules), so a larger step costs little more than a
+/// small one. At 32 per step, the rules of a 10 000-rule `microdash apply -f` held the
+/// evaluator several times as long in all.
 const STAGED_BATCH: usize = 256;
 /// From this many rules to load on, progress is logged (at most once a second).
 const LOG_PROGRESS_FROM: usize = 1000;
@@ -509,12 +515,54 @@ struct Evaluator {
     synced_since: Option<i64>,
     /// Syncs that read every rule (the first, and those after deletions made elsewhere).
     full_syncs: u64,
+    /// A sync's read of the rules, under way on a task of its own.
+    reading: Option<RuleRead>,
+    /// `SYNC_APPLY_ROWS` (smaller in tests).
+    sync_apply_rows: usize,
     ownership: Ownership,
     /// Whether this process evaluates now (always, or while it holds the lease).
     active: bool,
     /// When the lease was last renewed.
     renewed_at: i64,
     telemetry: Telemetry,
+}
+
+/// A sync's read of the stored rules, on a task of its own: with 100 000 rules, reading the
+/// tail of a burst of writes took 50–330 ms, and samples that arrived meanwhile waited for it.
+/// The engine goes on evaluating and loading announced rules while it runs; what those touch
+/// meanwhile is noted, and the read's (older) view of those rules is not applied.
+struct RuleRead {
+    /// The read; `None` once it returned.
+    task: Option<tokio::task::JoinHandle<crate::storage::Result<ReadRules>>>,
+    /// What it returned, being applied a step at a time.
+    applying: Option<Applying>,
+    /// Rules announced or read by a load since the read began, with whether the engine knew
+    /// them to exist (`known`) when first touched.
+    touched: HashMap<RuleKey, bool>,
+}
+
+/// A sync's rows being applied, `SYNC_APPLY_ROWS` per step: the tail of a 100 000-rule
+/// `microdash apply -f` is ~35 000 rows every two seconds, 45–70 ms of work in one go.
+struct Applying {
+    full: bool,
+    read_at: i64,
+    total: i64,
+    rows: usize,
+    records: std::vec::IntoIter<SpecRecord>,
+    /// The rules among the rows applied so far.
+    in_read: HashSet<RuleKey>,
+    started: Instant,
+}
+
+/// What a sync's read found.
+struct ReadRules {
+    /// Every rule (a full read), or only those written at or after the sync's `since`.
+    full: bool,
+    /// When the read began (ms).
+    read_at: i64,
+    records: Vec<SpecRecord>,
+    /// How many rules are stored, at the moment of `records`.
+    total: i64,
 }
 
 /// Why an alert's notifications are held back: a silence (its id) or a firing rule that
@@ -634,6 +682,33 @@ fn policy_of(spec: &AlertRuleSpec) -> Policy {
     }
 }
 
+/// A rule built from storage, before its new instances are written.
+struct Built {
+    rule: RuleRuntime,
+    /// Series with recent data and no instance yet, in the order their instances are written.
+    wanted: Vec<Wanted>,
+    /// Stored points within the window, by series (label JSON).
+    points: Vec<(String, Vec<(i64, f64)>)>,
+}
+
+struct Wanted {
+    key: String,
+    labels: Labels,
+    instance: Instance,
+    /// The series' newest sample.
+    last: (i64, f64),
+}
+
+/// The outcome of the sync's read under way; never, when there is none.
+async fn read_done(
+    reading: &mut Option<RuleRead>,
+) -> Result<crate::storage::Result<ReadRules>, tokio::task::JoinError> {
+    match reading.as_mut().and_then(|r| r.task.as_mut()) {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Evaluator {
     fn new(store: DynStore, outbox: Arc<Notify>, ownership: Ownership, telemetry: Telemetry) -> Self {
         Evaluator {
@@ -663,6 +738,8 @@ impl Evaluator {
             known: HashSet::new(),
             synced_since: None,
             full_syncs: 0,
+            reading: None,
+            sync_apply_rows: SYNC_APPLY_ROWS,
             active: matches!(ownership, Ownership::Always),
             telemetry,
             ownership,
@@ -681,7 +758,9 @@ impl Evaluator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u32;
         loop {
-            let load = self.active && (self.sync_wanted || !self.pending.is_empty()) && now_ms() >= self.retry_after;
+            let load = self.active
+                && ((self.sync_wanted && self.reading.is_none()) || !self.pending.is_empty())
+                && now_ms() >= self.retry_after;
             tokio::select! {
                 // Samples first, then time (a tick, then its further steps), then loading
                 // rules one batch at a time: queued samples never wait for more than one tick
@@ -705,6 +784,9 @@ impl Evaluator {
                             Ok(f) if Some(f) != self.fingerprint => self.sync_wanted = true,
                             // Nothing written since the last sync: the next one need not read
                             // what that sync's overlap would (the tail of an earlier burst).
+                            // (Not while a read is under way: until it is applied, what it
+                            // reads is not known here.)
+                            Ok(_) if self.reading.is_some() => {}
                             Ok(_) => {
                                 if let Some(since) = self.synced_since.as_mut() {
                                     *since = (*since).max(checked_at - SYNC_OVERLAP_MS);
@@ -720,8 +802,17 @@ impl Evaluator {
                     self.tick_step(now_ms()).await;
                 }
                 () = std::future::ready(()), if self.active && self.tick_pass.is_some() => self.tick_step(now_ms()).await,
+                read = read_done(&mut self.reading) => self.read_returned(read, now_ms()),
+                () = std::future::ready(()), if self.reading.as_ref().is_some_and(|r| r.applying.is_some()) => {
+                    self.apply_step().await;
+                }
                 () = std::future::ready(()), if load => self.load_step(now_ms()).await,
             }
+            // Back to the scheduler after every step. A task this one wakes (the outbox, told
+            // of a transition's notification) waits in this worker's next-task slot, which the
+            // other worker cannot take: while steps follow each other without a pause (a tick
+            // pass over 100 000 instances, ~50 ms), it waited for all of them.
+            tokio::task::yield_now().await;
         }
         if let (true, Ownership::Lease { owner, .. }) = (self.active, &self.ownership)
             && let Err(err) = self.store.release_lease(LEASE, owner).await
@@ -729,6 +820,14 @@ impl Evaluator {
             tracing::warn!(%err, "Could not release the alert engine lease; another worker takes over when it expires.");
         }
         tracing::info!("Alert engine stopped.");
+    }
+
+    /// Notes that a rule's stored spec is being read anew (announced, or read by a load) while
+    /// a sync's read is under way.
+    fn touch(&mut self, key: &RuleKey) {
+        if let Some(reading) = self.reading.as_mut() {
+            reading.touched.entry(key.clone()).or_insert_with(|| self.known.contains(key));
+        }
     }
 
     async fn handle(&mut self, event: Event) {
@@ -742,6 +841,7 @@ impl Evaluator {
                 // A spec a sync read earlier may be stale now: read it again. Until then it is
                 // not known to exist (it may be a deletion): the next sync's read finds it if it
                 // still does.
+                self.touch(&key);
                 self.staged.remove(&key);
                 self.known.remove(&key);
                 self.pending.insert(key);
@@ -823,6 +923,9 @@ impl Evaluator {
         self.fingerprint = None;
         self.known.clear();
         self.synced_since = None;
+        if let Some(task) = self.reading.take().and_then(|r| r.task) {
+            task.abort();
+        }
     }
 
     fn step_down(&mut self) {
@@ -836,9 +939,13 @@ impl Evaluator {
 
     /// One step of loading: a sync when one is wanted, then one batch of pending rules.
     async fn load_step(&mut self, now: i64) {
-        if self.sync_wanted {
-            match self.sync().await {
-                Ok(()) => self.sync_wanted = false,
+        if self.sync_wanted && self.reading.is_none() {
+            let started = Instant::now();
+            match self.begin_sync().await {
+                Ok(()) => {
+                    self.sync_wanted = false;
+                    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "Alert rule sync begun.");
+                }
                 Err(err) => {
                     tracing::warn!(%err, "Reading the alert rules failed; will retry.");
                     self.retry_after = now + 1000;
@@ -846,8 +953,14 @@ impl Evaluator {
                 }
             }
         }
+        if self.pending.is_empty() && self.reading.is_some() {
+            return;
+        }
         let batch = self.next_batch();
-        if let Err(err) = self.load_rules(&batch, now).await {
+        let loading = Instant::now();
+        let loaded = self.load_rules(&batch, now).await;
+        tracing::debug!(rules = batch.len(), ms = loading.elapsed().as_secs_f64() * 1e3, "Alert rule batch.");
+        if let Err(err) = loaded {
             tracing::warn!(%err, rules = batch.len(), "Loading alert rules failed; will retry.");
             self.pending.extend(batch);
             self.retry_after = now + 1000;
@@ -893,9 +1006,7 @@ impl Evaluator {
                 continue;
             };
             let this = (key.0, staged.spec.metric.as_str());
-            // Rules whose instances are still to be read (one query each) load a few at a time.
-            let limit = if staged.instances.is_some() { STAGED_BATCH } else { LOAD_BATCH };
-            if batch.len() >= limit || metric.is_some_and(|m| m != this) {
+            if batch.len() >= STAGED_BATCH || metric.is_some_and(|m| m != this) {
                 break;
             }
             metric = Some(this);
@@ -925,59 +1036,136 @@ impl Evaluator {
         Ok(())
     }
 
-    /// Compares the stored rules with the loaded ones: changed and new rules become pending
-    /// (their metrics watched at once), deleted ones are dropped; channels and tenant names are
-    /// read again. After the first sync it reads only the rules written since the last one
-    /// (with 100 000 rules, reading them all on every change held the evaluator for ~0.4 s each
-    /// time during a burst of rule writes); when the stored count differs from the rules it
-    /// knows (a deletion made elsewhere), it reads them all.
-    async fn sync(&mut self) -> crate::storage::Result<()> {
-        let fingerprint = self.store.specs_fingerprint().await?;
+    /// Begins comparing the stored rules with the loaded ones: reads channels, silences and
+    /// tenant names, and starts reading the rules on a task of its own (`finish_sync` applies
+    /// what it finds). After the first sync that read is only of the rules written since the
+    /// last one; when that shows a stored count other than the rules this engine knows (a
+    /// deletion made elsewhere), the next sync reads them all.
+    async fn begin_sync(&mut self) -> crate::storage::Result<()> {
+        // Before the rules are read: a write after this is seen by the next check.
+        self.fingerprint = Some(self.store.specs_fingerprint().await?);
         self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
         self.load_channels().await?;
         self.load_silences().await?;
         if !self.groups_loaded {
             self.load_groups(now_ms()).await?;
         }
-        let mut consistent = false;
-        if let Some(since) = self.synced_since {
+        let (store, since) = (self.store.clone(), self.synced_since);
+        let task = tokio::spawn(async move {
             let read_at = now_ms();
-            let changes = self.store.list_specs_changed_since(SpecKind::Rule, since).await?;
-            self.stage_records(changes.records);
-            // Of the same moment as the rows: any difference is a rule this engine has not
-            // read (written with an older time) or one deleted elsewhere.
-            consistent = self.known.len() as i64 == changes.total;
-            if consistent {
-                self.synced_since = Some(read_at - SYNC_OVERLAP_MS);
+            Ok(match since {
+                Some(since) => {
+                    let changes = store.list_specs_changed_since(SpecKind::Rule, since).await?;
+                    ReadRules { full: false, read_at, records: changes.records, total: changes.total }
+                }
+                None => {
+                    let records = store.list_specs(SpecKind::Rule, None).await?;
+                    ReadRules { full: true, read_at, total: records.len() as i64, records }
+                }
+            })
+        });
+        self.reading = Some(RuleRead { task: Some(task), applying: None, touched: HashMap::new() });
+        Ok(())
+    }
+
+    /// A sync's read returned: its rows are applied from the next step on.
+    fn read_returned(&mut self, read: Result<crate::storage::Result<ReadRules>, tokio::task::JoinError>, now: i64) {
+        let read = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(err)) => return self.sync_failed(&err.to_string(), now),
+            Err(err) => return self.sync_failed(&err.to_string(), now),
+        };
+        let Some(reading) = self.reading.as_mut() else { return };
+        reading.task = None;
+        reading.applying = Some(Applying {
+            full: read.full,
+            read_at: read.read_at,
+            total: read.total,
+            rows: read.records.len(),
+            records: read.records.into_iter(),
+            in_read: HashSet::new(),
+            started: Instant::now(),
+        });
+    }
+
+    /// Applies the next rows of a sync's read: changed and new rules become pending (their
+    /// metrics watched at once). Rules the engine announced or read itself since the read began
+    /// are left to their loads, which read them later than this read did. After the last rows,
+    /// deleted rules are dropped (a full read) or the stored count is checked (a read of what
+    /// changed).
+    async fn apply_step(&mut self) {
+        let Some(RuleRead { applying: Some(applying), touched, .. }) = self.reading.as_mut() else { return };
+        let mut chunk = Vec::with_capacity(self.sync_apply_rows.min(applying.records.len()));
+        for record in applying.records.by_ref().take(self.sync_apply_rows) {
+            let key = (record.tenant_id, record.name.clone());
+            if touched.contains_key(&key) {
+                // Still to be loaded: it exists (as far as this read knows), and the load
+                // says otherwise if it is deleted.
+                if self.pending.contains(&key) {
+                    self.known.insert(key.clone());
+                }
             } else {
-                tracing::debug!(known = self.known.len(), stored = changes.total, "Reading every alert rule again.");
+                chunk.push(record);
             }
+            applying.in_read.insert(key);
         }
-        if !consistent {
+        let done = applying.records.len() == 0;
+        self.stage_records(chunk);
+        if done {
+            let reading = self.reading.take().expect("a read is being applied");
+            let applying = reading.applying.expect("a read is being applied");
+            self.finish_sync(applying, reading.touched).await;
+        }
+    }
+
+    async fn finish_sync(&mut self, read: Applying, touched: HashMap<RuleKey, bool>) {
+        let in_read = read.in_read;
+        if read.full {
             self.full_syncs += 1;
-            let read_at = now_ms();
-            let records = self.store.list_specs(SpecKind::Rule, None).await?;
-            let seen: HashSet<RuleKey> = records.iter().map(|r| (r.tenant_id, r.name.clone())).collect();
-            self.stage_records(records);
-            let gone: Vec<RuleKey> = self.rules.keys().filter(|key| !seen.contains(*key)).cloned().collect();
+            let gone: Vec<RuleKey> = self
+                .rules
+                .keys()
+                .filter(|key| !in_read.contains(*key) && !touched.contains_key(*key))
+                .cloned()
+                .collect();
             for key in gone {
                 self.remove_rule(&key);
             }
-            self.known = seen;
-            self.synced_since = Some(read_at - SYNC_OVERLAP_MS);
+            self.known.retain(|key| in_read.contains(key) || touched.contains_key(key));
+            self.synced_since = Some(read.read_at - SYNC_OVERLAP_MS);
+        } else {
+            // Whether each touched rule was stored when the rows were read: among them, or (not
+            // written lately) as the engine knew it before touching it.
+            let mut stored = self.known.len() as i64;
+            for (key, was_known) in &touched {
+                stored += i64::from(in_read.contains(key) || *was_known) - i64::from(self.known.contains(key));
+            }
+            if stored == read.total {
+                self.synced_since = Some(read.read_at - SYNC_OVERLAP_MS);
+            } else {
+                tracing::debug!(known = stored, stored = read.total, "Reading every alert rule again.");
+                self.synced_since = None;
+                self.sync_wanted = true;
+            }
         }
         // A start or takeover (nothing loaded yet) with many rules: their instances in one read
         // instead of one per rule. Not while rules are loaded: during a burst that read of every
         // instance held the evaluator for seconds.
         if self.rules.is_empty() && self.staged.len() >= LOAD_BATCH {
-            let mut stored: HashMap<RuleKey, Vec<InstanceRecord>> = HashMap::new();
-            for record in self.store.list_instances(None).await? {
-                stored.entry((record.tenant_id, record.rule.clone())).or_default().push(record);
-            }
-            for (key, staged) in self.staged.iter_mut() {
-                if !self.rules.contains_key(key) {
-                    staged.instances = Some(stored.remove(key).unwrap_or_default());
+            match self.store.list_instances(None).await {
+                Ok(list) => {
+                    let mut stored: HashMap<RuleKey, Vec<InstanceRecord>> = HashMap::new();
+                    for record in list {
+                        stored.entry((record.tenant_id, record.rule.clone())).or_default().push(record);
+                    }
+                    for (key, staged) in self.staged.iter_mut() {
+                        if !self.rules.contains_key(key) {
+                            staged.instances = Some(stored.remove(key).unwrap_or_default());
+                        }
+                    }
                 }
+                // The rules then read their own instances as they load.
+                Err(err) => tracing::warn!(%err, "Reading the alert instances at once failed; reading them per rule."),
             }
         }
         if self.pending.len() >= LOG_PROGRESS_FROM && self.progress.is_none() {
@@ -985,8 +1173,21 @@ impl Evaluator {
             self.progress =
                 Some(Progress { total: self.pending.len(), done: 0, started: Instant::now(), logged: Instant::now() });
         }
-        self.fingerprint = Some(fingerprint);
-        Ok(())
+        tracing::debug!(
+            full = read.full,
+            rows = read.rows,
+            touched = touched.len(),
+            ms = read.started.elapsed().as_secs_f64() * 1e3,
+            "Alert rule sync applied."
+        );
+    }
+
+    fn sync_failed(&mut self, err: &str, now: i64) {
+        self.reading = None;
+        tracing::warn!(%err, "Reading the alert rules failed; will retry.");
+        self.fingerprint = None;
+        self.sync_wanted = true;
+        self.retry_after = now + 1000;
     }
 
     /// Stages the stored rules that differ from what is loaded or staged, watching their
@@ -1039,12 +1240,23 @@ impl Evaluator {
     /// from storage, one read per metric for all of them.
     async fn load_rules(&mut self, keys: &[RuleKey], now: i64) -> crate::storage::Result<()> {
         let mut fresh: Vec<(RuleKey, i64, AlertRuleSpec, Option<Vec<InstanceRecord>>)> = Vec::new();
+        let mut unstaged = Vec::new();
         for key in keys {
-            if let Some(staged) = self.staged.remove(key) {
-                fresh.push((key.clone(), staged.updated_at, staged.spec, staged.instances));
-                continue;
+            match self.staged.remove(key) {
+                Some(staged) => fresh.push((key.clone(), staged.updated_at, staged.spec, staged.instances)),
+                None => unstaged.push(key.clone()),
             }
-            let Some(record) = self.store.get_spec(SpecKind::Rule, key.0, &key.1).await? else {
+        }
+        for key in &unstaged {
+            self.touch(key);
+        }
+        // Announced rules (no spec read yet): their specs in one read.
+        let mut records: HashMap<RuleKey, SpecRecord> = HashMap::new();
+        for record in self.store.get_specs(SpecKind::Rule, &unstaged).await? {
+            records.insert((record.tenant_id, record.name.clone()), record);
+        }
+        for key in &unstaged {
+            let Some(record) = records.remove(key) else {
                 self.known.remove(key);
                 self.remove_rule(key);
                 continue;
@@ -1075,14 +1287,18 @@ impl Evaluator {
                 w.entry(key.0).or_default().insert(spec.metric.clone());
             }
         }
+        // Instances of the rules a sync did not stage with theirs, in one read. A rule loaded
+        // before keeps its instances in the database too: they are read, as for a rule never
+        // loaded.
+        let unread: Vec<RuleKey> =
+            fresh.iter().filter(|(_, _, _, instances)| instances.is_none()).map(|(key, ..)| key.clone()).collect();
+        let mut read: HashMap<RuleKey, Vec<InstanceRecord>> = HashMap::new();
+        for record in self.store.list_instances_of(&unread).await? {
+            read.entry((record.tenant_id, record.rule.clone())).or_default().push(record);
+        }
         let mut stored = Vec::with_capacity(fresh.len());
         for (key, _, _, instances) in &mut fresh {
-            stored.push(match instances.take() {
-                Some(instances) => instances,
-                // A rule loaded before keeps its instances in the database too: read them, as
-                // for a rule never loaded.
-                None => self.store.list_rule_instances(key.0, &key.1).await?,
-            });
+            stored.push(instances.take().unwrap_or_else(|| read.remove(key).unwrap_or_default()));
         }
         let mut last_notified: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
         if stored.iter().any(|s| !s.is_empty()) {
@@ -1107,6 +1323,26 @@ impl Evaluator {
                 built.push((key.clone(), rule));
             }
         }
+        // The new instances of the whole batch in one write.
+        let new: Vec<NewInstance<'_>> = built
+            .iter()
+            .flat_map(|(key, b)| {
+                b.wanted.iter().map(move |w| NewInstance {
+                    tenant_id: key.0,
+                    rule: &key.1,
+                    labels: &w.labels,
+                    instance: &w.instance,
+                })
+            })
+            .collect();
+        let mut created = self.store.upsert_instances(&new).await?.into_iter();
+        let built: Vec<(RuleKey, RuleRuntime)> = built
+            .into_iter()
+            .map(|(key, b)| {
+                let n = b.wanted.len();
+                (key, Self::finish_rule(b, created.by_ref().take(n), now))
+            })
+            .collect();
         let mut inhibitors_changed = BTreeSet::new();
         for (key, rule) in built {
             self.remove_rule(&key);
@@ -1126,7 +1362,8 @@ impl Evaluator {
     }
 
     /// A rule's runtime: its stored instances (dropping those whose series no longer match),
-    /// and windows refilled from the samples stored within the window.
+    /// and what `finish_rule` completes it with: the instances its series with recent data need
+    /// (written for the whole batch at once) and the samples stored within its window.
     #[allow(clippy::too_many_arguments)]
     async fn build_rule(
         &self,
@@ -1137,7 +1374,7 @@ impl Evaluator {
         last_notified: &HashMap<i64, Vec<(String, i64)>>,
         refill: &Refill,
         now: i64,
-    ) -> crate::storage::Result<RuleRuntime> {
+    ) -> crate::storage::Result<Built> {
         let window_ms = spec.window().as_millis() as i64;
         let mut rule = RuleRuntime {
             tenant_id,
@@ -1167,6 +1404,7 @@ impl Evaluator {
             );
         }
         let series = refill.matching(&rule.spec.matchers);
+        let mut wanted = Vec::new();
         // Newest sample per series: the `last` value and when the series was last seen.
         for info in &series {
             let Some((ts, value)) = info.last else { continue };
@@ -1177,28 +1415,18 @@ impl Evaluator {
                     existing.window.push(ts, value);
                 }
             } else if window_ms == 0 || now - ts <= window_ms {
-                // A series with recent data but no instance yet (new rule): it gets one now.
-                let record = self.store.upsert_instance(tenant_id, &name, &info.labels, &Instance::new(ts)).await?;
-                let mut window = Window::default();
-                if window_ms == 0 {
-                    window.push(ts, value);
-                }
-                rule.instances.insert(
+                // A series with recent data but no instance yet (new rule): it gets one.
+                wanted.push(Wanted {
                     key,
-                    InstanceRuntime {
-                        id: record.id,
-                        labels: record.labels,
-                        window,
-                        instance: record.instance,
-                        seq: record.seq,
-                        last_notified: HashMap::new(),
-                    },
-                );
+                    labels: info.labels.clone(),
+                    instance: Instance::new(ts),
+                    last: (ts, value),
+                });
             }
         }
+        let mut points = Vec::new();
         if window_ms > 0 {
-            let from = now - window_ms;
-            let read: Vec<(String, Vec<(i64, f64)>)> = match &refill.points {
+            points = match &refill.points {
                 Some(points) => series
                     .iter()
                     .filter_map(|info| {
@@ -1219,7 +1447,34 @@ impl Evaluator {
                     }
                 }
             };
-            for (key, points) in read {
+        }
+        Ok(Built { rule, wanted, points })
+    }
+
+    /// Completes a built rule with its new instances (`created`, in the order of `wanted`) and
+    /// refills its windows.
+    fn finish_rule(built: Built, created: impl Iterator<Item = InstanceRecord>, now: i64) -> RuleRuntime {
+        let Built { mut rule, wanted, points } = built;
+        for (wanted, record) in wanted.into_iter().zip(created) {
+            let mut window = Window::default();
+            if rule.window_ms == 0 {
+                window.push(wanted.last.0, wanted.last.1);
+            }
+            rule.instances.insert(
+                wanted.key,
+                InstanceRuntime {
+                    id: record.id,
+                    labels: record.labels,
+                    window,
+                    instance: record.instance,
+                    seq: record.seq,
+                    last_notified: HashMap::new(),
+                },
+            );
+        }
+        if rule.window_ms > 0 {
+            let from = now - rule.window_ms;
+            for (key, points) in points {
                 if let Some(inst) = rule.instances.get_mut(&key) {
                     for (ts, value) in points.into_iter().filter(|(ts, _)| *ts >= from) {
                         inst.window.push(ts, value);
@@ -1227,7 +1482,7 @@ impl Evaluator {
                 }
             }
         }
-        Ok(rule)
+        rule
     }
 
     async fn on_samples(&mut self, tenant_id: i64, samples: &[Sample], at: i64) {
@@ -1771,10 +2026,22 @@ mod tests {
         }
 
         async fn load(&mut self) {
-            while self.ev.sync_wanted || !self.ev.pending.is_empty() {
+            while self.ev.sync_wanted || !self.ev.pending.is_empty() || self.ev.reading.is_some() {
                 self.ev.load_step(now_ms()).await;
+                self.finish_read().await;
             }
             self.check_index();
+        }
+
+        /// Waits for the sync's read under way, if any, and applies it.
+        async fn finish_read(&mut self) {
+            if self.ev.reading.as_ref().is_some_and(|r| r.task.is_some()) {
+                let read = read_done(&mut self.ev.reading).await;
+                self.ev.read_returned(read, now_ms());
+            }
+            while self.ev.reading.as_ref().is_some_and(|r| r.applying.is_some()) {
+                self.ev.apply_step().await;
+            }
         }
 
         async fn channel(&mut self, name: &str, group_by: &[&str]) {
@@ -1986,6 +2253,87 @@ mod tests {
         assert_eq!(h.ev.full_syncs, full);
         let names: BTreeSet<String> = h.ev.rules.keys().map(|k| k.1.clone()).collect();
         assert_eq!(names, self::names(&["d", "e"]));
+    }
+
+    #[tokio::test]
+    async fn rules_changed_through_the_api_while_a_sync_reads_are_neither_lost_nor_brought_back() {
+        // The sync's read runs beside the engine, which meanwhile loads what the API announces.
+        // Whether that read saw the database before or after those changes, or its rows are
+        // applied (a row per step here) partly before and partly after them, applying it leaves
+        // exactly what is stored.
+        for (read_first, applied_first) in [(true, 0), (true, 1), (false, 0)] {
+            let mut h = Harness::new().await;
+            h.ev.sync_apply_rows = 1;
+            h.rule("a", &[]).await;
+            h.rule("b", &[]).await;
+            let spec = |metric: &str| {
+                serde_json::json!({"metric": metric, "for": "0s", "channels": [],
+                                   "condition": {"aggregation": "last", "op": ">", "threshold": 90}})
+                .to_string()
+            };
+            // Written elsewhere (not announced): only the sync finds it.
+            h.written += 1;
+            h.ev.store.put_spec(SpecKind::Rule, h.tenant, "c", &spec("mem"), h.written, false).await.unwrap();
+            let since = h.ev.synced_since.expect("the first sync is done");
+            let read = |store: DynStore| async move {
+                let read_at = now_ms();
+                let changes = store.list_specs_changed_since(SpecKind::Rule, since).await.unwrap();
+                ReadRules { full: false, read_at, records: changes.records, total: changes.total }
+            };
+            let (send, receive) = tokio::sync::oneshot::channel::<ReadRules>();
+            let mut send = Some(send);
+            if read_first {
+                send.take().unwrap().send(read(h.ev.store.clone()).await).ok();
+            }
+            let task = tokio::spawn(async move { Ok(receive.await.expect("the test sends the read")) });
+            h.ev.reading = Some(RuleRead { task: Some(task), applying: None, touched: HashMap::new() });
+            h.ev.fingerprint = Some(h.ev.store.specs_fingerprint().await.unwrap());
+            if applied_first > 0 {
+                let read = read_done(&mut h.ev.reading).await;
+                h.ev.read_returned(read, now_ms());
+                for _ in 0..applied_first {
+                    h.ev.apply_step().await;
+                }
+                assert!(h.ev.reading.as_ref().is_some_and(|r| r.applying.is_some()), "rows are left to apply");
+            }
+            // Meanwhile, through the API: a new rule, a deletion, an update; each loaded.
+            h.written += 1;
+            h.ev.store.put_spec(SpecKind::Rule, h.tenant, "d", &spec("cpu"), h.written, false).await.unwrap();
+            h.ev.handle(Event::Rule((h.tenant, "d".into()))).await;
+            assert!(h.ev.store.delete_spec(SpecKind::Rule, h.tenant, "a").await.unwrap());
+            h.ev.handle(Event::Rule((h.tenant, "a".into()))).await;
+            h.written += 1;
+            h.ev.store.put_spec(SpecKind::Rule, h.tenant, "b", &spec("disk"), h.written, false).await.unwrap();
+            h.ev.handle(Event::Rule((h.tenant, "b".into()))).await;
+            while !h.ev.pending.is_empty() {
+                h.ev.load_step(now_ms()).await;
+            }
+            if let Some(send) = send {
+                send.send(read(h.ev.store.clone()).await).ok();
+            }
+            let full = h.ev.full_syncs;
+            h.load().await;
+            let rules: BTreeMap<String, String> =
+                h.ev.rules.iter().map(|(k, r)| (k.1.clone(), r.spec.metric.clone())).collect();
+            let expected = [("b", "disk"), ("c", "mem"), ("d", "cpu")];
+            let expected: BTreeMap<String, String> =
+                expected.iter().map(|(n, m)| (n.to_string(), m.to_string())).collect();
+            let case = format!("read before the changes: {read_first}, rows applied before: {applied_first}");
+            assert_eq!(rules, expected, "{case}");
+            let known: BTreeSet<String> = h.ev.known.iter().map(|k| k.1.clone()).collect();
+            assert_eq!(known, self::names(&["b", "c", "d"]), "{case}");
+            // A read from before the changes agrees with the count. One from after the API's
+            // deletion lacks the deleted rule, which the engine counts as stored when the read
+            // began (a deletion before or after the read looks the same): it reads every rule
+            // once.
+            assert_eq!(h.ev.full_syncs, full + u64::from(!read_first), "{case}");
+            let full = h.ev.full_syncs;
+            // And the next sync finds nothing to do.
+            h.ev.sync_wanted = true;
+            h.load().await;
+            assert_eq!(h.ev.full_syncs, full);
+            assert!(h.ev.staged.is_empty() && h.ev.pending.is_empty());
+        }
     }
 
     #[tokio::test]

@@ -203,6 +203,15 @@ pub struct AlertGroupRecord {
     pub resolved: Vec<i64>,
 }
 
+/// An instance to insert unless its tenant, rule and labels have one.
+#[derive(Debug, Clone, Copy)]
+pub struct NewInstance<'a> {
+    pub tenant_id: i64,
+    pub rule: &'a str,
+    pub labels: &'a Labels,
+    pub instance: &'a Instance,
+}
+
 #[async_trait]
 pub trait AlertStore: Send + Sync + 'static {
     /// Stores a rule or channel; with `create_only`, an existing one is a `Conflict`.
@@ -217,6 +226,9 @@ pub trait AlertStore: Send + Sync + 'static {
         create_only: bool,
     ) -> Result<bool>;
     async fn get_spec(&self, kind: SpecKind, tenant_id: i64, name: &str) -> Result<Option<SpecRecord>>;
+    /// The stored specs of the given keys (tenant id, name), in no particular order; keys with
+    /// no spec are left out. One statement: the engine reads a batch of announced rules at once.
+    async fn get_specs(&self, kind: SpecKind, keys: &[(i64, String)]) -> Result<Vec<SpecRecord>>;
     /// The tenant's specs, or every tenant's when `tenant_id` is `None`, by name.
     async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>>;
     /// Deletes a spec; a rule takes its instances along (its history stays).
@@ -247,10 +259,18 @@ pub trait AlertStore: Send + Sync + 'static {
         rule: &str,
         labels: &Labels,
         instance: &Instance,
-    ) -> Result<InstanceRecord>;
+    ) -> Result<InstanceRecord> {
+        let new = [NewInstance { tenant_id, rule, labels, instance }];
+        Ok(self.upsert_instances(&new).await?.remove(0))
+    }
+    /// `upsert_instance` for each, in one transaction (a batch of rules loaded at once takes
+    /// the write lock once, not once per instance); the records in the same order.
+    async fn upsert_instances(&self, new: &[NewInstance<'_>]) -> Result<Vec<InstanceRecord>>;
     async fn list_instances(&self, tenant_id: Option<i64>) -> Result<Vec<InstanceRecord>>;
     /// The instances of one rule (the engine loading a rule it did not hold).
     async fn list_rule_instances(&self, tenant_id: i64, rule: &str) -> Result<Vec<InstanceRecord>>;
+    /// The instances of the given rules (tenant id, rule name), in one statement.
+    async fn list_instances_of(&self, rules: &[(i64, String)]) -> Result<Vec<InstanceRecord>>;
     async fn delete_instance(&self, id: i64) -> Result<()>;
     /// The instance's new state, the transition and its notifications, in one transaction.
     async fn record_transition(&self, write: TransitionWrite<'_>) -> Result<i64>;

@@ -67,6 +67,8 @@ macro_rules! sql_alert_store {
         insert_ignore: $ignore:path $(,)?
     ) => {
         mod sql_alerts_impl {
+            use std::collections::HashMap;
+
             use async_trait::async_trait;
             use sqlx::{QueryBuilder, Row};
 
@@ -74,7 +76,7 @@ macro_rules! sql_alert_store {
             use crate::domain::alerting::Instance;
             use crate::domain::Labels;
             use crate::storage::alerts::{
-                AlertGroupRecord, AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewNotification,
+                AlertGroupRecord, AlertStore, AttemptOutcome, AttemptRecord, DeliveryStatus, InstanceRecord, NewInstance, NewNotification,
                 NotificationRecord, SilenceRecord, SpecChanges, SpecKind, SpecRecord, SpecsFingerprint, TransitionRecord, TransitionWrite, labels_hash,
             };
             use crate::storage::sql_alerts::state_of;
@@ -211,6 +213,18 @@ macro_rules! sql_alert_store {
                 }
             }
 
+            /// `(tenant_id = ? AND <column> = ?) OR …` for the given keys (not empty): each an
+            /// equality on the table's leading key columns, so every one is an index lookup.
+            fn keys_filter<'a>(qb: &mut QueryBuilder<'a, $db>, column: &str, keys: &'a [(i64, String)]) {
+                for (i, (tenant_id, name)) in keys.iter().enumerate() {
+                    if i > 0 {
+                        qb.push(" OR ");
+                    }
+                    qb.push("(tenant_id = ").push_bind(*tenant_id);
+                    qb.push(format!(" AND {column} = ")).push_bind(name.as_str()).push(")");
+                }
+            }
+
             #[async_trait]
             impl AlertStore for $store {
                 async fn put_spec(
@@ -267,6 +281,19 @@ macro_rules! sql_alert_store {
                     .fetch_optional(&self.pool)
                     .await?;
                     row.as_ref().map(spec_of).transpose()
+                }
+
+                async fn get_specs(&self, kind: SpecKind, keys: &[(i64, String)]) -> Result<Vec<SpecRecord>> {
+                    if keys.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut qb = QueryBuilder::<$db>::new(format!(
+                        "SELECT tenant_id, name, spec, created_at, updated_at FROM {} WHERE ",
+                        kind.table()
+                    ));
+                    keys_filter(&mut qb, "name", keys);
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    rows.iter().map(spec_of).collect()
                 }
 
                 async fn list_specs(&self, kind: SpecKind, tenant_id: Option<i64>) -> Result<Vec<SpecRecord>> {
@@ -434,44 +461,70 @@ macro_rules! sql_alert_store {
                     Ok(done > 0)
                 }
 
-                async fn upsert_instance(
-                    &self,
-                    tenant_id: i64,
-                    rule: &str,
-                    labels: &Labels,
-                    instance: &Instance,
-                ) -> Result<InstanceRecord> {
-                    let labels_json = labels_key(labels);
-                    let hash = labels_hash(&labels_json);
-                    sqlx::query(&$sql(&$ignore(
-                        "INSERT INTO alert_instances (tenant_id, rule, labels, labels_hash, state, since, \
-                         pending_since, clear_since, active_since, value, last_seen, seq) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                        "tenant_id, rule, labels_hash",
-                    )))
-                    .bind(tenant_id)
-                    .bind(rule)
-                    .bind(&labels_json)
-                    .bind(&hash)
-                    .bind(instance.state.as_str())
-                    .bind(instance.since)
-                    .bind(instance.pending_since)
-                    .bind(instance.clear_since)
-                    .bind(instance.active_since)
-                    .bind(instance.value)
-                    .bind(instance.last_seen)
-                    .execute(self.writes())
-                    .await?;
-                    let row = sqlx::query(&$sql(&format!(
-                        "SELECT {INSTANCE_COLUMNS} FROM alert_instances \
-                         WHERE tenant_id = ? AND rule = ? AND labels_hash = ?"
-                    )))
-                    .bind(tenant_id)
-                    .bind(rule)
-                    .bind(&hash)
-                    .fetch_one(&self.pool)
-                    .await?;
-                    instance_of(&row)
+                async fn upsert_instances(&self, new: &[NewInstance<'_>]) -> Result<Vec<InstanceRecord>> {
+                    if new.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let keyed: Vec<(String, String)> = new
+                        .iter()
+                        .map(|n| {
+                            let json = labels_key(n.labels);
+                            let hash = labels_hash(&json);
+                            (json, hash)
+                        })
+                        .collect();
+                    let mut tx = self.begin_write().await?;
+                    for (n, (json, hash)) in new.iter().zip(&keyed) {
+                        sqlx::query(&$sql(&$ignore(
+                            "INSERT INTO alert_instances (tenant_id, rule, labels, labels_hash, state, since, \
+                             pending_since, clear_since, active_since, value, last_seen, seq) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                            "tenant_id, rule, labels_hash",
+                        )))
+                        .bind(n.tenant_id)
+                        .bind(n.rule)
+                        .bind(json)
+                        .bind(hash)
+                        .bind(n.instance.state.as_str())
+                        .bind(n.instance.since)
+                        .bind(n.instance.pending_since)
+                        .bind(n.instance.clear_since)
+                        .bind(n.instance.active_since)
+                        .bind(n.instance.value)
+                        .bind(n.instance.last_seen)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    // Read back (new or already there), a few hundred keys per statement.
+                    let mut stored: HashMap<(i64, String, String), InstanceRecord> = HashMap::new();
+                    let positions: Vec<usize> = (0..new.len()).collect();
+                    for chunk in positions.chunks(300) {
+                        let mut qb = QueryBuilder::<$db>::new(format!(
+                            "SELECT {INSTANCE_COLUMNS} FROM alert_instances WHERE "
+                        ));
+                        for (j, &i) in chunk.iter().enumerate() {
+                            if j > 0 {
+                                qb.push(" OR ");
+                            }
+                            qb.push("(tenant_id = ").push_bind(new[i].tenant_id);
+                            qb.push(" AND rule = ").push_bind(new[i].rule);
+                            qb.push(" AND labels_hash = ").push_bind(keyed[i].1.as_str()).push(")");
+                        }
+                        for row in qb.build().fetch_all(&self.pool).await? {
+                            let record = instance_of(&row)?;
+                            stored.insert((record.tenant_id, record.rule.clone(), labels_key(&record.labels)), record);
+                        }
+                    }
+                    new.iter()
+                        .zip(keyed)
+                        .map(|(n, (json, _))| {
+                            stored.get(&(n.tenant_id, n.rule.to_string(), json)).cloned().ok_or_else(|| {
+                                // Its rule was deleted meanwhile (which takes its instances along).
+                                StoreError::NotFound(format!("alert instance of rule {:?}", n.rule))
+                            })
+                        })
+                        .collect()
                 }
 
                 async fn list_instances(&self, tenant_id: Option<i64>) -> Result<Vec<InstanceRecord>> {
@@ -490,6 +543,17 @@ macro_rules! sql_alert_store {
                     .bind(rule)
                     .fetch_all(&self.pool)
                     .await?;
+                    rows.iter().map(instance_of).collect()
+                }
+
+                async fn list_instances_of(&self, rules: &[(i64, String)]) -> Result<Vec<InstanceRecord>> {
+                    if rules.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut qb =
+                        QueryBuilder::<$db>::new(format!("SELECT {INSTANCE_COLUMNS} FROM alert_instances WHERE "));
+                    keys_filter(&mut qb, "rule", rules);
+                    let rows = qb.build().fetch_all(&self.pool).await?;
                     rows.iter().map(instance_of).collect()
                 }
 

@@ -695,6 +695,26 @@ pub async fn alert_suite(store: DynStore) {
     let rule = store.get_spec(SpecKind::Rule, a.id, "high-cpu").await.unwrap().unwrap();
     assert_eq!((rule.spec.as_str(), rule.created_at, rule.updated_at), (r#"{"metric":"cpü"}"#, 1000, 2000));
     assert!(store.get_spec(SpecKind::Rule, a.id, "HIGH-CPU").await.unwrap().is_none(), "names are case-sensitive");
+    // Several keys in one read: each tenant's own, missing ones left out, a channel not a rule.
+    let keys =
+        [(a.id, "high-cpu".to_string()), (b.id, "high-cpu".into()), (a.id, "HIGH-CPU".into()), (a.id, "Hook".into())];
+    let mut got: Vec<_> = store
+        .get_specs(SpecKind::Rule, &keys)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.tenant_id, r.name, r.spec))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (a.id, "high-cpu".into(), r#"{"metric":"cpü"}"#.into()),
+            (b.id, "high-cpu".into(), r#"{"metric":"b"}"#.into())
+        ]
+    );
+    assert!(store.get_specs(SpecKind::Rule, &[]).await.unwrap().is_empty());
+    assert_eq!(store.get_specs(SpecKind::Channel, &keys[3..]).await.unwrap().len(), 1);
     assert_eq!(store.list_specs(SpecKind::Rule, Some(a.id)).await.unwrap().len(), 1);
     assert_eq!(store.list_specs(SpecKind::Rule, None).await.unwrap().len(), 2);
     assert_eq!(store.list_specs(SpecKind::Channel, Some(b.id)).await.unwrap().len(), 0);
@@ -709,6 +729,36 @@ pub async fn alert_suite(store: DynStore) {
     assert_ne!(other.id, first.id);
     assert_eq!(store.list_instances(Some(a.id)).await.unwrap().len(), 1);
     assert_eq!(store.list_instances(None).await.unwrap().len(), 2);
+    // Several at once, in one transaction: the records come in the order asked, an existing
+    // one as stored, a new one made.
+    let web2 = Labels::from([("host".to_string(), "web-2 ✓".to_string())]);
+    let batch = [
+        alerts::NewInstance { tenant_id: a.id, rule: "high-cpu", labels: &web2, instance: &Instance::new(40) },
+        alerts::NewInstance { tenant_id: a.id, rule: "high-cpu", labels: &labels, instance: &Instance::new(50) },
+    ];
+    let made = store.upsert_instances(&batch).await.unwrap();
+    assert_eq!(made.iter().map(|r| r.labels.clone()).collect::<Vec<_>>(), [web2.clone(), labels.clone()]);
+    assert_eq!((made[1].id, made[1].instance.since), (first.id, 10), "the stored one, untouched");
+    assert_eq!(made[0].instance.since, 40);
+    assert!(store.upsert_instances(&[]).await.unwrap().is_empty());
+    store.delete_instance(made[0].id).await.unwrap();
+    // The instances of several rules in one read, by tenant and rule.
+    let of = |keys: Vec<(i64, &str)>| {
+        let keys: Vec<(i64, String)> = keys.into_iter().map(|(t, n)| (t, n.to_string())).collect();
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<i64> = store.list_instances_of(&keys).await.unwrap().iter().map(|i| i.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        of(vec![(a.id, "high-cpu"), (b.id, "high-cpu")]).await,
+        [first.id.min(other.id), first.id.max(other.id)]
+    );
+    assert_eq!(of(vec![(b.id, "high-cpu"), (a.id, "other")]).await, [other.id]);
+    assert_eq!(of(vec![(b.id + a.id + 1, "high-cpu")]).await, Vec::<i64>::new());
+    assert!(of(vec![]).await.is_empty());
 
     // A transition with its notifications, in one transaction; a replay queues nothing new.
     let mut firing = Instance::new(10);
