@@ -1,7 +1,7 @@
 //! Alerting at fleet scale (issue 23): rule writes per second through `microdash apply` and
 //! through the API, how long a server takes to load the rules (after an apply, and at a
 //! restart), breach → webhook with many rules (idle, under unrelated bulk ingest, and during a
-//! burst of rule writes through the API), and the server's memory per rule and per instance.
+//! burst of rule writes through the API and one by `microdash apply -f`), and the server's memory per rule and per instance.
 //!
 //! The rules are a fleet's: 20 rules per host over 20 metrics (`fleet.m0` … `fleet.m19`, each
 //! matching `host = hN`), for `n / 20` hosts. The breaches go to a separate rule (`bench-breach`)
@@ -43,10 +43,15 @@ fn fleet_spec(i: usize, prefix: &str) -> serde_json::Value {
 }
 
 fn fleet_yaml(n: usize) -> String {
-    let mut yaml = String::with_capacity(n * 260);
-    for i in 0..n {
+    rules_yaml("fleet", 0..n)
+}
+
+/// AlertRule documents `{prefix}-{i}` for each `i`, on the fleet's metrics and hosts.
+fn rules_yaml(prefix: &str, range: std::ops::Range<usize>) -> String {
+    let mut yaml = String::with_capacity(range.len() * 260);
+    for i in range {
         yaml.push_str(&format!(
-            "---\napiVersion: microdash.io/v1alpha1\nkind: AlertRule\nmetadata: {{name: fleet-{i}}}\n\
+            "---\napiVersion: microdash.io/v1alpha1\nkind: AlertRule\nmetadata: {{name: {prefix}-{i}}}\n\
              spec: {{tenant: default, metric: fleet.m{}, match: {{host: h{}}}, for: 0s, channels: [bench], \
              condition: {{aggregation: last, op: '>', threshold: 90}}}}\n",
             i % RULES_PER_HOST,
@@ -121,6 +126,8 @@ struct Row {
     loaded: Vec<f64>,
     load_rate: f64,
     burst: Option<(usize, f64, Vec<f64>)>,
+    /// Rules written by `microdash apply -f`, their rate, and the breaches meanwhile.
+    apply_burst: Option<(usize, f64, Vec<f64>)>,
 }
 
 async fn measure(bin: &Path, n: usize, args: &ScaleArgs) -> Result<Row> {
@@ -230,6 +237,37 @@ async fn measure(bin: &Path, n: usize, args: &ScaleArgs) -> Result<Row> {
         None
     };
 
+    let apply_burst = if args.burst > 0 {
+        eprintln!("[alert scale {n}] {} new rules by microdash apply -f with breaches meanwhile", args.burst);
+        let file = server._dir.path().join("burst.yaml");
+        std::fs::write(&file, rules_yaml("applied", 0..args.burst))?;
+        let started = Instant::now();
+        let mut apply = tokio::process::Command::new(bin)
+            .args(["apply", "-f"])
+            .arg(&file)
+            .args(["--database-url", &db])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running microdash apply")?;
+        let mut during = Vec::new();
+        let status = loop {
+            if let Some(status) = apply.try_wait()? {
+                break status;
+            }
+            during.extend(alerts::probe_breaches(&server, &shared, 10).await?);
+        };
+        let secs = started.elapsed().as_secs_f64();
+        if !status.success() {
+            let out = apply.wait_with_output().await?;
+            bail!("microdash apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        during.sort_by(f64::total_cmp);
+        Some((args.burst, args.burst as f64 / secs, during))
+    } else {
+        None
+    };
+
     let restart_secs = {
         eprintln!("[alert scale {n}] restart (kill -9, start) until the rules are loaded");
         let started = Instant::now();
@@ -256,6 +294,7 @@ async fn measure(bin: &Path, n: usize, args: &ScaleArgs) -> Result<Row> {
         loaded,
         load_rate: ingest.samples_per_sec,
         burst,
+        apply_burst,
     })
 }
 
@@ -268,21 +307,22 @@ pub async fn run(bin: &Path, args: &ScaleArgs) -> Result<String> {
         "## Alerting at fleet scale: many rules, rule bursts, memory\n\n\
          A fleet's rules: 20 rules per host over 20 metrics (each `last > 90` on one host's series), \
          written by `microdash apply -f` into a running server's SQLite database; the server finds \
-         them by polling (every 2 s) and loads them in batches of 32 between samples. *Evaluated \
+         them by polling (every 2 s) and loads them between samples (up to 256 rules of one metric per step). *Evaluated \
          after apply* runs from the end of the apply until breaches of the file's first and last \
          rules were both notified. Breach → webhook is measured on a separate rule as in the \
          alerting section (one breach after the other), with every fleet rule loaded and holding \
          an instance; then under paced bulk ingest of an unrelated metric; then while 8 clients \
-         write new rules through `PUT /api/v1/rules/{name}`. Memory is the server's RSS: before \
+         write new rules through `PUT /api/v1/rules/{name}`; then while `microdash apply -f` writes as \
+         many new rules into the database (found by the server's poll). Memory is the server's RSS: before \
          the rules, with the rules loaded, and with one instance per rule.\n\n\
-         | rules | apply -f | evaluated after apply | restart → loaded | breach → webhook idle p50 / p99 | under ingest p50 / p99 | API burst: rules/s, breach p50 / p99 during it | RSS: base → rules → instances | per rule / per instance |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | rules | apply -f | evaluated after apply | restart → loaded | breach → webhook idle p50 / p99 | under ingest p50 / p99 | API burst: rules/s, breach p50 / p99 during it | apply -f burst: rules/s, breach p50 / p99 during it | RSS: base → rules → instances | per rule / per instance |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         let per_rule = (r.rss_rules_mib - r.rss_base_mib) * 1024.0 / r.rules as f64;
         let per_instance = (r.rss_instances_mib - r.rss_rules_mib) * 1024.0 / r.rules as f64;
         out.push_str(&format!(
-            "| {} | {:.1} s ({:.0} rules/s) | {:.1} s | {} | {} | {} (at {:.0} samples/s) | {} | {:.0} → {:.0} → {:.0} MiB | {:.2} / {:.2} KiB |\n",
+            "| {} | {:.1} s ({:.0} rules/s) | {:.1} s | {} | {} | {} (at {:.0} samples/s) | {} | {} | {:.0} → {:.0} → {:.0} MiB | {:.2} / {:.2} KiB |\n",
             r.rules,
             r.apply_secs,
             r.rules as f64 / r.apply_secs,
@@ -292,6 +332,10 @@ pub async fn run(bin: &Path, args: &ScaleArgs) -> Result<String> {
             latency_cells(&r.loaded),
             r.load_rate,
             r.burst
+                .as_ref()
+                .map(|(n, rate, during)| format!("{n} rules at {rate:.0}/s; {}", latency_cells(during)))
+                .unwrap_or_else(|| "–".into()),
+            r.apply_burst
                 .as_ref()
                 .map(|(n, rate, during)| format!("{n} rules at {rate:.0}/s; {}", latency_cells(during)))
                 .unwrap_or_else(|| "–".into()),
