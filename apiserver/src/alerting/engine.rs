@@ -519,6 +519,8 @@ struct Evaluator {
     reading: Option<RuleRead>,
     /// `SYNC_APPLY_ROWS` (smaller in tests).
     sync_apply_rows: usize,
+    /// The batch of rules being built, if any.
+    loading: Option<Loading>,
     ownership: Ownership,
     /// Whether this process evaluates now (always, or while it holds the lease).
     active: bool,
@@ -539,6 +541,20 @@ struct RuleRead {
     /// Rules announced or read by a load since the read began, with whether the engine knew
     /// them to exist (`known`) when first touched.
     touched: HashMap<RuleKey, bool>,
+}
+
+/// A batch of rules being built on a task of its own.
+struct Loading {
+    task: tokio::task::JoinHandle<crate::storage::Result<Vec<(RuleKey, RuleRuntime)>>>,
+    /// The batch (pending again if the load fails).
+    keys: Vec<RuleKey>,
+    /// The versions (`updated_at`) being built: a sync meanwhile need not stage them again.
+    versions: HashMap<RuleKey, i64>,
+    /// The batch's metrics, by tenant.
+    metrics: HashMap<i64, HashSet<String>>,
+    /// Samples of those metrics that arrived meanwhile (tenant, samples, commit time).
+    held: Vec<(i64, Vec<Sample>, i64)>,
+    started: Instant,
 }
 
 /// A sync's rows being applied, `SYNC_APPLY_ROWS` per step: the tail of a 100 000-rule
@@ -699,6 +715,181 @@ struct Wanted {
     last: (i64, f64),
 }
 
+/// A load's task: refills the rules' windows (one read per metric for all of them), builds
+/// them, and writes their new instances in one transaction.
+async fn build_rules(
+    store: DynStore,
+    fresh: Vec<(RuleKey, i64, AlertRuleSpec)>,
+    mut stored: Vec<Vec<InstanceRecord>>,
+    last_notified: HashMap<i64, Vec<(String, i64)>>,
+    now: i64,
+) -> crate::storage::Result<Vec<(RuleKey, RuleRuntime)>> {
+    let mut groups: HashMap<(i64, String), Vec<usize>> = HashMap::new();
+    for (i, (key, _, spec)) in fresh.iter().enumerate() {
+        groups.entry((key.0, spec.metric.clone())).or_default().push(i);
+    }
+    let mut built = Vec::with_capacity(fresh.len());
+    for ((tenant_id, metric), members) in groups {
+        let specs: Vec<&AlertRuleSpec> = members.iter().map(|&i| &fresh[i].2).collect();
+        let refill = Refill::read(&store, tenant_id, &metric, &specs, now).await?;
+        for i in members {
+            let (key, updated_at, spec) = &fresh[i];
+            let instances = std::mem::take(&mut stored[i]);
+            let rule =
+                build_rule(&store, key.clone(), *updated_at, spec.clone(), instances, &last_notified, &refill, now)
+                    .await?;
+            built.push((key.clone(), rule));
+        }
+    }
+    // The new instances of the whole batch in one write.
+    let new: Vec<NewInstance<'_>> = built
+        .iter()
+        .flat_map(|(key, b): &(RuleKey, Built)| {
+            b.wanted.iter().map(move |w| NewInstance {
+                tenant_id: key.0,
+                rule: &key.1,
+                labels: &w.labels,
+                instance: &w.instance,
+            })
+        })
+        .collect();
+    let mut created = store.upsert_instances(&new).await?.into_iter();
+    Ok(built
+        .into_iter()
+        .map(|(key, b)| {
+            let n = b.wanted.len();
+            (key, finish_rule(b, created.by_ref().take(n), now))
+        })
+        .collect())
+}
+
+/// A rule's runtime: its stored instances (dropping those whose series no longer match),
+/// and what `finish_rule` completes it with: the instances its series with recent data need
+/// (written for the whole batch at once) and the samples stored within its window.
+#[allow(clippy::too_many_arguments)]
+async fn build_rule(
+    store: &DynStore,
+    (tenant_id, name): RuleKey,
+    updated_at: i64,
+    spec: AlertRuleSpec,
+    stored: Vec<InstanceRecord>,
+    last_notified: &HashMap<i64, Vec<(String, i64)>>,
+    refill: &Refill,
+    now: i64,
+) -> crate::storage::Result<Built> {
+    let window_ms = spec.window().as_millis() as i64;
+    let mut rule = RuleRuntime {
+        tenant_id,
+        name: name.clone(),
+        policy: policy_of(&spec),
+        window_ms,
+        updated_at,
+        instances: HashMap::new(),
+        spec,
+    };
+    for record in stored {
+        if !labels_match(&record.labels, &rule.spec.matchers) {
+            store.delete_instance(record.id).await?;
+            continue;
+        }
+        let notified = last_notified.get(&record.id).cloned().unwrap_or_default().into_iter().collect();
+        rule.instances.insert(
+            labels_key(&record.labels),
+            InstanceRuntime {
+                id: record.id,
+                labels: record.labels,
+                window: Window::default(),
+                instance: record.instance,
+                seq: record.seq,
+                last_notified: notified,
+            },
+        );
+    }
+    let series = refill.matching(&rule.spec.matchers);
+    let mut wanted = Vec::new();
+    // Newest sample per series: the `last` value and when the series was last seen.
+    for info in &series {
+        let Some((ts, value)) = info.last else { continue };
+        let key = labels_key(&info.labels);
+        if let Some(existing) = rule.instances.get_mut(&key) {
+            existing.instance.last_seen = Some(existing.instance.last_seen.unwrap_or(ts).max(ts));
+            if window_ms == 0 {
+                existing.window.push(ts, value);
+            }
+        } else if window_ms == 0 || now - ts <= window_ms {
+            // A series with recent data but no instance yet (new rule): it gets one.
+            wanted.push(Wanted { key, labels: info.labels.clone(), instance: Instance::new(ts), last: (ts, value) });
+        }
+    }
+    let mut points = Vec::new();
+    if window_ms > 0 {
+        points = match &refill.points {
+            Some(points) => series
+                .iter()
+                .filter_map(|info| {
+                    let key = labels_key(&info.labels);
+                    points.get(&key).map(|p| (key, p.clone()))
+                })
+                .collect(),
+            None => {
+                let query = refill_query(tenant_id, &rule.spec.metric, &rule.spec.matchers, window_ms, now);
+                match store.query(&query).await {
+                    Ok(read) => read.into_iter().map(|sp: SeriesPoints| (labels_key(&sp.labels), sp.points)).collect(),
+                    Err(err) => {
+                        tracing::warn!(%err, rule = %name, "Could not refill the rule's windows; they fill from new samples.");
+                        Vec::new()
+                    }
+                }
+            }
+        };
+    }
+    Ok(Built { rule, wanted, points })
+}
+
+/// Completes a built rule with its new instances (`created`, in the order of `wanted`) and
+/// refills its windows.
+fn finish_rule(built: Built, created: impl Iterator<Item = InstanceRecord>, now: i64) -> RuleRuntime {
+    let Built { mut rule, wanted, points } = built;
+    for (wanted, record) in wanted.into_iter().zip(created) {
+        let mut window = Window::default();
+        if rule.window_ms == 0 {
+            window.push(wanted.last.0, wanted.last.1);
+        }
+        rule.instances.insert(
+            wanted.key,
+            InstanceRuntime {
+                id: record.id,
+                labels: record.labels,
+                window,
+                instance: record.instance,
+                seq: record.seq,
+                last_notified: HashMap::new(),
+            },
+        );
+    }
+    if rule.window_ms > 0 {
+        let from = now - rule.window_ms;
+        for (key, points) in points {
+            if let Some(inst) = rule.instances.get_mut(&key) {
+                for (ts, value) in points.into_iter().filter(|(ts, _)| *ts >= from) {
+                    inst.window.push(ts, value);
+                }
+            }
+        }
+    }
+    rule
+}
+
+/// The rules the load under way built; never, when there is none.
+async fn load_done(
+    loading: &mut Option<Loading>,
+) -> Result<crate::storage::Result<Vec<(RuleKey, RuleRuntime)>>, tokio::task::JoinError> {
+    match loading {
+        Some(loading) => (&mut loading.task).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The outcome of the sync's read under way; never, when there is none.
 async fn read_done(
     reading: &mut Option<RuleRead>,
@@ -740,6 +931,7 @@ impl Evaluator {
             full_syncs: 0,
             reading: None,
             sync_apply_rows: SYNC_APPLY_ROWS,
+            loading: None,
             active: matches!(ownership, Ownership::Always),
             telemetry,
             ownership,
@@ -759,6 +951,7 @@ impl Evaluator {
         let mut ticks = 0u32;
         loop {
             let load = self.active
+                && self.loading.is_none()
                 && ((self.sync_wanted && self.reading.is_none()) || !self.pending.is_empty())
                 && now_ms() >= self.retry_after;
             tokio::select! {
@@ -803,6 +996,7 @@ impl Evaluator {
                 }
                 () = std::future::ready(()), if self.active && self.tick_pass.is_some() => self.tick_step(now_ms()).await,
                 read = read_done(&mut self.reading) => self.read_returned(read, now_ms()),
+                built = load_done(&mut self.loading) => self.install(built, now_ms()).await,
                 () = std::future::ready(()), if self.reading.as_ref().is_some_and(|r| r.applying.is_some()) => {
                     self.apply_step().await;
                 }
@@ -834,6 +1028,15 @@ impl Evaluator {
         match event {
             Event::Samples { tenant_id, samples, at } => {
                 if self.active {
+                    if let Some(loading) = self.loading.as_mut()
+                        && let Some(metrics) = loading.metrics.get(&tenant_id)
+                    {
+                        let held: Vec<Sample> =
+                            samples.iter().filter(|s| metrics.contains(s.metric.as_str())).cloned().collect();
+                        if !held.is_empty() {
+                            loading.held.push((tenant_id, held, at));
+                        }
+                    }
                     self.on_samples(tenant_id, &samples, at).await;
                 }
             }
@@ -926,6 +1129,9 @@ impl Evaluator {
         if let Some(task) = self.reading.take().and_then(|r| r.task) {
             task.abort();
         }
+        if let Some(loading) = self.loading.take() {
+            loading.task.abort();
+        }
     }
 
     fn step_down(&mut self) {
@@ -957,17 +1163,18 @@ impl Evaluator {
             return;
         }
         let batch = self.next_batch();
-        let loading = Instant::now();
-        let loaded = self.load_rules(&batch, now).await;
-        tracing::debug!(rules = batch.len(), ms = loading.elapsed().as_secs_f64() * 1e3, "Alert rule batch.");
-        if let Err(err) = loaded {
-            tracing::warn!(%err, rules = batch.len(), "Loading alert rules failed; will retry.");
-            self.pending.extend(batch);
-            self.retry_after = now + 1000;
-            return;
+        match self.begin_load(&batch, now).await {
+            Ok(true) => {}
+            Ok(false) => self.loaded(batch.len()),
+            Err(err) => self.load_failed(&err.to_string(), batch, now),
         }
+    }
+
+    /// Progress after a batch of `rules` is loaded; once nothing is left to load, the watched
+    /// metrics are those of the loaded rules.
+    fn loaded(&mut self, rules: usize) {
         if let Some(progress) = &mut self.progress {
-            progress.done += batch.len();
+            progress.done += rules;
             if self.pending.is_empty() {
                 let instances: usize = self.rules.values().map(|r| r.instances.len()).sum();
                 tracing::info!(
@@ -986,7 +1193,7 @@ impl Evaluator {
                 );
             }
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.loading.is_none() {
             self.progress = None;
             // Metrics of deleted rules stop being watched once nothing is left to load (while
             // rules are pending, their metrics must stay).
@@ -1200,10 +1407,12 @@ impl Evaluator {
             self.known.insert(key.clone());
             let loaded = self.rules.get(&key).map(|r| r.updated_at);
             let staged = self.staged.get(&key).map(|s| s.updated_at);
+            let building = self.loading.as_ref().and_then(|l| l.versions.get(&key)).copied();
             // Already pending without a staged spec (announced by the API): it is read when
             // its batch loads; parsing it here as well is wasted work during a burst.
             let announced = staged.is_none() && self.pending.contains(&key);
-            if loaded == Some(record.updated_at) || staged == Some(record.updated_at) || announced {
+            let current = Some(record.updated_at);
+            if loaded == current || staged == current || building == current || announced {
                 continue;
             }
             match serde_json::from_str::<AlertRuleSpec>(&record.spec) {
@@ -1236,9 +1445,10 @@ impl Evaluator {
         }
     }
 
-    /// Loads (or drops) the given rules: their specs, stored instances, and windows refilled
-    /// from storage, one read per metric for all of them.
-    async fn load_rules(&mut self, keys: &[RuleKey], now: i64) -> crate::storage::Result<()> {
+    /// Begins loading (or drops) the given rules: reads their specs and stored instances, and
+    /// starts the task that refills their windows from storage (one read per metric for all of
+    /// them) and builds them. True when that task runs (`install` completes the load).
+    async fn begin_load(&mut self, keys: &[RuleKey], now: i64) -> crate::storage::Result<bool> {
         let mut fresh: Vec<(RuleKey, i64, AlertRuleSpec, Option<Vec<InstanceRecord>>)> = Vec::new();
         let mut unstaged = Vec::new();
         for key in keys {
@@ -1274,7 +1484,7 @@ impl Evaluator {
             }
         }
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if fresh.iter().any(|(key, ..)| !self.tenants.contains_key(&key.0)) {
             self.tenants = self.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
@@ -1306,45 +1516,52 @@ impl Evaluator {
                 last_notified.entry(instance_id).or_default().push((channel, at));
             }
         }
-        let mut groups: HashMap<(i64, String), Vec<usize>> = HashMap::new();
-        for (i, (key, _, spec, _)) in fresh.iter().enumerate() {
-            groups.entry((key.0, spec.metric.clone())).or_default().push(i);
+        // The refill (a read of each metric's series, 20–50 ms for 5000 of them) and the new
+        // instances' write run on a task of their own; samples of these metrics that arrive
+        // meanwhile are held and handed to the new rules once they are in place.
+        let mut metrics: HashMap<i64, HashSet<String>> = HashMap::new();
+        for (key, _, spec, _) in &fresh {
+            metrics.entry(key.0).or_default().insert(spec.metric.clone());
         }
-        let mut built = Vec::with_capacity(fresh.len());
-        for ((tenant_id, metric), members) in groups {
-            let specs: Vec<&AlertRuleSpec> = members.iter().map(|&i| &fresh[i].2).collect();
-            let refill = Refill::read(&self.store, tenant_id, &metric, &specs, now).await?;
-            for i in members {
-                let (key, updated_at, spec, _) = &fresh[i];
-                let instances = std::mem::take(&mut stored[i]);
-                let rule = self
-                    .build_rule(key.clone(), *updated_at, spec.clone(), instances, &last_notified, &refill, now)
-                    .await?;
-                built.push((key.clone(), rule));
-            }
-        }
-        // The new instances of the whole batch in one write.
-        let new: Vec<NewInstance<'_>> = built
-            .iter()
-            .flat_map(|(key, b)| {
-                b.wanted.iter().map(move |w| NewInstance {
-                    tenant_id: key.0,
-                    rule: &key.1,
-                    labels: &w.labels,
-                    instance: &w.instance,
-                })
-            })
-            .collect();
-        let mut created = self.store.upsert_instances(&new).await?.into_iter();
-        let built: Vec<(RuleKey, RuleRuntime)> = built
-            .into_iter()
-            .map(|(key, b)| {
-                let n = b.wanted.len();
-                (key, Self::finish_rule(b, created.by_ref().take(n), now))
-            })
-            .collect();
+        let store = self.store.clone();
+        let fresh: Vec<(RuleKey, i64, AlertRuleSpec)> = fresh.into_iter().map(|(k, u, s, _)| (k, u, s)).collect();
+        let versions = fresh.iter().map(|(key, updated_at, _)| (key.clone(), *updated_at)).collect();
+        let task = tokio::spawn(build_rules(store, fresh, stored, last_notified, now));
+        self.loading =
+            Some(Loading { task, keys: keys.to_vec(), versions, metrics, held: Vec::new(), started: Instant::now() });
+        Ok(true)
+    }
+
+    /// Puts the rules a load built in place (an earlier version's instances keep their state,
+    /// which may be newer than what the load read) and hands them the samples held meanwhile.
+    async fn install(
+        &mut self,
+        built: Result<crate::storage::Result<Vec<(RuleKey, RuleRuntime)>>, tokio::task::JoinError>,
+        now: i64,
+    ) {
+        let Some(loading) = self.loading.take() else { return };
+        let built = match built {
+            Ok(Ok(built)) => built,
+            Ok(Err(err)) => return self.load_failed(&err.to_string(), loading.keys, now),
+            Err(err) => return self.load_failed(&err.to_string(), loading.keys, now),
+        };
+        tracing::debug!(
+            rules = loading.keys.len(),
+            ms = loading.started.elapsed().as_secs_f64() * 1e3,
+            "Alert rule batch."
+        );
+        let mut installed = HashSet::new();
         let mut inhibitors_changed = BTreeSet::new();
-        for (key, rule) in built {
+        for (key, mut rule) in built {
+            if let Some(old) = self.rules.get(&key) {
+                for (instance_key, inst) in rule.instances.iter_mut() {
+                    if let Some(before) = old.instances.get(instance_key).filter(|b| b.id == inst.id) {
+                        inst.instance = before.instance.clone();
+                        inst.seq = before.seq;
+                        inst.last_notified = before.last_notified.clone();
+                    }
+                }
+            }
             self.remove_rule(&key);
             self.index.insert(key.0, &key.1, &rule.spec);
             self.by_channel.insert(&key, &rule.spec);
@@ -1352,146 +1569,42 @@ impl Evaluator {
                 self.inhibiting.insert(key.clone());
                 inhibitors_changed.insert(key.0);
             }
+            installed.insert(key.clone());
             self.rules.insert(key, rule);
         }
         for tenant_id in inhibitors_changed {
             self.refresh_inhibitors(tenant_id);
         }
         self.telemetry.alert_rules.set(self.rules.len() as i64);
-        Ok(())
+        for (tenant_id, samples, at) in loading.held {
+            self.evaluate(tenant_id, &samples, at, Some(&installed)).await;
+        }
+        self.loaded(loading.keys.len());
     }
 
-    /// A rule's runtime: its stored instances (dropping those whose series no longer match),
-    /// and what `finish_rule` completes it with: the instances its series with recent data need
-    /// (written for the whole batch at once) and the samples stored within its window.
-    #[allow(clippy::too_many_arguments)]
-    async fn build_rule(
-        &self,
-        (tenant_id, name): RuleKey,
-        updated_at: i64,
-        spec: AlertRuleSpec,
-        stored: Vec<InstanceRecord>,
-        last_notified: &HashMap<i64, Vec<(String, i64)>>,
-        refill: &Refill,
-        now: i64,
-    ) -> crate::storage::Result<Built> {
-        let window_ms = spec.window().as_millis() as i64;
-        let mut rule = RuleRuntime {
-            tenant_id,
-            name: name.clone(),
-            policy: policy_of(&spec),
-            window_ms,
-            updated_at,
-            instances: HashMap::new(),
-            spec,
-        };
-        for record in stored {
-            if !labels_match(&record.labels, &rule.spec.matchers) {
-                self.store.delete_instance(record.id).await?;
-                continue;
-            }
-            let notified = last_notified.get(&record.id).cloned().unwrap_or_default().into_iter().collect();
-            rule.instances.insert(
-                labels_key(&record.labels),
-                InstanceRuntime {
-                    id: record.id,
-                    labels: record.labels,
-                    window: Window::default(),
-                    instance: record.instance,
-                    seq: record.seq,
-                    last_notified: notified,
-                },
-            );
-        }
-        let series = refill.matching(&rule.spec.matchers);
-        let mut wanted = Vec::new();
-        // Newest sample per series: the `last` value and when the series was last seen.
-        for info in &series {
-            let Some((ts, value)) = info.last else { continue };
-            let key = labels_key(&info.labels);
-            if let Some(existing) = rule.instances.get_mut(&key) {
-                existing.instance.last_seen = Some(existing.instance.last_seen.unwrap_or(ts).max(ts));
-                if window_ms == 0 {
-                    existing.window.push(ts, value);
-                }
-            } else if window_ms == 0 || now - ts <= window_ms {
-                // A series with recent data but no instance yet (new rule): it gets one.
-                wanted.push(Wanted {
-                    key,
-                    labels: info.labels.clone(),
-                    instance: Instance::new(ts),
-                    last: (ts, value),
-                });
-            }
-        }
-        let mut points = Vec::new();
-        if window_ms > 0 {
-            points = match &refill.points {
-                Some(points) => series
-                    .iter()
-                    .filter_map(|info| {
-                        let key = labels_key(&info.labels);
-                        points.get(&key).map(|p| (key, p.clone()))
-                    })
-                    .collect(),
-                None => {
-                    let query = refill_query(tenant_id, &rule.spec.metric, &rule.spec.matchers, window_ms, now);
-                    match self.store.query(&query).await {
-                        Ok(read) => {
-                            read.into_iter().map(|sp: SeriesPoints| (labels_key(&sp.labels), sp.points)).collect()
-                        }
-                        Err(err) => {
-                            tracing::warn!(%err, rule = %name, "Could not refill the rule's windows; they fill from new samples.");
-                            Vec::new()
-                        }
-                    }
-                }
-            };
-        }
-        Ok(Built { rule, wanted, points })
-    }
-
-    /// Completes a built rule with its new instances (`created`, in the order of `wanted`) and
-    /// refills its windows.
-    fn finish_rule(built: Built, created: impl Iterator<Item = InstanceRecord>, now: i64) -> RuleRuntime {
-        let Built { mut rule, wanted, points } = built;
-        for (wanted, record) in wanted.into_iter().zip(created) {
-            let mut window = Window::default();
-            if rule.window_ms == 0 {
-                window.push(wanted.last.0, wanted.last.1);
-            }
-            rule.instances.insert(
-                wanted.key,
-                InstanceRuntime {
-                    id: record.id,
-                    labels: record.labels,
-                    window,
-                    instance: record.instance,
-                    seq: record.seq,
-                    last_notified: HashMap::new(),
-                },
-            );
-        }
-        if rule.window_ms > 0 {
-            let from = now - rule.window_ms;
-            for (key, points) in points {
-                if let Some(inst) = rule.instances.get_mut(&key) {
-                    for (ts, value) in points.into_iter().filter(|(ts, _)| *ts >= from) {
-                        inst.window.push(ts, value);
-                    }
-                }
-            }
-        }
-        rule
+    fn load_failed(&mut self, err: &str, keys: Vec<RuleKey>, now: i64) {
+        tracing::warn!(%err, rules = keys.len(), "Loading alert rules failed; will retry.");
+        self.pending.extend(keys);
+        self.retry_after = now + 1000;
     }
 
     async fn on_samples(&mut self, tenant_id: i64, samples: &[Sample], at: i64) {
+        self.evaluate(tenant_id, samples, at, None).await;
+    }
+
+    /// Steps the instances the samples reach: of every rule, or `only` of the given ones.
+    async fn evaluate(&mut self, tenant_id: i64, samples: &[Sample], at: i64, only: Option<&HashSet<RuleKey>>) {
         let mut work: Vec<(RuleKey, &Sample)> = Vec::new();
         let mut names = Vec::new();
         for sample in samples {
             names.clear();
             self.index.candidates(tenant_id, sample, &mut names);
-            work.extend(names.iter().map(|name| ((tenant_id, name.to_string()), sample)));
+            work.extend(
+                names
+                    .iter()
+                    .map(|name| ((tenant_id, name.to_string()), sample))
+                    .filter(|(key, _)| only.is_none_or(|only| only.contains(key))),
+            );
         }
         for (key, sample) in work {
             let Some(rule) = self.rules.get(&key) else { continue };
@@ -2026,11 +2139,32 @@ mod tests {
         }
 
         async fn load(&mut self) {
-            while self.ev.sync_wanted || !self.ev.pending.is_empty() || self.ev.reading.is_some() {
+            while self.ev.sync_wanted
+                || !self.ev.pending.is_empty()
+                || self.ev.reading.is_some()
+                || self.ev.loading.is_some()
+            {
                 self.ev.load_step(now_ms()).await;
+                self.finish_load().await;
                 self.finish_read().await;
             }
             self.check_index();
+        }
+
+        /// Waits for the batch being built, if any, and puts it in place.
+        async fn finish_load(&mut self) {
+            if self.ev.loading.is_some() {
+                let built = load_done(&mut self.ev.loading).await;
+                self.ev.install(built, now_ms()).await;
+            }
+        }
+
+        /// Loads what is pending, leaving a sync's read alone.
+        async fn load_pending(&mut self) {
+            while !self.ev.pending.is_empty() || self.ev.loading.is_some() {
+                self.ev.load_step(now_ms()).await;
+                self.finish_load().await;
+            }
         }
 
         /// Waits for the sync's read under way, if any, and applies it.
@@ -2305,9 +2439,7 @@ mod tests {
             h.written += 1;
             h.ev.store.put_spec(SpecKind::Rule, h.tenant, "b", &spec("disk"), h.written, false).await.unwrap();
             h.ev.handle(Event::Rule((h.tenant, "b".into()))).await;
-            while !h.ev.pending.is_empty() {
-                h.ev.load_step(now_ms()).await;
-            }
+            h.load_pending().await;
             if let Some(send) = send {
                 send.send(read(h.ev.store.clone()).await).ok();
             }
@@ -2334,6 +2466,73 @@ mod tests {
             assert_eq!(h.ev.full_syncs, full);
             assert!(h.ev.staged.is_empty() && h.ev.pending.is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn samples_that_arrive_while_a_batch_is_built_reach_its_rules_once_they_are_in_place() {
+        let mut h = Harness::new().await;
+        let tenant = h.tenant;
+        let sample = |at: i64| Event::Samples {
+            tenant_id: tenant,
+            samples: vec![Sample {
+                metric: "cpu".into(),
+                labels: Labels::from([("host".to_string(), "web-1".to_string())]),
+                ts: at,
+                value: 95.0,
+                dedupe_id: None,
+            }],
+            at,
+        };
+        let firing = |h: &Harness, name: &str| {
+            let (store, tenant, name) = (h.ev.store.clone(), h.tenant, name.to_string());
+            async move {
+                let history = store.list_transitions(tenant, Some(&name), None, 10).await.unwrap();
+                history.iter().filter(|t| t.to == AlertState::Firing).count()
+            }
+        };
+        // A new rule: announced, its batch begun; the breach comes in while it is built.
+        h.written += 1;
+        let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [],
+                                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+        h.ev.store.put_spec(SpecKind::Rule, h.tenant, "hot", &spec.to_string(), h.written, false).await.unwrap();
+        h.ev.handle(Event::Rule((h.tenant, "hot".into()))).await;
+        h.ev.load_step(now_ms()).await;
+        assert!(h.ev.loading.is_some(), "the batch is being built");
+        let t0 = now_ms();
+        h.ev.handle(sample(t0)).await;
+        assert_eq!(firing(&h, "hot").await, 0, "not in place yet: nothing evaluated it");
+        h.finish_load().await;
+        assert_eq!(firing(&h, "hot").await, 1, "the held sample fired the rule once it was in place");
+
+        // Back to normal; then a new version of the rule. While it is built (its instances read
+        // as they were), the old version fires again; the new one takes that state over, and
+        // the held sample does not fire it a second time.
+        let mut fine = sample(t0 + 1);
+        if let Event::Samples { samples, .. } = &mut fine {
+            samples[0].value = 10.0;
+        }
+        h.ev.handle(fine).await;
+        assert!(
+            h.ev.rules[&(h.tenant, "hot".to_string())]
+                .instances
+                .values()
+                .all(|i| i.instance.state != AlertState::Firing)
+        );
+        h.written += 1;
+        let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [], "labels": {"v": "2"},
+                                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+        h.ev.store.put_spec(SpecKind::Rule, h.tenant, "hot", &spec.to_string(), h.written, false).await.unwrap();
+        h.ev.handle(Event::Rule((h.tenant, "hot".into()))).await;
+        h.ev.load_step(now_ms()).await;
+        assert!(h.ev.loading.is_some());
+        h.ev.handle(sample(t0 + 2)).await;
+        assert_eq!(firing(&h, "hot").await, 2, "the old version fired meanwhile");
+        h.finish_load().await;
+        assert_eq!(firing(&h, "hot").await, 2, "no second transition for the same breach");
+        let rule = &h.ev.rules[&(h.tenant, "hot".to_string())];
+        assert_eq!(rule.spec.labels.get("v").map(String::as_str), Some("2"), "the new version is in place");
+        assert!(rule.instances.values().all(|i| i.instance.state == AlertState::Firing));
+        assert_eq!(rule.instances.len(), 1);
     }
 
     #[tokio::test]
