@@ -204,6 +204,20 @@ struct InstanceRuntime {
     last_notified: HashMap<String, i64>,
 }
 
+impl InstanceRuntime {
+    /// A stored instance, with the window and last notifications it starts with.
+    fn of(record: InstanceRecord, window: Window, last_notified: HashMap<String, i64>) -> Self {
+        InstanceRuntime {
+            id: record.id,
+            labels: record.labels,
+            window,
+            instance: record.instance,
+            seq: record.seq,
+            last_notified,
+        }
+    }
+}
+
 struct RuleRuntime {
     tenant_id: i64,
     name: String,
@@ -793,17 +807,7 @@ async fn build_rule(
             continue;
         }
         let notified = last_notified.get(&record.id).cloned().unwrap_or_default().into_iter().collect();
-        rule.instances.insert(
-            labels_key(&record.labels),
-            InstanceRuntime {
-                id: record.id,
-                labels: record.labels,
-                window: Window::default(),
-                instance: record.instance,
-                seq: record.seq,
-                last_notified: notified,
-            },
-        );
+        rule.instances.insert(labels_key(&record.labels), InstanceRuntime::of(record, Window::default(), notified));
     }
     let series = refill.matching(&rule.spec.matchers);
     let mut wanted = Vec::new();
@@ -855,17 +859,7 @@ fn finish_rule(built: Built, created: impl Iterator<Item = InstanceRecord>, now:
         if rule.window_ms == 0 {
             window.push(wanted.last.0, wanted.last.1);
         }
-        rule.instances.insert(
-            wanted.key,
-            InstanceRuntime {
-                id: record.id,
-                labels: record.labels,
-                window,
-                instance: record.instance,
-                seq: record.seq,
-                last_notified: HashMap::new(),
-            },
-        );
+        rule.instances.insert(wanted.key, InstanceRuntime::of(record, window, HashMap::new()));
     }
     if rule.window_ms > 0 {
         let from = now - rule.window_ms;
@@ -1618,14 +1612,7 @@ impl Evaluator {
                         let rule = self.rules.get_mut(&key).expect("checked above");
                         rule.instances.insert(
                             instance_key.clone(),
-                            InstanceRuntime {
-                                id: record.id,
-                                labels: record.labels,
-                                window: Window::default(),
-                                instance: record.instance,
-                                seq: record.seq,
-                                last_notified: HashMap::new(),
-                            },
+                            InstanceRuntime::of(record, Window::default(), HashMap::new()),
                         );
                     }
                     Err(err) => {
