@@ -574,10 +574,8 @@ struct Loading {
 /// A sync's rows being applied, `SYNC_APPLY_ROWS` per step: the tail of a 100 000-rule
 /// `microdash apply -f` is ~35 000 rows every two seconds, 45–70 ms of work in one go.
 struct Applying {
-    full: bool,
-    read_at: i64,
-    total: i64,
-    rows: usize,
+    /// The read, its rows taken into `records`.
+    read: ReadRules,
     records: std::vec::IntoIter<SpecRecord>,
     /// The rules among the rows applied so far.
     in_read: HashSet<RuleKey>,
@@ -874,22 +872,15 @@ fn finish_rule(built: Built, created: impl Iterator<Item = InstanceRecord>, now:
     rule
 }
 
-/// The rules the load under way built; never, when there is none.
-async fn load_done(
-    loading: &mut Option<Loading>,
-) -> Result<crate::storage::Result<Vec<(RuleKey, RuleRuntime)>>, tokio::task::JoinError> {
-    match loading {
-        Some(loading) => (&mut loading.task).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The outcome of the sync's read under way; never, when there is none.
-async fn read_done(
-    reading: &mut Option<RuleRead>,
-) -> Result<crate::storage::Result<ReadRules>, tokio::task::JoinError> {
-    match reading.as_mut().and_then(|r| r.task.as_mut()) {
-        Some(task) => task.await,
+/// What a task of the engine's (a sync's read, a batch's build) returned, once it has; never,
+/// when there is none. A failed or cancelled task is an error message.
+async fn task_done<T>(task: Option<&mut tokio::task::JoinHandle<crate::storage::Result<T>>>) -> Result<T, String> {
+    match task {
+        Some(task) => match task.await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(err.to_string()),
+        },
         None => std::future::pending().await,
     }
 }
@@ -989,8 +980,10 @@ impl Evaluator {
                     self.tick_step(now_ms()).await;
                 }
                 () = std::future::ready(()), if self.active && self.tick_pass.is_some() => self.tick_step(now_ms()).await,
-                read = read_done(&mut self.reading) => self.read_returned(read, now_ms()),
-                built = load_done(&mut self.loading) => self.install(built, now_ms()).await,
+                read = task_done(self.reading.as_mut().and_then(|r| r.task.as_mut())) => {
+                    self.read_returned(read, now_ms());
+                }
+                built = task_done(self.loading.as_mut().map(|l| &mut l.task)) => self.install(built, now_ms()).await,
                 () = std::future::ready(()), if self.reading.as_ref().is_some_and(|r| r.applying.is_some()) => {
                     self.apply_step().await;
                 }
@@ -1146,11 +1139,7 @@ impl Evaluator {
                     self.sync_wanted = false;
                     tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "Alert rule sync begun.");
                 }
-                Err(err) => {
-                    tracing::warn!(%err, "Reading the alert rules failed; will retry.");
-                    self.retry_after = now + 1000;
-                    return;
-                }
+                Err(err) => return self.sync_failed(&err.to_string(), now),
             }
         }
         if self.pending.is_empty() && self.reading.is_some() {
@@ -1270,23 +1259,15 @@ impl Evaluator {
     }
 
     /// A sync's read returned: its rows are applied from the next step on.
-    fn read_returned(&mut self, read: Result<crate::storage::Result<ReadRules>, tokio::task::JoinError>, now: i64) {
-        let read = match read {
-            Ok(Ok(read)) => read,
-            Ok(Err(err)) => return self.sync_failed(&err.to_string(), now),
-            Err(err) => return self.sync_failed(&err.to_string(), now),
+    fn read_returned(&mut self, read: Result<ReadRules, String>, now: i64) {
+        let mut read = match read {
+            Ok(read) => read,
+            Err(err) => return self.sync_failed(&err, now),
         };
         let Some(reading) = self.reading.as_mut() else { return };
+        let records = std::mem::take(&mut read.records).into_iter();
         reading.task = None;
-        reading.applying = Some(Applying {
-            full: read.full,
-            read_at: read.read_at,
-            total: read.total,
-            rows: read.records.len(),
-            records: read.records.into_iter(),
-            in_read: HashSet::new(),
-            started: Instant::now(),
-        });
+        reading.applying = Some(Applying { read, records, in_read: HashSet::new(), started: Instant::now() });
     }
 
     /// Applies the next rows of a sync's read: changed and new rules become pending (their
@@ -1319,8 +1300,8 @@ impl Evaluator {
         }
     }
 
-    async fn finish_sync(&mut self, read: Applying, touched: HashMap<RuleKey, bool>) {
-        let in_read = read.in_read;
+    async fn finish_sync(&mut self, applied: Applying, touched: HashMap<RuleKey, bool>) {
+        let Applying { read, in_read, started, .. } = applied;
         if read.full {
             self.full_syncs += 1;
             let gone: Vec<RuleKey> = self
@@ -1376,9 +1357,9 @@ impl Evaluator {
         }
         tracing::debug!(
             full = read.full,
-            rows = read.rows,
+            rows = in_read.len(),
             touched = touched.len(),
-            ms = read.started.elapsed().as_secs_f64() * 1e3,
+            ms = started.elapsed().as_secs_f64() * 1e3,
             "Alert rule sync applied."
         );
     }
@@ -1528,16 +1509,11 @@ impl Evaluator {
 
     /// Puts the rules a load built in place (an earlier version's instances keep their state,
     /// which may be newer than what the load read) and hands them the samples held meanwhile.
-    async fn install(
-        &mut self,
-        built: Result<crate::storage::Result<Vec<(RuleKey, RuleRuntime)>>, tokio::task::JoinError>,
-        now: i64,
-    ) {
+    async fn install(&mut self, built: Result<Vec<(RuleKey, RuleRuntime)>, String>, now: i64) {
         let Some(loading) = self.loading.take() else { return };
         let built = match built {
-            Ok(Ok(built)) => built,
-            Ok(Err(err)) => return self.load_failed(&err.to_string(), loading.keys, now),
-            Err(err) => return self.load_failed(&err.to_string(), loading.keys, now),
+            Ok(built) => built,
+            Err(err) => return self.load_failed(&err, loading.keys, now),
         };
         tracing::debug!(
             rules = loading.keys.len(),
@@ -2141,7 +2117,7 @@ mod tests {
         /// Waits for the batch being built, if any, and puts it in place.
         async fn finish_load(&mut self) {
             if self.ev.loading.is_some() {
-                let built = load_done(&mut self.ev.loading).await;
+                let built = task_done(self.ev.loading.as_mut().map(|l| &mut l.task)).await;
                 self.ev.install(built, now_ms()).await;
             }
         }
@@ -2157,7 +2133,7 @@ mod tests {
         /// Waits for the sync's read under way, if any, and applies it.
         async fn finish_read(&mut self) {
             if self.ev.reading.as_ref().is_some_and(|r| r.task.is_some()) {
-                let read = read_done(&mut self.ev.reading).await;
+                let read = task_done(self.ev.reading.as_mut().and_then(|r| r.task.as_mut())).await;
                 self.ev.read_returned(read, now_ms());
             }
             while self.ev.reading.as_ref().is_some_and(|r| r.applying.is_some()) {
@@ -2410,7 +2386,7 @@ mod tests {
             h.ev.reading = Some(RuleRead { task: Some(task), applying: None, touched: HashMap::new() });
             h.ev.fingerprint = Some(h.ev.store.specs_fingerprint().await.unwrap());
             if applied_first > 0 {
-                let read = read_done(&mut h.ev.reading).await;
+                let read = task_done(h.ev.reading.as_mut().and_then(|r| r.task.as_mut())).await;
                 h.ev.read_returned(read, now_ms());
                 for _ in 0..applied_first {
                     h.ev.apply_step().await;
