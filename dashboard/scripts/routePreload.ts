@@ -17,9 +17,16 @@
  * (nearly all of them are called before the first chart is painted). The hint is added after
  * the file names are hashed (minifying would drop an earlier comment), so it does not change
  * them: a file cached from a build without it differs by that comment only.
+ *
+ * With `early` (src/earlyStart.ts), the script also starts the first page's requests: that
+ * module, bundled on its own (esbuild, as a classic script), follows the preloading code. The
+ * session check and the explorer's first query then start as soon as the head is read, not once
+ * the entry's modules are evaluated (module scripts wait for the document and its styles).
  */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import type { Plugin as EsbuildPlugin } from 'esbuild'
 import type { Plugin } from 'vite'
 import type { OutputBundle, OutputChunk } from 'rollup'
 
@@ -77,8 +84,39 @@ function filesOf(chunk: OutputChunk, bundle: OutputBundle, loaded: Set<string>):
   return { js, css }
 }
 
+/**
+ * `entry` (a module whose imports of `@/…` are under `src`) bundled into one classic script:
+ * the same modules the app uses, so what it computes matches what they do.
+ */
+export async function classicScript(entry: string, src: string): Promise<string> {
+  const alias: EsbuildPlugin = {
+    name: 'at-is-src',
+    setup(build) {
+      build.onResolve({ filter: /^@\// }, (args) => {
+        const base = join(src, args.path.slice(2))
+        const path = [base, `${base}.ts`, join(base, 'index.ts')].find((p) => existsSync(p) && !p.endsWith('/'))
+        if (!path) throw new Error(`routePreload: cannot resolve ${args.path} from ${args.importer}`)
+        return { path }
+      })
+    },
+  }
+  // Loaded here: the plugin's unit tests run in jsdom, where esbuild refuses to load.
+  const { build } = await import('esbuild')
+  const out = await build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'iife',
+    minify: true,
+    target: 'es2020',
+    write: false,
+    logLevel: 'silent',
+    plugins: [alias],
+  })
+  return out.outputFiles[0]!.text
+}
+
 /** The script's text: the table, and the code that preloads the current path's entry. */
-export function preloadScript(base: string, table: [string, string[], string[]][]): string {
+export function preloadScript(base: string, table: [string, string[], string[]][], early = ''): string {
   return `// Preload the current page's code (made by scripts/routePreload.ts at build time).
 (function () {
   var routes = ${JSON.stringify(table)};
@@ -97,7 +135,7 @@ export function preloadScript(base: string, table: [string, string[], string[]][
     return;
   }
 })();
-`
+${early}`
 }
 
 /** V8's explicit compile hint (Chromium 136+; other engines read a comment). */
@@ -105,9 +143,10 @@ export const EAGER_COMPILE_HINT = '//# allFunctionsCalledOnLoad\n'
 
 /**
  * `routerFile`: src/router.ts. `eagerViews`: views (paths under src/) whose code, with the
- * entry's, gets the compile hint.
+ * entry's, gets the compile hint. `early`: a module (src/earlyStart.ts) the script runs after
+ * the preloading.
  */
-export function routePreload(routerFile: string, eagerViews: string[] = []): Plugin[] {
+export function routePreload(routerFile: string, eagerViews: string[] = [], early?: string): Plugin[] {
   let base = '/'
   let fileName: string | null = null
   const preload: Plugin = {
@@ -116,7 +155,7 @@ export function routePreload(routerFile: string, eagerViews: string[] = []): Plu
     configResolved(config) {
       base = config.base
     },
-    generateBundle(_options, bundle) {
+    async generateBundle(_options, bundle) {
       const routes = lazyRoutes(readFileSync(routerFile, 'utf8'))
       const chunks = Object.values(bundle).filter((o): o is OutputChunk => o.type === 'chunk')
       const loaded = new Set<string>()
@@ -132,7 +171,7 @@ export function routePreload(routerFile: string, eagerViews: string[] = []): Plu
         const { js, css } = filesOf(chunk, bundle, loaded)
         table.push([pattern, js, css])
       }
-      const source = preloadScript(base, table)
+      const source = preloadScript(base, table, early ? await classicScript(early, dirname(routerFile)) : '')
       const hash = createHash('sha256').update(source).digest('hex').slice(0, 8)
       fileName = `assets/preload-${hash}.js`
       this.emitFile({ type: 'asset', fileName, source })

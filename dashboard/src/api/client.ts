@@ -26,6 +26,7 @@ import type {
   StatusPage,
   StatusPageInput,
 } from './types'
+import { takeStarted } from '@/lib/started'
 
 export class ApiError extends Error {
   constructor(
@@ -96,13 +97,17 @@ async function request<T>(method: string, path: string, opts: RequestOptions = {
     body = JSON.stringify(opts.body)
   }
   const qs = opts.query?.toString()
-  const res = await fetch(qs ? `${path}?${qs}` : path, {
-    method,
-    headers,
-    body,
-    credentials: 'same-origin',
-    signal: opts.signal,
-  })
+  const url = qs ? `${path}?${qs}` : path
+  // A GET the page's first script already started (lib/started.ts) is not asked again.
+  const started = method === 'GET' && !opts.signal ? takeStarted(url) : undefined
+  const res = await (started ??
+    fetch(url, {
+      method,
+      headers,
+      body,
+      credentials: 'same-origin',
+      signal: opts.signal,
+    }))
   if (!res.ok) {
     const err = await toApiError(res)
     if (res.status === 401 && !opts.allow401) onUnauthorized()
@@ -174,6 +179,20 @@ async function promError(res: Response): Promise<ApiError> {
 
 const enc = encodeURIComponent
 
+function queryParamsOf(p: QueryParams): URLSearchParams {
+  const q = new URLSearchParams({ metric: p.metric, from: String(p.from), to: String(p.to) })
+  const match = formatMatch(p.match)
+  if (match) q.set('match', match)
+  if (p.step) q.set('step', p.step)
+  if (p.agg) q.set('agg', p.agg)
+  return q
+}
+
+/** The URL `api.query(p)` requests. */
+export function queryUrl(p: QueryParams): string {
+  return `/api/v1/query?${queryParamsOf(p)}`
+}
+
 export const api = {
   /** The current session, or `null` when not logged in. */
   async getSession(): Promise<Session | null> {
@@ -215,12 +234,7 @@ export const api = {
   },
   /** `allow401`: a 401 is the caller's to handle (a prefetch made before the session check). */
   query(p: QueryParams, signal?: AbortSignal, opts: { allow401?: boolean } = {}): Promise<QueryResult> {
-    const q = new URLSearchParams({ metric: p.metric, from: String(p.from), to: String(p.to) })
-    const match = formatMatch(p.match)
-    if (match) q.set('match', match)
-    if (p.step) q.set('step', p.step)
-    if (p.agg) q.set('agg', p.agg)
-    return request<QueryResult>('GET', '/api/v1/query', { query: q, signal, allow401: opts.allow401 })
+    return request<QueryResult>('GET', '/api/v1/query', { query: queryParamsOf(p), signal, allow401: opts.allow401 })
   },
   /**
    * A PromQL range query (`/prometheus/api/v1/query_range`): `start`/`end` in ms, `step` in

@@ -6,7 +6,7 @@
  * usual. The request never sends the user to the login page: the session check does that.
  */
 import { api } from '@/api/client'
-import type { Aggregation, Labels, QueryResult } from '@/api/types'
+import type { Aggregation, Labels, QueryParams, QueryResult } from '@/api/types'
 import { resolveRange, type ResolvedRange, type TimeRange } from './timeRange'
 
 export interface QueryKey {
@@ -46,14 +46,19 @@ export function prefetchQuery(q: QueryKey, now = Date.now()): void {
   const key = keyOf(q)
   if (pending && pending.key === key && now - pending.at >= 0 && now - pending.at < PREFETCH_REUSE_MS) return
   const range = resolveRange(q.range, now)
-  const result = api.query(
-    { metric: q.metric, match: q.match, from: range.from, to: range.to, step: range.step, agg: q.agg },
-    undefined,
-    { allow401: true },
-  )
+  const result = api.query(paramsOf(q, range), undefined, { allow401: true })
   // Nobody may take it: keep an unused failure from being reported as unhandled.
   result.catch(() => undefined)
   pending = { key, at: now, range, result }
+}
+
+function paramsOf(q: QueryKey, range: ResolvedRange): QueryParams {
+  return { metric: q.metric, match: q.match, from: range.from, to: range.to, step: range.step, agg: q.agg }
+}
+
+/** What `prefetchQuery(q, now)` asks the API for; `null` when it asks nothing. */
+export function queryParams(q: QueryKey, now: number): QueryParams | null {
+  return q.metric ? paramsOf(q, resolveRange(q.range, now)) : null
 }
 
 /** The prefetched query for `q`, once; `null` when there is none, it is for another query, or it is too old. */
