@@ -104,9 +104,10 @@ pub async fn run(bin: &Path, args: &LiveArgs) -> Result<String> {
     text.push_str(&browser_idle.breakdown("Idle"));
     text.push_str(&browser_loaded.breakdown("Under bulk ingest"));
     text.push_str(
-        "Before Vue is evaluated, the page preloads the route's chunks with the entry and starts the session \
-         check and the explorer's first query (`dashboard/src/boot.ts`, docs/live.md \"The first chart\"); the \
-         code is precompressed (Brotli or gzip, by Accept-Encoding).\n",
+        "The page's first script (a classic one in the head, which runs as soon as it arrives) preloads the \
+         route's chunks with the entry and starts the session check and the explorer's first query \
+         (`dashboard/src/earlyStart.ts`, docs/live.md \"The first chart\"); the code is precompressed (Brotli or \
+         gzip, by Accept-Encoding).\n",
     );
     text.push_str(&format!(
         "\nBulk ingest during the loaded runs: {ingested:.0} samples/s accepted (paced at {rate:.0}/s, 1000 samples per \
