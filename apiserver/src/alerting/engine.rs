@@ -1486,10 +1486,9 @@ impl Evaluator {
             stored.push(instances.take().unwrap_or_else(|| read.remove(key).unwrap_or_default()));
         }
         let mut last_notified: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
-        if stored.iter().any(|s| !s.is_empty()) {
-            for (instance_id, channel, at) in self.store.last_notifications().await? {
-                last_notified.entry(instance_id).or_default().push((channel, at));
-            }
+        let instance_ids: Vec<i64> = stored.iter().flatten().map(|record| record.id).collect();
+        for (instance_id, channel, at) in self.store.last_notifications_of(&instance_ids).await? {
+            last_notified.entry(instance_id).or_default().push((channel, at));
         }
         // The refill (a read of each metric's series, 20–50 ms for 5000 of them) and the new
         // instances' write run on a task of their own; samples of these metrics that arrive

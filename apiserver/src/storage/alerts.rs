@@ -310,8 +310,9 @@ pub trait AlertStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<NotificationRecord>>;
     async fn list_attempts(&self, notification_ids: &[i64]) -> Result<Vec<AttemptRecord>>;
-    /// (instance id, channel, created_at) of the newest notification per instance and channel.
-    async fn last_notifications(&self) -> Result<Vec<(i64, String, i64)>>;
+    /// (instance id, channel, created_at) of the newest notification per instance and channel,
+    /// for these instances.
+    async fn last_notifications_of(&self, instance_ids: &[i64]) -> Result<Vec<(i64, String, i64)>>;
 
     /// Takes or renews the lease `name` for `owner` until `until` when it is free, expired
     /// (`expires_at < now`) or already `owner`'s; false when another owner holds it.

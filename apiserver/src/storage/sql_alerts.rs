@@ -864,16 +864,24 @@ macro_rules! sql_alert_store {
                     Ok(())
                 }
 
-                async fn last_notifications(&self) -> Result<Vec<(i64, String, i64)>> {
-                    let rows = sqlx::query(
-                        "SELECT instance_id, channel, MAX(created_at) AS at FROM notifications \
-                         WHERE instance_id IS NOT NULL GROUP BY instance_id, channel",
-                    )
-                    .fetch_all(&self.pool)
-                    .await?;
-                    rows.iter()
-                        .map(|row| Ok((row.try_get("instance_id")?, text(row, "channel")?, row.try_get("at")?)))
-                        .collect()
+                async fn last_notifications_of(&self, instance_ids: &[i64]) -> Result<Vec<(i64, String, i64)>> {
+                    let mut out = Vec::new();
+                    // A batch of rules can hold many instances: a statement per 500 stays far
+                    // below every database's limit of bound values.
+                    for chunk in instance_ids.chunks(500) {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "SELECT instance_id, channel, MAX(created_at) AS at FROM notifications WHERE instance_id IN (",
+                        );
+                        let mut list = qb.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        qb.push(") GROUP BY instance_id, channel");
+                        for row in qb.build().fetch_all(&self.pool).await? {
+                            out.push((row.try_get("instance_id")?, text(&row, "channel")?, row.try_get("at")?));
+                        }
+                    }
+                    Ok(out)
                 }
             }
         }

@@ -844,7 +844,9 @@ pub async fn alert_suite(store: DynStore) {
         (false, Some(503), Some("503 Service Unavailable"))
     );
     assert!(attempts[1].ok);
-    assert_eq!(store.last_notifications().await.unwrap(), vec![(first.id, "Hook".to_string(), 20)]);
+    assert_eq!(store.last_notifications_of(&[first.id]).await.unwrap(), vec![(first.id, "Hook".to_string(), 20)]);
+    assert!(store.last_notifications_of(&[first.id + 1000]).await.unwrap().is_empty(), "only the instances asked for");
+    assert!(store.last_notifications_of(&[]).await.unwrap().is_empty());
 
     // Leases: one owner at a time; renewable by its owner; free once expired or released.
     assert!(store.acquire_lease("engine", "w1", 100, 200).await.unwrap());
