@@ -16,10 +16,12 @@ pub struct SqliteStore {
     /// Reads (WAL mode: they never wait for the writer).
     pool: SqlitePool,
     /// Every statement that writes, on one connection. SQLite has one write lock, and a
-    /// connection that finds it taken sleeps in its busy handler (1, 2, 5 … 100 ms) and retries,
-    /// so a waiter loses to whoever asks right after each commit: with 8 clients writing rules, a
-    /// breach's sample waited up to 211 ms for the writer's turn. The pool's queue is first come,
-    /// first served, and a write waits only as long as the writes before it.
+    /// connection that finds it taken waits in its busy handler and retries, so a waiter loses
+    /// to whoever asks right after each commit: with 8 clients writing rules (and SQLite's
+    /// default handler, which slept 1, 2, 5 … 100 ms), a breach's sample waited up to 211 ms
+    /// for the writer's turn. The pool's queue is first come, first served, and a write waits
+    /// only as long as the writes before it. Another process's writes (`microdash apply -f`)
+    /// are waited for by polling (`poll_when_busy`).
     writes: SqlitePool,
     series_ids: SeriesCache,
     /// When this process last wrote into a closed window (see `ChunkStore::last_late_write`).
