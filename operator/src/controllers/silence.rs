@@ -120,8 +120,15 @@ impl Silence {
         let server = &target.api;
         let server_name = binding::server_name(&namespace, &self.name_any());
         let name = server_name.as_str();
-        // This generation's times once resolved; before that the spec's, as written.
-        let times = resolved(&previous, generation);
+        // This generation's times once resolved; before that the spec's, as written. Before
+        // writing relative times, the status is read again: the object this reconcile got may
+        // predate the status the last one wrote (a Tenant's change queues a rerun that can start
+        // before the watch has brought that status back), and writing `now+2h` once more
+        // would move the end this generation already resolved.
+        let times = match resolved(&previous, generation) {
+            Some(times) => Some(times),
+            None => api.get(&self.name_any()).await?.status.and_then(|fresh| resolved(&fresh, generation)),
+        };
         let wanted = {
             let mut spec = self.spec.silence.clone();
             spec.tenant = None;
