@@ -951,7 +951,7 @@ fn ms(rfc3339: &Value) -> i64 {
 #[tokio::test]
 async fn a_silence_syncs_mutes_its_alerts_keeps_its_end_and_deleting_expires_it() {
     let (client, ns, server) = setup("silence").await;
-    let _ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
+    let ctx = start_operator(&client, &ns, fixed(&server), Duration::from_millis(500));
     let tenant = bound_tenant(&client, &ns, &[]).await;
     let silences: Api<Silence> = Api::namespaced(client.clone(), &ns);
     silences.create(&PostParams::default(), &silence("disk-swap", &tenant, json!("now+2h"))).await.unwrap();
@@ -990,6 +990,17 @@ async fn a_silence_syncs_mutes_its_alerts_keeps_its_end_and_deleting_expires_it(
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(ms(&status_of(&silences, "disk-swap").await["endsAt"]), ends);
     assert_eq!(server_silence(&server, &tenant, &ns, "disk-swap").await.1["endsAt"], ends);
+
+    // So does a reconcile of a cached object that predates the status the first sync wrote (a
+    // rerun queued by a Tenant's change can start before the watch brings that status back).
+    let mut stale = silences.get("disk-swap").await.unwrap();
+    stale.status = None;
+    microdash_operator::controllers::silence::reconcile(std::sync::Arc::new(stale), ctx.clone()).await.unwrap();
+    assert_eq!(
+        server_silence(&server, &tenant, &ns, "disk-swap").await.1["endsAt"],
+        ends,
+        "a stale object moved the end"
+    );
 
     // Expired by hand on the server: restored, the same silence.
     let path = format!("/api/v1/silences/by-name/{ns}.disk-swap");
