@@ -108,8 +108,10 @@ enum Event {
         samples: Vec<Sample>,
         at: i64,
     },
-    /// One rule was written or deleted.
+    /// One rule was written.
     Rule(RuleKey),
+    /// One rule was deleted: it stops being evaluated at once.
+    RuleDeleted(RuleKey),
     /// Some channel was written or deleted.
     Channels,
     /// A silence was created or expired.
@@ -167,7 +169,8 @@ impl AlertEngine {
         if let Some(metric) = metric {
             self.watched.write().expect("watched poisoned").entry(tenant_id).or_default().insert(metric.to_string());
         }
-        let _ = self.tx.send(Event::Rule((tenant_id, name.to_string())));
+        let key = (tenant_id, name.to_string());
+        let _ = self.tx.send(if metric.is_some() { Event::Rule(key) } else { Event::RuleDeleted(key) });
     }
 
     /// A channel was written or deleted.
@@ -500,6 +503,9 @@ struct Evaluator {
     by_channel: ChannelRules,
     /// Rules written, deleted or found changed, not loaded yet.
     pending: BTreeSet<RuleKey>,
+    /// Rules deleted through the API and not loaded since: taken out of evaluation at once, and
+    /// not put back by a batch that was being built when the deletion came.
+    deleted: HashSet<RuleKey>,
     /// Pending rules whose spec a sync already read.
     staged: HashMap<RuleKey, Staged>,
     /// Staged rules by tenant and metric, the order they load in (a step loads rules of one metric).
@@ -899,6 +905,7 @@ impl Evaluator {
             index: RuleIndex::default(),
             by_channel: ChannelRules::default(),
             pending: BTreeSet::new(),
+            deleted: HashSet::new(),
             staged: HashMap::new(),
             load_order: std::collections::VecDeque::new(),
             sync_wanted: false,
@@ -1031,9 +1038,21 @@ impl Evaluator {
                 // A spec a sync read earlier may be stale now: read it again. Until then it is
                 // not known to exist (it may be a deletion): the next sync's read finds it if it
                 // still does.
+                self.deleted.remove(&key);
                 self.touch(&key);
                 self.staged.remove(&key);
                 self.known.remove(&key);
+                self.pending.insert(key);
+            }
+            Event::RuleDeleted(key) => {
+                // As a write, and it stops being evaluated now: a sample committed after the
+                // deletion's answer must not fire it while its load waits behind a batch.
+                self.touch(&key);
+                self.staged.remove(&key);
+                self.known.remove(&key);
+                self.remove_rule(&key);
+                self.telemetry.alert_rules.set(self.rules.len() as i64);
+                self.deleted.insert(key.clone());
                 self.pending.insert(key);
             }
             Event::Channels => {
@@ -1427,6 +1446,8 @@ impl Evaluator {
         let mut fresh: Vec<(RuleKey, i64, AlertRuleSpec, Option<Vec<InstanceRecord>>)> = Vec::new();
         let mut unstaged = Vec::new();
         for key in keys {
+            // This load reads what is stored now.
+            self.deleted.remove(key);
             match self.staged.remove(key) {
                 Some(staged) => fresh.push((key.clone(), staged.updated_at, staged.spec, staged.instances)),
                 None => unstaged.push(key.clone()),
@@ -1522,6 +1543,10 @@ impl Evaluator {
         let mut installed = HashSet::new();
         let mut inhibitors_changed = BTreeSet::new();
         for (key, mut rule) in built {
+            if self.deleted.contains(&key) {
+                // Deleted while it was built; its own load follows.
+                continue;
+            }
             if let Some(old) = self.rules.get(&key) {
                 for (instance_key, inst) in rule.instances.iter_mut() {
                     if let Some(before) = old.instances.get(instance_key).filter(|b| b.id == inst.id) {
@@ -2167,7 +2192,7 @@ mod tests {
 
         async fn delete_rule(&mut self, name: &str) {
             assert!(self.ev.store.delete_spec(SpecKind::Rule, self.tenant, name).await.unwrap());
-            self.ev.handle(Event::Rule((self.tenant, name.to_string()))).await;
+            self.ev.handle(Event::RuleDeleted((self.tenant, name.to_string()))).await;
             self.load().await;
         }
 
@@ -2495,6 +2520,46 @@ mod tests {
         assert_eq!(rule.spec.labels.get("v").map(String::as_str), Some("2"), "the new version is in place");
         assert!(rule.instances.values().all(|i| i.instance.state == AlertState::Firing));
         assert_eq!(rule.instances.len(), 1);
+    }
+
+    /// The API answered a deletion: a sample committed after that must not fire the rule, not
+    /// even while its load waits behind a batch that is being built, nor when that batch holds
+    /// an earlier version of it.
+    #[tokio::test]
+    async fn a_rule_deleted_through_the_api_stops_firing_at_once_even_while_a_batch_is_built() {
+        let mut h = Harness::new().await;
+        h.rule("gone", &[]).await;
+        h.rule("kept", &[]).await;
+        let firing = |h: &Harness, name: &str| {
+            let (store, tenant, name) = (h.ev.store.clone(), h.tenant, name.to_string());
+            async move {
+                let history = store.list_transitions(tenant, Some(&name), None, 10).await.unwrap();
+                history.iter().filter(|t| t.to == AlertState::Firing).count()
+            }
+        };
+        // A new version of `gone` is being built when the deletion comes.
+        h.written += 1;
+        let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [], "labels": {"v": "2"},
+                                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+        h.ev.store.put_spec(SpecKind::Rule, h.tenant, "gone", &spec.to_string(), h.written, false).await.unwrap();
+        h.ev.handle(Event::Rule((h.tenant, "gone".into()))).await;
+        h.ev.load_step(now_ms()).await;
+        assert!(h.ev.loading.is_some(), "the batch is being built");
+        assert!(h.ev.store.delete_spec(SpecKind::Rule, h.tenant, "gone").await.unwrap());
+        h.ev.handle(Event::RuleDeleted((h.tenant, "gone".into()))).await;
+
+        h.breach(now_ms()).await;
+        assert_eq!(firing(&h, "gone").await, 0, "a deleted rule fired");
+        assert_eq!(firing(&h, "kept").await, 1);
+        h.finish_load().await;
+        assert!(!h.ev.rules.contains_key(&(h.tenant, "gone".to_string())), "the batch put it back");
+        h.load().await;
+        assert!(!h.ev.rules.contains_key(&(h.tenant, "gone".to_string())));
+        assert_eq!(h.ev.telemetry.alert_rules.get(), 1);
+
+        // Written again after its deletion: loaded as a new rule.
+        h.rule("gone", &[]).await;
+        assert!(h.ev.rules.contains_key(&(h.tenant, "gone".to_string())));
     }
 
     #[tokio::test]
