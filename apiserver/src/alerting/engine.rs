@@ -2180,6 +2180,12 @@ mod tests {
         async fn rule(&mut self, name: &str, channels: &[&str]) {
             let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": channels,
                                           "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+            self.write_rule(name, &spec).await;
+            self.load().await;
+        }
+
+        /// Stores rule `name` and announces it, as the API does.
+        async fn write_rule(&mut self, name: &str, spec: &serde_json::Value) {
             self.written += 1;
             self.ev
                 .store
@@ -2187,13 +2193,27 @@ mod tests {
                 .await
                 .unwrap();
             self.ev.handle(Event::Rule((self.tenant, name.to_string()))).await;
-            self.load().await;
         }
 
         async fn delete_rule(&mut self, name: &str) {
             assert!(self.ev.store.delete_spec(SpecKind::Rule, self.tenant, name).await.unwrap());
             self.ev.handle(Event::RuleDeleted((self.tenant, name.to_string()))).await;
             self.load().await;
+        }
+
+        /// Writes version 2 of rule `name` (label `v=2`), announces it and begins its batch.
+        async fn begin_version_2(&mut self, name: &str) {
+            let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [], "labels": {"v": "2"},
+                                          "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
+            self.write_rule(name, &spec).await;
+            self.ev.load_step(now_ms()).await;
+            assert!(self.ev.loading.is_some(), "the batch of {name} is being built");
+        }
+
+        /// How often `name` went to FIRING.
+        async fn firing(&self, name: &str) -> usize {
+            let history = self.ev.store.list_transitions(self.tenant, Some(name), None, 10).await.unwrap();
+            history.iter().filter(|t| t.to == AlertState::Firing).count()
         }
 
         /// web-1's CPU at 95: every rule on `cpu` fires.
@@ -2470,13 +2490,6 @@ mod tests {
             }],
             at,
         };
-        let firing = |h: &Harness, name: &str| {
-            let (store, tenant, name) = (h.ev.store.clone(), h.tenant, name.to_string());
-            async move {
-                let history = store.list_transitions(tenant, Some(&name), None, 10).await.unwrap();
-                history.iter().filter(|t| t.to == AlertState::Firing).count()
-            }
-        };
         // A new rule: announced, its batch begun; the breach comes in while it is built.
         h.written += 1;
         let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [],
@@ -2487,9 +2500,9 @@ mod tests {
         assert!(h.ev.loading.is_some(), "the batch is being built");
         let t0 = now_ms();
         h.ev.handle(sample(t0)).await;
-        assert_eq!(firing(&h, "hot").await, 0, "not in place yet: nothing evaluated it");
+        assert_eq!(h.firing("hot").await, 0, "not in place yet: nothing evaluated it");
         h.finish_load().await;
-        assert_eq!(firing(&h, "hot").await, 1, "the held sample fired the rule once it was in place");
+        assert_eq!(h.firing("hot").await, 1, "the held sample fired the rule once it was in place");
 
         // Back to normal; then a new version of the rule. While it is built (its instances read
         // as they were), the old version fires again; the new one takes that state over, and
@@ -2505,17 +2518,11 @@ mod tests {
                 .values()
                 .all(|i| i.instance.state != AlertState::Firing)
         );
-        h.written += 1;
-        let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [], "labels": {"v": "2"},
-                                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
-        h.ev.store.put_spec(SpecKind::Rule, h.tenant, "hot", &spec.to_string(), h.written, false).await.unwrap();
-        h.ev.handle(Event::Rule((h.tenant, "hot".into()))).await;
-        h.ev.load_step(now_ms()).await;
-        assert!(h.ev.loading.is_some());
+        h.begin_version_2("hot").await;
         h.ev.handle(sample(t0 + 2)).await;
-        assert_eq!(firing(&h, "hot").await, 2, "the old version fired meanwhile");
+        assert_eq!(h.firing("hot").await, 2, "the old version fired meanwhile");
         h.finish_load().await;
-        assert_eq!(firing(&h, "hot").await, 2, "no second transition for the same breach");
+        assert_eq!(h.firing("hot").await, 2, "no second transition for the same breach");
         let rule = &h.ev.rules[&(h.tenant, "hot".to_string())];
         assert_eq!(rule.spec.labels.get("v").map(String::as_str), Some("2"), "the new version is in place");
         assert!(rule.instances.values().all(|i| i.instance.state == AlertState::Firing));
@@ -2530,27 +2537,14 @@ mod tests {
         let mut h = Harness::new().await;
         h.rule("gone", &[]).await;
         h.rule("kept", &[]).await;
-        let firing = |h: &Harness, name: &str| {
-            let (store, tenant, name) = (h.ev.store.clone(), h.tenant, name.to_string());
-            async move {
-                let history = store.list_transitions(tenant, Some(&name), None, 10).await.unwrap();
-                history.iter().filter(|t| t.to == AlertState::Firing).count()
-            }
-        };
         // A new version of `gone` is being built when the deletion comes.
-        h.written += 1;
-        let spec = serde_json::json!({"metric": "cpu", "for": "0s", "channels": [], "labels": {"v": "2"},
-                                      "condition": {"aggregation": "last", "op": ">", "threshold": 90}});
-        h.ev.store.put_spec(SpecKind::Rule, h.tenant, "gone", &spec.to_string(), h.written, false).await.unwrap();
-        h.ev.handle(Event::Rule((h.tenant, "gone".into()))).await;
-        h.ev.load_step(now_ms()).await;
-        assert!(h.ev.loading.is_some(), "the batch is being built");
+        h.begin_version_2("gone").await;
         assert!(h.ev.store.delete_spec(SpecKind::Rule, h.tenant, "gone").await.unwrap());
         h.ev.handle(Event::RuleDeleted((h.tenant, "gone".into()))).await;
 
         h.breach(now_ms()).await;
-        assert_eq!(firing(&h, "gone").await, 0, "a deleted rule fired");
-        assert_eq!(firing(&h, "kept").await, 1);
+        assert_eq!(h.firing("gone").await, 0, "a deleted rule fired");
+        assert_eq!(h.firing("kept").await, 1);
         h.finish_load().await;
         assert!(!h.ev.rules.contains_key(&(h.tenant, "gone".to_string())), "the batch put it back");
         h.load().await;
