@@ -1035,25 +1035,16 @@ impl Evaluator {
                 }
             }
             Event::Rule(key) => {
-                // A spec a sync read earlier may be stale now: read it again. Until then it is
-                // not known to exist (it may be a deletion): the next sync's read finds it if it
-                // still does.
                 self.deleted.remove(&key);
-                self.touch(&key);
-                self.staged.remove(&key);
-                self.known.remove(&key);
-                self.pending.insert(key);
+                self.read_again(key);
             }
             Event::RuleDeleted(key) => {
-                // As a write, and it stops being evaluated now: a sample committed after the
-                // deletion's answer must not fire it while its load waits behind a batch.
-                self.touch(&key);
-                self.staged.remove(&key);
-                self.known.remove(&key);
+                // It stops being evaluated now: a sample committed after the deletion's answer
+                // must not fire it while its load waits behind a batch.
                 self.remove_rule(&key);
                 self.telemetry.alert_rules.set(self.rules.len() as i64);
                 self.deleted.insert(key.clone());
-                self.pending.insert(key);
+                self.read_again(key);
             }
             Event::Channels => {
                 if self.active
@@ -1427,6 +1418,16 @@ impl Evaluator {
         }
         newly_staged.sort_unstable();
         self.load_order.extend(newly_staged.into_iter().map(|(tenant_id, _, name)| (tenant_id, name)));
+    }
+
+    /// A rule the API wrote or deleted: a spec a sync read earlier may be stale now, so it is
+    /// read again. Until then it is not known to exist (it may be a deletion): the next sync's
+    /// read finds it if it still does.
+    fn read_again(&mut self, key: RuleKey) {
+        self.touch(&key);
+        self.staged.remove(&key);
+        self.known.remove(&key);
+        self.pending.insert(key);
     }
 
     fn remove_rule(&mut self, key: &RuleKey) {
