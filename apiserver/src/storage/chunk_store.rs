@@ -110,7 +110,11 @@ pub fn split_rollup_union(
     if chunks.is_empty() {
         return Ok(buckets);
     }
-    Ok(merge_summaries(chunk_summaries(&chunks, from, to, wanted)?, buckets))
+    let from_chunks = chunk_summaries(&chunks, from, to, wanted)?;
+    if buckets.is_empty() {
+        return Ok(from_chunks);
+    }
+    Ok(merge_summaries(from_chunks, buckets))
 }
 
 /// Decodes the `wanted` columns of rollup chunks and keeps their buckets in `[from, to]`, in
@@ -118,9 +122,11 @@ pub fn split_rollup_union(
 pub fn chunk_summaries(chunks: &[Vec<u8>], from: i64, to: i64, wanted: chunk::Columns) -> Result<Vec<(i64, Summary)>> {
     let mut out = Vec::new();
     for data in chunks {
-        let buckets = chunk::decode_summary_columns(data, wanted).map_err(corrupt)?;
-        out.extend(buckets.into_iter().filter(|(b, _)| *b >= from && *b <= to));
+        chunk::append_summary_columns(data, wanted, &mut out).map_err(corrupt)?;
     }
+    out.retain(|(b, _)| *b >= from && *b <= to);
+    // Chunks of one series do not overlap: this finds them in order (one pass) unless they came
+    // in another.
     out.sort_by_key(|(b, _)| *b);
     Ok(out)
 }

@@ -487,7 +487,7 @@ pub fn bucket_of(ts: i64, width: i64) -> i64 {
 
 /// count/sum/min/max/last of a set of points: what a rollup bucket keeps, and what any
 /// aggregation is computed from. Merging two summaries gives the summary of the union.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Summary {
     pub count: i64,
     pub sum: f64,
