@@ -190,7 +190,8 @@ async fn measure(bin: &Path, n: usize, args: &ScaleArgs) -> Result<Row> {
 
     eprintln!("[alert scale {n}] breach → webhook under {} samples/s of unrelated ingest", args.load_rate);
     let target = Target::Microdash { base: server.base.clone(), token: server.token.clone() };
-    let load = Load { connections: 2, batch: 1000, seconds: 20, rate: Some(args.load_rate), ago_ms: 540_000 };
+    let load =
+        Load { connections: 2, batch: 1000, seconds: 20, rate: Some(args.load_rate), ago_ms: 540_000, dc: "eu-1" };
     let pids = [pid];
     let (ingest, loaded) = tokio::join!(sustained_ingest(&target, &pids, load), async {
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -290,7 +290,7 @@ struct Body {
 
 impl Body {
     /// `batch` samples over 100 series of one metric, from `start_ts`, 100 series per ms.
-    fn new(batch: usize, start_ts: i64) -> Body {
+    fn new(batch: usize, start_ts: i64, dc: &str) -> Body {
         let mut bytes = Vec::with_capacity(batch * 110);
         let mut ts_at = Vec::with_capacity(batch);
         bytes.extend_from_slice(b"{\"samples\":[");
@@ -302,7 +302,7 @@ impl Body {
             bytes.extend_from_slice(format!("{{\"metric\":\"bench.cpu\",\"value\":{},\"ts\":", i % 100).as_bytes());
             ts_at.push((bytes.len(), ts));
             bytes.extend_from_slice(format!("{ts:013}").as_bytes());
-            bytes.extend_from_slice(format!(",\"labels\":{{\"host\":\"h{}\",\"dc\":\"eu-1\"}}}}", i % 100).as_bytes());
+            bytes.extend_from_slice(format!(",\"labels\":{{\"host\":\"h{}\",\"dc\":\"{dc}\"}}}}", i % 100).as_bytes());
         }
         bytes.extend_from_slice(b"]}");
         Body { bytes, ts_at, remote_write: None }
@@ -394,6 +394,9 @@ pub struct Load {
     /// apart, or the second overwrites the first's samples (refused requests move the
     /// timestamps forward too).
     ago_ms: i64,
+    /// The `dc` label of its 100 series: a second run with another writes other series, so it
+    /// can send fresh timestamps too.
+    dc: &'static str,
 }
 
 pub struct IngestResult {
@@ -426,7 +429,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
                 .map(|b| {
                     let ts = start_ts + c as i64 * 180_000 + b as i64 * span / per_conn as i64;
                     match target {
-                        Target::Microdash { .. } => Body::new(load.batch, ts),
+                        Target::Microdash { .. } => Body::new(load.batch, ts, load.dc),
                         Target::Victoria { .. } => Body::victoria(load.batch, ts),
                         Target::RemoteWrite { .. } => Body::remote_write(load.batch, ts),
                     }
@@ -636,8 +639,10 @@ async fn main() -> Result<()> {
                 batch: args.batch,
                 seconds: args.seconds,
                 rate: None,
-                // Fresh samples: the in-memory head's path (the loaded run writes days ago).
+                // Fresh samples: the in-memory head's path (the loaded run writes fresh samples of
+                // other series).
                 ago_ms: 540_000,
+                dc: "eu-1",
             },
             probes: args.probes,
             setups: args.storage_setups.clone(),
@@ -705,6 +710,7 @@ async fn main() -> Result<()> {
             seconds: args.seconds,
             rate: None,
             ago_ms: 2 * 86_400_000,
+            dc: "eu-1",
         };
         let text = remote_write::run(&args.server, &args.victoria_metrics, load).await?;
         report::update(&args.out, "remote_write", &format!("{text}\n{stamp}"))?;

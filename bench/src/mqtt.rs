@@ -246,7 +246,7 @@ async fn through_embedded(server: &Server, workload: &Workload) -> Result<(Durat
 async fn store_ceiling(server_bin: &Path) -> Result<f64> {
     let server = start_server(server_bin, MqttMode::Off)?;
     let target = crate::Target::Microdash { base: server.base.clone(), token: server.token.clone() };
-    let load = crate::Load { connections: 4, batch: 5000, seconds: 8, rate: None, ago_ms: 2 * 86_400_000 };
+    let load = crate::Load { connections: 4, batch: 5000, seconds: 8, rate: None, ago_ms: 2 * 86_400_000, dc: "eu-1" };
     Ok(crate::sustained_ingest(&target, &[server.process.pid()], load).await?.samples_per_sec)
 }
 

@@ -227,8 +227,9 @@ async fn measure(
     eprintln!(
         "[storage] {name}: {samples_per_sec:.0} samples/s committed overall, {under_load_rate:.0}/s while the load ran"
     );
-    // A day after the first run's samples: none of them is overwritten.
-    let background = Load { rate: Some(under_load_rate / 2.0), batch: 1000, ago_ms: 3 * 86_400_000, ..args.load };
+    // Fresh samples, as a fleet sends them, of 100 other series (`dc` eu-2): none of the first
+    // run's samples is overwritten.
+    let background = Load { rate: Some(under_load_rate / 2.0), batch: 1000, dc: "eu-2", ..args.load };
     let (loaded, _) =
         tokio::join!(ingest_to_queryable(target, args.probes / 2), sustained_ingest(target, pids, background));
     if let Some(url) = redis_url {
