@@ -110,11 +110,7 @@ pub fn split_rollup_union(
     if chunks.is_empty() {
         return Ok(buckets);
     }
-    let from_chunks = chunk_summaries(&chunks, from, to, wanted)?;
-    if buckets.is_empty() {
-        return Ok(from_chunks);
-    }
-    Ok(merge_summaries(from_chunks, buckets))
+    Ok(merge_summaries(chunk_summaries(&chunks, from, to, wanted)?, buckets))
 }
 
 /// Decodes the `wanted` columns of rollup chunks and keeps their buckets in `[from, to]`, in
@@ -131,8 +127,16 @@ pub fn chunk_summaries(chunks: &[Vec<u8>], from: i64, to: i64, wanted: chunk::Co
     Ok(out)
 }
 
-/// Two lists of buckets (each in time order) as one; a bucket in both is their merge.
+/// Two lists of buckets (each in time order, a bucket at most once) as one; a bucket in both is
+/// their merge. When one is empty the other is the answer as it is (a read of compacted
+/// windows only: no copy, no sort).
 pub fn merge_summaries(a: Vec<(i64, Summary)>, b: Vec<(i64, Summary)>) -> Vec<(i64, Summary)> {
+    if b.is_empty() {
+        return a;
+    }
+    if a.is_empty() {
+        return b;
+    }
     let mut all = a;
     all.extend(b);
     all.sort_by_key(|(bucket, _)| *bucket);
