@@ -108,7 +108,8 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
             // Checkpoints run in the background task below, not inside the writer's commits.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -448,9 +449,17 @@ fn create_private(path: &std::path::Path, url: &str) -> std::io::Result<()> {
     }
 }
 
-/// Write-ahead log frames (4 KiB pages) past which the checkpointer makes the writer wait for
-/// a full checkpoint that also truncates the log: 64 MiB.
-const WAL_TRUNCATE_FRAMES: i64 = 16_384;
+/// The write-ahead log's size past which the checkpointer makes the writer wait for a full
+/// checkpoint that also truncates the log; also the size SQLite cuts a log back to when it
+/// starts over (`journal_size_limit`: otherwise the file keeps the size of its largest
+/// transaction, e.g. a compaction's, even after a clean stop).
+const WAL_LIMIT_BYTES: i64 = 64 << 20;
+
+/// `WAL_LIMIT_BYTES` in frames of the file's pages (a frame is a page; 16 KiB in a new file,
+/// 4 KiB in one created before that, so counting frames alone let the log reach 256 MiB).
+fn wal_limit_frames(page_size: i64) -> i64 {
+    WAL_LIMIT_BYTES / page_size.max(512)
+}
 
 /// Copies the write-ahead log into the database every second, without blocking the writer
 /// (PASSIVE), so the writer's commits do not pay for checkpoints. Under a steady stream of
@@ -461,15 +470,20 @@ const WAL_TRUNCATE_FRAMES: i64 = 16_384;
 async fn checkpoint_forever(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut limit = None;
     loop {
         tick.tick().await;
         if pool.is_closed() {
             return;
         }
+        if limit.is_none() {
+            limit = sqlx::query_scalar::<_, i64>("PRAGMA page_size").fetch_one(&pool).await.ok().map(wal_limit_frames);
+        }
+        let limit = limit.unwrap_or_else(|| wal_limit_frames(4096));
         // (busy, frames in the log, frames copied)
         let passive = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
         let result = match passive {
-            Ok((_, frames, _)) if frames > WAL_TRUNCATE_FRAMES => {
+            Ok((_, frames, _)) if frames > limit => {
                 tracing::debug!(frames, "Write-ahead log over its limit; truncating it.");
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.map(|_| ())
             }
@@ -598,5 +612,34 @@ mod tests {
             sqlx::query("CREATE TABLE before_us (x INTEGER)").execute(&mut conn).await.unwrap();
         }
         assert_eq!(page_size(format!("sqlite://{}", old.display())).await, 4096);
+    }
+
+    /// A transaction larger than the log's limit (a compaction's, a clean stop's flush) leaves
+    /// a log of its size; the checkpointer cuts it back within seconds, whatever the page size
+    /// (it counted 4 KiB frames, so 16 KiB pages let 256 MiB stay).
+    #[tokio::test]
+    async fn a_log_past_its_limit_is_cut_back_by_the_checkpointer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", file.display()), false).await.unwrap();
+        let limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(limit, WAL_LIMIT_BYTES);
+        let mut tx = store.writes.begin().await.unwrap();
+        sqlx::query("CREATE TABLE filler (data BLOB)").execute(&mut *tx).await.unwrap();
+        for _ in 0..80 {
+            sqlx::query("INSERT INTO filler VALUES (randomblob(1048576))").execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let wal = dir.path().join("big.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(size() > WAL_LIMIT_BYTES as u64, "the transaction's log: {} bytes", size());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while size() > WAL_LIMIT_BYTES as u64 {
+            assert!(std::time::Instant::now() < deadline, "the log still holds {} bytes after 30 s", size());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM filler").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(rows, 80, "and nothing was lost");
+        store.close_pool().await;
     }
 }
