@@ -160,7 +160,7 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
         bail!("microdash did not stop within 60 s");
     }
     rows.push(DiskRow {
-        setup: "microdash, SQLite, compressed chunks (raw and 1m/5m rollups)".into(),
+        setup: "microdash, SQLite, compressed chunks (raw and 5m rollups; 1m derived from raw)".into(),
         bytes: dir_bytes(&dir)?,
     });
     // What the chunks themselves take, per table (the rest: pages' free space, series, indexes).

@@ -4,7 +4,7 @@
 //! chunk back to raw rows, so overwrites and rollups stay exact. The SQL is written once, in
 //! `sql_chunk_store!`, for the three backends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
@@ -148,6 +148,54 @@ pub fn merge_summaries(a: Vec<(i64, Summary)>, b: Vec<(i64, Summary)>) -> Vec<(i
         }
     }
     out
+}
+
+/// The width of a 1m bucket.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// The 1m buckets of raw points in time order: the summaries the writer keeps as rows.
+pub fn minute_buckets(points: &[(i64, f64)]) -> Vec<(i64, Summary)> {
+    super::head::summarize(points, MINUTE_MS)
+}
+
+/// The windows (2 h) that rollup chunk rows of a union read (`start_ts, …, data`) belong to.
+pub fn chunk_windows(rows: &[RollupUnionRow], span: i64) -> BTreeSet<i64> {
+    rows.iter().filter(|row| row.7.is_some()).map(|row| chunk::window_in(row.0, span)).collect()
+}
+
+/// The 1m buckets in `[from, to]` of a series, given what the 1m tables hold (`stored`, from
+/// rows and chunks; `minute_chunks`, the windows that have a 1m chunk) and the raw rows and
+/// chunks of the same range.
+///
+/// Compaction keeps no 1m chunk for a window while its raw chunk is kept (the raw chunk holds
+/// everything the buckets summarize, docs/storage.md): a window that has a raw chunk and no 1m
+/// chunk gets its buckets from its raw samples (chunks and rows, a row winning at an equal
+/// timestamp), and whatever 1m rows it has are ignored (they are that window's buckets before
+/// compaction, or partial ones of a write that did not reopen it). Other windows keep `stored`.
+pub fn with_derived_minutes(
+    stored: Vec<(i64, Summary)>,
+    minute_chunks: &BTreeSet<i64>,
+    raw_rows: Vec<(i64, f64)>,
+    raw_chunks: &[Vec<u8>],
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Summary)>> {
+    if raw_chunks.is_empty() {
+        return Ok(stored);
+    }
+    let mut chunked = chunk_points(raw_chunks, i64::MIN, i64::MAX)?;
+    let derived: BTreeSet<i64> =
+        chunked.iter().map(|&(ts, _)| window_of(ts)).filter(|w| !minute_chunks.contains(w)).collect();
+    if derived.is_empty() {
+        return Ok(stored);
+    }
+    chunked.retain(|&(ts, _)| derived.contains(&window_of(ts)));
+    let rows: Vec<(i64, f64)> = raw_rows.into_iter().filter(|&(ts, _)| derived.contains(&window_of(ts))).collect();
+    let mut buckets = minute_buckets(&chunk::merge(chunked, rows));
+    buckets.retain(|(b, _)| *b >= from && *b <= to);
+    let mut stored = stored;
+    stored.retain(|(b, _)| !derived.contains(&window_of(*b)));
+    Ok(merge_summaries(stored, buckets))
 }
 
 #[async_trait]
@@ -303,6 +351,98 @@ macro_rules! sql_chunk_store {
                 Ok(old)
             }
 
+            /// Whether `table` (a chunk table, or `samples`) holds anything of a series in the
+            /// 2 h window starting at `window`.
+            async fn window_has(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                series: i64,
+                window: i64,
+            ) -> Result<bool> {
+                let ts = if table == "samples" { "ts" } else { "start_ts" };
+                let found: Option<i64> = sqlx::query_scalar(&$sql(&format!(
+                    "SELECT series_id FROM {table} WHERE series_id = ? AND {ts} >= ? AND {ts} < ? LIMIT 1"
+                )))
+                .bind(series)
+                .bind(window)
+                .bind(window + chunk::WINDOW_MS)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(found.is_some())
+            }
+
+            /// Deletes a series' rows of a rollup table with buckets in `[first, last]`.
+            async fn delete_buckets(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                series: i64,
+                first: i64,
+                last: i64,
+            ) -> Result<()> {
+                sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ?")))
+                    .bind(series)
+                    .bind(first)
+                    .bind(last)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// A series' raw samples in the 2 h window at `window`, chunks and rows (a row winning
+            /// at an equal timestamp), as 1m buckets.
+            async fn window_minutes(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                series: i64,
+                window: i64,
+            ) -> Result<Vec<(i64, Summary)>> {
+                let end = window + chunk::WINDOW_MS;
+                let chunks: Vec<Vec<u8>> =
+                    sqlx::query_scalar(&$sql("SELECT data FROM chunks WHERE series_id = ? AND start_ts >= ? AND start_ts < ?"))
+                        .bind(series)
+                        .bind(window)
+                        .bind(end)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                let rows: Vec<(i64, f64)> = sqlx::query_as(&$sql(
+                    "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+                ))
+                .bind(series)
+                .bind(window)
+                .bind(end)
+                .fetch_all(&mut *conn)
+                .await?;
+                let points = chunk::merge(chunk_store::chunk_points(&chunks, i64::MIN, i64::MAX)?, rows);
+                Ok(chunk_store::minute_buckets(&points))
+            }
+
+            /// Inserts a series' buckets into a rollup table, skipping buckets already there.
+            async fn insert_bucket_rows(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &str,
+                series: i64,
+                buckets: &[(i64, Summary)],
+            ) -> Result<()> {
+                for part in buckets.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "{} INTO {table} (series_id, bucket, count, sum, min, max, last, last_ts) ",
+                        $insert_ignore
+                    ));
+                    qb.push_values(part, |mut b, (bucket, s)| {
+                        b.push_bind(series)
+                            .push_bind(*bucket)
+                            .push_bind(s.count)
+                            .push_bind(s.sum)
+                            .push_bind(s.min)
+                            .push_bind(s.max)
+                            .push_bind(s.last)
+                            .push_bind(s.last_ts);
+                    });
+                    qb.push($on_conflict_nothing);
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
             async fn insert_chunk(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 table: &str,
@@ -389,13 +529,22 @@ macro_rules! sql_chunk_store {
                         }
                         let chunks = format!("{table}_chunks");
                         for ((series, window), buckets) in groups {
+                            // A window whose raw samples are kept as a chunk needs no 1m chunk:
+                            // reads derive its buckets from the raw chunk (`with_derived_minutes`),
+                            // and retention writes the 1m chunk when the raw one expires. While
+                            // raw rows of the window wait for a later pass (the limit), its 1m
+                            // rows wait too.
+                            if table == "rollup_1m" && !window_has(&mut *tx, &chunks, series, window).await? {
+                                if window_has(&mut *tx, "chunks", series, window).await? {
+                                    delete_buckets(&mut *tx, table, series, buckets[0].0, buckets[buckets.len() - 1].0).await?;
+                                    continue;
+                                }
+                                if window_has(&mut *tx, "samples", series, window).await? {
+                                    continue;
+                                }
+                            }
                             let old = take_window_chunks(&mut *tx, &chunks, series, window).await?;
-                            sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND bucket >= ? AND bucket <= ?")))
-                                .bind(series)
-                                .bind(buckets[0].0)
-                                .bind(buckets[buckets.len() - 1].0)
-                                .execute(&mut *tx)
-                                .await?;
+                            delete_buckets(&mut *tx, table, series, buckets[0].0, buckets[buckets.len() - 1].0).await?;
                             let merged = chunk_store::merge_summaries(chunk_store::chunk_summaries(&old, i64::MIN, i64::MAX, chunk::Columns::ALL)?, buckets);
                             let row = (merged[0].0, merged[merged.len() - 1].0, merged.len() as i64, chunk::encode_summaries(&merged));
                             insert_chunk(&mut *tx, &chunks, series, row).await?;
@@ -407,6 +556,9 @@ macro_rules! sql_chunk_store {
                 }
 
                 async fn purge_chunks(&self, tenant_id: i64, resolution: Resolution, before: i64, limit: i64) -> Result<u64> {
+                    if resolution == Resolution::Raw {
+                        return self.purge_raw_chunks(tenant_id, before, limit).await;
+                    }
                     let _gate = self.purge_gate().await;
                     Ok(sqlx::query(&$sql(&$chunk(
                         chunk_store::chunk_table(resolution),
@@ -459,6 +611,59 @@ macro_rules! sql_chunk_store {
                         Some(data) => chunk::decode(&data).map_err(chunk_store::corrupt)?.last().copied(),
                         None => None,
                     })
+                }
+            }
+
+            impl $store {
+                /// `purge_chunks` of raw chunks: a window that has no 1m chunk (its buckets were
+                /// derived from the raw chunk) first gets one, from all its raw samples, and its
+                /// 1m rows go; then the chunks are deleted. In one transaction that excludes the
+                /// tenant's writers, as compaction does, so a write reopening the window waits.
+                async fn purge_raw_chunks(&self, tenant_id: i64, before: i64, limit: i64) -> Result<u64> {
+                    let _gate = self.purge_gate().await;
+                    let mut tx = self.begin_write().await?;
+                    let live: Option<i64> = sqlx::query_scalar(&$sql(&format!(
+                        "SELECT id FROM tenants WHERE id = ? AND deleted_at IS NULL{}",
+                        $lock
+                    )))
+                    .bind(tenant_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if live.is_none() {
+                        return Ok(0);
+                    }
+                    let keys: Vec<(i64, i64)> = sqlx::query_as(&$sql(
+                        "SELECT series_id, start_ts FROM chunks \
+                         WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND end_ts < ? \
+                         ORDER BY series_id, start_ts LIMIT ?",
+                    ))
+                    .bind(tenant_id)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let windows: std::collections::BTreeSet<(i64, i64)> =
+                        keys.iter().map(|&(series, start)| (series, chunk::window_of(start))).collect();
+                    for (series, window) in windows {
+                        if window_has(&mut *tx, "rollup_1m_chunks", series, window).await? {
+                            continue;
+                        }
+                        let buckets = window_minutes(&mut *tx, series, window).await?;
+                        delete_buckets(&mut *tx, "rollup_1m", series, window, window + chunk::WINDOW_MS - 1).await?;
+                        if let (Some(first), Some(last)) = (buckets.first(), buckets.last()) {
+                            let row = (first.0, last.0, buckets.len() as i64, chunk::encode_summaries(&buckets));
+                            insert_chunk(&mut *tx, "rollup_1m_chunks", series, row).await?;
+                        }
+                    }
+                    for &(series, start) in &keys {
+                        sqlx::query(&$sql("DELETE FROM chunks WHERE series_id = ? AND start_ts = ?"))
+                            .bind(series)
+                            .bind(start)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(keys.len() as u64)
                 }
             }
 
@@ -525,30 +730,22 @@ macro_rules! sql_chunk_store {
                                     }
                                 } else {
                                     let buckets = chunk::decode_summaries(&data).map_err(chunk_store::corrupt)?;
-                                    for part in buckets.chunks(500) {
-                                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                                            "{} INTO {rows_table} (series_id, bucket, count, sum, min, max, last, last_ts) ",
-                                            $insert_ignore
-                                        ));
-                                        qb.push_values(part, |mut b, (bucket, s)| {
-                                            b.push_bind(series)
-                                                .push_bind(*bucket)
-                                                .push_bind(s.count)
-                                                .push_bind(s.sum)
-                                                .push_bind(s.min)
-                                                .push_bind(s.max)
-                                                .push_bind(s.last)
-                                                .push_bind(s.last_ts);
-                                        });
-                                        qb.push($on_conflict_nothing);
-                                        qb.build().execute(&mut *conn).await?;
-                                    }
+                                    insert_bucket_rows(&mut *conn, rows_table, series, &buckets).await?;
                                 }
                                 sqlx::query(&$sql(&format!("DELETE FROM {table} WHERE series_id = ? AND start_ts = ?")))
                                     .bind(series)
                                     .bind(start)
                                     .execute(&mut *conn)
                                     .await?;
+                                // Without a 1m chunk the window's buckets were derived from this
+                                // raw chunk: as rows again, the writer's rollup update needs them
+                                // as rows too, whole.
+                                let window = chunk::window_of(start);
+                                if table == "chunks" && !window_has(&mut *conn, "rollup_1m_chunks", series, window).await? {
+                                    let buckets = window_minutes(&mut *conn, series, window).await?;
+                                    delete_buckets(&mut *conn, "rollup_1m", series, window, window + chunk::WINDOW_MS - 1).await?;
+                                    insert_bucket_rows(&mut *conn, "rollup_1m", series, &buckets).await?;
+                                }
                             }
                         }
                     }
@@ -588,7 +785,8 @@ macro_rules! sql_chunk_store {
             }
 
             /// Rollup buckets of `table` starting in `[from, to]`, from its rows and its chunks in
-            /// one statement (one snapshot), in time order; at most `limit` rows.
+            /// one statement (one snapshot), in time order (at most `limit` rows), and the windows
+            /// that had a chunk.
             pub(crate) async fn rollup_rows_with_chunks(
                 pool: &sqlx::Pool<$db>,
                 table: &str,
@@ -597,7 +795,7 @@ macro_rules! sql_chunk_store {
                 to: i64,
                 limit: i64,
                 wanted: chunk::Columns,
-            ) -> Result<Vec<(i64, Summary)>> {
+            ) -> Result<(Vec<(i64, Summary)>, std::collections::BTreeSet<i64>)> {
                 let (null_int, null_float, null_blob) = $nulls;
                 let sql = format!(
                     "SELECT bucket, count, sum, min, max, last, last_ts, {null_blob} AS data FROM \
@@ -618,7 +816,8 @@ macro_rules! sql_chunk_store {
                     .bind(from)
                     .fetch_all(pool)
                     .await?;
-                chunk_store::split_rollup_union(rows, from, to, wanted)
+                let windows = chunk_store::chunk_windows(&rows, chunk_store::table_window(table));
+                Ok((chunk_store::split_rollup_union(rows, from, to, wanted)?, windows))
             }
         }
         pub(crate) use sql_chunk_impl::{raw_rows_with_chunks, reopen_chunks, rollup_rows_with_chunks};
@@ -626,3 +825,36 @@ macro_rules! sql_chunk_store {
 }
 
 pub(crate) use sql_chunk_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(bucket: i64, value: f64) -> (i64, Summary) {
+        (bucket, Summary::of(bucket, value))
+    }
+
+    /// A window with a raw chunk and no 1m chunk is summarized from its raw samples (a row
+    /// winning over the chunk at an equal timestamp), its 1m rows ignored; a window with a 1m
+    /// chunk, or without a raw chunk, keeps what the 1m tables said.
+    #[test]
+    fn windows_with_a_raw_chunk_and_no_1m_chunk_are_summarized_from_raw() {
+        let w = chunk::WINDOW_MS;
+        // Window 0: raw chunk only. Window 1: raw chunk and a 1m chunk. Window 2: 1m rows only.
+        let raw_chunks = vec![chunk::encode(&[(0, 1.0), (10_000, 2.0), (60_000, 5.0)]), chunk::encode(&[(w, 7.0)])];
+        let raw_rows = vec![(10_000, 3.0), (2 * w, 100.0)];
+        let stored = vec![at(0, 42.0), at(w, 8.0), at(2 * w, 9.0)];
+        let minute_chunks: BTreeSet<i64> = [w].into();
+        let got = with_derived_minutes(stored, &minute_chunks, raw_rows, &raw_chunks, 0, 3 * w).unwrap();
+        let first = Summary { count: 2, sum: 4.0, min: 1.0, max: 3.0, last: 3.0, last_ts: 10_000 };
+        assert_eq!(got, vec![(0, first), at(60_000, 5.0), at(w, 8.0), at(2 * w, 9.0)]);
+        // Cut to the buckets asked for.
+        let got = with_derived_minutes(vec![], &BTreeSet::new(), vec![], &raw_chunks, 60_000, 60_000).unwrap();
+        assert_eq!(got, vec![at(60_000, 5.0)]);
+        // No raw chunk: the 1m tables' answer as it is.
+        assert_eq!(
+            with_derived_minutes(vec![at(0, 1.0)], &BTreeSet::new(), vec![(0, 2.0)], &[], 0, w).unwrap(),
+            vec![at(0, 1.0)]
+        );
+    }
+}

@@ -377,7 +377,21 @@ macro_rules! sql_common_store {
                     limit: i64,
                     wanted: Columns,
                 ) -> Result<Vec<(i64, Summary)>> {
-                    let rows = rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await?;
+                    let (rows, minute_chunks) =
+                        rollup_rows_with_chunks(&self.pool, table, series, from, to, limit, wanted).await?;
+                    // The 1m buckets of compacted windows come from their raw chunks (see
+                    // `chunk_store::with_derived_minutes`), read after the 1m tables: a window
+                    // compacted in between is then found as a raw chunk. Only closed windows can
+                    // have one, so reads of open windows alone skip this.
+                    use crate::storage::chunk_store::{MINUTE_MS, compact_before, with_derived_minutes};
+                    let closed_end = to.saturating_add(MINUTE_MS - 1).min(compact_before(crate::domain::now_ms()) - 1);
+                    let rows = if table == "rollup_1m" && closed_end >= from {
+                        let start = crate::storage::chunk::window_of(from);
+                        let (raw, raw_chunks) = raw_rows_with_chunks(&self.pool, series, start, closed_end, 100_000_000).await?;
+                        with_derived_minutes(rows, &minute_chunks, raw, &raw_chunks, from, to)?
+                    } else {
+                        rows
+                    };
                     let Some(head) = self.head.get() else { return Ok(rows) };
                     let width = if table == "rollup_1m" { 60_000 } else { 300_000 };
                     let fresh = head.buckets(series, width, from, to);

@@ -220,9 +220,9 @@ pub async fn chunk_suite(store: DynStore) {
     let last = store.series(tenant.id, "cpu", &Labels::new()).await.unwrap();
     // Only closed windows (before 4 h here) are compacted: the last one stays raw.
     let done = store.compact(tenant.id, 4 * hour, 100_000).await.unwrap();
-    // Per series and window: a chunk of samples and one of 1m buckets; the 5m buckets wait for
-    // their day to close.
-    assert_eq!(done, chunk_store::Compacted { samples: 2 * 1440, buckets: 2 * 240, chunks: 2 * 2 * 2, more: false });
+    // Per series and window: a chunk of samples, and no chunk of 1m buckets (they are derived
+    // from the raw chunk while it is kept; the 1m rows go); the 5m buckets wait for their day.
+    assert_eq!(done, chunk_store::Compacted { samples: 2 * 1440, buckets: 2 * 240, chunks: 2 * 2, more: false });
     assert_eq!(store.compact(tenant.id, 4 * hour, 100_000).await.unwrap(), Default::default(), "nothing left to move");
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap(), before);
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap(), rollups);
@@ -237,7 +237,8 @@ pub async fn chunk_suite(store: DynStore) {
     // The day closed: everything compacted, the 5m buckets of the day in one chunk per series;
     // the series' last point now comes from a chunk.
     let done = store.compact(tenant.id, 24 * hour, 100_000).await.unwrap();
-    assert_eq!(done, chunk_store::Compacted { samples: 2 * 360, buckets: 2 * (60 + 60), chunks: 2 * 3, more: false });
+    assert_eq!(done, chunk_store::Compacted { samples: 2 * 360, buckets: 2 * (60 + 60), chunks: 2 * 2, more: false });
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap(), rollups);
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap()[0].points.len(), 60);
     assert_eq!(store.series(tenant.id, "cpu", &Labels::new()).await.unwrap(), last);
 
@@ -256,7 +257,7 @@ pub async fn chunk_suite(store: DynStore) {
         assert_eq!(raw, rolled, "{agg:?}");
     }
     let again = store.compact(tenant.id, 24 * hour, 100_000).await.unwrap();
-    assert_eq!((again.samples, again.buckets, again.chunks), (721, 120 + 60, 3), "the reopened window and day");
+    assert_eq!((again.samples, again.buckets, again.chunks), (721, 120 + 60, 2), "the reopened window and day");
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap()[1], rollups[1]);
 
     // A small limit cuts windows in the middle; what is moved later merges into their chunks.
@@ -264,23 +265,48 @@ pub async fn chunk_suite(store: DynStore) {
     store.write(&[WriteBatch { tenant_id: tenant.id, samples: &late }], now, 0).await.unwrap();
     let expected = store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap();
     let expected_5m = store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap();
+    let expected_1m = store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap();
     let mut passes = 0;
     while store.compact(tenant.id, 24 * hour, 7).await.unwrap().more {
         passes += 1;
+        // Between passes a window is part chunk, part rows: its 1m buckets stay whole.
+        if passes % 40 == 0 {
+            assert_eq!(
+                store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap(),
+                expected_1m,
+                "pass {passes}"
+            );
+        }
     }
     assert!(passes > 100, "{passes} passes of at most 7 rows");
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap(), expected);
     assert_eq!(store.query(&query(0, 6 * hour, Resolution::FiveMinutes)).await.unwrap(), expected_5m);
+    assert_eq!(store.query(&query(0, 6 * hour, Resolution::OneMinute)).await.unwrap(), expected_1m);
 
     // Retention drops whole chunks: those whose newest sample is older than the cut.
+    let first_window = store.query(&query(0, 2 * hour - 1, Resolution::OneMinute)).await.unwrap();
     let dropped = store.purge_chunks(tenant.id, Resolution::Raw, 2 * hour + 1, 1000).await.unwrap();
     assert_eq!(dropped, 2, "the first window of each series");
-    // The 1m buckets of that window stay (their retention is longer) until theirs comes.
-    assert_eq!(store.query(&query(0, 2 * hour - 1, Resolution::OneMinute)).await.unwrap()[0].points.len(), 120);
+    // The 1m buckets of that window stay (their retention is longer) until theirs comes: the
+    // purge wrote them as a chunk before the raw one went.
+    assert_eq!(store.query(&query(0, 2 * hour - 1, Resolution::OneMinute)).await.unwrap(), first_window);
+    assert_eq!(first_window[0].points.len(), 120);
     assert_eq!(store.purge_chunks(tenant.id, Resolution::OneMinute, 2 * hour, 1000).await.unwrap(), 2);
     assert!(
         store.query(&query(0, 2 * hour - 1, Resolution::OneMinute)).await.unwrap().iter().all(|s| s.points.is_empty())
     );
+    // The later windows have no 1m chunk at all: their buckets come from the raw chunks, exactly
+    // what the raw samples say.
+    assert_eq!(store.purge_chunks(tenant.id, Resolution::OneMinute, i64::MAX, 1000).await.unwrap(), 0);
+    for agg in [Aggregation::Count, Aggregation::Sum, Aggregation::Min, Aggregation::Max, Aggregation::Last] {
+        let raw = store
+            .query(&PointQuery { step: Some(60_000), agg, ..query(2 * hour, 6 * hour - 1, Resolution::Raw) })
+            .await
+            .unwrap();
+        let rolled =
+            store.query(&PointQuery { agg, ..query(2 * hour, 6 * hour - 1, Resolution::OneMinute) }).await.unwrap();
+        assert_eq!(raw, rolled, "{agg:?}");
+    }
     let kept = store.query(&query(0, 6 * hour, Resolution::Raw)).await.unwrap();
     assert!(kept.iter().all(|s| s.points.first().unwrap().0 >= 2 * hour), "{:?}", kept[0].points.first());
     assert_eq!(kept[0].points.len(), 1800 - 720);
