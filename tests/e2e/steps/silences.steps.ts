@@ -97,8 +97,13 @@ Then(
 )
 
 When('I expire the silence of {string}', async ({ page }, matchers: string) => {
+  // The page loads its list after the navigation: wait for the row instead of reading once.
+  await expect
+    .poll(async () => (await silenceRows(page, 'silences-current', matchers)).length, {
+      message: `a current silence of ${matchers}`,
+    })
+    .toBe(1)
   const [row] = await silenceRows(page, 'silences-current', matchers)
-  expect(row, `a current silence of ${matchers}`).toBeDefined()
   page.once('dialog', (dialog) => void dialog.accept())
   await row!.getByTestId('silence-expire').click()
 })
