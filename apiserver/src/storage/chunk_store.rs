@@ -491,6 +491,11 @@ macro_rules! sql_chunk_store {
                     .await?;
                     let mut done =
                         Compacted { samples: rows.len() as u64, more: rows.len() as i64 >= limit, ..Default::default() };
+                    // Raw rows go in series order: while some are left, the series before the last
+                    // one read have none left, and only their 1m rows are taken this pass (the 1m
+                    // rows of a window wait for its raw rows, below; reading and skipping those of
+                    // the other series made `microdash compact` 2.7× slower).
+                    let finished_below = if done.more { rows.last().map(|r| r.0) } else { None };
                     for ((series, window), raw) in chunk_store::group_by_window(rows) {
                         let old = take_window_chunks(&mut *tx, "chunks", series, window).await?;
                         // Exactly the rows read: they are in time order, and no writer of the
@@ -508,13 +513,15 @@ macro_rules! sql_chunk_store {
                         }
                     }
                     for table in ["rollup_1m", "rollup_5m"] {
+                        let bound = if table == "rollup_1m" { finished_below } else { None };
                         let rows: Vec<chunk_store::SeriesRollupRow> = sqlx::query_as(&$sql(&format!(
                             "SELECT series_id, bucket, count, sum, min, max, last, last_ts FROM {table} \
                              WHERE series_id IN (SELECT id FROM series WHERE tenant_id = ?) AND bucket < ? \
-                             ORDER BY series_id, bucket LIMIT ?"
+                             AND series_id < ? ORDER BY series_id, bucket LIMIT ?"
                         )))
                         .bind(tenant_id)
                         .bind(chunk_store::table_cut(table, before))
+                        .bind(bound.unwrap_or(i64::MAX))
                         .bind(limit)
                         .fetch_all(&mut *tx)
                         .await?;
