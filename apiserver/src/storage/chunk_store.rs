@@ -371,6 +371,20 @@ macro_rules! sql_chunk_store {
                 Ok(found.is_some())
             }
 
+            /// Locks a tenant's row against its writers (they hold a shared lock on it for their
+            /// whole transaction: this waits for them, and they for it); false when the tenant is
+            /// deleted.
+            async fn lock_live_tenant(conn: &mut <$db as sqlx::Database>::Connection, tenant_id: i64) -> Result<bool> {
+                let live: Option<i64> = sqlx::query_scalar(&$sql(&format!(
+                    "SELECT id FROM tenants WHERE id = ? AND deleted_at IS NULL{}",
+                    $lock
+                )))
+                .bind(tenant_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(live.is_some())
+            }
+
             /// Deletes a series' rows of a rollup table with buckets in `[first, last]`.
             async fn delete_buckets(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -467,16 +481,7 @@ macro_rules! sql_chunk_store {
                 async fn compact(&self, tenant_id: i64, before: i64, limit: i64) -> Result<Compacted> {
                     let _gate = self.purge_gate().await;
                     let mut tx = self.begin_write().await?;
-                    // The tenant's writers hold a shared lock on its row for their whole
-                    // transaction: this waits for them, and they for it.
-                    let live: Option<i64> = sqlx::query_scalar(&$sql(&format!(
-                        "SELECT id FROM tenants WHERE id = ? AND deleted_at IS NULL{}",
-                        $lock
-                    )))
-                    .bind(tenant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if live.is_none() {
+                    if !lock_live_tenant(&mut *tx, tenant_id).await? {
                         return Ok(Compacted::default());
                     }
                     let rows: Vec<(i64, i64, f64)> = sqlx::query_as(&$sql(
@@ -629,14 +634,7 @@ macro_rules! sql_chunk_store {
                 async fn purge_raw_chunks(&self, tenant_id: i64, before: i64, limit: i64) -> Result<u64> {
                     let _gate = self.purge_gate().await;
                     let mut tx = self.begin_write().await?;
-                    let live: Option<i64> = sqlx::query_scalar(&$sql(&format!(
-                        "SELECT id FROM tenants WHERE id = ? AND deleted_at IS NULL{}",
-                        $lock
-                    )))
-                    .bind(tenant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if live.is_none() {
+                    if !lock_live_tenant(&mut *tx, tenant_id).await? {
                         return Ok(0);
                     }
                     let keys: Vec<(i64, i64)> = sqlx::query_as(&$sql(
