@@ -150,12 +150,9 @@ pub fn merge_summaries(a: Vec<(i64, Summary)>, b: Vec<(i64, Summary)>) -> Vec<(i
     out
 }
 
-/// The width of a 1m bucket.
-pub const MINUTE_MS: i64 = 60_000;
-
 /// The 1m buckets of raw points in time order: the summaries the writer keeps as rows.
 pub fn minute_buckets(points: &[(i64, f64)]) -> Vec<(i64, Summary)> {
-    super::head::summarize(points, MINUTE_MS)
+    super::head::summarize(points, Resolution::OneMinute.width_ms())
 }
 
 /// The windows (2 h) that rollup chunk rows of a union read (`start_ts, …, data`) belong to.
@@ -687,6 +684,10 @@ macro_rules! sql_chunk_store {
                     late_writes.mark();
                 }
                 for (window, series) in closed {
+                    // Series whose 1m rows this window already rebuilt: `window_minutes` reads
+                    // the chunks not yet moved as well, so the first of a window's raw chunks
+                    // rebuilds it whole.
+                    let mut rebuilt = std::collections::HashSet::new();
                     for ids in series.chunks(500) {
                         for (table, rows_table) in
                             [("chunks", "samples"), ("rollup_1m_chunks", "rollup_1m"), ("rollup_5m_chunks", "rollup_5m")]
@@ -745,8 +746,10 @@ macro_rules! sql_chunk_store {
                                 // Without a 1m chunk the window's buckets were derived from this
                                 // raw chunk: as rows again, the writer's rollup update needs them
                                 // as rows too, whole.
-                                let window = chunk::window_of(start);
-                                if table == "chunks" && !window_has(&mut *conn, "rollup_1m_chunks", series, window).await? {
+                                if table == "chunks"
+                                    && rebuilt.insert(series)
+                                    && !window_has(&mut *conn, "rollup_1m_chunks", series, window).await?
+                                {
                                     let buckets = window_minutes(&mut *conn, series, window).await?;
                                     delete_buckets(&mut *conn, "rollup_1m", series, window, window + chunk::WINDOW_MS - 1).await?;
                                     insert_bucket_rows(&mut *conn, "rollup_1m", series, &buckets).await?;

@@ -383,8 +383,9 @@ macro_rules! sql_common_store {
                     // `chunk_store::with_derived_minutes`), read after the 1m tables: a window
                     // compacted in between is then found as a raw chunk. Only closed windows can
                     // have one, so reads of open windows alone skip this.
-                    use crate::storage::chunk_store::{MINUTE_MS, compact_before, with_derived_minutes};
-                    let closed_end = to.saturating_add(MINUTE_MS - 1).min(compact_before(crate::domain::now_ms()) - 1);
+                    use crate::storage::chunk_store::{compact_before, with_derived_minutes};
+                    let minute = crate::storage::Resolution::OneMinute.width_ms();
+                    let closed_end = to.saturating_add(minute - 1).min(compact_before(crate::domain::now_ms()) - 1);
                     let rows = if table == "rollup_1m" && closed_end >= from {
                         let start = crate::storage::chunk::window_of(from);
                         let (raw, raw_chunks) = raw_rows_with_chunks(&self.pool, series, start, closed_end, 100_000_000).await?;
