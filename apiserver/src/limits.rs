@@ -257,7 +257,7 @@ impl IntakeLimits {
 /// `metric{k="v",…}` as Prometheus writes a series.
 fn series_text(sample: &Sample) -> String {
     if sample.labels.is_empty() {
-        return sample.metric.clone();
+        return sample.metric.to_string();
     }
     let labels: Vec<String> = sample.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{}{{{}}}", sample.metric, labels.join(","))

@@ -166,10 +166,9 @@ impl crate::pipeline::CommitListener for LiveHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Labels;
 
     fn sample(v: f64) -> Sample {
-        Sample { metric: "m".into(), labels: Labels::new(), ts: 1, value: v, dedupe_id: None }
+        Sample { metric: "m".into(), labels: Default::default(), ts: 1, value: v, dedupe_id: None }
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl CommitListener for AlertEngine {
         let watched = self.watched.read().expect("watched poisoned");
         let Some(metrics) = watched.get(&tenant_id) else { return };
         let relevant: Vec<Sample> =
-            samples.iter().filter(|s| metrics.contains(s.metric.as_str())).map(|s| (*s).clone()).collect();
+            samples.iter().filter(|s| metrics.contains(&*s.metric)).map(|s| (*s).clone()).collect();
         drop(watched);
         if !relevant.is_empty() {
             let _ = self.tx.send(Event::Samples { tenant_id, samples: relevant, at: now_ms() });
@@ -295,7 +295,7 @@ impl RuleIndex {
 
     /// Names of the rules that may match `sample` (their other matchers still to be checked).
     fn candidates<'a>(&'a self, tenant_id: i64, sample: &Sample, out: &mut Vec<&'a str>) {
-        let Some(rules) = self.0.get(&tenant_id).and_then(|metrics| metrics.get(sample.metric.as_str())) else {
+        let Some(rules) = self.0.get(&tenant_id).and_then(|metrics| metrics.get(&*sample.metric)) else {
             return;
         };
         out.extend(rules.unfiltered.iter().map(String::as_str));
@@ -1026,7 +1026,7 @@ impl Evaluator {
                         && let Some(metrics) = loading.metrics.get(&tenant_id)
                     {
                         let held: Vec<Sample> =
-                            samples.iter().filter(|s| metrics.contains(s.metric.as_str())).cloned().collect();
+                            samples.iter().filter(|s| metrics.contains(&*s.metric)).cloned().collect();
                         if !held.is_empty() {
                             loading.held.push((tenant_id, held, at));
                         }
@@ -2221,7 +2221,7 @@ mod tests {
         async fn breach(&mut self, at: i64) {
             let sample = Sample {
                 metric: "cpu".into(),
-                labels: Labels::from([("host".to_string(), "web-1".to_string())]),
+                labels: Labels::from([("host".to_string(), "web-1".to_string())]).into(),
                 ts: at,
                 value: 95.0,
                 dedupe_id: None,
@@ -2484,7 +2484,7 @@ mod tests {
             tenant_id: tenant,
             samples: vec![Sample {
                 metric: "cpu".into(),
-                labels: Labels::from([("host".to_string(), "web-1".to_string())]),
+                labels: Labels::from([("host".to_string(), "web-1".to_string())]).into(),
                 ts: at,
                 value: 95.0,
                 dedupe_id: None,

@@ -1,17 +1,60 @@
 //! A sample and the rules it must follow before it is accepted.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 /// Label set of a series. Sorted, so its JSON form is canonical and identifies the series.
 pub type Labels = BTreeMap<String, String>;
 
+/// A sample's labels, shared: the samples of one series in a request hold one copy (the bulk
+/// parser interns them), so a clone (the live hub's, the alert engine's) allocates nothing.
+/// Reads see a `Labels`; a change copies them first if they are shared (`Arc::make_mut`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SharedLabels(Arc<Labels>);
+
+impl SharedLabels {
+    /// The address of the shared set: equal for clones of one interned set (the key of the
+    /// write path's per-group memo; equal sets at different addresses are told apart by value).
+    pub fn ptr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+}
+
+impl Deref for SharedLabels {
+    type Target = Labels;
+    fn deref(&self) -> &Labels {
+        &self.0
+    }
+}
+
+impl DerefMut for SharedLabels {
+    fn deref_mut(&mut self) -> &mut Labels {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Labels> for SharedLabels {
+    fn from(labels: Labels) -> Self {
+        SharedLabels(Arc::new(labels))
+    }
+}
+
+impl std::fmt::Debug for SharedLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A validated sample, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Sample {
-    pub metric: String,
-    pub labels: Labels,
+    /// Shared like the labels (`Arc<str>`: a clone allocates nothing).
+    pub metric: Arc<str>,
+    pub labels: SharedLabels,
     /// Unix milliseconds.
     pub ts: i64,
     pub value: f64,
@@ -69,7 +112,15 @@ pub use microdash_model::time::parse_rfc3339_ms;
 impl Limits {
     /// Checks a sample assembled from input. `now_ms` is the time of receipt.
     pub fn check(&self, sample: &Sample, now_ms: i64) -> Result<(), SampleError> {
-        let metric = &sample.metric;
+        self.check_metric(&sample.metric)?;
+        self.check_point(sample.ts, sample.value, now_ms)?;
+        self.check_labels(&sample.labels)?;
+        self.check_dedupe_id(sample.dedupe_id.as_deref())
+    }
+
+    /// The metric name's rules (the first of `check`'s). The bulk parser checks each distinct
+    /// name of a request once.
+    pub fn check_metric(&self, metric: &str) -> Result<(), SampleError> {
         if metric.is_empty() {
             return Err(SampleError::new("metric", "must not be empty"));
         }
@@ -82,29 +133,38 @@ impl Limits {
         if !is_valid_name(metric) {
             return Err(SampleError::new("metric", format!("{metric:?} must match [a-zA-Z_][a-zA-Z0-9_.:-]*")));
         }
-        if !sample.value.is_finite() {
+        Ok(())
+    }
+
+    /// The value and the timestamp (checked after the metric name, before the labels).
+    pub fn check_point(&self, ts: i64, value: f64, now_ms: i64) -> Result<(), SampleError> {
+        if !value.is_finite() {
             return Err(SampleError::new("value", "must be a finite number"));
         }
-        if sample.ts < 0 {
+        if ts < 0 {
             return Err(SampleError::new("ts", "must not be before 1970-01-01 (Unix milliseconds ≥ 0)"));
         }
-        if sample.ts > now_ms.saturating_add(self.max_future_ms) {
+        if ts > now_ms.saturating_add(self.max_future_ms) {
             return Err(SampleError::new(
                 "ts",
                 format!(
-                    "{} is more than {}s in the future; timestamps are Unix milliseconds, not seconds or microseconds",
-                    sample.ts,
+                    "{ts} is more than {}s in the future; timestamps are Unix milliseconds, not seconds or microseconds",
                     self.max_future_ms / 1000
                 ),
             ));
         }
-        if sample.labels.len() > self.max_labels {
+        Ok(())
+    }
+
+    /// The label set's rules. The bulk parser checks each distinct label set of a request once.
+    pub fn check_labels(&self, labels: &Labels) -> Result<(), SampleError> {
+        if labels.len() > self.max_labels {
             return Err(SampleError::new(
                 "labels",
-                format!("has {} labels; the limit is {}", sample.labels.len(), self.max_labels),
+                format!("has {} labels; the limit is {}", labels.len(), self.max_labels),
             ));
         }
-        for (key, value) in &sample.labels {
+        for (key, value) in labels {
             let field = || format!("labels.{key}");
             if key.len() > self.max_label_name_len {
                 return Err(SampleError::new(
@@ -128,7 +188,11 @@ impl Limits {
                 return Err(SampleError::new(field(), "label value must not contain control characters"));
             }
         }
-        if let Some(id) = &sample.dedupe_id
+        Ok(())
+    }
+
+    pub fn check_dedupe_id(&self, id: Option<&str>) -> Result<(), SampleError> {
+        if let Some(id) = id
             && (id.is_empty() || id.len() > self.max_dedupe_id_len)
         {
             return Err(SampleError::new("dedupe_id", format!("must be 1 to {} bytes long", self.max_dedupe_id_len)));
@@ -144,7 +208,7 @@ mod tests {
     fn sample() -> Sample {
         Sample {
             metric: "cpu.usage".into(),
-            labels: Labels::from([("host".into(), "web-1".into())]),
+            labels: Labels::from([("host".into(), "web-1".into())]).into(),
             ts: 1_764_104_400_000,
             value: 42.5,
             dedupe_id: None,
@@ -173,9 +237,9 @@ mod tests {
         let limits = Limits { max_labels: 2, ..Limits::default() };
         type Mutation = Box<dyn Fn(&mut Sample)>;
         let cases: Vec<(Mutation, &str)> = vec![
-            (Box::new(|s| s.metric.clear()), "metric"),
+            (Box::new(|s| s.metric = "".into()), "metric"),
             (Box::new(|s| s.metric = "1cpu".into()), "metric"),
-            (Box::new(|s| s.metric = "a".repeat(201)), "metric"),
+            (Box::new(|s| s.metric = "a".repeat(201).into()), "metric"),
             (Box::new(|s| s.value = f64::NAN), "value"),
             (Box::new(|s| s.value = f64::INFINITY), "value"),
             (Box::new(|s| s.ts = -1), "ts"),

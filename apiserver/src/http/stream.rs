@@ -52,7 +52,7 @@ struct Filter {
 impl Filter {
     fn accepts(&self, event: &LiveEvent) -> bool {
         event.tenant_id == self.tenant_id
-            && (self.metrics.is_empty() || self.metrics.contains(&event.sample.metric))
+            && (self.metrics.is_empty() || self.metrics.contains(&*event.sample.metric))
             && labels_match(&event.sample.labels, &self.matchers)
     }
 }

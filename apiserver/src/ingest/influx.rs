@@ -11,6 +11,7 @@
 
 use influxdb_line_protocol::{FieldValue, parse_lines, split_lines};
 
+use crate::domain::sample::SharedLabels;
 use crate::domain::{Labels, Limits, Sample};
 
 /// The unit of the timestamps of a request (`precision=`).
@@ -95,6 +96,8 @@ pub fn decode(body: &str, precision: Precision, limits: &Limits, now_ms: i64) ->
             .flatten()
             .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
             .collect();
+        // Shared by the line's fields.
+        let labels = SharedLabels::from(labels);
         let measurement = parsed.series.measurement.as_str();
         for (field, value) in &parsed.field_set {
             let value = match value {
@@ -108,7 +111,7 @@ pub fn decode(body: &str, precision: Precision, limits: &Limits, now_ms: i64) ->
                 }
             };
             let sample = Sample {
-                metric: format!("{measurement}.{}", field.as_str()),
+                metric: format!("{measurement}.{}", field.as_str()).into(),
                 labels: labels.clone(),
                 ts,
                 value,
@@ -138,7 +141,7 @@ mod tests {
                     # a comment\n\n\
                     mem,host=web-1 used=1024i,free=3u,swapping=false,name=\"x\"\n";
         let d = decode(body, Precision::Nanoseconds, &Limits::default(), NOW).unwrap();
-        let got: Vec<(String, f64, i64)> = d.samples.iter().map(|s| (s.metric.clone(), s.value, s.ts)).collect();
+        let got: Vec<(String, f64, i64)> = d.samples.iter().map(|s| (s.metric.to_string(), s.value, s.ts)).collect();
         assert_eq!(
             got,
             [

@@ -4,15 +4,18 @@
 //! parsed again as loose JSON to find the first bad sample, its index, field and reason: good
 //! input pays nothing for good error messages.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::domain::sample::parse_rfc3339_ms;
-use crate::domain::{Limits, Sample, SampleError};
+use crate::domain::sample::{SharedLabels, parse_rfc3339_ms};
+use crate::domain::{Labels, Limits, Sample, SampleError};
 
 pub mod influx;
 pub mod otlp;
@@ -47,10 +50,28 @@ struct RawSample {
     dedupe_id: Option<String>,
 }
 
+/// A bulk body's sample as parsed on the fast path: the metric and the labels' text borrowed
+/// from the body, so a request's samples of one series allocate their names and labels once
+/// (`Interner`), not once each.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wrapped {
-    samples: Vec<Object<RawSample>>,
+struct BorrowedSample<'a> {
+    #[serde(default, borrow)]
+    metric: Option<Cow<'a, str>>,
+    value: f64,
+    #[serde(default, deserialize_with = "timestamp")]
+    ts: Option<i64>,
+    #[serde(default, borrow)]
+    labels: Option<&'a RawValue>,
+    #[serde(default)]
+    dedupe_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapped<'a> {
+    #[serde(borrow)]
+    samples: Vec<Object<BorrowedSample<'a>>>,
 }
 
 /// A struct that only a JSON object fills: serde's derive also takes an array of the fields in
@@ -115,8 +136,8 @@ impl RawSample {
             (None, None) => return Err(SampleError::new("metric", "is required")),
         };
         Ok(Sample {
-            metric,
-            labels: self.labels.unwrap_or_default(),
+            metric: metric.into(),
+            labels: self.labels.unwrap_or_default().into(),
             ts: self.ts.unwrap_or(now_ms),
             value: self.value,
             dedupe_id: self.dedupe_id,
@@ -154,25 +175,99 @@ pub fn parse_single_on(
 pub fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sample>, IngestError> {
     let bare = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let parsed = if bare {
-        serde_json::from_slice::<Vec<Object<RawSample>>>(body)
+        serde_json::from_slice::<Vec<Object<BorrowedSample<'_>>>>(body)
     } else {
-        serde_json::from_slice::<Wrapped>(body).map(|w| w.samples)
+        serde_json::from_slice::<Wrapped<'_>>(body).map(|w| w.samples)
     };
     let raws = match parsed {
-        Ok(raws) => raws.into_iter().map(|Object(raw)| raw).collect::<Vec<_>>(),
+        Ok(raws) => raws,
         Err(_) => return Err(diagnose_bulk(body, limits)),
     };
     if raws.len() > limits.max_batch_samples {
         return Err(IngestError::BatchTooLarge { count: raws.len(), limit: limits.max_batch_samples });
     }
-    raws.into_iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            raw.into_sample(now_ms, None)
-                .and_then(|sample| limits.check(&sample, now_ms).map(|()| sample))
-                .map_err(|error| IngestError::Sample { index: Some(index), error })
-        })
-        .collect()
+    let mut interner = Interner::new(limits);
+    let mut samples = Vec::with_capacity(raws.len());
+    for (index, Object(raw)) in raws.into_iter().enumerate() {
+        match interner.sample(raw, now_ms) {
+            Ok(sample) => samples.push(sample),
+            Err(Refusal::Sample(error)) => return Err(IngestError::Sample { index: Some(index), error }),
+            // Labels that are JSON but not a map of strings: the slow path names the field.
+            Err(Refusal::Shape) => return Err(diagnose_bulk(body, limits)),
+        }
+    }
+    Ok(samples)
+}
+
+enum Refusal {
+    Sample(SampleError),
+    /// Not the sample schema after all (labels that are not a map of strings).
+    Shape,
+}
+
+impl From<SampleError> for Refusal {
+    fn from(error: SampleError) -> Self {
+        Refusal::Sample(error)
+    }
+}
+
+/// One request's distinct metric names and label sets, each allocated and checked once: the
+/// samples of a series share them (`Arc`), so grouping, the live hub and the alert engine copy
+/// pointers, not strings. Keys are hashed with SipHash (they are the client's).
+struct Interner<'a, 'l> {
+    limits: &'l Limits,
+    metrics: HashMap<Arc<str>, Option<SampleError>>,
+    /// By the labels' JSON text: equal text, equal labels. Equal labels written differently
+    /// (key order, spacing) are two entries with equal contents, which is only slower.
+    labels: HashMap<&'a str, Result<SharedLabels, Option<SampleError>>>,
+    no_labels: SharedLabels,
+}
+
+impl<'a, 'l> Interner<'a, 'l> {
+    fn new(limits: &'l Limits) -> Self {
+        Interner { limits, metrics: HashMap::new(), labels: HashMap::new(), no_labels: SharedLabels::default() }
+    }
+
+    /// The sample, its rules checked in `Limits::check`'s order (metric, value and ts,
+    /// labels, dedupe id), so the error named is the same.
+    fn sample(&mut self, raw: BorrowedSample<'a>, now_ms: i64) -> Result<Sample, Refusal> {
+        let Some(name) = raw.metric else { return Err(SampleError::new("metric", "is required").into()) };
+        let metric = match self.metrics.get_key_value(&*name) {
+            Some((metric, None)) => metric.clone(),
+            Some((_, Some(error))) => return Err(error.clone().into()),
+            None => {
+                let error = self.limits.check_metric(&name).err();
+                let metric: Arc<str> = name.into();
+                self.metrics.insert(metric.clone(), error.clone());
+                match error {
+                    None => metric,
+                    Some(error) => return Err(error.into()),
+                }
+            }
+        };
+        let ts = raw.ts.unwrap_or(now_ms);
+        self.limits.check_point(ts, raw.value, now_ms)?;
+        let labels = match raw.labels {
+            None => self.no_labels.clone(),
+            Some(text) => {
+                let limits = self.limits;
+                self.labels
+                    .entry(text.get())
+                    .or_insert_with(|| {
+                        // The typed parse of the body took this text as any JSON value; a label
+                        // map it must still be.
+                        let labels: Option<Labels> = serde_json::from_str(text.get()).map_err(|_| None)?;
+                        let labels = labels.unwrap_or_default();
+                        limits.check_labels(&labels).map_err(Some)?;
+                        Ok(labels.into())
+                    })
+                    .clone()
+                    .map_err(|error| error.map_or(Refusal::Shape, Refusal::Sample))?
+            }
+        };
+        self.limits.check_dedupe_id(raw.dedupe_id.as_deref())?;
+        Ok(Sample { metric, labels, ts, value: raw.value, dedupe_id: raw.dedupe_id })
+    }
 }
 
 fn malformed(err: serde_json::Error) -> IngestError {

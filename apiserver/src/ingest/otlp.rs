@@ -64,8 +64,8 @@ pub fn decode(body: &[u8], encoding: Encoding, limits: &Limits, now_ms: i64) -> 
                     labels
                 };
                 let sample = |metric: String, labels: Labels, ts: i64, value: f64| Sample {
-                    metric,
-                    labels,
+                    metric: metric.into(),
+                    labels: labels.into(),
                     ts,
                     value,
                     dedupe_id: None,
@@ -220,7 +220,7 @@ mod tests {
         let got: Vec<(String, Option<String>, f64)> = p
             .samples
             .iter()
-            .map(|s| (s.metric.clone(), s.labels.get("le").or(s.labels.get("quantile")).cloned(), s.value))
+            .map(|s| (s.metric.to_string(), s.labels.get("le").or(s.labels.get("quantile")).cloned(), s.value))
             .collect();
         let s = |m: &str, l: Option<&str>, v: f64| (m.to_string(), l.map(str::to_string), v);
         assert_eq!(

@@ -12,6 +12,7 @@
 
 use prost::Message;
 
+use crate::domain::sample::SharedLabels;
 use crate::domain::{Labels, Limits, Sample, SampleError};
 
 /// `prometheus.WriteRequest` (remote.proto). Fields 3 (metadata) are skipped by prost.
@@ -112,6 +113,8 @@ pub fn decode(body: &[u8], max_decompressed: usize, limits: &Limits, now_ms: i64
                 .get_or_insert_with(|| (series_text("", &labels), SampleError::new("__name__", "is required")));
             continue;
         };
+        // Shared by the series' samples: a clone per sample copies pointers.
+        let (metric, labels): (std::sync::Arc<str>, SharedLabels) = (metric.into(), labels.into());
         for sample in series.samples {
             if sample.value.to_bits() == STALE_NAN {
                 out.stale += 1;
@@ -173,7 +176,7 @@ mod tests {
         ]);
         let d = decode(&b, 1 << 20, &Limits::default(), NOW).unwrap();
         assert_eq!((d.samples.len(), d.stale, d.refused), (2, 1, 0));
-        assert_eq!(d.samples[0].metric, "node_load1");
+        assert_eq!(&*d.samples[0].metric, "node_load1");
         assert_eq!(d.samples[0].labels.get("instance").map(String::as_str), Some("a:9100"));
         assert!(!d.samples[0].labels.contains_key("__name__"));
         assert_eq!((d.samples[0].ts, d.samples[0].value), (NOW, 0.5));

@@ -97,9 +97,9 @@ fn the_first_bad_sample_is_named_even_when_a_later_one_breaks_typed_parsing() {
 #[test]
 fn a_topic_supplies_a_missing_metric_and_refuses_a_different_one() {
     let s = parse_single_on(br#"{"value":2,"ts":5}"#, Some("cpu"), &Limits::default(), NOW).unwrap();
-    assert_eq!((s.metric.as_str(), s.ts, s.value), ("cpu", 5, 2.0));
+    assert_eq!((&*s.metric, s.ts, s.value), ("cpu", 5, 2.0));
     let s = parse_single_on(br#"{"metric":"cpu","value":2}"#, Some("cpu"), &Limits::default(), NOW).unwrap();
-    assert_eq!(s.metric, "cpu");
+    assert_eq!(&*s.metric, "cpu");
     match parse_single_on(br#"{"metric":"mem","value":2}"#, Some("cpu"), &Limits::default(), NOW).unwrap_err() {
         IngestError::Sample { error, .. } => assert_eq!(error.field, "metric"),
         other => panic!("{other:?}"),
@@ -120,4 +120,62 @@ fn a_sample_is_an_object_never_an_array_of_its_fields() {
         field_of(bulk(r#"{"samples":[{"metric":"a","value":1},["cpu", 1]]}"#).unwrap_err()),
         (Some(1), String::new())
     );
+}
+
+/// A request's samples of one series share one metric name and one label set (the write path
+/// groups them by address); other series, and equal labels written differently, are equal by
+/// value all the same.
+#[test]
+fn a_bulk_request_shares_each_series_names_and_labels() {
+    let samples = bulk(
+        r#"[{"metric":"cpu","value":1,"ts":1,"labels":{"host":"a","dc":"x"}},
+            {"metric":"cpu","value":2,"ts":1,"labels":{"host":"b","dc":"x"}},
+            {"metric":"cpu","value":3,"ts":2,"labels":{"host":"a","dc":"x"}},
+            {"metric":"cpu","value":4,"ts":2,"labels":{"dc":"x", "host":"a"}},
+            {"metric":"mem","value":5,"ts":2},
+            {"metric":"mem","value":6,"ts":3,"labels":null},
+            {"metric":"c\u0070u","value":7,"ts":3,"labels":{"host":"\u0061","dc":"x"}}]"#,
+    )
+    .unwrap();
+    let labels = |i: usize| samples[i].labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    assert_eq!(labels(0), "dc=x,host=a");
+    assert_eq!(labels(1), "dc=x,host=b");
+    assert!(std::sync::Arc::ptr_eq(&samples[0].metric, &samples[2].metric));
+    assert!(std::sync::Arc::ptr_eq(&samples[0].metric, &samples[1].metric));
+    assert_eq!(samples[0].labels.ptr(), samples[2].labels.ptr(), "the same text, one set");
+    assert_ne!(samples[0].labels.ptr(), samples[1].labels.ptr());
+    // Another key order: another entry, equal contents.
+    assert_eq!(samples[3].labels, samples[0].labels);
+    assert_eq!(samples[4].labels.ptr(), samples[5].labels.ptr(), "no labels and null labels: one empty set");
+    assert!(samples[4].labels.is_empty());
+    // Escapes are decoded before names are compared.
+    assert_eq!((&*samples[6].metric, labels(6)), ("cpu", "dc=x,host=a".to_string()));
+    assert!(std::sync::Arc::ptr_eq(&samples[0].metric, &samples[6].metric));
+    assert_eq!(samples.iter().map(|s| s.value).collect::<Vec<_>>(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+}
+
+/// Names and label sets are checked once per request, yet every sample that carries a bad one
+/// is refused at its own index, and a sample's own fields are checked for every sample.
+#[test]
+fn shared_names_and_labels_are_still_checked_for_each_sample() {
+    let fine = r#"{"metric":"cpu","value":1,"ts":5,"labels":{"host":"a"}}"#;
+    let cases = [
+        (
+            format!(r#"[{fine},{fine},{{"metric":"cpu","value":1,"ts":99999999999999,"labels":{{"host":"a"}}}}]"#),
+            2,
+            "ts",
+        ),
+        (
+            format!(r#"[{fine},{{"metric":"cpu","value":1,"labels":{{"host":"a","bad key":"v"}}}}]"#),
+            1,
+            "labels.bad key",
+        ),
+        (format!(r#"[{fine},{{"metric":"cpu","value":1,"labels":{{"host":1}}}}]"#), 1, "labels.host"),
+        (format!(r#"[{fine},{{"metric":"cpu","value":1,"labels":["host"]}}]"#), 1, "labels"),
+        (format!(r#"[{fine},{{"metric":"cpu","value":1,"labels":{{"host":"a"}},"dedupe_id":""}}]"#), 1, "dedupe_id"),
+        (format!(r#"[{fine},{{"metric":"9cpu","value":1}}]"#), 1, "metric"),
+    ];
+    for (body, index, field) in cases {
+        assert_eq!(field_of(bulk(&body).unwrap_err()), (Some(index), field.to_string()), "{body}");
+    }
 }

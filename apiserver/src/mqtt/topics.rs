@@ -111,7 +111,7 @@ fn bare_number(metric: &str, payload: &[u8], limits: &Limits, now_ms: i64) -> Re
     let not_a_number = || IngestError::Malformed("the payload is neither a number nor a JSON sample".into());
     let text = std::str::from_utf8(payload).map_err(|_| not_a_number())?.trim();
     let value: f64 = text.parse().map_err(|_| not_a_number())?;
-    let sample = Sample { metric: metric.to_string(), labels: Default::default(), ts: now_ms, value, dedupe_id: None };
+    let sample = Sample { metric: metric.into(), labels: Default::default(), ts: now_ms, value, dedupe_id: None };
     limits.check(&sample, now_ms).map_err(|error: SampleError| IngestError::Sample { index: None, error })?;
     Ok(sample)
 }
@@ -146,17 +146,14 @@ mod tests {
     fn a_bare_number_on_a_metric_topic_is_a_sample_now() {
         let samples = decode("metrics/acme/temp", " -3.25e1\n").unwrap();
         assert_eq!(samples.len(), 1);
-        assert_eq!((samples[0].metric.as_str(), samples[0].value, samples[0].ts), ("temp", -32.5, NOW));
+        assert_eq!((&*samples[0].metric, samples[0].value, samples[0].ts), ("temp", -32.5, NOW));
         assert!(samples[0].labels.is_empty());
     }
 
     #[test]
     fn a_json_sample_on_a_metric_topic_takes_the_metric_from_the_topic() {
         let samples = decode("metrics/acme/temp", r#"{"value":4,"ts":1000,"labels":{"room":"a"}}"#).unwrap();
-        assert_eq!(
-            (samples[0].metric.as_str(), samples[0].ts, samples[0].labels["room"].as_str()),
-            ("temp", 1000, "a")
-        );
+        assert_eq!((&*samples[0].metric, samples[0].ts, samples[0].labels["room"].as_str()), ("temp", 1000, "a"));
         assert_eq!(decode("metrics/acme/temp", r#"{"metric":"temp","value":4}"#).unwrap()[0].value, 4.0);
         assert_eq!(decode("metrics/acme/temp", r#"{"metric":"other","value":4}"#), Err(DropReason::InvalidSample));
     }

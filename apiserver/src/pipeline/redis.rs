@@ -105,7 +105,7 @@ struct LiveMessage<'a> {
 #[derive(Serialize, Deserialize)]
 struct LiveSample<'a> {
     m: &'a str,
-    l: crate::domain::Labels,
+    l: crate::domain::sample::SharedLabels,
     ts: i64,
     v: f64,
 }
@@ -464,7 +464,7 @@ pub async fn subscribe_live(url: String, listeners: Vec<Arc<dyn CommitListener>>
                     let samples: Vec<Sample> = live
                         .s
                         .into_iter()
-                        .map(|s| Sample { metric: s.m.to_string(), labels: s.l, ts: s.ts, value: s.v, dedupe_id: None })
+                        .map(|s| Sample { metric: s.m.into(), labels: s.l, ts: s.ts, value: s.v, dedupe_id: None })
                         .collect();
                     let refs: Vec<&Sample> = samples.iter().collect();
                     for listener in &listeners {

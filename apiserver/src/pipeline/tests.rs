@@ -9,7 +9,7 @@ use crate::storage::{Aggregation, PointQuery, open};
 
 fn samples(n: usize) -> Vec<Sample> {
     (0..n)
-        .map(|i| Sample { metric: "m".into(), labels: Labels::new(), ts: i as i64, value: 1.0, dedupe_id: None })
+        .map(|i| Sample { metric: "m".into(), labels: Default::default(), ts: i as i64, value: 1.0, dedupe_id: None })
         .collect()
 }
 
@@ -110,7 +110,13 @@ fn raw_query(tenant_id: i64, from: i64, to: i64) -> PointQuery {
 
 fn recent(now: i64, n: i64, value: f64) -> Vec<Sample> {
     (0..n)
-        .map(|i| Sample { metric: "m".into(), labels: Labels::new(), ts: now - 10_000 * i, value, dedupe_id: None })
+        .map(|i| Sample {
+            metric: "m".into(),
+            labels: Default::default(),
+            ts: now - 10_000 * i,
+            value,
+            dedupe_id: None,
+        })
         .collect()
 }
 

@@ -661,18 +661,30 @@ impl SeriesCache {
 /// The distinct series of a group and, per sample, `(index into the series, ts, value)`.
 pub fn group_by_series<'a>(kept: &'a [(i64, Vec<&'a Sample>)]) -> (Vec<SeriesRef<'a>>, Vec<(usize, i64, f64)>) {
     let mut distinct: HashMap<u64, Vec<usize>> = HashMap::new();
+    // The samples of one request share their metric and labels (`ingest::Interner`): keyed by
+    // those addresses, a series is hashed by value once per request, not once per sample. The
+    // samples outlive this map, so no address is reused while it lives.
+    let mut by_address: rustc_hash::FxHashMap<(i64, usize, usize), usize> = Default::default();
     let mut wanted: Vec<SeriesRef<'_>> = Vec::new();
     let mut rows = Vec::with_capacity(kept.iter().map(|(_, s)| s.len()).sum());
     for (tenant_id, samples) in kept {
         for sample in samples {
-            let series = SeriesRef::new(*tenant_id, &sample.metric, &sample.labels);
-            let bucket = distinct.entry(series.hash).or_default();
-            let slot = match bucket.iter().find(|&&i| wanted[i].same(&series)) {
-                Some(&i) => i,
+            let address = (*tenant_id, Arc::as_ptr(&sample.metric) as *const u8 as usize, sample.labels.ptr());
+            let slot = match by_address.get(&address) {
+                Some(&slot) => slot,
                 None => {
-                    bucket.push(wanted.len());
-                    wanted.push(series);
-                    wanted.len() - 1
+                    let series = SeriesRef::new(*tenant_id, &sample.metric, &sample.labels);
+                    let bucket = distinct.entry(series.hash).or_default();
+                    let slot = match bucket.iter().find(|&&i| wanted[i].same(&series)) {
+                        Some(&i) => i,
+                        None => {
+                            bucket.push(wanted.len());
+                            wanted.push(series);
+                            wanted.len() - 1
+                        }
+                    };
+                    by_address.insert(address, slot);
+                    slot
                 }
             };
             rows.push((slot, sample.ts, sample.value));

@@ -10,7 +10,7 @@ mod tenancy;
 fn s(metric: &str, host: &str, ts: i64, value: f64, dedupe: Option<&str>) -> Sample {
     Sample {
         metric: metric.into(),
-        labels: Labels::from([("host".to_string(), host.to_string())]),
+        labels: Labels::from([("host".to_string(), host.to_string())]).into(),
         ts,
         value,
         dedupe_id: dedupe.map(str::to_string),
@@ -514,7 +514,7 @@ fn arb_batches() -> impl proptest::strategy::Strategy<Value = (Vec<Vec<Sample>>,
     // happen often, integer values so sums are exact in any order.
     let sample = (0..3u8, 0..1200i64, -50..50i32).prop_map(|(host, slot, v)| Sample {
         metric: "m".into(),
-        labels: Labels::from([("host".to_string(), format!("h{host}"))]),
+        labels: Labels::from([("host".to_string(), format!("h{host}"))]).into(),
         ts: slot * 15_000,
         value: v as f64,
         dedupe_id: None,
@@ -983,4 +983,28 @@ async fn postgres_concurrent_writers_wait_instead_of_failing() {
 #[tokio::test]
 async fn mariadb_concurrent_writers_wait_instead_of_failing() {
     concurrent_writers_suite(fresh_mysql().await).await;
+}
+
+/// `group_by_series` keys samples by the addresses of their shared names and labels; equal
+/// series from different requests (other addresses) still get one slot, and different series
+/// never share one.
+#[test]
+fn grouping_by_series_joins_equal_series_of_different_requests() {
+    let first = crate::ingest::parse_bulk(
+        br#"[{"metric":"m","value":1,"ts":1,"labels":{"host":"a"}},{"metric":"m","value":2,"ts":1,"labels":{"host":"b"}},
+             {"metric":"m","value":3,"ts":2,"labels":{"host":"a"}}]"#,
+        &crate::domain::Limits::default(),
+        10,
+    )
+    .unwrap();
+    let second = [s("m", "a", 3, 4.0, None), s("m", "b", 3, 5.0, None), s("n", "a", 3, 6.0, None)];
+    let kept = vec![(1, first.iter().collect::<Vec<_>>()), (1, second.iter().collect()), (2, second.iter().collect())];
+    let (wanted, rows) = crate::storage::group_by_series(&kept);
+    let names: Vec<String> = wanted
+        .iter()
+        .map(|w| format!("{}:{}{{{}}}", w.tenant_id, w.metric, w.labels.values().cloned().collect::<String>()))
+        .collect();
+    assert_eq!(names, ["1:m{a}", "1:m{b}", "1:n{a}", "2:m{a}", "2:m{b}", "2:n{a}"]);
+    let slots: Vec<usize> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(slots, [0, 1, 0, 0, 1, 2, 3, 4, 5]);
 }
