@@ -79,15 +79,6 @@ pub struct Replay {
 const PRUNE_ABOVE: usize = 1_024;
 
 impl Recent {
-    /// The next id of `tenant_id` at clock id `now`.
-    fn next_id(&mut self, tenant_id: i64, now: u64) -> u64 {
-        let last = self.last_ids.entry(tenant_id).or_insert(0);
-        // The clock, unless a burst (or a clock step back) already used that millisecond.
-        let id = now.max(*last + 1);
-        *last = id;
-        id
-    }
-
     /// Greater than every id the tenant has been given, and below every id it will be given.
     fn newest(&mut self, tenant_id: i64, now: u64) -> u64 {
         let newest = self.last_ids.get(&tenant_id).copied().unwrap_or(0).max(now.saturating_sub(1));
@@ -118,8 +109,14 @@ impl LiveHub {
         let mut recent = self.recent.lock().expect("live buffer poisoned");
         let now = id_at_ms(crate::domain::now_ms());
         recent.prune(now);
+        // The tenant's last id, looked up and stored once per call, not per sample.
+        let mut last = recent.last_ids.get(&tenant_id).copied().unwrap_or(0);
+        let mut published = false;
         for sample in samples {
-            let id = recent.next_id(tenant_id, now);
+            // The clock, unless a burst (or a clock step back) already used that millisecond.
+            let id = now.max(last + 1);
+            last = id;
+            published = true;
             let event = Arc::new(LiveEvent { id, tenant_id, sample });
             if recent.events.len() == self.replay_capacity
                 && let Some(evicted) = recent.events.pop_front()
@@ -131,6 +128,9 @@ impl LiveHub {
             recent.events.push_back(event.clone());
             // No subscribers is fine.
             let _ = self.sender.send(event);
+        }
+        if published {
+            recent.last_ids.insert(tenant_id, last);
         }
     }
 

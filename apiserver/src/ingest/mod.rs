@@ -213,19 +213,19 @@ impl From<SampleError> for Refusal {
 
 /// One request's distinct metric names and label sets, each allocated and checked once: the
 /// samples of a series share them (`Arc`), so grouping, the live hub and the alert engine copy
-/// pointers, not strings. Keys are hashed with SipHash (they are the client's).
+/// pointers, not strings. Keys are the client's: hashed with aHash, randomly keyed.
 struct Interner<'a, 'l> {
     limits: &'l Limits,
-    metrics: HashMap<Arc<str>, Option<SampleError>>,
+    metrics: HashMap<Arc<str>, Option<SampleError>, ahash::RandomState>,
     /// By the labels' JSON text: equal text, equal labels. Equal labels written differently
     /// (key order, spacing) are two entries with equal contents, which is only slower.
-    labels: HashMap<&'a str, Result<SharedLabels, Option<SampleError>>>,
+    labels: HashMap<&'a str, Result<SharedLabels, Option<SampleError>>, ahash::RandomState>,
     no_labels: SharedLabels,
 }
 
 impl<'a, 'l> Interner<'a, 'l> {
     fn new(limits: &'l Limits) -> Self {
-        Interner { limits, metrics: HashMap::new(), labels: HashMap::new(), no_labels: SharedLabels::default() }
+        Interner { limits, metrics: HashMap::default(), labels: HashMap::default(), no_labels: SharedLabels::default() }
     }
 
     /// The sample, its rules checked in `Limits::check`'s order (metric, value and ts,

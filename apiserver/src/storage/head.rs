@@ -4,7 +4,7 @@
 //! the newest write). Its 1m/5m buckets are derived from its samples when read or flushed, so
 //! an overwrite keeps them exact without bookkeeping.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::RwLock;
 
 use super::chunk::merge;
@@ -115,7 +115,8 @@ fn sorted_latest(mut points: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
 /// The head: series id → its samples. Reads take the lock briefly; the writer applies a group
 /// at a time.
 pub struct Head {
-    series: RwLock<HashMap<i64, SeriesHead>>,
+    /// Keyed by series id (the server's own numbers: FxHash, not SipHash).
+    series: RwLock<FxHashMap<i64, SeriesHead>>,
     /// Samples held, for the memory gauge.
     samples: std::sync::atomic::AtomicUsize,
     /// The oldest timestamp held (`i64::MAX`: none), kept under the write lock. The writer asks
@@ -164,7 +165,7 @@ impl Head {
     }
 
     /// Sets `oldest` from what `heads` holds, after samples were dropped.
-    fn reset_oldest(&self, heads: &HashMap<i64, SeriesHead>) {
+    fn reset_oldest(&self, heads: &FxHashMap<i64, SeriesHead>) {
         let oldest = heads.values().filter_map(SeriesHead::oldest).min().unwrap_or(i64::MAX);
         self.oldest.store(oldest, std::sync::atomic::Ordering::Relaxed);
     }
