@@ -56,8 +56,7 @@ impl SeriesHead {
         }
         let late = sorted_latest(std::mem::take(&mut self.late));
         let start = self.points.partition_point(|p| p.0 < late[0].0);
-        let tail = self.points.split_off(start);
-        self.points.extend(merge(tail, late));
+        merge_into(&mut self.points, start, &late);
     }
 
     /// The samples in `[from, to]`, in time order, `late` merged in.
@@ -95,6 +94,36 @@ impl SeriesHead {
         let cut = self.points.partition_point(|p| p.0 < before);
         self.points.drain(..cut);
         had - self.len()
+    }
+}
+
+/// `chunk::merge(points[start..], late)` in place: `points` grows by `late.len()` and is
+/// filled from the back, so the part before `start` stays where it is and the tail moves once
+/// (a fold used to copy the tail three times, into two new vectors and back). Both lists are in
+/// time order, one per timestamp; at an equal timestamp `late` wins.
+fn merge_into(points: &mut Vec<(i64, f64)>, start: usize, late: &[(i64, f64)]) {
+    let (n, m) = (points.len(), late.len());
+    points.resize(n + m, (0, 0.0));
+    let (mut i, mut j, mut k) = (n, m, n + m);
+    while j > 0 {
+        k -= 1;
+        let newer = late[j - 1];
+        if i > start && points[i - 1].0 > newer.0 {
+            points[k] = points[i - 1];
+            i -= 1;
+        } else {
+            if i > start && points[i - 1].0 == newer.0 {
+                // The same timestamp: the late sample replaces the older one.
+                i -= 1;
+            }
+            points[k] = newer;
+            j -= 1;
+        }
+    }
+    // Each replaced sample left one slot free between the untouched head and the merged part.
+    if k > i {
+        points.copy_within(k.., i);
+        points.truncate(n + m - (k - i));
     }
 }
 
@@ -290,6 +319,24 @@ mod tests {
 
     fn row(series: i64, ts: i64, value: f64) -> Row {
         Row { tenant_id: 1, series_id: series, ts, value }
+    }
+
+    proptest::proptest! {
+        /// The in-place merge of a fold equals `chunk::merge` of the same tail and late samples.
+        #[test]
+        fn merging_in_place_equals_merging_into_a_new_list(
+            points in proptest::collection::btree_map(-50i64..50, -5.0f64..5.0, 0..40),
+            late in proptest::collection::btree_map(-50i64..50, -5.0f64..5.0, 1..40),
+        ) {
+            let points: Vec<(i64, f64)> = points.into_iter().collect();
+            let late: Vec<(i64, f64)> = late.into_iter().collect();
+            let start = points.partition_point(|p| p.0 < late[0].0);
+            let mut expected = points[..start].to_vec();
+            expected.extend(merge(points[start..].to_vec(), late.clone()));
+            let mut merged = points.clone();
+            merge_into(&mut merged, start, &late);
+            proptest::prop_assert_eq!(merged, expected);
+        }
     }
 
     #[test]
