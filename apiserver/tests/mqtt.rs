@@ -39,7 +39,12 @@ async fn wait_for_points(
         if point_count(&v) >= n {
             return v;
         }
-        assert!(Instant::now() < deadline, "{metric}: {} of {n} points after {within:?}: {v}", point_count(&v));
+        assert!(
+            Instant::now() < deadline,
+            "{metric}: {} of {n} points after {within:?}: {v}\nthe server's last log lines:\n{}",
+            point_count(&v),
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
