@@ -1,14 +1,8 @@
 //! The ingest pipeline of the embedded mode: a bounded queue in front of one writer task that
 //! commits many requests in one transaction (group commit), then answers each of them.
 //!
-//! A request is answered only after its transaction commits (and, with the head, its log
-//! record is fsync'd), so a 2xx means durable. When the queue is full, `submit` fails at once
-//! with `Overloaded` and the caller answers 503.
-//!
-//! Two stages: the writer task (the serial one: transaction, log write, head) hands each
-//! committed group to the answering task, which waits for the log's `fdatasync` (one for
-//! every group written meanwhile), tells the listeners and answers. So the writer prepares the
-//! next group while the disk syncs the last one, instead of waiting ~4 ms per group.
+//! A request is answered only after its transaction commits, so a 2xx means durable. When the
+//! queue is full, `submit` fails at once with `Overloaded` and the caller answers 503.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,8 +241,6 @@ struct HeadState {
 struct Sink<'a> {
     state: &'a mut HeadState,
     cut: i64,
-    /// A record was written and not fsync'd: the answering task syncs before answering.
-    unsynced: bool,
 }
 
 impl HeadSink for Sink<'_> {
@@ -256,94 +248,13 @@ impl HeadSink for Sink<'_> {
         window_of(ts) >= self.cut
     }
 
-    fn log(&mut self, rows: &[Row], durable_now: bool) -> crate::storage::Result<()> {
-        let wal = &mut self.state.wal;
-        let written = if durable_now { wal.append(rows) } else { wal.write(rows) };
-        written.map_err(|e| StoreError::Database(DatabaseError::new(format!("the head's write-ahead log: {e}"))))?;
-        self.unsynced |= !durable_now && !rows.is_empty();
+    fn log(&mut self, rows: &[Row]) -> crate::storage::Result<()> {
+        self.state
+            .wal
+            .append(rows)
+            .map_err(|e| StoreError::Database(DatabaseError::new(format!("the head's write-ahead log: {e}"))))?;
         self.state.head.apply(rows);
         Ok(())
-    }
-}
-
-/// What the writer hands the answering task.
-enum Answer {
-    /// A committed group: once `sync` (the log's segment, when a record of the group is not
-    /// fsync'd yet) is synced, its listeners are told and its requests answered.
-    Group { group: Vec<Pending>, outcomes: Vec<WriteOutcome>, sync: Option<std::fs::File> },
-    /// Answered once every group handed over before it is: the writer waits for this before it
-    /// flushes the head and checkpoints the log (a new segment; older ones deleted).
-    Barrier(oneshot::Sender<()>),
-}
-
-type Answers = mpsc::UnboundedSender<Answer>;
-
-/// Waits until the answering task has answered every group handed to it so far.
-async fn drain(answers: &Answers) {
-    let (done, wait) = oneshot::channel();
-    if answers.send(Answer::Barrier(done)).is_ok() {
-        let _ = wait.await;
-    }
-}
-
-/// The answering task: per round, every group handed over so far; one `fdatasync` for those
-/// whose records are not durable yet, then, in order, listeners told and requests answered.
-async fn answer(
-    mut rx: mpsc::UnboundedReceiver<Answer>,
-    telemetry: Telemetry,
-    listeners: Vec<Arc<dyn CommitListener>>,
-) {
-    let mut round: Vec<Answer> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        round.push(first);
-        while let Ok(next) = rx.try_recv() {
-            round.push(next);
-        }
-        // Groups between two barriers write to one segment (segments change only behind a
-        // barrier): the last handle syncs every record before it.
-        let handle = round.iter().rev().find_map(|a| match a {
-            Answer::Group { sync: Some(file), .. } => file.try_clone().ok(),
-            _ => None,
-        });
-        let synced: Result<(), String> = match handle {
-            None => Ok(()),
-            Some(file) => match tokio::task::spawn_blocking(move || file.sync_data()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(format!("the head's write-ahead log: {err}")),
-                Err(err) => Err(format!("the head's write-ahead log: {err}")),
-            },
-        };
-        if let Err(err) = &synced {
-            tracing::error!(%err, "Syncing the head's write-ahead log failed; its requests get 503.");
-        }
-        let mut spent = Vec::new();
-        for item in round.drain(..) {
-            match item {
-                Answer::Barrier(done) => {
-                    let _ = done.send(());
-                }
-                Answer::Group { group, outcomes, sync } => match (&synced, sync) {
-                    (Err(err), Some(_)) => {
-                        for pending in group {
-                            let _ = pending.reply.send(Err(err.clone()));
-                        }
-                    }
-                    _ => {
-                        for (pending, outcome) in group.into_iter().zip(outcomes) {
-                            let Pending { tenant_id, samples, reply, _permit } = pending;
-                            announce(&telemetry, &listeners, tenant_id, &samples, &outcome);
-                            let _ = reply.send(Ok(outcome));
-                            spent.push(samples);
-                        }
-                    }
-                },
-            }
-        }
-        // Freeing a round's samples (their vectors; names and labels are shared) is left to
-        // another thread.
-        if !spent.is_empty() {
-            tokio::task::spawn_blocking(move || drop(spent));
-        }
     }
 }
 
@@ -353,11 +264,8 @@ const FLUSH_ROWS: usize = 50_000;
 /// Writes the head's samples before `before` (all of them with `i64::MAX`) to the database,
 /// then drops them from the head and checkpoints the log (a new segment with what the head
 /// still holds; older segments deleted). On failure everything stays, for the next try.
-async fn flush(store: &DynStore, state: &mut HeadState, before: i64, answers: &Answers) -> bool {
+async fn flush(store: &DynStore, state: &mut HeadState, before: i64) -> bool {
     let started = Instant::now();
-    // Every record written so far is synced (and its requests answered) before the head's
-    // samples go to the database and the log's older segments are deleted.
-    drain(answers).await;
     let rows = state.head.rows_before(before);
     if rows.is_empty() {
         return true;
@@ -408,8 +316,6 @@ async fn run(
     listeners: Vec<Arc<dyn CommitListener>>,
     mut head: Option<HeadState>,
 ) {
-    let (answers, answers_rx) = mpsc::unbounded_channel();
-    let answering = tokio::spawn(answer(answers_rx, telemetry.clone(), listeners));
     let mut group: Vec<Pending> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -418,7 +324,7 @@ async fn run(
             Some(state) => tokio::select! {
                 next = rx.recv() => next,
                 _ = tick.tick() => {
-                    let _ = flush_closed(&store, state, &answers).await;
+                    let _ = flush_closed(&store, state).await;
                     continue;
                 }
             },
@@ -438,11 +344,11 @@ async fn run(
                 Err(_) => break,
             }
         }
-        write_group(&store, &config, &mut group, &telemetry, &answers, head.as_mut()).await;
+        write_group(&store, &config, &mut group, &telemetry, &listeners, head.as_mut()).await;
     }
     if let Some(mut state) = head {
         // A clean stop: everything goes to the database and no log is left behind.
-        if flush(&store, &mut state, i64::MAX, &answers).await {
+        if flush(&store, &mut state, i64::MAX).await {
             if let Err(err) = state.wal.remove() {
                 tracing::warn!(%err, "Removing the head's write-ahead log failed.");
             }
@@ -452,16 +358,14 @@ async fn run(
             );
         }
     }
-    drop(answers);
-    let _ = answering.await;
     tracing::info!("Writer drained and stopped.");
 }
 
 /// Flushes the windows that compaction's rule calls closed (`compact_before`), if the head
 /// holds any.
-async fn flush_closed(store: &DynStore, state: &mut HeadState, answers: &Answers) -> bool {
+async fn flush_closed(store: &DynStore, state: &mut HeadState) -> bool {
     let cut = compact_before(now_ms());
-    if state.head.oldest().is_some_and(|oldest| oldest < cut) { flush(store, state, cut, answers).await } else { true }
+    if state.head.oldest().is_some_and(|oldest| oldest < cut) { flush(store, state, cut).await } else { true }
 }
 
 /// Writes one group, retrying a failed transaction a few times before failing the requests:
@@ -471,7 +375,7 @@ async fn write_group(
     config: &WriterConfig,
     group: &mut Vec<Pending>,
     telemetry: &Telemetry,
-    answers: &Answers,
+    listeners: &[Arc<dyn CommitListener>],
     mut head: Option<&mut HeadState>,
 ) {
     let started = Instant::now();
@@ -481,24 +385,17 @@ async fn write_group(
     // late sample never lands in the database ahead of older head samples of its window.
     let mut cut = compact_before(now);
     if let Some(state) = head.as_deref_mut()
-        && !flush_closed(store, state, answers).await
+        && !flush_closed(store, state).await
     {
         // The head still holds those windows: their samples keep going there.
         cut = state.head.oldest().map_or(cut, |oldest| cut.min(window_of(oldest)));
     }
     let mut attempt = 0;
-    let mut unsynced = false;
     let result: Result<Vec<WriteOutcome>, StoreError> = loop {
         let batches: Vec<WriteBatch<'_>> =
             group.iter().map(|p| WriteBatch { tenant_id: p.tenant_id, samples: &p.samples }).collect();
         let written = match head.as_deref_mut() {
-            Some(state) => {
-                let mut sink = Sink { state, cut, unsynced: false };
-                let written = store.write_with_head(&batches, now, since, &mut sink).await;
-                // A failed attempt's record is in the log too: it is synced with the retry's.
-                unsynced |= sink.unsynced;
-                written
-            }
+            Some(state) => store.write_with_head(&batches, now, since, &mut Sink { state, cut }).await,
             None => store.write(&batches, now, since).await,
         };
         match written {
@@ -516,32 +413,17 @@ async fn write_group(
     match result {
         Ok(outcomes) => {
             tracing::debug!(requests = group.len(), samples = total, "Group committed.");
-            let sync = match head.as_deref() {
-                // No second handle (out of file descriptors, say): the writer syncs itself.
-                Some(state) if unsynced => match state.wal.sync_handle() {
-                    Ok(file) => Some(file),
-                    Err(_) => match state.wal.sync() {
-                        Ok(()) => None,
-                        Err(err) => {
-                            let message = format!("the head's write-ahead log: {err}");
-                            tracing::error!(%err, "Syncing the head's write-ahead log failed; its requests get 503.");
-                            for pending in group.drain(..) {
-                                let _ = pending.reply.send(Err(message.clone()));
-                            }
-                            return;
-                        }
-                    },
-                },
-                _ => None,
-            };
-            let group = std::mem::take(group);
-            if let Err(mpsc::error::SendError(Answer::Group { group, .. })) =
-                answers.send(Answer::Group { group, outcomes, sync })
-            {
-                for pending in group {
-                    let _ = pending.reply.send(Err("the server is shutting down".into()));
-                }
+            let mut spent = Vec::with_capacity(group.len());
+            for (pending, outcome) in group.drain(..).zip(outcomes) {
+                let Pending { tenant_id, samples, reply, _permit } = pending;
+                announce(telemetry, listeners, tenant_id, &samples, &outcome);
+                let _ = reply.send(Ok(outcome));
+                spent.push(samples);
             }
+            // Freeing a group's samples (their strings and label maps, allocated on the
+            // requests' tasks) is a good part of the writer's time, and the writer is the one
+            // serial step of ingest: another thread does it.
+            tokio::task::spawn_blocking(move || drop(spent));
         }
         Err(err) => {
             tracing::error!(%err, requests = group.len(), samples = total, "Write failed; the requests get 503 and nothing was acknowledged.");

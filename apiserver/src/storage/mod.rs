@@ -292,11 +292,8 @@ pub type HeadSlot = std::sync::OnceLock<Arc<head::Head>>;
 pub trait HeadSink: Send {
     /// True when a sample at `ts` belongs in the head (its window is not flushed yet).
     fn accepts(&self, ts: i64) -> bool;
-    /// Writes `rows` to the log and applies them to the head. With `durable_now` the log is
-    /// fsync'd before this returns (the transaction recorded dedupe ids: it must not commit
-    /// before the samples they stand for are durable); otherwise the sink makes them durable
-    /// after the commit and before any request of the group is answered.
-    fn log(&mut self, rows: &[wal::Row], durable_now: bool) -> Result<()>;
+    /// Makes `rows` durable (the log, fsync'd) and applies them to the head.
+    fn log(&mut self, rows: &[wal::Row]) -> Result<()>;
 }
 
 /// The reads a point query needs. The backends differ only in SQL dialect, so the query itself

@@ -245,7 +245,6 @@ macro_rules! sql_common_store {
                     let mut tx = self.begin_write().await?;
                     let mut outcomes = Vec::with_capacity(batches.len());
                     let mut kept: Vec<(i64, Vec<&Sample>)> = Vec::with_capacity(batches.len());
-                    let mut recorded_dedupe = false;
                     // A tenant deleted since its requests were accepted gets nothing written, and
                     // does not fail the other tenants' batches of this group.
                     let tenants = crate::storage::sql_common::tenants_of(batches);
@@ -271,7 +270,6 @@ macro_rules! sql_common_store {
                         let seen = if unique.is_empty() {
                             HashSet::new()
                         } else {
-                            recorded_dedupe = true;
                             Self::record_dedupe(&mut tx, batch.tenant_id, &unique, now, dedupe_since).await?
                         };
                         let seen_refs: HashSet<&str> = seen.iter().map(String::as_str).collect();
@@ -308,7 +306,7 @@ macro_rules! sql_common_store {
                     last_wins(&mut rows);
                     self.rows_into(&mut tx, &rows, now).await?;
                     if let Some(sink) = head.as_deref_mut() {
-                        sink.log(&head_rows, recorded_dedupe)?;
+                        sink.log(&head_rows)?;
                     }
                     tx.commit().await?;
                     self.series_ids.remember(fresh);
