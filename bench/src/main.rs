@@ -184,12 +184,17 @@ fn start_server(bin: &Path, mqtt: MqttMode) -> Result<Server> {
 pub struct Setup {
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
+    /// PostgreSQL or MariaDB with the in-memory head and its log in a local folder
+    /// (`head_wal_dir`); SQLite keeps its log beside the file anyway.
+    pub head_wal: bool,
 }
 
 /// One process, or an api process and a worker process sharing a Redis queue.
 pub struct Deployment {
     pub api: Server,
     pub worker: Option<Server>,
+    /// The head's log folder, removed with the deployment.
+    _head_wal_dir: Option<tempfile::TempDir>,
 }
 
 impl Deployment {
@@ -204,7 +209,15 @@ pub fn start_deployment(bin: &Path, setup: &Setup) -> Result<Deployment> {
         env.push(("MICRODASH_DATABASE_URL", url.clone()));
     }
     let Some(redis) = &setup.redis_url else {
-        return Ok(Deployment { api: start_server_with(bin, MqttMode::Off, &env)?, worker: None });
+        let head_wal_dir = match setup.head_wal {
+            true => Some(tempfile::tempdir()?),
+            false => None,
+        };
+        if let Some(dir) = &head_wal_dir {
+            env.push(("MICRODASH_HEAD_WAL_DIR", dir.path().display().to_string()));
+        }
+        let api = start_server_with(bin, MqttMode::Off, &env)?;
+        return Ok(Deployment { api, worker: None, _head_wal_dir: head_wal_dir });
     };
     env.push(("MICRODASH_REDIS_URL", redis.clone()));
     let mut worker_env = env.clone();
@@ -216,7 +229,7 @@ pub fn start_deployment(bin: &Path, setup: &Setup) -> Result<Deployment> {
     if api.token.is_empty() {
         api.token = worker.token.clone();
     }
-    Ok(Deployment { api, worker: Some(worker) })
+    Ok(Deployment { api, worker: Some(worker), _head_wal_dir: None })
 }
 
 fn start_server_with(bin: &Path, mqtt: MqttMode, env: &[(&str, String)]) -> Result<Server> {

@@ -22,6 +22,8 @@ pub struct Backend {
     pub name: &'static str,
     pub database: Database,
     pub redis: bool,
+    /// With the in-memory head and its log in a local folder (`head_wal_dir`).
+    pub head_wal: bool,
 }
 
 #[derive(Clone)]
@@ -44,32 +46,33 @@ pub struct StorageArgs {
     pub setups: Vec<String>,
 }
 
-/// The setups measured: SQLite always; PostgreSQL and MariaDB, in-process and over Redis, when
-/// their URLs are given (`make bench` starts them, as `make test` does).
+/// The setups measured: SQLite always (its head's log sits beside the file); PostgreSQL and
+/// MariaDB, in-process with and without the head (`head_wal_dir`, a local folder) and over Redis,
+/// when their URLs are given (`make bench` starts them, as `make test` does).
 pub fn backends(args: &StorageArgs) -> Vec<Backend> {
-    let mut out = vec![Backend { name: "SQLite, in-process queue", database: Database::Sqlite, redis: false }];
-    if let Some(url) = &args.postgres_url {
+    let mut out =
+        vec![Backend { name: "SQLite, in-process queue", database: Database::Sqlite, redis: false, head_wal: false }];
+    let servers = [
+        ("PostgreSQL", args.postgres_url.clone().map(Database::Postgres)),
+        ("MariaDB", args.mysql_url.clone().map(Database::Mysql)),
+    ];
+    for (server, database) in servers {
+        let Some(database) = database else { continue };
+        let name = |what: &str| -> &'static str { format!("{server}, {what}").leak() };
         out.push(Backend {
-            name: "PostgreSQL, in-process queue",
-            database: Database::Postgres(url.clone()),
+            name: name("in-process queue, head + local log (`head_wal_dir`)"),
+            database: database.clone(),
             redis: false,
+            head_wal: true,
+        });
+        out.push(Backend {
+            name: name("in-process queue, rows"),
+            database: database.clone(),
+            redis: false,
+            head_wal: false,
         });
         if args.redis_url.is_some() {
-            out.push(Backend {
-                name: "PostgreSQL, Redis Streams (api + worker)",
-                database: Database::Postgres(url.clone()),
-                redis: true,
-            });
-        }
-    }
-    if let Some(url) = &args.mysql_url {
-        out.push(Backend { name: "MariaDB, in-process queue", database: Database::Mysql(url.clone()), redis: false });
-        if args.redis_url.is_some() {
-            out.push(Backend {
-                name: "MariaDB, Redis Streams (api + worker)",
-                database: Database::Mysql(url.clone()),
-                redis: true,
-            });
+            out.push(Backend { name: name("Redis Streams (api + worker)"), database, redis: true, head_wal: false });
         }
     }
     out
@@ -294,7 +297,7 @@ async fn measure_backend(server_bin: &Path, args: &StorageArgs, backend: &Backen
         (Some(url), true) => Some(flushed_redis(url).await?),
         _ => None,
     };
-    let setup = Setup { database_url, redis_url };
+    let setup = Setup { database_url, redis_url, head_wal: backend.head_wal };
     let deployment: Deployment = start_deployment(server_bin, &setup)?;
     let target = Target::Microdash { base: deployment.api.base.clone(), token: deployment.api.token.clone() };
     let redis = setup.redis_url.clone();
