@@ -1,22 +1,32 @@
 //! The compressed chunk: the samples of one series in one time window, in a few bytes each.
 //!
-//! Timestamps are stored as delta-of-deltas and values as the XOR of each value with the one
-//! before, both in variable-length bit codes, as in Facebook's Gorilla paper (Pelkonen et al.,
-//! VLDB 2015, §4.1) and Prometheus TSDB's `chunkenc/xor.go`. The timestamp buckets are the
-//! ones Prometheus chose for millisecond timestamps, with a first bucket of ±63 ms for the
-//! jitter of an agent's 10 s tick.
+//! The first encodings (kinds 1–3, still read) followed Facebook's Gorilla paper (Pelkonen et
+//! al., VLDB 2015, §4.1) and Prometheus TSDB's `chunkenc/xor.go`: timestamps as delta-of-deltas
+//! and values as the XOR of each value with the one before, in variable-length bit codes; and,
+//! like VictoriaMetrics (which turns floats into decimal mantissas before compressing), values
+//! that are all exact decimals `m / 10^e` (e ≤ 15, |m| ≤ 2^53) as the integers `m`, in deltas or
+//! delta-of-deltas in the same bit codes.
 //!
-//! XOR compresses values that repeat or barely change, but a gauge with two decimals that moves
-//! every sample (a CPU percentage) still costs ~6 bytes. So, like VictoriaMetrics (which turns
-//! floats into decimal mantissas before compressing), a chunk whose values are all exact
-//! decimals `m / 10^e` (e ≤ 15, |m| ≤ 2^53) is also tried as the integers `m`, once as deltas
-//! (gauges: a random walk) and once as delta-of-deltas (counters at a steady rate), in the same
-//! bit codes as the timestamps. The encoder keeps the smallest; the first byte says which, and
-//! `decode` checks nothing else: `encode` kept a decimal form only if every value came back
-//! bit for bit.
+//! Gorilla's bit codes are fixed buckets (1, 9, 17, 24 or 68 bits): an agent's clock with a few
+//! ms of jitter pays 9 bits a sample for 3 bits of information, and a gauge moving in 4 KiB
+//! pages pays 24. So `encode` now writes the packed kind (4): timestamps as their step's
+//! deviation from the chunk's median step or as offsets from the grid of that step (an agent's
+//! ticker: one jitter per sample instead of the difference of two), values as decimal deltas or delta-of-deltas divided
+//! by their greatest common divisor (or as Gorilla's XOR when they are not decimals), and each of
+//! the two integer columns in the cheapest of three codes for that chunk, chosen from the
+//! column's histogram: the Gorilla buckets; a fixed width above a base with an escape to 64 bits
+//! for outliers (patched frame of reference, as in PForDelta: Zukowski et al., ICDE 2006); or a
+//! zero flag in front of that, for columns that are mostly unchanged. The kind and the codes are
+//! in the chunk; `decode` reads all four kinds.
 //!
-//! Layout: `kind: u8`, `count: varint`, [`e: u8` for the decimal kinds], then the bit stream.
-//! Every encoding round-trips exactly, NaN payloads and the sign of zero included.
+//! Layouts: kinds 1–3: `kind: u8`, `count: varint`, [`e: u8` for the decimal kinds], then one bit
+//! stream of (timestamp, value) codes. Kind 4: `kind`, `count`, `first timestamp`, `median step`
+//! (zigzag varints), `time form: u8` (0 = steps, 1 = grid offsets), `timestamp section length`
+//! (varint) and that section (its code, then
+//! `count - 1` deviations), then the values: `0` and a Gorilla XOR bit stream, or `1`, `e: u8`,
+//! `order: u8` (1 = deltas, 2 = delta-of-deltas), `divisor: varint`, `first mantissa` (zigzag
+//! varint), then the code and `count - 1` integers. Every encoding round-trips exactly, NaN
+//! payloads and the sign of zero included.
 
 /// Width of a chunk's time window in ms: 2 h, Prometheus' head block. Samples of a series
 /// whose timestamps fall in one window share a chunk.
@@ -43,6 +53,17 @@ const KIND_XOR: u8 = 1;
 const KIND_DEC_DOD: u8 = 2;
 /// Decimal mantissas as deltas.
 const KIND_DEC_DELTA: u8 = 3;
+/// Timestamps and values in columns of chosen integer codes (see the module's docs).
+const KIND_PACKED: u8 = 4;
+
+/// The values of a packed chunk: Gorilla's XOR stream, or decimal mantissas.
+const VALUES_XOR: u8 = 0;
+const VALUES_DECIMAL: u8 = 1;
+
+/// The timestamps of a packed chunk: each one's step against the median step, or its offset
+/// from the grid of the median step.
+const TIMES_STEPS: u8 = 0;
+const TIMES_GRID: u8 = 1;
 
 /// Largest decimal exponent tried: 10^15 < 2^53, exact as an f64.
 const MAX_EXPONENT: usize = 15;
@@ -53,19 +74,342 @@ const POW10: [f64; MAX_EXPONENT + 1] =
 #[error("corrupt chunk: {0}")]
 pub struct CorruptChunk(&'static str);
 
-/// Encodes points (in strictly increasing time order) as the smallest of the encodings.
+/// Encodes points (in strictly increasing time order) in the packed layout, with the cheapest
+/// value form and integer codes for them.
 pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
     debug_assert!(points.windows(2).all(|w| w[0].0 < w[1].0), "chunk points must be in time order");
-    let mut best = encode_with(points, KIND_XOR, 0, &[]);
+    let mut out = Vec::with_capacity(points.len() * 2 + 32);
+    out.push(KIND_PACKED);
+    put_varint(&mut out, points.len() as u64);
+    let Some(&(first_ts, _)) = points.first() else { return out };
+    let deltas: Vec<i64> = points.windows(2).map(|w| w[1].0.wrapping_sub(w[0].0)).collect();
+    let step = median(&deltas);
+    // Each timestamp against the one before plus the step, or against the grid `first + i·step`
+    // (an agent's ticker keeps to a grid: its jitter is then one offset, not the difference of
+    // two); the cheaper column is kept.
+    let deviations: Vec<i64> = deltas.iter().map(|d| d.wrapping_sub(step)).collect();
+    let offsets: Vec<i64> = points
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, p)| p.0.wrapping_sub(first_ts.wrapping_add(step.wrapping_mul(i as i64))))
+        .collect();
+    let (form, column) = if choose_code(&offsets).1 < choose_code(&deviations).1 {
+        (TIMES_GRID, offsets)
+    } else {
+        (TIMES_STEPS, deviations)
+    };
+    let mut times = BitWriter::default();
+    put_ints(&mut times, &column);
+    let times = times.finish();
+    put_varint(&mut out, zigzag(first_ts));
+    put_varint(&mut out, zigzag(step));
+    out.push(form);
+    put_varint(&mut out, times.len() as u64);
+    out.extend_from_slice(&times);
+
+    let mut best = {
+        let mut bits = BitWriter { out: vec![VALUES_XOR], ..BitWriter::default() };
+        let mut xor = XorWriter::default();
+        for (i, &(_, v)) in points.iter().enumerate() {
+            xor.put(&mut bits, i, v);
+        }
+        bits.finish()
+    };
     if let Some((exponent, mantissas)) = decimal_form(points) {
-        for kind in [KIND_DEC_DELTA, KIND_DEC_DOD] {
-            let candidate = encode_with(points, kind, exponent, &mantissas);
+        for order in [1u8, 2] {
+            let (divisor, items) = decimal_items(&mantissas, order);
+            let mut head = vec![VALUES_DECIMAL, exponent, order];
+            put_varint(&mut head, divisor);
+            put_varint(&mut head, zigzag(mantissas[0]));
+            let mut bits = BitWriter { out: head, ..BitWriter::default() };
+            put_ints(&mut bits, &items);
+            let candidate = bits.finish();
             if candidate.len() < best.len() {
                 best = candidate;
             }
         }
     }
+    out.extend_from_slice(&best);
+    out
+}
+
+/// The middle of `values` (0 for none): the step most timestamps of a chunk keep.
+fn median(values: &[i64]) -> i64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let mut sorted = values.to_vec();
+    let middle = sorted.len() / 2;
+    *sorted.select_nth_unstable(middle).1
+}
+
+/// The mantissas after the first as deltas (`order` 1) or delta-of-deltas (2), divided by
+/// their greatest common divisor (a byte gauge moving in 4096-byte pages stores page counts),
+/// and that divisor.
+fn decimal_items(mantissas: &[i64], order: u8) -> (u64, Vec<i64>) {
+    let mut items = Vec::with_capacity(mantissas.len().saturating_sub(1));
+    let mut prev_delta = 0i64;
+    for w in mantissas.windows(2) {
+        let delta = w[1].wrapping_sub(w[0]);
+        items.push(if order == 1 { delta } else { delta.wrapping_sub(prev_delta) });
+        prev_delta = delta;
+    }
+    let divisor = items.iter().fold(0u64, |g, &v| gcd(g, v.unsigned_abs()));
+    // Mantissas are at most 2^53, so this never stops a divisor; a corrupt chunk is read as is.
+    let divisor = if divisor == 0 || divisor > i64::MAX as u64 { 1 } else { divisor };
+    if divisor > 1 {
+        for v in &mut items {
+            *v /= divisor as i64;
+        }
+    }
+    (divisor, items)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// How a column of integers is written (see the module's docs); the first 2 bits of the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntCode {
+    /// Gorilla's buckets, as `put_dod`.
+    Buckets,
+    /// `value - base` in `width` bits; all ones, then the value's 64 bits, for the outliers.
+    Patched { base: i64, width: u32 },
+    /// A bit: 0 for a zero; 1, then the value as `Patched`.
+    ZeroFlagged { base: i64, width: u32 },
+}
+
+const CODE_BUCKETS: u64 = 0;
+const CODE_PATCHED: u64 = 1;
+const CODE_ZERO_FLAGGED: u64 = 2;
+/// Widths are 1..=63 bits: 6 bits say which.
+const WIDTH_BITS: u32 = 6;
+
+/// Bits `put_dod` takes for `v`.
+fn bucket_bits(v: i64) -> u64 {
+    let fits = |n: u32| v > -(1i64 << (n - 1)) && v <= 1i64 << (n - 1);
+    match v {
+        0 => 1,
+        _ if fits(7) => 9,
+        _ if fits(14) => 17,
+        _ if fits(20) => 24,
+        _ => 68,
+    }
+}
+
+/// The width at which `values` written above `base` cost the fewest bits, and that cost.
+fn patched_cost(values: impl Iterator<Item = i64>, base: i64) -> (u32, u64) {
+    // By the bit length of `value - base + 1`: a value fits in `w` bits if that is ≤ w (all
+    // ones is the escape); 65 for the one that does not fit in 64.
+    let mut lengths = [0u64; 66];
+    let mut n = 0u64;
+    for v in values {
+        let above = (v as u64).wrapping_sub(base as u64);
+        let length = above.checked_add(1).map_or(65, |x| 64 - x.leading_zeros());
+        lengths[length as usize] += 1;
+        n += 1;
+    }
+    let mut best = (63, u64::MAX);
+    let mut fitting = lengths[0];
+    for width in 1..=63u32 {
+        fitting += lengths[width as usize];
+        let cost = n * u64::from(width) + 64 * (n - fitting);
+        if cost < best.1 {
+            best = (width, cost);
+        }
+    }
     best
+}
+
+/// The cheapest code for `values` and its cost in bits: the buckets, or a patched code above the smallest value or
+/// above the value a 32nd of the way up (the few below it escape), with or without zero flags.
+fn choose_code(values: &[i64]) -> (IntCode, u64) {
+    let mut best = (values.iter().map(|&v| bucket_bits(v)).sum::<u64>(), IntCode::Buckets);
+    if values.is_empty() {
+        return (IntCode::Buckets, 0);
+    }
+    let header = |base: i64| bucket_bits(base) + u64::from(WIDTH_BITS);
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    for base in [sorted[0], sorted[sorted.len() / 32]] {
+        let (width, cost) = patched_cost(values.iter().copied(), base);
+        if cost + header(base) < best.0 {
+            best = (cost + header(base), IntCode::Patched { base, width });
+        }
+    }
+    let nonzero: Vec<i64> = sorted.into_iter().filter(|&v| v != 0).collect();
+    if !nonzero.is_empty() && nonzero.len() < values.len() {
+        for base in [nonzero[0], nonzero[nonzero.len() / 32]] {
+            let (width, cost) = patched_cost(nonzero.iter().copied(), base);
+            let cost = cost + values.len() as u64 + header(base);
+            if cost < best.0 {
+                best = (cost, IntCode::ZeroFlagged { base, width });
+            }
+        }
+    }
+    (best.1, best.0)
+}
+
+/// Writes `values` as a column: its code, then each value.
+fn put_ints(bits: &mut BitWriter, values: &[i64]) {
+    let (code, _) = choose_code(values);
+    let patched = |bits: &mut BitWriter, v: i64, base: i64, width: u32| {
+        let above = (v as u64).wrapping_sub(base as u64);
+        let escape = (1u64 << width) - 1;
+        if above < escape {
+            bits.write(above, width);
+        } else {
+            bits.write(escape, width);
+            bits.write(v as u64, 64);
+        }
+    };
+    match code {
+        IntCode::Buckets => {
+            bits.write(CODE_BUCKETS, 2);
+            values.iter().for_each(|&v| put_dod(bits, v));
+        }
+        IntCode::Patched { base, width } => {
+            bits.write(CODE_PATCHED, 2);
+            put_dod(bits, base);
+            bits.write(u64::from(width), WIDTH_BITS);
+            values.iter().for_each(|&v| patched(bits, v, base, width));
+        }
+        IntCode::ZeroFlagged { base, width } => {
+            bits.write(CODE_ZERO_FLAGGED, 2);
+            put_dod(bits, base);
+            bits.write(u64::from(width), WIDTH_BITS);
+            for &v in values {
+                if v == 0 {
+                    bits.write(0, 1);
+                } else {
+                    bits.write(1, 1);
+                    patched(bits, v, base, width);
+                }
+            }
+        }
+    }
+}
+
+impl IntCode {
+    /// Reads a column's code.
+    fn read(bits: &mut BitReader) -> Result<Self, CorruptChunk> {
+        let code = bits.read(2)?;
+        if code == CODE_BUCKETS {
+            return Ok(IntCode::Buckets);
+        }
+        let base = get_dod(bits)?;
+        let width = bits.read(WIDTH_BITS)? as u32;
+        if width == 0 {
+            return Err(CorruptChunk("bad width"));
+        }
+        match code {
+            CODE_PATCHED => Ok(IntCode::Patched { base, width }),
+            CODE_ZERO_FLAGGED => Ok(IntCode::ZeroFlagged { base, width }),
+            _ => Err(CorruptChunk("unknown integer code")),
+        }
+    }
+
+    /// Reads the column's next value.
+    #[inline]
+    fn next(self, bits: &mut BitReader) -> Result<i64, CorruptChunk> {
+        let patched = |bits: &mut BitReader, base: i64, width: u32| -> Result<i64, CorruptChunk> {
+            let above = bits.read(width)?;
+            if above == (1u64 << width) - 1 {
+                return Ok(bits.read(64)? as i64);
+            }
+            Ok(base.wrapping_add(above as i64))
+        };
+        match self {
+            IntCode::Buckets => get_dod(bits),
+            IntCode::Patched { base, width } => patched(bits, base, width),
+            IntCode::ZeroFlagged { base, width } => match bits.read(1)? {
+                0 => Ok(0),
+                _ => patched(bits, base, width),
+            },
+        }
+    }
+}
+
+/// Gorilla's XOR of each value with the one before, as a writer's state.
+#[derive(Default)]
+struct XorWriter {
+    prev_bits: u64,
+    /// The window of meaningful bits, once one was written.
+    leading: Option<u32>,
+    trailing: u32,
+}
+
+impl XorWriter {
+    fn put(&mut self, bits: &mut BitWriter, i: usize, value: f64) {
+        let v = value.to_bits();
+        if i == 0 {
+            bits.write(v, 64);
+            self.prev_bits = v;
+            return;
+        }
+        let x = v ^ self.prev_bits;
+        self.prev_bits = v;
+        if x == 0 {
+            bits.write(0, 1);
+            return;
+        }
+        let lead = x.leading_zeros().min(31);
+        let trail = x.trailing_zeros();
+        match self.leading {
+            Some(leading) if lead >= leading && trail >= self.trailing => {
+                // The meaningful bits fit in the previous window.
+                bits.write(0b10, 2);
+                bits.write(x >> self.trailing, 64 - leading - self.trailing);
+            }
+            _ => {
+                self.leading = Some(lead);
+                self.trailing = trail;
+                let meaningful = 64 - lead - trail;
+                bits.write(0b11, 2);
+                bits.write(lead as u64, 5);
+                // 64 meaningful bits are written as 0: 1..=64 fits in 6 bits that way.
+                bits.write((meaningful & 63) as u64, 6);
+                bits.write(x >> trail, meaningful);
+            }
+        }
+    }
+}
+
+/// Reads what `XorWriter` wrote.
+#[derive(Default)]
+struct XorReader {
+    prev_bits: u64,
+    leading: u32,
+    trailing: u32,
+}
+
+impl XorReader {
+    #[inline]
+    fn next(&mut self, bits: &mut BitReader, i: usize) -> Result<f64, CorruptChunk> {
+        if i == 0 {
+            self.prev_bits = bits.read(64)?;
+        } else if bits.read(1)? == 1 {
+            if bits.read(1)? == 1 {
+                self.leading = bits.read(5)? as u32;
+                let meaningful = match bits.read(6)? as u32 {
+                    0 => 64,
+                    n => n,
+                };
+                if self.leading + meaningful > 64 {
+                    return Err(CorruptChunk("bad value window"));
+                }
+                self.trailing = 64 - self.leading - meaningful;
+            }
+            let meaningful = 64 - self.leading - self.trailing;
+            self.prev_bits ^= bits.read(meaningful)? << self.trailing;
+        }
+        Ok(f64::from_bits(self.prev_bits))
+    }
 }
 
 fn from_mantissa(m: i64, exponent: u8) -> f64 {
@@ -95,6 +439,9 @@ fn decimal_form(points: &[(i64, f64)]) -> Option<(u8, Vec<i64>)> {
     Some((exponent as u8, mantissas?))
 }
 
+/// The encodings before the packed one (kinds 1–3), kept to test that `decode` still reads
+/// the chunks they wrote.
+#[cfg(test)]
 fn encode_with(points: &[(i64, f64)], kind: u8, exponent: u8, mantissas: &[i64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(points.len() * 2 + 16);
     out.push(kind);
@@ -105,9 +452,7 @@ fn encode_with(points: &[(i64, f64)], kind: u8, exponent: u8, mantissas: &[i64])
     let mut bits = BitWriter { out, acc: 0, used: 0 };
     let mut prev_ts = 0i64;
     let mut prev_delta = 0i64;
-    let mut prev_bits = 0u64;
-    let mut leading = u32::MAX;
-    let mut trailing = 0u32;
+    let mut xor = XorWriter::default();
     let mut prev_int = 0i64;
     let mut prev_int_delta = 0i64;
     for (i, &(ts, value)) in points.iter().enumerate() {
@@ -124,47 +469,20 @@ fn encode_with(points: &[(i64, f64)], kind: u8, exponent: u8, mantissas: &[i64])
             }
         }
         prev_ts = ts;
-        if kind != KIND_XOR {
-            let v = mantissas[i];
-            let delta = v - prev_int;
-            match i {
-                0 => bits.write(zigzag(v), 64),
-                _ if kind == KIND_DEC_DELTA => put_dod(&mut bits, delta),
-                1 => put_dod(&mut bits, delta),
-                _ => put_dod(&mut bits, delta - prev_int_delta),
-            }
-            prev_int_delta = delta;
-            prev_int = v;
+        if kind == KIND_XOR {
+            xor.put(&mut bits, i, value);
             continue;
         }
-        let v = value.to_bits();
-        if i == 0 {
-            bits.write(v, 64);
-            prev_bits = v;
-            continue;
+        let v = mantissas[i];
+        let delta = v - prev_int;
+        match i {
+            0 => bits.write(zigzag(v), 64),
+            _ if kind == KIND_DEC_DELTA => put_dod(&mut bits, delta),
+            1 => put_dod(&mut bits, delta),
+            _ => put_dod(&mut bits, delta - prev_int_delta),
         }
-        let x = v ^ prev_bits;
-        prev_bits = v;
-        if x == 0 {
-            bits.write(0, 1);
-            continue;
-        }
-        let lead = x.leading_zeros().min(31);
-        let trail = x.trailing_zeros();
-        if leading != u32::MAX && lead >= leading && trail >= trailing {
-            // The meaningful bits fit in the previous window.
-            bits.write(0b10, 2);
-            bits.write(x >> trailing, 64 - leading - trailing);
-        } else {
-            leading = lead;
-            trailing = trail;
-            let meaningful = 64 - lead - trail;
-            bits.write(0b11, 2);
-            bits.write(lead as u64, 5);
-            // 64 meaningful bits are written as 0: 1..=64 fits in 6 bits that way.
-            bits.write((meaningful & 63) as u64, 6);
-            bits.write(x >> trail, meaningful);
-        }
+        prev_int_delta = delta;
+        prev_int = v;
     }
     bits.finish()
 }
@@ -180,44 +498,144 @@ pub fn decode(data: &[u8]) -> Result<Vec<(i64, f64)>, CorruptChunk> {
 /// A chunk made by `encode` whose header was read: the points are decoded by `each` without
 /// being collected.
 struct Points<'a> {
-    kind: u8,
-    exponent: u8,
     /// How many points there are (checked against the data's length).
     count: usize,
-    bits: BitReader<'a>,
+    body: Body<'a>,
+}
+
+enum Body<'a> {
+    /// Kinds 1–3: one bit stream of (timestamp, value) codes.
+    Gorilla { kind: u8, exponent: u8, bits: BitReader<'a> },
+    /// Kind 4: a timestamp column and a value column.
+    Packed { first_ts: i64, step: i64, grid: bool, times: BitReader<'a>, values: PackedValues<'a> },
+}
+
+enum PackedValues<'a> {
+    Xor(BitReader<'a>),
+    Decimal { exponent: u8, order: u8, divisor: i64, first: i64, bits: BitReader<'a> },
 }
 
 impl<'a> Points<'a> {
     fn of(data: &'a [u8]) -> Result<Self, CorruptChunk> {
         let (&kind, rest) = data.split_first().ok_or(CorruptChunk("empty"))?;
-        if !matches!(kind, KIND_XOR | KIND_DEC_DOD | KIND_DEC_DELTA) {
+        if !matches!(kind, KIND_XOR | KIND_DEC_DOD | KIND_DEC_DELTA | KIND_PACKED) {
             return Err(CorruptChunk("unknown encoding"));
         }
-        let (count, mut used) = get_varint(rest).ok_or(CorruptChunk("bad count"))?;
+        let mut reader = Bytes(rest);
+        let count = reader.varint()?;
+        if kind == KIND_PACKED {
+            return Self::packed(count, reader);
+        }
         let mut exponent = 0u8;
         if kind != KIND_XOR {
-            exponent = *rest.get(used).ok_or(CorruptChunk("truncated"))?;
-            if exponent as usize > MAX_EXPONENT {
-                return Err(CorruptChunk("bad exponent"));
-            }
-            used += 1;
+            exponent = reader.exponent()?;
         }
-        let bits = BitReader { data: &rest[used..], pos: 0 };
+        let bits = BitReader { data: reader.0, pos: 0 };
         // Every point takes at least two bits: a bound that stops a corrupt count early.
         if count > (bits.data.len() as u64 * 8) / 2 + 1 {
             return Err(CorruptChunk("count past the data"));
         }
-        Ok(Points { kind, exponent, count: count as usize, bits })
+        Ok(Points { count: count as usize, body: Body::Gorilla { kind, exponent, bits } })
+    }
+
+    fn packed(count: u64, mut reader: Bytes<'a>) -> Result<Self, CorruptChunk> {
+        if count == 0 {
+            let empty = || BitReader { data: &[], pos: 0 };
+            let body =
+                Body::Packed { first_ts: 0, step: 0, grid: false, times: empty(), values: PackedValues::Xor(empty()) };
+            return Ok(Points { count: 0, body });
+        }
+        let first_ts = unzigzag(reader.varint()?);
+        let step = unzigzag(reader.varint()?);
+        let grid = match reader.byte()? {
+            TIMES_STEPS => false,
+            TIMES_GRID => true,
+            _ => return Err(CorruptChunk("unknown time form")),
+        };
+        let times_len = reader.varint()?;
+        let times = reader.take(times_len)?;
+        // Every point after the first takes at least a bit in each column.
+        if count > times.len() as u64 * 8 + 1 {
+            return Err(CorruptChunk("count past the data"));
+        }
+        let values = match reader.byte()? {
+            VALUES_XOR => PackedValues::Xor(BitReader { data: reader.0, pos: 0 }),
+            VALUES_DECIMAL => {
+                let exponent = reader.exponent()?;
+                let order = reader.byte()?;
+                if !matches!(order, 1 | 2) {
+                    return Err(CorruptChunk("bad order"));
+                }
+                let divisor = reader.varint()?;
+                if divisor == 0 || divisor > i64::MAX as u64 {
+                    return Err(CorruptChunk("bad divisor"));
+                }
+                let first = unzigzag(reader.varint()?);
+                let bits = BitReader { data: reader.0, pos: 0 };
+                PackedValues::Decimal { exponent, order, divisor: divisor as i64, first, bits }
+            }
+            _ => return Err(CorruptChunk("unknown value form")),
+        };
+        let times = BitReader { data: times, pos: 0 };
+        Ok(Points { count: count as usize, body: Body::Packed { first_ts, step, grid, times, values } })
     }
 
     /// Hands every point with its index to `each`, in order.
     fn each(self, mut each: impl FnMut(usize, i64, f64)) -> Result<(), CorruptChunk> {
-        let Points { kind, exponent, count, mut bits } = self;
+        let Points { count, body } = self;
+        match body {
+            Body::Gorilla { kind, exponent, bits } => Self::each_gorilla(count, kind, exponent, bits, each),
+            Body::Packed { .. } if count == 0 => Ok(()),
+            Body::Packed { first_ts, step, grid, mut times, values } => {
+                let time_code = IntCode::read(&mut times)?;
+                let mut ts = first_ts;
+                let mut grid_ts = first_ts;
+                let mut next_ts = |i: usize| -> Result<i64, CorruptChunk> {
+                    if i > 0 {
+                        let code = time_code.next(&mut times)?;
+                        grid_ts = grid_ts.wrapping_add(step);
+                        ts = if grid { grid_ts } else { ts.wrapping_add(step) }.wrapping_add(code);
+                    }
+                    Ok(ts)
+                };
+                match values {
+                    PackedValues::Xor(mut bits) => {
+                        let mut xor = XorReader::default();
+                        for i in 0..count {
+                            let ts = next_ts(i)?;
+                            each(i, ts, xor.next(&mut bits, i)?);
+                        }
+                    }
+                    PackedValues::Decimal { exponent, order, divisor, first, mut bits } => {
+                        let code = IntCode::read(&mut bits)?;
+                        let mut int = first;
+                        let mut delta = 0i64;
+                        for i in 0..count {
+                            let ts = next_ts(i)?;
+                            if i > 0 {
+                                let item = code.next(&mut bits)?.wrapping_mul(divisor);
+                                delta = if order == 1 { item } else { delta.wrapping_add(item) };
+                                int = int.wrapping_add(delta);
+                            }
+                            each(i, ts, from_mantissa(int, exponent));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn each_gorilla(
+        count: usize,
+        kind: u8,
+        exponent: u8,
+        mut bits: BitReader,
+        mut each: impl FnMut(usize, i64, f64),
+    ) -> Result<(), CorruptChunk> {
         let mut ts = 0i64;
         let mut delta = 0i64;
-        let mut prev_bits = 0u64;
-        let mut leading = 0u32;
-        let mut trailing = 0u32;
+        let mut xor = XorReader::default();
         let mut int = 0i64;
         let mut int_delta = 0i64;
         for i in 0..count {
@@ -246,28 +664,43 @@ impl<'a> Points<'a> {
                 int_delta = step;
                 from_mantissa(int, exponent)
             } else {
-                if i == 0 {
-                    prev_bits = bits.read(64)?;
-                } else if bits.read(1)? == 1 {
-                    if bits.read(1)? == 1 {
-                        leading = bits.read(5)? as u32;
-                        let meaningful = match bits.read(6)? as u32 {
-                            0 => 64,
-                            n => n,
-                        };
-                        if leading + meaningful > 64 {
-                            return Err(CorruptChunk("bad value window"));
-                        }
-                        trailing = 64 - leading - meaningful;
-                    }
-                    let meaningful = 64 - leading - trailing;
-                    prev_bits ^= bits.read(meaningful)? << trailing;
-                }
-                f64::from_bits(prev_bits)
+                xor.next(&mut bits, i)?
             };
             each(i, ts, value);
         }
         Ok(())
+    }
+}
+
+/// The byte-aligned fields in front of a chunk's bit streams.
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn varint(&mut self) -> Result<u64, CorruptChunk> {
+        let (v, used) = get_varint(self.0).ok_or(CorruptChunk("bad varint"))?;
+        self.0 = &self.0[used..];
+        Ok(v)
+    }
+
+    fn byte(&mut self) -> Result<u8, CorruptChunk> {
+        let (&b, rest) = self.0.split_first().ok_or(CorruptChunk("truncated"))?;
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn exponent(&mut self) -> Result<u8, CorruptChunk> {
+        let e = self.byte()?;
+        if e as usize > MAX_EXPONENT {
+            return Err(CorruptChunk("bad exponent"));
+        }
+        Ok(e)
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], CorruptChunk> {
+        let n = usize::try_from(n).ok().filter(|&n| n <= self.0.len()).ok_or(CorruptChunk("truncated"))?;
+        let (taken, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(taken)
     }
 }
 
@@ -463,6 +896,7 @@ fn get_varint(data: &[u8]) -> Option<(u64, usize)> {
 /// Bits appended most significant first, through a 64-bit accumulator. Written here rather than
 /// taken from a bit-I/O crate: it is the inner loop of every compaction and read, and a dozen
 /// lines.
+#[derive(Default)]
 struct BitWriter {
     out: Vec<u8>,
     acc: u64,
@@ -595,6 +1029,27 @@ mod tests {
         assert!(decode(&encode(&[])).unwrap().is_empty());
     }
 
+    /// The value form of a packed chunk (`VALUES_XOR` or `VALUES_DECIMAL`), and for decimals the
+    /// order and divisor.
+    fn value_form(data: &[u8]) -> (u8, u8, u64) {
+        assert_eq!(data[0], KIND_PACKED);
+        let mut bytes = Bytes(&data[1..]);
+        bytes.varint().unwrap();
+        bytes.varint().unwrap();
+        bytes.varint().unwrap();
+        bytes.byte().unwrap();
+        let times = bytes.varint().unwrap();
+        bytes.take(times).unwrap();
+        match bytes.byte().unwrap() {
+            VALUES_XOR => (VALUES_XOR, 0, 0),
+            form => {
+                bytes.exponent().unwrap();
+                let order = bytes.byte().unwrap();
+                (form, order, bytes.varint().unwrap())
+            }
+        }
+    }
+
     #[test]
     fn a_two_decimal_gauge_takes_the_decimal_deltas() {
         // CPU-like: two decimals, wandering; timestamps with a few ms of jitter.
@@ -608,11 +1063,16 @@ mod tests {
         let data = encode(&points);
         assert!(same(&decode(&data).unwrap(), &points));
         let per_sample = data.len() as f64 / points.len() as f64;
-        assert_eq!(data[0], KIND_DEC_DELTA);
-        assert!(per_sample < 2.5, "{per_sample} bytes per sample");
+        // Deltas in steps of 0.05: divided by 5 hundredths, 13 values in 4 bits; the jitter's
+        // deviations from the 10 s step in 4 bits more. Gorilla's buckets took 18 bits.
+        assert_eq!(value_form(&data), (VALUES_DECIMAL, 1, 5));
+        assert!(per_sample < 1.05, "{per_sample} bytes per sample");
+        let (exponent, mantissas) = decimal_form(&points).unwrap();
+        assert!(data.len() * 2 < encode_with(&points, KIND_DEC_DELTA, exponent, &mantissas).len());
         // The same walk with 15 digits after the point leaves XOR the best choice.
         let noisy: Vec<(i64, f64)> = points.iter().map(|&(t, v)| (t, v + 1e-3 / 3.0)).collect();
         assert!(same(&decode(&encode(&noisy)).unwrap(), &noisy));
+        assert_eq!(value_form(&encode(&noisy)).0, VALUES_XOR);
         // A constant and a regular clock cost about two bits a sample.
         let flat = series(1_700_000_000_000, 10_000, std::iter::repeat_n(1.0, 720));
         assert!(encode(&flat).len() < 720 / 4 + 32, "{}", encode(&flat).len());
@@ -628,28 +1088,102 @@ mod tests {
             })
             .collect();
         let data = encode(&points);
-        assert_eq!(data[0], KIND_DEC_DOD);
+        assert_eq!(value_form(&data).0, VALUES_DECIMAL);
         assert!(data.len() < encode_with(&points, KIND_XOR, 0, &[]).len(), "{}", data.len());
         assert!(same(&decode(&data).unwrap(), &points));
     }
 
     #[test]
+    fn each_column_takes_the_code_its_values_need() {
+        // Unchanged: a bit each, as Gorilla's buckets.
+        assert_eq!(choose_code(&[0; 500]), (IntCode::Buckets, 500));
+        // Uniform in 0..200 000 (a counter's increments): 18 bits above the smallest.
+        let uniform: Vec<i64> = (0..720).map(|i| 1_000 + (i * 7_919 * 31) % 200_000).collect();
+        assert!(matches!(choose_code(&uniform).0, IntCode::Patched { base: 1_000, width: 18 }));
+        // Mostly unchanged, now and then 1–256 pages: a zero flag, then a byte.
+        let rare: Vec<i64> = (0..720).map(|i| if i % 20 == 0 { 1 + i % 256 } else { 0 }).collect();
+        assert!(matches!(choose_code(&rare).0, IntCode::ZeroFlagged { base: 1, width: 8 }));
+        // A clock's jitter with a gap: 4 bits, the gap escapes to 64.
+        let mut jitter: Vec<i64> = (0..720).map(|i| (i * 5) % 13 - 6).collect();
+        jitter[300] = 3_600_000;
+        assert!(matches!(choose_code(&jitter).0, IntCode::Patched { base: -6, width: 4 }));
+        for values in [&uniform, &rare, &jitter, &vec![0; 500]] {
+            let mut bits = BitWriter::default();
+            put_ints(&mut bits, values);
+            let data = bits.finish();
+            let mut reader = BitReader { data: &data, pos: 0 };
+            let code = IntCode::read(&mut reader).unwrap();
+            let back: Vec<i64> = values.iter().map(|_| code.next(&mut reader).unwrap()).collect();
+            assert_eq!(&back, values);
+        }
+    }
+
+    #[test]
+    fn a_jittered_clock_and_a_gauge_in_pages_take_a_byte_or_less() {
+        // An agent's clock: 10 s with 0–6 ms of jitter, and a gap of an hour.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let mut bytes = 8e9;
+        let points: Vec<(i64, f64)> = (0..720i64)
+            .map(|i| {
+                bytes += ((next() % 65) as f64 - 32.0) * 4096.0;
+                (1_700_000_000_000 + i * 10_000 + if i >= 400 { 3_600_000 } else { 0 } + (next() % 7) as i64, bytes)
+            })
+            .collect();
+        let data = encode(&points);
+        assert!(same(&decode(&data).unwrap(), &points));
+        assert_eq!(value_form(&data), (VALUES_DECIMAL, 1, 4096));
+        // 4 bits of time (the gap breaks the grid: steps), 7 of pages.
+        assert_eq!(data[time_form_at(&data)], TIMES_STEPS);
+        assert!(data.len() < 720 * 11 / 8 + 48, "{} bytes", data.len());
+        // Without the gap, offsets from the grid: 3 bits of time.
+        let on_grid: Vec<(i64, f64)> =
+            points.iter().enumerate().map(|(i, &(ts, v))| (if i >= 400 { ts - 3_600_000 } else { ts }, v)).collect();
+        let data = encode(&on_grid);
+        assert!(same(&decode(&data).unwrap(), &on_grid));
+        assert_eq!(data[time_form_at(&data)], TIMES_GRID);
+        assert!(data.len() < 720 * 10 / 8 + 48, "{} bytes", data.len());
+    }
+
+    /// Where a packed chunk's time form is.
+    fn time_form_at(data: &[u8]) -> usize {
+        let mut bytes = Bytes(&data[1..]);
+        for _ in 0..3 {
+            bytes.varint().unwrap();
+        }
+        data.len() - bytes.0.len()
+    }
+
+    #[test]
     fn corrupt_data_is_an_error_not_a_panic() {
-        // A chunk of each value encoding, cut short anywhere: the last byte holds bits of the
-        // last point, so every cut is missing some (the reader looks 64 bits ahead and must
-        // not take the zeros past the end for data).
-        let chunks = [
-            encode(&series(0, 1000, (0..100).map(|i| f64::from(i).sqrt()))),
-            encode(&series(0, 1000, (0..100).map(|i| f64::from(i * i % 17) / 100.0))),
-            encode(&series(0, 1000, (0..100).map(|i| f64::from(i) * 4096.0))),
+        // A chunk of each value form, and of each kind written before, cut short anywhere: the
+        // last byte holds bits of the last point, so every cut is missing some (the reader looks
+        // 64 bits ahead and must not take the zeros past the end for data).
+        let sqrt = series(0, 1000, (0..100).map(|i| f64::from(i).sqrt()));
+        let decimals = series(0, 1000, (0..100).map(|i| f64::from(i * i % 17) / 100.0));
+        let pages = series(0, 1000, (0..100).map(|i| f64::from(i) * 4096.0));
+        let chunks = [encode(&sqrt), encode(&decimals), encode(&pages), encode(&pages[..1]), encode(&pages[..2])];
+        let forms: Vec<u8> = chunks[..3].iter().map(|c| value_form(c).0).collect();
+        assert_eq!(forms, [VALUES_XOR, VALUES_DECIMAL, VALUES_DECIMAL]);
+        let (e, decimal_mantissas) = decimal_form(&decimals).unwrap();
+        let (_, page_mantissas) = decimal_form(&pages).unwrap();
+        let legacy = [
+            encode_with(&sqrt, KIND_XOR, 0, &[]),
+            encode_with(&decimals, KIND_DEC_DELTA, e, &decimal_mantissas),
+            encode_with(&pages, KIND_DEC_DOD, 0, &page_mantissas),
         ];
-        assert_eq!(chunks.iter().map(|c| c[0]).collect::<Vec<_>>(), [KIND_XOR, KIND_DEC_DELTA, KIND_DEC_DOD]);
-        for data in &chunks {
-            assert_eq!(decode(data).unwrap().len(), 100);
+        for data in chunks.iter().chain(&legacy) {
+            assert!(decode(data).unwrap().len() <= 100);
             for cut in 0..data.len() {
                 assert!(decode(&data[..cut]).is_err(), "a chunk cut to {cut} of {} bytes decoded", data.len());
             }
         }
+        assert!(same(&decode(&legacy[0]).unwrap(), &sqrt));
+        assert!(same(&decode(&legacy[1]).unwrap(), &decimals));
+        assert!(same(&decode(&legacy[2]).unwrap(), &pages));
         let rollup = encode_summaries(&[(0, Summary::of(0, 1.5)), (60_000, Summary::of(60_001, 2.5))]);
         for cut in 0..rollup.len() {
             assert!(decode_summaries(&rollup[..cut]).is_err());
@@ -723,8 +1257,34 @@ mod tests {
                 ts = match ts.checked_add(*step) { Some(t) => t, None => break };
             }
             prop_assert!(same(&decode(&encode(&points)).unwrap(), &points));
+            prop_assert!(same(&decode(&encode_with(&points, KIND_XOR, 0, &[])).unwrap(), &points));
             let as_ints: Vec<(i64, f64)> = points.iter().zip(&ints).map(|(p, &v)| (p.0, v as f64)).collect();
             prop_assert!(same(&decode(&encode(&as_ints)).unwrap(), &as_ints));
+            let mantissas: Vec<i64> = ints[..as_ints.len()].to_vec();
+            for kind in [KIND_DEC_DELTA, KIND_DEC_DOD] {
+                prop_assert!(same(&decode(&encode_with(&as_ints, kind, 0, &mantissas)).unwrap(), &as_ints));
+            }
+        }
+
+        #[test]
+        fn any_integer_column_round_trips(
+            small in proptest::collection::vec(-40i64..40, 0..300),
+            outliers in proptest::collection::vec((0usize..300, any::<i64>()), 0..12),
+            zeros in proptest::collection::vec(0usize..300, 0..250),
+        ) {
+            let mut values = small;
+            for (at, v) in outliers.into_iter().chain(zeros.into_iter().map(|at| (at, 0))) {
+                if let Some(slot) = values.get_mut(at) {
+                    *slot = v;
+                }
+            }
+            let mut bits = BitWriter::default();
+            put_ints(&mut bits, &values);
+            let data = bits.finish();
+            let mut reader = BitReader { data: &data, pos: 0 };
+            let code = IntCode::read(&mut reader).unwrap();
+            let back: Vec<i64> = values.iter().map(|_| code.next(&mut reader).unwrap()).collect();
+            prop_assert_eq!(back, values);
         }
 
         #[test]
