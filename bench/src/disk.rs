@@ -90,18 +90,25 @@ fn series(metric: usize, host: usize, end: i64) -> Vec<(i64, f64)> {
 
 /// Every file under `dir`, each named on stderr.
 fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
+    Ok(files(dir, dir)?.iter().map(|(_, bytes)| bytes).sum())
+}
+
+/// Every file under `dir` with its size, named relative to `root`, largest first.
+fn files(dir: &Path, root: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
+        if meta.is_dir() {
+            out.extend(files(&entry.path(), root)?);
         } else {
             eprintln!("[disk]   {} {}", meta.len(), entry.path().display());
-            meta.len()
-        };
+            let name = entry.path().strip_prefix(root).unwrap_or(&entry.path()).display().to_string();
+            out.push((name, meta.len()));
+        }
     }
-    Ok(total)
+    out.sort_by_key(|f| std::cmp::Reverse(f.1));
+    Ok(out)
 }
 
 pub struct DiskRow {
@@ -165,6 +172,8 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     });
     // What the chunks themselves take, per table (the rest: pages' free space, series, indexes).
     let mut split = Vec::new();
+    let compacted_files = files(&dir, &dir)?;
+    let free_bytes: i64;
     {
         use sqlx::Connection;
         let url = format!("sqlite://{}?mode=ro", dir.join("bench.db").display());
@@ -174,6 +183,9 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
                 sqlx::query_scalar(&format!("SELECT SUM(LENGTH(data)) FROM {table}")).fetch_one(&mut db).await?;
             split.push((table, bytes.unwrap_or(0) as f64 / samples as f64));
         }
+        let free_pages: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&mut db).await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut db).await?;
+        free_bytes = free_pages * page_size;
     }
     drop(server);
 
@@ -229,12 +241,16 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
         ));
     }
     out.push_str(&format!(
-        "\nOf microdash's compacted figure, the chunk data itself (delta-of-delta timestamps; values as XOR, \
-         decimal deltas or decimal delta-of-deltas, whichever is smallest per chunk: \
-         `apiserver/src/storage/chunk.rs`) takes, in bytes per sample: raw {:.2}, 1m rollups {:.2}, 5m rollups \
-         {:.2}; the rest is SQLite's pages and indexes around them, and the series. docs/storage.md says what \
-         comes next.\n",
-        split[0].1, split[1].1, split[2].1
+        "\nOf microdash's compacted figure, the chunk data itself (`apiserver/src/storage/chunk.rs`: timestamps \
+         as deviations from the chunk's step, values as decimal deltas divided by their common divisor or as \
+         XOR, each column in the cheapest of its integer codes) takes, in bytes per sample: raw {:.2}, 1m \
+         rollups {:.2}, 5m rollups {:.2}; the rest is SQLite's pages and indexes around them ({:.2} of it in \
+         free pages), and the series. The files: {}. docs/storage.md says what comes next.\n",
+        split[0].1,
+        split[1].1,
+        split[2].1,
+        free_bytes as f64 / samples as f64,
+        compacted_files.iter().map(|(name, bytes)| format!("`{name}` {bytes} bytes")).collect::<Vec<_>>().join(", "),
     ));
     Ok(out)
 }
