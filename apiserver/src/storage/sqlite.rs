@@ -283,15 +283,10 @@ impl SqlAdapter for SqliteStore {
         // the checkpoint; the close then has only the rest to copy.
         self.checkpointer.abort();
         let started = std::time::Instant::now();
-        let copy = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool);
-        match tokio::time::timeout(COPY_AT_CLOSE, copy).await {
-            Ok(Ok((busy, frames, copied))) => tracing::debug!(
-                busy,
-                frames,
-                copied,
-                elapsed = ?started.elapsed(),
-                "Copied the write-ahead log into the database before closing."
-            ),
+        match tokio::time::timeout(COPY_AT_CLOSE, copy_log(&self.pool)).await {
+            Ok(Ok(frames)) => {
+                tracing::debug!(frames, elapsed = ?started.elapsed(), "Copied the write-ahead log into the database.")
+            }
             Ok(Err(err)) => tracing::warn!(%err, "Copying the write-ahead log into the database at stop failed."),
             Err(_) => tracing::warn!(
                 timeout = ?COPY_AT_CLOSE,
@@ -482,6 +477,29 @@ fn create_private(path: &std::path::Path, url: &str) -> std::io::Result<()> {
 /// starts over (`journal_size_limit`: otherwise the file keeps the size of its largest
 /// transaction, e.g. a compaction's, even after a clean stop).
 const WAL_LIMIT_BYTES: i64 = 64 << 20;
+
+/// Copies the whole write-ahead log into the database, then truncates it: PASSIVE checkpoints
+/// (they never wait for readers) until one reports every frame copied. A checkpoint still
+/// running elsewhere (the checkpointer's, aborted at close, finishes on its connection's thread)
+/// makes one report "busy" without copying anything: it is tried again. The frames copied.
+async fn copy_log(pool: &SqlitePool) -> sqlx::Result<i64> {
+    loop {
+        // (busy, frames in the log, frames copied)
+        let (busy, frames, copied) =
+            sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await?;
+        if busy == 0 && copied >= frames {
+            // Nothing left to copy: the truncation only resets the file (and waits for no reader
+            // that matters: the close comes next anyway).
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool),
+            )
+            .await;
+            return Ok(frames);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// `WAL_LIMIT_BYTES` in frames of the file's pages (a frame is a page; 16 KiB in a new file,
 /// 4 KiB in one created before that, so counting frames alone let the log reach 256 MiB).
