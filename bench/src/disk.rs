@@ -174,6 +174,7 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     let mut split = Vec::new();
     let compacted_files = files(&dir, &dir)?;
     let free_bytes: i64;
+    let pages: String;
     {
         use sqlx::Connection;
         let url = format!("sqlite://{}?mode=ro", dir.join("bench.db").display());
@@ -186,6 +187,17 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
         let free_pages: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&mut db).await?;
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut db).await?;
         free_bytes = free_pages * page_size;
+        // Where the file's pages went, per table and index (SQLite's `dbstat`).
+        let tables: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT name, SUM(pgsize), SUM(payload) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC LIMIT 8",
+        )
+        .fetch_all(&mut db)
+        .await?;
+        pages = tables
+            .iter()
+            .map(|(name, bytes, payload)| format!("`{name}` {bytes} bytes ({payload} of data)"))
+            .collect::<Vec<_>>()
+            .join(", ");
     }
     drop(server);
 
@@ -245,12 +257,14 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
          as deviations from the chunk's step, values as decimal deltas divided by their common divisor or as \
          XOR, each column in the cheapest of its integer codes) takes, in bytes per sample: raw {:.2}, 1m \
          rollups {:.2}, 5m rollups {:.2}; the rest is SQLite's pages and indexes around them ({:.2} of it in \
-         free pages), and the series. The files: {}. docs/storage.md says what comes next.\n",
+         free pages), and the series. The files: {}. The largest tables and indexes in the file: {}. \
+         docs/storage.md says what comes next.\n",
         split[0].1,
         split[1].1,
         split[2].1,
         free_bytes as f64 / samples as f64,
         compacted_files.iter().map(|(name, bytes)| format!("`{name}` {bytes} bytes")).collect::<Vec<_>>().join(", "),
+        pages,
     ));
     Ok(out)
 }
