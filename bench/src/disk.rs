@@ -254,7 +254,7 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     }
     out.push_str(&format!(
         "\nOf microdash's compacted figure, the chunk data itself (`apiserver/src/storage/chunk.rs`: timestamps \
-         as deviations from the chunk's step, values as decimal deltas divided by their common divisor or as \
+         as offsets from the grid of the chunk's median step or deviations from it, values as decimal deltas divided by their common divisor or as \
          XOR, each column in the cheapest of its integer codes) takes, in bytes per sample: raw {:.2}, 1m \
          rollups {:.2}, 5m rollups {:.2}; the rest is SQLite's pages and indexes around them ({:.2} of it in \
          free pages), and the series. The files: {}. The largest tables and indexes in the file: {}. \
