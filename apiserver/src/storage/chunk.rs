@@ -94,13 +94,11 @@ pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
         .skip(1)
         .map(|(i, p)| p.0.wrapping_sub(first_ts.wrapping_add(step.wrapping_mul(i as i64))))
         .collect();
-    let (form, column) = if choose_code(&offsets).1 < choose_code(&deviations).1 {
-        (TIMES_GRID, offsets)
-    } else {
-        (TIMES_STEPS, deviations)
-    };
+    let (grid, steps) = (choose_code(&offsets), choose_code(&deviations));
+    let (form, column, code) =
+        if grid.1 < steps.1 { (TIMES_GRID, offsets, grid.0) } else { (TIMES_STEPS, deviations, steps.0) };
     let mut times = BitWriter::default();
-    put_ints(&mut times, &column);
+    put_ints(&mut times, &column, code);
     let times = times.finish();
     put_varint(&mut out, zigzag(first_ts));
     put_varint(&mut out, zigzag(step));
@@ -123,7 +121,7 @@ pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
             put_varint(&mut head, divisor);
             put_varint(&mut head, zigzag(mantissas[0]));
             let mut bits = BitWriter { out: head, ..BitWriter::default() };
-            put_ints(&mut bits, &items);
+            put_ints(&mut bits, &items, choose_code(&items).0);
             let candidate = bits.finish();
             if candidate.len() < best.len() {
                 best = candidate;
@@ -255,9 +253,9 @@ fn choose_code(values: &[i64]) -> (IntCode, u64) {
     (best.1, best.0)
 }
 
-/// Writes `values` as a column: its code, then each value.
-fn put_ints(bits: &mut BitWriter, values: &[i64]) {
-    let (code, _) = choose_code(values);
+/// Writes `values` as a column in `code` (`choose_code`'s choice for them): the code, then each
+/// value.
+fn put_ints(bits: &mut BitWriter, values: &[i64], code: IntCode) {
     let patched = |bits: &mut BitWriter, v: i64, base: i64, width: u32| {
         let above = (v as u64).wrapping_sub(base as u64);
         let escape = (1u64 << width) - 1;
@@ -1109,7 +1107,7 @@ mod tests {
         assert!(matches!(choose_code(&jitter).0, IntCode::Patched { base: -6, width: 4 }));
         for values in [&uniform, &rare, &jitter, &vec![0; 500]] {
             let mut bits = BitWriter::default();
-            put_ints(&mut bits, values);
+            put_ints(&mut bits, values, choose_code(values).0);
             let data = bits.finish();
             let mut reader = BitReader { data: &data, pos: 0 };
             let code = IntCode::read(&mut reader).unwrap();
@@ -1279,7 +1277,7 @@ mod tests {
                 }
             }
             let mut bits = BitWriter::default();
-            put_ints(&mut bits, &values);
+            put_ints(&mut bits, &values, choose_code(&values).0);
             let data = bits.finish();
             let mut reader = BitReader { data: &data, pos: 0 };
             let code = IntCode::read(&mut reader).unwrap();

@@ -53,16 +53,6 @@ pub fn table_window(table: &str) -> i64 {
     if table.starts_with("rollup_5m") { chunk::DAY_WINDOW_MS } else { chunk::WINDOW_MS }
 }
 
-/// The compaction cut of `table` for a pass whose cut is `before` (a 2 h window start): the same
-/// for every table. A 5m chunk holds a day, but the 5m rows of each closed 2 h window are merged
-/// into their day's chunk as the window closes (the chunk is rewritten up to 12 times a day);
-/// waiting for the day to close kept up to a day of 5m buckets as rows, ~37 bytes each (the disk
-/// bench's day, which straddles two dates, held 16 MB of them: 1.85 bytes per sample, more than
-/// all its raw chunks).
-pub fn table_cut(_table: &str, before: i64) -> i64 {
-    before
-}
-
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
     /// Raw rows moved into chunks.
@@ -518,6 +508,10 @@ macro_rules! sql_chunk_store {
                             done.chunks += 1;
                         }
                     }
+                    // 5m rows too are taken up to the 2 h cut: those of each closed window are merged
+                    // into their day's chunk (rewritten up to 12 times a day). Waiting for the day
+                    // to close kept up to a day of 5m buckets as rows, ~37 bytes each (the disk
+                    // bench's day, across two dates, held 16 MB of them: 1.85 bytes a sample).
                     for table in ["rollup_1m", "rollup_5m"] {
                         let bound = if table == "rollup_1m" { finished_below } else { None };
                         let rows: Vec<chunk_store::SeriesRollupRow> = sqlx::query_as(&$sql(&format!(
@@ -526,7 +520,7 @@ macro_rules! sql_chunk_store {
                              AND series_id < ? ORDER BY series_id, bucket LIMIT ?"
                         )))
                         .bind(tenant_id)
-                        .bind(chunk_store::table_cut(table, before))
+                        .bind(before)
                         .bind(bound.unwrap_or(i64::MAX))
                         .bind(limit)
                         .fetch_all(&mut *tx)
@@ -597,7 +591,7 @@ macro_rules! sql_chunk_store {
                             "SELECT COUNT(*) FROM {table} WHERE {ts} < ? AND series_id IN \
                              (SELECT s.id FROM series s JOIN tenants t ON t.id = s.tenant_id WHERE t.deleted_at IS NULL)"
                         )))
-                        .bind(chunk_store::table_cut(table, before))
+                        .bind(before)
                         .fetch_one(&self.pool)
                         .await?;
                         total += n.max(0) as u64;
