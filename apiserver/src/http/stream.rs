@@ -27,7 +27,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
 use crate::http::params::Params;
-use crate::live::{LiveEvent, LiveHub, id_at_ms, ms_of_id};
+use crate::live::{LiveBatch, LiveHub, id_at_ms, ms_of_id};
 use crate::storage::{Aggregation, DynStore, PointQuery, Resolution, StoreError, labels_match};
 
 /// The longest gap read from storage; a client away longer reloads its range instead.
@@ -50,10 +50,10 @@ struct Filter {
 }
 
 impl Filter {
-    fn accepts(&self, event: &LiveEvent) -> bool {
-        event.tenant_id == self.tenant_id
-            && (self.metrics.is_empty() || self.metrics.contains(&*event.sample.metric))
-            && labels_match(&event.sample.labels, &self.matchers)
+    /// A sample of the stream's tenant (checked once per batch).
+    fn accepts(&self, sample: &Sample) -> bool {
+        (self.metrics.is_empty() || self.metrics.contains(&*sample.metric))
+            && labels_match(&sample.labels, &self.matchers)
     }
 }
 
@@ -73,9 +73,9 @@ fn sample_event(id: u64, metric: &str, labels: &Labels, ts: i64, value: f64) -> 
         .expect("sample serializes")
 }
 
-fn to_event(event: &LiveEvent) -> Event {
-    let Sample { metric, labels, ts, value, .. } = &event.sample;
-    sample_event(event.id, metric, labels, *ts, *value)
+fn to_event(id: u64, sample: &Sample) -> Event {
+    let Sample { metric, labels, ts, value, .. } = sample;
+    sample_event(id, metric, labels, *ts, *value)
 }
 
 /// `event: reset`: what the client holds has a hole the stream cannot fill; reload the range.
@@ -194,7 +194,7 @@ async fn feed(
     Sources { store, hub, fairness }: Sources,
     filter: Filter,
     last_id: Option<u64>,
-    (mut receiver, newest): (broadcast::Receiver<Arc<LiveEvent>>, u64),
+    (mut receiver, newest): (broadcast::Receiver<Arc<LiveBatch>>, u64),
     tx: mpsc::Sender<Event>,
 ) {
     // Live events at or below this id were sent already (or covered by a reset).
@@ -241,8 +241,8 @@ async fn feed(
         if gap_filled {
             // After a backfill, what it covered (before the floor) is not sent twice.
             let after = high_water;
-            for event in replay.events.iter().filter(|e| e.id > after && filter.accepts(e)) {
-                if tx.send(to_event(event)).await.is_err() {
+            for event in replay.events.iter().filter(|e| e.id > after && filter.accepts(&e.sample)) {
+                if tx.send(to_event(event.id, &event.sample)).await.is_err() {
                     return;
                 }
                 high_water = event.id;
@@ -250,21 +250,27 @@ async fn feed(
         }
     }
     loop {
-        let event = tokio::select! {
+        let batch = tokio::select! {
             _ = tx.closed() => return,
             received = receiver.recv() => match received {
-                Ok(event) if event.id > high_water && filter.accepts(&event) => to_event(&event),
+                Ok(batch) if batch.tenant_id == filter.tenant_id && batch.last_id() > high_water => batch,
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "Slow stream client skipped events; sending a reset.");
                     // No id: a reconnect resumes after the last event the client did get.
-                    reset_event(None, "lagged: the client fell behind and some samples were skipped")
+                    let reset = reset_event(None, "lagged: the client fell behind and some samples were skipped");
+                    if tx.send(reset).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 Err(RecvError::Closed) => return,
             },
         };
-        if tx.send(event).await.is_err() {
-            return;
+        for (id, sample) in batch.events().filter(|(id, sample)| *id > high_water && filter.accepts(sample)) {
+            if tx.send(to_event(id, sample)).await.is_err() {
+                return;
+            }
         }
     }
 }
