@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use crate::domain::sample::{SharedLabels, parse_rfc3339_ms};
 use crate::domain::{Labels, Limits, Sample, SampleError};
 
+mod fast;
 pub mod influx;
 pub mod otlp;
 pub mod prometheus;
@@ -65,6 +66,29 @@ struct BorrowedSample<'a> {
     labels: Option<&'a RawValue>,
     #[serde(default)]
     dedupe_id: Option<String>,
+}
+
+/// A sample's fields as either parser of a bulk body reads them, text borrowed from the body
+/// where it can be.
+struct Fields<'a> {
+    metric: Option<Cow<'a, str>>,
+    value: f64,
+    ts: Option<i64>,
+    /// The labels object's JSON text.
+    labels: Option<&'a str>,
+    dedupe_id: Option<Cow<'a, str>>,
+}
+
+impl<'a> From<BorrowedSample<'a>> for Fields<'a> {
+    fn from(raw: BorrowedSample<'a>) -> Self {
+        Fields {
+            metric: raw.metric,
+            value: raw.value,
+            ts: raw.ts,
+            labels: raw.labels.map(RawValue::get),
+            dedupe_id: raw.dedupe_id.map(Cow::Owned),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -173,6 +197,15 @@ pub fn parse_single_on(
 
 /// Many samples, as `POST /api/v1/metrics/bulk` takes them: `{"samples":[…]}` or a bare array.
 pub fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sample>, IngestError> {
+    match fast::parse_bulk(body, limits, now_ms) {
+        Some(samples) => Ok(samples),
+        None => parse_bulk_serde(body, limits, now_ms),
+    }
+}
+
+/// `parse_bulk` through serde: every body the fast scanner leaves, and the one that names
+/// what is wrong with a bad body.
+fn parse_bulk_serde(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sample>, IngestError> {
     let bare = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let parsed = if bare {
         serde_json::from_slice::<Vec<Object<BorrowedSample<'_>>>>(body)
@@ -189,7 +222,7 @@ pub fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Vec<Sampl
     let mut interner = Interner::new(limits);
     let mut samples = Vec::with_capacity(raws.len());
     for (index, Object(raw)) in raws.into_iter().enumerate() {
-        match interner.sample(raw, now_ms) {
+        match interner.sample(raw.into(), now_ms) {
             Ok(sample) => samples.push(sample),
             Err(Refusal::Sample(error)) => return Err(IngestError::Sample { index: Some(index), error }),
             // Labels that are JSON but not a map of strings: the slow path names the field.
@@ -230,7 +263,7 @@ impl<'a, 'l> Interner<'a, 'l> {
 
     /// The sample, its rules checked in `Limits::check`'s order (metric, value and ts,
     /// labels, dedupe id), so the error named is the same.
-    fn sample(&mut self, raw: BorrowedSample<'a>, now_ms: i64) -> Result<Sample, Refusal> {
+    fn sample(&mut self, raw: Fields<'a>, now_ms: i64) -> Result<Sample, Refusal> {
         let Some(name) = raw.metric else { return Err(SampleError::new("metric", "is required").into()) };
         let metric = match self.metrics.get_key_value(&*name) {
             Some((metric, None)) => metric.clone(),
@@ -252,11 +285,11 @@ impl<'a, 'l> Interner<'a, 'l> {
             Some(text) => {
                 let limits = self.limits;
                 self.labels
-                    .entry(text.get())
+                    .entry(text)
                     .or_insert_with(|| {
                         // The typed parse of the body took this text as any JSON value; a label
                         // map it must still be.
-                        let labels: Option<Labels> = serde_json::from_str(text.get()).map_err(|_| None)?;
+                        let labels: Option<Labels> = serde_json::from_str(text).map_err(|_| None)?;
                         let labels = labels.unwrap_or_default();
                         limits.check_labels(&labels).map_err(Some)?;
                         Ok(labels.into())
@@ -266,7 +299,7 @@ impl<'a, 'l> Interner<'a, 'l> {
             }
         };
         self.limits.check_dedupe_id(raw.dedupe_id.as_deref())?;
-        Ok(Sample { metric, labels, ts, value: raw.value, dedupe_id: raw.dedupe_id })
+        Ok(Sample { metric, labels, ts, value: raw.value, dedupe_id: raw.dedupe_id.map(Cow::into_owned) })
     }
 }
 

@@ -179,3 +179,167 @@ fn shared_names_and_labels_are_still_checked_for_each_sample() {
         assert_eq!(field_of(bulk(&body).unwrap_err()), (Some(index), field.to_string()), "{body}");
     }
 }
+
+/// The bench's body, and an agent's, take the fast scanner (it would be no use if they fell
+/// back to serde), and what it makes of them is what serde makes.
+#[test]
+fn common_bodies_take_the_fast_path() {
+    let mut bench = String::from("{\"samples\":[");
+    for i in 0..500 {
+        if i > 0 {
+            bench.push(',');
+        }
+        bench.push_str(&format!(
+            r#"{{"metric":"bench.cpu","value":{},"ts":{},"labels":{{"host":"h{}","dc":"eu-1"}}}}"#,
+            i % 100,
+            1_764_104_400_000i64 + i / 100,
+            i % 100
+        ));
+    }
+    bench.push_str("]}");
+    let agent = r#" [ {"metric": "cpu.usage", "value": 12.75, "ts": "2025-11-25T21:00:00.250Z", "labels": {"host": "web-1"}},
+        {"metric": "mem.used_bytes", "value": 1.2884901888e10, "labels": {}, "dedupe_id": "web-1/42"},
+        {"metric": "disk.free", "value": -0.0, "ts": null, "labels": null, "dedupe_id": null} ]
+    "#;
+    for body in [bench.as_str(), agent] {
+        let fast = fast::parse_bulk(body.as_bytes(), &Limits::default(), NOW).expect("the fast path takes it");
+        assert_eq!(Ok(fast), parse_bulk_serde(body.as_bytes(), &Limits::default(), NOW));
+    }
+}
+
+mod differential {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A field's text: mostly what clients send, some of everything the schema refuses or the
+    /// scanner leaves to serde (escapes, signs, exponents, nulls, wrong types, unicode).
+    fn field() -> impl Strategy<Value = String> {
+        let metric = prop_oneof![
+            Just(r#""metric":"cpu""#.to_string()),
+            Just(r#""metric":"mem.used""#.to_string()),
+            Just(r#""metric":"c\u0070u""#.to_string()),
+            Just(r#""metric":"9bad""#.to_string()),
+            Just(r#""metric":"""#.to_string()),
+            Just(r#""metric":null"#.to_string()),
+            Just(r#""metric":7"#.to_string()),
+            Just(r#""metric":"tab	in""#.to_string()),
+        ];
+        let value = prop_oneof![
+            any::<i64>().prop_map(|v| format!(r#""value":{v}"#)),
+            any::<f64>().prop_filter("JSON has no NaN", |v| v.is_finite()).prop_map(|v| format!(r#""value":{v}"#)),
+            any::<f64>().prop_filter("JSON has no NaN", |v| v.is_finite()).prop_map(|v| format!(r#""value":{v:e}"#)),
+            prop::sample::select(vec![
+                "-0",
+                "0",
+                "01",
+                "1.",
+                ".5",
+                "-",
+                "1e400",
+                "-1e-400",
+                "1E+2",
+                "2.5e-3",
+                "NaN",
+                "Infinity",
+                "\"1\"",
+                "null",
+                "true",
+                "18446744073709551616",
+                "-9223372036854775809",
+                "0.30000000000000004",
+                "123456789012345678901234567890",
+            ])
+            .prop_map(|v| format!(r#""value":{v}"#)),
+        ];
+        let ts = prop_oneof![
+            (1_700_000_000_000i64..1_800_000_000_000).prop_map(|t| format!(r#""ts":{t}"#)),
+            any::<i64>().prop_map(|t| format!(r#""ts":{t}"#)),
+            prop::sample::select(vec![
+                "null",
+                "-0",
+                "1.5",
+                "1e12",
+                "\"2025-11-25T21:00:00Z\"",
+                "\"2025-11-25T21:00:00.5+01:00\"",
+                "\"soon\"",
+                "\"2025-11-25T21:00:00\\u005A\"",
+                "99999999999999",
+                "9223372036854775808",
+                "0001764104400000",
+            ])
+            .prop_map(|t| format!(r#""ts":{t}"#)),
+        ];
+        let labels = prop::sample::select(vec![
+            "{}",
+            "null",
+            r#"{"host":"h1","dc":"eu-1"}"#,
+            r#"{ "dc" : "eu-1" , "host" : "h1" }"#,
+            r#"{"host":"Zürich 東京"}"#,
+            r#"{"host":"\u0068"}"#,
+            r#"{"host":1}"#,
+            r#"["host"]"#,
+            r#"{"bad key":"v"}"#,
+            r#"{"host":"a","host":"b"}"#,
+            r#"{"a":{"b":"c"}}"#,
+            r#"{"k":"v",}"#,
+        ])
+        .prop_map(|l| format!(r#""labels":{l}"#));
+        let dedupe = prop::sample::select(vec![r#""d-1""#, r#""""#, "null", "5", r#""\n""#])
+            .prop_map(|d| format!(r#""dedupe_id":{d}"#));
+        let other = prop::sample::select(vec![r#""lables":{}"#, r#""x":1"#]).prop_map(str::to_string);
+        prop_oneof![4 => metric, 4 => value, 3 => ts, 3 => labels, 1 => dedupe, 1 => other]
+    }
+
+    /// A sample: usually metric, value, ts and labels in order; sometimes any fields at all.
+    fn sample() -> impl Strategy<Value = String> {
+        let usual = (
+            0..3usize,
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            1_700_000_000_000i64..1_800_000_000_000,
+            0..4usize,
+        )
+            .prop_map(|(m, v, t, h)| format!(r#"{{"metric":"m{m}","value":{v},"ts":{t},"labels":{{"host":"h{h}"}}}}"#));
+        let any_fields = (prop::collection::vec(field(), 0..6), prop::sample::select(vec!["", " ", "\n\t"]))
+            .prop_map(|(fields, ws)| format!("{{{ws}{}{ws}}}", fields.join(&format!("{ws},{ws}"))));
+        prop_oneof![3 => usual, 2 => any_fields, 1 => Just("[\"cpu\",1]".to_string()), 1 => Just("3".to_string())]
+    }
+
+    /// A body: wrapped or bare, a few samples, now and then cut short or followed by junk.
+    fn body() -> impl Strategy<Value = String> {
+        (prop::collection::vec(sample(), 0..6), any::<bool>(), 0..8u8, any::<u16>()).prop_map(
+            |(samples, wrapped, mangle, cut)| {
+                let array = format!("[{}]", samples.join(","));
+                let mut body = if wrapped { format!(r#"{{"samples":{array}}}"#) } else { array };
+                match mangle {
+                    0 => body.truncate(cut as usize % (body.len() + 1)),
+                    1 => body.push_str(" x"),
+                    2 => body = format!(" \n{body}\r\n"),
+                    3 => body = body.replacen("\"samples\"", "\"samples\",\"samples\":[]", 1),
+                    _ => {}
+                }
+                body
+            },
+        )
+    }
+
+    fn bits(result: Result<Vec<Sample>, IngestError>) -> Result<Vec<(Sample, u64)>, IngestError> {
+        result.map(|samples| samples.into_iter().map(|s| (s.clone(), s.value.to_bits())).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4_000))]
+
+        /// Whatever the body, `parse_bulk` (fast scanner first) answers exactly what the serde
+        /// path answers: the same samples to the bit, or the same error.
+        #[test]
+        fn the_fast_scanner_agrees_with_serde(body in body(), max_batch in 1..8usize) {
+            let limits = Limits { max_batch_samples: max_batch, ..Limits::default() };
+            let both = (
+                bits(parse_bulk(body.as_bytes(), &limits, NOW)),
+                bits(parse_bulk_serde(body.as_bytes(), &limits, NOW)),
+            );
+            prop_assert_eq!(both.0, both.1, "{}", body);
+        }
+    }
+}
