@@ -132,6 +132,11 @@ pub struct ConfigLayer {
     #[arg(long, env = "MICRODASH_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub retention_interval: Option<Duration>,
+    /// How long after a start the first retention and compaction pass waits (e.g. `30s`;
+    /// default: `retention_interval`, at most 30 s).
+    #[arg(long, env = "MICRODASH_RETENTION_START_DELAY", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub retention_start_delay: Option<Duration>,
     /// How long a dashboard login lasts (e.g. `12h`).
     #[arg(long, env = "MICRODASH_SESSION_TTL", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -214,6 +219,7 @@ impl ConfigLayer {
             retention_1m,
             retention_5m,
             retention_interval,
+            retention_start_delay,
             session_ttl,
             cookie_secure,
             log_format,
@@ -290,6 +296,8 @@ pub struct Config {
     pub retention_5m: Duration,
     #[serde(serialize_with = "short_duration")]
     pub retention_interval: Duration,
+    #[serde(serialize_with = "short_duration")]
+    pub retention_start_delay: Duration,
     #[serde(serialize_with = "short_duration")]
     pub session_ttl: Duration,
     pub cookie_secure: bool,
@@ -368,6 +376,7 @@ impl Default for Config {
             retention_1m: Duration::from_secs(30 * 86_400),
             retention_5m: Duration::from_secs(400 * 86_400),
             retention_interval: Duration::from_secs(60),
+            retention_start_delay: Duration::from_secs(30),
             session_ttl: Duration::from_secs(12 * 3600),
             cookie_secure: false,
             log_format: "text".into(),
@@ -542,6 +551,9 @@ impl Config {
                 .retention_interval
                 .unwrap_or(d.retention_interval)
                 .max(Duration::from_millis(100)),
+            retention_start_delay: layer.retention_start_delay.unwrap_or_else(|| {
+                layer.retention_interval.unwrap_or(d.retention_interval).min(d.retention_start_delay)
+            }),
             session_ttl: layer.session_ttl.unwrap_or(d.session_ttl),
             cookie_secure: layer.cookie_secure.unwrap_or(d.cookie_secure),
             log_format,

@@ -107,7 +107,12 @@ pub async fn compact_with_progress(
 }
 
 pub async fn run_forever(store: DynStore, config: std::sync::Arc<Config>) {
-    let mut tick = tokio::time::interval(config.retention_interval);
+    // Not at once (`retention_start_delay`): a server that has been down for days starts with a
+    // long pass (each expired raw chunk is decoded to keep its window's 1m buckets), and it
+    // would compete with the first dashboards loaded after the start for the CPU and the
+    // database. The first 30-day query after a start took 160-182 ms beside it, 105 ms without.
+    let first = tokio::time::Instant::now() + config.retention_start_delay;
+    let mut tick = tokio::time::interval_at(first, config.retention_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first pass runs unless a closed window was written before it.
     let mut quiet_since = 1;

@@ -1210,8 +1210,11 @@ async fn migrate_converts_rows_into_chunks_and_resumes_after_kill_9() {
         sqlx::query("PRAGMA auto_vacuum = NONE").execute(&mut conn).await.unwrap();
         sqlx::query("CREATE TABLE legacy_note (text TEXT)").execute(&mut conn).await.unwrap();
     }
-    // The first pass runs at start, on an empty database; the next would come in an hour.
-    let mut server = Server::start_with(dir.path(), &[("MICRODASH_RETENTION_INTERVAL", "1h")]);
+    // No retention or compaction pass while the server runs: the rows stay rows for `migrate`.
+    let mut server = Server::start_with(
+        dir.path(),
+        &[("MICRODASH_RETENTION_INTERVAL", "1h"), ("MICRODASH_RETENTION_START_DELAY", "1h")],
+    );
     let t = server.token.clone();
     // 10 series × 3 days at 20 s, in windows that closed days ago: 129 600 samples, which take
     // several steps of 20 000 rows.

@@ -322,7 +322,7 @@ pub trait PointRows: Sync {
 
 /// How many series a query reads at once: the database works on the next ones (SQLite: on its
 /// connections' threads) while one is decoded and folded here.
-const SERIES_IN_FLIGHT: usize = 4;
+pub(crate) const SERIES_IN_FLIGHT: usize = 4;
 
 pub async fn query_points(source: &impl PointRows, query: &PointQuery) -> Result<Vec<SeriesPoints>> {
     use futures_util::{StreamExt, TryStreamExt};

@@ -114,7 +114,9 @@ impl SqliteStore {
             .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .min_connections(1)
+            // A range query reads `SERIES_IN_FLIGHT` series at once: those connections are
+            // opened at start (sqlx does it in the background), not by the first dashboard.
+            .min_connections(crate::storage::SERIES_IN_FLIGHT as u32)
             .after_connect(|conn, _| Box::pin(poll_when_busy(conn)))
             .connect_with(options.clone())
             .await?;
