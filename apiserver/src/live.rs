@@ -314,9 +314,9 @@ mod tests {
         assert_eq!(replay.events[0].sample.value, 50.0);
         assert_eq!(replay.events[0].id, ids[50]);
         assert!(!replay.complete, "50 samples after `start` were evicted");
-        // The next publish continues the ids.
+        // The next publish goes on above them (from the clock, if it moved on meanwhile).
         hub.publish(1, [sample(150.0)]);
-        assert_eq!(received(&mut rx)[0].id, ids[149] + 1);
+        assert!(received(&mut rx)[0].id > ids[149]);
     }
 
     /// The channel's capacity counts samples (in whole batches): a subscriber that reads
