@@ -247,13 +247,7 @@ macro_rules! sql_common_store {
                     let mut kept: Vec<(i64, Vec<&Sample>)> = Vec::with_capacity(batches.len());
                     // A tenant deleted since its requests were accepted gets nothing written, and
                     // does not fail the other tenants' batches of this group.
-                    let tenants = crate::storage::sql_common::tenants_of(batches);
-                    let sql = $sql(&crate::storage::sql_common::live_tenants_sql(tenants.len(), $share_lock));
-                    let mut alive = sqlx::query_scalar::<_, i64>(&sql);
-                    for id in &tenants {
-                        alive = alive.bind(*id);
-                    }
-                    let alive: HashSet<i64> = alive.fetch_all(&mut *tx).await?.into_iter().collect();
+                    let alive = Self::live_tenants(&mut *tx, batches, $share_lock).await?;
                     for batch in batches {
                         if !alive.contains(&batch.tenant_id) {
                             outcomes.push(WriteOutcome::gone());
@@ -313,6 +307,22 @@ macro_rules! sql_common_store {
                     Ok(outcomes)
                 }
 
+                /// The tenants of `batches` that are not deleted, read on `conn` with `lock` after
+                /// the `SELECT` (see `live_tenants_sql`).
+                async fn live_tenants(
+                    conn: &mut <$db as sqlx::Database>::Connection,
+                    batches: &[WriteBatch<'_>],
+                    lock: &str,
+                ) -> Result<HashSet<i64>> {
+                    let tenants = crate::storage::sql_common::tenants_of(batches);
+                    let sql = $sql(&crate::storage::sql_common::live_tenants_sql(tenants.len(), lock));
+                    let mut alive = sqlx::query_scalar::<_, i64>(&sql);
+                    for id in &tenants {
+                        alive = alive.bind(*id);
+                    }
+                    Ok(alive.fetch_all(&mut *conn).await?.into_iter().collect())
+                }
+
                 /// The common group with a head: no dedupe id to record, every series known
                 /// (the cache), every sample in the head's windows. Nothing goes to the database
                 /// then, so no transaction: the tenants still alive are read on the pool, and
@@ -331,13 +341,8 @@ macro_rules! sql_common_store {
                     if batches.iter().any(|b| b.samples.iter().any(|s| s.dedupe_id.is_some())) {
                         return Ok(None);
                     }
-                    let tenants = crate::storage::sql_common::tenants_of(batches);
-                    let sql = $sql(&crate::storage::sql_common::live_tenants_sql(tenants.len(), ""));
-                    let mut alive = sqlx::query_scalar::<_, i64>(&sql);
-                    for id in &tenants {
-                        alive = alive.bind(*id);
-                    }
-                    let alive: HashSet<i64> = alive.fetch_all(self.pool()).await?.into_iter().collect();
+                    // No lock: nothing is written for a deletion to wait for.
+                    let alive = Self::live_tenants(&mut *self.pool().acquire().await?, batches, "").await?;
                     let mut outcomes = Vec::with_capacity(batches.len());
                     let mut kept: Vec<(i64, Vec<&Sample>)> = Vec::with_capacity(batches.len());
                     for batch in batches {
