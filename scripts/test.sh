@@ -22,7 +22,7 @@ if (( disk_free_gb < DISK_NEED_GB )); then
   echo "         Free space first (an old clone's target/, 'docker system prune', ~/.cache/go-build)." >&2
 fi
 
-ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap \
+ensure_debs chromium ca-certificates python3-aiosmtpd openssl curl mosquitto mosquitto-clients debootstrap victoria-metrics \
   prometheus prometheus-node-exporter python3-venv nginx-light haproxy
 # Client libraries of the protocol tests (PyPI), in a virtualenv under .cache: the InfluxDB
 # client writes line protocol, the OpenTelemetry SDK exports OTLP/HTTP (apiserver/tests/protocols.rs);

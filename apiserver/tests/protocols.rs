@@ -5,6 +5,8 @@
 //!   dropped, 429/5xx: retried).
 //! - InfluxDB line protocol: the InfluxDB Python client library (PyPI `influxdb-client`, in the
 //!   virtualenv the test command makes, `MICRODASH_TEST_PYTHON`) writes points, plain and gzip.
+//! - VictoriaMetrics' JSON lines: Debian's `victoria-metrics` exports series (`/api/v1/export`)
+//!   and microdash's `/api/v1/import` takes that export, plain and gzip.
 
 mod common;
 
@@ -293,6 +295,127 @@ async fn the_influxdb_client_library_writes_line_protocol_into_the_tenant() {
         !theirs["metrics"].as_array().unwrap().iter().any(|m| m.as_str().unwrap_or("").starts_with("room.")),
         "{theirs}"
     );
+}
+
+/// A VictoriaMetrics user brings their history along: the real VictoriaMetrics takes samples in
+/// Prometheus' text format (so the lines microdash reads are VictoriaMetrics' own writing, not
+/// this test's), exports them, and microdash imports the export into the tenant and answers the
+/// same points.
+#[tokio::test]
+async fn a_victoriametrics_export_imports_into_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = create_tenant(&server, "migrated").await;
+    let other = create_tenant(&server, "others").await;
+    let port = free_port();
+    let vm_base = format!("http://127.0.0.1:{port}");
+    let _vm = Daemon(
+        Command::new("/usr/bin/victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=100y")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics (Debian package; the test command installs it)"),
+    );
+    eventually(Duration::from_secs(20), "VictoriaMetrics up", async || {
+        let r = client().get(format!("{vm_base}/health")).send().await.map_err(|e| e.to_string())?;
+        r.status().is_success().then_some(Value::Null).ok_or_else(|| r.status().to_string())
+    })
+    .await;
+    let t0 = now_ms() - 3_600_000;
+    let mut text = String::new();
+    for i in 0..30i64 {
+        let ts = t0 + i * 10_000;
+        text.push_str(&format!("node_load1{{instance=\"a:9100\",job=\"node\"}} {} {ts}\n", 0.25 + i as f64 / 8.0));
+        text.push_str(&format!("http_requests_total{{code=\"200\",path=\"/ü\"}} {} {ts}\n", 1e12 + (i * 37) as f64));
+    }
+    let r = client().post(format!("{vm_base}/api/v1/import/prometheus")).body(text).send().await.unwrap();
+    assert!(r.status().is_success(), "VictoriaMetrics' import: {}", r.status());
+    client().get(format!("{vm_base}/internal/force_flush")).send().await.unwrap();
+    let export = eventually(Duration::from_secs(20), "VictoriaMetrics' export", async || {
+        let r = client()
+            .get(format!("{vm_base}/api/v1/export"))
+            .query(&[("match[]", "{__name__=~\"node_load1|http_requests_total\"}")])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        let points: usize = body
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|l| l["values"].as_array().map_or(0, Vec::len))
+            .sum();
+        (points == 60).then(|| Value::String(body.clone())).ok_or(format!("{points} points: {body}"))
+    })
+    .await;
+    let export = export.as_str().unwrap().to_string();
+
+    let import = |token: Option<&str>, body: Vec<u8>, gzip: bool| {
+        let mut request = client().post(server.url("/api/v1/import")).body(body);
+        if gzip {
+            request = request.header("Content-Encoding", "gzip");
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for token in [None, Some("mdt_wrong")] {
+        let r = import(token, export.clone().into_bytes(), false).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = import(Some(&token), export.clone().into_bytes(), false).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    // The same export gzip-compressed: the same samples again.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, export.as_bytes()).unwrap();
+    let r = import(Some(&token), gz.finish().unwrap(), true).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+
+    // microdash answers each series with VictoriaMetrics' exported points, to the bit.
+    for line in export.lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        let name = line["metric"]["__name__"].as_str().unwrap();
+        let expected: Vec<Value> = line["timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(line["values"].as_array().unwrap())
+            .map(|(t, v)| json!([t, v.as_f64().unwrap()]))
+            .collect();
+        let answer =
+            get(&server, &token, &format!("/api/v1/query?metric={name}&from={t0}&to={}&resolution=raw", t0 + 300_000))
+                .await;
+        let series = answer["series"].as_array().unwrap();
+        assert_eq!(series.len(), 1, "{answer}");
+        let mut labels = line["metric"].clone();
+        labels.as_object_mut().unwrap().remove("__name__");
+        assert_eq!(series[0]["labels"], labels);
+        assert_eq!(series[0]["points"].as_array().unwrap(), &expected, "{name}");
+    }
+    let theirs = get(&server, &other, "/api/v1/metrics").await;
+    assert_eq!(theirs["metrics"], json!([]), "another tenant sees none of it");
+
+    // A bad line is refused alone and named; the lines around it are stored.
+    let good = |ts: i64| format!("{{\"metric\":{{\"__name__\":\"partial\"}},\"values\":[1],\"timestamps\":[{ts}]}}");
+    let far = now_ms() + 86_400_000;
+    let body = format!("{}\n{{\"metric\":\n{}\n{}\n", good(t0), good(far), good(t0 + 1000));
+    let r = import(Some(&token), body.into_bytes(), false).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = r.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("2 line(s) or sample(s) refused, the first on line 2"), "{detail}");
+    assert!(detail.contains("the other 2 sample(s) were stored"), "{detail}");
+    assert_eq!(problem["field"], "line 2", "{problem}");
+    let partial =
+        get(&server, &token, &format!("/api/v1/query?metric=partial&from={t0}&to={far}&resolution=raw")).await;
+    assert_eq!(partial["series"][0]["points"], json!([[t0, 1.0], [t0 + 1000, 1.0]]), "{partial}");
+    // Not gzip though it says so.
+    let r = import(Some(&token), b"{not gzip".to_vec(), true).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 const OTEL_SDK: &str = r#"

@@ -18,6 +18,7 @@ use crate::http::error::{AppError, AppResult};
 use crate::ingest::influx::{self, Precision};
 use crate::ingest::otlp;
 use crate::ingest::prometheus::{self, DecodeError};
+use crate::ingest::vm_import;
 use crate::ingest::{IngestError, parse_bulk, parse_single};
 use crate::limits::{self, RateRefusal};
 use crate::pipeline::SubmitError;
@@ -138,6 +139,19 @@ pub struct BinaryBody(Vec<u8>);
 /// How large a compressed body (snappy, gzip) may become once inflated.
 fn max_inflated(state: &AppState) -> usize {
     state.config.max_body_bytes.saturating_mul(8)
+}
+
+/// 413 for a body with more samples than `max_batch_samples` (`count` so far).
+fn too_many(state: &AppState, count: usize) -> AppError {
+    state.telemetry.reject(reason::BATCH_TOO_LARGE);
+    AppError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body has more than {count} samples; the limit is {} (max_batch_samples): split it",
+            state.limits.max_batch_samples
+        ),
+    )
+    .field("body")
 }
 
 /// `read_body`, then inflated when it is gzip-compressed (`Content-Encoding: gzip`).
@@ -268,32 +282,67 @@ pub async fn influx_write(
         AppError::bad_request(format!("the body is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
             .field("body")
     })?;
-    let decoded = influx::decode(&text, precision, &state.limits, now_ms()).map_err(|count| {
-        state.telemetry.reject(reason::BATCH_TOO_LARGE);
-        AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body has more than {count} samples; the limit is {} (max_batch_samples): split it",
-                state.limits.max_batch_samples
-            ),
-        )
-        .field("body")
-    })?;
+    let decoded = influx::decode(&text, precision, &state.limits, now_ms()).map_err(|count| too_many(&state, count))?;
     drop(text);
     let (refused, first) = (decoded.refused, decoded.first_refusal);
     let (_, Json(stored)) = accept(&state, &tenant, decoded.samples).await?;
+    partial_write(&state, refused, first, &stored, "line(s) or field(s)")
+}
+
+/// 204 when every line was taken; otherwise 400 naming the first refused line, after the
+/// valid samples were stored (InfluxDB's and VictoriaMetrics' partial writes).
+fn partial_write(
+    state: &AppState,
+    refused: usize,
+    first: Option<(usize, String)>,
+    stored: &IngestResponse,
+    what: &str,
+) -> AppResult<StatusCode> {
     match first {
         None => Ok(StatusCode::NO_CONTENT),
         Some((line, why)) => {
             state.telemetry.reject(reason::INVALID_SAMPLE);
             Err(AppError::bad_request(format!(
-                "partial write: {refused} line(s) or field(s) refused, the first on line {line}: {why}; the other {} \
+                "partial write: {refused} {what} refused, the first on line {line}: {why}; the other {} \
                  sample(s) were stored",
                 stored.accepted + stored.duplicates
             ))
             .field(format!("line {line}")))
         }
     }
+}
+
+/// VictoriaMetrics' JSON lines (documentation only; `crate::ingest::vm_import` reads them).
+#[derive(ToSchema)]
+#[schema(value_type = String, example = "{\"metric\":{\"__name__\":\"up\",\"job\":\"node\"},\"values\":[1],\"timestamps\":[1764104400000]}")]
+#[allow(dead_code)]
+pub struct ImportLinesBody(String);
+
+#[utoipa::path(post, path = "/api/v1/import", tag = "ingest",
+    request_body(content = ImportLinesBody, content_type = "application/x-ndjson",
+        description = "VictoriaMetrics' JSON line format (what its `/api/v1/export` writes), \
+            optionally gzip-compressed: one series a line, `{\"metric\":{\"__name__\":…, labels…}, \
+            \"values\":[…], \"timestamps\":[…]}` with Unix milliseconds. `__name__` is the metric, the other \
+            keys are labels."),
+    responses((status = 204, description = "Stored durably"),
+              (status = 400, body = crate::http::error::Problem, description = "Some lines or samples were refused \
+                  (the others were stored; the answer names the first line), or the body is not gzip"),
+              (status = 401), (status = 413),
+              (status = 422, description = "New series past the tenant's series limit (the samples of existing \
+                  series were stored)"),
+              (status = 429, description = "Over the tenant's samples_per_second; see Retry-After"),
+              (status = 503, description = "Overloaded; see Retry-After")))]
+pub async fn vm_import(State(state): State<AppState>, caller: Caller, request: Request) -> AppResult<StatusCode> {
+    let tenant = caller.require(Scope::Ingest)?;
+    let (body, _permit) = read_maybe_gzip(&state, &tenant, request).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::bad_request("the body has no lines of JSON").field("body"));
+    }
+    let decoded = vm_import::decode(&body, &state.limits, now_ms()).map_err(|count| too_many(&state, count))?;
+    drop(body);
+    let (refused, first) = (decoded.refused, decoded.first_refusal);
+    let (_, Json(stored)) = accept(&state, &tenant, decoded.samples).await?;
+    partial_write(&state, refused, first, &stored, "line(s) or sample(s)")
 }
 
 #[utoipa::path(post, path = "/v1/metrics", tag = "ingest",

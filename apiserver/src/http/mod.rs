@@ -95,7 +95,7 @@ impl AppState {
     info(title = "microdash", description = "Multi-tenant metrics ingest, query, live stream and admin API."),
     paths(
         ingest::ingest_one, ingest::ingest_bulk, ingest::remote_write, ingest::influx_write,
-        ingest::otlp_metrics,
+        ingest::otlp_metrics, ingest::vm_import,
         query::metrics, query::series, query::query,
         stream::stream,
         session::login, session::whoami, session::logout,
@@ -155,6 +155,7 @@ pub fn app_with(state: AppState, extra: impl FnOnce(Router, &AppState) -> Router
         .route("/api/v1/metrics/bulk", post(ingest::ingest_bulk))
         .route("/api/v1/write", post(ingest::remote_write))
         .route("/api/v2/write", post(ingest::influx_write))
+        .route("/api/v1/import", post(ingest::vm_import))
         .route("/v1/metrics", post(ingest::otlp_metrics))
         .route("/api/v1/series", get(query::series))
         .route("/api/v1/query", get(query::query))

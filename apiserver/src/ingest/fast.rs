@@ -64,6 +64,64 @@ pub(super) fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Option<Ve
     (at.at == body.len()).then_some(samples)
 }
 
+/// One line of VictoriaMetrics' import format (`vm_import`) without serde: the `metric`
+/// object's text (an object of strings), its values and timestamps into `values` and
+/// `timestamps` (cleared first). `None` when the serde path must decide: an escape, a repeated
+/// or unknown key, a missing array, a timestamp with a sign or past 18 digits, a value out of
+/// range.
+pub(super) fn import_line<'a>(text: &'a str, values: &mut Vec<f64>, timestamps: &mut Vec<i64>) -> Option<&'a str> {
+    values.clear();
+    timestamps.clear();
+    let mut at = Cursor { text, bytes: text.as_bytes(), at: 0 };
+    at.eat(b'{')?;
+    let (mut metric, mut have_values, mut have_timestamps) = (None, false, false);
+    loop {
+        let key = at.string()?;
+        at.eat(b':')?;
+        match key {
+            "metric" if metric.is_none() => metric = Some(at.labels()?),
+            "values" if !have_values => {
+                have_values = true;
+                at.list(|at| {
+                    let value = match at.integer(15) {
+                        // Exact as a double: |n| < 2^53.
+                        Some((negative, n)) => {
+                            if negative {
+                                -(n as f64)
+                            } else {
+                                n as f64
+                            }
+                        }
+                        None => at.number()?.parse().ok()?,
+                    };
+                    values.push(value.is_finite().then_some(value)?);
+                    Some(())
+                })?;
+            }
+            "timestamps" if !have_timestamps => {
+                have_timestamps = true;
+                at.list(|at| {
+                    let (negative, ts) = at.integer(18)?;
+                    // A sign (even `-0`) is for serde to read.
+                    (!negative).then(|| timestamps.push(ts))
+                })?;
+            }
+            _ => return None,
+        }
+        at.ws();
+        match at.peek()? {
+            b',' => at.at += 1,
+            b'}' => {
+                at.at += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    at.ws();
+    (at.at == text.len() && have_values && have_timestamps).then_some(metric?)
+}
+
 struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -153,6 +211,54 @@ impl<'a> Cursor<'a> {
         }
         self.at = i;
         Some(&self.text[start..i])
+    }
+
+    /// An integer of at most `digits` digits with nothing after it (no fraction, no exponent):
+    /// its sign and magnitude, read in one pass. Otherwise `None`, and nothing is consumed.
+    fn integer(&mut self, digits: usize) -> Option<(bool, i64)> {
+        self.ws();
+        let bytes = self.bytes;
+        let negative = bytes.get(self.at) == Some(&b'-');
+        let start = self.at + usize::from(negative);
+        let mut i = start;
+        let mut n: i64 = 0;
+        while let Some(&b) = bytes.get(i)
+            && b.is_ascii_digit()
+        {
+            if i - start == digits {
+                return None;
+            }
+            n = n * 10 + i64::from(b - b'0');
+            i += 1;
+        }
+        // JSON has no leading zeros; a fraction or exponent is for `number`.
+        if i == start || (bytes[start] == b'0' && i - start > 1) || matches!(bytes.get(i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.at = i;
+        Some((negative, n))
+    }
+
+    /// An array, each item read by `item` (which skips its own leading whitespace).
+    fn list(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// An object of string values, its text (what serde's `RawValue` would have taken).

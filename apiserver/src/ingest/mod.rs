@@ -21,6 +21,7 @@ mod fast;
 pub mod influx;
 pub mod otlp;
 pub mod prometheus;
+pub mod vm_import;
 
 #[cfg(test)]
 mod tests;

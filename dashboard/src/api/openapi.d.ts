@@ -180,6 +180,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["vm_import"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/metrics": {
         parameters: {
             query?: never;
@@ -958,6 +974,11 @@ export interface components {
             name: string;
             status?: null | components["schemas"]["ExporterStatus"];
         };
+        /**
+         * @description VictoriaMetrics' JSON lines (documentation only; `crate::ingest::vm_import` reads them).
+         * @example {"metric":{"__name__":"up","job":"node"},"values":[1],"timestamps":[1764104400000]}
+         */
+        ImportLinesBody: string;
         /** @description A time a component was not operational. */
         Incident: {
             component: string;
@@ -2630,6 +2651,113 @@ export interface operations {
                 };
             };
             /** @description The database or ingest queue is unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    vm_import: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token: the tenant whose data this request acts on (a tenant token may only name its own tenant) */
+                "x-microdash-tenant"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description VictoriaMetrics' JSON line format (what its `/api/v1/export` writes), optionally gzip-compressed: one series a line, `{"metric":{"__name__":…, labels…}, "values":[…], "timestamps":[…]}` with Unix milliseconds. `__name__` is the metric, the other keys are labels. */
+        requestBody: {
+            content: {
+                "application/x-ndjson": components["schemas"]["ImportLinesBody"];
+            };
+        };
+        responses: {
+            /** @description Stored durably */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Some lines or samples were refused (the others were stored; the answer names the first line), or the body is not gzip */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials lack the scope or role this operation needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (or the tenant named in X-Microdash-Tenant does not exist) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than max_body_bytes (or the batch larger than the limits) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A write with the dashboard's session cookie that is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description New series past the tenant's series limit (the samples of existing series were stored) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over the tenant's samples_per_second; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Overloaded; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
