@@ -327,8 +327,8 @@ impl Body {
     }
 
     /// The same samples as VictoriaMetrics import lines.
-    fn victoria(batch: usize, start_ts: i64) -> Body {
-        let (bytes, ts_at) = storage::victoria_body(batch, start_ts);
+    fn victoria(batch: usize, start_ts: i64, dc: &str) -> Body {
+        let (bytes, ts_at) = storage::victoria_body(batch, start_ts, dc);
         Body { bytes, ts_at, remote_write: None }
     }
 
@@ -360,20 +360,26 @@ pub enum Target {
         base: String,
         token: Option<String>,
     },
+    /// microdash's `/api/v1/import`: VictoriaMetrics' JSON lines, the very bodies VictoriaMetrics
+    /// is sent. Probes go the `Microdash` way.
+    Import {
+        base: String,
+        token: String,
+    },
 }
 
 impl Target {
     fn bulk_url(&self) -> String {
         match self {
             Target::Microdash { base, .. } => format!("{base}/api/v1/metrics/bulk"),
-            Target::Victoria { base } => format!("{base}/api/v1/import"),
+            Target::Victoria { base } | Target::Import { base, .. } => format!("{base}/api/v1/import"),
             Target::RemoteWrite { base, .. } => format!("{base}/api/v1/write"),
         }
     }
 
     fn request(&self, http: &reqwest::Client, url: String) -> reqwest::RequestBuilder {
         match self {
-            Target::Microdash { token, .. } => http.post(url).bearer_auth(token),
+            Target::Microdash { token, .. } | Target::Import { token, .. } => http.post(url).bearer_auth(token),
             Target::Victoria { .. } => http.post(url),
             Target::RemoteWrite { token, .. } => {
                 let request = http
@@ -389,9 +395,21 @@ impl Target {
         }
     }
 
-    /// VictoriaMetrics answers 204 with no body: every sample of the request was taken.
+    /// VictoriaMetrics answers 204 with no body: every sample of the request was taken; so does
+    /// microdash's import.
     fn answers_204(&self) -> bool {
-        matches!(self, Target::Victoria { .. } | Target::RemoteWrite { token: None, .. })
+        matches!(self, Target::Victoria { .. } | Target::RemoteWrite { token: None, .. } | Target::Import { .. })
+    }
+
+    /// Where ingest-to-queryable probes go: microdash's import target probes as microdash does.
+    fn probe_target(&self) -> Target {
+        match self {
+            Target::Microdash { base, token } | Target::Import { base, token } => {
+                Target::Microdash { base: base.clone(), token: token.clone() }
+            }
+            Target::Victoria { base } => Target::Victoria { base: base.clone() },
+            Target::RemoteWrite { base, token } => Target::RemoteWrite { base: base.clone(), token: token.clone() },
+        }
     }
 }
 
@@ -443,7 +461,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
                     let ts = start_ts + c as i64 * 180_000 + b as i64 * span / per_conn as i64;
                     match target {
                         Target::Microdash { .. } => Body::new(load.batch, ts, load.dc),
-                        Target::Victoria { .. } => Body::victoria(load.batch, ts),
+                        Target::Victoria { .. } | Target::Import { .. } => Body::victoria(load.batch, ts, load.dc),
                         Target::RemoteWrite { .. } => Body::remote_write(load.batch, ts),
                     }
                 })
@@ -535,6 +553,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
 
 /// Sends one sample and queries until it is visible; returns the latencies in ms.
 pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f64>> {
+    let target = &target.probe_target();
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(probes);
     let base_ts = now_ms() - 86_400_000;
@@ -555,7 +574,9 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
                 .send()
                 .await?
                 .status(),
-            Target::RemoteWrite { .. } => bail!("ingest-to-queryable probes take the JSON and import paths"),
+            Target::RemoteWrite { .. } | Target::Import { .. } => {
+                bail!("ingest-to-queryable probes take the JSON and import paths")
+            }
         };
         if !status.is_success() {
             bail!("probe ingest answered {status}");
@@ -588,7 +609,9 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
                         .await?;
                     storage::victoria_export_has(&text, ts)
                 }
-                Target::RemoteWrite { .. } => bail!("ingest-to-queryable probes take the JSON and import paths"),
+                Target::RemoteWrite { .. } | Target::Import { .. } => {
+                    bail!("ingest-to-queryable probes take the JSON and import paths")
+                }
             };
             if found {
                 break;

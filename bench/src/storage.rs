@@ -24,6 +24,9 @@ pub struct Backend {
     pub redis: bool,
     /// With the in-memory head and its log in a local folder (`head_wal_dir`).
     pub head_wal: bool,
+    /// Sent to `/api/v1/import` in VictoriaMetrics' JSON lines, the bodies VictoriaMetrics gets,
+    /// instead of microdash's bulk JSON.
+    pub import: bool,
 }
 
 #[derive(Clone)]
@@ -50,8 +53,21 @@ pub struct StorageArgs {
 /// MariaDB, in-process with and without the head (`head_wal_dir`, a local folder) and over Redis,
 /// when their URLs are given (`make bench` starts them, as `make test` does).
 pub fn backends(args: &StorageArgs) -> Vec<Backend> {
-    let mut out =
-        vec![Backend { name: "SQLite, in-process queue", database: Database::Sqlite, redis: false, head_wal: false }];
+    let sqlite = Backend {
+        name: "SQLite, in-process queue",
+        database: Database::Sqlite,
+        redis: false,
+        head_wal: false,
+        import: false,
+    };
+    let mut out = vec![
+        sqlite.clone(),
+        Backend {
+            name: "SQLite, in-process queue, VictoriaMetrics' import format (`/api/v1/import`)",
+            import: true,
+            ..sqlite
+        },
+    ];
     let servers = [
         ("PostgreSQL", args.postgres_url.clone().map(Database::Postgres)),
         ("MariaDB", args.mysql_url.clone().map(Database::Mysql)),
@@ -64,15 +80,23 @@ pub fn backends(args: &StorageArgs) -> Vec<Backend> {
             database: database.clone(),
             redis: false,
             head_wal: true,
+            import: false,
         });
         out.push(Backend {
             name: name("in-process queue, rows"),
             database: database.clone(),
             redis: false,
             head_wal: false,
+            import: false,
         });
         if args.redis_url.is_some() {
-            out.push(Backend { name: name("Redis Streams (api + worker)"), database, redis: true, head_wal: false });
+            out.push(Backend {
+                name: name("Redis Streams (api + worker)"),
+                database,
+                redis: true,
+                head_wal: false,
+                import: false,
+            });
         }
     }
     out
@@ -299,7 +323,8 @@ async fn measure_backend(server_bin: &Path, args: &StorageArgs, backend: &Backen
     };
     let setup = Setup { database_url, redis_url, head_wal: backend.head_wal };
     let deployment: Deployment = start_deployment(server_bin, &setup)?;
-    let target = Target::Microdash { base: deployment.api.base.clone(), token: deployment.api.token.clone() };
+    let (base, token) = (deployment.api.base.clone(), deployment.api.token.clone());
+    let target = if backend.import { Target::Import { base, token } } else { Target::Microdash { base, token } };
     let redis = setup.redis_url.clone();
     measure(backend.name.to_string(), &target, &deployment.pids(), redis.as_deref(), args).await
 }
@@ -453,7 +478,10 @@ pub async fn run(server_bin: &Path, args: &StorageArgs) -> Result<String> {
          measured rate (with Redis, half the rate the worker committed while the load ran). A microdash 202 means committed to the database (with Redis: durably in the stream; \
          the worker then commits, and samples/s is counted until the worker has committed everything; the API \
          answers 503 once the queue holds `queue_capacity` samples, counted as failed requests). VictoriaMetrics answers 204 once the rows are in its in-memory buffers and \
-         makes them searchable and durable about a second later: that is its design, not a fault.\n\n\
+         makes them searchable and durable about a second later: that is its design, not a fault. \
+         The rows name the body format: microdash's bulk JSON (`{{\"samples\":[…]}}`, ~89 bytes a sample) or \
+         VictoriaMetrics' JSON lines to microdash's `/api/v1/import`, the very bodies VictoriaMetrics is sent \
+         (one line a series, ~19 bytes a sample): the same samples in the same bytes.\n\n\
          | setup | samples/s | vs VM | requests ok / failed | peak RSS | to queryable p50 / p99 idle | p50 / p99 under load |\n\
          |---|---|---|---|---|---|---|\n",
         conns = args.load.connections,
@@ -480,7 +508,7 @@ pub async fn run(server_bin: &Path, args: &StorageArgs) -> Result<String> {
 
 /// The VictoriaMetrics import body (JSON lines, one per series) for one bulk request of the
 /// corpus; the 13-digit timestamps are at the returned offsets so they can be moved forward.
-pub fn victoria_body(batch: usize, start_ts: i64) -> (Vec<u8>, Vec<(usize, i64)>) {
+pub fn victoria_body(batch: usize, start_ts: i64, dc: &str) -> (Vec<u8>, Vec<(usize, i64)>) {
     let per_series = batch.div_ceil(100);
     let mut bytes = Vec::with_capacity(batch * 24);
     let mut ts_at = Vec::with_capacity(batch);
@@ -489,7 +517,7 @@ pub fn victoria_body(batch: usize, start_ts: i64) -> (Vec<u8>, Vec<(usize, i64)>
         let values: Vec<String> = (0..n).map(|_| format!("{host}")).collect();
         bytes.extend_from_slice(
             format!(
-                "{{\"metric\":{{\"__name__\":\"bench.cpu\",\"host\":\"h{host}\",\"dc\":\"eu-1\"}},\"values\":[{}],\"timestamps\":[",
+                "{{\"metric\":{{\"__name__\":\"bench.cpu\",\"host\":\"h{host}\",\"dc\":\"{dc}\"}},\"values\":[{}],\"timestamps\":[",
                 values.join(",")
             )
             .as_bytes(),
