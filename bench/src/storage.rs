@@ -51,7 +51,8 @@ pub struct StorageArgs {
 
 /// The setups measured: SQLite always (its head's log sits beside the file); PostgreSQL and
 /// MariaDB, in-process with and without the head (`head_wal_dir`, a local folder) and over Redis,
-/// when their URLs are given (`make bench` starts them, as `make test` does).
+/// when their URLs are given (`make bench` starts them, as `make test` does). SQLite and the
+/// head setups also take VictoriaMetrics' own bodies (`/api/v1/import`).
 pub fn backends(args: &StorageArgs) -> Vec<Backend> {
     let sqlite = Backend {
         name: "SQLite, in-process queue",
@@ -75,13 +76,15 @@ pub fn backends(args: &StorageArgs) -> Vec<Backend> {
     for (server, database) in servers {
         let Some(database) = database else { continue };
         let name = |what: &str| -> &'static str { format!("{server}, {what}").leak() };
-        out.push(Backend {
+        let head = Backend {
             name: name("in-process queue, head + local log (`head_wal_dir`)"),
             database: database.clone(),
             redis: false,
             head_wal: true,
             import: false,
-        });
+        };
+        out.push(head.clone());
+        out.push(Backend { name: name("head + local log, VictoriaMetrics' import format"), import: true, ..head });
         out.push(Backend {
             name: name("in-process queue, rows"),
             database: database.clone(),
