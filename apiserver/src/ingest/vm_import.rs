@@ -206,38 +206,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-
-        fn number() -> impl Strategy<Value = String> {
-            prop_oneof![
-                any::<i64>().prop_map(|v| v.to_string()),
-                (1_700_000_000_000i64..1_800_000_000_000).prop_map(|v| v.to_string()),
-                any::<f64>().prop_filter("JSON has no NaN", |v| v.is_finite()).prop_map(|v| v.to_string()),
-                any::<f64>().prop_filter("JSON has no NaN", |v| v.is_finite()).prop_map(|v| format!("{v:e}")),
-                prop::sample::select(vec![
-                    "-0",
-                    "0",
-                    "01",
-                    "1.",
-                    ".5",
-                    "-",
-                    "1e400",
-                    "-1e-400",
-                    "1E+2",
-                    "2.5e-3",
-                    "NaN",
-                    "\"1\"",
-                    "null",
-                    "true",
-                    "18446744073709551616",
-                    "9223372036854775808",
-                    "0.30000000000000004",
-                    "1.5",
-                    "1764104400000",
-                    "99999999999999999999",
-                ])
-                .prop_map(String::from),
-            ]
-        }
+        use crate::ingest::tests::number_text as number;
 
         fn array() -> impl Strategy<Value = String> {
             prop_oneof![
