@@ -19,7 +19,7 @@ use crate::ingest::influx::{self, Precision};
 use crate::ingest::otlp;
 use crate::ingest::prometheus::{self, DecodeError};
 use crate::ingest::vm_import;
-use crate::ingest::{IngestError, parse_bulk, parse_single};
+use crate::ingest::{IngestError, Refusals, parse_bulk, parse_single};
 use crate::limits::{self, RateRefusal};
 use crate::pipeline::SubmitError;
 use crate::storage::WriteOutcome;
@@ -284,27 +284,21 @@ pub async fn influx_write(
     })?;
     let decoded = influx::decode(&text, precision, &state.limits, now_ms()).map_err(|count| too_many(&state, count))?;
     drop(text);
-    let (refused, first) = (decoded.refused, decoded.first_refusal);
     let (_, Json(stored)) = accept(&state, &tenant, decoded.samples).await?;
-    partial_write(&state, refused, first, &stored, "line(s) or field(s)")
+    partial_write(&state, decoded.refused, &stored, "line(s) or field(s)")
 }
 
 /// 204 when every line was taken; otherwise 400 naming the first refused line, after the
 /// valid samples were stored (InfluxDB's and VictoriaMetrics' partial writes).
-fn partial_write(
-    state: &AppState,
-    refused: usize,
-    first: Option<(usize, String)>,
-    stored: &IngestResponse,
-    what: &str,
-) -> AppResult<StatusCode> {
-    match first {
+fn partial_write(state: &AppState, refused: Refusals, stored: &IngestResponse, what: &str) -> AppResult<StatusCode> {
+    match refused.first {
         None => Ok(StatusCode::NO_CONTENT),
         Some((line, why)) => {
             state.telemetry.reject(reason::INVALID_SAMPLE);
             Err(AppError::bad_request(format!(
-                "partial write: {refused} {what} refused, the first on line {line}: {why}; the other {} \
+                "partial write: {} {what} refused, the first on line {line}: {why}; the other {} \
                  sample(s) were stored",
+                refused.count,
                 stored.accepted + stored.duplicates
             ))
             .field(format!("line {line}")))
@@ -340,9 +334,8 @@ pub async fn vm_import(State(state): State<AppState>, caller: Caller, request: R
     }
     let decoded = vm_import::decode(&body, &state.limits, now_ms()).map_err(|count| too_many(&state, count))?;
     drop(body);
-    let (refused, first) = (decoded.refused, decoded.first_refusal);
     let (_, Json(stored)) = accept(&state, &tenant, decoded.samples).await?;
-    partial_write(&state, refused, first, &stored, "line(s) or sample(s)")
+    partial_write(&state, decoded.refused, &stored, "line(s) or sample(s)")
 }
 
 #[utoipa::path(post, path = "/v1/metrics", tag = "ingest",

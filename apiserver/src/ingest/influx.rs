@@ -11,6 +11,7 @@
 
 use influxdb_line_protocol::{FieldValue, parse_lines, split_lines};
 
+use super::Refusals;
 use crate::domain::sample::SharedLabels;
 use crate::domain::{Labels, Limits, Sample};
 
@@ -51,19 +52,13 @@ pub struct Decoded {
     pub samples: Vec<Sample>,
     /// String fields, which have no number.
     pub strings: usize,
-    /// Lines or samples refused, and the first reason with its line number (from 1).
-    pub refused: usize,
-    pub first_refusal: Option<(usize, String)>,
+    pub refused: Refusals,
 }
 
 /// The samples of a body; more than `limits.max_batch_samples` stop the parse (`Err` with the
 /// count so far).
 pub fn decode(body: &str, precision: Precision, limits: &Limits, now_ms: i64) -> Result<Decoded, usize> {
     let mut out = Decoded::default();
-    let refuse = |out: &mut Decoded, line: usize, why: String| {
-        out.refused += 1;
-        out.first_refusal.get_or_insert((line, why));
-    };
     // Line numbers count every line of the body, blank and comment lines too.
     for (index, text) in split_lines(body).enumerate() {
         let line = index + 1;
@@ -75,7 +70,7 @@ pub fn decode(body: &str, precision: Precision, limits: &Limits, now_ms: i64) ->
             None => continue,
             Some(Ok(parsed)) => parsed,
             Some(Err(err)) => {
-                refuse(&mut out, line, err.to_string());
+                out.refused.refuse(line, err.to_string());
                 continue;
             }
         };
@@ -84,7 +79,7 @@ pub fn decode(body: &str, precision: Precision, limits: &Limits, now_ms: i64) ->
             Some(ts) => match precision.to_ms(ts) {
                 Some(ms) => ms,
                 None => {
-                    refuse(&mut out, line, format!("timestamp {ts} is out of range in precision {precision:?}"));
+                    out.refused.refuse(line, format!("timestamp {ts} is out of range in precision {precision:?}"));
                     continue;
                 }
             },
@@ -119,7 +114,7 @@ pub fn decode(body: &str, precision: Precision, limits: &Limits, now_ms: i64) ->
             };
             match limits.check(&sample, now_ms) {
                 Ok(()) => out.samples.push(sample),
-                Err(error) => refuse(&mut out, line, format!("{}: {}: {}", sample.metric, error.field, error.reason)),
+                Err(error) => out.refused.refuse(line, format!("{}: {}: {}", sample.metric, error.field, error.reason)),
             }
             if out.samples.len() > limits.max_batch_samples {
                 return Err(out.samples.len());
@@ -153,7 +148,7 @@ mod tests {
             ]
         );
         assert_eq!(d.samples[0].labels.get("cpu").map(String::as_str), Some("cpu0"));
-        assert_eq!((d.strings, d.refused), (1, 0));
+        assert_eq!((d.strings, d.refused.count), (1, 0));
     }
 
     #[test]
@@ -166,15 +161,15 @@ mod tests {
         assert_eq!(Precision::parse(Some("h")), None);
         let far = format!("m v=1 {}", i64::MAX);
         let d = decode(&far, Precision::Seconds, &Limits::default(), NOW).unwrap();
-        assert_eq!(d.refused, 1, "overflow is refused, not wrapped");
+        assert_eq!(d.refused.count, 1, "overflow is refused, not wrapped");
     }
 
     #[test]
     fn a_bad_line_is_refused_alone_and_named() {
         let body = "ok v=1\nbroken line without fields\nok v=2\nok v=NaN_is_no_number\n";
         let d = decode(body, Precision::Nanoseconds, &Limits::default(), NOW).unwrap();
-        assert_eq!((d.samples.len(), d.refused), (2, 2));
-        assert_eq!(d.first_refusal.unwrap().0, 2);
+        assert_eq!((d.samples.len(), d.refused.count), (2, 2));
+        assert_eq!(d.refused.first.unwrap().0, 2);
         let limits = Limits { max_batch_samples: 2, ..Limits::default() };
         assert!(decode("m a=1,b=2,c=3", Precision::Nanoseconds, &limits, NOW).is_err());
     }

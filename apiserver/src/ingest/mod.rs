@@ -26,6 +26,22 @@ pub mod vm_import;
 #[cfg(test)]
 mod tests;
 
+/// What a line-based body (line protocol, VictoriaMetrics' JSON lines) had refused: how many
+/// lines or samples, and the first reason with its line number (from 1). The other lines are
+/// stored: a partial write, answered by naming the first.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Refusals {
+    pub count: usize,
+    pub first: Option<(usize, String)>,
+}
+
+impl Refusals {
+    pub fn refuse(&mut self, line: usize, why: String) {
+        self.count += 1;
+        self.first.get_or_insert((line, why));
+    }
+}
+
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IngestError {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::fast;
+use super::{Refusals, fast};
 use crate::domain::sample::SharedLabels;
 use crate::domain::{Labels, Limits, Sample};
 
@@ -25,9 +25,7 @@ use crate::domain::{Labels, Limits, Sample};
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub samples: Vec<Sample>,
-    /// Lines or samples refused, and the first reason with its line number (from 1).
-    pub refused: usize,
-    pub first_refusal: Option<(usize, String)>,
+    pub refused: Refusals,
 }
 
 #[derive(Deserialize)]
@@ -65,10 +63,6 @@ pub fn decode(body: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, usiz
 fn decode_with(body: &[u8], limits: &Limits, now_ms: i64, scan: bool) -> Result<Decoded, usize> {
     let mut out = Decoded::default();
     let mut known: HashMap<&str, Series, ahash::RandomState> = HashMap::default();
-    let refuse = |out: &mut Decoded, line: usize, why: String| {
-        out.refused += 1;
-        out.first_refusal.get_or_insert((line, why));
-    };
     // Reused from line to line by the scanner.
     let (mut values, mut timestamps) = (Vec::new(), Vec::new());
     for (index, text) in body.split(|&b| b == b'\n').enumerate() {
@@ -89,20 +83,20 @@ fn decode_with(body: &[u8], limits: &Limits, now_ms: i64, scan: bool) -> Result<
                     parsed.metric.get()
                 }
                 Err(err) => {
-                    refuse(&mut out, line, err.to_string());
+                    out.refused.refuse(line, err.to_string());
                     continue;
                 }
             },
         };
         if values.len() != timestamps.len() {
             let (v, t) = (values.len(), timestamps.len());
-            refuse(&mut out, line, format!("values has {v} entries and timestamps {t}; they must pair up"));
+            out.refused.refuse(line, format!("values has {v} entries and timestamps {t}; they must pair up"));
             continue;
         }
         let (metric, labels) = match known.entry(metric_text).or_insert_with_key(|text| series(text, limits)) {
             Ok(series) => series.clone(),
             Err(why) => {
-                refuse(&mut out, line, why.clone());
+                out.refused.refuse(line, why.clone());
                 continue;
             }
         };
@@ -119,7 +113,7 @@ fn decode_with(body: &[u8], limits: &Limits, now_ms: i64, scan: bool) -> Result<
                     value,
                     dedupe_id: None,
                 }),
-                Err(error) => refuse(&mut out, line, format!("{metric}: {}: {}", error.field, error.reason)),
+                Err(error) => out.refused.refuse(line, format!("{metric}: {}: {}", error.field, error.reason)),
             }
         }
     }
@@ -158,7 +152,7 @@ mod tests {
         assert!(!d.samples[0].labels.contains_key("__name__"));
         assert_eq!(d.samples[0].labels.ptr(), d.samples[2].labels.ptr(), "the second line's series is the first's");
         assert_eq!(d.samples[3].labels.get("job").map(String::as_str), Some("ü"));
-        assert_eq!((d.refused, d.first_refusal), (0, None));
+        assert_eq!(d.refused, Refusals::default());
     }
 
     #[test]
@@ -178,15 +172,15 @@ mod tests {
         ];
         let d = decode(lines.join("\n").as_bytes(), &Limits::default(), NOW).unwrap();
         assert_eq!(d.samples.iter().map(|s| s.value).collect::<Vec<_>>(), [1.0, 1.0, 2.0]);
-        assert_eq!(d.refused, 8);
-        let (line, why) = d.first_refusal.unwrap();
+        assert_eq!(d.refused.count, 8);
+        let (line, why) = d.refused.first.unwrap();
         assert_eq!(line, 2);
         assert!(why.contains("values has 2 entries and timestamps 1"), "{why}");
         for (line, expect) in
             [(3, "__name__ is required"), (4, "must match"), (5, "object of strings"), (9, "in the future")]
         {
             let d = decode(lines[line - 1].as_bytes(), &Limits::default(), NOW).unwrap();
-            let why = d.first_refusal.unwrap().1;
+            let why = d.refused.first.unwrap().1;
             assert!(why.contains(expect), "line {line}: {why}");
         }
     }
@@ -276,7 +270,7 @@ mod tests {
                             .iter()
                             .map(|s| (s.metric.to_string(), (*s.labels).clone(), s.ts, s.value.to_bits()))
                             .collect();
-                        (samples, d.refused, d.first_refusal)
+                        (samples, d.refused)
                     })
                 };
                 prop_assert_eq!(
