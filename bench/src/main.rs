@@ -361,7 +361,7 @@ pub enum Target {
         token: Option<String>,
     },
     /// microdash's `/api/v1/import`: VictoriaMetrics' JSON lines, the very bodies VictoriaMetrics
-    /// is sent. Probes go the `Microdash` way.
+    /// is sent. Its ingest-to-queryable probes are `Microdash`'s.
     Import {
         base: String,
         token: String,
@@ -399,17 +399,6 @@ impl Target {
     /// microdash's import.
     fn answers_204(&self) -> bool {
         matches!(self, Target::Victoria { .. } | Target::RemoteWrite { token: None, .. } | Target::Import { .. })
-    }
-
-    /// Where ingest-to-queryable probes go: microdash's import target probes as microdash does.
-    fn probe_target(&self) -> Target {
-        match self {
-            Target::Microdash { base, token } | Target::Import { base, token } => {
-                Target::Microdash { base: base.clone(), token: token.clone() }
-            }
-            Target::Victoria { base } => Target::Victoria { base: base.clone() },
-            Target::RemoteWrite { base, token } => Target::RemoteWrite { base: base.clone(), token: token.clone() },
-        }
     }
 }
 
@@ -553,7 +542,6 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
 
 /// Sends one sample and queries until it is visible; returns the latencies in ms.
 pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f64>> {
-    let target = &target.probe_target();
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(probes);
     let base_ts = now_ms() - 86_400_000;
@@ -561,7 +549,7 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
         let ts = base_ts + i as i64;
         let started = Instant::now();
         let status = match target {
-            Target::Microdash { base, token } => http
+            Target::Microdash { base, token } | Target::Import { base, token } => http
                 .post(format!("{base}/api/v1/metrics"))
                 .bearer_auth(token)
                 .json(&json!({"metric":"bench.probe","value": i as f64,"ts": ts}))
@@ -574,16 +562,14 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
                 .send()
                 .await?
                 .status(),
-            Target::RemoteWrite { .. } | Target::Import { .. } => {
-                bail!("ingest-to-queryable probes take the JSON and import paths")
-            }
+            Target::RemoteWrite { .. } => bail!("ingest-to-queryable probes take the JSON and import paths"),
         };
         if !status.is_success() {
             bail!("probe ingest answered {status}");
         }
         loop {
             let found = match target {
-                Target::Microdash { base, token } => {
+                Target::Microdash { base, token } | Target::Import { base, token } => {
                     let q: Value = http
                         .get(format!("{base}/api/v1/query?metric=bench.probe&from={ts}&to={ts}"))
                         .bearer_auth(token)
@@ -609,9 +595,7 @@ pub async fn ingest_to_queryable(target: &Target, probes: usize) -> Result<Vec<f
                         .await?;
                     storage::victoria_export_has(&text, ts)
                 }
-                Target::RemoteWrite { .. } | Target::Import { .. } => {
-                    bail!("ingest-to-queryable probes take the JSON and import paths")
-                }
+                Target::RemoteWrite { .. } => bail!("ingest-to-queryable probes take the JSON and import paths"),
             };
             if found {
                 break;
