@@ -3,6 +3,7 @@ import { defineConfig } from 'vite'
 import vue from '@vitejs/plugin-vue'
 import tailwindcss from '@tailwindcss/vite'
 import { routePreload } from './scripts/routePreload'
+import { uplotLazyIntl } from './scripts/uplotLazyIntl'
 
 // The server to proxy API calls to during `npm run dev`.
 const apiTarget = process.env.MICRODASH_DEV_API ?? 'http://127.0.0.1:8080'
@@ -13,6 +14,9 @@ export default defineConfig({
   plugins: [
     vue(),
     tailwindcss(),
+    // uPlot's Intl formatters are made on first use, not on the first chart's path
+    // (scripts/uplotLazyIntl.ts).
+    uplotLazyIntl(),
     // index.html fetches the current route's chunks with the entry and starts the first page's
     // requests (src/earlyStart.ts); the first chart's code is compiled while it streams in
     // (scripts/routePreload.ts).
