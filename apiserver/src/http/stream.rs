@@ -19,7 +19,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use microdash_model::Scope;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::domain::{Labels, Sample};
 use crate::fairness::Fairness;
@@ -27,7 +27,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, TenantCaller};
 use crate::http::error::{AppError, AppResult};
 use crate::http::params::Params;
-use crate::live::{LiveBatch, LiveHub, id_at_ms, ms_of_id};
+use crate::live::{LiveHub, Subscription, id_at_ms, ms_of_id};
 use crate::storage::{Aggregation, DynStore, PointQuery, Resolution, StoreError, labels_match};
 
 /// The longest gap read from storage; a client away longer reloads its range instead.
@@ -127,11 +127,12 @@ pub async fn stream(
         .or(from_query);
     // Held by the response: the tenant's count of open streams drops when it ends.
     let permit = stream_permit(&state, &tenant)?;
-    // Subscribe before looking at the buffer so nothing falls between the two.
-    let (receiver, newest) = state.hub.subscribe(tenant.tenant_id);
+    // Subscribe before looking at the buffer so nothing falls between the two. Held by the
+    // feed: while it is, the tenant's events are fanned out and buffered.
+    let subscription = state.hub.subscribe(tenant.tenant_id);
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let sources = Sources { store: state.store.clone(), hub: state.hub.clone(), fairness: state.fairness.clone() };
-    tokio::spawn(feed(sources, filter, last_id, (receiver, newest), tx));
+    tokio::spawn(feed(sources, filter, last_id, subscription, tx));
 
     let events =
         stream::unfold((rx, permit), |(mut rx, permit)| async move { rx.recv().await.map(|e| (Ok(e), (rx, permit))) });
@@ -194,9 +195,10 @@ async fn feed(
     Sources { store, hub, fairness }: Sources,
     filter: Filter,
     last_id: Option<u64>,
-    (mut receiver, newest): (broadcast::Receiver<Arc<LiveBatch>>, u64),
+    mut subscription: Subscription,
     tx: mpsc::Sender<Event>,
 ) {
+    let newest = subscription.newest;
     // Live events at or below this id were sent already (or covered by a reset).
     let mut high_water = 0;
     if last_id.is_none() {
@@ -252,7 +254,7 @@ async fn feed(
     loop {
         let batch = tokio::select! {
             _ = tx.closed() => return,
-            received = receiver.recv() => match received {
+            received = subscription.receiver.recv() => match received {
                 Ok(batch) if batch.tenant_id == filter.tenant_id && batch.last_id() > high_water => batch,
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
