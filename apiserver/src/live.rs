@@ -204,7 +204,8 @@ struct WatchGuard {
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        let mut recent = self.recent.lock().expect("live buffer poisoned");
+        // No panic in a drop (it may run while a panic unwinds): a poisoned lock still counts.
+        let mut recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(watch) = recent.watches.get_mut(&self.tenant_id) {
             watch.open -= 1;
             watch.closed_at_ms = crate::domain::now_ms();
