@@ -272,6 +272,7 @@ impl LiveHub {
     /// A receiver of every event published from now on, and an id of `tenant_id`'s at or
     /// above every one it was given before and below every one it will be given: together, a
     /// point a client can later resume from without a gap.
+    ///
     /// The tenant is watched while the subscription is held, and for `LINGER_MS` after.
     pub fn subscribe(&self, tenant_id: i64) -> Subscription {
         // Under the lock that `publish` holds, so no event falls between the two.
