@@ -416,6 +416,15 @@ async fn a_victoriametrics_export_imports_into_the_tenant() {
     // Not gzip though it says so.
     let r = import(Some(&token), b"{not gzip".to_vec(), true).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Whitespace alone is no import, for both line formats.
+    for (path, what) in [("/api/v1/import", "JSON"), ("/api/v2/write", "line protocol")] {
+        let r =
+            client().post(format!("{}{path}", server.base)).bearer_auth(&token).body(" \r\n\t\n").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["field"], "body", "{path}: {problem}");
+        assert_eq!(problem["detail"], format!("the body has no lines of {what}"), "{path}: {problem}");
+    }
 }
 
 const OTEL_SDK: &str = r#"

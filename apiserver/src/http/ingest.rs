@@ -170,6 +170,21 @@ async fn read_maybe_gzip(
     Ok((body, permit))
 }
 
+/// `read_maybe_gzip` for the line formats: a body of whitespace alone is refused, naming
+/// `what` its lines should have been.
+async fn read_lines(
+    state: &AppState,
+    tenant: &TenantCaller,
+    request: Request,
+    what: &str,
+) -> AppResult<(Vec<u8>, IngestPermit)> {
+    let (body, permit) = read_maybe_gzip(state, tenant, request).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::bad_request(format!("the body has no lines of {what}")).field("body"));
+    }
+    Ok((body, permit))
+}
+
 #[utoipa::path(post, path = "/api/v1/write", tag = "ingest",
     request_body(content = BinaryBody, content_type = "application/x-protobuf",
         description = "Prometheus remote_write 1.0: a snappy-compressed (block format) protobuf WriteRequest. \
@@ -274,10 +289,7 @@ pub async fn influx_write(
         ))
         .field("precision")
     })?;
-    let (body, _permit) = read_maybe_gzip(&state, &tenant, request).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::bad_request("the body has no lines of line protocol").field("body"));
-    }
+    let (body, _permit) = read_lines(&state, &tenant, request, "line protocol").await?;
     let text = String::from_utf8(body).map_err(|e| {
         AppError::bad_request(format!("the body is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
             .field("body")
@@ -328,10 +340,7 @@ pub struct ImportLinesBody(String);
               (status = 503, description = "Overloaded; see Retry-After")))]
 pub async fn vm_import(State(state): State<AppState>, caller: Caller, request: Request) -> AppResult<StatusCode> {
     let tenant = caller.require(Scope::Ingest)?;
-    let (body, _permit) = read_maybe_gzip(&state, &tenant, request).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::bad_request("the body has no lines of JSON").field("body"));
-    }
+    let (body, _permit) = read_lines(&state, &tenant, request, "JSON").await?;
     let decoded = vm_import::decode(&body, &state.limits, now_ms()).map_err(|count| too_many(&state, count))?;
     drop(body);
     let (_, Json(stored)) = accept(&state, &tenant, decoded.samples).await?;
