@@ -46,14 +46,8 @@ pub(super) fn parse_bulk(body: &[u8], limits: &Limits, now_ms: i64) -> Option<Ve
             }
             let fields = at.sample()?;
             samples.push(interner.sample(fields, now_ms).ok()?);
-            at.ws();
-            match at.peek()? {
-                b',' => at.at += 1,
-                b']' => {
-                    at.at += 1;
-                    break;
-                }
-                _ => return None,
+            if !at.more(b']')? {
+                break;
             }
         }
     }
@@ -108,14 +102,8 @@ pub(super) fn import_line<'a>(text: &'a str, values: &mut Vec<f64>, timestamps: 
             }
             _ => return None,
         }
-        at.ws();
-        match at.peek()? {
-            b',' => at.at += 1,
-            b'}' => {
-                at.at += 1;
-                break;
-            }
-            _ => return None,
+        if !at.more(b'}')? {
+            break;
         }
     }
     at.ws();
@@ -249,16 +237,20 @@ impl<'a> Cursor<'a> {
         }
         loop {
             item(self)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(());
             }
         }
+    }
+
+    /// After an item of an array or a member of an object: `true` when a `,` says another
+    /// follows, `false` when `close` ends it (either consumed), `None` for anything else.
+    #[inline]
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let next = self.peek()?;
+        self.at += 1;
+        if next == b',' { Some(true) } else { (next == close).then_some(false) }
     }
 
     /// An object of string values, its text (what serde's `RawValue` would have taken).
@@ -267,20 +259,18 @@ impl<'a> Cursor<'a> {
         let start = self.at;
         self.eat(b'{')?;
         self.ws();
-        if self.peek()? != b'}' {
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
             loop {
                 self.string()?;
                 self.eat(b':')?;
                 self.string()?;
-                self.ws();
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => break,
-                    _ => return None,
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }
-        self.at += 1;
         Some(&self.text[start..self.at])
     }
 
@@ -315,14 +305,8 @@ impl<'a> Cursor<'a> {
                     }
                     _ => return None,
                 }
-                self.ws();
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }
