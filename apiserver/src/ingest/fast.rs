@@ -77,18 +77,7 @@ pub(super) fn import_line<'a>(text: &'a str, values: &mut Vec<f64>, timestamps: 
             "values" if !have_values => {
                 have_values = true;
                 at.list(|at| {
-                    let value = match at.integer(15) {
-                        // Exact as a double: |n| < 2^53.
-                        Some((negative, n)) => {
-                            if negative {
-                                -(n as f64)
-                            } else {
-                                n as f64
-                            }
-                        }
-                        None => at.number()?.parse().ok()?,
-                    };
-                    values.push(value.is_finite().then_some(value)?);
+                    values.push(at.value()?);
                     Some(())
                 })?;
             }
@@ -227,6 +216,22 @@ impl<'a> Cursor<'a> {
         Some((negative, n))
     }
 
+    /// A number as a finite double: an integer of up to 15 digits (exact as a double, |n| <
+    /// 2^53) in one pass, any other by `str::parse`. `None` for infinity (serde refuses it).
+    fn value(&mut self) -> Option<f64> {
+        let value = match self.integer(15) {
+            Some((negative, n)) => {
+                if negative {
+                    -(n as f64)
+                } else {
+                    n as f64
+                }
+            }
+            None => self.number()?.parse().ok()?,
+        };
+        value.is_finite().then_some(value)
+    }
+
     /// An array, each item read by `item` (which skips its own leading whitespace).
     fn list(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'[')?;
@@ -294,10 +299,7 @@ impl<'a> Cursor<'a> {
                 let null = self.null();
                 match key {
                     "metric" if metric.is_none() => metric = Some(if null { None } else { Some(self.string()?) }),
-                    "value" if value.is_none() && !null => {
-                        let parsed: f64 = self.number()?.parse().ok()?;
-                        value = Some(parsed.is_finite().then_some(parsed)?);
-                    }
+                    "value" if value.is_none() && !null => value = Some(self.value()?),
                     "ts" if ts.is_none() => ts = Some(if null { None } else { Some(self.ts()?) }),
                     "labels" if labels.is_none() => labels = Some(if null { None } else { Some(self.labels()?) }),
                     "dedupe_id" if dedupe_id.is_none() => {
