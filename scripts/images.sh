@@ -16,8 +16,10 @@
 #
 # Starts a Docker engine when none answers (scripts/docker-engine.sh). Warm runs reuse the base
 # image, the engine's layer cache and cargo's target dir: a few seconds when nothing changed.
-#   scripts/images.sh --base-only   # only the debootstrap base image (the test command makes it
-#                                   # in the background early)
+#   scripts/images.sh --base-only      # only the debootstrap base image (the test command makes it
+#                                      # in the background early)
+#   scripts/images.sh --binaries-only  # only the host-built release binaries the images copy in (the
+#                                      # test command builds them in the background, at low priority)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -31,6 +33,20 @@ TARGETS=(microdash microdash-agent microdash-operator)
 mkdir -p "$CACHE"
 
 step() { echo "==> $*" >&2; }
+
+# The binaries of the host way: the dashboard embedded into release builds, the agent in its own
+# profile (Cargo.toml: smaller and denser, for its memory on every host).
+build_binaries() {
+  build_dashboard "$ROOT"
+  step "cargo build --release (microdash, microdash-operator) and --profile agent (microdash-agent)"
+  cargo build --release --locked --quiet -p microdash -p microdash-operator
+  cargo build --profile agent --locked --quiet -p microdash-agent
+}
+
+if [[ ${1:-} == --binaries-only ]]; then
+  build_binaries
+  exit 0
+fi
 
 scripts/docker-engine.sh start
 
@@ -131,11 +147,7 @@ if [[ $mode == source ]]; then
   done
 else
   ensure_base_image
-  build_dashboard "$ROOT"
-  step "cargo build --release (microdash, microdash-operator) and --profile agent (microdash-agent)"
-  cargo build --release --locked --quiet -p microdash -p microdash-operator
-  # The agent's own profile (Cargo.toml): smaller and denser, for its memory on every host.
-  cargo build --profile agent --locked --quiet -p microdash-agent
+  build_binaries
   # Without the line tables (kept in target/ for local backtraces): a fifth of the size.
   mkdir -p .cache/image-bin
   for target in "${TARGETS[@]}"; do
