@@ -113,13 +113,13 @@ echo "==> browser tests (Playwright BDD, Debian Chromium)"
 npm_ci_cached "$ROOT/tests/e2e"
 (cd tests/e2e && npm test) 2>&1 | tee "$LOGS/e2e.log"
 
-echo "==> containers: images, the Compose stack, Ingest → Chart and the stack scenarios against it"
-# Its own step and report (.cache/test-logs/e2e-stack.log and e2e-stack.xml); tears the stack down.
 if ! wait "$release_build"; then
   cat "$LOGS/release-build.log"
   echo "Building the release binaries failed (see above)." >&2
   exit 1
 fi
+echo "==> containers: images, the Compose stack, Ingest → Chart and the stack scenarios against it"
+# Its own step and report (.cache/test-logs/e2e-stack.log and e2e-stack.xml); tears the stack down.
 container_started=$(date +%s)
 scripts/compose-test.sh
 container_s=$(( $(date +%s) - container_started ))
