@@ -99,6 +99,86 @@ pub(super) fn import_line<'a>(text: &'a str, values: &mut Vec<f64>, timestamps: 
     (at.at == text.len() && have_values && have_timestamps).then_some(metric?)
 }
 
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of every byte of `x` equal to `byte`, exactly (no borrow crosses bytes).
+#[inline]
+fn bytes_equal(x: u64, byte: u8) -> u64 {
+    let t = x ^ (ONES * u64::from(byte));
+    !(((t & LOW7) + LOW7) | t) & HIGH
+}
+
+/// The first byte at or after `from` that ends a string without escapes: a quote, a backslash
+/// or a control character. Eight bytes at a time (SWAR), then one at a time for the last few.
+/// Strings here are short (a metric, a label), so the point is fewer branches per byte.
+#[inline]
+fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().ok()?);
+        // Bytes below 0x20: the borrow of the subtraction can only mark bytes above a true
+        // match, so the lowest mark is exact.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let hits = bytes_equal(x, b'"') | bytes_equal(x, b'\\') | control;
+        if hits != 0 {
+            return Some(i + hits.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    Some(i + bytes[i..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?)
+}
+
+/// The fields of a bulk sample.
+#[derive(Clone, Copy)]
+enum Key {
+    Metric,
+    Value,
+    Ts,
+    Labels,
+    DedupeId,
+}
+
+/// The `}` that closes an object whose first member starts at `from`: the first `}` outside a
+/// string, strings told by counting quotes eight bytes at a time (a prefix XOR of the quotes'
+/// bits). `None` at a backslash before it (an escaped quote would miscount) or at the end.
+/// Nothing else is checked: the caller parses the text it gets unless the same text has been
+/// parsed before.
+#[inline]
+fn object_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut inside = 0u64;
+    let mut i = from;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().ok()?);
+        let mut open = bytes_equal(x, b'"');
+        open ^= open << 8;
+        open ^= open << 16;
+        open ^= open << 32;
+        open ^= inside;
+        let closing = bytes_equal(x, b'}') & !open;
+        let before = closing.wrapping_sub(1) & !closing;
+        if bytes_equal(x, b'\\') & before != 0 {
+            return None;
+        }
+        if closing != 0 {
+            return Some(i + closing.trailing_zeros() as usize / 8);
+        }
+        inside = if open >> 63 == 1 { HIGH } else { 0 };
+        i += 8;
+    }
+    let mut inside = inside != 0;
+    for (at, &b) in bytes.iter().enumerate().skip(i) {
+        match b {
+            b'"' => inside = !inside,
+            b'\\' => return None,
+            b'}' if !inside => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
 struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -139,7 +219,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.at + 1;
-        let end = start + self.bytes[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = string_end(self.bytes, start)?;
         if self.bytes[end] != b'"' {
             return None;
         }
@@ -279,6 +359,39 @@ impl<'a> Cursor<'a> {
         Some(&self.text[start..self.at])
     }
 
+    /// A sample's `labels` object, its text: only its end is found here (`object_end`). The
+    /// request's `Interner` parses each distinct text once with serde (which refuses what is
+    /// not an object of strings, and the body goes to the serde path then), and a text equal to
+    /// one parsed before is that object again.
+    fn labels_text(&mut self) -> Option<&'a str> {
+        self.ws();
+        let start = self.at;
+        self.eat(b'{')?;
+        let end = object_end(self.bytes, self.at)?;
+        self.at = end + 1;
+        Some(&self.text[start..self.at])
+    }
+
+    /// A sample's key, told by its first letter and then compared whole with its closing
+    /// quote, so no string is scanned for it. Any other key (or one with an escape) is `None`.
+    #[inline]
+    fn key(&mut self) -> Option<Key> {
+        self.ws();
+        let rest = self.bytes.get(self.at..)?;
+        let (key, text): (_, &[u8]) = match rest.get(1)? {
+            b'm' => (Key::Metric, b"\"metric\""),
+            b'v' => (Key::Value, b"\"value\""),
+            b't' => (Key::Ts, b"\"ts\""),
+            b'l' => (Key::Labels, b"\"labels\""),
+            b'd' => (Key::DedupeId, b"\"dedupe_id\""),
+            _ => return None,
+        };
+        rest.starts_with(text).then(|| {
+            self.at += text.len();
+            key
+        })
+    }
+
     /// One sample object; a field twice, or one the schema does not have, is for the serde
     /// path to name.
     fn sample(&mut self) -> Option<Fields<'a>> {
@@ -293,16 +406,18 @@ impl<'a> Cursor<'a> {
             self.at += 1;
         } else {
             loop {
-                let key = self.string()?;
+                let key = self.key()?;
                 self.eat(b':')?;
                 self.ws();
                 let null = self.null();
                 match key {
-                    "metric" if metric.is_none() => metric = Some(if null { None } else { Some(self.string()?) }),
-                    "value" if value.is_none() && !null => value = Some(self.value()?),
-                    "ts" if ts.is_none() => ts = Some(if null { None } else { Some(self.ts()?) }),
-                    "labels" if labels.is_none() => labels = Some(if null { None } else { Some(self.labels()?) }),
-                    "dedupe_id" if dedupe_id.is_none() => {
+                    Key::Metric if metric.is_none() => metric = Some(if null { None } else { Some(self.string()?) }),
+                    Key::Value if value.is_none() && !null => value = Some(self.value()?),
+                    Key::Ts if ts.is_none() => ts = Some(if null { None } else { Some(self.ts()?) }),
+                    Key::Labels if labels.is_none() => {
+                        labels = Some(if null { None } else { Some(self.labels_text()?) })
+                    }
+                    Key::DedupeId if dedupe_id.is_none() => {
                         dedupe_id = Some(if null { None } else { Some(self.string()?) })
                     }
                     _ => return None,
@@ -327,10 +442,58 @@ impl<'a> Cursor<'a> {
         if self.peek()? == b'"' {
             return parse_rfc3339_ms(self.string()?);
         }
-        let text = self.number()?;
-        if text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+        match self.integer(18)? {
+            (false, ts) => Some(ts),
+            (true, _) => None,
         }
-        text.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-wide search finds what a byte-by-byte one finds, at every offset, with the
+        /// stop bytes, their neighbours and UTF-8 bytes mixed in.
+        #[test]
+        fn string_end_is_the_first_stop_byte(
+            bytes in prop::collection::vec(
+                prop::sample::select(vec![b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5b, 0x5d, b'a', 0x7f, 0x80, 0xc3, 0xff]),
+                0..40,
+            ),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            let expected = bytes[from..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|i| from + i);
+            prop_assert_eq!(super::string_end(&bytes, from), expected);
+        }
+
+        /// The word-wide object end is the first `}` outside quotes a byte-by-byte walk finds,
+        /// or `None` at a backslash before it, across word boundaries and from any offset.
+        #[test]
+        fn object_end_is_the_first_brace_outside_a_string(
+            bytes in prop::collection::vec(
+                prop::sample::select(vec![b'"', b'\\', b'}', b'{', b':', b',', b' ', b'a', 0x00, 0x7f, 0x80, 0xfd]),
+                0..48,
+            ),
+            from in 0usize..48,
+        ) {
+            let from = from.min(bytes.len());
+            let mut inside = false;
+            let mut expected = None;
+            for (at, &b) in bytes.iter().enumerate().skip(from) {
+                match b {
+                    b'"' => inside = !inside,
+                    b'\\' => break,
+                    b'}' if !inside => {
+                        expected = Some(at);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(super::object_end(&bytes, from), expected);
+        }
     }
 }

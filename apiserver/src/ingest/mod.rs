@@ -271,28 +271,44 @@ struct Interner<'a, 'l> {
     /// (key order, spacing) are two entries with equal contents, which is only slower.
     labels: HashMap<&'a str, Result<SharedLabels, Option<SampleError>>, ahash::RandomState>,
     no_labels: SharedLabels,
+    /// The metric of the last sample that named a valid one.
+    last_metric: Option<Arc<str>>,
 }
 
 impl<'a, 'l> Interner<'a, 'l> {
     fn new(limits: &'l Limits) -> Self {
-        Interner { limits, metrics: HashMap::default(), labels: HashMap::default(), no_labels: SharedLabels::default() }
+        Interner {
+            limits,
+            metrics: HashMap::default(),
+            labels: HashMap::default(),
+            no_labels: SharedLabels::default(),
+            last_metric: None,
+        }
     }
 
     /// The sample, its rules checked in `Limits::check`'s order (metric, value and ts,
     /// labels, dedupe id), so the error named is the same.
     fn sample(&mut self, raw: Fields<'a>, now_ms: i64) -> Result<Sample, Refusal> {
         let Some(name) = raw.metric else { return Err(SampleError::new("metric", "is required").into()) };
-        let metric = match self.metrics.get_key_value(&*name) {
-            Some((metric, None)) => metric.clone(),
-            Some((_, Some(error))) => return Err(error.clone().into()),
-            None => {
-                let error = self.limits.check_metric(&name).err();
-                let metric: Arc<str> = name.into();
-                self.metrics.insert(metric.clone(), error.clone());
-                match error {
-                    None => metric,
-                    Some(error) => return Err(error.into()),
-                }
+        let metric = match &self.last_metric {
+            // Bodies tend to repeat a metric sample after sample: that one needs no hash.
+            Some(last) if **last == *name => last.clone(),
+            _ => {
+                let metric = match self.metrics.get_key_value(&*name) {
+                    Some((metric, None)) => metric.clone(),
+                    Some((_, Some(error))) => return Err(error.clone().into()),
+                    None => {
+                        let error = self.limits.check_metric(&name).err();
+                        let metric: Arc<str> = name.into();
+                        self.metrics.insert(metric.clone(), error.clone());
+                        match error {
+                            None => metric,
+                            Some(error) => return Err(error.into()),
+                        }
+                    }
+                };
+                self.last_metric = Some(metric.clone());
+                metric
             }
         };
         let ts = raw.ts.unwrap_or(now_ms);

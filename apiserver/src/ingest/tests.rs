@@ -295,6 +295,11 @@ mod differential {
             r#"{"host":"a","host":"b"}"#,
             r#"{"a":{"b":"c"}}"#,
             r#"{"k":"v",}"#,
+            r#"{"host":"}{","dc":"a\"}"}"#,
+            r#"{"rack":"r1","host":"web-01.example.com}","dc":"eu-1"}"#,
+            r#"{"host":"a	b"}"#,
+            r#"{"host":"h1"} "#,
+            r#"{"host" "h1"}"#,
         ])
         .prop_map(|l| format!(r#""labels":{l}"#));
         let dedupe = prop::sample::select(vec![r#""d-1""#, r#""""#, "null", "5", r#""\n""#])
