@@ -286,6 +286,17 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmHWM:")
 }
 
+/// CPU time the process has used so far (user and system, all its threads), in seconds.
+/// `/proc/{pid}/stat` counts it in USER_HZ ticks, which Linux fixes at 100.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis come fields 3 (state) onwards: utime is field
+    // 14 and stime field 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -428,6 +439,8 @@ pub struct IngestResult {
     pub overloaded: u64,
     pub overloaded_with_retry_after: u64,
     pub peak_rss_mib: f64,
+    /// CPU time the measured processes used from the first request to the last answer.
+    pub cpu_seconds: f64,
 }
 
 pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Result<IngestResult> {
@@ -509,6 +522,8 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
             }
         }));
     }
+    let cpu = || pids.iter().filter_map(|&pid| cpu_seconds(pid)).sum::<f64>();
+    let cpu_before = cpu();
     let started = Instant::now();
     let mut peak = 0u64;
     let mut last_print = Instant::now();
@@ -528,6 +543,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
         t.await?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu() - cpu_before;
     eprintln!();
     Ok(IngestResult {
         accepted: accepted.load(Ordering::Relaxed),
@@ -537,6 +553,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
         overloaded: overloaded.load(Ordering::Relaxed),
         overloaded_with_retry_after: retry_after.load(Ordering::Relaxed),
         peak_rss_mib: peak as f64 / 1024.0,
+        cpu_seconds,
     })
 }
 
