@@ -450,6 +450,18 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
     // head): the connections start 3 min apart from 9 min ago, and none gets past `max_future`
     // (10 min) within a run. Days ago, samples take the late path (rows of closed windows).
     let start_ts = now_ms() - load.ago_ms;
+    // The last connection starts (connections - 1) × 3 min later and moves ~3 min on in a run.
+    const SPACING_MS: i64 = 180_000;
+    const MAX_FUTURE_MS: i64 = 600_000;
+    let most = ((MAX_FUTURE_MS + load.ago_ms - SPACING_MS) / SPACING_MS + 1).max(1);
+    if load.connections as i64 > most {
+        bail!(
+            "--connections {}: each connection's timestamps start 3 min after the previous one's, from {} s ago, \
+             so the later ones would pass the server's max_future (10 min ahead) and be refused; use at most {most}",
+            load.connections,
+            load.ago_ms / 1000
+        );
+    }
     let accepted = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -460,7 +472,7 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
         .map(|c| {
             (0..per_conn)
                 .map(|b| {
-                    let ts = start_ts + c as i64 * 180_000 + b as i64 * span / per_conn as i64;
+                    let ts = start_ts + c as i64 * SPACING_MS + b as i64 * span / per_conn as i64;
                     match target {
                         Target::Microdash { .. } => Body::new(load.batch, ts, load.dc),
                         Target::Victoria { .. } | Target::Import { .. } => Body::victoria(load.batch, ts, load.dc),
