@@ -447,19 +447,21 @@ pub async fn sustained_ingest(target: &Target, pids: &[u32], load: Load) -> Resu
     let http = reqwest::Client::builder().pool_max_idle_per_host(load.connections).build()?;
     let per_conn = 64;
     // `ago_ms` 540 000 sends fresh samples, as agents do (microdash keeps those in its in-memory
-    // head): the connections start 3 min apart from 9 min ago, and none gets past `max_future`
-    // (10 min) within a run. Days ago, samples take the late path (rows of closed windows).
-    let start_ts = now_ms() - load.ago_ms;
-    // The last connection starts (connections - 1) × 3 min later and moves ~3 min on in a run.
+    // head): the connections start `SPACING_MS` apart from 9 min ago, each moves about that far
+    // on in a run, and none may get past the server's `max_future`. Days ago, samples take the
+    // late path (rows of closed windows).
     const SPACING_MS: i64 = 180_000;
     const MAX_FUTURE_MS: i64 = 600_000;
+    let start_ts = now_ms() - load.ago_ms;
     let most = ((MAX_FUTURE_MS + load.ago_ms - SPACING_MS) / SPACING_MS + 1).max(1);
     if load.connections as i64 > most {
         bail!(
-            "--connections {}: each connection's timestamps start 3 min after the previous one's, from {} s ago, \
-             so the later ones would pass the server's max_future (10 min ahead) and be refused; use at most {most}",
+            "--connections {}: each connection's timestamps start {} min after the previous one's, from {} s ago, \
+             so the later ones would pass the server's max_future ({} min ahead) and be refused; use at most {most}",
             load.connections,
-            load.ago_ms / 1000
+            SPACING_MS / 60_000,
+            load.ago_ms / 1000,
+            MAX_FUTURE_MS / 60_000
         );
     }
     let accepted = Arc::new(AtomicU64::new(0));
