@@ -3,8 +3,9 @@
 //!    filtered on one metric; each probe POSTs one sample and times until its event arrives.
 //!    Idle, then while other samples are bulk-ingested at a steady rate (with a second,
 //!    unfiltered stream draining everything, as an overview page would).
-//! 2. In Debian's Chromium (`tests/e2e/bench/live-chart.cjs`, Playwright as a library):
-//!    navigation → first chart painted, and ingest → point painted on an open live chart.
+//! 2. In Debian's Chromium (`tests/e2e/bench/live-chart.cjs`): navigation → first chart painted
+//!    (Chromium driven over the DevTools protocol itself, so that nothing of the tool runs in the
+//!    page), and ingest → point painted on an open live chart (Playwright as a library).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,7 +86,9 @@ pub async fn run(bin: &Path, args: &LiveArgs) -> Result<String> {
          `tests/e2e/bench/live-chart.cjs`): *first chart painted* is measured by the page itself, from the start of \
          the navigation to the first animation frame in which the explorer's live chart has drawn its points \
          (`data-points` > 0 on the chart, set after each uPlot redraw), each in a fresh browser context (cold cache, \
-         logged in by cookie); *ingest → painted* runs from before the POST until the open chart's newest drawn \
+         logged in by cookie), with Chromium driven over the DevTools protocol and nothing but that check added to \
+         the page (Playwright adds an isolated world to every document and its injected script to the page, on the \
+         main thread the chart waits for); *ingest → painted* runs from before the POST until the open chart's newest drawn \
          timestamp (`data-last-ts`) is the sample's (polled every animation frame). The chart throttles repaints \
          to five per second, which that figure includes.\n\n\
          | measure | p50 / p99 | max | samples |\n|---|---|---|---|\n",
