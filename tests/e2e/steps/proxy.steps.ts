@@ -1,7 +1,9 @@
 /**
  * The dashboard behind Debian's nginx (installed by the test command), a real process on
- * loopback in front of the scenario's server: with its default proxy settings, and with one that
- * buffers the live stream whatever the server asks (`proxy_ignore_headers X-Accel-Buffering`).
+ * loopback in front of the scenario's server: with its default proxy settings, with one that
+ * buffers the live stream whatever the server asks (`proxy_ignore_headers X-Accel-Buffering`),
+ * and with one that cuts it after 2 s without data (`proxy_read_timeout 2s`, far below the
+ * server's 15 s keep-alive).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -78,6 +80,13 @@ Given(
   'nginx is in front of the server and buffers the live stream whatever the server asks',
   async ({ page, server }) => {
     proxyOf.set(page, await startNginx(server.baseURL, 'proxy_ignore_headers X-Accel-Buffering;'))
+  },
+)
+
+Given(
+  'nginx is in front of the server and cuts the live stream after {int} seconds without data',
+  async ({ page, server }, seconds: number) => {
+    proxyOf.set(page, await startNginx(server.baseURL, `proxy_read_timeout ${seconds}s;`))
   },
 )
 
