@@ -21,6 +21,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
+const { StringDecoder } = require('node:string_decoder')
 const { performance } = require('node:perf_hooks')
 const { chromium } = require('@playwright/test')
 
@@ -77,9 +78,11 @@ class Cdp {
       for (const w of this.waiting.values()) w.reject(new Error(`${w.method}: Chromium exited (${code})`))
       this.waiting.clear()
     })
+    // A character of several bytes may be split between two chunks: the decoder keeps its start.
+    const decoder = new StringDecoder('utf8')
     let buffered = ''
     child.stdio[4].on('data', (chunk) => {
-      buffered += chunk.toString('utf8')
+      buffered += decoder.write(chunk)
       let end
       while ((end = buffered.indexOf('\0')) >= 0) {
         const message = JSON.parse(buffered.slice(0, end))
