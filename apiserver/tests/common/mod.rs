@@ -12,11 +12,25 @@ pub mod webhook;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// A child process (Prometheus, nginx, haproxy, …) killed when dropped.
+/// A child process (Prometheus, nginx, haproxy, …) stopped when dropped.
 pub struct Daemon(pub std::process::Child);
 
 impl Drop for Daemon {
+    /// Asks the process to stop (SIGTERM), and kills it if it has not within 5 s. A SIGKILL alone
+    /// left nginx's worker behind, an orphan holding the test's port after the run: only a
+    /// master that is asked to stop takes its workers down with it.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) on our own child's pid; it is not reaped yet, so the pid is its.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
