@@ -5,7 +5,7 @@
  *      the explorer on a live chart of a metric with data, and the page itself notes the time
  *      (performance.now(), i.e. since the navigation started) of the first animation frame in
  *      which the chart element says it has drawn points (`data-points` > 0), with a few lines
- *      added before its own scripts (nothing of Playwright runs in the page until then);
+ *      added before its own scripts, Chromium driven over the DevTools protocol (no Playwright);
  *   2. ingest → point painted: on one open live chart, POST one sample, then wait (polling every
  *      animation frame) until the chart's newest drawn timestamp (`data-last-ts`) is that sample's.
  *
@@ -25,6 +25,7 @@ const { StringDecoder } = require('node:string_decoder')
 const { performance } = require('node:perf_hooks')
 const { chromium } = require('@playwright/test')
 
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -130,7 +131,7 @@ class Cdp {
 function launchCdp() {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'live-chart-'))
   const child = spawn(
-    process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    CHROMIUM_PATH,
     [...CHROMIUM_ARGS, '--remote-debugging-pipe', `--user-data-dir=${profile}`, 'about:blank'],
     { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] },
   )
@@ -282,19 +283,19 @@ async function main() {
       await close()
     }
   }
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-  })
-  try {
-    if (args.probes > 0) result.ingest_to_paint_ms = await ingestToPaint(browser, args)
-    const text = JSON.stringify(result)
-    if (args.out) fs.writeFileSync(args.out, text)
-    if (process.env.MICRODASH_LIVE_RAW) fs.appendFileSync(process.env.MICRODASH_LIVE_RAW, text + '\n')
-    console.log(text)
-  } finally {
-    await browser.close()
+  // Playwright only for the probes on an open page (not first-load sensitive).
+  if (args.probes > 0) {
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS })
+    try {
+      result.ingest_to_paint_ms = await ingestToPaint(browser, args)
+    } finally {
+      await browser.close()
+    }
   }
+  const text = JSON.stringify(result)
+  if (args.out) fs.writeFileSync(args.out, text)
+  if (process.env.MICRODASH_LIVE_RAW) fs.appendFileSync(process.env.MICRODASH_LIVE_RAW, text + '\n')
+  console.log(text)
 }
 
 main().catch((e) => {
