@@ -134,8 +134,8 @@ async fn the_stream_passes_nginx_and_haproxy_at_once_and_outlives_their_idle_tim
     let haproxy_dir = dir.path().join("haproxy");
     std::fs::create_dir_all(&nginx_dir).unwrap();
     std::fs::create_dir_all(&haproxy_dir).unwrap();
-    let (_nginx, nginx_port) = nginx(&nginx_dir, &upstream, "20s");
-    let (_haproxy, haproxy_port) = haproxy(&haproxy_dir, upstream.trim_start_matches("http://"), "20s");
+    let (nginx_daemon, nginx_port) = nginx(&nginx_dir, &upstream, "20s");
+    let (haproxy_daemon, haproxy_port) = haproxy(&haproxy_dir, upstream.trim_start_matches("http://"), "20s");
     wait_ready(nginx_port).await;
     wait_ready(haproxy_port).await;
 
@@ -179,4 +179,12 @@ async fn the_stream_passes_nginx_and_haproxy_at_once_and_outlives_their_idle_tim
     send(&server, &token, 2.0).await;
     assert_eq!(via_nginx.next_sample(Duration::from_secs(3)).await, 2.0);
     assert_eq!(via_haproxy.next_sample(Duration::from_secs(3)).await, 2.0);
+
+    // Stopped proxies leave nothing behind: nginx's worker, not only its master, is gone (a
+    // SIGKILL of the master had left the worker listening after the run).
+    drop((via_nginx, via_haproxy));
+    drop((nginx_daemon, haproxy_daemon));
+    for port in [nginx_port, haproxy_port] {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "something still listens on {port}");
+    }
 }
