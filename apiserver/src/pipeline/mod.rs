@@ -1,8 +1,16 @@
 //! The ingest pipeline of the embedded mode: a bounded queue in front of one writer task that
 //! commits many requests in one transaction (group commit), then answers each of them.
 //!
-//! A request is answered only after its transaction commits, so a 2xx means durable. When the
-//! queue is full, `submit` fails at once with `Overloaded` and the caller answers 503.
+//! A request is answered only after its transaction commits (and, with the head, its log
+//! record is fsync'd), so a 2xx means durable. When the queue is full, `submit` fails at once
+//! with `Overloaded` and the caller answers 503.
+//!
+//! Two stages: the writer task (the serial one: transaction, log write, head) hands each
+//! committed group to the answering thread, which waits for the log's `fdatasync` (one for
+//! every group written meanwhile), tells the listeners and answers. So the writer prepares the
+//! next group while the disk syncs the last one. A sample is in the head (readable) from its
+//! log write on, a moment before its `fdatasync` returns; a request is answered, and the live
+//! stream and the alert engine hear of its samples, only after it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +32,15 @@ struct Pending {
     reply: oneshot::Sender<Result<WriteOutcome, String>>,
     /// Held until the samples are committed: the queue bound counts samples, not requests.
     _permit: OwnedSemaphorePermit,
+}
+
+impl Pending {
+    /// Answers with an error; the queue's room comes back first.
+    fn fail(self, message: String) {
+        let Pending { reply, _permit, .. } = self;
+        drop(_permit);
+        let _ = reply.send(Err(message));
+    }
 }
 
 /// Told about every sample right after its commit (and before its request is answered): the
@@ -241,6 +258,8 @@ struct HeadState {
 struct Sink<'a> {
     state: &'a mut HeadState,
     cut: i64,
+    /// A record was written and not fsync'd: the answering thread syncs before answering.
+    unsynced: bool,
 }
 
 impl HeadSink for Sink<'_> {
@@ -248,13 +267,90 @@ impl HeadSink for Sink<'_> {
         window_of(ts) >= self.cut
     }
 
-    fn log(&mut self, rows: &[Row]) -> crate::storage::Result<()> {
-        self.state
-            .wal
-            .append(rows)
-            .map_err(|e| StoreError::Database(DatabaseError::new(format!("the head's write-ahead log: {e}"))))?;
+    fn log(&mut self, rows: &[Row], durable_now: bool) -> crate::storage::Result<()> {
+        let wal = &mut self.state.wal;
+        let written = if durable_now { wal.append(rows) } else { wal.write(rows) };
+        written.map_err(|e| StoreError::Database(DatabaseError::new(format!("the head's write-ahead log: {e}"))))?;
+        self.unsynced |= !durable_now && !rows.is_empty();
         self.state.head.apply(rows);
         Ok(())
+    }
+}
+
+/// What the writer hands the answering thread.
+enum Answer {
+    /// A committed group: once `sync` (the log's segment, when a record of the group is not
+    /// fsync'd yet) is synced, its listeners are told and its requests answered.
+    Group { group: Vec<Pending>, outcomes: Vec<WriteOutcome>, sync: Option<std::fs::File> },
+    /// Answered once every group handed over before it is: the writer waits for this before it
+    /// flushes the head and checkpoints the log (a new segment; older ones deleted).
+    Barrier(oneshot::Sender<()>),
+}
+
+type Answers = std::sync::mpsc::Sender<Answer>;
+
+/// Waits until the answering thread has answered every group handed to it so far.
+async fn drain(answers: &Answers) {
+    let (done, wait) = oneshot::channel();
+    if answers.send(Answer::Barrier(done)).is_ok() {
+        let _ = wait.await;
+    }
+}
+
+/// The answering thread: per round, every group handed over so far; one `fdatasync` for those
+/// whose records are not durable yet, then, in order, listeners told and requests answered,
+/// then the round's samples freed. A thread of its own, not a task: the sync blocks, and a
+/// task would hand it to the blocking pool and be woken again after it, two more hand-offs
+/// between threads per round on a machine whose cores are busy parsing.
+fn answer(rx: std::sync::mpsc::Receiver<Answer>, telemetry: Telemetry, listeners: Vec<Arc<dyn CommitListener>>) {
+    let mut round: Vec<Answer> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        round.push(first);
+        while let Ok(next) = rx.try_recv() {
+            round.push(next);
+        }
+        // Groups between two barriers write to one segment (segments change only behind a
+        // barrier): the last handle syncs every record before it.
+        let handle = round.iter().rev().find_map(|a| match a {
+            Answer::Group { sync: Some(file), .. } => Some(file),
+            _ => None,
+        });
+        let synced: Result<(), String> = match handle {
+            None => Ok(()),
+            Some(file) => file.sync_data().map_err(|err| format!("the head's write-ahead log: {err}")),
+        };
+        if let Err(err) = &synced {
+            tracing::error!(%err, "Syncing the head's write-ahead log failed; its requests get 503.");
+        }
+        let mut spent = Vec::new();
+        for item in round.drain(..) {
+            match item {
+                Answer::Barrier(done) => {
+                    let _ = done.send(());
+                }
+                Answer::Group { group, outcomes, sync } => match (&synced, sync) {
+                    (Err(err), Some(_)) => {
+                        for pending in group {
+                            pending.fail(err.clone());
+                        }
+                    }
+                    _ => {
+                        for (pending, outcome) in group.into_iter().zip(outcomes) {
+                            let Pending { tenant_id, samples, reply, _permit } = pending;
+                            announce(&telemetry, &listeners, tenant_id, &samples, &outcome);
+                            // The queue's room comes back before the answer, so whoever hears
+                            // it sees the queue without these samples.
+                            drop(_permit);
+                            let _ = reply.send(Ok(outcome));
+                            spent.push(samples);
+                        }
+                    }
+                },
+            }
+        }
+        // Freed here, after the answers: the requests' tasks allocated them, and the writer
+        // is ingest's one serial step.
+        drop(spent);
     }
 }
 
@@ -264,8 +360,11 @@ const FLUSH_ROWS: usize = 50_000;
 /// Writes the head's samples before `before` (all of them with `i64::MAX`) to the database,
 /// then drops them from the head and checkpoints the log (a new segment with what the head
 /// still holds; older segments deleted). On failure everything stays, for the next try.
-async fn flush(store: &DynStore, state: &mut HeadState, before: i64) -> bool {
+async fn flush(store: &DynStore, state: &mut HeadState, before: i64, answers: &Answers) -> bool {
     let started = Instant::now();
+    // Every record written so far is synced (and its requests answered) before the head's
+    // samples go to the database and the log's older segments are deleted.
+    drain(answers).await;
     let rows = state.head.rows_before(before);
     if rows.is_empty() {
         return true;
@@ -316,6 +415,14 @@ async fn run(
     listeners: Vec<Arc<dyn CommitListener>>,
     mut head: Option<HeadState>,
 ) {
+    let (answers, answers_rx) = std::sync::mpsc::channel();
+    let answering = {
+        let telemetry = telemetry.clone();
+        std::thread::Builder::new()
+            .name("microdash-answers".into())
+            .spawn(move || answer(answers_rx, telemetry, listeners))
+            .expect("starting the answering thread")
+    };
     let mut group: Vec<Pending> = Vec::new();
     let mut tick = tokio::time::interval(FLUSH_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -324,7 +431,7 @@ async fn run(
             Some(state) => tokio::select! {
                 next = rx.recv() => next,
                 _ = tick.tick() => {
-                    let _ = flush_closed(&store, state).await;
+                    let _ = flush_closed(&store, state, &answers).await;
                     continue;
                 }
             },
@@ -344,11 +451,11 @@ async fn run(
                 Err(_) => break,
             }
         }
-        write_group(&store, &config, &mut group, &telemetry, &listeners, head.as_mut()).await;
+        write_group(&store, &config, &mut group, &telemetry, &answers, head.as_mut()).await;
     }
     if let Some(mut state) = head {
         // A clean stop: everything goes to the database and no log is left behind.
-        if flush(&store, &mut state, i64::MAX).await {
+        if flush(&store, &mut state, i64::MAX, &answers).await {
             if let Err(err) = state.wal.remove() {
                 tracing::warn!(%err, "Removing the head's write-ahead log failed.");
             }
@@ -358,14 +465,16 @@ async fn run(
             );
         }
     }
+    drop(answers);
+    let _ = tokio::task::spawn_blocking(move || answering.join()).await;
     tracing::info!("Writer drained and stopped.");
 }
 
 /// Flushes the windows that compaction's rule calls closed (`compact_before`), if the head
 /// holds any.
-async fn flush_closed(store: &DynStore, state: &mut HeadState) -> bool {
+async fn flush_closed(store: &DynStore, state: &mut HeadState, answers: &Answers) -> bool {
     let cut = compact_before(now_ms());
-    if state.head.oldest().is_some_and(|oldest| oldest < cut) { flush(store, state, cut).await } else { true }
+    if state.head.oldest().is_some_and(|oldest| oldest < cut) { flush(store, state, cut, answers).await } else { true }
 }
 
 /// Writes one group, retrying a failed transaction a few times before failing the requests:
@@ -375,7 +484,7 @@ async fn write_group(
     config: &WriterConfig,
     group: &mut Vec<Pending>,
     telemetry: &Telemetry,
-    listeners: &[Arc<dyn CommitListener>],
+    answers: &Answers,
     mut head: Option<&mut HeadState>,
 ) {
     let started = Instant::now();
@@ -385,17 +494,24 @@ async fn write_group(
     // late sample never lands in the database ahead of older head samples of its window.
     let mut cut = compact_before(now);
     if let Some(state) = head.as_deref_mut()
-        && !flush_closed(store, state).await
+        && !flush_closed(store, state, answers).await
     {
         // The head still holds those windows: their samples keep going there.
         cut = state.head.oldest().map_or(cut, |oldest| cut.min(window_of(oldest)));
     }
     let mut attempt = 0;
+    let mut unsynced = false;
     let result: Result<Vec<WriteOutcome>, StoreError> = loop {
         let batches: Vec<WriteBatch<'_>> =
             group.iter().map(|p| WriteBatch { tenant_id: p.tenant_id, samples: &p.samples }).collect();
         let written = match head.as_deref_mut() {
-            Some(state) => store.write_with_head(&batches, now, since, &mut Sink { state, cut }).await,
+            Some(state) => {
+                let mut sink = Sink { state, cut, unsynced: false };
+                let written = store.write_with_head(&batches, now, since, &mut sink).await;
+                // A failed attempt's record is in the log too: it is synced with the retry's.
+                unsynced |= sink.unsynced;
+                written
+            }
             None => store.write(&batches, now, since).await,
         };
         match written {
@@ -413,23 +529,38 @@ async fn write_group(
     match result {
         Ok(outcomes) => {
             tracing::debug!(requests = group.len(), samples = total, "Group committed.");
-            let mut spent = Vec::with_capacity(group.len());
-            for (pending, outcome) in group.drain(..).zip(outcomes) {
-                let Pending { tenant_id, samples, reply, _permit } = pending;
-                announce(telemetry, listeners, tenant_id, &samples, &outcome);
-                let _ = reply.send(Ok(outcome));
-                spent.push(samples);
+            let sync = match head.as_deref() {
+                // No second handle (out of file descriptors, say): the writer syncs itself.
+                Some(state) if unsynced => match state.wal.sync_handle() {
+                    Ok(file) => Some(file),
+                    Err(_) => match state.wal.sync() {
+                        Ok(()) => None,
+                        Err(err) => {
+                            let message = format!("the head's write-ahead log: {err}");
+                            tracing::error!(%err, "Syncing the head's write-ahead log failed; its requests get 503.");
+                            for pending in group.drain(..) {
+                                pending.fail(message.clone());
+                            }
+                            return;
+                        }
+                    },
+                },
+                _ => None,
+            };
+            let group = std::mem::take(group);
+            if let Err(std::sync::mpsc::SendError(Answer::Group { group, .. })) =
+                answers.send(Answer::Group { group, outcomes, sync })
+            {
+                for pending in group {
+                    pending.fail("the server is shutting down".into());
+                }
             }
-            // Freeing a group's samples (their strings and label maps, allocated on the
-            // requests' tasks) is a good part of the writer's time, and the writer is the one
-            // serial step of ingest: another thread does it.
-            tokio::task::spawn_blocking(move || drop(spent));
         }
         Err(err) => {
             tracing::error!(%err, requests = group.len(), samples = total, "Write failed; the requests get 503 and nothing was acknowledged.");
             let message = err.to_string();
             for pending in group.drain(..) {
-                let _ = pending.reply.send(Err(message.clone()));
+                pending.fail(message.clone());
             }
         }
     }

@@ -246,3 +246,41 @@ async fn the_redis_backlog_is_exact_and_a_worker_reads_bounded_batches() {
     let pending: ::redis::streams::StreamPendingReply = conn.xpending(redis::STREAM, redis::GROUP).await.unwrap();
     assert_eq!(pending.count(), 0);
 }
+
+/// Writes that take no transaction do not read the tenant's row again for a moment
+/// (`SeriesCache::tenants_alive`); a deletion still stops them: at once when this process
+/// hears of it (`forget_tenant`, as the auth events do), and within `TENANT_ALIVE_FOR` when
+/// only the database knows (another process deleted it and no event reached this one).
+#[tokio::test]
+async fn a_deleted_tenant_is_refused_though_writes_took_it_for_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("g.db").display());
+    let store = open(&url, false).await.unwrap();
+    store.migrate().await.unwrap();
+    let config =
+        WriterConfig { queue_capacity: 10_000, max_group_samples: 1000, dedupe_window: Duration::from_secs(60) };
+    let (writer, _task) =
+        Writer::start_with_head(store.clone(), config, Telemetry::new(), vec![], &dir.path().join("g.db.head-wal"))
+            .await
+            .unwrap();
+    let now = crate::domain::now_ms();
+    let heard = store.create_tenant("heard", None).await.unwrap();
+    let unheard = store.create_tenant("unheard", None).await.unwrap();
+    for tenant in [&heard, &unheard] {
+        // The first write creates the series (a transaction); the next ones take the head alone.
+        for value in [1.0, 2.0, 3.0] {
+            assert_eq!(writer.submit(tenant.id, recent(now, 3, value)).await.unwrap().accepted, 3);
+        }
+    }
+
+    // Deleted by another process (its own store on the same file): this one's caches still
+    // hold both tenants and their series.
+    let elsewhere = open(&url, false).await.unwrap();
+    assert_eq!(elsewhere.mark_tenant_deleted("heard").await.unwrap(), Some(heard.id));
+    store.forget_tenant(heard.id);
+    assert!(matches!(writer.submit(heard.id, recent(now, 3, 4.0)).await, Err(SubmitError::TenantGone)));
+
+    assert_eq!(elsewhere.mark_tenant_deleted("unheard").await.unwrap(), Some(unheard.id));
+    tokio::time::sleep(crate::storage::TENANT_ALIVE_FOR + Duration::from_millis(100)).await;
+    assert!(matches!(writer.submit(unheard.id, recent(now, 3, 4.0)).await, Err(SubmitError::TenantGone)));
+}

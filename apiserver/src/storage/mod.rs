@@ -292,8 +292,11 @@ pub type HeadSlot = std::sync::OnceLock<Arc<head::Head>>;
 pub trait HeadSink: Send {
     /// True when a sample at `ts` belongs in the head (its window is not flushed yet).
     fn accepts(&self, ts: i64) -> bool;
-    /// Makes `rows` durable (the log, fsync'd) and applies them to the head.
-    fn log(&mut self, rows: &[wal::Row]) -> Result<()>;
+    /// Writes `rows` to the log and applies them to the head. With `durable_now` the log is
+    /// fsync'd before this returns (the transaction recorded dedupe ids: it must not commit
+    /// before the samples they stand for are durable); otherwise the sink makes them durable
+    /// after the commit and before any request of the group is answered.
+    fn log(&mut self, rows: &[wal::Row], durable_now: bool) -> Result<()>;
 }
 
 /// The reads a point query needs. The backends differ only in SQL dialect, so the query itself
@@ -421,6 +424,27 @@ mod url_tests {
         assert_eq!(super::mysql_url("mysql://u:p@mariadb:3306/db"), "mysql://u:p@mariadb:3306/db");
         assert_eq!(super::mysql_url("mariadb://u:p@mariadb:3306/db"), "mysql://u:p@mariadb:3306/db");
         assert_eq!(super::mysql_url("mariadb://u:mariadb:@h/db"), "mysql://u:mariadb:@h/db");
+    }
+}
+
+#[cfg(test)]
+mod series_cache_tests {
+    use super::SeriesCache;
+
+    /// A tenant forgotten (deleted) is never taken for alive again, even when a read that began
+    /// before its deletion reports it alive afterwards.
+    #[test]
+    fn a_forgotten_tenant_stays_dead() {
+        let cache = SeriesCache::default();
+        assert!(!cache.tenants_alive(&[1]), "unknown");
+        cache.remember_alive([1, 2]);
+        assert!(cache.tenants_alive(&[1, 2]));
+        assert!(!cache.tenants_alive(&[1, 3]), "all of them, or read again");
+        cache.forget_tenant(1);
+        assert!(!cache.tenants_alive(&[1]));
+        assert!(cache.tenants_alive(&[2]));
+        cache.remember_alive([1]);
+        assert!(!cache.tenants_alive(&[1]), "a late report of the old read");
     }
 }
 
@@ -618,17 +642,34 @@ impl CachedSeries {
 }
 
 /// Series ids the write path already knows: series hash → the series with that hash (almost
-/// always one). Filled only after a commit, so a rolled-back id is never cached.
+/// always one). Filled only after a commit, so a rolled-back id is never cached. Also which
+/// tenants were alive a moment ago (`tenants_alive`), for the writes that take no transaction.
 #[derive(Default)]
-pub struct SeriesCache(std::sync::Mutex<HashMap<u64, Vec<CachedSeries>>>);
+pub struct SeriesCache {
+    series: std::sync::Mutex<HashMap<u64, Vec<CachedSeries>>>,
+    tenants: std::sync::Mutex<TenantLiveness>,
+}
+
+/// Tenants read alive, with when; and tenants this process was told are deleted (ids are never
+/// reused), which are never taken for alive again.
+#[derive(Default)]
+struct TenantLiveness {
+    alive: HashMap<i64, std::time::Instant>,
+    forgotten: std::collections::HashSet<i64>,
+}
 
 /// Entries past which the cache starts over, to bound memory.
 const SERIES_CACHE_MAX: usize = 1_000_000;
 
+/// How long a tenant read alive is taken for alive without reading it again. A deletion in
+/// this process clears it at once (`forget_tenant`); one in another process reaches this one
+/// through the auth events' poll (`auth::POLL_INTERVAL`), or after this long at the latest.
+pub const TENANT_ALIVE_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl SeriesCache {
     /// Ids of `wanted` by position (0 where unknown) and the positions not in the cache.
     pub fn lookup(&self, wanted: &[SeriesRef<'_>]) -> (Vec<i64>, Vec<usize>) {
-        let cache = self.0.lock().expect("series cache poisoned");
+        let cache = self.series.lock().expect("series cache poisoned");
         let mut ids = vec![0i64; wanted.len()];
         let mut missing = Vec::new();
         for (i, series) in wanted.iter().enumerate() {
@@ -641,7 +682,7 @@ impl SeriesCache {
     }
 
     pub fn remember(&self, fresh: Vec<(u64, CachedSeries)>) {
-        let mut cache = self.0.lock().expect("series cache poisoned");
+        let mut cache = self.series.lock().expect("series cache poisoned");
         if cache.len() + fresh.len() > SERIES_CACHE_MAX {
             cache.clear();
         }
@@ -650,8 +691,32 @@ impl SeriesCache {
         }
     }
 
+    /// True when every one of `tenants` was read alive less than `TENANT_ALIVE_FOR` ago and
+    /// not forgotten since.
+    pub fn tenants_alive(&self, tenants: &[i64]) -> bool {
+        let known = self.tenants.lock().expect("tenant cache poisoned");
+        tenants.iter().all(|id| known.alive.get(id).is_some_and(|at| at.elapsed() < TENANT_ALIVE_FOR))
+    }
+
+    /// Notes `tenants` as read alive from the database just now (after the read: a tenant
+    /// forgotten meanwhile stays forgotten).
+    pub fn remember_alive(&self, tenants: impl IntoIterator<Item = i64>) {
+        let mut known = self.tenants.lock().expect("tenant cache poisoned");
+        let now = std::time::Instant::now();
+        for id in tenants {
+            if !known.forgotten.contains(&id) {
+                known.alive.insert(id, now);
+            }
+        }
+    }
+
     pub fn forget_tenant(&self, tenant_id: i64) {
-        self.0.lock().expect("series cache poisoned").retain(|_, bucket| {
+        {
+            let mut known = self.tenants.lock().expect("tenant cache poisoned");
+            known.alive.remove(&tenant_id);
+            known.forgotten.insert(tenant_id);
+        }
+        self.series.lock().expect("series cache poisoned").retain(|_, bucket| {
             bucket.retain(|c| c.tenant_id != tenant_id);
             !bucket.is_empty()
         });

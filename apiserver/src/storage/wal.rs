@@ -164,6 +164,13 @@ impl Wal {
 
     /// Appends one record of `rows` and makes it durable (`fdatasync`).
     pub fn append(&mut self, rows: &[Row]) -> io::Result<()> {
+        self.write(rows)?;
+        self.current.1.sync_data()
+    }
+
+    /// Appends one record of `rows` without waiting for the disk: the caller makes it durable
+    /// with `sync_data` on a `sync_handle` taken after this, before anyone relies on it.
+    pub fn write(&mut self, rows: &[Row]) -> io::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -176,12 +183,23 @@ impl Wal {
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
         let before = self.current.1.metadata()?.len();
-        let written = self.current.1.write_all(&record).and_then(|()| self.current.1.sync_data());
+        let written = self.current.1.write_all(&record);
         if written.is_err() {
             // A partial record would end the log on replay and hide every later one: cut it off.
             let _ = self.current.1.set_len(before);
         }
         written
+    }
+
+    /// `fdatasync` of the current segment: every record written to it is durable after this.
+    pub fn sync(&self) -> io::Result<()> {
+        self.current.1.sync_data()
+    }
+
+    /// The current segment, for an `fdatasync` on another thread (`File::sync_data` of this
+    /// handle covers every record `write` put in the segment before it).
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.current.1.try_clone()
     }
 
     /// Starts a new segment holding `keep` (what the head still needs, in records of at most
