@@ -13,13 +13,19 @@ fn samples(n: usize) -> Vec<Sample> {
         .collect()
 }
 
+/// A migrated SQLite store in `dir`, and its URL (for more connections to the same file).
+async fn sqlite_store(dir: &tempfile::TempDir, file: &str) -> (String, DynStore) {
+    let url = format!("sqlite://{}", dir.path().join(file).display());
+    let store = open(&url, false).await.unwrap();
+    store.migrate().await.unwrap();
+    (url, store)
+}
+
 /// A real SQLite database held locked by another connection stands in for a slow database.
 #[tokio::test]
 async fn a_full_queue_refuses_at_once_and_what_it_holds_is_written_later() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let store = open(&url, false).await.unwrap();
-    store.migrate().await.unwrap();
+    let (url, store) = sqlite_store(&dir, "p.db").await;
     let tenant = store.create_tenant("t", None).await.unwrap();
 
     let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -66,9 +72,7 @@ async fn a_full_queue_refuses_at_once_and_what_it_holds_is_written_later() {
 #[tokio::test]
 async fn a_waiting_submit_holds_until_there_is_room_then_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let store = open(&url, false).await.unwrap();
-    store.migrate().await.unwrap();
+    let (url, store) = sqlite_store(&dir, "p.db").await;
     let tenant = store.create_tenant("t", None).await.unwrap();
     let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await.unwrap();
@@ -126,10 +130,8 @@ fn recent(now: i64, n: i64, value: f64) -> Vec<Sample> {
 #[tokio::test]
 async fn the_head_serves_reads_survives_a_crash_by_its_log_and_is_written_out_at_a_clean_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let (url, store) = sqlite_store(&dir, "h.db").await;
     let wal = dir.path().join("h.db.head-wal");
-    let store = open(&url, false).await.unwrap();
-    store.migrate().await.unwrap();
     let tenant = store.create_tenant("t", None).await.unwrap();
     let config =
         WriterConfig { queue_capacity: 10_000, max_group_samples: 1000, dedupe_window: Duration::from_secs(60) };
@@ -254,9 +256,7 @@ async fn the_redis_backlog_is_exact_and_a_worker_reads_bounded_batches() {
 #[tokio::test]
 async fn a_deleted_tenant_is_refused_though_writes_took_it_for_alive() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("g.db").display());
-    let store = open(&url, false).await.unwrap();
-    store.migrate().await.unwrap();
+    let (url, store) = sqlite_store(&dir, "g.db").await;
     let config =
         WriterConfig { queue_capacity: 10_000, max_group_samples: 1000, dedupe_window: Duration::from_secs(60) };
     let (writer, _task) =
