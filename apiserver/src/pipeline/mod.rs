@@ -37,8 +37,8 @@ struct Pending {
 impl Pending {
     /// Answers with an error; the queue's room comes back first.
     fn fail(self, message: String) {
-        let Pending { reply, _permit, .. } = self;
-        drop(_permit);
+        let Pending { reply, _permit: permit, .. } = self;
+        drop(permit);
         let _ = reply.send(Err(message));
     }
 }
@@ -281,7 +281,7 @@ impl HeadSink for Sink<'_> {
 enum Answer {
     /// A committed group: once `sync` (the log's segment, when a record of the group is not
     /// fsync'd yet) is synced, its listeners are told and its requests answered.
-    Group { group: Vec<Pending>, outcomes: Vec<WriteOutcome>, sync: Option<std::fs::File> },
+    Group { group: Vec<Pending>, outcomes: Vec<WriteOutcome>, sync: Option<Arc<std::fs::File>> },
     /// Answered once every group handed over before it is: the writer waits for this before it
     /// flushes the head and checkpoints the log (a new segment; older ones deleted).
     Barrier(oneshot::Sender<()>),
@@ -336,11 +336,11 @@ fn answer(rx: std::sync::mpsc::Receiver<Answer>, telemetry: Telemetry, listeners
                     }
                     _ => {
                         for (pending, outcome) in group.into_iter().zip(outcomes) {
-                            let Pending { tenant_id, samples, reply, _permit } = pending;
+                            let Pending { tenant_id, samples, reply, _permit: permit } = pending;
                             announce(&telemetry, &listeners, tenant_id, &samples, &outcome);
                             // The queue's room comes back before the answer, so whoever hears
                             // it sees the queue without these samples.
-                            drop(_permit);
+                            drop(permit);
                             let _ = reply.send(Ok(outcome));
                             spent.push(samples);
                         }
@@ -529,24 +529,7 @@ async fn write_group(
     match result {
         Ok(outcomes) => {
             tracing::debug!(requests = group.len(), samples = total, "Group committed.");
-            let sync = match head.as_deref() {
-                // No second handle (out of file descriptors, say): the writer syncs itself.
-                Some(state) if unsynced => match state.wal.sync_handle() {
-                    Ok(file) => Some(file),
-                    Err(_) => match state.wal.sync() {
-                        Ok(()) => None,
-                        Err(err) => {
-                            let message = format!("the head's write-ahead log: {err}");
-                            tracing::error!(%err, "Syncing the head's write-ahead log failed; its requests get 503.");
-                            for pending in group.drain(..) {
-                                pending.fail(message.clone());
-                            }
-                            return;
-                        }
-                    },
-                },
-                _ => None,
-            };
+            let sync = head.as_deref().filter(|_| unsynced).map(|state| state.wal.sync_handle());
             let group = std::mem::take(group);
             if let Err(std::sync::mpsc::SendError(Answer::Group { group, .. })) =
                 answers.send(Answer::Group { group, outcomes, sync })

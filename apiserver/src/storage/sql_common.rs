@@ -248,7 +248,8 @@ macro_rules! sql_common_store {
                     let mut recorded_dedupe = false;
                     // A tenant deleted since its requests were accepted gets nothing written, and
                     // does not fail the other tenants' batches of this group.
-                    let alive = Self::live_tenants(&mut *tx, batches, $share_lock).await?;
+                    let tenants = crate::storage::sql_common::tenants_of(batches);
+                    let alive = Self::live_tenants(&mut *tx, &tenants, $share_lock).await?;
                     for batch in batches {
                         if !alive.contains(&batch.tenant_id) {
                             outcomes.push(WriteOutcome::gone());
@@ -309,17 +310,16 @@ macro_rules! sql_common_store {
                     Ok(outcomes)
                 }
 
-                /// The tenants of `batches` that are not deleted, read on `conn` with `lock` after
+                /// Those of `tenants` (distinct ids) that are not deleted, read on `conn` with `lock` after
                 /// the `SELECT` (see `live_tenants_sql`).
                 async fn live_tenants(
                     conn: &mut <$db as sqlx::Database>::Connection,
-                    batches: &[WriteBatch<'_>],
+                    tenants: &[i64],
                     lock: &str,
                 ) -> Result<HashSet<i64>> {
-                    let tenants = crate::storage::sql_common::tenants_of(batches);
                     let sql = $sql(&crate::storage::sql_common::live_tenants_sql(tenants.len(), lock));
                     let mut alive = sqlx::query_scalar::<_, i64>(&sql);
-                    for id in &tenants {
+                    for id in tenants {
                         alive = alive.bind(*id);
                     }
                     Ok(alive.fetch_all(&mut *conn).await?.into_iter().collect())
@@ -334,8 +334,9 @@ macro_rules! sql_common_store {
                 /// to the connection's thread, which waits for a core like everything else), and
                 /// the writer is ingest's one serial step. A tenant deleted between this read (or
                 /// the cached one, within `TENANT_ALIVE_FOR`, when the deletion was another
-                /// process's and its auth event has not reached this one yet) and the log keeps its samples in the head until its window is flushed, which drops
-                /// them (`existing_series`), as it drops those of a tenant deleted right after a
+                /// process's and its auth event has not reached this one yet) and the log keeps
+                /// its samples in the head until its window is flushed, which drops them
+                /// (`existing_series`), as it drops those of a tenant deleted right after a
                 /// commit. `None`: the transaction is needed (`write_once`).
                 async fn write_to_head_only(
                     &self,
@@ -353,7 +354,7 @@ macro_rules! sql_common_store {
                     let alive: HashSet<i64> = if self.series_ids.tenants_alive(&tenants) {
                         tenants.into_iter().collect()
                     } else {
-                        let alive = Self::live_tenants(&mut *self.pool().acquire().await?, batches, "").await?;
+                        let alive = Self::live_tenants(&mut *self.pool().acquire().await?, &tenants, "").await?;
                         self.series_ids.remember_alive(alive.iter().copied());
                         alive
                     };

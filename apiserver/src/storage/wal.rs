@@ -11,6 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Payloads past this size are refused on append and taken for garbage on replay.
 pub const MAX_RECORD: usize = 256 << 20;
@@ -26,8 +27,9 @@ pub struct Row {
 
 pub struct Wal {
     dir: PathBuf,
-    /// Sequence number and file of the segment being appended to.
-    current: (u64, File),
+    /// Sequence number and file of the segment being appended to (shared with the answering
+    /// thread, which syncs it: `sync_handle`).
+    current: (u64, Arc<File>),
 }
 
 fn segment_name(seq: u64) -> String {
@@ -156,16 +158,16 @@ impl Wal {
         Ok((wal, replayed))
     }
 
-    fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
+    fn create_segment(dir: &Path, seq: u64) -> io::Result<Arc<File>> {
         let file = OpenOptions::new().create(true).append(true).open(dir.join(segment_name(seq)))?;
         sync_dir(dir)?;
-        Ok(file)
+        Ok(Arc::new(file))
     }
 
     /// Appends one record of `rows` and makes it durable (`fdatasync`).
     pub fn append(&mut self, rows: &[Row]) -> io::Result<()> {
         self.write(rows)?;
-        self.current.1.sync_data()
+        self.sync()
     }
 
     /// Appends one record of `rows` without waiting for the disk: the caller makes it durable
@@ -183,7 +185,7 @@ impl Wal {
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
         let before = self.current.1.metadata()?.len();
-        let written = self.current.1.write_all(&record);
+        let written = (&*self.current.1).write_all(&record);
         if written.is_err() {
             // A partial record would end the log on replay and hide every later one: cut it off.
             let _ = self.current.1.set_len(before);
@@ -198,8 +200,8 @@ impl Wal {
 
     /// The current segment, for an `fdatasync` on another thread (`File::sync_data` of this
     /// handle covers every record `write` put in the segment before it).
-    pub fn sync_handle(&self) -> io::Result<File> {
-        self.current.1.try_clone()
+    pub fn sync_handle(&self) -> Arc<File> {
+        self.current.1.clone()
     }
 
     /// Starts a new segment holding `keep` (what the head still needs, in records of at most
