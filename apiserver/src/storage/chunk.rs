@@ -15,9 +15,10 @@
 //! by their greatest common divisor (or as Gorilla's XOR when they are not decimals), and each of
 //! the two integer columns in the cheapest of three codes for that chunk, chosen from the
 //! column's histogram: the Gorilla buckets; a fixed width above a base with an escape to 64 bits
-//! for outliers (patched frame of reference, as in PForDelta: Zukowski et al., ICDE 2006); or a
-//! zero flag in front of that, for columns that are mostly unchanged. The kind and the codes are
-//! in the chunk; `decode` reads all four kinds.
+//! for outliers (patched frame of reference, as in PForDelta: Zukowski et al., ICDE 2006); a
+//! zero flag in front of that, for columns that are mostly unchanged; or, since 2026-12-06, one
+//! value for a column that never changes. The kind and the codes are in the chunk; `decode`
+//! reads all four kinds.
 //!
 //! Layouts: kinds 1–3: `kind: u8`, `count: varint`, [`e: u8` for the decimal kinds], then one bit
 //! stream of (timestamp, value) codes. Kind 4: `kind`, `count`, `first timestamp`, `median step`
@@ -180,11 +181,19 @@ enum IntCode {
     Patched { base: i64, width: u32 },
     /// A bit: 0 for a zero; 1, then the value as `Patched`.
     ZeroFlagged { base: i64, width: u32 },
+    /// Every value is this one: written once, nothing per value (a gauge that did not move in
+    /// the chunk, a clock exactly on its grid, a rollup's count column). Since 2026-12-06; a
+    /// reader from before refuses such a chunk as corrupt.
+    Constant(i64),
 }
 
 const CODE_BUCKETS: u64 = 0;
 const CODE_PATCHED: u64 = 1;
 const CODE_ZERO_FLAGGED: u64 = 2;
+const CODE_CONSTANT: u64 = 3;
+/// The most points a packed chunk whose columns take no bits per point may claim: above any
+/// chunk written (`chunk_store::MAX_CHUNK_SAMPLES`, a day of 1m buckets).
+const CONSTANT_POINTS_BOUND: u64 = 1 << 16;
 /// Widths are 1..=63 bits: 6 bits say which.
 const WIDTH_BITS: u32 = 6;
 
@@ -234,6 +243,9 @@ fn choose_code(values: &[i64]) -> (IntCode, u64) {
     let header = |base: i64| bucket_bits(base) + u64::from(WIDTH_BITS);
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
+    if sorted[0] == sorted[sorted.len() - 1] {
+        return (IntCode::Constant(sorted[0]), bucket_bits(sorted[0]));
+    }
     for base in [sorted[0], sorted[sorted.len() / 32]] {
         let (width, cost) = patched_cost(values.iter().copied(), base);
         if cost + header(base) < best.0 {
@@ -277,6 +289,10 @@ fn put_ints(bits: &mut BitWriter, values: &[i64], code: IntCode) {
             bits.write(u64::from(width), WIDTH_BITS);
             values.iter().for_each(|&v| patched(bits, v, base, width));
         }
+        IntCode::Constant(value) => {
+            bits.write(CODE_CONSTANT, 2);
+            put_dod(bits, value);
+        }
         IntCode::ZeroFlagged { base, width } => {
             bits.write(CODE_ZERO_FLAGGED, 2);
             put_dod(bits, base);
@@ -301,6 +317,9 @@ impl IntCode {
             return Ok(IntCode::Buckets);
         }
         let base = get_dod(bits)?;
+        if code == CODE_CONSTANT {
+            return Ok(IntCode::Constant(base));
+        }
         let width = bits.read(WIDTH_BITS)? as u32;
         if width == 0 {
             return Err(CorruptChunk("bad width"));
@@ -329,6 +348,7 @@ impl IntCode {
                 0 => Ok(0),
                 _ => patched(bits, base, width),
             },
+            IntCode::Constant(value) => Ok(value),
         }
     }
 }
@@ -552,8 +572,10 @@ impl<'a> Points<'a> {
         };
         let times_len = reader.varint()?;
         let times = reader.take(times_len)?;
-        // Every point after the first takes at least a bit in each column.
-        if count > times.len() as u64 * 8 + 1 {
+        // Every point after the first takes at least a bit in each column, but where a column is
+        // constant: a bound that stops a corrupt count early, and no chunk is written with more
+        // points than `CONSTANT_POINTS_BOUND`.
+        if count > times.len() as u64 * 8 + 1 && count > CONSTANT_POINTS_BOUND {
             return Err(CorruptChunk("count past the data"));
         }
         let values = match reader.byte()? {
@@ -1071,9 +1093,10 @@ mod tests {
         let noisy: Vec<(i64, f64)> = points.iter().map(|&(t, v)| (t, v + 1e-3 / 3.0)).collect();
         assert!(same(&decode(&encode(&noisy)).unwrap(), &noisy));
         assert_eq!(value_form(&encode(&noisy)).0, VALUES_XOR);
-        // A constant and a regular clock cost about two bits a sample.
+        // A constant on an exact clock: its header and two codes, nothing per sample.
         let flat = series(1_700_000_000_000, 10_000, std::iter::repeat_n(1.0, 720));
-        assert!(encode(&flat).len() < 720 / 4 + 32, "{}", encode(&flat).len());
+        assert!(encode(&flat).len() < 32, "{}", encode(&flat).len());
+        assert!(same(&decode(&encode(&flat)).unwrap(), &flat));
     }
 
     #[test]
@@ -1093,8 +1116,9 @@ mod tests {
 
     #[test]
     fn each_column_takes_the_code_its_values_need() {
-        // Unchanged: a bit each, as Gorilla's buckets.
-        assert_eq!(choose_code(&[0; 500]), (IntCode::Buckets, 500));
+        // Unchanged: the value once, nothing per value (Gorilla's buckets took a bit each).
+        assert_eq!(choose_code(&[0; 500]), (IntCode::Constant(0), 1));
+        assert_eq!(choose_code(&[-7; 3]), (IntCode::Constant(-7), 9));
         // Uniform in 0..200 000 (a counter's increments): 18 bits above the smallest.
         let uniform: Vec<i64> = (0..720).map(|i| 1_000 + (i * 7_919 * 31) % 200_000).collect();
         assert!(matches!(choose_code(&uniform).0, IntCode::Patched { base: 1_000, width: 18 }));
@@ -1105,7 +1129,7 @@ mod tests {
         let mut jitter: Vec<i64> = (0..720).map(|i| (i * 5) % 13 - 6).collect();
         jitter[300] = 3_600_000;
         assert!(matches!(choose_code(&jitter).0, IntCode::Patched { base: -6, width: 4 }));
-        for values in [&uniform, &rare, &jitter, &vec![0; 500]] {
+        for values in [&uniform, &rare, &jitter, &vec![0; 500], &vec![i64::MIN; 4], &vec![i64::MAX; 1]] {
             let mut bits = BitWriter::default();
             put_ints(&mut bits, values, choose_code(values).0);
             let data = bits.finish();
@@ -1163,7 +1187,9 @@ mod tests {
         let sqrt = series(0, 1000, (0..100).map(|i| f64::from(i).sqrt()));
         let decimals = series(0, 1000, (0..100).map(|i| f64::from(i * i % 17) / 100.0));
         let pages = series(0, 1000, (0..100).map(|i| f64::from(i) * 4096.0));
-        let chunks = [encode(&sqrt), encode(&decimals), encode(&pages), encode(&pages[..1]), encode(&pages[..2])];
+        let flat = series(0, 1000, std::iter::repeat_n(2.5, 100));
+        let chunks =
+            [encode(&sqrt), encode(&decimals), encode(&pages), encode(&pages[..1]), encode(&pages[..2]), encode(&flat)];
         let forms: Vec<u8> = chunks[..3].iter().map(|c| value_form(c).0).collect();
         assert_eq!(forms, [VALUES_XOR, VALUES_DECIMAL, VALUES_DECIMAL]);
         let (e, decimal_mantissas) = decimal_form(&decimals).unwrap();
@@ -1186,6 +1212,13 @@ mod tests {
         for cut in 0..rollup.len() {
             assert!(decode_summaries(&rollup[..cut]).is_err());
         }
+        // Constant columns take no bits per point, so only a bound stops a forged count.
+        let flat_chunk = encode(&flat);
+        assert_eq!(flat_chunk[1], 100, "a one-byte count");
+        let mut forged = vec![flat_chunk[0]];
+        put_varint(&mut forged, CONSTANT_POINTS_BOUND + 1);
+        forged.extend_from_slice(&flat_chunk[2..]);
+        assert_eq!(decode(&forged), Err(CorruptChunk("count past the data")));
         assert!(decode(&[]).is_err());
         assert!(decode(&[9, 1, 0]).is_err());
         assert!(decode(&[KIND_XOR, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
