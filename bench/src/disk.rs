@@ -1,13 +1,27 @@
-//! Bytes per sample on disk (issue 17): a day of agent-like data (100 hosts × 10 metrics = 1000
-//! series at 10 s, 8.64 M samples: gauges with one or two decimals, byte gauges, counters of
-//! bytes and of CPU seconds, a slowly changing free-space gauge; timestamps with a few ms of
-//! jitter) into microdash on SQLite and into VictoriaMetrics, then every file of each data
-//! directory after a clean stop. microdash is measured twice: before compaction (the row
-//! store: raw rows and rollups) and after `microdash compact` (chunks and rollups), which a
-//! running server does by itself every retention interval.
+//! Bytes per sample on disk (issue 17): a day of data at 10 s into microdash on SQLite and into
+//! VictoriaMetrics, then every file of each data directory after a clean stop. microdash is
+//! measured twice: before compaction (the row store: raw rows and rollups) and after
+//! `microdash compact` (chunks and rollups), which a running server does by itself every
+//! retention interval.
+//!
+//! Two corpora, each measured the same way:
+//! - **synthetic**: 100 hosts × 10 busy metrics = 1000 series, 8.64 M samples (gauges with one or
+//!   two decimals, byte gauges, counters of bytes and of CPU seconds, a slowly changing
+//!   free-space gauge; timestamps with a few ms of jitter), noisy on purpose: its counters move
+//!   by uniform random increments, ~1.32 bytes a sample of information before any rollup;
+//! - **agent**: what `microdash-agent` really sends. `corpus/agent-hour.jsonl.gz` is an hour of
+//!   its output on a Linux VM at a 10 s interval (every series it sent, as stored: see
+//!   `corpus/README.md`); each of ⌈1000 / series⌉ hosts makes a day of it by drawing the hour's
+//!   10 s steps at random with replacement (`replay`), its timestamps on the agent's grid with
+//!   the offsets the recorded collections had. A replay of the hour as it was would
+//!   repeat it 24 times a day, and VictoriaMetrics' zstd finds such repeats (a first try measured
+//!   it at 0.17 bytes a sample on a replayed 4-minute recording): a bootstrap keeps each step's
+//!   increments and gaps as recorded, not its long stretches.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -88,6 +102,177 @@ fn series(metric: usize, host: usize, end: i64) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// One series of a corpus: its metric, its labels as a JSON object (`{"host":"h0"}`) and its
+/// points in time order.
+pub(crate) struct Series {
+    metric: String,
+    labels: String,
+    points: Vec<(i64, f64)>,
+}
+
+/// A corpus: its series (every one with `POINTS` points, all before `end`) and what the report
+/// says of it.
+struct Corpus {
+    name: &'static str,
+    description: String,
+    series: Vec<Series>,
+}
+
+impl Corpus {
+    fn synthetic(end: i64) -> Corpus {
+        let series = (0..METRICS.len())
+            .flat_map(|m| (0..HOSTS).map(move |h| (m, h)))
+            .map(|(m, h)| Series {
+                metric: METRICS[m].into(),
+                labels: format!("{{\"host\":\"h{h}\"}}"),
+                points: series(m, h, end),
+            })
+            .collect();
+        Corpus {
+            name: "synthetic",
+            description: format!(
+                "{HOSTS} hosts × {n} busy metrics = {total} series at 10 s (gauges with one or two decimals, byte \
+                 gauges moving in pages, counters of bytes and of CPU seconds moving by uniform random \
+                 increments, a free-space gauge that changes now and then; timestamps with 0–6 ms of jitter): \
+                 noisy on purpose, ~1.32 bytes a sample of information in the raw samples alone \
+                 (docs/storage.md, \"The chunk format\")",
+                n = METRICS.len(),
+                total = HOSTS * METRICS.len(),
+            ),
+            series,
+        }
+    }
+
+    /// The recorded hour of `microdash-agent` (`corpus/agent-hour.jsonl.gz`) made into a day of
+    /// ⌈1000 / its series⌉ hosts (see the module's doc).
+    fn agent(end: i64) -> Result<Corpus> {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&include_bytes!("../corpus/agent-hour.jsonl.gz")[..])
+            .read_to_string(&mut text)
+            .context("reading corpus/agent-hour.jsonl.gz")?;
+        let mut recorded = Vec::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).context("a line of corpus/agent-hour.jsonl.gz")?;
+            let numbers = |key: &str| -> Result<Vec<Value>> {
+                v[key].as_array().cloned().with_context(|| format!("`{key}` of a recorded series"))
+            };
+            let ts: Vec<i64> = numbers("ts")?.iter().filter_map(Value::as_i64).collect();
+            // Strings, so the doubles read back exactly whatever the JSON parser's rounding.
+            let values = numbers("values")?
+                .iter()
+                .map(|v| v.as_str().context("a recorded value")?.parse::<f64>().context("a recorded value"))
+                .collect::<Result<Vec<f64>>>()?;
+            let metric = v["metric"].as_str().context("`metric` of a recorded series")?.to_string();
+            let labels = v["labels"].as_object().context("`labels` of a recorded series")?.clone();
+            if ts.len() != values.len() {
+                bail!("{metric}: {} timestamps, {} values", ts.len(), values.len());
+            }
+            recorded.push((metric, labels, ts, values));
+        }
+        // Only the series the agent sent at every collection of the hour.
+        let n = recorded.iter().map(|r| r.2.len()).max().context("an empty corpus")?;
+        recorded.retain(|r| r.2.len() == n);
+        if n < 2 {
+            bail!("corpus/agent-hour.jsonl.gz holds {n} collection(s); a day needs the steps between two");
+        }
+        let hosts = 1000usize.div_ceil(recorded.len());
+        let mut series = Vec::new();
+        for host in 0..hosts {
+            let draws = draws(n, host, POINTS);
+            for (metric, labels, ts, values) in &recorded {
+                let mut labels = labels.clone();
+                labels.insert("host".into(), Value::String(format!("h{host}")));
+                series.push(Series {
+                    metric: metric.clone(),
+                    labels: Value::Object(labels).to_string(),
+                    points: replay(&draws, host * n / hosts, ts, values, end),
+                });
+            }
+        }
+        Ok(Corpus {
+            name: "agent",
+            description: format!(
+                "what `microdash-agent` sends: an hour of its output on a Linux VM at a 10 s interval \
+                 (`bench/corpus/agent-hour.jsonl.gz`, {n} collections of {per_host} series: CPU, memory, \
+                 filesystems, disks, network, pressure, processes, sockets as the agent reads them), made \
+                 into a day for each of {hosts} hosts ({total} series) by drawing the recorded 10 s steps \
+                 at random with replacement, the same draws for all series of a host: counters add the \
+                 drawn increments, gauges move by the drawn changes within the range the hour saw, \
+                 timestamps keep the agent's 10 s grid with the drawn collection's offset from it \
+                 (`bench/src/disk.rs`, `bench/corpus/README.md`). No stretch \
+                 of the hour repeats as a whole, so neither store is handed repeats to find",
+                per_host = recorded.len(),
+                total = series.len(),
+            ),
+            series,
+        })
+    }
+}
+
+/// The steps a host takes through the recorded hour: `len - 1` indexes in `1..n`, each naming
+/// the recorded step from collection `j - 1` to `j`, drawn with replacement (a bootstrap). Every
+/// series of the host takes the same draws, so a busy step is busy for all its counters, as
+/// when the agent collects them together.
+fn draws(n: usize, host: usize, len: usize) -> Vec<usize> {
+    let mut rng = Rng(0x517c_c1b7_2722_0a95 ^ (host as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    (1..len).map(|_| 1 + (rng.next() % (n as u64 - 1)) as usize).collect()
+}
+
+/// The smallest `e ≤ 6` with every value exactly `m / 10^e` (|m| < 2^53), if any.
+fn decimal_scale(values: &[f64]) -> Option<i32> {
+    (0..=6).find(|&e| {
+        let p = 10f64.powi(e);
+        values.iter().all(|&v| (v * p).abs() < 9.0e15 && (v * p).round() / p == v)
+    })
+}
+
+/// A day of one recorded series (`ts`, `values`, `n ≥ 2` collections) from collection `start`
+/// on, taking the recorded steps `draws` names, the last point before `end`:
+/// - timestamps keep the agent's clock: a grid at the hour's median gap, each point off it by
+///   what the collection its step ends at was off (the agent's ticker keeps to its grid; drawing
+///   gaps instead would let the offsets wander);
+/// - a series that never falls is a counter: it adds each step's recorded increment (in
+///   integer units of its decimals when every value has at most 6; else as doubles);
+/// - a gauge whose values are decimals moves by each step's recorded change, turned back
+///   where it would leave the range the recording saw, or not at all where that would leave it
+///   too (so it stays on the recorded grid of values and within its bounds);
+/// - any other gauge takes the recorded value the step ends at.
+fn replay(draws: &[usize], start: usize, ts: &[i64], values: &[f64], end: i64) -> Vec<(i64, f64)> {
+    let scale = decimal_scale(values);
+    let counter = values.windows(2).all(|w| w[1] >= w[0]);
+    let p = 10f64.powi(scale.unwrap_or(0));
+    let units: Vec<i64> = values.iter().map(|v| (v * p).round() as i64).collect();
+    let (low, high) = (units.iter().min().copied().unwrap_or(0), units.iter().max().copied().unwrap_or(0));
+    let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    let step = gaps[gaps.len() / 2];
+    let offsets: Vec<i64> = ts.iter().enumerate().map(|(j, t)| t - ts[0] - j as i64 * step).collect();
+    let base = end - STEP_MS / 2 - draws.len() as i64 * step - offsets.iter().max().copied().unwrap_or(0);
+    let (mut unit, mut value) = (units[start], values[start]);
+    let mut points = Vec::with_capacity(draws.len() + 1);
+    points.push((base + offsets[start], value));
+    for (k, &j) in draws.iter().enumerate() {
+        value = match (scale, counter) {
+            (Some(_), _) => {
+                let step = units[j] - units[j - 1];
+                let inside = |u: i64| (low..=high).contains(&u);
+                unit += if counter || inside(unit + step) {
+                    step
+                } else if inside(unit - step) {
+                    -step
+                } else {
+                    0
+                };
+                unit as f64 / p
+            }
+            (None, true) => value + (values[j] - values[j - 1]),
+            (None, false) => values[j],
+        };
+        points.push((base + (k as i64 + 1) * step + offsets[j], value));
+    }
+    points
+}
+
 /// Every file under `dir`, each named on stderr.
 fn dir_bytes(dir: &Path) -> Result<u64> {
     Ok(files(dir, dir)?.iter().map(|(_, bytes)| bytes).sum())
@@ -116,34 +301,56 @@ pub struct DiskRow {
     pub bytes: u64,
 }
 
-pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
-    let samples = (HOSTS * METRICS.len() * POINTS) as u64;
+pub async fn run(server_bin: &Path, victoria_bin: &Path, corpora: &[String]) -> Result<String> {
     // The day ends at the start of the newest closed chunk window, so all of it compacts.
     let now = microdash_testkit::now_ms();
     let end = {
         let aligned = now - 10 * 60_000;
         aligned - aligned.rem_euclid(2 * 3_600_000)
     };
-    let corpus: Vec<Vec<(i64, f64)>> =
-        (0..METRICS.len()).flat_map(|m| (0..HOSTS).map(move |h| (m, h))).map(|(m, h)| series(m, h, end)).collect();
+    let mut out = String::from(
+        "## Bytes per sample on disk, next to VictoriaMetrics\n\n\
+         Two corpora of a day at 10 s, each sent to both. Every file of the data directory is counted after \
+         a clean stop (SIGTERM). microdash takes the day through `POST /api/v1/metrics/bulk` (5000 samples a \
+         request, in time order as agents send), is measured once as it stood (raw rows and rollups), then \
+         after `microdash compact` (a running server compacts each closed 2 h window by itself, 10 min after \
+         it closes); VictoriaMetrics through `/api/v1/import`, a line a series. Both hold every point of a \
+         series afterwards (checked).\n",
+    );
+    for name in corpora {
+        let corpus = match name.as_str() {
+            "synthetic" => Corpus::synthetic(end),
+            "agent" => Corpus::agent(end)?,
+            other => bail!("--disk-corpora: no corpus {other:?} (synthetic, agent)"),
+        };
+        out.push_str(&measure(server_bin, victoria_bin, &corpus, end).await?);
+    }
+    Ok(out)
+}
+
+/// One corpus into microdash (row store, then compacted) and VictoriaMetrics: its part of the report.
+async fn measure(server_bin: &Path, victoria_bin: &Path, corpus: &Corpus, end: i64) -> Result<String> {
+    let samples = corpus.series.iter().map(|s| s.points.len() as u64).sum::<u64>();
+    let probe = &corpus.series[0];
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
+    let name = corpus.name;
 
-    eprintln!("[disk] microdash (SQLite): {samples} samples");
+    eprintln!("[disk] {name}: microdash (SQLite): {samples} samples in {} series", corpus.series.len());
     // No compaction while the day comes in: the first measure is the row store as it stood.
     let mut server = start_server_with(server_bin, MqttMode::Off, &[("MICRODASH_RETENTION_INTERVAL", "1h".into())])?;
     let started = Instant::now();
     // As agents send: every series' sample of one moment together, 5000 samples a request.
     let mut bulk = BulkSender::new(&http, &server.base, &server.token);
     for i in 0..POINTS {
-        for (s, points) in corpus.iter().enumerate() {
-            let (ts, v) = points[i];
-            bulk.push(METRICS[s / HOSTS], s % HOSTS, ts, v).await?;
+        for series in &corpus.series {
+            let (ts, v) = series.points[i];
+            bulk.push_series(&series.metric, &series.labels, ts, v).await?;
         }
     }
     bulk.flush().await?;
     let ingest_s = started.elapsed().as_secs_f64();
-    let stored = microdash_points(&http, &server.base, &server.token, end).await?;
+    let stored = microdash_points(&http, &server.base, &server.token, probe, end).await?;
     if stored != POINTS {
         bail!("microdash holds {stored} of {POINTS} points of one series");
     }
@@ -159,7 +366,7 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     compact_offline(server_bin, &dir)?;
     let compact_s = compact_started.elapsed().as_secs_f64();
     server.process.restart().map_err(|e| anyhow::anyhow!("restarting microdash: {e}"))?;
-    let stored = microdash_points(&http, &server.process.base, &server.token, end).await?;
+    let stored = microdash_points(&http, &server.process.base, &server.token, probe, end).await?;
     if stored != POINTS {
         bail!("after compaction microdash holds {stored} of {POINTS} points of one series");
     }
@@ -201,15 +408,15 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
     }
     drop(server);
 
-    eprintln!("[disk] VictoriaMetrics: {samples} samples");
+    eprintln!("[disk] {name}: VictoriaMetrics: {samples} samples");
     let vm = storage::start_victoria(victoria_bin).await?;
-    for (s, points) in corpus.iter().enumerate() {
-        victoria_import(&http, &vm.base, METRICS[s / HOSTS], s % HOSTS, points).await?;
+    for series in &corpus.series {
+        victoria_import_series(&http, &vm.base, &series.metric, &series.labels, &series.points).await?;
     }
     http.get(format!("{}/internal/force_flush", vm.base)).send().await?;
     let exported = http
         .get(format!("{}/api/v1/export", vm.base))
-        .query(&[("match[]", "node_cpu_percent{host=\"h0\"}"), ("start", "0")])
+        .query(&[("match[]", victoria_selector(probe)?.as_str()), ("start", "0")])
         .send()
         .await?
         .text()
@@ -219,8 +426,9 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|v| v["timestamps"].as_array().map_or(0, Vec::len))
         .sum::<usize>();
-    if got != POINTS {
-        bail!("VictoriaMetrics holds {got} of {POINTS} points of one series");
+    // Every series matching the probe's selector, each with all its points.
+    if got == 0 || got % POINTS != 0 {
+        bail!("VictoriaMetrics holds {got} points of the probe's series, not a multiple of {POINTS}");
     }
     // A clean stop: SIGTERM, and VictoriaMetrics flushes its in-memory parts first.
     let mut vm = vm;
@@ -230,18 +438,10 @@ pub async fn run(server_bin: &Path, victoria_bin: &Path) -> Result<String> {
 
     let theirs = rows.last().expect("three rows").bytes as f64 / samples as f64;
     let mut out = format!(
-        "## Bytes per sample on disk, next to VictoriaMetrics\n\n\
-         A day of agent-like data: {HOSTS} hosts × {n} metrics = {series} series at 10 s, {samples} samples (gauges \
-         with one or two decimals, byte gauges moving in pages, counters of bytes and of CPU seconds, a \
-         free-space gauge that changes now and then; timestamps with 0–6 ms of jitter), the same corpus for \
-         both. Every file of the data directory is counted after a clean stop (SIGTERM). microdash took the \
-         day through `POST /api/v1/metrics/bulk` in {ingest_s:.0} s (5000 samples a request, in time order as \
-         agents send), is measured once as it stood (raw rows and rollups), then after `microdash compact` \
-         ({compact_s:.1} s; a running server compacts each closed 2 h window by itself, 10 min after it \
-         closes). Both hold all {POINTS} points of a series afterwards (checked).\n\n\
+        "\n### Corpus \"{name}\": {description}\n\n{samples} samples. microdash took the day in {ingest_s:.0} s; \
+         `microdash compact` took {compact_s:.1} s.\n\n\
          | setup | bytes on disk | bytes per sample | vs VM |\n|---|---|---|---|\n",
-        n = METRICS.len(),
-        series = HOSTS * METRICS.len(),
+        description = corpus.description,
     );
     for row in &rows {
         let per = row.bytes as f64 / samples as f64;
@@ -286,9 +486,13 @@ impl<'a> BulkSender<'a> {
 
     /// Adds a sample of `metric{host="h<host>"}`; posts the body once it holds 5000.
     pub(crate) async fn push(&mut self, metric: &str, host: usize, ts: i64, value: f64) -> Result<()> {
+        self.push_series(metric, &format!("{{\"host\":\"h{host}\"}}"), ts, value).await
+    }
+
+    /// Adds a sample of `metric` with `labels` (a JSON object); posts the body once it holds 5000.
+    async fn push_series(&mut self, metric: &str, labels: &str, ts: i64, value: f64) -> Result<()> {
         self.body.extend_from_slice(if self.samples == 0 { b"{\"samples\":[" as &[u8] } else { b"," });
-        let sample =
-            format!("{{\"metric\":\"{metric}\",\"value\":{value},\"ts\":{ts},\"labels\":{{\"host\":\"h{host}\"}}}}");
+        let sample = format!("{{\"metric\":\"{metric}\",\"value\":{value},\"ts\":{ts},\"labels\":{labels}}}");
         self.body.extend_from_slice(sample.as_bytes());
         self.samples += 1;
         if self.samples == 5000 { self.flush().await } else { Ok(()) }
@@ -338,10 +542,24 @@ pub(crate) async fn victoria_import(
     host: usize,
     points: &[(i64, f64)],
 ) -> Result<()> {
+    victoria_import_series(http, base, metric, &format!("{{\"host\":\"h{host}\"}}"), points).await
+}
+
+/// One series of `metric` with `labels` (a JSON object) into VictoriaMetrics' `/api/v1/import`.
+async fn victoria_import_series(
+    http: &reqwest::Client,
+    base: &str,
+    metric: &str,
+    labels: &str,
+    points: &[(i64, f64)],
+) -> Result<()> {
+    let mut name: serde_json::Map<String, Value> = serde_json::from_str(labels)?;
+    name.insert("__name__".into(), Value::String(metric.into()));
     let values: Vec<String> = points.iter().map(|p| p.1.to_string()).collect();
     let stamps: Vec<String> = points.iter().map(|p| p.0.to_string()).collect();
     let line = format!(
-        "{{\"metric\":{{\"__name__\":\"{metric}\",\"host\":\"h{host}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
+        "{{\"metric\":{},\"values\":[{}],\"timestamps\":[{}]}}\n",
+        Value::Object(name),
         values.join(","),
         stamps.join(",")
     );
@@ -352,15 +570,73 @@ pub(crate) async fn victoria_import(
     Ok(())
 }
 
-/// Raw points microdash returns for one series of the corpus over the day.
-async fn microdash_points(http: &reqwest::Client, base: &str, token: &str, end: i64) -> Result<usize> {
-    let from = end - POINTS as i64 * STEP_MS;
+/// A series selector for `series`' metric and host (`{__name__="cpu.usage",host="h0"}`): the
+/// metric's name may hold dots.
+fn victoria_selector(series: &Series) -> Result<String> {
+    let labels: serde_json::Map<String, Value> = serde_json::from_str(&series.labels)?;
+    let host = labels.get("host").and_then(Value::as_str).context("the probe series has no host")?;
+    Ok(format!("{{__name__={:?},host={:?}}}", series.metric, host))
+}
+
+/// Raw points microdash returns for the probe series' metric and host over the day (the first
+/// series it answers with; every series of a corpus has `POINTS`).
+async fn microdash_points(http: &reqwest::Client, base: &str, token: &str, probe: &Series, end: i64) -> Result<usize> {
+    let labels: serde_json::Map<String, Value> = serde_json::from_str(&probe.labels)?;
+    let host = labels.get("host").and_then(Value::as_str).context("the probe series has no host")?;
+    // An hour of room before the day: a replayed corpus' gaps may add up to a little more than a day.
+    let from = end - POINTS as i64 * STEP_MS - 3_600_000;
     let body: Value = http
-        .get(format!("{base}/api/v1/query?metric=node_cpu_percent&match=host=h0&from={from}&to={end}&resolution=raw"))
+        .get(format!("{base}/api/v1/query"))
+        .query(&[
+            ("metric", probe.metric.as_str()),
+            ("match", &format!("host={host}")),
+            ("from", &from.to_string()),
+            ("to", &end.to_string()),
+            ("resolution", "raw"),
+        ])
         .bearer_auth(token)
         .send()
         .await?
         .json()
         .await?;
     Ok(body["series"][0]["points"].as_array().map_or(0, Vec::len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_name_recorded_steps_and_differ_between_hosts() {
+        let a = draws(360, 0, POINTS);
+        assert_eq!(a.len(), POINTS - 1);
+        assert!(a.iter().all(|&j| (1..360).contains(&j)));
+        assert_ne!(a, draws(360, 1, POINTS));
+        assert_eq!(a, draws(360, 0, POINTS), "the same corpus every run");
+    }
+
+    #[test]
+    fn a_replayed_counter_adds_the_drawn_increments_and_a_gauge_stays_in_its_range() {
+        // The median gap 10 000; the third collection 1 ms off the grid.
+        let ts = [0, 10_000, 20_001, 30_000];
+        let end = 1_000_000_000;
+        let draws = [3, 1, 3, 2];
+        // Increments 0.25, 0.25, 1.25 from 10.5.
+        let counter = [10.5, 10.75, 11.0, 12.25];
+        let day = replay(&draws, 1, &ts, &counter, end);
+        let values: Vec<f64> = day.iter().map(|p| p.1).collect();
+        assert_eq!(values, [10.75, 12.0, 12.25, 13.5, 13.75]);
+        let gaps: Vec<i64> = day.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert_eq!(gaps, [10_000, 10_000, 10_000, 10_001]);
+        assert!(day.last().unwrap().0 < end);
+
+        // From 3 within [1, 3]: +0.5 turns back to -0.5; -2 fits neither way and stays; +0.5;
+        // +1 turns back to -1.
+        let gauge = [3.0, 1.0, 2.0, 2.5];
+        let values: Vec<f64> = replay(&draws, 0, &ts, &gauge, end).iter().map(|p| p.1).collect();
+        assert_eq!(values, [3.0, 2.5, 2.5, 3.0, 2.0]);
+        // Cumulative floats that no decimal scale holds add their recorded increments as doubles.
+        assert_eq!(decimal_scale(&[0.1 + 0.2]), None);
+        assert_eq!(decimal_scale(&[1.0, 2.5, 3.25]), Some(2));
+    }
 }

@@ -152,6 +152,10 @@ struct Args {
     /// and VictoriaMetrics' row stay as they were.
     #[arg(long, value_delimiter = ',')]
     storage_setups: Vec<String>,
+    /// Disk section: the corpora to measure (`synthetic`, `agent`); a run of one writes a section
+    /// with that corpus only.
+    #[arg(long, value_delimiter = ',', default_values_t = ["synthetic".to_string(), "agent".to_string()])]
+    disk_corpora: Vec<String>,
     /// Where to write the report.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -769,7 +773,7 @@ async fn main() -> Result<()> {
         report::update(&args.out, "remote_write", &format!("{text}\n{stamp}"))?;
     }
     if wants(Section::Disk) {
-        let text = disk::run(&args.server, &args.victoria_metrics).await?;
+        let text = disk::run(&args.server, &args.victoria_metrics, &args.disk_corpora).await?;
         report::update(&args.out, "disk", &format!("{text}\n{stamp}"))?;
     }
     if wants(Section::Query) {
