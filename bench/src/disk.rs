@@ -16,12 +16,12 @@
 //!   the offsets the recorded collections had. A replay of the hour as it was would
 //!   repeat it 24 times a day, and VictoriaMetrics' zstd finds such repeats (a first try measured
 //!   it at 0.17 bytes a sample on a replayed 4-minute recording): a bootstrap keeps each step's
-//!   increments and gaps as recorded, not its long stretches.
+//!   increments and clock offsets as recorded, not its long stretches.
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -102,12 +102,17 @@ fn series(metric: usize, host: usize, end: i64) -> Vec<(i64, f64)> {
         .collect()
 }
 
-/// One series of a corpus: its metric, its labels as a JSON object (`{"host":"h0"}`) and its
-/// points in time order.
+/// One series of a corpus: its metric, its labels (`host` among them) and its points in time
+/// order.
 pub(crate) struct Series {
     metric: String,
-    labels: String,
+    labels: BTreeMap<String, String>,
     points: Vec<(i64, f64)>,
+}
+
+/// A label set with one label, `host="h<host>"`.
+fn host_labels(host: usize) -> BTreeMap<String, String> {
+    BTreeMap::from([("host".to_string(), format!("h{host}"))])
 }
 
 /// A corpus: its series (every one with `POINTS` points, all before `end`) and what the report
@@ -122,11 +127,7 @@ impl Corpus {
     fn synthetic(end: i64) -> Corpus {
         let series = (0..METRICS.len())
             .flat_map(|m| (0..HOSTS).map(move |h| (m, h)))
-            .map(|(m, h)| Series {
-                metric: METRICS[m].into(),
-                labels: format!("{{\"host\":\"h{h}\"}}"),
-                points: series(m, h, end),
-            })
+            .map(|(m, h)| Series { metric: METRICS[m].into(), labels: host_labels(h), points: series(m, h, end) })
             .collect();
         Corpus {
             name: "synthetic",
@@ -153,8 +154,8 @@ impl Corpus {
         let mut recorded = Vec::new();
         for line in text.lines() {
             let v: Value = serde_json::from_str(line).context("a line of corpus/agent-hour.jsonl.gz")?;
-            let numbers = |key: &str| -> Result<Vec<Value>> {
-                v[key].as_array().cloned().with_context(|| format!("`{key}` of a recorded series"))
+            let numbers = |key: &str| -> Result<&Vec<Value>> {
+                v[key].as_array().with_context(|| format!("`{key}` of a recorded series"))
             };
             let ts: Vec<i64> = numbers("ts")?.iter().filter_map(Value::as_i64).collect();
             // Strings, so the doubles read back exactly whatever the JSON parser's rounding.
@@ -163,7 +164,8 @@ impl Corpus {
                 .map(|v| v.as_str().context("a recorded value")?.parse::<f64>().context("a recorded value"))
                 .collect::<Result<Vec<f64>>>()?;
             let metric = v["metric"].as_str().context("`metric` of a recorded series")?.to_string();
-            let labels = v["labels"].as_object().context("`labels` of a recorded series")?.clone();
+            let labels: BTreeMap<String, String> =
+                serde_json::from_value(v["labels"].clone()).context("`labels` of a recorded series")?;
             if ts.len() != values.len() {
                 bail!("{metric}: {} timestamps, {} values", ts.len(), values.len());
             }
@@ -181,10 +183,10 @@ impl Corpus {
             let draws = draws(n, host, POINTS);
             for (metric, labels, ts, values) in &recorded {
                 let mut labels = labels.clone();
-                labels.insert("host".into(), Value::String(format!("h{host}")));
+                labels.insert("host".into(), format!("h{host}"));
                 series.push(Series {
                     metric: metric.clone(),
-                    labels: Value::Object(labels).to_string(),
+                    labels,
                     points: replay(&draws, host * n / hosts, ts, values, end),
                 });
             }
@@ -342,10 +344,12 @@ async fn measure(server_bin: &Path, victoria_bin: &Path, corpus: &Corpus, end: i
     let started = Instant::now();
     // As agents send: every series' sample of one moment together, 5000 samples a request.
     let mut bulk = BulkSender::new(&http, &server.base, &server.token);
+    let labels: Vec<String> =
+        corpus.series.iter().map(|s| serde_json::to_string(&s.labels)).collect::<Result<_, _>>()?;
     for i in 0..POINTS {
-        for series in &corpus.series {
+        for (series, labels) in corpus.series.iter().zip(&labels) {
             let (ts, v) = series.points[i];
-            bulk.push_series(&series.metric, &series.labels, ts, v).await?;
+            bulk.push_series(&series.metric, labels, ts, v).await?;
         }
     }
     bulk.flush().await?;
@@ -416,7 +420,7 @@ async fn measure(server_bin: &Path, victoria_bin: &Path, corpus: &Corpus, end: i
     http.get(format!("{}/internal/force_flush", vm.base)).send().await?;
     let exported = http
         .get(format!("{}/api/v1/export", vm.base))
-        .query(&[("match[]", victoria_selector(probe)?.as_str()), ("start", "0")])
+        .query(&[("match[]", victoria_selector(probe).as_str()), ("start", "0")])
         .send()
         .await?
         .text()
@@ -426,9 +430,8 @@ async fn measure(server_bin: &Path, victoria_bin: &Path, corpus: &Corpus, end: i
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|v| v["timestamps"].as_array().map_or(0, Vec::len))
         .sum::<usize>();
-    // Every series matching the probe's selector, each with all its points.
-    if got == 0 || got % POINTS != 0 {
-        bail!("VictoriaMetrics holds {got} points of the probe's series, not a multiple of {POINTS}");
+    if got != POINTS {
+        bail!("VictoriaMetrics holds {got} of {POINTS} points of one series");
     }
     // A clean stop: SIGTERM, and VictoriaMetrics flushes its in-memory parts first.
     let mut vm = vm;
@@ -542,24 +545,24 @@ pub(crate) async fn victoria_import(
     host: usize,
     points: &[(i64, f64)],
 ) -> Result<()> {
-    victoria_import_series(http, base, metric, &format!("{{\"host\":\"h{host}\"}}"), points).await
+    victoria_import_series(http, base, metric, &host_labels(host), points).await
 }
 
-/// One series of `metric` with `labels` (a JSON object) into VictoriaMetrics' `/api/v1/import`.
+/// One series of `metric` with `labels` into VictoriaMetrics' `/api/v1/import`.
 async fn victoria_import_series(
     http: &reqwest::Client,
     base: &str,
     metric: &str,
-    labels: &str,
+    labels: &BTreeMap<String, String>,
     points: &[(i64, f64)],
 ) -> Result<()> {
-    let mut name: serde_json::Map<String, Value> = serde_json::from_str(labels)?;
-    name.insert("__name__".into(), Value::String(metric.into()));
+    let mut name = labels.clone();
+    name.insert("__name__".into(), metric.into());
     let values: Vec<String> = points.iter().map(|p| p.1.to_string()).collect();
     let stamps: Vec<String> = points.iter().map(|p| p.0.to_string()).collect();
     let line = format!(
         "{{\"metric\":{},\"values\":[{}],\"timestamps\":[{}]}}\n",
-        Value::Object(name),
+        serde_json::to_string(&name)?,
         values.join(","),
         stamps.join(",")
     );
@@ -570,36 +573,31 @@ async fn victoria_import_series(
     Ok(())
 }
 
-/// A series selector for `series`' metric and host (`{__name__="cpu.usage",host="h0"}`): the
-/// metric's name may hold dots.
-fn victoria_selector(series: &Series) -> Result<String> {
-    let labels: serde_json::Map<String, Value> = serde_json::from_str(&series.labels)?;
-    let host = labels.get("host").and_then(Value::as_str).context("the probe series has no host")?;
-    Ok(format!("{{__name__={:?},host={:?}}}", series.metric, host))
+/// The selector of exactly `series` (`{__name__="cpu.usage",cpu="0",host="h0"}`): the metric's
+/// name may hold dots.
+fn victoria_selector(series: &Series) -> String {
+    let labels: Vec<String> = series.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{__name__={:?},{}}}", series.metric, labels.join(","))
 }
 
-/// Raw points microdash returns for the probe series' metric and host over the day (the first
-/// series it answers with; every series of a corpus has `POINTS`).
+/// Raw points microdash returns for `probe` (matched on every label) over the day.
 async fn microdash_points(http: &reqwest::Client, base: &str, token: &str, probe: &Series, end: i64) -> Result<usize> {
-    let labels: serde_json::Map<String, Value> = serde_json::from_str(&probe.labels)?;
-    let host = labels.get("host").and_then(Value::as_str).context("the probe series has no host")?;
-    // An hour of room before the day: a replayed corpus' gaps may add up to a little more than a day.
+    // An hour of room before the day: a recorded clock's step may be a little over 10 s.
     let from = end - POINTS as i64 * STEP_MS - 3_600_000;
-    let body: Value = http
-        .get(format!("{base}/api/v1/query"))
-        .query(&[
-            ("metric", probe.metric.as_str()),
-            ("match", &format!("host={host}")),
-            ("from", &from.to_string()),
-            ("to", &end.to_string()),
-            ("resolution", "raw"),
-        ])
-        .bearer_auth(token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(body["series"][0]["points"].as_array().map_or(0, Vec::len))
+    let mut query = vec![
+        ("metric", probe.metric.clone()),
+        ("from", from.to_string()),
+        ("to", end.to_string()),
+        ("resolution", "raw".into()),
+    ];
+    query.extend(probe.labels.iter().map(|(k, v)| ("match", format!("{k}={v}"))));
+    let body: Value =
+        http.get(format!("{base}/api/v1/query")).query(&query).bearer_auth(token).send().await?.json().await?;
+    let series = body["series"].as_array().map_or(&[][..], Vec::as_slice);
+    if series.len() != 1 {
+        bail!("microdash answered {} series for the probe {} {:?}", series.len(), probe.metric, probe.labels);
+    }
+    Ok(series[0]["points"].as_array().map_or(0, Vec::len))
 }
 
 #[cfg(test)]
